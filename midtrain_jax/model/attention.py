@@ -1,0 +1,122 @@
+"""Grouped-query attention with QK-norm, RoPE/YaRN, sliding windows and packing.
+
+Masks combine three rules: causal, an optional sliding window (a query sees
+itself and the `window - 1` tokens before it), and segment ids, so packed
+documents never attend across boundaries. Positions restart per document.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from midtrain_jax.config_lib import FULL_ATTENTION, ModelConfig
+from midtrain_jax.model import rope
+from midtrain_jax.model.layers import Dense, RMSNorm
+
+
+def attention_mask(q_pos_T, k_pos_S, q_seg_BT, k_seg_BS, window: int):
+  """Boolean mask [B, 1, T, S]: causal, windowed, same document.
+
+  Args:
+    q_pos_T, k_pos_S: absolute slot index of each query / key in the sequence.
+    q_seg_BT, k_seg_BS: segment (document) ids of queries / keys.
+    window: sliding-window size, or 0 for full causal attention.
+  """
+  delta_TS = q_pos_T[:, None] - k_pos_S[None, :]
+  allowed_TS = delta_TS >= 0
+  if window != FULL_ATTENTION:
+    allowed_TS &= delta_TS < window
+  same_doc_BTS = q_seg_BT[:, :, None] == k_seg_BS[:, None, :]
+  return (allowed_TS[None] & same_doc_BTS)[:, None]
+
+
+def reference_attention(q_BTNH, k_BSKH, v_BSKH, mask_B1TS, scale: float):
+  """Plain softmax attention in float32: the ground truth kernels are checked against."""
+  b, t, n, h = q_BTNH.shape
+  k_heads = k_BSKH.shape[2]
+  q_BTKGH = q_BTNH.reshape(b, t, k_heads, n // k_heads, h).astype(jnp.float32)
+  logits = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, k_BSKH.astype(jnp.float32)) * scale
+  logits = jnp.where(mask_B1TS[:, :, None], logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1)
+  out = jnp.einsum("bkgts,bskh->btkgh", probs, v_BSKH.astype(jnp.float32))
+  return out.reshape(b, t, n, h).astype(q_BTNH.dtype)
+
+
+class Attention(nnx.Module):
+  """Multi-head attention with `n_kv_heads` shared key/value heads."""
+
+  def __init__(self, cfg: ModelConfig, window: int, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.window = window
+    d, n, k, h = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    out_std = cfg.init_std / np.sqrt(2 * cfg.n_layers)
+    dense = functools.partial(Dense, param_dtype=cfg.param_dtype, rngs=rngs)
+    self.q = dense((d,), (n, h), axes=("embed", "heads", "head_dim"), std=cfg.init_std)
+    self.k = dense((d,), (k, h), axes=("embed", "kv_heads", "head_dim"), std=cfg.init_std)
+    self.v = dense((d,), (k, h), axes=("embed", "kv_heads", "head_dim"), std=cfg.init_std)
+    self.o = dense((n, h), (d,), axes=("heads", "head_dim", "embed"), std=out_std)
+    if cfg.qk_norm:
+      norm = functools.partial(RMSNorm, h, eps=cfg.norm_eps, axis_name="head_dim",
+                               param_dtype=cfg.param_dtype, rngs=rngs)
+      self.q_norm, self.k_norm = norm(), norm()
+
+  def _rope(self, x_BTNH, positions_BT):
+    cfg = self.cfg
+    use_yarn = cfg.yarn_factor > 1.0 and not (
+        cfg.yarn_full_layers_only and self.window != FULL_ATTENTION)
+    factor = cfg.yarn_factor if use_yarn else 1.0
+    inv_freq = rope.inverse_frequencies(
+        cfg.head_dim, cfg.rope_theta, yarn_factor=factor, beta_fast=cfg.yarn_beta_fast,
+        beta_slow=cfg.yarn_beta_slow, original_len=cfg.yarn_original_max_len)
+    return rope.apply_rope(x_BTNH, positions_BT, inv_freq, rope.yarn_attention_scale(factor))
+
+  def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None):
+    """Attends within documents.
+
+    Args:
+      x_BTD: input activations.
+      positions_BT: position of each token within its document (RoPE).
+      segment_ids_BT: document id of each token.
+      cache: None for training; for decoding a dict with `k`, `v` [B, S, K, H],
+        `segment_ids` [B, S] and `index` (slots already filled).
+
+    Returns:
+      (output [B, T, D], updated cache or None).
+    """
+    q = self.q(x_BTD)
+    k = self.k(x_BTD)
+    v = self.v(x_BTD)
+    if self.cfg.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q, k = self._rope(q, positions_BT), self._rope(k, positions_BT)
+    scale = 1.0 / np.sqrt(self.cfg.head_dim)
+    t = x_BTD.shape[1]
+
+    if cache is None:
+      slots = jnp.arange(t)
+      mask = attention_mask(slots, slots, segment_ids_BT, segment_ids_BT, self.window)
+      if self.cfg.attention == "reference":
+        out = reference_attention(q, k, v, mask, scale)
+      else:
+        window = None if self.window == FULL_ATTENTION else (self.window - 1, 0)
+        out = jax.nn.dot_product_attention(
+            q, k, v, mask=mask, scale=scale, is_causal=True, local_window_size=window,
+            implementation=None if self.cfg.attention == "xla" else self.cfg.attention)
+      new_cache = None
+    else:
+      start = cache["index"]
+      new_cache = {
+          "k": jax.lax.dynamic_update_slice_in_dim(cache["k"], k.astype(cache["k"].dtype), start, 1),
+          "v": jax.lax.dynamic_update_slice_in_dim(cache["v"], v.astype(cache["v"].dtype), start, 1),
+          "segment_ids": jax.lax.dynamic_update_slice_in_dim(
+              cache["segment_ids"], segment_ids_BT, start, 1),
+          "index": start + t,
+      }
+      # Unfilled slots carry segment id 0, which no real token has.
+      mask = attention_mask(start + jnp.arange(t), jnp.arange(cache["k"].shape[1]),
+                            segment_ids_BT, new_cache["segment_ids"], self.window)
+      out = reference_attention(q, new_cache["k"].astype(q.dtype),
+                                new_cache["v"].astype(q.dtype), mask, scale)
+    return self.o(out), new_cache

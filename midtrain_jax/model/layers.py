@@ -1,0 +1,80 @@
+"""Basic layers: token embedding, RMSNorm, dense projections and the SwiGLU MLP.
+
+Every parameter carries logical axis names in its `axes` metadata; the rules in
+`midtrain_jax.sharding` turn them into mesh shardings.
+"""
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def param(rngs: nnx.Rngs, init, shape: Sequence[int], axes: Sequence[str | None],
+          dtype=jnp.float32) -> nnx.Param:
+  """A parameter initialised by `init` and annotated with logical `axes`."""
+  if len(shape) != len(axes):
+    raise ValueError(f"shape {tuple(shape)} and axes {tuple(axes)} differ in rank")
+  return nnx.Param(init(rngs.params(), tuple(shape), dtype), axes=tuple(axes))
+
+
+class RMSNorm(nnx.Module):
+  """RMS normalisation over the last axis, computed in float32."""
+
+  def __init__(self, dim: int, *, eps: float, axis_name: str, param_dtype, rngs: nnx.Rngs):
+    self.eps = eps
+    self.scale = param(rngs, nnx.initializers.ones, (dim,), (axis_name,), param_dtype)
+
+  def __call__(self, x):
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+    return (x32 * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+
+
+class Dense(nnx.Module):
+  """A bias-free projection contracting the trailing `len(in_shape)` axes.
+
+  Multi-axis kernels (e.g. [embed, heads, head_dim]) keep heads as a real axis,
+  so tensor parallelism can shard it without reshapes.
+  """
+
+  def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], *,
+               axes: Sequence[str | None], std: float, param_dtype, rngs: nnx.Rngs):
+    self.n_in = len(in_shape)
+    init = nnx.initializers.normal(std)
+    self.kernel = param(rngs, init, tuple(in_shape) + tuple(out_shape), axes, param_dtype)
+
+  def __call__(self, x):
+    kernel = self.kernel[...].astype(x.dtype)
+    contract = (tuple(range(x.ndim - self.n_in, x.ndim)), tuple(range(self.n_in)))
+    return jax.lax.dot_general(x, kernel, (contract, ((), ())))
+
+
+class Embed(nnx.Module):
+  """Token embedding; `attend` reuses it as the output projection when tied."""
+
+  def __init__(self, vocab: int, dim: int, *, std: float, param_dtype, rngs: nnx.Rngs):
+    self.embedding = param(rngs, nnx.initializers.normal(std), (vocab, dim),
+                           ("vocab", "embed"), param_dtype)
+
+  def __call__(self, tokens_BT, dtype):
+    return jnp.take(self.embedding[...], tokens_BT, axis=0).astype(dtype)
+
+  def attend(self, x_BTD):
+    return jnp.einsum("btd,vd->btv", x_BTD, self.embedding[...].astype(x_BTD.dtype))
+
+
+class SwiGLU(nnx.Module):
+  """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, dim: int, hidden: int, *, std: float, out_std: float,
+               param_dtype, rngs: nnx.Rngs):
+    self.gate = Dense((dim,), (hidden,), axes=("embed", "mlp"), std=std,
+                      param_dtype=param_dtype, rngs=rngs)
+    self.up = Dense((dim,), (hidden,), axes=("embed", "mlp"), std=std,
+                    param_dtype=param_dtype, rngs=rngs)
+    self.down = Dense((hidden,), (dim,), axes=("mlp", "embed"), std=out_std,
+                      param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x_BTD):
+    return self.down(jax.nn.silu(self.gate(x_BTD)) * self.up(x_BTD))

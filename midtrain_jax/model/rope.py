@@ -1,0 +1,57 @@
+"""Rotary position embeddings with optional YaRN context extension.
+
+YaRN (Peng et al., 2023): frequencies that rotate fewer than `beta_slow` times
+over the original context are interpolated by `factor`, those rotating more than
+`beta_fast` times are kept, a linear ramp blends the band between; q and k are
+both scaled by 0.1 * ln(factor) + 1, sharpening attention at long range.
+"""
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def _correction_dim(num_rotations: float, dim: int, theta: float, original_len: int) -> float:
+  """The rotary dimension index that rotates `num_rotations` times over the context."""
+  return dim * math.log(original_len / (num_rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+
+def inverse_frequencies(head_dim: int, theta: float, *, yarn_factor: float = 1.0,
+                        beta_fast: float = 32.0, beta_slow: float = 1.0,
+                        original_len: int = 8192) -> np.ndarray:
+  """Per-pair inverse frequencies [head_dim // 2], YaRN-scaled when factor > 1."""
+  inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+  if yarn_factor == 1.0:
+    return inv_freq.astype(np.float32)
+  low = max(math.floor(_correction_dim(beta_fast, head_dim, theta, original_len)), 0)
+  high = min(math.ceil(_correction_dim(beta_slow, head_dim, theta, original_len)), head_dim - 1)
+  if low == high:
+    high += 0.001  # Avoids a zero-width ramp.
+  ramp = np.clip((np.arange(head_dim // 2) - low) / (high - low), 0.0, 1.0)
+  keep = 1.0 - ramp  # 1 for fast (high-frequency) pairs: extrapolate unchanged.
+  return (inv_freq / yarn_factor * (1.0 - keep) + inv_freq * keep).astype(np.float32)
+
+
+def yarn_attention_scale(yarn_factor: float) -> float:
+  """The factor q and k are each multiplied by (1 without YaRN)."""
+  return 1.0 if yarn_factor <= 1.0 else 0.1 * math.log(yarn_factor) + 1.0
+
+
+def apply_rope(x_BTNH, positions_BT, inv_freq_K, scale: float = 1.0):
+  """Rotates pairs (i, i + H/2) of each head by position * frequency.
+
+  Args:
+    x_BTNH: queries or keys.
+    positions_BT: position of each token within its document.
+    inv_freq_K: inverse frequencies, K = H // 2.
+    scale: YaRN attention scale applied to the result.
+
+  Returns:
+    The rotated array, same shape and dtype as `x_BTNH`.
+  """
+  angles_BTK = positions_BT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq_K)
+  sin = (jnp.sin(angles_BTK) * scale)[:, :, None, :]
+  cos = (jnp.cos(angles_BTK) * scale)[:, :, None, :]
+  x1, x2 = jnp.split(x_BTNH.astype(jnp.float32), 2, axis=-1)
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return rotated.astype(x_BTNH.dtype)
