@@ -1,0 +1,174 @@
+"""Best-fit-decreasing packing of documents into rows of `seq_len` tokens.
+
+Documents arrive as `[bos] body [eos]` token arrays. Each becomes (input,
+target) pairs `doc[:-1] -> doc[1:]`; a document with more than `seq_len`
+pairs is split into pieces of at most `seq_len` pairs (a piece keeps one
+overlapping token so no target is lost). Pieces are collected until a window
+holds `window_rows * seq_len` pairs, then packed best-fit-decreasing (longest
+piece first, into the fullest row it still fits). Only the last rows of a
+window are partly empty, so padding is about 0.5 / window_rows.
+
+Each row carries `segment_ids` (1, 2, ... per piece, 0 = padding),
+`positions` (restarting at 0 per piece) and `task_ids` (-1 = padding).
+Targets never cross a piece boundary, so with segment-aware attention no token
+sees or predicts another document.
+
+Exact resume: the state is the parent's state at the start of the current
+window plus the number of rows already emitted from it; restoring re-reads
+and re-packs that window (deterministically) and skips the emitted rows.
+"""
+import bisect
+from typing import Any
+
+import grain
+import numpy as np
+
+ROW_KEYS = ("inputs", "targets", "segment_ids", "positions", "task_ids")
+
+
+def split_pieces(tokens: np.ndarray, seq_len: int) -> list[np.ndarray]:
+  """Splits a document into pieces of at most seq_len + 1 tokens (1 overlap).
+
+  Args:
+    tokens: the document's token ids.
+    seq_len: row length in (input, target) pairs.
+
+  Returns:
+    Pieces whose pairs cover every pair of the document exactly once.
+  """
+  return [tokens[start:start + seq_len + 1] for start in range(0, len(tokens) - 1, seq_len)]
+
+
+def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
+  """Assigns items to bins: longest first, each into the tightest bin it fits.
+
+  Args:
+    lengths: item sizes, each <= capacity.
+    capacity: bin size.
+
+  Returns:
+    Bins as lists of item indices, in order of creation.
+  """
+  order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+  bins: list[list[int]] = []
+  # Free space of the open bins, kept sorted, with the matching bin ids.
+  free: list[int] = []
+  free_bin: list[int] = []
+  for item in order:
+    size = lengths[item]
+    slot = bisect.bisect_left(free, size)
+    if slot < len(free):
+      bin_id = free_bin.pop(slot)
+      left = free.pop(slot) - size
+    else:
+      bin_id, left = len(bins), capacity - size
+      bins.append([])
+    bins[bin_id].append(item)
+    if left > 0:
+      slot = bisect.bisect_left(free, left)
+      free.insert(slot, left)
+      free_bin.insert(slot, bin_id)
+  return bins
+
+
+def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int,
+                 pad_id: int) -> dict[str, np.ndarray]:
+  """Builds one packed row from (piece tokens, task id) pairs.
+
+  Args:
+    pieces: the row's pieces, each with at most seq_len + 1 tokens.
+    seq_len: row length.
+    pad_id: token id used for padding inputs and targets.
+
+  Returns:
+    The row: int32 arrays of shape [seq_len] for every key in ROW_KEYS.
+  """
+  row = {"inputs": np.full(seq_len, pad_id, np.int32),
+         "targets": np.full(seq_len, pad_id, np.int32),
+         "segment_ids": np.zeros(seq_len, np.int32),
+         "positions": np.zeros(seq_len, np.int32),
+         "task_ids": np.full(seq_len, -1, np.int32)}
+  at = 0
+  for segment, (piece, task_id) in enumerate(pieces, start=1):
+    n = len(piece) - 1
+    row["inputs"][at:at + n] = piece[:-1]
+    row["targets"][at:at + n] = piece[1:]
+    row["segment_ids"][at:at + n] = segment
+    row["positions"][at:at + n] = np.arange(n)
+    row["task_ids"][at:at + n] = task_id
+    at += n
+  return row
+
+
+class BestFitPackIterDataset(grain.IterDataset):
+  """Packs {"tokens", "task_id"} documents into rows (see module docstring)."""
+
+  def __init__(self, parent: grain.IterDataset, *, seq_len: int, window_rows: int,
+               pad_id: int, seed: int):
+    super().__init__(parent)
+    self.seq_len, self.window_rows, self.pad_id, self.seed = (
+        seq_len, window_rows, pad_id, seed)
+
+  def __iter__(self) -> "PackIterator":
+    return PackIterator(self._parent.__iter__(), self)
+
+  def __str__(self) -> str:
+    return f"BestFitPackIterDataset(seq_len={self.seq_len}, window_rows={self.window_rows})"
+
+
+class PackIterator(grain.DatasetIterator):
+  """Iterator of BestFitPackIterDataset with replay-based exact resume."""
+
+  def __init__(self, parent: grain.DatasetIterator, ds: BestFitPackIterDataset):
+    super().__init__(parent)
+    self._ds = ds
+    self._window_start_state = parent.get_state()
+    self._windows = 0
+    self._rows: list[list[tuple[np.ndarray, int]]] = []
+    self._emitted = 0
+
+  def _fill_window(self) -> None:
+    self._window_start_state = self._parent.get_state()
+    pieces: list[tuple[np.ndarray, int]] = []
+    budget = self._ds.window_rows * self._ds.seq_len
+    while budget > 0:
+      try:
+        doc = next(self._parent)
+      except StopIteration:
+        if pieces:
+          break
+        raise
+      for piece in split_pieces(doc["tokens"], self._ds.seq_len):
+        pieces.append((piece, doc["task_id"]))
+        budget -= len(piece) - 1
+    bins = best_fit_decreasing([len(p) - 1 for p, _ in pieces], self._ds.seq_len)
+    # Rows are shuffled within the window so long documents (packed first)
+    # do not cluster in consecutive batches.
+    rng = np.random.default_rng([self._ds.seed, self._windows])
+    self._rows = [[pieces[i] for i in bins[b]] for b in rng.permutation(len(bins))]
+    self._emitted = 0
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._emitted >= len(self._rows):
+      if self._rows:
+        self._windows += 1
+      self._fill_window()
+    row = self._rows[self._emitted]
+    self._emitted += 1
+    return assemble_row(row, self._ds.seq_len, self._ds.pad_id)
+
+  def get_state(self) -> dict[str, Any]:
+    if self._rows and self._emitted >= len(self._rows):
+      # The window is spent: resume from the next one without replaying.
+      return {"parent": self._parent.get_state(), "windows": self._windows + 1,
+              "emitted": 0}
+    return {"parent": self._window_start_state, "windows": self._windows,
+            "emitted": self._emitted}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._parent.set_state(state["parent"])
+    self._windows = int(state["windows"])
+    self._rows, self._emitted = [], 0
+    if state["emitted"]:
+      self._fill_window()
+      self._emitted = int(state["emitted"])

@@ -1,0 +1,268 @@
+"""Training and evaluation input: prepared shards -> mix -> FIM -> pack -> batch.
+
+Per task: ArrayRecord shards -> this process's slice -> shuffle (a new
+permutation every epoch) -> repeat up to the task's cap -> FIM (code tasks).
+Then the tasks are mixed by staged token weights (`mixture.py`), packed
+best-fit into rows (`packing.py`) and batched. Every batch is a dict of int32
+numpy arrays of shape [batch_size // process_count, seq_len]:
+
+  inputs       token ids
+  targets      next-token ids (per document, so never across documents)
+  segment_ids  1, 2, ... per packed document in the row; 0 = padding
+  positions    position inside the document piece, from 0
+  task_ids     index into `task_names(data_cfg)`; -1 = padding
+
+No TensorFlow or seqio here: this module runs on the training hot path.
+"""
+import json
+import pathlib
+import zlib
+from typing import Any, Iterator
+
+import grain
+import numpy as np
+
+from midtrain_jax.data import catalog
+from midtrain_jax.data import fim
+from midtrain_jax.data import mixture as mixture_lib
+from midtrain_jax.data import packing
+from midtrain_jax.data import tokenizer as tokenizer_lib
+
+_MANIFEST = "manifest.json"
+
+
+def _data_dir(data_cfg) -> pathlib.Path:
+  from midtrain_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  return prepare.resolve_data_dir(data_cfg)
+
+
+def load_manifest(data_cfg) -> dict:
+  """Returns the manifest of the prepared mixture, preparing it if allowed.
+
+  Args:
+    data_cfg: the `data` config section.
+
+  Returns:
+    The manifest dict written by prepare.
+
+  Raises:
+    FileNotFoundError: when shards are missing and `prepare_if_missing` is off.
+    ValueError: when the shards were made with another tokenizer.
+  """
+  catalog.get_mixture(data_cfg.mixture)  # Unknown mixture: fail first, clearly.
+  data_dir = _data_dir(data_cfg)
+  path = data_dir / _MANIFEST
+  if not path.exists():
+    if not data_cfg.prepare_if_missing:
+      raise FileNotFoundError(
+          f"No prepared data in {data_dir} (missing {_MANIFEST}). Run `python -m "
+          f"midtrain_jax.data.prepare --mixture={data_cfg.mixture} --out={data_dir}` "
+          "or set data.prepare_if_missing=True.")
+    from midtrain_jax.data import prepare  # pylint: disable=g-import-not-at-top
+    print(f"[data] {data_dir} has no prepared data; preparing {data_cfg.mixture} now",
+          flush=True)
+    prepare.prepare(data_cfg, data_dir)
+  manifest = json.loads(path.read_text())
+  if manifest["tokenizer"] != data_cfg.tokenizer:
+    raise ValueError(f"{data_dir} was prepared with tokenizer {manifest['tokenizer']!r}"
+                     f" but data.tokenizer is {data_cfg.tokenizer!r}; set "
+                     "data.data_dir to another folder or re-prepare.")
+  return manifest
+
+
+def task_names(data_cfg) -> list[str]:
+  """Returns the task names that `task_ids` index, in order."""
+  return list(catalog.get_mixture(data_cfg.mixture).rates)
+
+
+def vocab_size(data_cfg) -> int:
+  """Returns the tokenizer's vocabulary size (for checking the model's)."""
+  return tokenizer_lib.vocab_size(data_cfg.tokenizer)
+
+
+def _shard_files(data_dir: pathlib.Path, task: str, split: str) -> list[str]:
+  task_dir = data_dir / task
+  stats_path = task_dir / "stats.json"
+  if not stats_path.exists():
+    raise FileNotFoundError(f"Task {task} is not prepared: {stats_path} is missing.")
+  stats = json.loads(stats_path.read_text())
+  names = ([f"train-{i:05d}.array_record" for i in range(stats["train_shards"])]
+           if split == "train" else ["heldout.array_record"])
+  missing = [n for n in names if not (task_dir / n).exists()]
+  if missing:
+    raise FileNotFoundError(f"Task {task}: shard files missing in {task_dir}: {missing}")
+  return [str(task_dir / n) for n in names]
+
+
+def _decode(record: bytes) -> dict[str, np.ndarray]:
+  return {"tokens": np.frombuffer(record, np.uint32).astype(np.int32)}
+
+
+def _task_seed(seed: int, shuffle_seed: int, task: str) -> int:
+  # Keyed by the task's name, so adding a task does not reshuffle the others.
+  sequence = np.random.SeedSequence([seed, shuffle_seed, zlib.crc32(task.encode())])
+  return int(sequence.generate_state(1)[0])
+
+
+class TrainIterator(grain.DatasetIterator):
+  """The training batch iterator: `next()`, `get_state()`, `set_state()`.
+
+  Attributes:
+    task_names: names that `task_ids` index.
+  """
+
+  def __init__(self, inner: grain.DatasetIterator, mix: mixture_lib.MixIterator,
+               names: list[str]):
+    super().__init__(inner)
+    self._mix = mix
+    self.task_names = names
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return next(self._parent)
+
+  def get_state(self) -> dict[str, Any]:
+    return self._parent.get_state()
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._parent.set_state(state)
+
+  def counters(self) -> dict[str, dict[str, float]]:
+    """Per task: docs and tokens the loader has drawn and epochs started."""
+    return self._mix.counters()
+
+
+def _find_mix(it: grain.DatasetIterator) -> mixture_lib.MixIterator:
+  stack = [it]
+  while stack:
+    node = stack.pop()
+    if isinstance(node, mixture_lib.MixIterator):
+      return node
+    stack.extend(getattr(node, "_parents", ()))
+  raise RuntimeError("The pipeline has no mixing step.")
+
+
+def make_train_dataset(data_cfg, *, seed: int, start_step: int = 0,
+                       process_index: int = 0, process_count: int = 1
+                       ) -> grain.IterDataset:
+  """Builds the Grain IterDataset behind `make_train_iterator` (same args)."""
+  if data_cfg.batch_size % process_count:
+    raise ValueError(f"data.batch_size={data_cfg.batch_size} is not divisible by "
+                     f"the {process_count} processes.")
+  if data_cfg.seq_len <= 0 or data_cfg.batch_size <= 0:
+    raise ValueError("data.seq_len and data.batch_size must be positive.")
+  spec = catalog.get_mixture(data_cfg.mixture)
+  names, stages = mixture_lib.resolve_stages(
+      spec.rates, data_cfg.weights.to_dict(), data_cfg.weight_stages)
+  manifest = load_manifest(data_cfg)
+  data_dir = _data_dir(data_cfg)
+  fim_ids = fim.FimIds(**{k: manifest["fim_ids"][k] for k in ("prefix", "middle", "suffix")})
+  tasks, epoch_docs = [], []
+  for name in names:
+    task = catalog.get_task(name)
+    files = _shard_files(data_dir, name, "train")
+    ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
+    ds = ds[process_index::process_count]
+    if len(ds) == 0:  # pylint: disable=g-explicit-length-test
+      raise ValueError(f"Task {name} has no training documents for process "
+                       f"{process_index} of {process_count}.")
+    epochs = data_cfg.max_epochs or task.max_epochs
+    task_seed = _task_seed(seed, data_cfg.shuffle_seed, name)
+    epoch_docs.append(len(ds))
+    ds = ds.shuffle(seed=task_seed).repeat(epochs).map(_decode)
+    if task.fim and data_cfg.fim_rate > 0:
+      ds = ds.random_map(fim.FimTransform(rate=data_cfg.fim_rate,
+                                          spm_rate=data_cfg.fim_spm_rate, ids=fim_ids),
+                         seed=task_seed ^ 0x5F1A)
+    tasks.append(ds)
+  local_batch = data_cfg.batch_size // process_count
+  mixed = mixture_lib.StagedMixIterDataset(
+      tasks, task_names=names, stages=stages, epoch_docs=epoch_docs,
+      tokens_per_step=local_batch * data_cfg.seq_len, start_step=start_step)
+  packed = packing.BestFitPackIterDataset(
+      mixed, seq_len=data_cfg.seq_len, window_rows=data_cfg.packing_window_rows,
+      pad_id=manifest["pad_id"], seed=_task_seed(seed, data_cfg.shuffle_seed, "pack"))
+  return packed.batch(local_batch, drop_remainder=True)
+
+
+def make_train_iterator(data_cfg, *, seed: int, start_step: int = 0,
+                        process_index: int = 0, process_count: int = 1
+                        ) -> TrainIterator:
+  """Returns this process's checkpointable iterator of training batches.
+
+  Args:
+    data_cfg: the `data` config section.
+    seed: run seed; combined with `data.shuffle_seed` for the data order.
+    start_step: training step of the first batch; weight stages are read on
+      this clock (the data order itself does not skip anything).
+    process_index: this host's index.
+    process_count: number of hosts; each gets batch_size // process_count rows.
+
+  Returns:
+    A TrainIterator; `get_state()` is JSON-serialisable, and `set_state()` on a
+    fresh iterator built with the same arguments continues exactly.
+  """
+  ds = make_train_dataset(data_cfg, seed=seed, start_step=start_step,
+                          process_index=process_index, process_count=process_count)
+  if data_cfg.num_workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.num_workers))
+  inner = ds.__iter__()
+  return TrainIterator(inner, _find_mix(inner), task_names(data_cfg))
+
+
+class EvalBatches:
+  """Held-out documents of one task as packed batches, plus their byte count.
+
+  Iterate for batches (same keys as training; the last batch is padded with
+  empty rows). `num_bytes` is the UTF-8 size of the held-out texts and
+  `num_tokens` the number of predicted tokens, so bits per byte is
+  `sum(token losses in nats) / ln(2) / num_bytes`.
+  """
+
+  def __init__(self, docs: list[np.ndarray], stats: dict, *, seq_len: int,
+               batch_size: int, pad_id: int, task_id: int):
+    self.num_docs = len(docs)
+    self.num_bytes = int(stats["heldout_bytes"])
+    self.num_tokens = int(sum(len(d) - 1 for d in docs))
+    self._docs, self._seq_len, self._batch_size = docs, seq_len, batch_size
+    self._pad_id, self._task_id = pad_id, task_id
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    pieces = [(p, self._task_id) for d in self._docs
+              for p in packing.split_pieces(d, self._seq_len)]
+    bins = packing.best_fit_decreasing([len(p) - 1 for p, _ in pieces], self._seq_len)
+    rows = [packing.assemble_row([pieces[i] for i in b], self._seq_len, self._pad_id)
+            for b in bins]
+    empty = packing.assemble_row([], self._seq_len, self._pad_id)
+    for start in range(0, len(rows), self._batch_size):
+      chunk = rows[start:start + self._batch_size]
+      chunk += [empty] * (self._batch_size - len(chunk))
+      yield {k: np.stack([r[k] for r in chunk]) for k in packing.ROW_KEYS}
+
+
+def make_eval_iterator(data_cfg, task_name: str, *, batch_size: int | None = None,
+                       process_index: int = 0, process_count: int = 1) -> EvalBatches:
+  """Returns the held-out split of a task as packed batches (no FIM, no shuffle).
+
+  Args:
+    data_cfg: the `data` config section (its mixture must contain the task).
+    task_name: the task whose held-out documents to load.
+    batch_size: global rows per batch (default data.batch_size).
+    process_index: this host's index; hosts take interleaved documents.
+    process_count: number of hosts.
+
+  Returns:
+    EvalBatches with `num_bytes` for bits-per-byte.
+  """
+  names = task_names(data_cfg)
+  if task_name not in names:
+    raise ValueError(f"Task {task_name!r} is not in mixture {data_cfg.mixture!r}: {names}")
+  manifest = load_manifest(data_cfg)
+  data_dir = _data_dir(data_cfg)
+  source = grain.sources.ArrayRecordDataSource(_shard_files(data_dir, task_name, "heldout"))
+  docs = [_decode(source[i])["tokens"] for i in range(process_index, len(source), process_count)]
+  stats = json.loads((data_dir / task_name / "stats.json").read_text())
+  if process_count > 1:  # Bytes are only known per split; share them evenly.
+    stats = dict(stats, heldout_bytes=stats["heldout_bytes"] * len(docs) // max(1, len(source)))
+  return EvalBatches(docs, stats, seq_len=data_cfg.seq_len,
+                     batch_size=(batch_size or data_cfg.batch_size) // process_count,
+                     pad_id=manifest["pad_id"], task_id=names.index(task_name))

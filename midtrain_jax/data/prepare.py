@@ -1,0 +1,301 @@
+"""Prepare a mixture: read, (decontaminate,) tokenise and write ArrayRecord shards.
+
+  python -m midtrain_jax.data.prepare --mixture=dolmino_demo --out=DIR
+  python -m midtrain_jax.data.prepare --data.mixture=web_only --data.max_malformed=0
+
+Layout of DIR (the pipeline's `data_dir`):
+
+  manifest.json               tokenizer, special ids, tasks; written last
+  <task>/train-00000.array_record   one record per document: uint32 token ids
+  <task>/train-00000.json     cumulative progress when that shard closed
+  <task>/heldout.array_record held-out documents (bits-per-byte evaluation)
+  <task>/stats.json           docs, tokens, bytes, dropped records and why
+
+Idempotent and resumable: a task with stats.json is done; otherwise finished
+shards are kept and reading restarts after the last one. Shards are written to
+a temporary name and renamed, so a killed run never leaves a half shard that
+would be read as complete. Each document is `[bos] + tokens + [eos]`.
+"""
+import hashlib
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from midtrain_jax.data import cache
+from midtrain_jax.data import catalog
+from midtrain_jax.data import demo_corpus
+from midtrain_jax.data import sources
+from midtrain_jax.data import tokenizer as tokenizer_lib
+
+MANIFEST = "manifest.json"
+_FORMAT_VERSION = 1
+_ENCODE_CHUNK = 256
+_SPM_TRAIN_CHARS_PER_TASK = 1_500_000
+_MALFORMED_EXAMPLES = 50
+
+
+def default_data_dir(mixture: str) -> pathlib.Path:
+  """Returns <cache>/prepared/<mixture>, where shards live unless configured."""
+  return cache.cache_root() / "prepared" / mixture
+
+
+def resolve_data_dir(data_cfg) -> pathlib.Path:
+  """Returns `data_cfg.data_dir`, or the default folder of its mixture."""
+  return pathlib.Path(data_cfg.data_dir) if data_cfg.data_dir else default_data_dir(
+      data_cfg.mixture)
+
+
+def _write_json(path: pathlib.Path, value: dict) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
+  os.replace(tmp, path)
+
+
+def _write_array_record(path: pathlib.Path, docs: list[np.ndarray]) -> None:
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  tmp = path.with_name(path.name + ".tmp")
+  writer = array_record_module.ArrayRecordWriter(str(tmp), "group_size:1")
+  for doc in docs:
+    writer.write(doc.astype(np.uint32).tobytes())
+  writer.close()
+  os.replace(tmp, path)
+
+
+def ensure_demo_tokenizer(log: Callable[[str], None] = print) -> pathlib.Path:
+  """Trains the demo SentencePiece model on the demo corpus unless cached."""
+  path = tokenizer_lib.demo_spm_path()
+  if path.exists():
+    return path
+  log(f"[prepare] training the demo SentencePiece model -> {path}")
+  texts = []
+  for task in demo_corpus.DEMO_TASKS:
+    spec, chars = catalog.get_task(task), 0
+    for item in sources.read_files(spec.files(), spec.text_fn):
+      if isinstance(item, sources.Document) and chars < _SPM_TRAIN_CHARS_PER_TASK:
+        texts.append(item.text)
+        chars += len(item.text)
+  return tokenizer_lib.train_demo_spm(texts, path)
+
+
+def _is_heldout(text: str, fraction: float) -> bool:
+  # A hash of the text, not the position, so the split survives re-ordering.
+  digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+  return int.from_bytes(digest, "little") % 1_000_000 < fraction * 1_000_000
+
+
+def _decontaminator(data_cfg) -> Callable[[list[str]], list[str | None]] | None:
+  """Returns texts -> cleaned texts (None = dropped), or None when disabled."""
+  names = [n.strip() for n in data_cfg.decontam.benchmarks.split(",") if n.strip()]
+  if not names:
+    return None
+  from midtrain_jax.data import decontam  # pylint: disable=g-import-not-at-top
+  cleaner = decontam.Decontaminator.from_benchmarks(
+      names, cache_dir=str(cache.cache_root()), on_missing=data_cfg.decontam.on_missing)
+  return lambda texts: cleaner.clean_batch(texts, mode=data_cfg.decontam.mode)
+
+
+def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg) -> str:
+  settings = dict(files=files, tokenizer=tok.fingerprint(), version=_FORMAT_VERSION,
+                  heldout=(data_cfg.heldout_fraction, data_cfg.heldout_max_docs),
+                  max_docs=data_cfg.max_docs_per_task, shard_docs=data_cfg.shard_docs,
+                  decontam=(data_cfg.decontam.benchmarks, data_cfg.decontam.mode),
+                  text_fn=spec.text_fn.__name__)
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _Progress:
+  """Cumulative per-task counters; saved next to every shard for resumption."""
+
+  def __init__(self, state: dict | None = None):
+    state = state or {}
+    self.records = state.get("records", 0)
+    self.docs = state.get("docs", 0)
+    self.tokens = state.get("tokens", 0)
+    self.bytes = state.get("bytes", 0)
+    self.decontam_dropped = state.get("decontam_dropped", 0)
+    self.malformed = state.get("malformed", 0)
+    self.malformed_by_reason = dict(state.get("malformed_by_reason", {}))
+    self.malformed_examples = list(state.get("malformed_examples", []))
+
+  def as_dict(self) -> dict:
+    return dict(vars(self))
+
+  def add_malformed(self, item: sources.Malformed, limit: int, task: str) -> None:
+    self.malformed += 1
+    reason = item.reason.split(" (")[0]
+    self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + 1
+    if len(self.malformed_examples) < _MALFORMED_EXAMPLES:
+      self.malformed_examples.append(f"{item.where}: {item.reason}")
+    if self.malformed > limit:
+      listing = "\n  ".join(self.malformed_examples)
+      raise ValueError(
+          f"Task {task}: {self.malformed} malformed records, more than "
+          f"data.max_malformed={limit}. First ones:\n  {listing}")
+
+
+def _finished_shards(task_dir: pathlib.Path) -> tuple[int, dict | None]:
+  count, state = 0, None
+  while (task_dir / f"train-{count:05d}.array_record").exists():
+    state = json.loads((task_dir / f"train-{count:05d}.json").read_text())
+    count += 1
+  return count, state
+
+
+def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
+                 log: Callable[[str], None] = print) -> dict:
+  """Writes one task's shards, held-out split and stats (resumable).
+
+  Args:
+    spec: the task.
+    out_dir: the mixture's data folder.
+    tok: the Tokenizer.
+    data_cfg: the `data` config section.
+    log: progress printer.
+
+  Returns:
+    The task's stats dict (also written to <out_dir>/<task>/stats.json).
+  """
+  task_dir = out_dir / spec.name
+  files = sources.expand(spec.files(data_cfg))
+  fingerprint = _task_fingerprint(spec, files, tok, data_cfg)
+  stats_path = task_dir / "stats.json"
+  if stats_path.exists():
+    stats = json.loads(stats_path.read_text())
+    if stats["fingerprint"] != fingerprint:
+      raise ValueError(f"{task_dir} was prepared with other settings (tokenizer, "
+                       "split or decontamination); delete it or choose another --out.")
+    log(f"[prepare] {spec.name}: already prepared ({stats['train_docs']} docs)")
+    return stats
+  task_dir.mkdir(parents=True, exist_ok=True)
+  shard_index, state = _finished_shards(task_dir)
+  progress = _Progress(state)
+  resume_at = progress.records
+  if shard_index:
+    log(f"[prepare] {spec.name}: resuming after {shard_index} finished shards")
+  clean = _decontaminator(data_cfg)
+  heldout, pending = [], []
+  heldout_bytes = 0
+  started = time.time()
+
+  def flush(final: bool) -> None:
+    nonlocal shard_index
+    texts = [text for text, _ in pending]
+    if clean is not None:
+      cleaned = clean(texts)
+      progress.decontam_dropped += sum(t is None for t in cleaned)
+      texts = [t for t in cleaned if t is not None]
+    docs = [np.asarray([tok.bos_id] + ids + [tok.eos_id], np.uint32)
+            for ids in tok.encode_batch(texts)]
+    progress.docs += len(docs)
+    progress.tokens += sum(len(d) for d in docs)
+    progress.bytes += sum(len(t.encode("utf-8")) for t in texts)
+    if docs or (final and shard_index == 0):
+      _write_json(task_dir / f"train-{shard_index:05d}.json", progress.as_dict())
+      _write_array_record(task_dir / f"train-{shard_index:05d}.array_record", docs)
+      shard_index += 1
+    pending.clear()
+
+  stream = sources.read_files(files, spec.text_fn)
+  for record_index, item in enumerate(stream):
+    if data_cfg.max_docs_per_task and record_index >= data_cfg.max_docs_per_task:
+      break
+    if isinstance(item, sources.Malformed):
+      if record_index >= resume_at:
+        progress.add_malformed(item, data_cfg.max_malformed, spec.name)
+        progress.records = record_index + 1
+      continue
+    if (len(heldout) < data_cfg.heldout_max_docs
+        and _is_heldout(item.text, data_cfg.heldout_fraction)):
+      heldout.append(item.text)
+    elif record_index >= resume_at:
+      pending.append((item.text, item.where))
+    if record_index >= resume_at:
+      progress.records = record_index + 1
+      if len(pending) >= data_cfg.shard_docs:
+        flush(final=False)
+  flush(final=True)
+  if clean is not None and heldout:
+    heldout = [t for t in clean(heldout) if t is not None]
+  heldout_docs = [np.asarray([tok.bos_id] + ids + [tok.eos_id], np.uint32)
+                  for ids in tok.encode_batch(heldout)]
+  heldout_bytes = sum(len(t.encode("utf-8")) for t in heldout)
+  _write_array_record(task_dir / "heldout.array_record", heldout_docs)
+  stats = dict(
+      task=spec.name, capability=spec.capability, fingerprint=fingerprint,
+      train_shards=shard_index, train_docs=progress.docs, train_tokens=progress.tokens,
+      train_bytes=progress.bytes, heldout_docs=len(heldout_docs),
+      heldout_tokens=int(sum(len(d) for d in heldout_docs)), heldout_bytes=heldout_bytes,
+      records_read=progress.records, malformed=progress.malformed,
+      malformed_by_reason=progress.malformed_by_reason,
+      malformed_examples=progress.malformed_examples,
+      decontam_benchmarks=[n.strip() for n in data_cfg.decontam.benchmarks.split(",")
+                           if n.strip()],
+      decontam_mode=data_cfg.decontam.mode, decontam_dropped=progress.decontam_dropped,
+      max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
+      source_files=files)
+  _write_json(stats_path, stats)
+  log(f"[prepare] {spec.name}: {stats['train_docs']} docs, {stats['train_tokens']:,} "
+      f"tokens, {stats['heldout_docs']} held out, {stats['malformed']} malformed "
+      f"({time.time() - started:.1f}s)")
+  return stats
+
+
+def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
+            log: Callable[[str], None] = print) -> dict:
+  """Prepares every task of `data_cfg.mixture` and writes the manifest.
+
+  Args:
+    data_cfg: the `data` config section (mixture, tokenizer, prepare keys).
+    out_dir: output folder; default `resolve_data_dir(data_cfg)`.
+    log: progress printer.
+
+  Returns:
+    The manifest dict.
+  """
+  mixture = catalog.get_mixture(data_cfg.mixture)
+  out = pathlib.Path(out_dir) if out_dir else resolve_data_dir(data_cfg)
+  out.mkdir(parents=True, exist_ok=True)
+  if data_cfg.tokenizer == tokenizer_lib.DEMO_SPM:
+    ensure_demo_tokenizer(log)
+  tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
+  started = time.time()
+  task_stats = {name: prepare_task(catalog.get_task(name), out, tok, data_cfg, log)
+                for name in mixture.rates}
+  manifest = dict(
+      version=_FORMAT_VERSION, mixture=mixture.name, tokenizer=data_cfg.tokenizer,
+      tokenizer_fingerprint=tok.fingerprint(), vocab_size=tok.vocab_size,
+      pad_id=tok.pad_id, eos_id=tok.eos_id, bos_id=tok.bos_id, fim_ids=tok.fim_ids(),
+      tasks={name: {k: s[k] for k in ("train_docs", "train_tokens", "heldout_docs",
+                                      "capability", "max_epochs")}
+             for name, s in task_stats.items()})
+  _write_json(out / MANIFEST, manifest)
+  total = sum(s["train_tokens"] for s in task_stats.values())
+  log(f"[prepare] {mixture.name}: {len(task_stats)} tasks, {total:,} tokens in "
+      f"{out} ({time.time() - started:.1f}s)")
+  return manifest
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  cfg = _DATA.value
+  if _MIXTURE.value:
+    cfg.mixture = _MIXTURE.value
+  prepare(cfg, _OUT.value or None)
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  from midtrain_jax.data import config as config_lib  # pylint: disable=g-import-not-at-top
+  _DATA = config_flags.DEFINE_config_dict("data", config_lib.data_config())
+  _MIXTURE = flags.DEFINE_string("mixture", "", "Shorthand for --data.mixture.")
+  _OUT = flags.DEFINE_string("out", "", "Output folder (default: data.data_dir or "
+                             "<cache>/prepared/<mixture>).")
+  app.run(main)

@@ -1,0 +1,251 @@
+"""Tokenizers: the demo SentencePiece model and a Hugging Face JSON adapter.
+
+Both are plain Python (no TensorFlow), lazy (the model file is opened on first
+use) and picklable (only the path travels), so Grain workers and prepare
+processes can carry them. `vocabulary.py` wraps them as seqio Vocabularies.
+
+Special ids of the demo model: pad=0, eos=1, bos=2, unk=3, then the FIM
+sentinels. HF tokenizers keep their own ids; missing FIM sentinels are
+appended as added special tokens so the same FIM code works for both.
+"""
+import hashlib
+import pathlib
+from typing import Iterable, Sequence
+
+from midtrain_jax.data import cache
+
+DEMO_SPM = "demo_spm"
+DEMO_VOCAB_SIZE = 8192
+FIM_PREFIX = "<|fim_prefix|>"
+FIM_MIDDLE = "<|fim_middle|>"
+FIM_SUFFIX = "<|fim_suffix|>"
+FIM_PAD = "<|fim_pad|>"
+FIM_SENTINELS = (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD)
+# Newline and tab as whole pieces keep code layout cheap and exact.
+_DEMO_USER_SYMBOLS = FIM_SENTINELS + ("\n", "\t")
+
+
+class Tokenizer:
+  """Common interface: encode/decode plus the special ids the pipeline needs."""
+
+  name: str
+  vocab_size: int
+  pad_id: int
+  eos_id: int
+  bos_id: int
+
+  def encode(self, text: str) -> list[int]:
+    raise NotImplementedError
+
+  def decode(self, ids: Sequence[int]) -> str:
+    raise NotImplementedError
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    """Encodes many documents (backends use their own threads)."""
+    return [self.encode(text) for text in texts]
+
+  def token_id(self, piece: str) -> int:
+    raise NotImplementedError
+
+  def fim_ids(self) -> dict[str, int]:
+    """Returns the ids of the FIM sentinels keyed prefix/middle/suffix/pad."""
+    return {key: self.token_id(piece) for key, piece in
+            zip(("prefix", "middle", "suffix", "pad"), FIM_SENTINELS)}
+
+  def fingerprint(self) -> str:
+    """Returns a short hash of the model file, recorded next to shards."""
+    raise NotImplementedError
+
+
+class SentencePieceTokenizer(Tokenizer):
+  """A SentencePiece model file, loaded on first use."""
+
+  def __init__(self, model_path: str, name: str | None = None):
+    self.model_path = str(model_path)
+    self.name = name or self.model_path
+    self._processor = None
+
+  def __getstate__(self):
+    return {"model_path": self.model_path, "name": self.name, "_processor": None}
+
+  @property
+  def processor(self):
+    if self._processor is None:
+      import sentencepiece  # pylint: disable=g-import-not-at-top
+      if not pathlib.Path(self.model_path).is_file():
+        raise FileNotFoundError(
+            f"SentencePiece model {self.model_path} does not exist; for "
+            f"'{DEMO_SPM}' run `python -m midtrain_jax.data.prepare "
+            f"--mixture=dolmino_demo`, which trains it.")
+      self._processor = sentencepiece.SentencePieceProcessor(model_file=self.model_path)
+    return self._processor
+
+  @property
+  def vocab_size(self) -> int:
+    return self.processor.get_piece_size()
+
+  @property
+  def pad_id(self) -> int:
+    return self.processor.pad_id()
+
+  @property
+  def eos_id(self) -> int:
+    return self.processor.eos_id()
+
+  @property
+  def bos_id(self) -> int:
+    return self.processor.bos_id()
+
+  def encode(self, text: str) -> list[int]:
+    return self.processor.encode(text)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return self.processor.encode(list(texts), num_threads=2)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self.processor.decode([int(i) for i in ids])
+
+  def token_id(self, piece: str) -> int:
+    token = self.processor.piece_to_id(piece)
+    if token == self.processor.unk_id():
+      raise KeyError(f"{piece!r} is not a piece of {self.model_path}")
+    return token
+
+  def fingerprint(self) -> str:
+    return hashlib.sha256(pathlib.Path(self.model_path).read_bytes()).hexdigest()[:16]
+
+
+class HFJsonTokenizer(Tokenizer):
+  """A Hugging Face `tokenizers` JSON file (e.g. OLMo's), loaded on first use."""
+
+  _EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
+  _BOS_NAMES = ("<|begin_of_text|>", "<s>", "<bos>")
+  _PAD_NAMES = ("<|padding|>", "<pad>", "[PAD]")
+
+  def __init__(self, json_path: str):
+    self.json_path = str(json_path)
+    self.name = self.json_path
+    self._tokenizer = None
+
+  def __getstate__(self):
+    return {"json_path": self.json_path, "name": self.name, "_tokenizer": None}
+
+  @property
+  def tokenizer(self):
+    if self._tokenizer is None:
+      import tokenizers  # pylint: disable=g-import-not-at-top
+      tok = tokenizers.Tokenizer.from_file(self.json_path)
+      missing = [s for s in FIM_SENTINELS if tok.token_to_id(s) is None]
+      # Appended ids are deterministic for a given file, so shards stay valid.
+      tok.add_special_tokens(missing)
+      self._tokenizer = tok
+    return self._tokenizer
+
+  def _first_known(self, names: Iterable[str]) -> int | None:
+    for name in names:
+      token = self.tokenizer.token_to_id(name)
+      if token is not None:
+        return token
+    return None
+
+  @property
+  def vocab_size(self) -> int:
+    return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+  @property
+  def eos_id(self) -> int:
+    token = self._first_known(self._EOS_NAMES)
+    if token is None:
+      raise ValueError(f"{self.json_path} has none of the end-of-text tokens "
+                       f"{self._EOS_NAMES}.")
+    return token
+
+  @property
+  def bos_id(self) -> int:
+    # GPT-NeoX style vocabularies use end-of-text as document separator.
+    token = self._first_known(self._BOS_NAMES)
+    return self.eos_id if token is None else token
+
+  @property
+  def pad_id(self) -> int:
+    token = self._first_known(self._PAD_NAMES)
+    return self.eos_id if token is None else token
+
+  def encode(self, text: str) -> list[int]:
+    return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+  def token_id(self, piece: str) -> int:
+    token = self.tokenizer.token_to_id(piece)
+    if token is None:
+      raise KeyError(f"{piece!r} is not a token of {self.json_path}")
+    return token
+
+  def fingerprint(self) -> str:
+    return hashlib.sha256(pathlib.Path(self.json_path).read_bytes()).hexdigest()[:16]
+
+
+def demo_spm_path() -> pathlib.Path:
+  """Returns where the demo SentencePiece model lives in the cache."""
+  return cache.cache_root() / "tokenizers" / f"{DEMO_SPM}_{DEMO_VOCAB_SIZE}.model"
+
+
+def load_tokenizer(spec: str) -> Tokenizer:
+  """Returns the tokenizer named by the `data.tokenizer` config value.
+
+  Args:
+    spec: "demo_spm", a SentencePiece `.model` path or an HF `.json` path.
+
+  Returns:
+    A lazy, picklable Tokenizer.
+  """
+  if spec == DEMO_SPM:
+    return SentencePieceTokenizer(str(demo_spm_path()), name=DEMO_SPM)
+  if spec.endswith(".model"):
+    return SentencePieceTokenizer(spec)
+  if spec.endswith(".json"):
+    return HFJsonTokenizer(spec)
+  raise ValueError(f"Unknown tokenizer {spec!r}: use '{DEMO_SPM}', a "
+                   "SentencePiece .model file or a tokenizers .json file.")
+
+
+def vocab_size(spec: str) -> int:
+  """Returns the vocabulary size of a tokenizer spec without training anything."""
+  if spec == DEMO_SPM:
+    return DEMO_VOCAB_SIZE
+  return load_tokenizer(spec).vocab_size
+
+
+def train_demo_spm(texts: Iterable[str], out_path: pathlib.Path,
+                   vocab: int = DEMO_VOCAB_SIZE) -> pathlib.Path:
+  """Trains the demo SentencePiece model (BPE, byte fallback) and saves it.
+
+  Args:
+    texts: training documents (whole documents; newlines are kept).
+    out_path: the .model file to write (atomically).
+    vocab: vocabulary size including special and sentinel tokens.
+
+  Returns:
+    out_path.
+  """
+  import io  # pylint: disable=g-import-not-at-top
+  import sentencepiece  # pylint: disable=g-import-not-at-top
+  model = io.BytesIO()
+  sentencepiece.SentencePieceTrainer.train(
+      sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab,
+      model_type="bpe", pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+      user_defined_symbols=list(_DEMO_USER_SYMBOLS), byte_fallback=True,
+      split_digits=True, remove_extra_whitespaces=False,
+      normalization_rule_name="identity", allow_whitespace_only_pieces=True,
+      max_sentence_length=1 << 20, character_coverage=0.9995,
+      num_threads=2, minloglevel=2)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out_path.with_suffix(".tmp")
+  tmp.write_bytes(model.getvalue())
+  tmp.rename(out_path)
+  return out_path
