@@ -267,12 +267,21 @@ class BenchmarkIndex:
     os.replace(tmp, path)
 
   @classmethod
-  def load(cls, path: str, params: DecontamParams) -> "BenchmarkIndex":
-    """Reads an index written by `save`; checks format and parameters."""
+  def load(cls, path, params: DecontamParams) -> "BenchmarkIndex":
+    """Reads an index written by `save`; checks format and parameters.
+
+    Args:
+      path: file path or seekable binary file object.
+      params: the parameters the index must have been built with.
+
+    Returns:
+      The index.
+    """
     with np.load(path, allow_pickle=False) as z:
       if int(z["format"]) != INDEX_FORMAT or str(z["params"]) != repr(
           dataclasses.astuple(params)):
-        raise ValueError(f"{path} was built with another format/parameters")
+        raise ValueError(f"Index {path} was built with another format or "
+                         f"other parameters than {params}")
       rag = {name: Ragged(z[f"{name}_values"], z[f"{name}_offsets"])
              for name in ("question", "weights", "answer", "passage")}
       sizes = sorted(int(k[5:-7]) for k in z.files
