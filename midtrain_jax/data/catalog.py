@@ -159,7 +159,8 @@ MIXTURES: dict[str, MixtureSpec] = _build_mixtures()
 
 
 def get_mixture(name: str) -> MixtureSpec:
-  """Returns a mixture by name, or raises naming the known ones."""
+  """Returns a mixture by name (seqio's "microanneal:x" spelling works too)."""
+  name = name.replace(":", "/")
   if name not in MIXTURES:
     raise ValueError(f"Unknown mixture {name!r}. Known mixtures: {sorted(MIXTURES)}")
   return MIXTURES[name]

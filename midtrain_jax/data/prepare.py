@@ -82,21 +82,68 @@ def ensure_demo_tokenizer(log: Callable[[str], None] = print) -> pathlib.Path:
   return tokenizer_lib.train_demo_spm(texts, path)
 
 
-def _is_heldout(text: str, fraction: float) -> bool:
-  # A hash of the text, not the position, so the split survives re-ordering.
+def is_heldout(text: str, fraction: float) -> bool:
+  """True for documents of the held-out split (a hash of the text, so the
+  split survives re-ordering and is the same in seqio and prepare)."""
   digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
   return int.from_bytes(digest, "little") % 1_000_000 < fraction * 1_000_000
 
 
-def _decontaminator(data_cfg) -> Callable[[list[str]], list[str | None]] | None:
-  """Returns texts -> cleaned texts (None = dropped), or None when disabled."""
+class _Cleaner:
+  """Applies the decontaminator to batches of texts and counts what it did."""
+
+  def __init__(self, decontaminator, mode: str):
+    self.decontaminator, self.mode = decontaminator, mode
+    self.benchmarks = list(decontaminator.benchmarks)
+
+  def __call__(self, texts: list[str], progress: "_Progress") -> list[str]:
+    kept = []
+    for text, (cleaned, hits) in zip(texts, self.decontaminator.clean_batch(texts, self.mode)):
+      for hit in hits:
+        progress.decontam_hits[hit.benchmark] = progress.decontam_hits.get(hit.benchmark, 0) + 1
+      if cleaned is None or not cleaned.strip():
+        progress.decontam_dropped += 1
+      else:
+        progress.decontam_cut += cleaned != text
+        kept.append(cleaned)
+    return kept
+
+
+def _make_cleaner(data_cfg, log: Callable[[str], None]) -> _Cleaner | None:
+  """Returns the configured decontamination step, or None when disabled.
+
+  A benchmark whose items cannot be loaded (e.g. offline) is skipped with a
+  warning when `decontam.on_missing == "warn"`, and fails prepare otherwise.
+  """
   names = [n.strip() for n in data_cfg.decontam.benchmarks.split(",") if n.strip()]
   if not names:
     return None
+  if data_cfg.decontam.on_missing not in ("warn", "error"):
+    raise ValueError("data.decontam.on_missing must be 'warn' or 'error', not "
+                     f"{data_cfg.decontam.on_missing!r}.")
   from midtrain_jax.data import decontam  # pylint: disable=g-import-not-at-top
-  cleaner = decontam.Decontaminator.from_benchmarks(
-      names, cache_dir=str(cache.cache_root()), on_missing=data_cfg.decontam.on_missing)
-  return lambda texts: cleaner.clean_batch(texts, mode=data_cfg.decontam.mode)
+  if data_cfg.decontam.mode not in decontam.MODES:
+    raise ValueError(f"data.decontam.mode must be one of {decontam.MODES}, not "
+                     f"{data_cfg.decontam.mode!r}.")
+  cache_dir = str(cache.cache_root())
+  try:
+    found = decontam.Decontaminator.from_benchmarks(names, cache_dir=cache_dir)
+  except (OSError, RuntimeError) as e:
+    if data_cfg.decontam.on_missing == "error":
+      raise
+    usable = []
+    for name in names:
+      try:
+        decontam.Decontaminator.from_benchmarks([name], cache_dir=cache_dir)
+        usable.append(name)
+      except (OSError, RuntimeError) as missing:
+        log(f"[prepare] WARNING: benchmark {name} unavailable, not decontaminating "
+            f"against it: {missing}")
+    if not usable:
+      log(f"[prepare] WARNING: no benchmark could be loaded ({e}); no decontamination")
+      return None
+    found = decontam.Decontaminator.from_benchmarks(usable, cache_dir=cache_dir)
+  return _Cleaner(found, data_cfg.decontam.mode)
 
 
 def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg) -> str:
@@ -118,6 +165,8 @@ class _Progress:
     self.tokens = state.get("tokens", 0)
     self.bytes = state.get("bytes", 0)
     self.decontam_dropped = state.get("decontam_dropped", 0)
+    self.decontam_cut = state.get("decontam_cut", 0)
+    self.decontam_hits = dict(state.get("decontam_hits", {}))
     self.malformed = state.get("malformed", 0)
     self.malformed_by_reason = dict(state.get("malformed_by_reason", {}))
     self.malformed_examples = list(state.get("malformed_examples", []))
@@ -177,7 +226,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
   resume_at = progress.records
   if shard_index:
     log(f"[prepare] {spec.name}: resuming after {shard_index} finished shards")
-  clean = _decontaminator(data_cfg)
+  clean = _make_cleaner(data_cfg, log)
   heldout, pending = [], []
   heldout_bytes = 0
   started = time.time()
@@ -186,9 +235,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     nonlocal shard_index
     texts = [text for text, _ in pending]
     if clean is not None:
-      cleaned = clean(texts)
-      progress.decontam_dropped += sum(t is None for t in cleaned)
-      texts = [t for t in cleaned if t is not None]
+      texts = clean(texts, progress)
     docs = [np.asarray([tok.bos_id] + ids + [tok.eos_id], np.uint32)
             for ids in tok.encode_batch(texts)]
     progress.docs += len(docs)
@@ -210,7 +257,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
         progress.records = record_index + 1
       continue
     if (len(heldout) < data_cfg.heldout_max_docs
-        and _is_heldout(item.text, data_cfg.heldout_fraction)):
+        and is_heldout(item.text, data_cfg.heldout_fraction)):
       heldout.append(item.text)
     elif record_index >= resume_at:
       pending.append((item.text, item.where))
@@ -220,7 +267,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
         flush(final=False)
   flush(final=True)
   if clean is not None and heldout:
-    heldout = [t for t in clean(heldout) if t is not None]
+    heldout = clean(heldout, _Progress())
   heldout_docs = [np.asarray([tok.bos_id] + ids + [tok.eos_id], np.uint32)
                   for ids in tok.encode_batch(heldout)]
   heldout_bytes = sum(len(t.encode("utf-8")) for t in heldout)
@@ -233,9 +280,10 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
       records_read=progress.records, malformed=progress.malformed,
       malformed_by_reason=progress.malformed_by_reason,
       malformed_examples=progress.malformed_examples,
-      decontam_benchmarks=[n.strip() for n in data_cfg.decontam.benchmarks.split(",")
-                           if n.strip()],
-      decontam_mode=data_cfg.decontam.mode, decontam_dropped=progress.decontam_dropped,
+      decontam_benchmarks=clean.benchmarks if clean else [],
+      decontam_mode=data_cfg.decontam.mode if clean else "",
+      decontam_dropped=progress.decontam_dropped, decontam_cut=progress.decontam_cut,
+      decontam_hits=progress.decontam_hits,
       max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
       source_files=files)
   _write_json(stats_path, stats)
