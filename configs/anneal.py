@@ -1,0 +1,33 @@
+"""Midtraining anneal: branch off a base checkpoint and decay the LR linearly to 0
+on a capability-targeted mixture (OLMo 2/3 Dolmino recipe).
+
+  python -m midtrain_jax.main --config=configs/anneal.py --workdir=runs/anneal \
+      --config.train.init_from=runs/base
+  python -m midtrain_jax.main --config=configs/anneal.py:size=7b --workdir=gs://bucket/anneal \
+      --config.train.init_from=gs://bucket/base --config.optim.anneal_start=from_checkpoint
+
+Without `train.init_from` the anneal starts from scratch (a quick demo).
+Arguments after `:`: size=tiny|150m|1b|7b|32b.
+"""
+from midtrain_jax import config_lib
+
+
+def get_config(arg=None):
+  args = config_lib.parse_arg(arg, size="tiny")
+  c = config_lib.base_config(args.size)
+  c.data.mixture = "dolmino_demo"
+  c.optim.schedule = "anneal"  # Linear to zero, no warmup.
+  c.optim.lr = 2e-3 if args.size == "tiny" else 2.07e-4  # OLMo 3 7B midtraining peak.
+  c.optim.warmup_steps = 0
+  c.optim.weight_decay = 0.1
+  c.optim.decay_embeddings = False
+  c.train.z_loss = 1e-5
+  c.train.steps = 200 if args.size == "tiny" else 12_000
+  if args.size != "tiny":
+    # OLMo 3 7B midtraining: seq 8192, 2^21 tokens per batch.
+    c.data.seq_len = 8192
+    c.data.batch_size = 256
+    c.model.compute_dtype = "bfloat16"
+    c.model.remat = "save_dots"
+    c.ckpt.every_steps = 1000
+  return config_lib.finalize(c)

@@ -1,0 +1,28 @@
+"""Entry point: `python -m midtrain_jax.main --config=configs/anneal.py --workdir=DIR`.
+
+Override any config value with `--config.section.key=value`, e.g.
+`--config.train.steps=500 --config.optim.lr=1e-3`.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from midtrain_jax import train  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/anneal.py:size=tiny.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/anneal", "Directory for checkpoints, logs and config.json.")
+
+
+def main(argv):
+  del argv
+  logging.info("workdir %s", _WORKDIR.value)
+  train.run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

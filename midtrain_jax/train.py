@@ -1,0 +1,152 @@
+"""`run(config, workdir)`: the one orchestrator of a training run.
+
+Data flows one way: config -> mesh + data iterator -> state (resume order in
+checkpoint.py) -> jitted train step -> metrics / checkpoints. The host reads a
+step's metrics only after the next step has been dispatched, so the device
+never waits on logging.
+"""
+import dataclasses
+import math
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from midtrain_jax import checkpoint, config_lib, metrics, optim, sharding
+from midtrain_jax import train_step as ts
+from midtrain_jax.data import pipeline
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The loss or gradient norm became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class RunResult:
+  step: int
+  loss: float
+  workdir: str
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, "config.json")
+  with open(path + ".tmp", "w") as f:
+    f.write(config_lib.to_json(config))
+  os.replace(path + ".tmp", path)
+
+
+def _check_batch(config, mesh) -> None:
+  batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.data.batch_size % batch_shards or config.data.batch_size % jax.process_count():
+    raise ValueError(f"config.data.batch_size={config.data.batch_size} must be divisible by "
+                     f"the data-parallel mesh size {batch_shards} and the process count "
+                     f"{jax.process_count()}.")
+
+
+def _start_lr(config) -> float | None:
+  if config.optim.schedule == "anneal" and config.optim.anneal_start == "from_checkpoint":
+    lr = checkpoint.base_lr(config.train.init_from)
+    logging.info("anneal start LR from the base checkpoint: %.3e", lr)
+    return lr
+  return None
+
+
+def _host_metrics(step: int, device_metrics) -> dict[str, float]:
+  """Fetches a step's metrics and stops the run if it diverged."""
+  values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+  if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+    raise TrainingDivergedError(
+        f"Training diverged at step {step}: loss={values['loss']}, "
+        f"grad_norm={values['grad_norm']}. No checkpoint was written from this point; "
+        "the last good checkpoint is intact (lower optim.lr or check the data).")
+  return values
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
+  """Trains for `config.train.steps` steps (resuming if `workdir` has a checkpoint).
+
+  Args:
+    config: a config from `configs/*.py`, overrides applied.
+    workdir: output directory: config.json, TensorBoard events, checkpoints.
+
+  Returns:
+    The final step, its loss and the workdir.
+  """
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  _write_config(config, workdir)
+  model_cfg = config_lib.model_config(config.model)
+  mesh = sharding.make_mesh(config.mesh)
+  _check_batch(config, mesh)
+  data_vocab = pipeline.vocab_size(config.data)
+  if data_vocab > model_cfg.vocab_size:
+    raise ValueError(f"The tokenizer has {data_vocab} tokens but config.model.vocab_size="
+                     f"{model_cfg.vocab_size}.")
+  data_iter = pipeline.make_train_iterator(
+      config.data, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  task_names = list(pipeline.task_names(config.data))
+
+  total = config.train.steps
+  schedule = optim.make_schedule(config.optim, total, start_lr=_start_lr(config))
+  tx = optim.make_optimizer(config.optim, schedule)
+  graphdef, abstract_params, axes = ts.abstract_model(model_cfg)
+  params_sharding = ts.param_shardings(abstract_params, axes, mesh)
+  state_sharding = ts.state_shardings(tx, abstract_params, params_sharding, mesh)
+  abstract_state = jax.eval_shape(
+      lambda: ts.TrainState(step=np.int32(0), params=abstract_params,
+                            opt_state=tx.init(abstract_params)))
+
+  ckpt = checkpoint.Checkpointer(workdir, config.ckpt)
+  init_fn = lambda params=None: ts.init_state(model_cfg, tx, config.seed, state_sharding, params)
+  state, origin = checkpoint.restore_or_init(ckpt, config, abstract_state, state_sharding,
+                                             init_fn, data_iter)
+  start = int(state.step)
+  n_params = metrics.param_count(abstract_params)
+  fpt = metrics.flops_per_token(model_cfg, n_params, config.data.seq_len)
+  logging.info("%s; %.2fM params, mesh %s, %.3g FLOPs/token", origin, n_params / 1e6,
+               dict(mesh.shape), fpt)
+  print(f"{origin} | {n_params / 1e6:.2f}M params | mesh {dict(mesh.shape)} | "
+        f"steps {start}->{total}", flush=True)
+
+  step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding)
+  logger = metrics.MetricLogger(workdir, total, fpt,
+                                metrics.system_peak(metrics.measure_matmul_peak()))
+  tokens_per_step = config.data.batch_size * config.data.seq_len
+  task_tokens = np.zeros(len(task_names), np.int64)
+  pending = None  # (step, device metrics) of the last dispatched step.
+  last = {"loss": float("nan")}
+  try:
+    for step in range(start, total):
+      host_batch = next(data_iter)
+      task_ids = host_batch.get("task_ids")
+      if task_ids is not None and task_names:
+        task_tokens += np.bincount(task_ids[task_ids >= 0], minlength=len(task_names))
+      batch = sharding.host_batch_to_global({k: host_batch[k] for k in ts.MODEL_INPUTS}, mesh)
+      state, device_metrics = step_fn(state, batch)
+      if pending is not None:
+        last = _host_metrics(*pending)
+      pending = (step + 1, device_metrics)
+      logger.count_tokens(tokens_per_step)
+
+      done = step + 1
+      if done % config.train.log_every_steps == 0 or done == total:
+        last = _host_metrics(*pending)
+        extra = {f"tokens/{name}": float(n) for name, n in zip(task_names, task_tokens)}
+        logger.log(done, last, extra)
+      if done % config.ckpt.every_steps == 0 or done == total:
+        last = _host_metrics(*pending)  # Never checkpoint a diverged state.
+        ckpt.save(done, state, config, data_iter)
+    if pending is not None:
+      last = _host_metrics(*pending)
+  finally:
+    ckpt.wait()
+    ckpt.close()
+    logger.close()
+  final_step = int(state.step)
+  print(f"final step={final_step} loss={last['loss']:.4f}", flush=True)
+  return RunResult(step=final_step, loss=last["loss"], workdir=workdir)

@@ -1,0 +1,44 @@
+"""Shared test fixtures: a tiny model config and batches of real text."""
+import dataclasses
+import pathlib
+import sysconfig
+
+import numpy as np
+
+from midtrain_jax import config_lib
+
+
+def tiny_model(**overrides) -> config_lib.ModelConfig:
+  """A 2-layer model small enough for exact comparisons on CPU."""
+  c = config_lib.base_config("tiny")
+  c.model.update(dict(vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                      mlp_dim=128, window_pattern=(8, 0)))
+  return dataclasses.replace(config_lib.model_config(c.model), **overrides)
+
+
+def stdlib_bytes(n_bytes: int = 200_000) -> np.ndarray:
+  """Real text: bytes of CPython standard-library sources."""
+  root = pathlib.Path(sysconfig.get_paths()["stdlib"])
+  chunks, total = [], 0
+  for path in sorted(root.glob("*.py")):
+    data = path.read_bytes()
+    chunks.append(data)
+    total += len(data)
+    if total >= n_bytes:
+      break
+  return np.frombuffer(b"".join(chunks)[:n_bytes], np.uint8).astype(np.int32)
+
+
+def text_batch(batch: int, seq: int, vocab: int = 512, offset: int = 0,
+               docs_per_row: int = 1) -> dict[str, np.ndarray]:
+  """A packed batch of real text (byte tokens) with `docs_per_row` documents per row."""
+  stream = stdlib_bytes(offset + batch * (seq + 1) + 1) % vocab
+  rows = stream[offset:offset + batch * (seq + 1)].reshape(batch, seq + 1)
+  bounds = np.linspace(0, seq, docs_per_row + 1).astype(int)
+  segment = np.zeros((batch, seq), np.int32)
+  positions = np.zeros((batch, seq), np.int32)
+  for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+    segment[:, lo:hi] = i + 1
+    positions[:, lo:hi] = np.arange(hi - lo)
+  return dict(inputs=rows[:, :-1].astype(np.int32), targets=rows[:, 1:].astype(np.int32),
+              segment_ids=segment, positions=positions)
