@@ -7,8 +7,9 @@ match the weights closely at any point, and the state is a few counters).
 
 Stages switch on a token clock: the stage of `start_step` begins once the
 mixer has emitted `start_step * tokens_per_step` tokens (tokens per step =
-local batch * seq_len). Packing reads one window ahead, so a switch lands
-within one packing window of the step.
+local batch * seq_len). A document counts when it is drawn and packing reads
+one window ahead, so a switch lands within one packing window plus one
+document of `start_step` (at seq 2048 x batch 16: a few steps).
 
 A task whose documents run out after its repetition cap leaves the mix with a
 warning and the others are renormalised; when every weighted task is spent

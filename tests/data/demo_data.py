@@ -1,0 +1,27 @@
+"""Prepared demo data shared by the data tests (built once per test session)."""
+import functools
+import tempfile
+
+from midtrain_jax.data import config as config_lib
+from midtrain_jax.data import prepare
+
+
+@functools.lru_cache(maxsize=None)
+def prepared_dir(mixture: str = "dolmino_demo") -> str:
+  """Prepares `mixture` into a fresh temporary folder once and returns it."""
+  out = tempfile.mkdtemp(prefix=f"prepared_{mixture.replace('/', '_')}_")
+  cfg = config_lib.data_config()
+  cfg.mixture = mixture
+  prepare.prepare(cfg, out, log=lambda _: None)
+  return out
+
+
+def data_cfg(mixture: str = "dolmino_demo", **overrides):
+  """A `data` config reading the session's prepared copy of `mixture`."""
+  cfg = config_lib.data_config()
+  cfg.mixture = mixture
+  cfg.data_dir = prepared_dir(mixture)
+  cfg.prepare_if_missing = False
+  for key, value in overrides.items():
+    cfg[key] = value
+  return cfg
