@@ -184,6 +184,8 @@ class DecontamParams:
     answer_threshold: fraction of answer tokens that must be covered.
     assisted_threshold: lower question threshold that suffices when the
       answer (or passage) is found too.
+    min_span_ratio: the matched document text must span at least this
+      fraction of the question's token count.
     passage_ngram: n-gram length for passage overlap.
     passage_threshold: fraction of passage n-grams found near the question
       that supports a passage item.
@@ -200,6 +202,7 @@ class DecontamParams:
   answer_window: int = 64
   answer_threshold: float = 0.8
   assisted_threshold: float = 0.6
+  min_span_ratio: float = 0.6
   passage_ngram: int = 4
   passage_threshold: float = 0.5
   max_ngram_items: int = 32

@@ -178,10 +178,16 @@ class Scanner:
         return None
       where = np.flatnonzero(np.isin(window_grams, dindex.ngram_hashes(q, k)))
       match = (w_lo + int(where[0]), w_lo + int(where[-1]) + k)
+      # Repetitive questions ("sqrt 3 + sqrt 5 + ...") are covered by a few
+      # k-grams; the document must also hold comparably much text.
+      if match[1] - match[0] < p.min_span_ratio * n:
+        return None
       rule = "overlap"
     a_score, a_end = self._answer_score(doc, match[1], hi, answer)
     p_score = self._passage_score(doc, match, lo, hi, passage)
-    supported = a_score >= p.answer_threshold or p_score >= p.passage_threshold
+    # A passage item's answer is often just "yes"/"no": only the passage counts.
+    supported = (p_score >= p.passage_threshold if passage.size
+                 else a_score >= p.answer_threshold)
     if rule == "exact":
       ok = supported or not needs_support
     else:
