@@ -1,0 +1,124 @@
+"""prepare: stats, idempotency, resumption, malformed-record limit, decontamination."""
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from midtrain_jax.data import catalog
+from midtrain_jax.data import config as config_lib
+from midtrain_jax.data import prepare
+from midtrain_jax.data import sources
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from tests.data import demo_data
+
+
+def test_demo_mixture_has_all_capabilities_and_consistent_stats():
+  out = pathlib.Path(demo_data.prepared_dir())
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert {t["capability"] for t in manifest["tasks"].values()} == set(catalog.CAPABILITIES)
+  assert manifest["pad_id"] == 0 and manifest["eos_id"] == 1 and manifest["bos_id"] == 2
+  for task, summary in manifest["tasks"].items():
+    stats = json.loads((out / task / "stats.json").read_text())
+    assert stats["train_docs"] == summary["train_docs"] > 100
+    import grain  # pylint: disable=g-import-not-at-top
+    files = [str(out / task / f"train-{i:05d}.array_record")
+             for i in range(stats["train_shards"])]
+    source = grain.sources.ArrayRecordDataSource(files)
+    assert len(source) == stats["train_docs"]
+    doc = np.frombuffer(source[0], np.uint32)
+    assert doc[0] == 2 and doc[-1] == 1
+    assert stats["heldout_docs"] >= 5
+
+
+def _spec(tmp_path, lines, name="tmp_task"):
+  path = tmp_path / "docs.jsonl"
+  path.write_text("\n".join(lines) + "\n")
+  return catalog.TaskSpec(name, "web", lambda cfg=None: [str(path)],
+                          sources.field_text("text"), 1, "test", "test")
+
+
+def _cfg(**overrides):
+  cfg = config_lib.data_config()
+  cfg.heldout_fraction = 0.0
+  for key, value in overrides.items():
+    cfg[key] = value
+  return cfg
+
+
+def _tok():
+  prepare.ensure_demo_tokenizer(log=lambda _: None)
+  return tokenizer_lib.load_tokenizer("demo_spm")
+
+
+def test_malformed_records_are_counted_with_file_and_line(tmp_path):
+  lines = [json.dumps({"text": f"document number {i}"}) for i in range(10)]
+  lines[3], lines[7] = "{broken", json.dumps({"title": "no text"})
+  spec = _spec(tmp_path, lines)
+  stats = prepare.prepare_task(spec, tmp_path / "out", _tok(), _cfg(), log=lambda _: None)
+  assert stats["train_docs"] == 8 and stats["malformed"] == 2
+  assert stats["malformed_by_reason"] == {"bad JSON": 1, "missing text field": 1}
+  assert stats["malformed_examples"][0].startswith(f"{tmp_path}/docs.jsonl:4: bad JSON")
+  with pytest.raises(ValueError, match=r"(?s)2 malformed records.*docs.jsonl:8"):
+    prepare.prepare_task(_spec(tmp_path, lines, "strict"), tmp_path / "out", _tok(),
+                         _cfg(max_malformed=1), log=lambda _: None)
+
+
+def _tokens(task_dir):
+  import grain  # pylint: disable=g-import-not-at-top
+  files = sorted(str(p) for p in task_dir.glob("train-*.array_record"))
+  source = grain.sources.ArrayRecordDataSource(files)
+  return [np.frombuffer(source[i], np.uint32).tolist() for i in range(len(source))]
+
+
+def test_prepare_is_idempotent_and_resumes_after_a_crash(tmp_path):
+  lines = [json.dumps({"text": f"resumable document {i} " * (i % 5 + 1)}) for i in range(50)]
+  spec, cfg, tok = _spec(tmp_path, lines), _cfg(shard_docs=8), _tok()
+  full = prepare.prepare_task(spec, tmp_path / "full", tok, cfg, log=lambda _: None)
+  assert full["train_shards"] == 7 and full["train_docs"] == 50
+  stats_file = tmp_path / "full" / "tmp_task" / "stats.json"
+  mtime = os.stat(stats_file).st_mtime_ns
+  again = prepare.prepare_task(spec, tmp_path / "full", tok, cfg, log=lambda _: None)
+  assert again == full and os.stat(stats_file).st_mtime_ns == mtime
+
+  # A crash after shard 2: stats missing, shards 3.. gone, a temp file left.
+  crashed = tmp_path / "crashed" / "tmp_task"
+  prepare.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=lambda _: None)
+  (crashed / "stats.json").unlink()
+  for i in range(3, 7):
+    (crashed / f"train-{i:05d}.array_record").unlink()
+    (crashed / f"train-{i:05d}.json").unlink()
+  (crashed / "train-00003.array_record.tmp").write_bytes(b"half a shard")
+  logs = []
+  resumed = prepare.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=logs.append)
+  assert "resuming after 3 finished shards" in logs[0]
+  assert {k: v for k, v in resumed.items() if k != "fingerprint"} == {
+      k: v for k, v in full.items() if k != "fingerprint"}
+  assert _tokens(crashed) == _tokens(tmp_path / "full" / "tmp_task")
+
+
+def test_changed_settings_are_not_mixed_with_old_shards(tmp_path):
+  spec = _spec(tmp_path, [json.dumps({"text": "one document"})] * 3)
+  prepare.prepare_task(spec, tmp_path / "out", _tok(), _cfg(), log=lambda _: None)
+  with pytest.raises(ValueError, match="prepared with other settings"):
+    prepare.prepare_task(spec, tmp_path / "out", _tok(), _cfg(shard_docs=2),
+                         log=lambda _: None)
+
+
+def test_decontamination_drops_documents_with_benchmark_items(tmp_path):
+  decontam = pytest.importorskip("midtrain_jax.data.decontam",
+                                 reason="the decontamination module is not available")
+  del decontam
+  from midtrain_jax.data import benchmarks  # pylint: disable=g-import-not-at-top
+  item = benchmarks.load_items("humaneval")[0]
+  clean = [json.dumps({"text": f"An ordinary web page about gardening, part {i}."})
+           for i in range(6)]
+  leaked = json.dumps({"text": "Solutions blog.\n" + item.question + "\nThanks!"})
+  spec = _spec(tmp_path, clean + [leaked])
+  cfg = _cfg()
+  cfg.decontam.benchmarks = "humaneval"
+  stats = prepare.prepare_task(spec, tmp_path / "out", _tok(), cfg, log=lambda _: None)
+  assert stats["decontam_benchmarks"] == ["humaneval"]
+  assert stats["decontam_dropped"] == 1 and stats["train_docs"] == 6
+  assert stats["decontam_hits"] == {"humaneval": 1}
