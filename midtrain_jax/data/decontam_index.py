@@ -3,7 +3,7 @@
 Everything here is numpy and stdlib only (no TensorFlow), so the scanner can
 run inside Grain workers, Beam DoFns, or a plain loop at full speed.
 
-Normalisation: text is read as UTF-8 bytes; ASCII letters are lower-cased;
+Normalisation: text is read as UTF-8 bytes; letters are lower-cased;
 a token is a maximal run of ASCII letters/digits or non-ASCII letters, so case,
 whitespace, line breaks and punctuation (ASCII, Latin-1 symbols, and Unicode
 general punctuation such as curly quotes and dashes) never change the tokens.
@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 # Bump when hashing, tokenisation or the file layout changes.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 
 _U64 = np.uint64
 _P = _U64(0x100000001B3)  # Odd, so it has an inverse modulo 2**64.
@@ -84,17 +84,30 @@ class Tokens:
     return self.hashes.size
 
 
+def encode(text: str) -> bytes:
+  """Returns the UTF-8 bytes `tokenize` reads: non-ASCII text lower-cased.
+
+  ASCII case is folded inside `tokenize`; other scripts are lower-cased here
+  when that keeps every character in place, so character offsets still hold.
+  """
+  if not text.isascii():
+    lowered = text.lower()
+    if len(lowered) == len(text):
+      text = lowered
+  return text.encode("utf-8", errors="replace")
+
+
 def tokenize(data: bytes | str) -> Tokens:
   """Splits text into normalised word tokens and hashes them.
 
   Args:
-    data: text, or its UTF-8 encoding.
+    data: text, or bytes from `encode`.
 
   Returns:
     Token hashes and byte offsets (offsets into the UTF-8 encoding).
   """
   if isinstance(data, str):
-    data = data.encode("utf-8", errors="replace")
+    data = encode(data)
   b = np.frombuffer(data, dtype=np.uint8)
   n = b.size
   word = _IS_WORD[b]

@@ -104,7 +104,7 @@ class Scanner:
     Returns:
       One list of hits per document.
     """
-    datas = [t.encode("utf-8", errors="replace") for t in texts]
+    datas = [dindex.encode(t) for t in texts]
     # Documents are joined by a byte that is not part of any token.
     byte_starts = np.zeros(len(datas) + 1, dtype=np.int64)
     byte_starts[1:] = np.cumsum([len(d) + 1 for d in datas])
