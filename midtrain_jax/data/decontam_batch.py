@@ -170,7 +170,8 @@ def run_local(deco: decontam.Decontaminator, sources, out: str, mode: str,
           if cleaned is None:
             stats["dropped_docs"] += 1
             continue
-          stats["cut_chars"] += len(record[text_key]) - len(cleaned)
+          if len(cleaned) != len(record[text_key]):
+            stats["cut_chars"] += len(record[text_key]) - len(cleaned)
           writer.write({**record, text_key: cleaned})
         if stats["docs"] % (_BATCH_DOCS * 40) == 0:
           _progress(task, stats["docs"], total_bytes, start)
