@@ -29,14 +29,14 @@ from typing import Iterable, Iterator
 from midtrain_jax.data import cache
 from midtrain_jax.data import synthetic
 
-VERSION = 1
+VERSION = 2
 _LLAMAFACTORY = ("llamafactory", "0.9.5")
 _EVALS = ("evals", "3.0.1.post1")
-_CODE_FILES = 300
+_CODE_FILES = 600
 _CODE_MAX_BYTES = 48_000
 _QA_PAIRS = 3000
-_MATH_DOCS = 4000
-_TRACE_DOCS = 2500
+_MATH_DOCS = 8000
+_TRACE_DOCS = 5000
 
 
 def corpus_dir() -> pathlib.Path:
