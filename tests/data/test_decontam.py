@@ -1,8 +1,9 @@
 """Quality and behaviour tests of the decontaminator on real text and items.
 
 Real benchmark items are planted into clean real documents (CPython standard
-library source and docstrings, web and encyclopedia prose from the
-llamafactory sdist), verbatim and lightly edited; recall and the
+library source and docstrings; C4, Wikipedia, OpenWebText and Alpaca prose
+from the llamafactory sdist and the evals wheel), verbatim and lightly
+edited; recall and the
 false-positive rate on the clean documents are asserted.
 """
 import json
@@ -11,6 +12,7 @@ import random
 import re
 import sysconfig
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
@@ -56,6 +58,12 @@ def _prose_docs(chunk=4000):
     docs += [wiki[i:i + chunk] for i in range(0, len(wiki), chunk)]
     docs += [f"{r['instruction']}\n{r['input']}\n{r['output']}"
              for r in json.loads(member("alpaca_en_demo.json"))]
+  # Wikipedia and OpenWebText snippets: where trivia and passages live.
+  with zipfile.ZipFile(cache.fetch_package_archive("evals",
+                                                   "3.0.1.post1")) as wheel:
+    for name in ("wikipedia_5.jsonl", "owt_5.jsonl"):
+      data = wheel.read(f"evals/registry/data/schelling_point/{name}")
+      docs += [json.loads(l)["0"] for l in data.splitlines() if l.strip()]
   return docs
 
 
@@ -132,7 +140,7 @@ def test_recall_on_planted_items_is_at_least_99_percent(deco, clean_docs):
   print(f"recall={recall:.4f} over {len(docs)} planted items; "
         f"short items {np.mean(short):.4f} ({len(short)}); "
         f"word-edited {np.mean(edited):.4f} ({len(edited)})")
-  assert len(short) > 500 and len(edited) > 200
+  assert len(short) > 500 and len(edited) > 150
   assert recall >= 0.99
   assert np.mean(short) >= 0.99
 
