@@ -111,7 +111,7 @@ class TrainIterator(grain.DatasetIterator):
     task_names: names that `task_ids` index.
   """
 
-  def __init__(self, inner: grain.DatasetIterator, mix: mixture_lib.MixIterator,
+  def __init__(self, inner: grain.DatasetIterator, mix: mixture_lib.MixIterator | None,
                names: list[str]):
     super().__init__(inner)
     self._mix = mix
@@ -127,18 +127,21 @@ class TrainIterator(grain.DatasetIterator):
     self._parent.set_state(state)
 
   def counters(self) -> dict[str, dict[str, float]]:
-    """Per task: docs and tokens the loader has drawn and epochs started."""
-    return self._mix.counters()
+    """Per task: docs and tokens the loader has drawn and epochs started.
+
+    Empty with `data.num_workers > 0`: the mixer then lives in the workers.
+    """
+    return self._mix.counters() if self._mix is not None else {}
 
 
-def _find_mix(it: grain.DatasetIterator) -> mixture_lib.MixIterator:
+def _find_mix(it: grain.DatasetIterator) -> mixture_lib.MixIterator | None:
   stack = [it]
   while stack:
     node = stack.pop()
     if isinstance(node, mixture_lib.MixIterator):
       return node
     stack.extend(getattr(node, "_parents", ()))
-  raise RuntimeError("The pipeline has no mixing step.")
+  return None
 
 
 def make_train_dataset(data_cfg, *, seed: int, start_step: int = 0,
@@ -204,7 +207,10 @@ def make_train_iterator(data_cfg, *, seed: int, start_step: int = 0,
   ds = make_train_dataset(data_cfg, seed=seed, start_step=start_step,
                           process_index=process_index, process_count=process_count)
   if data_cfg.num_workers > 0:
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.num_workers))
+    # A thread, not processes: mixing and packing are one ordered stream, and
+    # one core already packs millions of tokens/s (benchmarks/data_pipeline.py).
+    ds = grain.experimental.ThreadPrefetchIterDataset(
+        ds, prefetch_buffer_size=data_cfg.num_workers)
   inner = ds.__iter__()
   return TrainIterator(inner, _find_mix(inner), task_names(data_cfg))
 

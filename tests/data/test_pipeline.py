@@ -37,8 +37,9 @@ def test_batch_layout_and_document_boundaries():
   assert pipeline.vocab_size(cfg) == 8192
 
 
-def test_resume_from_saved_state_gives_identical_batches():
-  cfg = demo_data.data_cfg(seq_len=256, batch_size=4)
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_from_saved_state_gives_identical_batches(num_workers):
+  cfg = demo_data.data_cfg(seq_len=256, batch_size=4, num_workers=num_workers)
   first = pipeline.make_train_iterator(cfg, seed=7)
   _batches(first, 9)
   state = json.loads(json.dumps(first.get_state()))  # As stored in a checkpoint.
