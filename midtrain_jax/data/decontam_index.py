@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 # Bump when hashing, tokenisation or the file layout changes.
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 
 _U64 = np.uint64
 _P = _U64(0x100000001B3)  # Odd, so it has an inverse modulo 2**64.
@@ -204,6 +204,9 @@ class DecontamParams:
       that supports a passage item.
     max_ngram_items: an index n-gram shared by more items is boilerplate and
       dropped (unless it is an item's only one).
+    min_question_tokens: a question with fewer tokens ("Osteoclasts") says
+      nothing alone; its answer becomes the key, and the question must appear
+      just before it.
   """
   ngram: int = 5
   sample_stride: int = 1
@@ -219,6 +222,7 @@ class DecontamParams:
   passage_ngram: int = 4
   passage_threshold: float = 0.5
   max_ngram_items: int = 32
+  min_question_tokens: int = 3
 
   def __post_init__(self):
     if self.weighting not in ("idf", "uniform"):
@@ -256,6 +260,7 @@ class BenchmarkIndex:
   answer: Ragged               # uint64 token hashes
   passage: Ragged              # uint64 sorted unique passage n-gram hashes
   info: np.ndarray             # float32 summed question IDF
+  key_is_answer: np.ndarray    # bool: looked up by answer (tiny question)
   tables: tuple[LookupTable, ...]
 
   @property
@@ -268,7 +273,7 @@ class BenchmarkIndex:
               "params": np.array(repr(dataclasses.astuple(self.params))),
               "benchmarks": np.array(self.benchmarks),
               "item_benchmark": self.item_benchmark, "item_ids": self.item_ids,
-              "info": self.info}
+              "info": self.info, "key_is_answer": self.key_is_answer}
     for name in ("question", "weights", "answer", "passage"):
       ragged = getattr(self, name)
       arrays[f"{name}_values"] = ragged.values
@@ -306,7 +311,7 @@ class BenchmarkIndex:
                                  z[f"table{s}_offsets"]) for s in sizes)
       return cls(params, tuple(str(b) for b in z["benchmarks"]),
                  z["item_benchmark"], z["item_ids"], info=z["info"],
-                 tables=tables, **rag)
+                 key_is_answer=z["key_is_answer"], tables=tables, **rag)
 
 
 def build_index(items_by_benchmark: dict[str, Sequence],
@@ -336,7 +341,12 @@ def build_index(items_by_benchmark: dict[str, Sequence],
     w = idf[np.searchsorted(vocab, q)]
     info[i] = w.sum()
     weights.append(w if params.weighting == "idf" else np.ones_like(w))
-  tables = _lookup_tables(questions, params)
+  key_is_answer = np.array([
+      q.size < params.min_question_tokens and a.size >= 2
+      for q, a in zip(questions, answers)], dtype=bool)
+  keys = [a if by_answer else q
+          for q, a, by_answer in zip(questions, answers, key_is_answer)]
+  tables = _lookup_tables(keys, params)
   return BenchmarkIndex(
       params=params, benchmarks=benchmarks,
       item_benchmark=np.array([benchmarks.index(b) for b, _ in items],
@@ -346,15 +356,15 @@ def build_index(items_by_benchmark: dict[str, Sequence],
       weights=Ragged.from_rows(weights, np.float32),
       answer=Ragged.from_rows(answers, _U64),
       passage=Ragged.from_rows(passages, _U64),
-      info=info, tables=tables)
+      info=info, key_is_answer=key_is_answer, tables=tables)
 
 
-def _lookup_tables(questions: list[np.ndarray], params: DecontamParams
+def _lookup_tables(keys: list[np.ndarray], params: DecontamParams
                    ) -> tuple[LookupTable, ...]:
-  """Maps question n-grams (whole questions when shorter) to items."""
+  """Maps key n-grams (whole keys when shorter) to items."""
   by_size: dict[int, list[tuple[np.ndarray, int, np.ndarray]]] = {}
-  for i, q in enumerate(questions):
-    # One-token questions cannot be told apart from ordinary text.
+  for i, q in enumerate(keys):
+    # One-token keys cannot be told apart from ordinary text.
     size = min(params.ngram, q.size)
     if size >= 2:
       grams = ngram_hashes(q, size)

@@ -94,6 +94,8 @@ class Scanner:
     self.index = index
     self.params = index.params
     self._tables = [_Table(t) for t in index.tables]
+    self._key_len = np.where(index.key_is_answer, index.answer.lengths(),
+                             index.question.lengths())
 
   def scan(self, texts: Sequence[str]) -> list[list[Hit]]:
     """Returns the hits of each text, in order of position.
@@ -130,7 +132,7 @@ class Scanner:
     return results
 
   def _qlen(self, items: np.ndarray) -> np.ndarray:
-    return self.index.question.lengths()[items]
+    return self._key_len[items]
 
   def _candidates(self, hashes: np.ndarray, doc_of: np.ndarray):
     """All (doc position, item, question offset) from the lookup tables."""
@@ -155,6 +157,8 @@ class Scanner:
     doc = tokens.hashes
     answer = index.answer.row(item)
     passage = index.passage.row(item)
+    if index.key_is_answer[item]:
+      return self._verify_by_answer(doc, lo, hi, q, answer, starts)
     needs_support = passage.size > 0 or index.info[item] < p.min_info
     if n <= p.short_len:
       match = None
@@ -197,6 +201,22 @@ class Scanner:
       return None
     end = max(match[1], a_end) if a_score >= p.answer_threshold else match[1]
     return match[0], end, score, rule, a_score, p_score
+
+  def _verify_by_answer(self, doc, lo, hi, question, answer, starts):
+    """Tiny question: exact answer, with the question shortly before it."""
+    n = answer.size
+    for a in np.unique(starts):
+      if lo <= a and a + n <= hi and np.array_equal(doc[a:a + n], answer):
+        before = doc[max(lo, a - self.params.answer_window - question.size):a]
+        if before.size < question.size:
+          continue
+        same = np.lib.stride_tricks.sliding_window_view(
+            before, question.size) == question
+        where = np.flatnonzero(same.all(axis=1))
+        if where.size:
+          start = int(a) - before.size + int(where[-1])
+          return start, int(a + n), 1.0, "exact", 1.0, -1.0
+    return None
 
   def _answer_score(self, doc, q_end, hi, answer):
     """Covered fraction of the answer just after the question (or -1)."""

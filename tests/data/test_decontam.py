@@ -251,3 +251,13 @@ def test_threshold_and_weighting_are_configurable(tmp_path):
       threshold=0.3, assisted_threshold=0.3)
   assert not strict.check(edited)
   assert [h.item_id for h in loose.check(edited)] == [item.id]
+
+
+def test_tiny_question_is_found_through_its_answer(deco):
+  item = next(it for it in benchmarks.load_items("mmlu")
+              if it.id == "anatomy/100")
+  assert item.question == "Osteoclasts"
+  options = "\n".join(f"({'ABCD'[i]}) {c}" for i, c in enumerate(item.choices))
+  hits = deco.check(f"Quiz.\n{item.question}\n{options}\nAnswer: {item.answer}")
+  assert {(h.benchmark, h.item_id) for h in hits} == {("mmlu", "anatomy/100")}
+  assert not deco.check(f"Bone cells {item.answer}")
