@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -39,8 +40,13 @@ class CheckpointMismatchError(ValueError):
 
 
 def _data_args(iterator, restore: bool):
-  import grain  # Local: grain's orbax handler registers itself on import.
   return (grain.checkpoint.CheckpointRestore if restore else grain.checkpoint.CheckpointSave)(iterator)
+
+
+def _item_handlers():
+  """Handlers declared up front, so a fresh manager can read metadata of old steps."""
+  return dict(params=ocp.StandardCheckpointHandler(), opt_state=ocp.StandardCheckpointHandler(),
+              meta=ocp.JsonCheckpointHandler(), data=grain.checkpoint.CheckpointHandler())
 
 
 class Checkpointer:
@@ -52,7 +58,8 @@ class Checkpointer:
         enable_async_checkpointing=bool(ckpt_cfg.async_save) if ckpt_cfg else False,
         create=ckpt_cfg is not None)
     self.directory = os.path.join(os.path.abspath(workdir), CKPT_SUBDIR)
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_handlers=_item_handlers())
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

@@ -28,6 +28,7 @@ class RunResult:
   step: int
   loss: float
   workdir: str
+  losses: dict[int, float]  # Loss at every logged step.
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -120,6 +121,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   task_tokens = np.zeros(len(task_names), np.int64)
   pending = None  # (step, device metrics) of the last dispatched step.
   last = {"loss": float("nan")}
+  losses = {}
   try:
     for step in range(start, total):
       host_batch = next(data_iter)
@@ -136,6 +138,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
       done = step + 1
       if done % config.train.log_every_steps == 0 or done == total:
         last = _host_metrics(*pending)
+        losses[done] = last["loss"]
         extra = {f"tokens/{name}": float(n) for name, n in zip(task_names, task_tokens)}
         logger.log(done, last, extra)
       if done % config.ckpt.every_steps == 0 or done == total:
@@ -149,4 +152,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
     logger.close()
   final_step = int(state.step)
   print(f"final step={final_step} loss={last['loss']:.4f}", flush=True)
-  return RunResult(step=final_step, loss=last["loss"], workdir=workdir)
+  return RunResult(step=final_step, loss=last["loss"], workdir=workdir, losses=losses)
