@@ -95,6 +95,16 @@ class Decontaminator:
     """Loads a saved index (parameters must match those it was built with)."""
     return cls(decontam_index.BenchmarkIndex.load(path, DecontamParams(**params)))
 
+  def provenance(self) -> dict:
+    """Returns what to record next to data cleaned by this decontaminator.
+
+    `prepare` stores it with each task, so training can check the tasks of a
+    mixture against its eval suite (see `missing_benchmarks`).
+    """
+    return {"benchmarks": list(self.benchmarks),
+            "params": dataclasses.asdict(self.index.params),
+            "index_format": decontam_index.INDEX_FORMAT}
+
   def check(self, text: str) -> list[Hit]:
     """Returns the benchmark items found in `text`, ordered by position."""
     return self._scanner.scan([text])[0]
@@ -130,6 +140,22 @@ class Decontaminator:
       else:
         out.append((cut_spans(text, [h.span for h in hits]), hits))
     return out
+
+
+def missing_benchmarks(provenance: dict | None,
+                       required: Iterable[str]) -> list[str]:
+  """Returns the required benchmarks a task was not decontaminated against.
+
+  Args:
+    provenance: the task's recorded `Decontaminator.provenance()`, or None
+      when it was never decontaminated.
+    required: the eval suite, e.g. `benchmarks.DEFAULT_SUITE`.
+
+  Returns:
+    Missing benchmark names, in the order of `required`.
+  """
+  done = set((provenance or {}).get("benchmarks", ()))
+  return [name for name in required if name not in done]
 
 
 def cut_spans(text: str, spans: Iterable[tuple[int, int]]) -> str:

@@ -261,3 +261,13 @@ def test_tiny_question_is_found_through_its_answer(deco):
   hits = deco.check(f"Quiz.\n{item.question}\n{options}\nAnswer: {item.answer}")
   assert {(h.benchmark, h.item_id) for h in hits} == {("mmlu", "anatomy/100")}
   assert not deco.check(f"Bone cells {item.answer}")
+
+
+def test_provenance_tells_which_benchmarks_are_missing(deco):
+  record = deco.provenance()
+  assert record["benchmarks"] == list(benchmarks.DEFAULT_SUITE)
+  assert record["params"]["threshold"] == 0.8
+  assert decontam.missing_benchmarks(record, ["gsm8k", "mmlu"]) == []
+  partial = {**record, "benchmarks": ["gsm8k"]}
+  assert decontam.missing_benchmarks(partial, ["gsm8k", "mmlu"]) == ["mmlu"]
+  assert decontam.missing_benchmarks(None, ["gsm8k"]) == ["gsm8k"]
