@@ -10,7 +10,6 @@ import pytest
 
 from midtrain_jax.data import benchmarks
 from midtrain_jax.data import decontam
-from midtrain_jax.data import decontam_batch
 
 _BENCHMARKS = "gsm8k,humaneval,mmlu"
 
