@@ -13,6 +13,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from midtrain_jax import checkpoint, config_lib, metrics, optim, sharding
 from midtrain_jax import train_step as ts
@@ -54,6 +55,16 @@ def _start_lr(config) -> float | None:
     logging.info("anneal start LR from the base checkpoint: %.3e", lr)
     return lr
   return None
+
+
+def _all_processes_sum(counts: np.ndarray) -> np.ndarray:
+  """Sums per-process counters (each process sees only its rows of the batch)."""
+  if jax.process_count() == 1:
+    return counts
+  # Without jax_enable_x64 arrays are 32-bit: send int64 counts as two int32 halves.
+  halves = np.stack([counts >> 20, counts & (2**20 - 1)]).astype(np.int32)
+  gathered = np.asarray(multihost_utils.process_allgather(halves)).astype(np.int64)
+  return ((gathered[:, 0] << 20) + gathered[:, 1]).sum(axis=0)
 
 
 def _host_metrics(step: int, device_metrics) -> dict[str, float]:
@@ -139,7 +150,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
       if done % config.train.log_every_steps == 0 or done == total:
         last = _host_metrics(*pending)
         losses[done] = last["loss"]
-        extra = {f"tokens/{name}": float(n) for name, n in zip(task_names, task_tokens)}
+        extra = {f"tokens/{name}": float(n)
+                 for name, n in zip(task_names, _all_processes_sum(task_tokens))}
         logger.log(done, last, extra)
       if done % config.ckpt.every_steps == 0 or done == total:
         last = _host_metrics(*pending)  # Never checkpoint a diverged state.
