@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 from midtrain_jax import config_lib
 
@@ -101,9 +102,27 @@ class Checkpointer:
     items = dict(params=ocp.args.StandardRestore(abstract_params))
     if abstract_opt_state is not None:
       items["opt_state"] = ocp.args.StandardRestore(abstract_opt_state)
-    if data_iterator is not None:
+    if data_iterator is not None and self._has_data_state(step):
       items["data"] = _data_args(data_iterator, restore=True)
     return self.manager.restore(step, args=ocp.args.Composite(**items))
+
+  def _has_data_state(self, step: int) -> bool:
+    """Whether this process can restore its iterator (same process count as the save).
+
+    Each process saves the state of its own data shard. With another process
+    count the shards differ, so the model and optimiser resume exactly while
+    the data order starts afresh on the new split (logged as a warning).
+    """
+    data_dir = epath.Path(self.directory) / str(step) / "data"
+    mine = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    saved = sorted(p.name for p in data_dir.glob("process_*.json")) if data_dir.exists() else []
+    if mine in saved or not saved:
+      return True
+    logging.warning("Checkpoint step %d holds data iterator states %s, written by another "
+                    "process count than this run's %d; the data order restarts on the new "
+                    "split (model and optimiser state resume exactly).", step, saved,
+                    jax.process_count())
+    return False
 
   def wait(self):
     self.manager.wait_until_finished()
