@@ -99,6 +99,9 @@ def base_config(size: str) -> ml_collections.ConfigDict:
   """All config sections with their defaults for a model size (unlocked)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # What `main.py` runs: "train" (one training run) or "demo" (prepare, base,
+  # two anneals, evaluation and a report; midtrain_jax/experiments/demo.py).
+  c.workflow = "train"
   c.model = model_section(size)
   c.data = data_config()
 
@@ -134,7 +137,10 @@ def base_config(size: str) -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 0  # 0: evaluate only at the end.
-  c.eval.batches = 4
+  c.eval.batches = 4  # Held-out batches per task in training; 0: no evaluation.
+  # Mixture whose held-out splits are scored; "" = data.mixture. Anneals on a
+  # narrow mix set it to the full mix to see every capability.
+  c.eval.mixture = ""
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # -1 fills the devices left over by the other axes.
@@ -195,6 +201,7 @@ _CHOICES = {
     "optim.decay_shape": ("linear", "cosine", "1-sqrt"),
     "optim.anneal_start": ("config", "from_checkpoint"),
 }
+_WORKFLOWS = ("train", "demo")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -203,6 +210,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     section, name = key.split(".")
     if config[section][name] not in choices:
       raise ValueError(f"config.{key}={config[section][name]!r} is not one of {choices}.")
+  if config.workflow not in _WORKFLOWS:
+    raise ValueError(f"config.workflow={config.workflow!r} is not one of {_WORKFLOWS}.")
   m = config.model
   if m.n_heads % m.n_kv_heads:
     raise ValueError(f"config.model.n_heads={m.n_heads} is not divisible by "
