@@ -30,6 +30,8 @@ class RunResult:
   loss: float
   workdir: str
   losses: dict[int, float]  # Loss at every logged step.
+  # Held-out results ({task: {loss, bpb, ...}}) at every evaluated step.
+  evals: dict[int, dict] = dataclasses.field(default_factory=dict)
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -76,6 +78,32 @@ def _host_metrics(step: int, device_metrics) -> dict[str, float]:
         f"grad_norm={values['grad_norm']}. No checkpoint was written from this point; "
         "the last good checkpoint is intact (lower optim.lr or check the data).")
   return values
+
+
+def _heldout_evaluator(config, graphdef, mesh, params_sharding):
+  """params -> held-out results on `eval.batches` batches per task (None: disabled)."""
+  if not config.eval.batches:
+    return None
+  from midtrain_jax import evaluate  # pylint: disable=g-import-not-at-top
+  eval_step = ts.jit_eval_step(graphdef, mesh, params_sharding)
+  data_cfg = evaluate.eval_data_config(config)
+
+  def run_eval(params):
+    fn = lambda b: eval_step(params, sharding.host_batch_to_global(
+        {k: b[k] for k in ts.MODEL_INPUTS}, mesh))
+    return evaluate.heldout_bpb(fn, data_cfg, max_batches=config.eval.batches,
+                                process_index=jax.process_index(),
+                                process_count=jax.process_count())
+  return run_eval
+
+
+def _log_eval(logger, step: int, heldout: dict) -> None:
+  from midtrain_jax import evaluate  # pylint: disable=g-import-not-at-top
+  results = {"heldout": heldout, "capability_bpb": evaluate.capability_bpb(heldout)}
+  logger.write(step, evaluate.scalars(results))
+  if jax.process_index() == 0:
+    caps = " | ".join(f"{c} {v:.3f}" for c, v in sorted(results["capability_bpb"].items()))
+    print(f"eval step {step} | held-out BPB {caps}", flush=True)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
@@ -132,7 +160,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   task_tokens = np.zeros(len(task_names), np.int64)
   pending = None  # (step, device metrics) of the last dispatched step.
   last = {"loss": float("nan")}
-  losses = {}
+  losses, evals = {}, {}
+  evaluator = _heldout_evaluator(config, graphdef, mesh, params_sharding)
   try:
     for step in range(start, total):
       host_batch = next(data_iter)
@@ -156,6 +185,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
       if done % config.ckpt.every_steps == 0 or done == total:
         last = _host_metrics(*pending)  # Never checkpoint a diverged state.
         ckpt.save(done, state, config, data_iter)
+      every = config.eval.every_steps
+      if evaluator and (done == total or (every and done % every == 0)):
+        evals[done] = evaluator(state.params)
+        _log_eval(logger, done, evals[done])
     if pending is not None:
       last = _host_metrics(*pending)
   finally:
@@ -164,4 +197,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
     logger.close()
   final_step = int(state.step)
   print(f"final step={final_step} loss={last['loss']:.4f}", flush=True)
-  return RunResult(step=final_step, loss=last["loss"], workdir=workdir, losses=losses)
+  return RunResult(step=final_step, loss=last["loss"], workdir=workdir, losses=losses, evals=evals)

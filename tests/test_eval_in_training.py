@@ -1,0 +1,24 @@
+"""Held-out evaluation inside training (`eval.every_steps`, `eval.batches`)."""
+import math
+
+import pytest
+
+from tests.test_train import small_config
+from midtrain_jax import train
+
+pytestmark = pytest.mark.slow
+
+
+def test_periodic_heldout_eval(tmp_path):
+  c = small_config(4, mesh=(4, 2, 1))
+  c.eval.update(every_steps=2, batches=1)
+  c.data.mixture = "web_only"
+  c.eval.mixture = "dolmino_demo"  # Score every capability of a web-only run.
+  result = train.run(c, str(tmp_path))
+  assert sorted(result.evals) == [2, 4]
+  for heldout in result.evals.values():
+    assert len(heldout) == 8 and all(math.isfinite(r["bpb"]) and r["bpb"] > 0
+                                     for r in heldout.values())
+  # Web is trained on, so its BPB falls between the two evaluations.
+  web = lambda s: result.evals[s]["web_c4"]["bpb"]
+  assert web(4) < web(2)
