@@ -25,7 +25,11 @@ def main(argv):
   del argv
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.info("workdir %s", _WORKDIR.value)
-  train.run(_CONFIG.value, _WORKDIR.value)
+  if _CONFIG.value.workflow == "demo":
+    from midtrain_jax.experiments import demo  # pylint: disable=g-import-not-at-top
+    demo.run(_CONFIG.value, _WORKDIR.value)
+  else:
+    train.run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
