@@ -27,7 +27,8 @@ def get_config(arg=None):
   c.data.update(mixture="dolmino_demo", seq_len=128, batch_size=16)
   c.data.decontam.benchmarks = "gsm8k,math,humaneval,mbpp,mmlu,arc_easy,arc_challenge"
   # The anneals (the base run's settings are in the `demo` section).
-  c.optim.update(schedule="anneal", anneal_start="from_checkpoint", lr=3e-3, warmup_steps=0)
+  # The anneals start from the LR the base had where they branch off (demo.py).
+  c.optim.update(schedule="anneal", lr=3e-3, warmup_steps=0)
   c.train.update(steps=max(1, int(60 * args.scale)), log_every_steps=10)
   c.ckpt.update(every_steps=c.train.steps, keep=1, async_save=False)
   c.eval.update(every_steps=0, batches=4, mixture="dolmino_demo")

@@ -65,6 +65,7 @@ def anneal_config(config, mixture: str, init_from: str) -> ml_collections.Config
   c.workflow = "train"
   c.data.mixture = mixture
   c.train.init_from = init_from
+  c.optim.anneal_start = "from_checkpoint"
   return c
 
 
