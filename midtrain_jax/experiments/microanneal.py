@@ -1,0 +1,169 @@
+"""Microanneals: which candidate data source helps, and what does it cost?
+
+  python -m midtrain_jax.experiments.microanneal --base=runs/demo/base/checkpoints/200 \
+      --tasks=math_synthetic,code_python_stdlib,qa_python_docs --tokens=200000 \
+      --workdir=runs/microanneal
+
+Runs a web-only baseline and one `microanneal/<task>` anneal (50% task + 50%
+web) per candidate, all branching off `--base` with the same token budget and
+the same linear LR decay to zero (starting from the LR the base's schedule had
+at that checkpoint). Each run is evaluated on the held-out splits of
+`--eval_mixture` and on benchmark BPB; the table gives per-capability BPB
+deltas against the baseline (negative = the candidate helped) and forgetting
+(web BPB change against the base). Finished runs and their evaluations are
+reused on re-run, so adding a candidate only trains that one.
+"""
+import json
+import math
+import os
+
+import ml_collections
+
+from midtrain_jax import checkpoint, config_lib, evaluate, report, train
+from midtrain_jax.data import catalog
+
+BASELINE = "baseline"
+
+
+def anneal_config(base_path: str, mixture: str, tokens: int, *, eval_mixture: str,
+                  seed: int = 0) -> ml_collections.ConfigDict:
+  """A locked anneal config on `mixture` for `tokens` tokens from a base checkpoint.
+
+  Args:
+    base_path: base checkpoint (workdir or step directory).
+    mixture: the registered mixture to anneal on.
+    tokens: training tokens (rounded to whole steps of the base's batch).
+    eval_mixture: mixture whose held-out splits are scored.
+    seed: run seed (changes the data order, not the initialisation).
+
+  Returns:
+    The config; model, data layout and optimiser come from the base run.
+  """
+  catalog.get_mixture(mixture)
+  base, step = checkpoint.resolve_base(base_path)
+  c = base.config(step)
+  c.workflow = "train"
+  c.seed = seed
+  c.data.mixture = mixture
+  c.data.shuffle_seed = seed
+  c.eval.mixture = eval_mixture
+  c.optim.update(schedule="anneal", anneal_start="from_checkpoint", warmup_steps=0)
+  steps = max(1, round(tokens / (c.data.batch_size * c.data.seq_len)))
+  c.train.update(steps=steps, init_from=os.path.abspath(f"{base.directory}/{step}"),
+                 init_optimizer=True, log_every_steps=max(1, min(10, steps // 4)))
+  c.ckpt.update(every_steps=steps, keep=1, async_save=False)
+  return config_lib.finalize(c)
+
+
+def _trained(workdir: str, steps: int) -> bool:
+  return (os.path.isdir(os.path.join(workdir, checkpoint.CKPT_SUBDIR))
+          and checkpoint.Checkpointer(workdir).latest_step() == steps)
+
+
+def train_and_evaluate(config, workdir: str, options: evaluate.EvalOptions,
+                       base_heldout: dict, log=print) -> dict:
+  """Trains (unless finished) and evaluates (unless already evaluated) one run."""
+  steps = config.train.steps
+  results_path = os.path.join(workdir, "eval", f"step_{steps}.json")
+  if _trained(workdir, steps) and os.path.exists(results_path):
+    log(f"[microanneal] {workdir}: finished earlier, reusing its results")
+    with open(results_path) as f:
+      return json.load(f)
+  if not _trained(workdir, steps):
+    log(f"[microanneal] training {config.data.mixture} for {steps} steps -> {workdir}")
+    train.run(config, workdir)
+  data_cfg = evaluate.eval_data_config(config)
+  results = evaluate.evaluate(evaluate.load_model(workdir), options, data_cfg,
+                              base_heldout=base_heldout, log=log)
+  evaluate.write_results(workdir, results)
+  return results
+
+
+def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
+        eval_mixture: str = "dolmino_demo", baseline_mixture: str = "web_only",
+        options: evaluate.EvalOptions = evaluate.EvalOptions(), log=print) -> list[dict]:
+  """Runs the baseline and one microanneal per task; returns the table rows.
+
+  Args:
+    base: base checkpoint to branch off.
+    tasks: candidate task names (each needs a `microanneal/<task>` mixture).
+    tokens: training tokens per run.
+    workdir: one sub-folder per run, plus microanneal.json / .txt.
+    eval_mixture: mixture whose held-out splits are scored.
+    baseline_mixture: the web-only mixture of the baseline.
+    options: evaluation sizes.
+    log: progress printer.
+
+  Returns:
+    Rows of `report.comparison_rows` (baseline first).
+  """
+  if not tasks:
+    raise ValueError("--tasks needs at least one candidate task.")
+  mixtures = {BASELINE: baseline_mixture}
+  for task in tasks:
+    name = f"microanneal/{task}"
+    if name not in catalog.MIXTURES:
+      raise ValueError(f"No mixture {name!r}: candidates are "
+                       f"{sorted(m.split('/', 1)[1] for m in catalog.MIXTURES if '/' in m)}.")
+    mixtures[task] = name
+  configs = {run_name: anneal_config(base, mixture, tokens, eval_mixture=eval_mixture)
+             for run_name, mixture in mixtures.items()}
+  base_data = evaluate.eval_data_config(configs[BASELINE])
+  log(f"[microanneal] base held-out BPB ({base})")
+  base_heldout = evaluate.heldout_bpb(evaluate.model_eval_fn(evaluate.load_model(base)),
+                                      base_data, max_batches=options.max_batches)
+  results = {name: train_and_evaluate(cfg, os.path.join(workdir, name.replace("/", "_")),
+                                      options, base_heldout, log)
+             for name, cfg in configs.items()}
+  rows = report.comparison_rows(results, baseline=BASELINE)
+  for row in rows:
+    if row["run"] != BASELINE:
+      cap = catalog.get_task(row["run"]).capability
+      row["target"] = cap
+      row["delta/target"] = row.get(f"delta/{cap}", math.nan)
+  text = format_table(rows, tokens, configs[BASELINE].train.steps)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "microanneal.json"), "w") as f:
+    json.dump({"base": base, "tokens": tokens, "rows": rows, "results": results}, f,
+              indent=1, sort_keys=True)
+  with open(os.path.join(workdir, "microanneal.txt"), "w") as f:
+    f.write(text + "\n")
+  log(text)
+  return rows
+
+
+def format_table(rows: list[dict], tokens: int, steps: int) -> str:
+  """The microanneal table: target-capability delta, every capability, forgetting."""
+  caps = sorted(k.split("/", 1)[1] for k in rows[0] if k.startswith("delta/"))
+  columns = ["delta/target"] + [f"delta/{c}" for c in caps] + ["forgetting"]
+  for row in rows:
+    row.setdefault("delta/target", math.nan)
+  return (f"Microanneal table ({tokens:,} tokens, {steps} steps per run; BPB change vs "
+          f"the web-only baseline, negative = better; forgetting = web BPB change vs "
+          f"the base):\n" + report.format_table(rows, columns))
+
+
+def main(argv):
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  options = evaluate.EvalOptions(suite=f.suite, bpb_items=f.bpb_items, gen_items=f.gen_items,
+                                 max_batches=f.max_batches)
+  run(f.base, [t for t in f.tasks.split(",") if t], f.tokens, f.workdir,
+      eval_mixture=f.eval_mixture, baseline_mixture=f.baseline_mixture, options=options)
+
+
+if __name__ == "__main__":
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("base", None, "Base checkpoint (workdir or step directory).")
+  flags.DEFINE_string("tasks", None, "Comma-separated candidate tasks.")
+  flags.DEFINE_integer("tokens", None, "Training tokens per run.")
+  flags.DEFINE_string("workdir", "runs/microanneal", "Folder for the runs and the table.")
+  flags.DEFINE_string("eval_mixture", "dolmino_demo", "Mixture whose held-out splits to score.")
+  flags.DEFINE_string("baseline_mixture", "web_only", "Mixture of the baseline run.")
+  flags.DEFINE_string("suite", "default", "Evaluation suite (see midtrain_jax.evaluate).")
+  flags.DEFINE_integer("bpb_items", 16, "Benchmark BPB items per benchmark.")
+  flags.DEFINE_integer("gen_items", 4, "Generative items per benchmark (suite=all).")
+  flags.DEFINE_integer("max_batches", 0, "Held-out batches per task (0 = all).")
+  flags.mark_flags_as_required(["base", "tasks", "tokens"])
+  app.run(main)
