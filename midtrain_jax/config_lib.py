@@ -90,7 +90,7 @@ def model_section(size: str) -> ml_collections.ConfigDict:
   c.param_dtype = "float32"
   c.compute_dtype = "float32"  # "bfloat16" on accelerators.
   c.remat = "none"  # "none" | "full" | "save_dots".
-  c.attention = "xla"  # "xla" | "cudnn" | "reference".
+  c.attention = "xla"  # "xla" | "cudnn" (GPU) | "splash" (TPU) | "reference".
   c.update(PRESETS[size])
   return c
 
@@ -196,7 +196,7 @@ _CHOICES = {
     "model.param_dtype": ("float32", "bfloat16"),
     "model.compute_dtype": ("float32", "bfloat16"),
     "model.remat": ("none", "full", "save_dots"),
-    "model.attention": ("xla", "cudnn", "reference"),
+    "model.attention": ("xla", "cudnn", "splash", "reference"),
     "optim.schedule": ("wsd", "cosine", "constant", "anneal"),
     "optim.decay_shape": ("linear", "cosine", "1-sqrt"),
     "optim.anneal_start": ("config", "from_checkpoint"),
