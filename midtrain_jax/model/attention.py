@@ -12,7 +12,7 @@ import numpy as np
 from flax import nnx
 
 from midtrain_jax.config_lib import FULL_ATTENTION, ModelConfig
-from midtrain_jax.model import rope
+from midtrain_jax.model import attention_kernels, rope
 from midtrain_jax.model.layers import Dense, RMSNorm
 
 
@@ -97,13 +97,8 @@ class Attention(nnx.Module):
     if cache is None:
       slots = jnp.arange(t)
       mask = attention_mask(slots, slots, segment_ids_BT, segment_ids_BT, self.window)
-      if self.cfg.attention == "reference":
-        out = reference_attention(q, k, v, mask, scale)
-      else:
-        window = None if self.window == FULL_ATTENTION else (self.window - 1, 0)
-        out = jax.nn.dot_product_attention(
-            q, k, v, mask=mask, scale=scale, is_causal=True, local_window_size=window,
-            implementation=None if self.cfg.attention == "xla" else self.cfg.attention)
+      out = attention_kernels.attend(q, k, v, mask, segment_ids_BT, self.window, scale,
+                                     self.cfg.attention, reference_attention)
       new_cache = None
     else:
       start = cache["index"]
