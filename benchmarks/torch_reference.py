@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""PyTorch reference for train-step throughput on this CPU (a peer to compare with).
+
+Trains a Hugging Face LlamaForCausalLM of the given shape with AdamW on random
+tokens and prints tokens/s and model GFLOP/s, plus the machine's fp32 matmul
+peak, so a JAX step of the same shape can be compared side by side in one run.
+
+Set up once in a separate venv (torch 2.13.0 CPU is served locally):
+  python3 -m venv .torchref && .torchref/bin/pip install torch==2.13.0 transformers
+Run:
+  .torchref/bin/python benchmarks/torch_reference.py --vocab 8192 --d 256 \
+      --layers 4 --heads 4 --kv-heads 4 --ffn 1024 --seq 256 --batch 16
+
+FLOPs per token use 6 * (non-embedding params + output projection) + 12 * L * d * seq
+(attention, not halved for causality) -- use the same formula on the JAX side.
+"""
+import argparse
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def matmul_peak(n=2048, reps=10):
+  a, b = torch.randn(n, n), torch.randn(n, n)
+  for _ in range(3):
+    a @ b
+  t = time.perf_counter()
+  for _ in range(reps):
+    a @ b
+  return 2 * n**3 / ((time.perf_counter() - t) / reps) / 1e9
+
+
+def main():
+  p = argparse.ArgumentParser()
+  for name, default in [("vocab", 8192), ("d", 256), ("layers", 4), ("heads", 4),
+                        ("kv-heads", 4), ("ffn", 1024), ("seq", 256), ("batch", 16),
+                        ("steps", 10)]:
+    p.add_argument("--" + name, type=int, default=default)
+  a = p.parse_args()
+  torch.manual_seed(0)
+  cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.d, intermediate_size=a.ffn,
+                    num_hidden_layers=a.layers, num_attention_heads=a.heads,
+                    num_key_value_heads=a.kv_heads, max_position_embeddings=a.seq,
+                    tie_word_embeddings=False)
+  cfg._attn_implementation = "sdpa"
+  model = LlamaForCausalLM(cfg)
+  n_params = sum(p.numel() for p in model.parameters())
+  flops_per_token = 6 * (n_params - a.vocab * a.d) + 12 * a.layers * a.d * a.seq
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+  x = torch.randint(0, a.vocab, (a.batch, a.seq))
+
+  def step():
+    loss = model(input_ids=x, labels=x).loss
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+  for _ in range(3):
+    step()
+  t = time.perf_counter()
+  for _ in range(a.steps):
+    step()
+  dt = (time.perf_counter() - t) / a.steps
+  tok_s = a.batch * a.seq / dt
+  peak = matmul_peak()
+  print(f"torch {torch.__version__} threads={torch.get_num_threads()} "
+        f"params={n_params / 1e6:.2f}M step_ms={dt * 1e3:.0f} tokens_per_s={tok_s:.0f} "
+        f"model_gflops={tok_s * flops_per_token / 1e9:.1f} matmul_peak_gflops={peak:.0f}")
+
+
+if __name__ == "__main__":
+  main()
