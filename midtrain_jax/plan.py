@@ -12,7 +12,6 @@ Step time and tokens/day follow from FLOPs per token (metrics.flops_per_token,
 sliding-window layers counted by their window) at the stated MFU.
 """
 import dataclasses
-import math
 import sys
 
 import jax
