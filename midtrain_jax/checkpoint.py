@@ -209,8 +209,9 @@ def restore_or_init(ckpt: Checkpointer, config: ml_collections.ConfigDict,
     with_opt = config.train.init_optimizer
     restored = base.restore(base_step, target.params, target.opt_state if with_opt else None)
     if with_opt:
+      from midtrain_jax import optim  # pylint: disable=g-import-not-at-top
       state = abstract_state.replace(step=jnp.zeros((), jnp.int32), params=restored["params"],
-                                     opt_state=restored["opt_state"])
+                                     opt_state=optim.restart_schedule(restored["opt_state"]))
       state = jax.device_put(state, state_sharding)
     else:
       state = init_fn(restored["params"])

@@ -121,3 +121,24 @@ def make_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule):
                   weight_decay=optim.weight_decay,
                   mask=lambda p: decay_mask(p, optim.decay_embeddings)),
   )
+
+
+def restart_schedule(opt_state):
+  """Restarts the LR schedule of a restored optimiser state at step 0.
+
+  optax keeps the schedule's step count inside the optimiser state, so an
+  anneal that loads its base run's optimiser state would otherwise read its
+  own schedule at the base's step (past the end of a short anneal: LR 0).
+  Adam's moments and bias-correction count stay as the base left them.
+
+  Args:
+    opt_state: an optimiser state of `make_optimizer`.
+
+  Returns:
+    The same state with every schedule count set to 0.
+  """
+  is_schedule = lambda s: isinstance(s, optax.ScaleByScheduleState)
+  return jax.tree.map(
+      lambda s: s._replace(count=jnp.zeros_like(s.count)) if is_schedule(s) else s,
+      opt_state, is_leaf=is_schedule)
+
