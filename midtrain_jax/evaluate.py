@@ -116,15 +116,17 @@ def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | No
                                           process_index=process_index,
                                           process_count=process_count)
     nats = tokens = 0.0
-    count, empty = 0, None
+    count, last = 0, None
     for batch in batches:
       if max_batches and count == max_batches:
         break
       out = eval_fn(batch)
       nats, tokens, count = nats + float(out["nats"]), tokens + float(out["tokens"]), count + 1
-      empty = {k: np.where(k == "segment_ids", 0, v) for k, v in batch.items()}
-    while process_count > 1 and max_batches and empty is not None and count < max_batches:
-      eval_fn({k: np.zeros_like(v) if k == "segment_ids" else v for k, v in empty.items()})
+      last = batch
+    # Hosts with fewer held-out documents run all-padding batches (segment id 0
+    # counts nothing), so every host joins every global computation.
+    while process_count > 1 and max_batches and last is not None and count < max_batches:
+      eval_fn({k: np.zeros_like(v) if k == "segment_ids" else v for k, v in last.items()})
       count += 1
     share = min(1.0, tokens / max(1, batches.num_tokens * process_count))
     num_bytes = batches.num_bytes * process_count * share
