@@ -36,6 +36,11 @@ from midtrain_jax import config_lib
 CKPT_SUBDIR = "checkpoints"
 
 
+def _absolute(path: str) -> epath.Path:
+  """Local paths made absolute (orbax needs that); gs:// and other URLs kept."""
+  return epath.Path(path if "://" in path else os.path.abspath(path))
+
+
 class CheckpointMismatchError(ValueError):
   """A checkpoint's parameters do not fit the model being restored."""
 
@@ -58,7 +63,7 @@ class Checkpointer:
         max_to_keep=ckpt_cfg.keep if ckpt_cfg else None,
         enable_async_checkpointing=bool(ckpt_cfg.async_save) if ckpt_cfg else False,
         create=ckpt_cfg is not None)
-    self.directory = os.path.join(os.path.abspath(workdir), CKPT_SUBDIR)
+    self.directory = str(_absolute(workdir) / CKPT_SUBDIR)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_handlers=_item_handlers())
 
@@ -156,17 +161,16 @@ def check_compatible(stored_metadata, abstract_params, where: str) -> None:
 
 def resolve_base(path: str) -> tuple[Checkpointer, int]:
   """Finds the checkpoint named by `train.init_from`: a workdir or a step directory."""
-  path = os.path.abspath(path)
-  if os.path.basename(path).isdigit():
-    step, root = int(os.path.basename(path)), os.path.dirname(path)
-  else:
-    step, root = None, path
-  if os.path.basename(root) == CKPT_SUBDIR:
-    root = os.path.dirname(root)
-  if not os.path.isdir(os.path.join(root, CKPT_SUBDIR)):
+  root = _absolute(path)
+  step = int(root.name) if root.name.isdigit() else None
+  if step is not None:
+    root = root.parent
+  if root.name == CKPT_SUBDIR:
+    root = root.parent
+  if not (root / CKPT_SUBDIR).is_dir():
     raise FileNotFoundError(f"train.init_from={path!r}: no checkpoints found "
-                            f"(expected {os.path.join(root, CKPT_SUBDIR)}/<step>).")
-  ckpt = Checkpointer(root)
+                            f"(expected {root / CKPT_SUBDIR}/<step>).")
+  ckpt = Checkpointer(str(root))
   step = ckpt.latest_step() if step is None else step
   if step is None or step not in ckpt.manager.all_steps():
     raise FileNotFoundError(f"train.init_from={path!r}: step {step} is not among the "
@@ -263,7 +267,7 @@ def soup(inputs: list[str], out: str) -> str:
   target.manager.save(0, args=ocp.args.Composite(
       params=ocp.args.StandardSave(averaged),
       meta=ocp.args.JsonSave({"step": 0, "config": config_lib.to_json(config),
-                              "soup_of": [os.path.abspath(p) for p in inputs]})), force=True)
+                              "soup_of": [str(_absolute(p)) for p in inputs]})), force=True)
   target.wait()
   return f"{target.directory}/0"
 

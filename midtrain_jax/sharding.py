@@ -96,6 +96,19 @@ def named_sharding(mesh: Mesh, axes: Sequence[str | None], shape: Sequence[int])
   return NamedSharding(mesh, fit_spec(logical_to_spec(axes), shape, mesh))
 
 
+def constrain(x, axes: Sequence[str | None]):
+  """Pins an activation's layout to its logical axes when tracing under a mesh.
+
+  Without it, SPMD propagation can pick layouts that force full
+  rematerialisation between layers. Outside `jax.set_mesh` (plain
+  single-device calls, tests) it is a no-op.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return x
+  return jax.lax.with_sharding_constraint(x, logical_to_spec(axes))
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Sharding of a [batch, seq] input array."""
   return NamedSharding(mesh, logical_to_spec(("batch", "seq")))

@@ -7,10 +7,10 @@ never waits on logging.
 """
 import dataclasses
 import math
-import os
 
 import jax
 import ml_collections
+from etils import epath
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
@@ -37,10 +37,10 @@ class RunResult:
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, "config.json")
-  with open(path + ".tmp", "w") as f:
-    f.write(config_lib.to_json(config))
-  os.replace(path + ".tmp", path)
+  # Write then rename: an interrupted write never leaves a truncated config.
+  tmp = epath.Path(workdir) / "config.json.tmp"
+  tmp.write_text(config_lib.to_json(config))
+  tmp.replace(epath.Path(workdir) / "config.json")
 
 
 def _check_batch(config, mesh) -> None:
@@ -117,7 +117,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
     The final step, its loss and the workdir.
   """
   config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   _write_config(config, workdir)
   model_cfg = config_lib.model_config(config.model)
   mesh = sharding.make_mesh(config.mesh)

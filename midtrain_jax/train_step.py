@@ -123,18 +123,29 @@ def eval_step(params, batch, *, graphdef):
   return {"nats": (ce * weights).sum(), "tokens": weights.sum()}
 
 
+def _under_mesh(jitted, mesh: Mesh):
+  """Calls (and so traces) `jitted` with `mesh` set: the model's activation
+  constraints (`sharding.constrain`) need it."""
+  @functools.wraps(jitted)
+  def call(*args):
+    with jax.set_mesh(mesh):
+      return jitted(*args)
+  return call
+
+
 def jit_train_step(graphdef, tx, schedule, z_loss: float, mesh: Mesh,
                    shardings: TrainState):
   """The train step jitted with explicit shardings; the old state is donated."""
   batch_sharding = {k: sharding.batch_sharding(mesh) for k in MODEL_INPUTS}
   step = functools.partial(train_step, graphdef=graphdef, tx=tx, schedule=schedule,
                            z_loss=z_loss)
-  return jax.jit(step, in_shardings=(shardings, batch_sharding),
-                 out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+  return _under_mesh(jax.jit(step, in_shardings=(shardings, batch_sharding),
+                             out_shardings=(shardings, sharding.replicated(mesh)),
+                             donate_argnums=0), mesh)
 
 
 def jit_eval_step(graphdef, mesh: Mesh, params_sharding):
   batch_sharding = {k: sharding.batch_sharding(mesh) for k in MODEL_INPUTS}
-  return jax.jit(functools.partial(eval_step, graphdef=graphdef),
-                 in_shardings=(params_sharding, batch_sharding),
-                 out_shardings=sharding.replicated(mesh))
+  return _under_mesh(jax.jit(functools.partial(eval_step, graphdef=graphdef),
+                             in_shardings=(params_sharding, batch_sharding),
+                             out_shardings=sharding.replicated(mesh)), mesh)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from midtrain_jax import sharding
 from midtrain_jax.config_lib import ModelConfig
 from midtrain_jax.model.attention import Attention
 from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU
@@ -71,7 +72,8 @@ class Transformer(nnx.Module):
        new caches or None).
     """
     cfg = self.cfg
-    x = self.embed(tokens_BT, jnp.dtype(cfg.compute_dtype))
+    x = sharding.constrain(self.embed(tokens_BT, jnp.dtype(cfg.compute_dtype)),
+                           ("batch", "seq", None))
 
     def run_block(block, x, positions, segment_ids, cache):
       return block(x, positions, segment_ids, cache)
@@ -82,6 +84,7 @@ class Transformer(nnx.Module):
     for i, block in enumerate(self.blocks):
       x, cache = run_block(block, x, positions_BT, segment_ids_BT,
                            None if caches is None else caches[i])
+      x = sharding.constrain(x, ("batch", "seq", None))
       new_caches.append(cache)
     x = self.final_norm(x)
     logits = self.embed.attend(x) if cfg.tie_embeddings else self.lm_head(x)
