@@ -181,6 +181,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
         losses[done] = last["loss"]
         extra = {f"tokens/{name}": float(n)
                  for name, n in zip(task_names, _all_processes_sum(task_tokens))}
+        # Epochs started per task, as the loader counts them (restored on resume).
+        extra.update({f"epochs/{name}": float(c["epochs"])
+                      for name, c in data_iter.counters().items()})
         logger.log(done, last, extra)
       if done % config.ckpt.every_steps == 0 or done == total:
         last = _host_metrics(*pending)  # Never checkpoint a diverged state.
