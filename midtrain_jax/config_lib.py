@@ -141,6 +141,11 @@ def base_config(size: str) -> ml_collections.ConfigDict:
   # Mixture whose held-out splits are scored; "" = data.mixture. Anneals on a
   # narrow mix set it to the full mix to see every capability.
   c.eval.mixture = ""
+  # Benchmarks the run is evaluated on (comma-separated). Training checks that
+  # every task of the mixture was decontaminated against them and warns, or
+  # fails, per `decontam_check` ("warn" | "error" | "off").
+  c.eval.benchmarks = "gsm8k,math,humaneval,mbpp,mmlu,arc_easy,arc_challenge"
+  c.eval.decontam_check = "warn"
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # -1 fills the devices left over by the other axes.
@@ -200,6 +205,7 @@ _CHOICES = {
     "optim.schedule": ("wsd", "cosine", "constant", "anneal"),
     "optim.decay_shape": ("linear", "cosine", "1-sqrt"),
     "optim.anneal_start": ("config", "from_checkpoint"),
+    "eval.decontam_check": ("warn", "error", "off"),
 }
 _WORKFLOWS = ("train", "demo")
 

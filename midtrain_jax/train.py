@@ -51,6 +51,29 @@ def _check_batch(config, mesh) -> None:
                      f"{jax.process_count()}.")
 
 
+class ContaminationRiskError(ValueError):
+  """The mixture's data was not decontaminated against the eval benchmarks."""
+
+
+def _check_decontamination(config) -> None:
+  suite = [b.strip() for b in config.eval.benchmarks.split(",") if b.strip()]
+  if not suite or config.eval.decontam_check == "off":
+    return
+  gaps = pipeline.undecontaminated(config.data, suite)
+  if not gaps:
+    return
+  listing = "; ".join(f"{task}: {', '.join(b)}" for task, b in sorted(gaps.items()))
+  message = (f"Tasks of mixture {config.data.mixture!r} were not decontaminated against "
+             f"the eval benchmarks ({listing}). Prepare with "
+             f"--config.data.decontam.benchmarks={','.join(suite)} into a fresh "
+             "data.data_dir, or set eval.decontam_check=off.")
+  if config.eval.decontam_check == "error":
+    raise ContaminationRiskError(message)
+  logging.warning(message)
+  if jax.process_index() == 0:
+    print(f"WARNING: {message}", flush=True)
+
+
 def _start_lr(config) -> float | None:
   if config.optim.schedule == "anneal" and config.optim.anneal_start == "from_checkpoint":
     lr = checkpoint.base_lr(config.train.init_from)
@@ -130,6 +153,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
       config.data, seed=config.seed, process_index=jax.process_index(),
       process_count=jax.process_count())
   task_names = list(pipeline.task_names(config.data))
+  _check_decontamination(config)
 
   total = config.train.steps
   schedule = optim.make_schedule(config.optim, total, start_lr=_start_lr(config))

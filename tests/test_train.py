@@ -94,3 +94,15 @@ def test_soup_averages_params(tmp_path, uninterrupted):
   train.run(wider, str(tmp_path / "wider"))
   with pytest.raises(checkpoint.CheckpointMismatchError):
     checkpoint.soup([uninterrupted.workdir, str(tmp_path / "wider")], str(tmp_path / "soup2"))
+
+
+def test_decontamination_check_names_tasks_and_benchmarks():
+  c = small_config(1)
+  c.data.decontam.benchmarks = ""  # Prepared without decontamination.
+  c.eval.update(benchmarks="gsm8k,humaneval", decontam_check="error")
+  pipeline_gaps = train.pipeline.undecontaminated(c.data, ["gsm8k", "humaneval"])
+  assert set(pipeline_gaps) == set(train.pipeline.task_names(c.data))
+  with pytest.raises(train.ContaminationRiskError, match=r"math_synthetic: gsm8k, humaneval"):
+    train._check_decontamination(c)
+  c.eval.decontam_check = "off"
+  train._check_decontamination(c)  # Silent.

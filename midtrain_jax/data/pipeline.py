@@ -80,6 +80,26 @@ def vocab_size(data_cfg) -> int:
   return tokenizer_lib.vocab_size(data_cfg.tokenizer)
 
 
+def undecontaminated(data_cfg, suite: list[str]) -> dict[str, list[str]]:
+  """Tasks of the mixture whose prepared data was not checked against `suite`.
+
+  Args:
+    data_cfg: the `data` config section (the mixture must be prepared).
+    suite: benchmark names the evaluation uses.
+
+  Returns:
+    {task: [benchmarks it was not decontaminated against]}, only tasks missing some.
+  """
+  data_dir = _data_dir(data_cfg)
+  missing = {}
+  for task in task_names(data_cfg):
+    stats = json.loads((data_dir / task / "stats.json").read_text())
+    gaps = [b for b in suite if b not in stats.get("decontam_benchmarks", ())]
+    if gaps:
+      missing[task] = gaps
+  return missing
+
+
 def _shard_files(data_dir: pathlib.Path, task: str, split: str) -> list[str]:
   task_dir = data_dir / task
   stats_path = task_dir / "stats.json"
