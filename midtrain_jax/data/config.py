@@ -58,6 +58,12 @@ def data_config() -> ml_collections.ConfigDict:
   # Mixing and packing are one ordered stream, so there are no worker
   # processes; one core packs millions of tokens/s.
   c.num_workers = 0
+  # Logical loader streams. Each packs batch_size / loader_shards rows from
+  # its own 1/loader_shards of every task's documents; the global batch is
+  # their rows in order, so any process count that divides loader_shards sees
+  # the same batches (and can resume another's checkpoint exactly).
+  # 0 = one stream per process.
+  c.loader_shards = 0
 
   # Prepare: per-task held-out split used for bits-per-byte evaluation.
   c.heldout_fraction = 0.05

@@ -131,10 +131,10 @@ class TrainIterator(grain.DatasetIterator):
     task_names: names that `task_ids` index.
   """
 
-  def __init__(self, inner: grain.DatasetIterator, mix: mixture_lib.MixIterator | None,
+  def __init__(self, inner: grain.DatasetIterator, mixes: list[mixture_lib.MixIterator],
                names: list[str]):
     super().__init__(inner)
-    self._mix = mix
+    self._mixes = mixes
     self.task_names = names
 
   def __next__(self) -> dict[str, np.ndarray]:
@@ -149,30 +149,80 @@ class TrainIterator(grain.DatasetIterator):
   def counters(self) -> dict[str, dict[str, float]]:
     """Per task: docs and tokens the loader has drawn and epochs started.
 
-    Empty with `data.num_workers > 0`: the mixer then lives in the workers.
+    Summed over this process's loader shards (epochs: their mean). Empty with
+    `data.num_workers > 0`: the mixer then lives in the prefetch thread.
     """
-    return self._mix.counters() if self._mix is not None else {}
+    total: dict[str, dict[str, float]] = {}
+    for mix in self._mixes:
+      for task, counts in mix.counters().items():
+        into = total.setdefault(task, dict.fromkeys(counts, 0.0))
+        for key, value in counts.items():
+          into[key] += value / len(self._mixes) if key == "epochs" else value
+    return total
 
 
-def _find_mix(it: grain.DatasetIterator) -> mixture_lib.MixIterator | None:
-  stack = [it]
+def _find_mixes(it: grain.DatasetIterator) -> list[mixture_lib.MixIterator]:
+  found, stack = [], [it]
   while stack:
     node = stack.pop()
     if isinstance(node, mixture_lib.MixIterator):
-      return node
+      found.append(node)
     stack.extend(getattr(node, "_parents", ()))
-  return None
+  return found
+
+
+class _ConcatRowsIterator(grain.DatasetIterator):
+  """Next batch of every loader shard, rows concatenated in shard order."""
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batches = [next(parent) for parent in self._parents]
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+  def get_state(self) -> dict[str, Any]:
+    return {"shards": [parent.get_state() for parent in self._parents]}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    for parent, shard_state in zip(self._parents, state["shards"], strict=True):
+      parent.set_state(shard_state)
+
+
+class _ConcatRowsIterDataset(grain.IterDataset):
+  def __iter__(self) -> _ConcatRowsIterator:
+    return _ConcatRowsIterator([parent.__iter__() for parent in self._parents])
+
+
+def loader_shards(data_cfg, process_count: int) -> int:
+  """Number of logical loader streams (see `data.loader_shards`), validated."""
+  shards = data_cfg.loader_shards or process_count
+  if shards % process_count:
+    raise ValueError(f"data.loader_shards={shards} is not divisible by the "
+                     f"{process_count} processes.")
+  if data_cfg.batch_size % shards:
+    raise ValueError(f"data.batch_size={data_cfg.batch_size} is not divisible by "
+                     f"{shards} loader shards.")
+  return shards
 
 
 def make_train_dataset(data_cfg, *, seed: int, start_step: int = 0,
                        process_index: int = 0, process_count: int = 1
                        ) -> grain.IterDataset:
-  """Builds the Grain IterDataset behind `make_train_iterator` (same args)."""
-  if data_cfg.batch_size % process_count:
-    raise ValueError(f"data.batch_size={data_cfg.batch_size} is not divisible by "
-                     f"the {process_count} processes.")
+  """Builds the Grain IterDataset behind `make_train_iterator` (same args).
+
+  The process reads loader shards [i * S / P, (i + 1) * S / P) of S, each a
+  full pipeline (shuffle, repeat, mix, FIM, pack) over its slice of documents.
+  """
   if data_cfg.seq_len <= 0 or data_cfg.batch_size <= 0:
     raise ValueError("data.seq_len and data.batch_size must be positive.")
+  shards = loader_shards(data_cfg, process_count)
+  per_process = shards // process_count
+  streams = [_shard_dataset(data_cfg, seed=seed, start_step=start_step, shard=s, shards=shards)
+             for s in range(process_index * per_process, (process_index + 1) * per_process)]
+  return streams[0] if len(streams) == 1 else _ConcatRowsIterDataset(streams)
+
+
+def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
+                   shards: int) -> grain.IterDataset:
+  """One loader stream: documents shard::shards of each task -> batches of its rows."""
   spec = catalog.get_mixture(data_cfg.mixture)
   names, stages = mixture_lib.resolve_stages(
       spec.rates, data_cfg.weights.to_dict(), data_cfg.weight_stages)
@@ -184,10 +234,10 @@ def make_train_dataset(data_cfg, *, seed: int, start_step: int = 0,
     task = catalog.get_task(name)
     files = _shard_files(data_dir, name, "train")
     ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
-    ds = ds[process_index::process_count]
+    ds = ds[shard::shards]
     if len(ds) == 0:  # pylint: disable=g-explicit-length-test
-      raise ValueError(f"Task {name} has no training documents for process "
-                       f"{process_index} of {process_count}.")
+      raise ValueError(f"Task {name} has no training documents for loader shard "
+                       f"{shard} of {shards}.")
     epochs = data_cfg.max_epochs or task.max_epochs
     task_seed = _task_seed(seed, data_cfg.shuffle_seed, name)
     epoch_docs.append(len(ds))
@@ -197,14 +247,14 @@ def make_train_dataset(data_cfg, *, seed: int, start_step: int = 0,
                                           spm_rate=data_cfg.fim_spm_rate, ids=fim_ids),
                          seed=task_seed ^ 0x5F1A)
     tasks.append(ds)
-  local_batch = data_cfg.batch_size // process_count
+  rows = data_cfg.batch_size // shards
   mixed = mixture_lib.StagedMixIterDataset(
       tasks, task_names=names, stages=stages, epoch_docs=epoch_docs,
-      tokens_per_step=local_batch * data_cfg.seq_len, start_step=start_step)
+      tokens_per_step=rows * data_cfg.seq_len, start_step=start_step)
   packed = packing.BestFitPackIterDataset(
       mixed, seq_len=data_cfg.seq_len, window_rows=data_cfg.packing_window_rows,
       pad_id=manifest["pad_id"], seed=_task_seed(seed, data_cfg.shuffle_seed, "pack"))
-  return packed.batch(local_batch, drop_remainder=True)
+  return packed.batch(rows, drop_remainder=True)
 
 
 def make_train_iterator(data_cfg, *, seed: int, start_step: int = 0,
@@ -232,7 +282,7 @@ def make_train_iterator(data_cfg, *, seed: int, start_step: int = 0,
     ds = grain.experimental.ThreadPrefetchIterDataset(
         ds, prefetch_buffer_size=data_cfg.num_workers)
   inner = ds.__iter__()
-  return TrainIterator(inner, _find_mix(inner), task_names(data_cfg))
+  return TrainIterator(inner, _find_mixes(inner), task_names(data_cfg))
 
 
 class EvalBatches:
