@@ -4,7 +4,7 @@ import os
 
 
 def _fmt(value, digits: int = 3) -> str:
-  return "-" if value is None else f"{value:.{digits}f}"
+  return "-" if value is None or value != value else f"{value:.{digits}f}"  # NaN != NaN.
 
 
 def format_results(results: dict) -> str:
@@ -58,7 +58,7 @@ def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
   columns = columns or [k for k in rows[0] if k != "run"]
   header = ["run"] + columns
   cells = [[str(r["run"])] + [
-      (f"{r[c]:+.3f}" if c.startswith(("delta", "forgetting")) else _fmt(r[c]))
+      (f"{r[c]:+.3f}" if c.startswith(("delta", "forgetting")) and r[c] == r[c] else _fmt(r[c]))
       if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in columns] for r in rows]
   widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
   out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]

@@ -163,7 +163,8 @@ def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
 
 def format_table(rows: list[dict], tokens: int, steps: int) -> str:
   """The microanneal table: target-capability delta, every capability, forgetting."""
-  caps = sorted(k.split("/", 1)[1] for k in rows[0] if k.startswith("delta/"))
+  caps = sorted({k.split("/", 1)[1] for row in rows for k in row
+                 if k.startswith("delta/") and k != "delta/target"})
   columns = ["delta/target"] + [f"delta/{c}" for c in caps] + ["forgetting"]
   for row in rows:
     row.setdefault("delta/target", math.nan)
