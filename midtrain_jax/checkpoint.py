@@ -17,6 +17,7 @@ Resume order (`restore_or_init`):
 Command line: `python -m midtrain_jax.checkpoint soup --inputs=A,B,C --out=DIR`
 averages the params of several checkpoints (same architecture) into one.
 """
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -107,27 +108,52 @@ class Checkpointer:
     items = dict(params=ocp.args.StandardRestore(abstract_params))
     if abstract_opt_state is not None:
       items["opt_state"] = ocp.args.StandardRestore(abstract_opt_state)
-    if data_iterator is not None and self._has_data_state(step):
-      items["data"] = _data_args(data_iterator, restore=True)
-    return self.manager.restore(step, args=ocp.args.Composite(**items))
+    data_state = None
+    if data_iterator is not None:
+      if self._has_own_data_state(step):
+        items["data"] = _data_args(data_iterator, restore=True)
+      else:
+        data_state = self._redistributed_data_state(step, data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if data_state is not None:
+      data_iterator.set_state(data_state)
+    return restored
 
-  def _has_data_state(self, step: int) -> bool:
-    """Whether this process can restore its iterator (same process count as the save).
-
-    Each process saves the state of its own data shard. With another process
-    count the shards differ, so the model and optimiser resume exactly while
-    the data order starts afresh on the new split (logged as a warning).
-    """
+  def _data_files(self, step: int) -> list[epath.Path]:
     data_dir = epath.Path(self.directory) / str(step) / "data"
-    mine = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-    saved = sorted(p.name for p in data_dir.glob("process_*.json")) if data_dir.exists() else []
-    if mine in saved or not saved:
-      return True
-    logging.warning("Checkpoint step %d holds data iterator states %s, written by another "
-                    "process count than this run's %d; the data order restarts on the new "
-                    "split (model and optimiser state resume exactly).", step, saved,
-                    jax.process_count())
-    return False
+    return sorted(data_dir.glob("process_*-of-*.json")) if data_dir.exists() else []
+
+  def _has_own_data_state(self, step: int) -> bool:
+    """Whether the save was made by this run's process count (or holds no data state)."""
+    names = [p.name for p in self._data_files(step)]
+    return not names or f"process_{jax.process_index()}-of-{jax.process_count()}.json" in names
+
+  def _redistributed_data_state(self, step: int, data_iterator):
+    """This process's iterator state rebuilt from a save by another process count.
+
+    Every process saved the states of its loader shards, in shard order. With
+    the same total number of shards (`data.loader_shards`), the shards are
+    dealt out again to this run's processes and the data resumes exactly.
+    Otherwise the data order restarts (logged); model and optimiser still
+    resume exactly.
+    """
+    files = self._data_files(step)
+    saved_count = int(files[0].name.split("-of-")[1].split(".")[0])
+    paths = [files[0].parent / f"process_{i}-of-{saved_count}.json" for i in range(saved_count)]
+    shard_states = []
+    for path in paths:
+      state = json.loads(path.read_text()) if path.exists() else {"shards": [None]}
+      shard_states += state["shards"] if "shards" in state else [state]
+    per_process = getattr(data_iterator, "local_shards", 1)
+    if None in shard_states or len(shard_states) != per_process * jax.process_count():
+      logging.warning(
+          "Checkpoint step %d holds %d loader-shard states from %d processes; this run reads "
+          "%d shards per process on %d processes, so the data order restarts (set "
+          "data.loader_shards to the same value in both runs to resume it exactly).",
+          step, len(shard_states), saved_count, per_process, jax.process_count())
+      return None
+    mine = shard_states[jax.process_index() * per_process:(jax.process_index() + 1) * per_process]
+    return mine[0] if per_process == 1 else {"shards": mine}
 
   def wait(self):
     self.manager.wait_until_finished()

@@ -1,61 +1,26 @@
 """Two processes (4 fake CPU devices each, gloo collectives) train like one with 8.
 
-Each process loads only its share of the data: process p of P reads documents
-p, p + P, ... and packs its own batch_size / P rows. So the global batch of a
-P-process run is, by construction, the concatenation of the P per-process
-iterators. The reference run is one process with 8 devices fed exactly that
-concatenation; losses must agree. The 2-process checkpoint is then resumed by
-one process and must continue the 2-process run's losses.
+With `data.loader_shards=2` the global batch is the same for one process
+(reading both loader shards) and two (one shard each), so the 2-process run
+must reproduce the 1-process losses. Its checkpoint is then resumed by one
+process, which deals the two saved shard states to itself and continues the
+2-process run's losses exactly.
 """
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 
-import grain
-import numpy as np
 import pytest
 
 from midtrain_jax import train
-from midtrain_jax.data import pipeline
 from tests.test_train import small_config
 
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
-_make_train_iterator = pipeline.make_train_iterator
-
-
-class ProcessShards(grain.DatasetIterator):
-  """One process's view of a P-process run: the P per-process iterators, concatenated."""
-
-  def __init__(self, data_cfg, seed: int, process_count: int):
-    self._shards = [_make_train_iterator(data_cfg, seed=seed, process_index=p,
-                                                 process_count=process_count)
-                    for p in range(process_count)]
-    super().__init__(self._shards)
-
-  def __next__(self):
-    batches = [next(s) for s in self._shards]
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-
-  def get_state(self):
-    return {"processes": [s.get_state() for s in self._shards]}
-
-  def set_state(self, state):
-    for shard, s in zip(self._shards, state["processes"]):
-      shard.set_state(s)
-
-
-@pytest.fixture
-def two_process_data(monkeypatch):
-  def make(data_cfg, *, seed, process_index=0, process_count=1, start_step=0):
-    del process_index, process_count, start_step
-    return ProcessShards(data_cfg, seed, 2)
-  monkeypatch.setattr(pipeline, "make_train_iterator", make)
 
 
 def _flags(config) -> list[str]:
@@ -65,6 +30,7 @@ def _flags(config) -> list[str]:
             "model.n_kv_heads": m.n_kv_heads, "model.mlp_dim": m.mlp_dim,
             "model.window_pattern": "(%s)" % ",".join(map(str, m.window_pattern)),
             "data.seq_len": d.seq_len, "data.batch_size": d.batch_size,
+            "data.loader_shards": d.loader_shards,
             "optim.schedule": config.optim.schedule, "optim.lr": config.optim.lr,
             "optim.warmup_steps": config.optim.warmup_steps, "train.steps": config.train.steps,
             "train.log_every_steps": 1, "ckpt.every_steps": config.ckpt.every_steps,
@@ -88,8 +54,8 @@ def _run_two_processes(config, workdir, log_dir) -> dict[int, float]:
   return losses
 
 
-def test_two_processes_match_one_and_resume_on_one(tmp_path, two_process_data):
-  config = small_config(STEPS)
+def test_two_processes_match_one_and_resume_on_one(tmp_path):
+  config = small_config(STEPS, loader_shards=2)
   config.ckpt.every_steps = 2
   reference = train.run(config, str(tmp_path / "one_process"))
 
@@ -101,18 +67,16 @@ def test_two_processes_match_one_and_resume_on_one(tmp_path, two_process_data):
   assert sorted(os.listdir(saved / "2" / "data")) == [
       "commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"]
 
-  # One process resumes the 2-process checkpoint of step 2: its data iterator
-  # is the two processes' iterators together, so it continues the same stream.
+  # One process resumes the 2-process checkpoint of step 2: it takes both
+  # saved loader-shard states and continues the same stream.
   resume = tmp_path / "resume"
   shutil.copytree(tmp_path / "two_processes", resume)
   shutil.rmtree(resume / "checkpoints" / str(STEPS))
-  data_dir = resume / "checkpoints" / "2" / "data"
-  states = [json.loads((data_dir / f"process_{p}-of-2.json").read_text()) for p in range(2)]
-  (data_dir / "process_0-of-1.json").write_text(json.dumps({"processes": states}))
-  resumed = train.run(small_config(STEPS), str(resume))
+  resumed = train.run(small_config(STEPS, loader_shards=2), str(resume))
   assert sorted(resumed.losses) == [3, 4]
   for step in (3, 4):
     assert resumed.losses[step] == pytest.approx(two[step], rel=5e-5), step
+    assert resumed.losses[step] == pytest.approx(reference.losses[step], rel=5e-5), step
 
 
 def test_resume_on_fewer_processes_restarts_data_with_warning(tmp_path, caplog):

@@ -129,13 +129,16 @@ class TrainIterator(grain.DatasetIterator):
 
   Attributes:
     task_names: names that `task_ids` index.
+    local_shards: loader shards this process reads. Its state is the shard's
+      state when 1, else {"shards": [one state per shard]}.
   """
 
   def __init__(self, inner: grain.DatasetIterator, mixes: list[mixture_lib.MixIterator],
-               names: list[str]):
+               names: list[str], local_shards: int):
     super().__init__(inner)
     self._mixes = mixes
     self.task_names = names
+    self.local_shards = local_shards
 
   def __next__(self) -> dict[str, np.ndarray]:
     return next(self._parent)
@@ -282,7 +285,8 @@ def make_train_iterator(data_cfg, *, seed: int, start_step: int = 0,
     ds = grain.experimental.ThreadPrefetchIterDataset(
         ds, prefetch_buffer_size=data_cfg.num_workers)
   inner = ds.__iter__()
-  return TrainIterator(inner, _find_mixes(inner), task_names(data_cfg))
+  local_shards = loader_shards(data_cfg, process_count) // process_count
+  return TrainIterator(inner, _find_mixes(inner), task_names(data_cfg), local_shards)
 
 
 class EvalBatches:
