@@ -41,4 +41,5 @@ def get_config(arg=None):
   c.demo.base_lr = 3e-3
   c.demo.bpb_items = 16  # Benchmark BPB items per benchmark.
   c.demo.gen_items = 0  # GSM8K/HumanEval generative items (0: skip).
+  c.demo.eval_batches = 0  # Held-out batches per task in the report (0: all).
   return config_lib.finalize(c)

@@ -100,7 +100,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   _say("4/4 evaluation")
   options = evaluate.EvalOptions(
       suite="all" if config.demo.gen_items else "default",
-      bpb_items=config.demo.bpb_items, gen_items=config.demo.gen_items)
+      bpb_items=config.demo.bpb_items, gen_items=config.demo.gen_items,
+      max_batches=config.demo.eval_batches)
   data_cfg = ml_collections.ConfigDict(config.data.to_dict())
   data_cfg.mixture = config.eval.mixture
   base_results = evaluate.evaluate(evaluate.load_model(branch), options, data_cfg, log=_say)
