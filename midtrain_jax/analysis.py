@@ -94,15 +94,16 @@ def plot_microanneal(rows):
   deltas = rows[[c for c in rows.columns if c.startswith("delta/") and c != "delta/target"]]
   deltas = deltas.drop(index="baseline", errors="ignore")
   deltas.columns = [c.removeprefix("delta/") for c in deltas.columns]
-  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.5),
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5),
                                  gridspec_kw={"width_ratios": [3, 1]})
-  deltas.plot.bar(ax=ax1)
+  deltas.plot.bar(ax=ax1, rot=20)
+  ax1.legend(title="capability", bbox_to_anchor=(1.0, 1.0), loc="upper left", fontsize=8)
   ax1.axhline(0, color="black", lw=0.8)
-  ax1.set_ylabel("BPB change vs web-only (lower = better)")
+  ax1.set_ylabel("BPB change vs web-only")
   ax1.set_title("microanneal effect per capability")
   forgetting = rows["forgetting"] if "forgetting" in rows else None
   if forgetting is not None:
-    forgetting.plot.bar(ax=ax2, color="tab:red")
+    forgetting.plot.bar(ax=ax2, color="tab:red", rot=60)
     ax2.axhline(0, color="black", lw=0.8)
     ax2.set_title("forgetting (web BPB vs base)")
   fig.tight_layout()
