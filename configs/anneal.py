@@ -1,19 +1,29 @@
 """Midtraining anneal: branch off a base checkpoint and decay the LR linearly to 0
 on a capability-targeted mixture (OLMo 2/3 Dolmino recipe).
 
-  python -m midtrain_jax.main --config=configs/anneal.py --workdir=runs/anneal \
+  python -m midtrain_jax.main --config=configs/anneal.py:size=tiny --workdir=runs/anneal \
       --config.train.init_from=runs/base
   python -m midtrain_jax.main --config=configs/anneal.py:size=7b --workdir=gs://bucket/anneal \
       --config.train.init_from=gs://bucket/base --config.optim.anneal_start=from_checkpoint
 
-Without `train.init_from` the anneal starts from scratch (a quick demo).
-Arguments after `:`: size=tiny|150m|1b|7b|32b.
+With no arguments (`size=demo`) this is the embedded demo, a whole midtraining
+study in minutes on a laptop CPU: prepare the demo corpus (decontaminated),
+pretrain a tiny base with WSD on web_only, anneal it on dolmino_demo and on
+web_only for the same budget, evaluate both and print a report
+(midtrain_jax/experiments/demo.py). `scale=4` makes every run 4x longer.
+
+  python -m midtrain_jax.main --config=configs/anneal.py --workdir=runs/demo
+
+Arguments after `:`: size=demo|tiny|150m|1b|7b|32b, scale= (demo only).
 """
 from midtrain_jax import config_lib
+from midtrain_jax.experiments.demo_config import demo_config
 
 
 def get_config(arg=None):
-  args = config_lib.parse_arg(arg, size="tiny")
+  args = config_lib.parse_arg(arg, size="demo", scale=1.0)
+  if args.size == "demo":
+    return demo_config(args.scale)
   c = config_lib.base_config(args.size)
   c.data.mixture = "dolmino_demo"
   c.optim.schedule = "anneal"  # Linear to zero, no warmup.

@@ -18,6 +18,9 @@ def get_config(arg=None):
   c.optim.warmup_steps = 50 if args.size == "tiny" else 2000
   c.optim.decay_fraction = 0.2
   c.train.steps = 300 if args.size == "tiny" else 100_000
+  # Checkpoint at the end of the stable phase (step 240 of 300 for tiny): where
+  # anneals branch off.
+  c.ckpt.every_steps = 60
   if args.size != "tiny":
     c.data.seq_len = 4096
     c.data.batch_size = 512

@@ -6,7 +6,7 @@
 # host each process gets one GPU.
 #
 #   launch/local_multiprocess.sh --num_processes=2 --devices_per_process=4 -- \
-#       --config=configs/anneal.py --workdir=runs/two_procs
+#       --config=configs/anneal.py:size=tiny --workdir=runs/two_procs
 #   launch/local_multiprocess.sh --dry-run --num_processes=2 -- --config=...
 #
 # Options (before `--`; everything after it goes to midtrain_jax.main):

@@ -218,6 +218,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{key}={config[section][name]!r} is not one of {choices}.")
   if config.workflow not in _WORKFLOWS:
     raise ValueError(f"config.workflow={config.workflow!r} is not one of {_WORKFLOWS}.")
+  if config.workflow == "demo" and config.train.init_from:
+    raise ValueError("The demo workflow trains its own base, so config.train.init_from "
+                     "is not used; to anneal a given base use e.g. "
+                     "--config=configs/anneal.py:size=tiny --config.train.init_from=...")
   m = config.model
   if m.n_heads % m.n_kv_heads:
     raise ValueError(f"config.model.n_heads={m.n_heads} is not divisible by "

@@ -19,7 +19,12 @@ def test_presets():
       (8192, 256, 4, 4, 1024)
   assert config_lib.model_config(anneal.get_config("size=32b").model).n_kv_heads == 8
   assert pretrain.get_config().data.mixture == "web_only"
-  assert anneal.get_config().data.mixture == "dolmino_demo"
+  assert anneal.get_config("size=tiny").data.mixture == "dolmino_demo"
+  assert anneal.get_config("size=tiny").workflow == "train"
+  # The embedded default: the demo workflow on the demo mixture, decontaminated.
+  demo = anneal.get_config()
+  assert demo.workflow == "demo" and demo.data.mixture == "dolmino_demo"
+  assert "gsm8k" in demo.data.decontam.benchmarks
 
 
 def test_config_is_locked_and_typed():
@@ -42,6 +47,10 @@ def test_bad_arguments_and_combinations():
   c = config_lib.base_config("tiny")
   c.model.remat = "sometimes"
   with pytest.raises(ValueError, match="model.remat"):
+    config_lib.validate(c)
+  c = anneal.get_config()
+  c.train.init_from = "runs/base"
+  with pytest.raises(ValueError, match="demo workflow trains its own base"):
     config_lib.validate(c)
   c = config_lib.base_config("tiny")
   c.optim.schedule, c.optim.anneal_start = "anneal", "from_checkpoint"

@@ -35,7 +35,7 @@ def _flags(config) -> list[str]:
             "optim.warmup_steps": config.optim.warmup_steps, "train.steps": config.train.steps,
             "train.log_every_steps": 1, "ckpt.every_steps": config.ckpt.every_steps,
             "ckpt.async_save": False, "mesh.data": config.mesh.data}
-  return ["--config=configs/anneal.py"] + [f"--config.{k}={v}" for k, v in values.items()]
+  return ["--config=configs/anneal.py:size=tiny"] + [f"--config.{k}={v}" for k, v in values.items()]
 
 
 def _run_two_processes(config, workdir, log_dir) -> dict[int, float]:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def small_config(steps: int, mesh=(8, 1, 1), schedule="constant", **data):
   """A 2-layer model on the demo mixture: compiles and runs in seconds."""
-  c = anneal.get_config()
+  c = anneal.get_config("size=tiny")
   c.model.update(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, mlp_dim=128,
                  window_pattern=(16, 0))
   c.data.update(seq_len=64, batch_size=8, **data)
