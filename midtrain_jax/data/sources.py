@@ -116,12 +116,16 @@ def read_jsonl(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
     if not isinstance(record, dict):
       yield Malformed(where, "not a JSON object")
       continue
-    try:
-      text = text_fn(record)
-    except (KeyError, TypeError) as e:
-      yield Malformed(where, f"missing text field ({e})")
-      continue
-    yield _check_text(text, where)
+    yield _from_record(record, where, text_fn)
+
+
+def _from_record(record, where: str, text_fn: TextFn) -> Document | Malformed:
+  """The document of one parsed record, or why it has none."""
+  try:
+    text = text_fn(record)
+  except (KeyError, TypeError) as e:
+    return Malformed(where, f"missing text field ({e})")
+  return _check_text(text, where)
 
 
 def read_parquet(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
@@ -133,13 +137,7 @@ def read_parquet(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
     for batch in table.iter_batches(batch_size=1024):
       for record in batch.to_pylist():
         number += 1
-        where = f"{path}:{number}"
-        try:
-          text = text_fn(record)
-        except (KeyError, TypeError) as e:
-          yield Malformed(where, f"missing text field ({e})")
-          continue
-        yield _check_text(text, where)
+        yield _from_record(record, f"{path}:{number}", text_fn)
 
 
 def read_array_record(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
@@ -159,16 +157,15 @@ def read_array_record(path: str, text_fn: TextFn) -> Iterator[Document | Malform
       except UnicodeDecodeError as e:
         yield Malformed(where, f"invalid UTF-8 ({e.reason} at byte {e.start})")
         continue
-      if text.lstrip().startswith("{"):
-        try:
-          text = text_fn(json.loads(text))
-        except json.JSONDecodeError as e:
-          yield Malformed(where, f"bad JSON ({e.msg})")
-          continue
-        except (KeyError, TypeError) as e:
-          yield Malformed(where, f"missing text field ({e})")
-          continue
-      yield _check_text(text, where)
+      if not text.lstrip().startswith("{"):
+        yield _check_text(text, where)
+        continue
+      try:
+        record = json.loads(text)
+      except json.JSONDecodeError as e:
+        yield Malformed(where, f"bad JSON ({e.msg})")
+        continue
+      yield _from_record(record, where, text_fn)
   finally:
     reader.close()
 
