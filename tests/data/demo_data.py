@@ -1,5 +1,6 @@
 """Prepared demo data shared by the data tests (built once per test session)."""
 import functools
+import os
 import tempfile
 
 from midtrain_jax.data import config as config_lib
@@ -25,3 +26,14 @@ def data_cfg(mixture: str = "dolmino_demo", **overrides):
   for key, value in overrides.items():
     cfg[key] = value
   return cfg
+
+
+def package_paragraphs() -> list[str]:
+  """Real, clean text: paragraphs (> 200 chars) of this package's data sources."""
+  root = os.path.dirname(prepare.__file__)
+  paragraphs = []
+  for name in sorted(os.listdir(root)):
+    if name.endswith(".py"):
+      with open(os.path.join(root, name), encoding="utf-8") as f:
+        paragraphs += [p for p in f.read().split("\n\n") if len(p) > 200]
+  return paragraphs

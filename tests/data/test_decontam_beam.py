@@ -9,15 +9,11 @@ beam = pytest.importorskip("apache_beam")
 
 from midtrain_jax.data import benchmarks  # pylint: disable=g-import-not-at-top,wrong-import-position
 from midtrain_jax.data import decontam  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tests.data import demo_data  # pylint: disable=wrong-import-position
 
 
 def _write_input(path):
-  root = os.path.dirname(decontam.__file__)
-  paragraphs = []
-  for name in sorted(os.listdir(root)):
-    if name.endswith(".py"):
-      with open(os.path.join(root, name), encoding="utf-8") as f:
-        paragraphs += [p for p in f.read().split("\n\n") if len(p) > 200]
+  paragraphs = demo_data.package_paragraphs()
   items = benchmarks.load_items("gsm8k")[20:23] + benchmarks.load_items(
       "humaneval")[30:32]
   with gzip.open(path, "wt", encoding="utf-8") as f:

@@ -10,18 +10,14 @@ import pytest
 
 from midtrain_jax.data import benchmarks
 from midtrain_jax.data import decontam
+from tests.data import demo_data
 
 _BENCHMARKS = "gsm8k,humaneval,mmlu"
 
 
 def _clean_texts(count):
   """Real, clean text: paragraphs of this package's own sources."""
-  root = os.path.dirname(decontam.__file__)
-  paragraphs = []
-  for name in sorted(os.listdir(root)):
-    if name.endswith(".py"):
-      with open(os.path.join(root, name), encoding="utf-8") as f:
-        paragraphs += [p for p in f.read().split("\n\n") if len(p) > 200]
+  paragraphs = demo_data.package_paragraphs()
   return [paragraphs[i % len(paragraphs)] for i in range(count)]
 
 
