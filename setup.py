@@ -36,7 +36,7 @@ setuptools.setup(
     extras_require={
         "tpu": ["jax[tpu]~=0.10.2"],
         "cuda": ["jax[cuda12]~=0.10.2"],
-        "test": ["pytest>=8", "pytest-xdist>=3", "nbclient>=0.10",
+        "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6", "nbclient>=0.10",
                  "ipykernel>=6", "nbformat>=5", "matplotlib>=3.8", "pandas>=2"],
         "notebooks": ["matplotlib>=3.8", "pandas>=2", "ipykernel>=6",
                       "nbclient>=0.10", "nbformat>=5"],

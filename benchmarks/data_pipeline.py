@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from midtrain_jax.data import config as config_lib
+from midtrain_jax import config as config_lib
 from midtrain_jax.data import pipeline
 
 

@@ -19,10 +19,10 @@ import tempfile
 import time
 import zipfile
 
-from midtrain_jax.data import benchmarks
-from midtrain_jax.data import cache
-from midtrain_jax.data import decontam
-from midtrain_jax.data import decontam_index
+from midtrain_jax import cache
+from midtrain_jax.decontam import decontaminator as decontam
+from midtrain_jax.decontam import index as decontam_index
+from midtrain_jax.evals import items as benchmarks
 
 _CHUNK = 4000  # Characters per document, about a web page.
 

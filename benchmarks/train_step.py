@@ -22,8 +22,10 @@ import time
 import jax
 import numpy as np
 
-from midtrain_jax import config_lib, metrics, optim, sharding
-from midtrain_jax import train_step as ts
+from midtrain_jax import config as config_lib
+from midtrain_jax.parallel import sharding
+from midtrain_jax.train import metrics, optim
+from midtrain_jax.train import step as ts
 
 _REFERENCE = os.path.join(os.path.dirname(__file__), "torch_reference.py")
 

@@ -6,18 +6,18 @@ on a capability-targeted mixture (OLMo 2/3 Dolmino recipe).
   python -m midtrain_jax.main --config=configs/anneal.py:size=7b --workdir=gs://bucket/anneal \
       --config.train.init_from=gs://bucket/base --config.optim.anneal_start=from_checkpoint
 
-With no arguments (`size=demo`) this is the embedded demo, a whole midtraining
+Without arguments (`size=demo`) this runs the embedded demo, not a plain anneal, a whole midtraining
 study in minutes on a laptop CPU: prepare the demo corpus (decontaminated),
 pretrain a tiny base with WSD on web_only, anneal it on dolmino_demo and on
 web_only for the same budget, evaluate both and print a report
-(midtrain_jax/experiments/demo.py). `scale=4` makes every run 4x longer.
+(midtrain_jax/workflows/demo.py). `scale=4` makes every run 4x longer.
 
   python -m midtrain_jax.main --config=configs/anneal.py --workdir=runs/demo
 
 Arguments after `:`: size=demo|tiny|150m|1b|7b|32b, scale= (demo only).
 """
-from midtrain_jax import config_lib
-from midtrain_jax.experiments.demo_config import demo_config
+from midtrain_jax import config as config_lib
+from midtrain_jax.workflows.demo_config import demo_config
 
 
 def get_config(arg=None):

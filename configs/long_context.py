@@ -17,7 +17,7 @@ larger packing window gives them more short documents to fill the gaps with.
 Arguments after `:`: size=tiny|150m|1b|7b|32b (tiny runs on a CPU in seconds,
 extending the tiny models' 256 tokens to 1024).
 """
-from midtrain_jax import config_lib
+from midtrain_jax import config as config_lib
 
 
 def get_config(arg=None):

@@ -6,7 +6,7 @@
 
 Arguments after `:`: size=tiny|150m|1b|7b|32b.
 """
-from midtrain_jax import config_lib
+from midtrain_jax import config as config_lib
 
 
 def get_config(arg=None):

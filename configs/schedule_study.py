@@ -13,7 +13,7 @@ LR curves and the final held-out BPB of the runs under runs/schedules/.
 Arguments after `:`: variant=wsd|wsd_tenth|cosine|cosine_tenth, steps=N,
 mixture=NAME.
 """
-from midtrain_jax import config_lib
+from midtrain_jax import config as config_lib
 
 VARIANTS = {
     "wsd": ("wsd", 0.0),

@@ -5,7 +5,8 @@ import sysconfig
 
 import numpy as np
 
-from midtrain_jax import config_lib
+from configs import anneal
+from midtrain_jax import config as config_lib
 
 
 def tiny_model(**overrides) -> config_lib.ModelConfig:
@@ -42,3 +43,16 @@ def text_batch(batch: int, seq: int, vocab: int = 512, offset: int = 0,
     positions[:, lo:hi] = np.arange(hi - lo)
   return dict(inputs=rows[:, :-1].astype(np.int32), targets=rows[:, 1:].astype(np.int32),
               segment_ids=segment, positions=positions)
+
+
+def small_config(steps: int, mesh=(8, 1, 1), schedule="constant", **data):
+  """A 2-layer model on the demo mixture: compiles and runs in seconds."""
+  c = anneal.get_config("size=tiny")
+  c.model.update(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, mlp_dim=128,
+                 window_pattern=(16, 0))
+  c.data.update(seq_len=64, batch_size=8, **data)
+  c.optim.update(schedule=schedule, lr=3e-3, warmup_steps=0)
+  c.train.update(steps=steps, log_every_steps=1)
+  c.ckpt.update(every_steps=3, async_save=False)
+  c.mesh.update(data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
+  return c

@@ -5,13 +5,14 @@ import sys
 import pytest
 
 from configs import anneal, pretrain
-from midtrain_jax import config_lib
+from midtrain_jax import config as config_lib
 
 
 def test_presets():
   c = anneal.get_config("size=7b")
   m = config_lib.model_config(c.model)
-  assert (m.n_layers, m.d_model, m.n_heads, m.mlp_dim, m.vocab_size) == (32, 4096, 32, 11008, 100278)
+  shape = (m.n_layers, m.d_model, m.n_heads, m.mlp_dim, m.vocab_size)
+  assert shape == (32, 4096, 32, 11008, 100278)
   assert m.layer_windows()[:4] == (4096, 4096, 4096, 0) and m.layer_windows()[-1] == 0
   assert m.rope_theta == 5e5 and m.qk_norm and m.norm == "reordered"
   tiny = config_lib.model_config(pretrain.get_config("size=tiny").model)

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from midtrain_jax import distributed
+from midtrain_jax.parallel import multihost as distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_FLAGS = ["--config=configs/anneal.py:size=7b", "--workdir=/shared/runs/a b"]

@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 
 from configs import long_context
-from midtrain_jax import config_lib, plan, train
+from midtrain_jax import config as config_lib
 from midtrain_jax.model import rope
+from midtrain_jax.model.config import FULL_ATTENTION
+from midtrain_jax.train import loop as train
+from midtrain_jax.train import plan
 
 
 def test_config_values():
@@ -14,7 +17,7 @@ def test_config_values():
       8.0, 32.0, 1.0, 8192)
   assert m.yarn_full_layers_only and c.data.seq_len == 65_536
   assert c.data.seq_len * c.data.batch_size == 2**21
-  assert config_lib.model_config(m).layer_windows()[-1] == config_lib.FULL_ATTENTION
+  assert config_lib.model_config(m).layer_windows()[-1] == FULL_ATTENTION
   tiny = config_lib.model_config(long_context.get_config().model)
   # The scaled frequencies differ from plain RoPE only where YaRN interpolates.
   plain = rope.inverse_frequencies(tiny.head_dim, tiny.rope_theta)
@@ -27,7 +30,7 @@ def test_config_values():
 def test_7b_plan_fits_on_v5p_256_with_full_remat():
   c = long_context.get_config("size=7b")
   got = plan.make_plan(c, {"data": 1, "fsdp": 32, "tensor": 8}, "v5p", 0.4)
-  assert "WARNING" not in plan.report(got, c, "v5p", 0.4)
+  assert "WARNING" not in plan.format_plan(got, c, "v5p", 0.4)
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from configs import schedule_study, timing_weight
-from midtrain_jax import optim
+from midtrain_jax.train import optim
 
 
 @pytest.mark.parametrize("variant,final", [("wsd", 0.0), ("wsd_tenth", 0.1),

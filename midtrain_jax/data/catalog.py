@@ -5,10 +5,10 @@ pipeline reads them here so the hot path never imports seqio. Mixture rates
 are token fractions (normalised when used).
 """
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
-from midtrain_jax.data import demo_corpus
 from midtrain_jax.data import sources
+from midtrain_jax.data.corpora import demo as demo_corpus
 
 CAPABILITIES = ("web", "math", "code", "qa", "instruction", "thinking")
 

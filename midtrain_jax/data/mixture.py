@@ -17,7 +17,8 @@ the iterator stops.
 """
 import dataclasses
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grain
 import numpy as np

@@ -14,26 +14,16 @@ numpy arrays of shape [batch_size // process_count, seq_len]:
 
 No TensorFlow or seqio here: this module runs on the training hot path.
 """
-import json
-import pathlib
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grain
 import numpy as np
 
-from midtrain_jax.data import catalog
-from midtrain_jax.data import fim
+from midtrain_jax.data import catalog, fim, layout, packing, preparation
 from midtrain_jax.data import mixture as mixture_lib
-from midtrain_jax.data import packing
 from midtrain_jax.data import tokenizer as tokenizer_lib
-
-_MANIFEST = "manifest.json"
-
-
-def _data_dir(data_cfg) -> pathlib.Path:
-  from midtrain_jax.data import prepare  # pylint: disable=g-import-not-at-top
-  return prepare.resolve_data_dir(data_cfg)
 
 
 def load_manifest(data_cfg) -> dict:
@@ -50,19 +40,17 @@ def load_manifest(data_cfg) -> dict:
     ValueError: when the shards were made with another tokenizer.
   """
   catalog.get_mixture(data_cfg.mixture)  # Unknown mixture: fail first, clearly.
-  data_dir = _data_dir(data_cfg)
-  path = data_dir / _MANIFEST
-  if not path.exists():
+  data_dir = layout.resolve_dir(data_cfg)
+  manifest = layout.read_manifest(data_dir)
+  if manifest is None:
     if not data_cfg.prepare_if_missing:
       raise FileNotFoundError(
-          f"No prepared data in {data_dir} (missing {_MANIFEST}). Run `python -m "
+          f"No prepared data in {data_dir} (missing {layout.MANIFEST}). Run `python -m "
           f"midtrain_jax.data.prepare --mixture={data_cfg.mixture} --out={data_dir}` "
           "or set data.prepare_if_missing=True.")
-    from midtrain_jax.data import prepare  # pylint: disable=g-import-not-at-top
     print(f"[data] {data_dir} has no prepared data; preparing {data_cfg.mixture} now",
           flush=True)
-    prepare.prepare(data_cfg, data_dir)
-  manifest = json.loads(path.read_text())
+    manifest = preparation.prepare(data_cfg, data_dir)
   if manifest["tokenizer"] != data_cfg.tokenizer:
     raise ValueError(f"{data_dir} was prepared with tokenizer {manifest['tokenizer']!r}"
                      f" but data.tokenizer is {data_cfg.tokenizer!r}; set "
@@ -80,42 +68,14 @@ def vocab_size(data_cfg) -> int:
   return tokenizer_lib.vocab_size(data_cfg.tokenizer)
 
 
-def undecontaminated(data_cfg, suite: list[str]) -> dict[str, list[str]]:
-  """Tasks of the mixture whose prepared data was not checked against `suite`.
-
-  Args:
-    data_cfg: the `data` config section (the mixture must be prepared).
-    suite: benchmark names the evaluation uses.
-
-  Returns:
-    {task: [benchmarks it was not decontaminated against]}, only tasks missing some.
-  """
-  data_dir = _data_dir(data_cfg)
-  missing = {}
-  for task in task_names(data_cfg):
-    stats = json.loads((data_dir / task / "stats.json").read_text())
-    gaps = [b for b in suite if b not in stats.get("decontam_benchmarks", ())]
-    if gaps:
-      missing[task] = gaps
-  return missing
-
-
-def _shard_files(data_dir: pathlib.Path, task: str, split: str) -> list[str]:
-  task_dir = data_dir / task
-  stats_path = task_dir / "stats.json"
-  if not stats_path.exists():
-    raise FileNotFoundError(f"Task {task} is not prepared: {stats_path} is missing.")
-  stats = json.loads(stats_path.read_text())
-  names = ([f"train-{i:05d}.array_record" for i in range(stats["train_shards"])]
-           if split == "train" else ["heldout.array_record"])
-  missing = [n for n in names if not (task_dir / n).exists()]
-  if missing:
-    raise FileNotFoundError(f"Task {task}: shard files missing in {task_dir}: {missing}")
-  return [str(task_dir / n) for n in names]
+def undecontaminated(data_cfg, suite) -> dict[str, list[str]]:
+  """{task: benchmarks of `suite` its prepared data was not checked against}, gaps only."""
+  return layout.missing_benchmarks(layout.resolve_dir(data_cfg), task_names(data_cfg),
+                                   tuple(suite))
 
 
 def _decode(record: bytes) -> dict[str, np.ndarray]:
-  return {"tokens": np.frombuffer(record, np.uint32).astype(np.int32)}
+  return {"tokens": layout.decode_record(record)}
 
 
 def _task_seed(seed: int, shuffle_seed: int, task: str) -> int:
@@ -230,15 +190,15 @@ def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
   names, stages = mixture_lib.resolve_stages(
       spec.rates, data_cfg.weights.to_dict(), data_cfg.weight_stages)
   manifest = load_manifest(data_cfg)
-  data_dir = _data_dir(data_cfg)
+  data_dir = layout.resolve_dir(data_cfg)
   fim_ids = fim.FimIds(**{k: manifest["fim_ids"][k] for k in ("prefix", "middle", "suffix")})
   tasks, epoch_docs = [], []
   for name in names:
     task = catalog.get_task(name)
-    files = _shard_files(data_dir, name, "train")
+    files = layout.shard_files(data_dir, name, "train")
     ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
     ds = ds[shard::shards]
-    if len(ds) == 0:  # pylint: disable=g-explicit-length-test
+    if len(ds) == 0:
       raise ValueError(f"Task {name} has no training documents for loader shard "
                        f"{shard} of {shards}.")
     epochs = data_cfg.max_epochs or task.max_epochs
@@ -337,10 +297,10 @@ def make_eval_iterator(data_cfg, task_name: str, *, batch_size: int | None = Non
   if task_name not in names:
     raise ValueError(f"Task {task_name!r} is not in mixture {data_cfg.mixture!r}: {names}")
   manifest = load_manifest(data_cfg)
-  data_dir = _data_dir(data_cfg)
-  source = grain.sources.ArrayRecordDataSource(_shard_files(data_dir, task_name, "heldout"))
+  data_dir = layout.resolve_dir(data_cfg)
+  source = grain.sources.ArrayRecordDataSource(layout.shard_files(data_dir, task_name, "heldout"))
   docs = [_decode(source[i])["tokens"] for i in range(process_index, len(source), process_count)]
-  stats = json.loads((data_dir / task_name / "stats.json").read_text())
+  stats = layout.read_stats(data_dir, task_name)
   if process_count > 1:  # Bytes are only known per split; share them evenly.
     stats = dict(stats, heldout_bytes=stats["heldout_bytes"] * len(docs) // max(1, len(source)))
   return EvalBatches(docs, stats, seq_len=data_cfg.seq_len,

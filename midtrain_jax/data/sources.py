@@ -9,8 +9,11 @@ import dataclasses
 import gzip
 import io
 import json
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
+import pyarrow.parquet as pq
+import zstandard
+from array_record.python import array_record_module
 from etils import epath
 
 # Turns one parsed JSON object (or Parquet row) into the document text.
@@ -76,7 +79,6 @@ def _open_text_lines(path: str) -> Iterator[bytes]:
     if path.endswith(".gz"):
       stream = gzip.GzipFile(fileobj=raw)
     elif path.endswith(".zst"):
-      import zstandard  # pylint: disable=g-import-not-at-top
       stream = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))
     else:
       stream = raw
@@ -89,15 +91,11 @@ def _check_text(text: str, where: str) -> Document | Malformed:
   return Document(text, where)
 
 
-def read_jsonl(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
-  """Reads a JSON-lines file (plain, .gz or .zst), one document per line.
-
-  Args:
-    path: local path or gs:// URL.
-    text_fn: maps the parsed object to the document text.
+def jsonl_records(path: str) -> Iterator[tuple[str, dict] | Malformed]:
+  """Parses a JSON-lines file (plain, .gz or .zst; local or gs://).
 
   Yields:
-    Document or Malformed, tagged "path:line" (1-based).
+    ("path:line", record) per object line (1-based), or Malformed.
   """
   for number, raw in enumerate(_open_text_lines(path), start=1):
     where = f"{path}:{number}"
@@ -116,7 +114,50 @@ def read_jsonl(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
     if not isinstance(record, dict):
       yield Malformed(where, "not a JSON object")
       continue
-    yield _from_record(record, where, text_fn)
+    yield where, record
+
+
+def read_jsonl(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
+  """Reads a JSON-lines file, one document per line.
+
+  Args:
+    path: local path or gs:// URL (.jsonl, .gz or .zst).
+    text_fn: maps the parsed object to the document text.
+
+  Yields:
+    Document or Malformed, tagged "path:line" (1-based).
+  """
+  for item in jsonl_records(path):
+    yield item if isinstance(item, Malformed) else _from_record(item[1], item[0], text_fn)
+
+
+def file_task_name(path: str) -> str:
+  """A task name from a file name: `data/web.jsonl.gz` -> `web`."""
+  name = path.rsplit("/", 1)[-1]
+  for suffix in (".gz", ".zst", ".jsonl", ".ndjson", ".json"):
+    name = name.removesuffix(suffix)
+  return name
+
+
+def keyed_records(path: str, text_key: str = "text",
+                  id_key: str = "id") -> Iterator[tuple[str, dict]]:
+  """(document id, whole record) of every line of a JSONL file, for rewriting it.
+
+  The id is the record's `id_key` field, else "<task>:<line>". Unlike the
+  readers above, which count bad records, this fails on the first one.
+
+  Raises:
+    ValueError: naming "path:line" and the reason for a malformed record or
+      one without a string `text_key` field.
+  """
+  task = file_task_name(path)
+  for item in jsonl_records(path):
+    if isinstance(item, Malformed):
+      raise ValueError(f"{item.where}: {item.reason}")
+    where, record = item
+    if not isinstance(record.get(text_key), str):
+      raise ValueError(f"{where}: no string field {text_key!r}")
+    yield str(record.get(id_key, f"{task}:{where.rsplit(':', 1)[1]}")), record
 
 
 def _from_record(record, where: str, text_fn: TextFn) -> Document | Malformed:
@@ -130,7 +171,6 @@ def _from_record(record, where: str, text_fn: TextFn) -> Document | Malformed:
 
 def read_parquet(path: str, text_fn: TextFn) -> Iterator[Document | Malformed]:
   """Reads a Parquet file row by row (rows tagged "path:row", 1-based)."""
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
   with epath.Path(path).open("rb") as f:
     table = pq.ParquetFile(f)
     number = 0
@@ -146,7 +186,6 @@ def read_array_record(path: str, text_fn: TextFn) -> Iterator[Document | Malform
   A record starting with "{" is parsed as JSON and passed to `text_fn`; any
   other record is the document text itself.
   """
-  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
   reader = array_record_module.ArrayRecordReader(path)
   try:
     for number in range(1, reader.num_records() + 1):

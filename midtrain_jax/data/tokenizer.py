@@ -9,10 +9,14 @@ sentinels. HF tokenizers keep their own ids; missing FIM sentinels are
 appended as added special tokens so the same FIM code works for both.
 """
 import hashlib
+import io
 import pathlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from midtrain_jax.data import cache
+import sentencepiece
+import tokenizers
+
+from midtrain_jax import cache, files
 
 DEMO_SPM = "demo_spm"
 DEMO_VOCAB_SIZE = 8192
@@ -71,11 +75,10 @@ class SentencePieceTokenizer(Tokenizer):
   @property
   def processor(self):
     if self._processor is None:
-      import sentencepiece  # pylint: disable=g-import-not-at-top
       if not pathlib.Path(self.model_path).is_file():
         raise FileNotFoundError(
             f"SentencePiece model {self.model_path} does not exist; for "
-            f"'{DEMO_SPM}' run `python -m midtrain_jax.data.prepare "
+            f"'{DEMO_SPM}' run `python -m midtrain_jax.data.preparation "
             f"--mixture=dolmino_demo`, which trains it.")
       self._processor = sentencepiece.SentencePieceProcessor(model_file=self.model_path)
     return self._processor
@@ -133,7 +136,6 @@ class HFJsonTokenizer(Tokenizer):
   @property
   def tokenizer(self):
     if self._tokenizer is None:
-      import tokenizers  # pylint: disable=g-import-not-at-top
       tok = tokenizers.Tokenizer.from_file(self.json_path)
       missing = [s for s in FIM_SENTINELS if tok.token_to_id(s) is None]
       # Appended ids are deterministic for a given file, so shards stay valid.
@@ -233,8 +235,6 @@ def train_demo_spm(texts: Iterable[str], out_path: pathlib.Path,
   Returns:
     out_path.
   """
-  import io  # pylint: disable=g-import-not-at-top
-  import sentencepiece  # pylint: disable=g-import-not-at-top
   model = io.BytesIO()
   sentencepiece.SentencePieceTrainer.train(
       sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab,
@@ -245,7 +245,5 @@ def train_demo_spm(texts: Iterable[str], out_path: pathlib.Path,
       max_sentence_length=1 << 20, character_coverage=0.9995,
       num_threads=2, minloglevel=2)
   out_path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out_path.with_suffix(".tmp")
-  tmp.write_bytes(model.getvalue())
-  tmp.rename(out_path)
+  files.write_bytes(out_path, model.getvalue())
   return out_path

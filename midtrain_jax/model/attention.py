@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from midtrain_jax.config_lib import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model import attention_kernels, rope
+from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model.layers import Dense, RMSNorm
 
 
@@ -103,8 +103,10 @@ class Attention(nnx.Module):
     else:
       start = cache["index"]
       new_cache = {
-          "k": jax.lax.dynamic_update_slice_in_dim(cache["k"], k.astype(cache["k"].dtype), start, 1),
-          "v": jax.lax.dynamic_update_slice_in_dim(cache["v"], v.astype(cache["v"].dtype), start, 1),
+          "k": jax.lax.dynamic_update_slice_in_dim(
+              cache["k"], k.astype(cache["k"].dtype), start, 1),
+          "v": jax.lax.dynamic_update_slice_in_dim(
+              cache["v"], v.astype(cache["v"].dtype), start, 1),
           "segment_ids": jax.lax.dynamic_update_slice_in_dim(
               cache["segment_ids"], segment_ids_BT, start, 1),
           "index": start + t,

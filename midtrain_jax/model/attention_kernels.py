@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from midtrain_jax.config_lib import FULL_ATTENTION
+from midtrain_jax.model.config import FULL_ATTENTION
 
 # Platforms (jax.default_backend()) each fused kernel runs on.
 _KERNEL_PLATFORMS = {"cudnn": ("gpu", "cuda"), "splash": ("tpu",)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resolve(requested: str, platform: str | None = None) -> str:
   """The kernel that will run for `requested` on `platform` (default backend).
 
@@ -45,7 +45,7 @@ def resolve(requested: str, platform: str | None = None) -> str:
 
 def _splash_available() -> bool:
   try:
-    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel  # noqa: F401
   except ImportError:
     return False
   return True
@@ -53,8 +53,8 @@ def _splash_available() -> bool:
 
 def _splash(q_BTNH, k_BSKH, v_BSKH, segment_ids_BT, window: int, scale: float):
   """Splash attention per batch row; GQA by repeating KV heads into groups."""
-  from jax.experimental.pallas.ops.tpu.splash_attention import (  # pylint: disable=g-import-not-at-top
-      splash_attention_kernel as kernel_lib, splash_attention_mask as mask_lib)
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as kernel_lib
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as mask_lib
   _, t, n, _ = q_BTNH.shape
   if window == FULL_ATTENTION:
     head_mask = mask_lib.CausalMask((t, t))

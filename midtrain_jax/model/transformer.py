@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from midtrain_jax import sharding
-from midtrain_jax.config_lib import ModelConfig
 from midtrain_jax.model.attention import Attention
+from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU
+from midtrain_jax.parallel import sharding
 
 _REMAT_POLICIES = {
     "full": None,  # Save nothing inside a block; recompute it all.

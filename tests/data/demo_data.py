@@ -3,11 +3,11 @@ import functools
 import os
 import tempfile
 
-from midtrain_jax.data import config as config_lib
-from midtrain_jax.data import prepare
+from midtrain_jax import config as config_lib
+from midtrain_jax.data import preparation as prepare
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prepared_dir(mixture: str = "dolmino_demo") -> str:
   """Prepares `mixture` into a fresh temporary folder once and returns it."""
   out = tempfile.mkdtemp(prefix=f"prepared_{mixture.replace('/', '_')}_")

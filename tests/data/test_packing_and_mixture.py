@@ -3,8 +3,7 @@ import grain
 import numpy as np
 import pytest
 
-from midtrain_jax.data import mixture
-from midtrain_jax.data import packing
+from midtrain_jax.data import mixture, packing
 
 
 def test_split_pieces_cover_every_pair_once():

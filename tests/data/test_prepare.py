@@ -6,11 +6,11 @@ import pathlib
 import numpy as np
 import pytest
 
-from midtrain_jax.data import catalog
-from midtrain_jax.data import config as config_lib
-from midtrain_jax.data import prepare
-from midtrain_jax.data import sources
+from midtrain_jax import config as config_lib
+from midtrain_jax.data import catalog, layout, sources
+from midtrain_jax.data import preparation as prepare
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.evals import items as benchmarks
 from tests.data import demo_data
 
 
@@ -22,7 +22,7 @@ def test_demo_mixture_has_all_capabilities_and_consistent_stats():
   for task, summary in manifest["tasks"].items():
     stats = json.loads((out / task / "stats.json").read_text())
     assert stats["train_docs"] == summary["train_docs"] > 100
-    import grain  # pylint: disable=g-import-not-at-top
+    import grain
     files = [str(out / task / f"train-{i:05d}.array_record")
              for i in range(stats["train_shards"])]
     source = grain.sources.ArrayRecordDataSource(files)
@@ -66,7 +66,7 @@ def test_malformed_records_are_counted_with_file_and_line(tmp_path):
 
 
 def _tokens(task_dir):
-  import grain  # pylint: disable=g-import-not-at-top
+  import grain
   files = sorted(str(p) for p in task_dir.glob("train-*.array_record"))
   source = grain.sources.ArrayRecordDataSource(files)
   return [np.frombuffer(source[i], np.uint32).tolist() for i in range(len(source))]
@@ -107,18 +107,15 @@ def test_changed_settings_are_not_mixed_with_old_shards(tmp_path):
 
 
 def test_decontamination_drops_documents_with_benchmark_items(tmp_path):
-  decontam = pytest.importorskip("midtrain_jax.data.decontam",
-                                 reason="the decontamination module is not available")
-  del decontam
-  from midtrain_jax.data import benchmarks  # pylint: disable=g-import-not-at-top
   item = benchmarks.load_items("humaneval")[0]
   clean = [json.dumps({"text": f"An ordinary web page about gardening, part {i}."})
            for i in range(6)]
   leaked = json.dumps({"text": "Solutions blog.\n" + item.question + "\nThanks!"})
   spec = _spec(tmp_path, clean + [leaked])
   cfg = _cfg()
-  cfg.decontam.benchmarks = "humaneval"
+  cfg.decontam.benchmarks = ("humaneval",)
   stats = prepare.prepare_task(spec, tmp_path / "out", _tok(), cfg, log=lambda _: None)
-  assert stats["decontam_benchmarks"] == ["humaneval"]
-  assert stats["decontam_dropped"] == 1 and stats["train_docs"] == 6
-  assert stats["decontam_hits"] == {"humaneval": 1}
+  record = layout.decontamination(stats)
+  assert record["benchmarks"] == ["humaneval"] and stats["train_docs"] == 6
+  assert record["counts"]["dropped_docs"] == 1 and record["counts"]["hits/humaneval"] == 1
+  assert record["counts"]["docs"] == 7 and record["counts"]["contaminated_docs"] == 1

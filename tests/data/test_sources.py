@@ -28,7 +28,7 @@ def _check(items, path):
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
 def test_jsonl_reader_reports_each_malformed_line(tmp_path, suffix):
-  import zstandard  # pylint: disable=g-import-not-at-top
+  import zstandard
   raw = b"\n".join(_lines()) + b"\n"
   if suffix.endswith(".gz"):
     raw = gzip.compress(raw)
@@ -40,8 +40,8 @@ def test_jsonl_reader_reports_each_malformed_line(tmp_path, suffix):
 
 
 def test_parquet_reader(tmp_path):
-  import pyarrow as pa  # pylint: disable=g-import-not-at-top
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  import pyarrow as pa
+  import pyarrow.parquet as pq
   path = tmp_path / "docs.parquet"
   pq.write_table(pa.table({"text": ["a doc", "", "another"]}), path)
   items = list(sources.read_files([str(path)], _TEXT))
@@ -50,7 +50,7 @@ def test_parquet_reader(tmp_path):
 
 
 def test_array_record_reader_takes_json_or_raw_text(tmp_path):
-  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  from array_record.python import array_record_module
   path = tmp_path / "docs.array_record"
   writer = array_record_module.ArrayRecordWriter(str(path), "group_size:1")
   for record in (b'{"text": "json doc"}', b"raw text doc", b"\xff\xfe", b'{"x": 1}'):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from midtrain_jax.data import fim
-from midtrain_jax.data import synthetic
+from midtrain_jax.data.corpora import synthetic
 
 _IDS = fim.FimIds(prefix=4, middle=5, suffix=6)
 

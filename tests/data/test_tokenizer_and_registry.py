@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from midtrain_jax.data import catalog
-from midtrain_jax.data import prepare
+from midtrain_jax.data import preparation as prepare
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from tests.data import demo_data
 
@@ -31,13 +31,13 @@ def test_tokenizers_are_lazy_and_picklable():
   tok = _demo()
   tok.encode("load the model")
   clone = pickle.loads(pickle.dumps(tok))
-  assert clone._processor is None  # pylint: disable=protected-access
+  assert clone._processor is None
   assert clone.encode("same ids") == tok.encode("same ids")
 
 
 def test_hf_json_adapter_appends_missing_fim_sentinels(tmp_path):
-  import tokenizers  # pylint: disable=g-import-not-at-top
-  from tokenizers import decoders, models, pre_tokenizers, trainers  # pylint: disable=g-import-not-at-top
+  import tokenizers
+  from tokenizers import decoders, models, pre_tokenizers, trainers
   hf = tokenizers.Tokenizer(models.BPE())
   hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   hf.decoder = decoders.ByteLevel()
@@ -73,7 +73,7 @@ def test_catalog_mixtures_cover_the_required_shapes():
 
 
 def test_olmo3_tasks_need_a_source_location():
-  from midtrain_jax.data import config as config_lib  # pylint: disable=g-import-not-at-top
+  from midtrain_jax import config as config_lib
   cfg = config_lib.data_config()
   with pytest.raises(ValueError, match="source_root"):
     catalog.get_task("olmo3_flan").files(cfg)
@@ -84,8 +84,9 @@ def test_olmo3_tasks_need_a_source_location():
 
 
 def test_seqio_tasks_match_prepared_shards():
-  from midtrain_jax.data import registry  # pylint: disable=g-import-not-at-top
-  import seqio  # pylint: disable=g-import-not-at-top
+  import seqio
+
+  from midtrain_jax.data import seqio_tasks as registry
   assert set(map(registry.seqio_name, catalog.MIXTURES)) <= set(seqio.MixtureRegistry.names())
   mixture = seqio.get_mixture_or_task("microanneal:math_synthetic")
   assert {t.name for t in mixture.tasks} == {"math_synthetic", "web_c4", "web_wikipedia",
@@ -93,7 +94,7 @@ def test_seqio_tasks_match_prepared_shards():
   task = seqio.get_mixture_or_task("math_synthetic")
   first = next(task.get_dataset(split="train", sequence_length=None, shuffle=False)
                .as_numpy_iterator())["targets"]
-  import grain  # pylint: disable=g-import-not-at-top
+  import grain
   shard = f"{demo_data.prepared_dir()}/math_synthetic/train-00000.array_record"
   prepared = np.frombuffer(grain.sources.ArrayRecordDataSource([shard])[0], np.uint32)
   np.testing.assert_array_equal(first, prepared[1:])  # seqio adds no BOS.

@@ -80,13 +80,13 @@ def test_tied_embeddings_and_padded_vocab():
 
 @pytest.mark.parametrize("remat", ["full", "save_dots"])
 def test_remat_keeps_gradients(remat):
-  from midtrain_jax import train_step as ts
+  from midtrain_jax.train import step as ts
   batch = {k: jnp.asarray(v) for k, v in helpers.text_batch(2, 16).items()}
   grads = {}
   for policy in ("none", remat):
     cfg = helpers.tiny_model(remat=policy)
     graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
-    grads[policy] = jax.grad(lambda p: ts.loss_fn(p, graphdef, batch, 1e-4)[0])(
+    grads[policy] = jax.grad(lambda p, g=graphdef: ts.loss_fn(p, g, batch, 1e-4)[0])(
         nnx.to_pure_dict(params))
   for a, b in zip(jax.tree.leaves(grads["none"]), jax.tree.leaves(grads[remat])):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)

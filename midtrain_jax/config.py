@@ -1,0 +1,311 @@
+"""Config composition, validation and freezing.
+
+Configs are ml_collections ConfigDicts built by `configs/*.py` from the
+sections declared here (`model`, `data`, `optim`, `train`, `ckpt`, `eval`,
+`mesh`), every key with its default. They are locked, so `--config.a.b=value`
+on an unknown key fails naming the key, and a value of the wrong type fails
+naming the key too. Code past the boundary never sees a ConfigDict:
+`model_config()` turns the `model` section into a frozen `ModelConfig`.
+
+Mixture weights are plain `{task: weight}` dicts and benchmark lists plain
+tuples, never strings to parse:
+
+* `data.weights` replaces the registered rates of the mixture for the whole
+  run, e.g. `--config.data.weights="{'web_c4': 0.7, 'math_synthetic': 0.3}"`.
+* `data.weight_stages` changes the weights during training: a tuple of
+  `(start_step, {task: weight})` pairs, sorted by start step, the first one
+  starting at step 0. Tasks of the mixture missing from a stage get weight 0
+  in that stage, so "introduce the math data at step 2000 with weight 0.3"
+  reads `((0, {'web_c4': 1.0}), (2000, {'web_c4': 0.7, 'math_synthetic':
+  0.3}))`. When it is set, `data.weights` must stay empty.
+* `data.decontam.benchmarks` and `eval.benchmarks` are tuples of benchmark
+  names: `--config.eval.benchmarks="('gsm8k', 'humaneval')"`.
+"""
+import dataclasses
+import json
+from typing import Any
+
+import ml_collections
+
+from midtrain_jax.evals import items
+from midtrain_jax.model.config import PRESETS, ModelConfig
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses a `key=value,key=value` config argument (big_vision style).
+
+  Args:
+    arg: the string after `:` in `--config=configs/x.py:size=7b`, or None.
+    **defaults: every accepted key with its default; the type of the default
+      decides how the value is parsed.
+
+  Returns:
+    A ConfigDict with all keys of `defaults`.
+  """
+  parsed = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, value = item.partition("=")
+    if not sep or key not in defaults:
+      raise ValueError(f"Unknown config argument {item!r}; expected one of "
+                       f"{sorted(defaults)} as key=value.")
+    kind = type(defaults[key])
+    parsed[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+  return parsed
+
+
+def model_section(size: str) -> ml_collections.ConfigDict:
+  """The `model` section for a preset size, every key declared."""
+  if size not in PRESETS:
+    raise ValueError(f"Unknown model size {size!r}; choose from {sorted(PRESETS)}.")
+  c = ml_collections.ConfigDict()
+  c.size = size
+  c.vocab_size = 0
+  c.d_model = 0
+  c.n_layers = 0
+  c.n_heads = 0
+  c.n_kv_heads = 0
+  c.head_dim = 0  # 0: d_model // n_heads.
+  c.mlp_dim = 0
+  c.window_pattern = (0,)  # Window sizes repeated through depth; 0 = full.
+  c.last_layer_full = True
+  c.rope_theta = 0.0
+  # YaRN context extension; factor 1.0 disables it.
+  c.yarn_factor = 1.0
+  c.yarn_beta_fast = 32.0
+  c.yarn_beta_slow = 1.0
+  c.yarn_original_max_len = 8192
+  c.yarn_full_layers_only = True
+  c.qk_norm = True
+  c.norm = "reordered"  # "reordered" (OLMo 2/3: norm after sublayer) | "pre" (Llama).
+  c.norm_eps = 1e-6
+  c.tie_embeddings = False
+  c.init_std = 0.02
+  c.param_dtype = "float32"
+  c.compute_dtype = "float32"  # "bfloat16" on accelerators.
+  c.remat = "none"  # "none" | "full" | "save_dots".
+  c.attention = "xla"  # "xla" | "cudnn" (GPU) | "splash" (TPU) | "reference".
+  c.update(PRESETS[size])
+  return c
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """The `data` section: every key of the data pipeline with its default."""
+  c = ml_collections.ConfigDict()
+  # Which registered seqio Mixture to train on (`python -m
+  # midtrain_jax.data.registry --list` shows them all).
+  c.mixture = "dolmino_demo"
+  c.seq_len = 256
+  # Global batch size in rows; each process loads batch_size // process_count.
+  c.batch_size = 16
+  # Where prepared shards live; "" means <cache>/prepared/<mixture>, with
+  # <cache> = $MIDTRAIN_JAX_CACHE or ~/.cache/midtrain_jax.
+  c.data_dir = ""
+  # "demo_spm" (SentencePiece trained on the demo corpus, vocab 8192) or the
+  # path of a Hugging Face `tokenizers` JSON file.
+  c.tokenizer = "demo_spm"
+  # Run prepare automatically when shards are missing (with progress output).
+  c.prepare_if_missing = True
+
+  # Mixture weights: see the module docstring.
+  c.weights = ml_collections.ConfigDict()
+  c.weight_stages = ()
+  # Caps how often a task's documents may repeat; 0 keeps each task's own cap.
+  c.max_epochs = 0
+
+  # Fill-in-the-middle on code tasks: fraction of documents transformed, and
+  # the fraction of those using the SPM layout (the rest use PSM).
+  c.fim_rate = 0.5
+  c.fim_spm_rate = 0.5
+
+  # Data order: combined with the run seed, so soups of anneal runs can vary
+  # the data order while keeping the model initialisation.
+  c.shuffle_seed = 0
+  # Best-fit packing works on windows of this many rows; bigger windows pack
+  # tighter (padding ~ 0.5 / window_rows) but delay weight-stage switches.
+  c.packing_window_rows = 64
+  # Batches a background thread keeps ready (0 = load in the training thread).
+  # Mixing and packing are one ordered stream, so there are no worker
+  # processes; one core packs millions of tokens/s.
+  c.num_workers = 0
+  # Logical loader streams. Each packs batch_size / loader_shards rows from
+  # its own 1/loader_shards of every task's documents; the global batch is
+  # their rows in order, so any process count that divides loader_shards sees
+  # the same batches (and can resume another's checkpoint exactly).
+  # 0 = one stream per process.
+  c.loader_shards = 0
+
+  # Prepare: per-task held-out split used for bits-per-byte evaluation.
+  c.heldout_fraction = 0.05
+  c.heldout_max_docs = 500
+  # Documents per ArrayRecord shard (shards are the unit of resumption).
+  c.shard_docs = 5000
+  # Stop reading a task after this many documents (0 = read everything).
+  c.max_docs_per_task = 0
+  # Malformed records (bad JSON, missing text, invalid UTF-8, empty) beyond
+  # this count per task abort prepare with an error listing them.
+  c.max_malformed = 100
+  # Where the real corpora of `dolmino_olmo3` live (local dir or gs://...),
+  # one sub-folder per task; `source_paths` overrides single tasks with a
+  # file pattern, e.g. {'olmo3_tinymath': 'gs://bucket/tinymath/*.jsonl.zst'}.
+  c.source_root = ""
+  c.source_paths = ml_collections.ConfigDict()
+
+  # Decontamination against evaluation benchmarks during prepare.
+  c.decontam = ml_collections.ConfigDict()
+  # Benchmark names, e.g. ('gsm8k', 'humaneval'); () disables.
+  c.decontam.benchmarks = ()
+  # "drop" removes a contaminated document, "cut" removes only the overlap.
+  c.decontam.mode = "drop"
+  # What to do when a benchmark's data cannot be loaded: "warn" or "error".
+  c.decontam.on_missing = "warn"
+  return c
+
+
+def base_config(size: str) -> ml_collections.ConfigDict:
+  """All config sections with their defaults for a model size (unlocked)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # What `main.py` runs: "train" (one training run) or "demo" (prepare, base,
+  # two anneals, evaluation and a report; midtrain_jax/workflows/demo.py).
+  c.workflow = "train"
+  c.model = model_section(size)
+  c.data = data_config()
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.schedule = "wsd"  # "wsd" | "cosine" | "constant" | "anneal".
+  c.optim.lr = 3e-3
+  c.optim.warmup_steps = 100
+  c.optim.decay_steps = 0  # WSD decay length; 0: use decay_fraction of the run.
+  c.optim.decay_fraction = 0.2
+  c.optim.decay_shape = "linear"  # "linear" | "cosine" | "1-sqrt".
+  c.optim.final_lr_fraction = 0.0  # Schedule ends at this fraction of optim.lr.
+  # Anneal start LR: "config" uses optim.lr; "from_checkpoint" uses the LR the
+  # base run's schedule had at the step of train.init_from.
+  c.optim.anneal_start = "config"
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.95
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.1
+  c.optim.decay_embeddings = False
+  c.optim.clip_norm = 1.0
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 200
+  c.train.z_loss = 1e-5
+  c.train.init_from = ""  # Base checkpoint (a step directory or a workdir).
+  c.train.init_optimizer = True  # Also load the base run's optimiser state.
+  c.train.log_every_steps = 10
+
+  c.ckpt = ml_collections.ConfigDict()
+  c.ckpt.every_steps = 100
+  c.ckpt.keep = 3
+  c.ckpt.async_save = True
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 0  # 0: evaluate only at the end.
+  c.eval.batches = 4  # Held-out batches per task in training; 0: no evaluation.
+  # Mixture whose held-out splits are scored; "" = data.mixture. Anneals on a
+  # narrow mix set it to the full mix to see every capability.
+  c.eval.mixture = ""
+  # Benchmarks the run is evaluated on. Training checks that every task of
+  # the mixture was decontaminated against them and warns, or fails, per
+  # `decontam_check` ("warn" | "error" | "off").
+  c.eval.benchmarks = items.EVAL_SUITE
+  c.eval.decontam_check = "warn"
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # -1 fills the devices left over by the other axes.
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  return c
+
+
+
+
+_CHOICES = {
+    "model.norm": ("reordered", "pre"),
+    "model.param_dtype": ("float32", "bfloat16"),
+    "model.compute_dtype": ("float32", "bfloat16"),
+    "model.remat": ("none", "full", "save_dots"),
+    "model.attention": ("xla", "cudnn", "splash", "reference"),
+    "optim.schedule": ("wsd", "cosine", "constant", "anneal"),
+    "optim.decay_shape": ("linear", "cosine", "1-sqrt"),
+    "optim.anneal_start": ("config", "from_checkpoint"),
+    "eval.decontam_check": ("warn", "error", "off"),
+}
+_WORKFLOWS = ("train", "demo")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Fails with a message naming the keys of an impossible combination."""
+  for key, choices in _CHOICES.items():
+    section, name = key.split(".")
+    if config[section][name] not in choices:
+      raise ValueError(f"config.{key}={config[section][name]!r} is not one of {choices}.")
+  if config.workflow not in _WORKFLOWS:
+    raise ValueError(f"config.workflow={config.workflow!r} is not one of {_WORKFLOWS}.")
+  if config.workflow == "demo" and config.train.init_from:
+    raise ValueError("The demo workflow trains its own base, so config.train.init_from "
+                     "is not used; to anneal a given base use e.g. "
+                     "--config=configs/anneal.py:size=tiny --config.train.init_from=...")
+  m = config.model
+  if m.n_heads % m.n_kv_heads:
+    raise ValueError(f"config.model.n_heads={m.n_heads} is not divisible by "
+                     f"config.model.n_kv_heads={m.n_kv_heads}.")
+  if not m.head_dim and m.d_model % m.n_heads:
+    raise ValueError(f"config.model.d_model={m.d_model} is not divisible by "
+                     f"config.model.n_heads={m.n_heads}; set config.model.head_dim.")
+  if (m.head_dim or m.d_model // m.n_heads) % 2:
+    raise ValueError("RoPE needs an even head dimension (config.model.head_dim).")
+  if not m.window_pattern or any(w < 0 for w in m.window_pattern):
+    raise ValueError(f"config.model.window_pattern={m.window_pattern} must be a "
+                     "non-empty list of window sizes >= 0 (0 = full attention).")
+  if m.yarn_factor < 1.0:
+    raise ValueError(f"config.model.yarn_factor={m.yarn_factor} must be >= 1.")
+  positive = {"data.seq_len": config.data.seq_len, "data.batch_size": config.data.batch_size,
+              "train.steps": config.train.steps, "ckpt.every_steps": config.ckpt.every_steps,
+              "ckpt.keep": config.ckpt.keep, "train.log_every_steps": config.train.log_every_steps}
+  for key, value in positive.items():
+    if value <= 0:
+      raise ValueError(f"config.{key}={value} must be positive.")
+  _check_benchmarks("data.decontam.benchmarks", config.data.decontam.benchmarks)
+  _check_benchmarks("eval.benchmarks", config.eval.benchmarks)
+  if config.optim.anneal_start == "from_checkpoint" and not config.train.init_from:
+    raise ValueError("config.optim.anneal_start='from_checkpoint' needs "
+                     "config.train.init_from (the base checkpoint).")
+
+
+def _check_benchmarks(key: str, names) -> None:
+  """Benchmark lists are tuples of known names (a comma string is one wrong name)."""
+  if isinstance(names, str):
+    raise ValueError(f"config.{key}={names!r} must be a tuple of benchmark names, "
+                     f"e.g. {tuple(items.EVAL_SUITE[:2])!r}.")
+  unknown = [n for n in names if n not in items.SPECS]
+  if unknown:
+    raise ValueError(f"config.{key} names unknown benchmark(s) {unknown}; known: "
+                     f"{sorted(items.SPECS)} (write a tuple: ('gsm8k', 'math')).")
+
+
+def model_config(model: ml_collections.ConfigDict) -> ModelConfig:
+  """Freezes the `model` section into a ModelConfig."""
+  values = {f.name: model[f.name] for f in dataclasses.fields(ModelConfig)}
+  values["window_pattern"] = tuple(int(w) for w in values["window_pattern"])
+  values["head_dim"] = model.head_dim or model.d_model // model.n_heads
+  return ModelConfig(**values)
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Validates and locks a config built by a `configs/*.py` file."""
+  validate(config)
+  config.lock()
+  return config
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  """The resolved config as indented JSON (written to `workdir/config.json`)."""
+  return json.dumps(json.loads(config.to_json_best_effort()), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Reads a config written by `to_json` (e.g. a base run's config.json)."""
+  return ml_collections.ConfigDict(json.loads(text))

@@ -1,0 +1,178 @@
+"""The prepared-data folder: the one module that knows its files.
+
+`preparation.py` writes it, `pipeline.py` reads it for training and
+evaluation, reports and listings read its statistics; all through here.
+
+  manifest.json                     tokenizer, special ids, tasks; written last
+  <task>/train-00000.array_record   one record per document: uint32 token ids
+  <task>/train-00000.json           cumulative progress when that shard closed
+  <task>/heldout.array_record       held-out documents (bits-per-byte evaluation)
+  <task>/stats.json                 docs, tokens, bytes, dropped records and why,
+                                    decontamination: {benchmarks, mode, counts}
+                                    with the counter names of decontam/counts.py
+
+Every file is written whole under a temporary name and renamed, so a killed
+run never leaves a half shard that would be read as complete.
+"""
+import json
+import pathlib
+
+import numpy as np
+from array_record.python import array_record_module
+
+from midtrain_jax import cache, files
+
+MANIFEST = "manifest.json"
+STATS = "stats.json"
+# Bump when the layout or the record encoding changes (part of every task's fingerprint).
+FORMAT_VERSION = 1
+
+
+def default_dir(mixture: str) -> pathlib.Path:
+  """<cache>/prepared/<mixture>: where shards live unless `data.data_dir` says otherwise."""
+  return cache.cache_root() / "prepared" / mixture
+
+
+def resolve_dir(data_cfg) -> pathlib.Path:
+  """`data_cfg.data_dir`, or the default folder of its mixture."""
+  return pathlib.Path(data_cfg.data_dir) if data_cfg.data_dir else default_dir(data_cfg.mixture)
+
+
+def train_shard(task_dir: pathlib.Path, index: int) -> pathlib.Path:
+  return task_dir / f"train-{index:05d}.array_record"
+
+
+def _shard_progress(task_dir: pathlib.Path, index: int) -> pathlib.Path:
+  return task_dir / f"train-{index:05d}.json"
+
+
+def heldout_file(task_dir: pathlib.Path) -> pathlib.Path:
+  return task_dir / "heldout.array_record"
+
+
+def encode_document(ids: list[int], bos_id: int, eos_id: int) -> np.ndarray:
+  """A document as stored: `[bos] + tokens + [eos]`, uint32."""
+  return np.asarray([bos_id, *ids, eos_id], np.uint32)
+
+
+def decode_record(record: bytes) -> np.ndarray:
+  """The int32 token ids of one stored document."""
+  return np.frombuffer(record, np.uint32).astype(np.int32)
+
+
+def write_documents(path: pathlib.Path, docs: list[np.ndarray]) -> None:
+  """Writes documents to an ArrayRecord file, atomically."""
+  def write(tmp: str) -> None:
+    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+    for doc in docs:
+      writer.write(doc.astype(np.uint32).tobytes())
+    writer.close()
+  files.write_with(path, write)
+
+
+def write_shard(task_dir: pathlib.Path, index: int, docs: list[np.ndarray],
+                progress: dict) -> None:
+  """Writes train shard `index` and, first, the progress it completes."""
+  files.write_json(_shard_progress(task_dir, index), progress)
+  write_documents(train_shard(task_dir, index), docs)
+
+
+def finished_shards(task_dir: pathlib.Path) -> tuple[int, dict | None]:
+  """(number of complete train shards, progress saved with the last one)."""
+  count, progress = 0, None
+  while train_shard(task_dir, count).exists():
+    progress = json.loads(_shard_progress(task_dir, count).read_text())
+    count += 1
+  return count, progress
+
+
+def write_stats(task_dir: pathlib.Path, stats: dict) -> None:
+  files.write_json(task_dir / STATS, stats)
+
+
+def read_stats(data_dir: pathlib.Path, task: str) -> dict:
+  """A prepared task's statistics; FileNotFoundError naming the task when missing."""
+  path = pathlib.Path(data_dir) / task / STATS
+  if not path.exists():
+    raise FileNotFoundError(f"Task {task} is not prepared: {path} is missing.")
+  return json.loads(path.read_text())
+
+
+def write_manifest(data_dir: pathlib.Path, manifest: dict) -> None:
+  files.write_json(pathlib.Path(data_dir) / MANIFEST, manifest)
+
+
+def read_manifest(data_dir: pathlib.Path) -> dict | None:
+  """The manifest, or None when the folder holds no finished preparation."""
+  path = pathlib.Path(data_dir) / MANIFEST
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def shard_files(data_dir: pathlib.Path, task: str, split: str) -> list[str]:
+  """The ArrayRecord files of a task's "train" or "heldout" split, checked to exist."""
+  task_dir = pathlib.Path(data_dir) / task
+  stats = read_stats(data_dir, task)
+  paths = ([train_shard(task_dir, i) for i in range(stats["train_shards"])]
+           if split == "train" else [heldout_file(task_dir)])
+  missing = [p.name for p in paths if not p.exists()]
+  if missing:
+    raise FileNotFoundError(f"Task {task}: shard files missing in {task_dir}: {missing}")
+  return [str(p) for p in paths]
+
+
+def decontamination(stats: dict) -> dict:
+  """A task's decontamination record: {benchmarks, mode, counts}.
+
+  Folders prepared before the record was grouped kept flat keys
+  (`decontam_benchmarks`, `decontam_dropped`, ...); they read the same.
+  """
+  if "decontam" in stats:
+    return stats["decontam"]
+  hits = {f"hits/{name}": n for name, n in stats.get("decontam_hits", {}).items()}
+  return {"benchmarks": stats.get("decontam_benchmarks", []),
+          "mode": stats.get("decontam_mode", ""),
+          "counts": {"dropped_docs": stats.get("decontam_dropped", 0),
+                     "cut_docs": stats.get("decontam_cut", 0), **hits}}
+
+
+def missing_benchmarks(data_dir: pathlib.Path, tasks: list[str],
+                       suite: tuple[str, ...]) -> dict[str, list[str]]:
+  """{task: benchmarks of `suite` it was not decontaminated against}, gaps only."""
+  gaps = {}
+  for task in tasks:
+    done = decontamination(read_stats(data_dir, task))["benchmarks"]
+    missing = [b for b in suite if b not in done]
+    if missing:
+      gaps[task] = missing
+  return gaps
+
+
+def decontamination_summary(data_dir: str | pathlib.Path) -> list[dict]:
+  """Per task of a prepared folder: benchmarks checked and documents removed.
+
+  Returns:
+    One dict per task: task, capability, train_docs, dropped, cut, hits
+    ({benchmark: hits}), benchmarks.
+  """
+  manifest = read_manifest(data_dir)
+  if manifest is None:
+    raise FileNotFoundError(f"{data_dir} is not a prepared data folder (no {MANIFEST}).")
+  rows = []
+  for task in sorted(manifest["tasks"]):
+    stats = read_stats(data_dir, task)
+    record = decontamination(stats)
+    counts = record["counts"]
+    hits = {k.split("/", 1)[1]: n for k, n in sorted(counts.items()) if k.startswith("hits/")}
+    rows.append({"task": task, "capability": stats["capability"],
+                 "train_docs": stats["train_docs"], "dropped": counts.get("dropped_docs", 0),
+                 "cut": counts.get("cut_docs", 0), "hits": hits,
+                 "benchmarks": record["benchmarks"]})
+  return rows
+
+
+def cached_counts(task: str) -> tuple[int, int] | None:
+  """(train docs, train tokens) of `task` from any prepared folder in the cache."""
+  for path in sorted((cache.cache_root() / "prepared").glob(f"**/{task}/{STATS}")):
+    stats = json.loads(path.read_text())
+    return stats["train_docs"], stats["train_tokens"]
+  return None

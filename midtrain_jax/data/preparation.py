@@ -1,0 +1,270 @@
+"""Prepare a mixture: read, (decontaminate,) tokenise and write ArrayRecord shards.
+
+Command line: `python -m midtrain_jax.data.prepare` (data/prepare.py). The
+folder it writes is described in `layout.py`.
+
+Idempotent and resumable: a task with stats.json is done; otherwise finished
+shards are kept and reading restarts after the last one. Each document is
+`[bos] + tokens + [eos]`.
+"""
+import collections
+import hashlib
+import json
+import pathlib
+import time
+from collections.abc import Callable
+
+from midtrain_jax import cache
+from midtrain_jax.data import catalog, layout, sources
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.corpora import demo as demo_corpus
+from midtrain_jax.decontam import counts, decontaminator
+
+_ENCODE_CHUNK = 256
+_SPM_TRAIN_CHARS_PER_TASK = 1_500_000
+_MALFORMED_EXAMPLES = 50
+
+
+def ensure_demo_tokenizer(log: Callable[[str], None] = print) -> pathlib.Path:
+  """Trains the demo SentencePiece model on the demo corpus unless cached."""
+  path = tokenizer_lib.demo_spm_path()
+  if path.exists():
+    return path
+  log(f"[prepare] training the demo SentencePiece model -> {path}")
+  texts = []
+  for task in demo_corpus.DEMO_TASKS:
+    spec, chars = catalog.get_task(task), 0
+    for item in sources.read_files(spec.files(), spec.text_fn):
+      if isinstance(item, sources.Document) and chars < _SPM_TRAIN_CHARS_PER_TASK:
+        texts.append(item.text)
+        chars += len(item.text)
+  return tokenizer_lib.train_demo_spm(texts, path)
+
+
+def is_heldout(text: str, fraction: float) -> bool:
+  """True for documents of the held-out split (a hash of the text, so the
+  split survives re-ordering and is the same in seqio and prepare)."""
+  digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+  return int.from_bytes(digest, "little") % 1_000_000 < fraction * 1_000_000
+
+
+class _Cleaner:
+  """Applies the decontaminator to batches of texts and counts what it did."""
+
+  def __init__(self, deco: decontaminator.Decontaminator, mode: str):
+    self.decontaminator, self.mode = deco, mode
+    self.benchmarks = list(deco.benchmarks)
+
+  def __call__(self, texts: list[str], tally: collections.Counter) -> list[str]:
+    kept = []
+    for text, (cleaned, hits) in zip(texts, self.decontaminator.clean_batch(texts, self.mode)):
+      tally.update(counts.document_counts(text, cleaned, hits))
+      if cleaned is not None:
+        kept.append(cleaned)
+    return kept
+
+
+def _make_cleaner(data_cfg, log: Callable[[str], None]) -> _Cleaner | None:
+  """Returns the configured decontamination step, or None when disabled.
+
+  A benchmark whose items cannot be loaded (e.g. offline) is skipped with a
+  warning when `decontam.on_missing == "warn"`, and fails prepare otherwise.
+  """
+  names = list(data_cfg.decontam.benchmarks)
+  if not names:
+    return None
+  if data_cfg.decontam.on_missing not in ("warn", "error"):
+    raise ValueError("data.decontam.on_missing must be 'warn' or 'error', not "
+                     f"{data_cfg.decontam.on_missing!r}.")
+  if data_cfg.decontam.mode not in decontaminator.MODES:
+    raise ValueError(f"data.decontam.mode must be one of {decontaminator.MODES}, not "
+                     f"{data_cfg.decontam.mode!r}.")
+  cache_dir = str(cache.cache_root())
+  try:
+    found = decontaminator.Decontaminator.from_benchmarks(names, cache_dir=cache_dir)
+  except (OSError, RuntimeError) as e:
+    if data_cfg.decontam.on_missing == "error":
+      raise
+    usable = []
+    for name in names:
+      try:
+        decontaminator.Decontaminator.from_benchmarks([name], cache_dir=cache_dir)
+        usable.append(name)
+      except (OSError, RuntimeError) as missing:
+        log(f"[prepare] WARNING: benchmark {name} unavailable, not decontaminating "
+            f"against it: {missing}")
+    if not usable:
+      log(f"[prepare] WARNING: no benchmark could be loaded ({e}); no decontamination")
+      return None
+    found = decontaminator.Decontaminator.from_benchmarks(usable, cache_dir=cache_dir)
+  return _Cleaner(found, data_cfg.decontam.mode)
+
+
+def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg) -> str:
+  # Benchmarks as the comma string earlier versions stored: the same settings
+  # keep the same fingerprint, so folders prepared before still load.
+  settings = dict(files=files, tokenizer=tok.fingerprint(), version=layout.FORMAT_VERSION,
+                  heldout=(data_cfg.heldout_fraction, data_cfg.heldout_max_docs),
+                  max_docs=data_cfg.max_docs_per_task, shard_docs=data_cfg.shard_docs,
+                  decontam=(",".join(data_cfg.decontam.benchmarks), data_cfg.decontam.mode),
+                  text_fn=spec.text_fn.__name__)
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _Progress:
+  """Cumulative per-task counters; saved next to every shard for resumption."""
+
+  def __init__(self, state: dict | None = None):
+    state = state or {}
+    self.records = state.get("records", 0)
+    self.docs = state.get("docs", 0)
+    self.tokens = state.get("tokens", 0)
+    self.bytes = state.get("bytes", 0)
+    self.decontam = collections.Counter(state.get("decontam", {}))  # See decontam/counts.py.
+    self.malformed = state.get("malformed", 0)
+    self.malformed_by_reason = dict(state.get("malformed_by_reason", {}))
+    self.malformed_examples = list(state.get("malformed_examples", []))
+
+  def as_dict(self) -> dict:
+    return {**vars(self), "decontam": dict(self.decontam)}
+
+  def add_malformed(self, item: sources.Malformed, limit: int, task: str) -> None:
+    self.malformed += 1
+    reason = item.reason.split(" (")[0]
+    self.malformed_by_reason[reason] = self.malformed_by_reason.get(reason, 0) + 1
+    if len(self.malformed_examples) < _MALFORMED_EXAMPLES:
+      self.malformed_examples.append(f"{item.where}: {item.reason}")
+    if self.malformed > limit:
+      listing = "\n  ".join(self.malformed_examples)
+      raise ValueError(
+          f"Task {task}: {self.malformed} malformed records, more than "
+          f"data.max_malformed={limit}. First ones:\n  {listing}")
+
+
+def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
+                 log: Callable[[str], None] = print) -> dict:
+  """Writes one task's shards, held-out split and stats (resumable).
+
+  Args:
+    spec: the task.
+    out_dir: the mixture's data folder.
+    tok: the Tokenizer.
+    data_cfg: the `data` config section.
+    log: progress printer.
+
+  Returns:
+    The task's stats dict (also written to <out_dir>/<task>/stats.json).
+  """
+  task_dir = out_dir / spec.name
+  files = sources.expand(spec.files(data_cfg))
+  fingerprint = _task_fingerprint(spec, files, tok, data_cfg)
+  if (task_dir / layout.STATS).exists():
+    stats = layout.read_stats(out_dir, spec.name)
+    if stats["fingerprint"] != fingerprint:
+      raise ValueError(f"{task_dir} was prepared with other settings (tokenizer, "
+                       "split or decontamination); delete it or choose another --out.")
+    log(f"[prepare] {spec.name}: already prepared ({stats['train_docs']} docs)")
+    return stats
+  task_dir.mkdir(parents=True, exist_ok=True)
+  shard_index, state = layout.finished_shards(task_dir)
+  progress = _Progress(state)
+  resume_at = progress.records
+  if shard_index:
+    log(f"[prepare] {spec.name}: resuming after {shard_index} finished shards")
+  clean = _make_cleaner(data_cfg, log)
+  heldout, pending = [], []
+  started = time.time()
+
+  def flush(final: bool) -> None:
+    nonlocal shard_index
+    texts = [text for text, _ in pending]
+    if clean is not None:
+      texts = clean(texts, progress.decontam)
+    docs = [layout.encode_document(ids, tok.bos_id, tok.eos_id)
+            for ids in tok.encode_batch(texts)]
+    progress.docs += len(docs)
+    progress.tokens += sum(len(d) for d in docs)
+    progress.bytes += sum(len(t.encode("utf-8")) for t in texts)
+    if docs or (final and shard_index == 0):
+      layout.write_shard(task_dir, shard_index, docs, progress.as_dict())
+      shard_index += 1
+    pending.clear()
+
+  stream = sources.read_files(files, spec.text_fn)
+  for record_index, item in enumerate(stream):
+    if data_cfg.max_docs_per_task and record_index >= data_cfg.max_docs_per_task:
+      break
+    if isinstance(item, sources.Malformed):
+      if record_index >= resume_at:
+        progress.add_malformed(item, data_cfg.max_malformed, spec.name)
+        progress.records = record_index + 1
+      continue
+    if (len(heldout) < data_cfg.heldout_max_docs
+        and is_heldout(item.text, data_cfg.heldout_fraction)):
+      heldout.append(item.text)
+    elif record_index >= resume_at:
+      pending.append((item.text, item.where))
+    if record_index >= resume_at:
+      progress.records = record_index + 1
+      if len(pending) >= data_cfg.shard_docs:
+        flush(final=False)
+  flush(final=True)
+  if clean is not None and heldout:
+    heldout = clean(heldout, collections.Counter())
+  heldout_docs = [layout.encode_document(ids, tok.bos_id, tok.eos_id)
+                  for ids in tok.encode_batch(heldout)]
+  heldout_bytes = sum(len(t.encode("utf-8")) for t in heldout)
+  layout.write_documents(layout.heldout_file(task_dir), heldout_docs)
+  stats = dict(
+      task=spec.name, capability=spec.capability, fingerprint=fingerprint,
+      train_shards=shard_index, train_docs=progress.docs, train_tokens=progress.tokens,
+      train_bytes=progress.bytes, heldout_docs=len(heldout_docs),
+      heldout_tokens=int(sum(len(d) for d in heldout_docs)), heldout_bytes=heldout_bytes,
+      records_read=progress.records, malformed=progress.malformed,
+      malformed_by_reason=progress.malformed_by_reason,
+      malformed_examples=progress.malformed_examples,
+      decontam=dict(benchmarks=clean.benchmarks if clean else [],
+                    mode=data_cfg.decontam.mode if clean else "",
+                    counts=dict(progress.decontam)),
+      max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
+      source_files=files)
+  layout.write_stats(task_dir, stats)
+  log(f"[prepare] {spec.name}: {stats['train_docs']} docs, {stats['train_tokens']:,} "
+      f"tokens, {stats['heldout_docs']} held out, {stats['malformed']} malformed "
+      f"({time.time() - started:.1f}s)")
+  return stats
+
+
+def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
+            log: Callable[[str], None] = print) -> dict:
+  """Prepares every task of `data_cfg.mixture` and writes the manifest.
+
+  Args:
+    data_cfg: the `data` config section (mixture, tokenizer, prepare keys).
+    out_dir: output folder; default `layout.resolve_dir(data_cfg)`.
+    log: progress printer.
+
+  Returns:
+    The manifest dict.
+  """
+  mixture = catalog.get_mixture(data_cfg.mixture)
+  out = pathlib.Path(out_dir) if out_dir else layout.resolve_dir(data_cfg)
+  out.mkdir(parents=True, exist_ok=True)
+  if data_cfg.tokenizer == tokenizer_lib.DEMO_SPM:
+    ensure_demo_tokenizer(log)
+  tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
+  started = time.time()
+  task_stats = {name: prepare_task(catalog.get_task(name), out, tok, data_cfg, log)
+                for name in mixture.rates}
+  manifest = dict(
+      version=layout.FORMAT_VERSION, mixture=mixture.name, tokenizer=data_cfg.tokenizer,
+      tokenizer_fingerprint=tok.fingerprint(), vocab_size=tok.vocab_size,
+      pad_id=tok.pad_id, eos_id=tok.eos_id, bos_id=tok.bos_id, fim_ids=tok.fim_ids(),
+      tasks={name: {k: s[k] for k in ("train_docs", "train_tokens", "heldout_docs",
+                                      "capability", "max_epochs")}
+             for name, s in task_stats.items()})
+  layout.write_manifest(out, manifest)
+  total = sum(s["train_tokens"] for s in task_stats.values())
+  log(f"[prepare] {mixture.name}: {len(task_stats)} tasks, {total:,} tokens in "
+      f"{out} ({time.time() - started:.1f}s)")
+  return manifest

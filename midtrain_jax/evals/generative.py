@@ -1,0 +1,118 @@
+"""Generative evaluations: GSM8K exact match and HumanEval/MBPP pass@1.
+
+Completions come from `sampling.generate` (KV cache, greedy by default); code
+is scored by running the benchmark's tests in a sandboxed subprocess
+(`sandbox.run_program`). Each scorer returns
+`{metric, score, items, samples}` where `samples` keeps the first few
+completions for inspection.
+"""
+import re
+
+from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.evals import sandbox
+from midtrain_jax.model import sampling
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# Stop sequences of the Codex HumanEval harness: a new top-level statement ends
+# the function body.
+CODE_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```", "\nassert ")
+GSM8K_STOPS = ("\n\n", "\nQuestion:")
+_SAMPLES_KEPT = 3
+
+
+def _normalise_number(text: str) -> str:
+  text = text.replace(",", "").rstrip(".")
+  try:
+    value = float(text)
+  except ValueError:
+    return text
+  return str(int(value)) if value.is_integer() else str(value)
+
+
+def extract_final_number(text: str) -> str:
+  """The answer of a GSM8K-style solution: after `####` if present, else the last number.
+
+  Args:
+    text: generated (or gold) solution text.
+
+  Returns:
+    The number normalised (no thousands separators, integers without ".0"),
+    or "" when the text has no number.
+  """
+  marked = re.search(r"####\s*(" + _NUMBER.pattern + ")", text)
+  if marked:
+    return _normalise_number(marked.group(1))
+  answer_is = re.findall(r"answer is\s*\$?(" + _NUMBER.pattern + ")", text, re.IGNORECASE)
+  if answer_is:
+    return _normalise_number(answer_is[-1])
+  numbers = _NUMBER.findall(text)
+  return _normalise_number(numbers[-1]) if numbers else ""
+
+
+def truncate(text: str, stops) -> str:
+  """Cuts a completion at the first stop sequence."""
+  cut = min([i for i in (text.find(s) for s in stops) if i >= 0], default=len(text))
+  return text[:cut]
+
+
+def _complete(model, tok, prompts: list[str], max_new_tokens: int) -> list[str]:
+  sample = sampling.SampleConfig(max_new_tokens=max_new_tokens, eos_id=tok.eos_id)
+  ids = [[tok.bos_id] + tok.encode(p) for p in prompts]
+  out = sampling.generate(model.params, model.graphdef, model.model_cfg, ids, sample)
+  return [tok.decode([t for t in row if t != tok.eos_id]) for row in out]
+
+
+def gsm8k_exact_match(model, tok, *, items: int = 8, max_new_tokens: int = 64) -> dict:
+  """Zero-shot GSM8K: greedy completion, exact match on the final number."""
+  chosen = benchmarks.load_items("gsm8k")[:items]
+  prompts = [f"Question: {it.question}\nAnswer:" for it in chosen]
+  completions = [truncate(c, GSM8K_STOPS) for c in _complete(model, tok, prompts, max_new_tokens)]
+  correct = [extract_final_number(c) == _normalise_number(it.final_answer)
+             for c, it in zip(completions, chosen)]
+  return {"metric": "exact_match", "score": sum(correct) / max(len(chosen), 1),
+          "items": len(chosen), "samples": completions[:_SAMPLES_KEPT]}
+
+
+def code_prompt(item: benchmarks.BenchmarkItem) -> str:
+  """What the model continues: the HumanEval signature, or MBPP's task + a test."""
+  if item.benchmark == "humaneval":
+    return item.question
+  first_test = item.test.strip().splitlines()[-1] if item.test.strip() else ""
+  return f'"""\n{item.question}\n{first_test}\n"""\n'
+
+
+def code_program(item: benchmarks.BenchmarkItem, completion: str) -> str:
+  """The script that passes iff `completion` solves `item`."""
+  if item.benchmark == "humaneval":
+    return (f"{item.question}{completion}\n\n{item.test}\n\n"
+            f"check({item.entry_point})\n")
+  return f"{completion}\n\n{item.test}\n"
+
+
+def score_code(item: benchmarks.BenchmarkItem, completion: str, *, timeout_s: float = 5.0,
+               memory_mb: int = 512) -> sandbox.ExecResult:
+  """Runs the item's tests against a completion in a limited subprocess."""
+  return sandbox.run_program(code_program(item, completion), timeout_s=timeout_s,
+                               memory_mb=memory_mb)
+
+
+def code_pass_at_1(model, tok, benchmark: str, *, items: int = 8,
+                   max_new_tokens: int = 128) -> dict:
+  """Greedy pass@1 on HumanEval or MBPP."""
+  if benchmark not in ("humaneval", "mbpp"):
+    raise ValueError(f"pass@1 needs a code benchmark (humaneval, mbpp), not {benchmark!r}.")
+  chosen = benchmarks.load_items(benchmark)[:items]
+  completions = [truncate(c, CODE_STOPS) for c in
+                 _complete(model, tok, [code_prompt(it) for it in chosen], max_new_tokens)]
+  results = [score_code(it, c) for it, c in zip(chosen, completions)]
+  statuses = [r.status for r in results]
+  return {"metric": "pass@1", "score": statuses.count("passed") / max(len(chosen), 1),
+          "items": len(chosen), "statuses": {s: statuses.count(s) for s in set(statuses)},
+          "samples": completions[:_SAMPLES_KEPT]}
+
+
+GENERATIVE = {
+    "gsm8k": gsm8k_exact_match,
+    "humaneval": lambda model, tok, items: code_pass_at_1(model, tok, "humaneval", items=items),
+    "mbpp": lambda model, tok, items: code_pass_at_1(model, tok, "mbpp", items=items),
+}

@@ -1,0 +1,135 @@
+"""Evaluation: held-out bits per byte per task, benchmark BPB, generative evals.
+
+Command line: `python -m midtrain_jax.evaluate` (midtrain_jax/evaluate.py).
+
+Bits per byte (BPB) is the summed next-token loss in bits over the UTF-8 size
+of the text, so it compares models with different tokenizers. Three signals:
+
+* held-out BPB per task of the eval mixture (`eval.mixture`, default the run's
+  own), aggregated per capability (web, math, code, ...);
+* benchmark BPB: BPB of the gold answer given the question (OLMES "bpb"
+  formulation), which moves long before a small model's accuracy does;
+* generative: GSM8K exact match and HumanEval/MBPP pass@1 (`generative.py`).
+
+Forgetting is the change in web held-out BPB against a base checkpoint
+(positive = the anneal got worse at web text). Results go to
+`workdir/eval/step_<N>.json` and TensorBoard scalars under `workdir/eval`.
+"""
+import dataclasses
+import os
+
+import jax
+
+from midtrain_jax import files, logs
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.evals import answer_bpb, generative, heldout
+from midtrain_jax.evals.scoring import LoadedModel, load_model, model_eval_fn
+
+COMPONENTS = ("heldout", "bpb", "gsm8k", "humaneval", "mbpp")
+SUITES = {"default": ("heldout", "bpb"), "all": COMPONENTS}
+metric_writers = logs.quiet_import("clu.metric_writers")
+
+
+def parse_suite(suite: str) -> tuple[str, ...]:
+  """Expands a suite name or comma list into evaluation components."""
+  if suite in SUITES:
+    return SUITES[suite]
+  parts = tuple(p for p in suite.split(",") if p)
+  unknown = [p for p in parts if p not in COMPONENTS]
+  if unknown or not parts:
+    raise ValueError(f"Unknown evaluation suite {suite!r}: use one of {sorted(SUITES)} or a "
+                     f"comma list of {COMPONENTS}.")
+  return parts
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  """How much of each component to run (small defaults keep CPU runs quick)."""
+  suite: str = "default"
+  bpb_items: int = 32
+  gen_items: int = 8
+  max_batches: int = 0
+  base: str = ""
+
+
+def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
+             data_cfg=None, base_heldout: dict | None = None, log=print) -> dict:
+  """Runs the chosen evaluation components on a loaded checkpoint.
+
+  Args:
+    model: the checkpoint.
+    options: suite and sizes.
+    data_cfg: the data section to read held-out splits from (default
+      `eval_data_config(model.config)`).
+    base_heldout: the base checkpoint's held-out results, if already known;
+      else computed from `options.base` when set.
+    log: progress printer.
+
+  Returns:
+    A JSON-serialisable dict of results.
+  """
+  components = parse_suite(options.suite)
+  data_cfg = data_cfg or heldout.eval_data_config(model.config)
+  tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
+  out = {"checkpoint": os.path.abspath(model.path), "step": model.step,
+         "eval_mixture": data_cfg.mixture}
+  if "heldout" in components or options.base:
+    log(f"[eval] held-out BPB on {data_cfg.mixture}")
+    out["heldout"] = heldout.heldout_bpb(model_eval_fn(model), data_cfg,
+                                         max_batches=options.max_batches)
+    out["capability_bpb"] = heldout.capability_bpb(out["heldout"])
+  if options.base or base_heldout is not None:
+    if base_heldout is None:
+      log(f"[eval] base held-out BPB ({options.base})")
+      base_heldout = heldout.heldout_bpb(model_eval_fn(load_model(options.base)), data_cfg,
+                                 max_batches=options.max_batches)
+    out["forgetting"] = forgetting(out["heldout"], base_heldout, options.base)
+  if "bpb" in components:
+    log(f"[eval] benchmark BPB ({options.bpb_items} items each)")
+    out["benchmark_bpb"] = answer_bpb.benchmark_bpb(model, tok, items=options.bpb_items)
+  generative_names = [c for c in components if c in generative.GENERATIVE]
+  if generative_names:
+    log(f"[eval] generative {','.join(generative_names)} ({options.gen_items} items each)")
+    out["generative"] = {name: generative.GENERATIVE[name](model, tok, items=options.gen_items)
+                         for name in generative_names}
+  return out
+
+
+def forgetting(heldout_results: dict, base_heldout: dict, base_path: str = "") -> dict:
+  """Change in web BPB against the base (positive = worse on web text)."""
+  capability = heldout.capability_bpb(heldout_results)
+  base_capability = heldout.capability_bpb(base_heldout)
+  web = capability.get("web", float("nan"))
+  base_web = base_capability.get("web", float("nan"))
+  return {"base": base_path, "web_bpb": web, "base_web_bpb": base_web,
+          "delta_web_bpb": web - base_web,
+          "base_capability_bpb": base_capability}
+
+
+def scalars(results: dict) -> dict[str, float]:
+  """Flattens results into TensorBoard scalar names like `eval/bpb/math`."""
+  flat = {}
+  for task, r in results.get("heldout", {}).items():
+    flat[f"eval/heldout_bpb/{task}"] = r["bpb"]
+  for cap, v in results.get("capability_bpb", {}).items():
+    flat[f"eval/bpb/{cap}"] = v
+  for name, r in results.get("benchmark_bpb", {}).items():
+    flat[f"eval/benchmark_bpb/{name}"] = r["bpb"]
+  for name, r in results.get("generative", {}).items():
+    flat[f"eval/{name}/{r['metric']}"] = r["score"]
+  if "forgetting" in results:
+    flat["eval/forgetting/delta_web_bpb"] = results["forgetting"]["delta_web_bpb"]
+  return flat
+
+
+def write_results(workdir: str, results: dict) -> str:
+  """Writes `workdir/eval/step_<N>.json` and TensorBoard scalars; returns the path."""
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, f"step_{results['step']}.json")
+  files.write_json(path, results)
+  if jax.process_index() == 0:
+    writer = metric_writers.SummaryWriter(out_dir)
+    writer.write_scalars(results["step"], scalars(results))
+    writer.close()
+  return path

@@ -1,0 +1,73 @@
+"""What the model is: `ModelConfig` (frozen) and the preset shapes.
+
+The model never sees a ConfigDict; `midtrain_jax.config.model_config` freezes
+the `model` section into a `ModelConfig` at the boundary.
+"""
+import dataclasses
+import math
+from typing import Any
+
+FULL_ATTENTION = 0  # A window size of 0 in `window_pattern` means full attention.
+
+# Model shapes. `tiny` matches the PyTorch reference benchmark's default shape.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(vocab_size=8192, d_model=256, n_layers=4, n_heads=4,
+                 n_kv_heads=4, mlp_dim=1024, window_pattern=(64, 64, 64, 0),
+                 rope_theta=10_000.0),
+    "150m": dict(vocab_size=50304, d_model=768, n_layers=12, n_heads=12,
+                 n_kv_heads=12, mlp_dim=3072, window_pattern=(1024, 1024, 1024, 0),
+                 rope_theta=500_000.0),
+    "1b": dict(vocab_size=100278, d_model=2048, n_layers=16, n_heads=16,
+               n_kv_heads=16, mlp_dim=8192, window_pattern=(4096, 4096, 4096, 0),
+               rope_theta=500_000.0),
+    # OLMo 3 7B.
+    "7b": dict(vocab_size=100278, d_model=4096, n_layers=32, n_heads=32,
+               n_kv_heads=32, mlp_dim=11008, window_pattern=(4096, 4096, 4096, 0),
+               rope_theta=500_000.0),
+    # OLMo 3 32B (GQA with 8 KV heads).
+    "32b": dict(vocab_size=100278, d_model=5120, n_layers=64, n_heads=40,
+                n_kv_heads=8, mlp_dim=27648, window_pattern=(4096, 4096, 4096, 0),
+                rope_theta=500_000.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Everything the model needs; built from the `model` config section."""
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  n_kv_heads: int
+  head_dim: int
+  mlp_dim: int
+  window_pattern: tuple[int, ...]
+  last_layer_full: bool
+  rope_theta: float
+  yarn_factor: float
+  yarn_beta_fast: float
+  yarn_beta_slow: float
+  yarn_original_max_len: int
+  yarn_full_layers_only: bool
+  qk_norm: bool
+  norm: str
+  norm_eps: float
+  tie_embeddings: bool
+  init_std: float
+  param_dtype: str
+  compute_dtype: str
+  remat: str
+  attention: str
+
+  @property
+  def padded_vocab_size(self) -> int:
+    """Embedding rows, rounded up to 128 so the vocab axis shards evenly."""
+    return int(math.ceil(self.vocab_size / 128) * 128)
+
+  def layer_windows(self) -> tuple[int, ...]:
+    """Window size per layer (0 = full attention)."""
+    pattern = self.window_pattern
+    windows = [pattern[i % len(pattern)] for i in range(self.n_layers)]
+    if self.last_layer_full:
+      windows[-1] = FULL_ATTENTION
+    return tuple(windows)

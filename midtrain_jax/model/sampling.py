@@ -1,0 +1,131 @@
+"""KV-cache sampling: greedy or temperature decoding of a batch of prompts.
+
+Prompts of different lengths are left-padded into one [B, P] block. Padding
+slots carry segment id 0 and real tokens segment id 1, so the attention mask
+(same segment, causal, sliding window on slot distance) hides the padding and
+windows measure real distance, because slots after the padding are contiguous.
+Positions restart at 0 on each prompt's first real token.
+
+The whole of decoding, prefill plus a `lax.scan` over new tokens, is one jitted
+function per (prompt bucket, new tokens, temperature), so a suite of prompts
+compiles a handful of times.
+"""
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from midtrain_jax.model.config import ModelConfig
+from midtrain_jax.model.transformer import init_cache
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig:
+  """How to decode.
+
+  Attributes:
+    max_new_tokens: tokens generated after each prompt.
+    temperature: 0 for greedy decoding, else the softmax temperature.
+    eos_id: generation of a row stops after this token (-1: never).
+    bucket: prompt lengths are rounded up to a multiple of this, so prompts
+      of similar length share one compiled function.
+  """
+  max_new_tokens: int = 64
+  temperature: float = 0.0
+  eos_id: int = -1
+  bucket: int = 64
+
+
+def left_pad(prompts: Sequence[Sequence[int]], length: int, pad_id: int = 0):
+  """Left-pads token lists to `length`.
+
+  Args:
+    prompts: token id lists, each at most `length` long and non-empty.
+    length: the padded width P.
+    pad_id: the id placed in padding slots.
+
+  Returns:
+    (tokens [B, P], segment_ids [B, P], positions [B, P]) int32 arrays.
+  """
+  b = len(prompts)
+  tokens = np.full((b, length), pad_id, np.int32)
+  segments = np.zeros((b, length), np.int32)
+  positions = np.zeros((b, length), np.int32)
+  for i, prompt in enumerate(prompts):
+    n = len(prompt)
+    if not 0 < n <= length:
+      raise ValueError(f"Prompt {i} has {n} tokens; prompts need 1 to {length} tokens.")
+    tokens[i, length - n:] = prompt
+    segments[i, length - n:] = 1
+    positions[i, length - n:] = np.arange(n)
+  return tokens, segments, positions
+
+
+def _pick(logits_BV, key, temperature: float):
+  if temperature == 0.0:
+    return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+  return jax.random.categorical(key, logits_BV / temperature, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "max_new_tokens",
+                                              "temperature", "eos_id"))
+def _generate(params, tokens_BP, segments_BP, positions_BP, key, *, graphdef,
+              cfg: ModelConfig, max_new_tokens: int, temperature: float, eos_id: int):
+  """Prefill + scan decoding; returns (new tokens [B, N], step logits [B, N, V])."""
+  model = nnx.merge(graphdef, params)
+  b, p = tokens_BP.shape
+  caches = init_cache(cfg, b, p + max_new_tokens, jnp.dtype(cfg.compute_dtype))
+  logits, caches = model(tokens_BP, positions_BP, segments_BP, caches)
+  last_BV = logits[:, -1]
+  next_pos_B = positions_BP[:, -1] + 1
+  ones_B1 = jnp.ones((b, 1), jnp.int32)
+
+  def step(carry, key_t):
+    caches, logits_BV, pos_B, done_B = carry
+    token_B = _pick(logits_BV, key_t, temperature)
+    token_B = jnp.where(done_B, 0, token_B)
+    done_B = done_B | (token_B == eos_id)
+    new_logits, caches = model(token_B[:, None], pos_B[:, None], ones_B1, caches)
+    return (caches, new_logits[:, 0], pos_B + 1, done_B), (token_B, logits_BV)
+
+  keys = jax.random.split(key, max_new_tokens)
+  done = jnp.zeros((b,), bool)
+  _, (tokens_NB, logits_NBV) = jax.lax.scan(step, (caches, last_BV, next_pos_B, done), keys)
+  return tokens_NB.T, jnp.swapaxes(logits_NBV, 0, 1)
+
+
+def generate(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]],
+             sample: SampleConfig, seed: int = 0, return_logits: bool = False):
+  """Continues each prompt with the KV cache.
+
+  Args:
+    params: model params (nested dict, as in checkpoints).
+    graphdef: the model's graph definition (`train_step.abstract_model`).
+    cfg: the model config.
+    prompts: token id lists (a row's text starts with the tokenizer's bos).
+    sample: decoding settings.
+    seed: sampling seed (unused when greedy).
+    return_logits: also return the logits each new token was picked from.
+
+  Returns:
+    A list of generated token lists, cut after `sample.eos_id` (kept) and
+    nothing after it; with `return_logits`, also an array [B, N, V].
+  """
+  if sample.max_new_tokens <= 0:
+    raise ValueError(f"max_new_tokens={sample.max_new_tokens} must be positive.")
+  longest = max(len(p) for p in prompts)
+  width = -(-longest // sample.bucket) * sample.bucket
+  tokens, segments, positions = left_pad(prompts, width)
+  new, logits = _generate(params, tokens, segments, positions, jax.random.key(seed),
+                          graphdef=graphdef, cfg=cfg, max_new_tokens=sample.max_new_tokens,
+                          temperature=float(sample.temperature), eos_id=sample.eos_id)
+  out = []
+  for row in np.asarray(new).tolist():
+    if sample.eos_id in row:
+      row = row[:row.index(sample.eos_id) + 1]
+    out.append(row)
+  return (out, np.asarray(logits)) if return_logits else out

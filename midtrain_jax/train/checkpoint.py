@@ -1,0 +1,304 @@
+"""Orbax checkpoints: train state + data iterator together, resume order, souping.
+
+A checkpoint step directory holds four items:
+  params     model parameters (nested dict of arrays)
+  opt_state  optimiser state
+  data       the Grain iterator state, one JSON file per process
+  meta       JSON: step and the run's resolved config
+
+Resume order (`restore_or_init`):
+  1. the workdir holds a checkpoint  -> resume it exactly (params, optimiser,
+     data iterator, step);
+  2. else `train.init_from` is set   -> load the base run's params (and its
+     optimiser state if `train.init_optimizer`), start at step 0 with a fresh
+     data iterator: this is how an anneal branches off a pretraining run;
+  3. else                            -> initialise from scratch.
+
+`soup()` averages the params of several checkpoints (same architecture) into
+one; command line: `python -m midtrain_jax.soup --inputs=A,B,C --out=DIR`.
+"""
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+from midtrain_jax import config as config_lib
+from midtrain_jax.train import optim
+
+CKPT_SUBDIR = "checkpoints"
+
+
+def _absolute(path: str) -> epath.Path:
+  """Local paths made absolute (orbax needs that); gs:// and other URLs kept."""
+  return epath.Path(path if "://" in path else os.path.abspath(path))
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint's parameters do not fit the model being restored."""
+
+
+def _data_args(iterator, restore: bool):
+  args = grain.checkpoint.CheckpointRestore if restore else grain.checkpoint.CheckpointSave
+  return args(iterator)
+
+
+def _item_handlers():
+  """Handlers declared up front, so a fresh manager can read metadata of old steps."""
+  return dict(params=ocp.StandardCheckpointHandler(), opt_state=ocp.StandardCheckpointHandler(),
+              meta=ocp.JsonCheckpointHandler(), data=grain.checkpoint.CheckpointHandler())
+
+
+class Checkpointer:
+  """Saves and restores train states (and data iterators) under `workdir/checkpoints`."""
+
+  def __init__(self, workdir: str, ckpt_cfg: ml_collections.ConfigDict | None = None):
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=ckpt_cfg.keep if ckpt_cfg else None,
+        enable_async_checkpointing=bool(ckpt_cfg.async_save) if ckpt_cfg else False,
+        create=ckpt_cfg is not None)
+    self.directory = str(_absolute(workdir) / CKPT_SUBDIR)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_handlers=_item_handlers())
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, config: ml_collections.ConfigDict, data_iterator=None):
+    """Saves asynchronously; the data iterator's state is captured now."""
+    items = dict(params=ocp.args.StandardSave(state.params),
+                 opt_state=ocp.args.StandardSave(state.opt_state),
+                 meta=ocp.args.JsonSave({"step": int(step),
+                                         "config": config_lib.to_json(config)}))
+    if data_iterator is not None:
+      items["data"] = _data_args(data_iterator, restore=False)
+    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def meta(self, step: int) -> dict:
+    return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+  def config(self, step: int) -> ml_collections.ConfigDict:
+    """The resolved config of the run that wrote `step`."""
+    return config_lib.from_json(self.meta(step)["config"])
+
+  def restore(self, step: int, abstract_params, abstract_opt_state=None, data_iterator=None):
+    """Restores params (and optionally optimiser state and data iterator).
+
+    Args:
+      step: checkpoint step.
+      abstract_params: ShapeDtypeStructs with target shardings (any mesh).
+      abstract_opt_state: same for the optimiser state, or None to skip it.
+      data_iterator: iterator whose state is restored in place, or None.
+
+    Returns:
+      dict with `params` and, if requested, `opt_state`.
+
+    Raises:
+      CheckpointMismatchError naming the first parameter whose shape differs.
+    """
+    check_compatible(self.manager.item_metadata(step)["params"], abstract_params,
+                     f"{self.directory}/{step}")
+    items = dict(params=ocp.args.StandardRestore(abstract_params))
+    if abstract_opt_state is not None:
+      items["opt_state"] = ocp.args.StandardRestore(abstract_opt_state)
+    data_state = None
+    if data_iterator is not None:
+      if self._has_own_data_state(step):
+        items["data"] = _data_args(data_iterator, restore=True)
+      else:
+        data_state = self._redistributed_data_state(step, data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if data_state is not None:
+      data_iterator.set_state(data_state)
+    return restored
+
+  def _data_files(self, step: int) -> list[epath.Path]:
+    data_dir = epath.Path(self.directory) / str(step) / "data"
+    return sorted(data_dir.glob("process_*-of-*.json")) if data_dir.exists() else []
+
+  def _has_own_data_state(self, step: int) -> bool:
+    """Whether the save was made by this run's process count (or holds no data state)."""
+    names = [p.name for p in self._data_files(step)]
+    return not names or f"process_{jax.process_index()}-of-{jax.process_count()}.json" in names
+
+  def _redistributed_data_state(self, step: int, data_iterator):
+    """This process's iterator state rebuilt from a save by another process count.
+
+    Every process saved the states of its loader shards, in shard order. With
+    the same total number of shards (`data.loader_shards`), the shards are
+    dealt out again to this run's processes and the data resumes exactly.
+    Otherwise the data order restarts (logged); model and optimiser still
+    resume exactly.
+    """
+    files = self._data_files(step)
+    saved_count = int(files[0].name.split("-of-")[1].split(".")[0])
+    paths = [files[0].parent / f"process_{i}-of-{saved_count}.json" for i in range(saved_count)]
+    shard_states = []
+    for path in paths:
+      state = json.loads(path.read_text()) if path.exists() else {"shards": [None]}
+      shard_states += state["shards"] if "shards" in state else [state]
+    per_process = getattr(data_iterator, "local_shards", 1)
+    if None in shard_states or len(shard_states) != per_process * jax.process_count():
+      logging.warning(
+          "Checkpoint step %d holds %d loader-shard states from %d processes; this run reads "
+          "%d shards per process on %d processes, so the data order restarts (set "
+          "data.loader_shards to the same value in both runs to resume it exactly).",
+          step, len(shard_states), saved_count, per_process, jax.process_count())
+      return None
+    mine = shard_states[jax.process_index() * per_process:(jax.process_index() + 1) * per_process]
+    return mine[0] if per_process == 1 else {"shards": mine}
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.close()
+
+
+def _flat(tree) -> dict[str, Any]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf for path, leaf in leaves}
+
+
+def check_compatible(stored_metadata, abstract_params, where: str) -> None:
+  """Raises CheckpointMismatchError if names or shapes differ, naming the parameter."""
+  stored = _flat(getattr(stored_metadata, "tree", stored_metadata))
+  wanted = _flat(abstract_params)
+  for name in sorted(set(stored) | set(wanted)):
+    if name not in stored:
+      raise CheckpointMismatchError(f"Checkpoint {where} has no parameter {name!r} "
+                                    "that the model needs (different architecture?).")
+    if name not in wanted:
+      raise CheckpointMismatchError(f"Checkpoint {where} has parameter {name!r} "
+                                    "that the model does not have (different architecture?).")
+    if tuple(stored[name].shape) != tuple(wanted[name].shape):
+      raise CheckpointMismatchError(
+          f"Parameter {name!r}: checkpoint {where} has shape {tuple(stored[name].shape)}, "
+          f"the model expects {tuple(wanted[name].shape)}.")
+
+
+def is_finished(workdir: str, steps: int) -> bool:
+  """Whether `workdir` holds a run whose last checkpoint is at `steps` (reused on re-run)."""
+  if not (_absolute(workdir) / CKPT_SUBDIR).is_dir():
+    return False
+  return Checkpointer(workdir).latest_step() == steps
+
+
+def resolve_base(path: str) -> tuple[Checkpointer, int]:
+  """Finds the checkpoint named by `train.init_from`: a workdir or a step directory."""
+  root = _absolute(path)
+  step = int(root.name) if root.name.isdigit() else None
+  if step is not None:
+    root = root.parent
+  if root.name == CKPT_SUBDIR:
+    root = root.parent
+  if not (root / CKPT_SUBDIR).is_dir():
+    raise FileNotFoundError(f"train.init_from={path!r}: no checkpoints found "
+                            f"(expected {root / CKPT_SUBDIR}/<step>).")
+  ckpt = Checkpointer(str(root))
+  step = ckpt.latest_step() if step is None else step
+  if step is None or step not in ckpt.manager.all_steps():
+    raise FileNotFoundError(f"train.init_from={path!r}: step {step} is not among the "
+                            f"saved steps {list(ckpt.manager.all_steps())}.")
+  return ckpt, step
+
+
+def abstract_like(tree, shardings):
+  """ShapeDtypeStructs carrying the target shardings (what orbax restores onto)."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+def restore_or_init(ckpt: Checkpointer, config: ml_collections.ConfigDict,
+                    abstract_state, state_sharding, init_fn: Callable[..., Any],
+                    data_iterator=None):
+  """Applies the resume order (module docstring) and says which branch it took.
+
+  Args:
+    ckpt: the run's own checkpointer.
+    config: the run's config (`train.init_from`, `train.init_optimizer`).
+    abstract_state: TrainState of ShapeDtypeStructs.
+    state_sharding: TrainState of NamedShardings.
+    init_fn: (params=None) -> sharded TrainState, freshly initialised, or
+      built around the given params with a fresh optimiser state.
+    data_iterator: restored in place when resuming.
+
+  Returns:
+    (state, description of where it came from).
+  """
+  target = abstract_like(abstract_state, state_sharding)
+  step = ckpt.latest_step()
+  if step is not None:
+    restored = ckpt.restore(step, target.params, target.opt_state, data_iterator)
+    state = abstract_state.replace(step=jnp.asarray(step, jnp.int32), params=restored["params"],
+                                   opt_state=restored["opt_state"])
+    return jax.device_put(state, state_sharding), f"resumed from {ckpt.directory}/{step}"
+  if config.train.init_from:
+    base, base_step = resolve_base(config.train.init_from)
+    with_opt = config.train.init_optimizer
+    restored = base.restore(base_step, target.params, target.opt_state if with_opt else None)
+    if with_opt:
+      state = abstract_state.replace(step=jnp.zeros((), jnp.int32), params=restored["params"],
+                                     opt_state=optim.restart_schedule(restored["opt_state"]))
+      state = jax.device_put(state, state_sharding)
+    else:
+      state = init_fn(restored["params"])
+    what = "params + optimiser state" if with_opt else "params"
+    return state, f"initialised {what} from {base.directory}/{base_step}"
+  return init_fn(), "initialised from scratch"
+
+
+def base_lr(init_from: str) -> float:
+  """The LR the base run's schedule had at the checkpoint (anneal start LR)."""
+  base, step = resolve_base(init_from)
+  return optim.lr_at_step(base.config(step), step)
+
+
+def load_params(path: str):
+  """Params of a checkpoint (workdir or step dir) as host numpy arrays."""
+  ckpt, step = resolve_base(path)
+  metadata = ckpt.manager.item_metadata(step)["params"]
+  tree = getattr(metadata, "tree", metadata)
+  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+  params = ckpt.manager.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract)))["params"]
+  return jax.tree.map(np.asarray, params), ckpt.config(step), step
+
+
+def soup(inputs: list[str], out: str) -> str:
+  """Averages the params of several checkpoints into a new checkpoint at `out`.
+
+  Args:
+    inputs: checkpoint paths (workdirs or step directories), same architecture.
+    out: workdir for the soup; its checkpoint is written at step 0.
+
+  Returns:
+    The step directory written.
+  """
+  if len(inputs) < 2:
+    raise ValueError(f"Souping needs at least two checkpoints, got {inputs}.")
+  total, config, _ = load_params(inputs[0])
+  total = jax.tree.map(lambda x: x.astype(np.float64), total)
+  for path in inputs[1:]:
+    params, _, _ = load_params(path)
+    check_compatible(params, total, path)
+    total = jax.tree.map(lambda a, b: a + b, total, params)
+  averaged = jax.tree.map(lambda x: (x / len(inputs)).astype(np.float32), total)
+  target = Checkpointer(out, config.ckpt)
+  if target.latest_step() is not None:
+    raise FileExistsError(f"Soup output {out!r} already holds a checkpoint; "
+                          "choose a new directory.")
+  target.manager.save(0, args=ocp.args.Composite(
+      params=ocp.args.StandardSave(averaged),
+      meta=ocp.args.JsonSave({"step": 0, "config": config_lib.to_json(config),
+                              "soup_of": [str(_absolute(p)) for p in inputs]})), force=True)
+  target.wait()
+  return f"{target.directory}/0"

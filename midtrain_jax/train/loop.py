@@ -1,0 +1,226 @@
+"""`run(config, workdir)`: the one orchestrator of a training run.
+
+Data flows one way: config -> mesh + data iterator -> state (resume order in
+checkpoint.py) -> jitted train step -> metrics / checkpoints. The host reads a
+step's metrics only after the next step has been dispatched, so the device
+never waits on logging.
+"""
+import dataclasses
+import math
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from etils import epath
+from jax.experimental import multihost_utils
+
+from midtrain_jax import config as config_lib
+from midtrain_jax import files
+from midtrain_jax.data import pipeline
+from midtrain_jax.evals import heldout, suite
+from midtrain_jax.parallel import sharding
+from midtrain_jax.train import checkpoint, metrics, optim
+from midtrain_jax.train import step as ts
+
+
+class TrainingDivergedError(FloatingPointError):
+  """The loss or gradient norm became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class RunResult:
+  step: int
+  loss: float
+  workdir: str
+  losses: dict[int, float]  # Loss at every logged step.
+  # Held-out results ({task: {loss, bpb, ...}}) at every evaluated step.
+  evals: dict[int, dict] = dataclasses.field(default_factory=dict)
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if jax.process_index() != 0:
+    return
+  files.write_text(epath.Path(workdir) / "config.json", config_lib.to_json(config))
+
+
+def _check_batch(config, mesh) -> None:
+  batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.data.batch_size % batch_shards or config.data.batch_size % jax.process_count():
+    raise ValueError(f"config.data.batch_size={config.data.batch_size} must be divisible by "
+                     f"the data-parallel mesh size {batch_shards} and the process count "
+                     f"{jax.process_count()}.")
+
+
+class ContaminationRiskError(ValueError):
+  """The mixture's data was not decontaminated against the eval benchmarks."""
+
+
+def _check_decontamination(config) -> None:
+  benchmarks = tuple(config.eval.benchmarks)
+  if not benchmarks or config.eval.decontam_check == "off":
+    return
+  gaps = pipeline.undecontaminated(config.data, benchmarks)
+  if not gaps:
+    return
+  listing = "; ".join(f"{task}: {', '.join(b)}" for task, b in sorted(gaps.items()))
+  message = (f"Tasks of mixture {config.data.mixture!r} were not decontaminated against "
+             f"the eval benchmarks ({listing}). Prepare with "
+             f"--config.data.decontam.benchmarks=\"{benchmarks}\" into a fresh "
+             "data.data_dir, or set eval.decontam_check=off.")
+  if config.eval.decontam_check == "error":
+    raise ContaminationRiskError(message)
+  if jax.process_index() == 0:
+    print(f"WARNING: {message}", flush=True)
+
+
+def _start_lr(config) -> float | None:
+  if config.optim.schedule == "anneal" and config.optim.anneal_start == "from_checkpoint":
+    lr = checkpoint.base_lr(config.train.init_from)
+    logging.info("anneal start LR from the base checkpoint: %.3e", lr)
+    return lr
+  return None
+
+
+def _all_processes_sum(counts: np.ndarray) -> np.ndarray:
+  """Sums per-process counters (each process sees only its rows of the batch)."""
+  if jax.process_count() == 1:
+    return counts
+  # Without jax_enable_x64 arrays are 32-bit: send int64 counts as two int32 halves.
+  halves = np.stack([counts >> 20, counts & (2**20 - 1)]).astype(np.int32)
+  gathered = np.asarray(multihost_utils.process_allgather(halves)).astype(np.int64)
+  return ((gathered[:, 0] << 20) + gathered[:, 1]).sum(axis=0)
+
+
+def _host_metrics(step: int, device_metrics) -> dict[str, float]:
+  """Fetches a step's metrics and stops the run if it diverged."""
+  values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+  if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+    raise TrainingDivergedError(
+        f"Training diverged at step {step}: loss={values['loss']}, "
+        f"grad_norm={values['grad_norm']}. No checkpoint was written from this point; "
+        "the last good checkpoint is intact (lower optim.lr or check the data).")
+  return values
+
+
+def _heldout_evaluator(config, graphdef, mesh, params_sharding):
+  """params -> held-out results on `eval.batches` batches per task (None: disabled)."""
+  if not config.eval.batches:
+    return None
+  eval_step = ts.jit_eval_step(graphdef, mesh, params_sharding)
+  data_cfg = heldout.eval_data_config(config)
+
+  def run_eval(params):
+    fn = lambda b: eval_step(params, sharding.host_batch_to_global(
+        {k: b[k] for k in ts.MODEL_INPUTS}, mesh))
+    return heldout.heldout_bpb(fn, data_cfg, max_batches=config.eval.batches,
+                                process_index=jax.process_index(),
+                                process_count=jax.process_count())
+  return run_eval
+
+
+def _log_eval(logger, step: int, heldout_results: dict) -> None:
+  results = {"heldout": heldout_results,
+             "capability_bpb": heldout.capability_bpb(heldout_results)}
+  logger.write(step, suite.scalars(results))
+  if jax.process_index() == 0:
+    caps = " | ".join(f"{c} {v:.3f}" for c, v in sorted(results["capability_bpb"].items()))
+    print(f"eval step {step} | held-out BPB {caps}", flush=True)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
+  """Trains for `config.train.steps` steps (resuming if `workdir` has a checkpoint).
+
+  Args:
+    config: a config from `configs/*.py`, overrides applied.
+    workdir: output directory: config.json, TensorBoard events, checkpoints.
+
+  Returns:
+    The final step, its loss and the workdir.
+  """
+  config_lib.validate(config)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  _write_config(config, workdir)
+  model_cfg = config_lib.model_config(config.model)
+  mesh = sharding.make_mesh(config.mesh)
+  _check_batch(config, mesh)
+  data_vocab = pipeline.vocab_size(config.data)
+  if data_vocab > model_cfg.vocab_size:
+    raise ValueError(f"The tokenizer has {data_vocab} tokens but config.model.vocab_size="
+                     f"{model_cfg.vocab_size}.")
+  data_iter = pipeline.make_train_iterator(
+      config.data, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  task_names = list(pipeline.task_names(config.data))
+  _check_decontamination(config)
+
+  total = config.train.steps
+  schedule = optim.make_schedule(config.optim, total, start_lr=_start_lr(config))
+  tx = optim.make_optimizer(config.optim, schedule)
+  graphdef, abstract_params, axes = ts.abstract_model(model_cfg)
+  params_sharding = ts.param_shardings(abstract_params, axes, mesh)
+  state_sharding = ts.state_shardings(tx, abstract_params, params_sharding, mesh)
+  abstract_state = jax.eval_shape(
+      lambda: ts.TrainState(step=np.int32(0), params=abstract_params,
+                            opt_state=tx.init(abstract_params)))
+
+  ckpt = checkpoint.Checkpointer(workdir, config.ckpt)
+  init_fn = lambda params=None: ts.init_state(model_cfg, tx, config.seed, state_sharding, params)
+  state, origin = checkpoint.restore_or_init(ckpt, config, abstract_state, state_sharding,
+                                             init_fn, data_iter)
+  start = int(state.step)
+  n_params = metrics.param_count(abstract_params)
+  fpt = metrics.flops_per_token(model_cfg, n_params, config.data.seq_len)
+  logging.info("%s; %.2fM params, mesh %s, %.3g FLOPs/token", origin, n_params / 1e6,
+               dict(mesh.shape), fpt)
+  print(f"{origin} | {n_params / 1e6:.2f}M params | mesh {dict(mesh.shape)} | "
+        f"steps {start}->{total}", flush=True)
+
+  step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding)
+  logger = metrics.MetricLogger(workdir, total, fpt,
+                                metrics.system_peak(metrics.measure_matmul_peak()))
+  tokens_per_step = config.data.batch_size * config.data.seq_len
+  task_tokens = np.zeros(len(task_names), np.int64)
+  pending = None  # (step, device metrics) of the last dispatched step.
+  last = {"loss": float("nan")}
+  losses, evals = {}, {}
+  evaluator = _heldout_evaluator(config, graphdef, mesh, params_sharding)
+  try:
+    for step in range(start, total):
+      host_batch = next(data_iter)
+      task_ids = host_batch.get("task_ids")
+      if task_ids is not None and task_names:
+        task_tokens += np.bincount(task_ids[task_ids >= 0], minlength=len(task_names))
+      batch = sharding.host_batch_to_global({k: host_batch[k] for k in ts.MODEL_INPUTS}, mesh)
+      state, device_metrics = step_fn(state, batch)
+      if pending is not None:
+        last = _host_metrics(*pending)
+      pending = (step + 1, device_metrics)
+      logger.count_tokens(tokens_per_step)
+
+      done = step + 1
+      if done % config.train.log_every_steps == 0 or done == total:
+        last = _host_metrics(*pending)
+        losses[done] = last["loss"]
+        extra = {f"tokens/{name}": float(n)
+                 for name, n in zip(task_names, _all_processes_sum(task_tokens))}
+        # Epochs started per task, as the loader counts them (restored on resume).
+        extra.update({f"epochs/{name}": float(c["epochs"])
+                      for name, c in data_iter.counters().items()})
+        logger.log(done, last, extra)
+      if done % config.ckpt.every_steps == 0 or done == total:
+        last = _host_metrics(*pending)  # Never checkpoint a diverged state.
+        ckpt.save(done, state, config, data_iter)
+      every = config.eval.every_steps
+      if evaluator and (done == total or (every and done % every == 0)):
+        evals[done] = evaluator(state.params)
+        _log_eval(logger, done, evals[done])
+    if pending is not None:
+      last = _host_metrics(*pending)
+  finally:
+    ckpt.wait()
+    ckpt.close()
+    logger.close()
+  final_step = int(state.step)
+  print(f"final step={final_step} loss={last['loss']:.4f}", flush=True)
+  return RunResult(step=final_step, loss=last["loss"], workdir=workdir, losses=losses, evals=evals)

@@ -1,0 +1,119 @@
+"""FLOPs accounting, measured matmul peak, and metric writing (TensorBoard + a progress line)."""
+import math
+import time
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from midtrain_jax import logs
+from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
+
+metric_writers = logs.quiet_import("clu.metric_writers")
+
+
+def param_count(params) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def flops_per_token(cfg: ModelConfig, n_params: int, seq_len: int) -> float:
+  """Training FLOPs per token: 6 * matmul params + attention over the visible keys.
+
+  Matmul params are all params except the input embedding (the output
+  projection counts, tied or not). Attention costs 12 * heads * head_dim * keys
+  per layer, with keys = the window for sliding-window layers and seq_len for
+  full ones (not halved for causality, matching the PyTorch reference).
+  """
+  embedding = cfg.padded_vocab_size * cfg.d_model
+  matmul_params = n_params - embedding + (embedding if cfg.tie_embeddings else 0)
+  attn_width = cfg.n_heads * cfg.head_dim
+  keys = sum(seq_len if w == FULL_ATTENTION else min(w, seq_len) for w in cfg.layer_windows())
+  return 6.0 * matmul_params + 12.0 * attn_width * keys
+
+
+def measure_matmul_peak(dtype=jnp.float32, n: int = 2048, reps: int = 10) -> float:
+  """Measured FLOP/s of a square matmul on one device (the MFU denominator)."""
+  device = jax.local_devices()[0]
+  a = jax.device_put(jnp.ones((n, n), dtype), device)
+  matmul = jax.jit(lambda x: x @ x)
+  for _ in range(3):
+    matmul(a).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(reps):
+    out = matmul(a)
+  out.block_until_ready()
+  return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def system_peak(per_device_peak: float) -> float:
+  """Peak of all devices of the run. Fake CPU devices share one host's cores."""
+  if jax.devices()[0].platform == "cpu":
+    return per_device_peak * jax.process_count()
+  return per_device_peak * jax.device_count()
+
+
+def _duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class MetricLogger:
+  """Writes scalars to TensorBoard (process 0) and prints one progress line per log step."""
+
+  def __init__(self, workdir: str, total_steps: int, flops_per_token: float, peak_flops: float):
+    self.is_main = jax.process_index() == 0
+    # TensorBoard events only: the progress line is the console output, so
+    # clu's logging writer (which echoes every scalar) is not used.
+    self.writer = (metric_writers.SummaryWriter(workdir) if self.is_main
+                   else metric_writers.MultiWriter([]))
+    self.total_steps = total_steps
+    self.flops_per_token = flops_per_token
+    self.peak_flops = peak_flops
+    self._last_time = None
+    self._last_step = None
+    self._tokens_since = 0.0
+
+  def count_tokens(self, tokens: float):
+    self._tokens_since += tokens
+
+  def log(self, step: int, scalars: Mapping[str, float], extra: Mapping[str, float] = ()):
+    """Writes `scalars` and `extra` at `step` and prints the progress line.
+
+    Args:
+      step: steps completed.
+      scalars: the train step's metrics (loss, lr, grad_norm, ...).
+      extra: further scalars (per-task token counts, ...), written only.
+    """
+    now = time.perf_counter()
+    out = dict(scalars)
+    if self._last_time is not None and step > self._last_step:
+      elapsed = now - self._last_time
+      tok_s = self._tokens_since / elapsed
+      out["tokens_per_s"] = tok_s
+      out["mfu"] = tok_s * self.flops_per_token / self.peak_flops
+      out["step_time_s"] = elapsed / (step - self._last_step)
+    self._last_time, self._last_step, self._tokens_since = now, step, 0.0
+    self.writer.write_scalars(step, {**out, **dict(extra)})
+    if self.is_main:
+      print(self.progress_line(step, out), flush=True)
+
+  def progress_line(self, step: int, m: Mapping[str, float]) -> str:
+    parts = [f"step {step}/{self.total_steps}", f"loss {m['loss']:.4f}", f"lr {m['lr']:.2e}",
+             f"gnorm {m['grad_norm']:.3f}"]
+    if "tokens_per_s" in m:
+      eta = (self.total_steps - step) * m["step_time_s"]
+      parts += [f"{m['tokens_per_s']:,.0f} tok/s", f"MFU {100 * m['mfu']:.1f}%",
+                f"ETA {_duration(eta)}"]
+    return " | ".join(parts)
+
+  def write(self, step: int, scalars: Mapping[str, float]):
+    self.writer.write_scalars(step, dict(scalars))
+
+  def close(self):
+    self.writer.flush()
+    self.writer.close()

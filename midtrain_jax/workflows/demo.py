@@ -1,0 +1,143 @@
+"""The demo workflow behind `configs/demo.py` (see its docstring for the command).
+
+Steps, each skipped when its output already exists:
+  1. prepare the demo corpus, decontaminated against the eval benchmarks;
+  2. pretrain a base with WSD on `web_only` (`workdir/base`);
+  3. anneal from the base's last stable-phase checkpoint, once on
+     `dolmino_demo` and once on `web_only`, same steps and LR decay
+     (`workdir/anneal_dolmino`, `workdir/anneal_web`);
+  4. evaluate the base and both anneals; print and save the report
+     (`workdir/report.txt`, `workdir/report.json`).
+"""
+import os
+import time
+
+import ml_collections
+
+from midtrain_jax import cache, files
+from midtrain_jax.data import layout, preparation
+from midtrain_jax.evals import suite, tables
+from midtrain_jax.train import checkpoint, loop
+
+MIXTURES = {"anneal_dolmino": "dolmino_demo", "anneal_web": "web_only"}
+
+
+def _say(message: str) -> None:
+  print(f"[demo] {message}", flush=True)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, what: str) -> None:
+  if checkpoint.is_finished(workdir, config.train.steps):
+    _say(f"{what}: already trained ({workdir}), reusing it")
+    return
+  _say(f"{what}: training {config.train.steps} steps -> {workdir}")
+  loop.run(config, workdir)
+
+
+def base_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The base run: WSD on web_only, checkpointed where its decay starts."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  del c["demo"]
+  d = config.demo
+  c.workflow = "train"
+  c.data.mixture = "web_only"
+  c.optim.update(schedule="wsd", lr=d.base_lr, warmup_steps=d.base_warmup_steps,
+                 decay_fraction=d.base_decay_fraction, anneal_start="config")
+  c.train.steps = d.base_steps
+  c.ckpt.update(every_steps=stable_step(config), keep=2)
+  return c
+
+
+def stable_step(config: ml_collections.ConfigDict) -> int:
+  """The base's last step before its LR decay: where the anneals branch off."""
+  return int(round(config.demo.base_steps * (1 - config.demo.base_decay_fraction)))
+
+
+def anneal_config(config, mixture: str, init_from: str) -> ml_collections.ConfigDict:
+  """An anneal of the demo: the demo config on `mixture`, from `init_from`."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  del c["demo"]
+  c.workflow = "train"
+  c.data.mixture = mixture
+  c.train.init_from = init_from
+  c.optim.anneal_start = "from_checkpoint"
+  return c
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the whole demo (resumable) and prints its report.
+
+  Args:
+    config: from `configs/demo.py`, overrides applied.
+    workdir: root folder of the demo's runs.
+
+  Returns:
+    The report dict (also written to `workdir/report.json`).
+  """
+  started = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  config = ml_collections.ConfigDict(config.to_dict())
+  if not config.data.data_dir:
+    # Not the mixture's default folder: that one may hold undecontaminated shards.
+    config.data.data_dir = str(cache.cache_root() / "prepared" / "demo_decontaminated")
+  _say(f"1/4 preparing the demo corpus in {config.data.data_dir}")
+  preparation.prepare(config.data, config.data.data_dir)
+
+  _say("2/4 base model (WSD on web_only)")
+  base_dir = os.path.join(workdir, "base")
+  _run(base_config(config), base_dir, "base")
+  branch = os.path.join(base_dir, checkpoint.CKPT_SUBDIR, str(stable_step(config)))
+
+  _say(f"3/4 anneals from {branch} (LR decays to 0 over {config.train.steps} steps)")
+  for name, mixture in MIXTURES.items():
+    _run(anneal_config(config, mixture, branch), os.path.join(workdir, name), name)
+
+  _say("4/4 evaluation")
+  options = suite.EvalOptions(
+      suite="all" if config.demo.gen_items else "default",
+      bpb_items=config.demo.bpb_items, gen_items=config.demo.gen_items,
+      max_batches=config.demo.eval_batches)
+  data_cfg = ml_collections.ConfigDict(config.data.to_dict())
+  data_cfg.mixture = config.eval.mixture
+  base_results = suite.evaluate(suite.load_model(branch), options, data_cfg, log=_say)
+  results = {"base": base_results}
+  for name in MIXTURES:
+    results[name] = suite.evaluate(
+        suite.load_model(os.path.join(workdir, name)), options, data_cfg,
+        base_heldout=base_results["heldout"], log=_say)
+    suite.write_results(os.path.join(workdir, name), results[name])
+  decontam = layout.decontamination_summary(config.data.data_dir)
+  out = {"results": results, "decontamination": decontam,
+         "wall_time_s": time.time() - started}
+  text = format_report(out)
+  print(text, flush=True)
+  files.write_text(os.path.join(workdir, "report.txt"), text + "\n")
+  files.write_json(os.path.join(workdir, "report.json"), out)
+  return out
+
+
+def format_report(out: dict) -> str:
+  """The demo report: capability BPB per run, deltas, forgetting, decontamination."""
+  results = out["results"]
+  rows = tables.comparison_rows(results, baseline="anneal_web")
+  caps = sorted(results["base"]["capability_bpb"])
+  lines = ["", "=" * 72, "Demo report: anneal on dolmino_demo vs web_only (same budget)",
+           "", "Held-out bits per byte by capability (lower is better):",
+           tables.format_table(rows, [f"bpb/{c}" for c in caps]),
+           "", "Change vs the web-only anneal (negative = the Dolmino mix helped):",
+           tables.format_table(rows[1:], [f"delta/{c}" for c in caps])]
+  if "benchmark_bpb" in results["base"]:
+    names = list(results["base"]["benchmark_bpb"])
+    lines += ["", "Benchmark BPB of gold answers, change vs the web-only anneal:",
+              tables.format_table(rows[1:], [f"delta_bench/{n}" for n in names])]
+  lines += ["", "Forgetting (web BPB change vs the base checkpoint; positive = forgot):"]
+  for name in MIXTURES:
+    f = results[name]["forgetting"]
+    lines.append(f"  {name:<15} web BPB {f['web_bpb']:.3f} vs base {f['base_web_bpb']:.3f}"
+                 f" ({f['delta_web_bpb']:+.3f})")
+  for name, res in results.items():
+    for bench, r in res.get("generative", {}).items():
+      lines.append(f"  {name} {bench} {r['metric']}: {r['score']:.3f} ({r['items']} items)")
+  lines += ["", tables.format_decontamination(out["decontamination"]),
+            "", f"Total wall time {out['wall_time_s'] / 60:.1f} min", "=" * 72]
+  return "\n".join(lines)

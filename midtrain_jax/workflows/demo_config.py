@@ -1,0 +1,40 @@
+"""The embedded demo's config (`configs/demo.py`, and `configs/anneal.py` by default)."""
+import ml_collections
+
+from midtrain_jax import config as config_lib
+
+
+def demo_config(scale: float = 1.0) -> ml_collections.ConfigDict:
+  """The demo workflow's config: a tiny model, base + two anneals in minutes on CPU.
+
+  Args:
+    scale: multiplies every step count (e.g. 4 for a longer, more telling demo).
+
+  Returns:
+    A locked config with `workflow="demo"`.
+  """
+  c = config_lib.base_config("tiny")
+  c.workflow = "demo"
+  # Smaller than `tiny` so that three runs fit in minutes on two CPU cores.
+  c.model.update(d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, mlp_dim=512,
+                 window_pattern=(64, 64, 64, 0))
+  c.data.update(mixture="dolmino_demo", seq_len=128, batch_size=16)
+  # Decontaminated against exactly the benchmarks the runs are evaluated on.
+  c.data.decontam.benchmarks = c.eval.benchmarks
+  # The anneals (the base run's settings are in the `demo` section).
+  # The anneals start from the LR the base had where they branch off (demo.py).
+  c.optim.update(schedule="anneal", lr=3e-3, warmup_steps=0)
+  c.train.update(steps=max(1, int(60 * scale)), log_every_steps=10)
+  c.ckpt.update(every_steps=c.train.steps, keep=1, async_save=False)
+  c.eval.update(every_steps=0, batches=4, mixture="dolmino_demo")
+
+  # Settings only this workflow reads.
+  c.demo = ml_collections.ConfigDict()
+  c.demo.base_steps = max(10, int(250 * scale))  # WSD on web_only.
+  c.demo.base_warmup_steps = max(1, int(25 * scale))
+  c.demo.base_decay_fraction = 0.2
+  c.demo.base_lr = 3e-3
+  c.demo.bpb_items = 16  # Benchmark BPB items per benchmark.
+  c.demo.gen_items = 0  # GSM8K/HumanEval generative items (0: skip).
+  c.demo.eval_batches = 0  # Held-out batches per task in the report (0: all).
+  return config_lib.finalize(c)

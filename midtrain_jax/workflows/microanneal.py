@@ -1,0 +1,172 @@
+"""Microanneals: which candidate data source helps, and what does it cost?
+
+  python -m midtrain_jax.workflows.microanneal --base=runs/demo/base/checkpoints/200 \
+      --tasks=math_synthetic,code_python_stdlib,qa_python_docs --tokens=200000 \
+      --workdir=runs/microanneal
+
+Runs a web-only baseline and one `microanneal/<task>` anneal (50% task + 50%
+web) per candidate, all branching off `--base` with the same token budget and
+the same linear LR decay to zero (starting from the LR the base's schedule had
+at that checkpoint). Each run is evaluated on the held-out splits of
+`--eval_mixture` and on benchmark BPB; the table gives per-capability BPB
+deltas against the baseline (negative = the candidate helped) and forgetting
+(web BPB change against the base). Finished runs and their evaluations are
+reused on re-run, so adding a candidate only trains that one.
+"""
+import json
+import math
+import os
+
+import ml_collections
+
+from midtrain_jax import config as config_lib
+from midtrain_jax import files
+from midtrain_jax.data import catalog
+from midtrain_jax.evals import heldout, scoring, suite, tables
+from midtrain_jax.train import checkpoint, loop
+
+BASELINE = "baseline"
+
+
+def anneal_config(base_path: str, mixture: str, tokens: int, *, eval_mixture: str,
+                  seed: int = 0) -> ml_collections.ConfigDict:
+  """A locked anneal config on `mixture` for `tokens` tokens from a base checkpoint.
+
+  Args:
+    base_path: base checkpoint (workdir or step directory).
+    mixture: the registered mixture to anneal on.
+    tokens: training tokens (rounded to whole steps of the base's batch).
+    eval_mixture: mixture whose held-out splits are scored.
+    seed: run seed (changes the data order, not the initialisation).
+
+  Returns:
+    The config; model, data layout and optimiser come from the base run.
+  """
+  catalog.get_mixture(mixture)
+  base, step = checkpoint.resolve_base(base_path)
+  c = with_current_defaults(base.config(step))
+  c.workflow = "train"
+  c.seed = seed
+  c.data.mixture = mixture
+  c.data.shuffle_seed = seed
+  c.eval.mixture = eval_mixture
+  c.optim.update(schedule="anneal", anneal_start="from_checkpoint", warmup_steps=0)
+  steps = max(1, round(tokens / (c.data.batch_size * c.data.seq_len)))
+  c.train.update(steps=steps, init_from=os.path.abspath(f"{base.directory}/{step}"),
+                 init_optimizer=True, log_every_steps=max(1, min(10, steps // 4)))
+  c.ckpt.update(every_steps=steps, keep=1, async_save=False)
+  return config_lib.finalize(c)
+
+
+# Sections holding user-chosen names, copied whole rather than key by key.
+_OPEN_SECTIONS = ("weights", "source_paths")
+
+
+def with_current_defaults(stored: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A base run's config on top of today's defaults (keys added since keep defaults).
+
+  Args:
+    stored: the config saved with the base checkpoint.
+
+  Returns:
+    An unlocked config with every key `config_lib.base_config` declares.
+  """
+  fresh = config_lib.base_config(stored.model.size)
+
+  def merge(dst, src):
+    for key, value in src.items():
+      if key not in dst:
+        continue  # A key this version no longer has.
+      if isinstance(dst[key], ml_collections.ConfigDict) and key not in _OPEN_SECTIONS:
+        merge(dst[key], value)
+      elif isinstance(dst[key], tuple) and isinstance(value, str):
+        # Benchmark lists were comma-separated strings in older runs' configs.
+        dst[key] = tuple(name for name in value.split(",") if name)
+      elif isinstance(dst[key], tuple) and isinstance(value, list):
+        dst[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+      else:
+        dst[key] = value
+  merge(fresh, stored)
+  return fresh
+
+
+def train_and_evaluate(config, workdir: str, options: suite.EvalOptions,
+                       base_heldout: dict, log=print) -> dict:
+  """Trains (unless finished) and evaluates (unless already evaluated) one run."""
+  steps = config.train.steps
+  results_path = os.path.join(workdir, "eval", f"step_{steps}.json")
+  if checkpoint.is_finished(workdir, steps) and os.path.exists(results_path):
+    log(f"[microanneal] {workdir}: finished earlier, reusing its results")
+    with open(results_path) as f:
+      return json.load(f)
+  if not checkpoint.is_finished(workdir, steps):
+    log(f"[microanneal] training {config.data.mixture} for {steps} steps -> {workdir}")
+    loop.run(config, workdir)
+  data_cfg = heldout.eval_data_config(config)
+  results = suite.evaluate(suite.load_model(workdir), options, data_cfg,
+                              base_heldout=base_heldout, log=log)
+  suite.write_results(workdir, results)
+  return results
+
+
+def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
+        eval_mixture: str = "dolmino_demo", baseline_mixture: str = "web_only",
+        options: suite.EvalOptions = suite.EvalOptions(), log=print) -> list[dict]:
+  """Runs the baseline and one microanneal per task; returns the table rows.
+
+  Args:
+    base: base checkpoint to branch off.
+    tasks: candidate task names (each needs a `microanneal/<task>` mixture).
+    tokens: training tokens per run.
+    workdir: one sub-folder per run, plus microanneal.json / .txt.
+    eval_mixture: mixture whose held-out splits are scored.
+    baseline_mixture: the web-only mixture of the baseline.
+    options: evaluation sizes.
+    log: progress printer.
+
+  Returns:
+    Rows of `tables.comparison_rows` (baseline first).
+  """
+  if not tasks:
+    raise ValueError("--tasks needs at least one candidate task.")
+  mixtures = {BASELINE: baseline_mixture}
+  for task in tasks:
+    name = f"microanneal/{task}"
+    if name not in catalog.MIXTURES:
+      raise ValueError(f"No mixture {name!r}: candidates are "
+                       f"{sorted(m.split('/', 1)[1] for m in catalog.MIXTURES if '/' in m)}.")
+    mixtures[task] = name
+  configs = {run_name: anneal_config(base, mixture, tokens, eval_mixture=eval_mixture)
+             for run_name, mixture in mixtures.items()}
+  base_data = heldout.eval_data_config(configs[BASELINE])
+  log(f"[microanneal] base held-out BPB ({base})")
+  base_heldout = heldout.heldout_bpb(scoring.model_eval_fn(scoring.load_model(base)),
+                                      base_data, max_batches=options.max_batches)
+  results = {name: train_and_evaluate(cfg, os.path.join(workdir, name.replace("/", "_")),
+                                      options, base_heldout, log)
+             for name, cfg in configs.items()}
+  rows = tables.comparison_rows(results, baseline=BASELINE)
+  for row in rows:
+    if row["run"] != BASELINE:
+      cap = catalog.get_task(row["run"]).capability
+      row["target"] = cap
+      row["delta/target"] = row.get(f"delta/{cap}", math.nan)
+  text = format_table(rows, tokens, configs[BASELINE].train.steps)
+  os.makedirs(workdir, exist_ok=True)
+  files.write_json(os.path.join(workdir, "microanneal.json"),
+                   {"base": base, "tokens": tokens, "rows": rows, "results": results})
+  files.write_text(os.path.join(workdir, "microanneal.txt"), text + "\n")
+  log(text)
+  return rows
+
+
+def format_table(rows: list[dict], tokens: int, steps: int) -> str:
+  """The microanneal table: target-capability delta, every capability, forgetting."""
+  caps = sorted({k.split("/", 1)[1] for row in rows for k in row
+                 if k.startswith("delta/") and k != "delta/target"})
+  columns = ["delta/target"] + [f"delta/{c}" for c in caps] + ["forgetting"]
+  for row in rows:
+    row.setdefault("delta/target", math.nan)
+  return (f"Microanneal table ({tokens:,} tokens, {steps} steps per run; BPB change vs "
+          f"the web-only baseline, negative = better; forgetting = web BPB change vs "
+          f"the base):\n" + tables.format_table(rows, columns))

@@ -1,0 +1,126 @@
+"""Bits per byte against hand computations, answer extraction, the pass@1 harness."""
+import math
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from midtrain_jax.data import pipeline
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.evals import answer_bpb, generative, heldout, scoring, suite
+from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.evals import sandbox as execution
+from midtrain_jax.model.transformer import Transformer
+from tests import helpers
+from tests.data import demo_data
+
+VOCAB = tokenizer_lib.DEMO_VOCAB_SIZE
+
+
+def _uniform_model() -> scoring.LoadedModel:
+  """A model whose output head is zero: every real token has probability 1/VOCAB."""
+  cfg = helpers.tiny_model(vocab_size=VOCAB)
+  graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
+  params = nnx.to_pure_dict(state)
+  params["lm_head"]["kernel"] = np.zeros_like(params["lm_head"]["kernel"])
+  return scoring.LoadedModel(params, graphdef, cfg, None, 0, "uniform")
+
+
+def test_heldout_bpb_of_uniform_model_is_log2_vocab_per_token():
+  data_cfg = demo_data.data_cfg("dolmino_demo", seq_len=64, batch_size=4)
+  results = heldout.heldout_bpb(scoring.model_eval_fn(_uniform_model()), data_cfg)
+  assert len(results) == 8
+  for task in ("web_c4", "math_synthetic"):
+    batches = pipeline.make_eval_iterator(data_cfg, task, batch_size=4)
+    r = results[task]
+    assert r["tokens"] == batches.num_tokens
+    assert math.isclose(r["loss"], math.log(VOCAB), rel_tol=1e-5)
+    expected = batches.num_tokens * math.log2(VOCAB) / batches.num_bytes
+    assert math.isclose(r["bpb"], expected, rel_tol=1e-5)
+  caps = heldout.capability_bpb(results)
+  assert set(caps) == {"web", "math", "code", "qa", "instruction", "thinking"}
+  # Cutting the split short keeps the BPB of a uniform model (bytes scale too).
+  cut = heldout.heldout_bpb(scoring.model_eval_fn(_uniform_model()), data_cfg, max_batches=1)
+  assert cut["web_c4"]["tokens"] < results["web_c4"]["tokens"]
+  assert math.isclose(cut["web_c4"]["bpb"], results["web_c4"]["bpb"], rel_tol=0.3)
+
+
+def test_benchmark_bpb_scores_only_the_answer():
+  tok = tokenizer_lib.load_tokenizer("demo_spm")
+  model = _uniform_model()
+  results = answer_bpb.benchmark_bpb(model, tok, ("gsm8k", "arc_easy"), items=5)
+  for name in ("gsm8k", "arc_easy"):
+    items = benchmarks.load_items(name)[:5]
+    answers = [answer_bpb.context_and_answer(it)[1] for it in items]
+    n_tokens = sum(len(tok.encode(a)) for a in answers)
+    n_bytes = sum(len(a.encode()) for a in answers)
+    assert results[name]["bytes"] == n_bytes and results[name]["items"] == 5
+    assert math.isclose(results[name]["bpb"], n_tokens * math.log2(VOCAB) / n_bytes,
+                        rel_tol=1e-5)
+
+
+def test_benchmark_bpb_matches_full_forward_log_probs():
+  """A trained-looking (random) model: the answer's log-probs by hand."""
+  tok = tokenizer_lib.load_tokenizer("demo_spm")
+  cfg = helpers.tiny_model(vocab_size=VOCAB)
+  graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(3)))
+  model = scoring.LoadedModel(nnx.to_pure_dict(state), graphdef, cfg, None, 0, "random")
+  item = benchmarks.load_items("gsm8k")[0]
+  got = answer_bpb.benchmark_bpb(model, tok, ("gsm8k",), items=1)["gsm8k"]["bpb"]
+  context, answer = answer_bpb.context_and_answer(item)
+  ctx_ids = [tok.bos_id] + tok.encode(context)
+  ans_ids = tok.encode(answer)
+  ids = np.asarray(ctx_ids + ans_ids)
+  net = nnx.merge(graphdef, model.params)
+  logits, _ = net(ids[None, :-1], np.arange(len(ids) - 1)[None], np.ones((1, len(ids) - 1), int))
+  logp = np.asarray(logits[0], np.float64)
+  logp = logp - np.log(np.exp(logp - logp.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+      - logp.max(-1, keepdims=True)
+  targets = ids[1:]
+  nats = -sum(logp[t, targets[t]] for t in range(len(ctx_ids) - 1, len(ids) - 1))
+  assert math.isclose(got, nats / math.log(2) / len(answer.encode()), rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("She has 3 + 4 = 7 apples.\n#### 7", "7"),
+    ("The total is 1,234 dollars.", "1234"),
+    ("So the answer is $18.", "18"),
+    ("It costs 2.50 then 3.0", "3"),
+    ("no digits here", ""),
+    ("-5 degrees", "-5"),
+])
+def test_gsm8k_final_number(text, expected):
+  assert generative.extract_final_number(text) == expected
+
+
+def test_gsm8k_gold_answers_extract_to_short_answers():
+  items = benchmarks.load_items("gsm8k")[:50]
+  assert all(generative.extract_final_number(it.answer) ==
+             generative._normalise_number(it.final_answer) for it in items)
+
+
+def test_pass_at_1_harness_passes_correct_and_fails_wrong_code():
+  item = benchmarks.load_items("humaneval")[0]
+  assert generative.score_code(item, item.answer).status == "passed"
+  assert generative.score_code(item, "    return False\n").status == "failed"
+  assert generative.score_code(item, "    while True:\n        pass\n",
+                               timeout_s=1.0).status == "timeout"
+  mbpp = benchmarks.load_items("mbpp")[1]
+  assert generative.score_code(mbpp, mbpp.answer).passed
+  assert not generative.score_code(mbpp, "def nothing():\n  pass\n").passed
+
+
+def test_execution_limits_memory_and_isolates():
+  hog = execution.run_program("x = bytearray(2 * 1024 ** 3)\n", memory_mb=256)
+  assert hog.status == "killed" and not hog.passed
+  assert execution.run_program("import sys; sys.exit(3)").status == "failed"
+  with pytest.raises(ValueError, match="timeout_s"):
+    execution.run_program("pass", timeout_s=0)
+
+
+def test_truncate_at_stop_sequences():
+  text = "    return x\n\ndef other():\n    pass"
+  assert generative.truncate(text, generative.CODE_STOPS) == "    return x\n"
+  assert suite.parse_suite("default") == ("heldout", "bpb")
+  with pytest.raises(ValueError, match="Unknown evaluation suite"):
+    suite.parse_suite("heldout,bogus")

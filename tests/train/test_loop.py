@@ -1,0 +1,96 @@
+"""End-to-end training: resume == uninterrupted (across meshes), anneal from a base,
+divergence handling, mismatched checkpoints, souping."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from midtrain_jax.train import checkpoint
+from midtrain_jax.train import loop as train
+from tests.helpers import small_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  return train.run(small_config(6), str(tmp_path_factory.mktemp("full")))
+
+
+def test_resume_on_another_mesh_equals_uninterrupted(tmp_path, uninterrupted):
+  first = train.run(small_config(3), str(tmp_path))
+  assert first.step == 3
+  resumed = train.run(small_config(6, mesh=(2, 2, 2)), str(tmp_path))
+  assert resumed.step == 6 and sorted(resumed.losses) == [4, 5, 6]
+  for step in range(1, 7):
+    got = (first.losses | resumed.losses)[step]
+    assert math.isclose(got, uninterrupted.losses[step], rel_tol=2e-5), step
+  assert uninterrupted.losses[6] < uninterrupted.losses[1]  # It learns.
+  written = json.loads(open(os.path.join(tmp_path, "config.json")).read())
+  assert written["mesh"]["tensor"] == 2 and written["train"]["steps"] == 6
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+
+
+def test_anneal_from_base_checkpoint_lr(tmp_path, uninterrupted):
+  base = small_config(6, schedule="wsd")
+  base.optim.update(warmup_steps=1, decay_steps=4)
+  train.run(base, str(tmp_path / "base"))
+  c = small_config(2, schedule="anneal")
+  c.optim.anneal_start = "from_checkpoint"
+  c.train.init_from = str(tmp_path / "base" / "checkpoints" / "3")
+  c.train.log_every_steps = 1
+  result = train.run(c, str(tmp_path / "anneal"))
+  # Base WSD at step 3: decay started at step 2 over 4 steps -> 0.75 * peak.
+  assert result.step == 2
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "anneal"))
+  assert ckpt.config(2)["train"]["init_from"].endswith("3")
+  assert math.isclose(checkpoint.base_lr(c.train.init_from), 0.75 * 3e-3, rel_tol=1e-5)
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
+  train.run(small_config(3), str(tmp_path))
+  bad = small_config(9)
+  bad.optim.lr = 1e30
+  with pytest.raises(train.TrainingDivergedError, match="diverged at step"):
+    train.run(bad, str(tmp_path))
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  assert ckpt.latest_step() == 3
+  params, _, _ = checkpoint.load_params(str(tmp_path))
+  assert all(np.isfinite(p).all() for p in __import__("jax").tree.leaves(params))
+
+
+def test_mismatched_checkpoint_names_parameter(tmp_path):
+  train.run(small_config(3), str(tmp_path))
+  wider = small_config(6)
+  wider.model.mlp_dim = 256
+  with pytest.raises(checkpoint.CheckpointMismatchError, match=r"mlp/down/kernel.*\(128, 64\)"):
+    train.run(wider, str(tmp_path))
+
+
+def test_soup_averages_params(tmp_path, uninterrupted):
+  other = train.run(small_config(3), str(tmp_path / "other"))
+  out = checkpoint.soup([uninterrupted.workdir, other.workdir], str(tmp_path / "soup"))
+  a, _, _ = checkpoint.load_params(uninterrupted.workdir)
+  b, _, _ = checkpoint.load_params(other.workdir)
+  s, _, _ = checkpoint.load_params(out)
+  np.testing.assert_allclose(s["embed"]["embedding"],
+                             (a["embed"]["embedding"] + b["embed"]["embedding"]) / 2, rtol=1e-6)
+  wider = small_config(3)
+  wider.model.mlp_dim = 256
+  train.run(wider, str(tmp_path / "wider"))
+  with pytest.raises(checkpoint.CheckpointMismatchError):
+    checkpoint.soup([uninterrupted.workdir, str(tmp_path / "wider")], str(tmp_path / "soup2"))
+
+
+def test_decontamination_check_names_tasks_and_benchmarks():
+  c = small_config(1)
+  c.data.decontam.benchmarks = ()  # Prepared without decontamination.
+  c.eval.update(benchmarks=("gsm8k", "humaneval"), decontam_check="error")
+  pipeline_gaps = train.pipeline.undecontaminated(c.data, ["gsm8k", "humaneval"])
+  assert set(pipeline_gaps) == set(train.pipeline.task_names(c.data))
+  with pytest.raises(train.ContaminationRiskError, match=r"math_synthetic: gsm8k, humaneval"):
+    train._check_decontamination(c)
+  c.eval.decontam_check = "off"
+  train._check_decontamination(c)  # Silent.
