@@ -4,6 +4,7 @@ Every file the package writes whole (configs, manifests, stats, reports,
 caches) goes through here: write to a temporary name in the same folder, then
 rename. Paths may be local or `gs://` (etils.epath).
 """
+import contextlib
 import json
 import os
 from typing import Any
@@ -32,6 +33,21 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, value: Any, indent: int = 1) -> None:
   """Writes `value` as sorted, indented JSON to `path` atomically."""
   write_text(path, json.dumps(value, indent=indent, sort_keys=True))
+
+
+@contextlib.contextmanager
+def open_atomic(path: str | os.PathLike, mode: str = "w", **kwargs):
+  """`open()` for streamed writes: the file appears under `path` only once closed
+  without an error (`mode` "w"/"wb"; `kwargs` go to open, e.g. encoding)."""
+  path = epath.Path(path)
+  tmp = _temporary(path)
+  try:
+    with tmp.open(mode, **kwargs) as f:
+      yield f
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+  tmp.replace(path)
 
 
 def write_with(path: str | os.PathLike, write_fn) -> None:

@@ -8,6 +8,9 @@ import numpy as np
 from configs import anneal
 from midtrain_jax import config as config_lib
 
+# The repository's root folder (configs/, launch/, notebooks/ live there).
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
 
 def tiny_model(**overrides) -> config_lib.ModelConfig:
   """A 2-layer model small enough for exact comparisons on CPU."""

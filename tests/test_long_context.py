@@ -6,8 +6,7 @@ from configs import long_context
 from midtrain_jax import config as config_lib
 from midtrain_jax.model import rope
 from midtrain_jax.model.config import FULL_ATTENTION
-from midtrain_jax.train import loop as train
-from midtrain_jax.train import plan
+from midtrain_jax.train import loop, plan
 
 
 def test_config_values():
@@ -44,8 +43,8 @@ def test_tiny_long_context_trains_from_a_checkpoint(tmp_path):
   base = small(long_context.get_config())
   base.model.yarn_factor = 1.0
   base.data.seq_len = 256
-  train.run(base, str(tmp_path / "base"))
+  loop.run(base, str(tmp_path / "base"))
   c = small(long_context.get_config())
   c.train.init_from = str(tmp_path / "base")
-  result = train.run(c, str(tmp_path / "long"))
+  result = loop.run(c, str(tmp_path / "long"))
   assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())

@@ -78,7 +78,7 @@ class SentencePieceTokenizer(Tokenizer):
       if not pathlib.Path(self.model_path).is_file():
         raise FileNotFoundError(
             f"SentencePiece model {self.model_path} does not exist; for "
-            f"'{DEMO_SPM}' run `python -m midtrain_jax.data.preparation "
+            f"'{DEMO_SPM}' run `python -m midtrain_jax.data.prepare "
             f"--mixture=dolmino_demo`, which trains it.")
       self._processor = sentencepiece.SentencePieceProcessor(model_file=self.model_path)
     return self._processor

@@ -9,6 +9,7 @@ Writes, under the output folder:
   summary.tsv / summary.json  counts per task x benchmark (names in counts.py).
 """
 import collections
+import contextlib
 import gzip
 import json
 import os
@@ -30,23 +31,25 @@ class ShardWriter:
 
   def __init__(self, directory: str, shard_docs: int):
     self.directory, self.shard_docs = directory, shard_docs
-    self.count, self._file, self._path = 0, None, None
+    self.count = 0
+    self._shard: contextlib.ExitStack | None = None  # The open shard's file and gzip stream.
+    self._stream = None
     os.makedirs(directory, exist_ok=True)
 
   def write(self, record: dict):
-    if self._file is None or self.count % self.shard_docs == 0:
+    if self._shard is None or self.count % self.shard_docs == 0:
       self.close()
-      self._path = os.path.join(self.directory,
-                                f"part-{self.count // self.shard_docs:05d}.jsonl.gz")
-      self._file = gzip.open(f"{self._path}.tmp{os.getpid()}", "wt", encoding="utf-8")
-    self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+      name = f"part-{self.count // self.shard_docs:05d}.jsonl.gz"
+      self._shard = contextlib.ExitStack()
+      raw = self._shard.enter_context(files.open_atomic(os.path.join(self.directory, name), "wb"))
+      self._stream = self._shard.enter_context(gzip.open(raw, "wt", encoding="utf-8"))
+    self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
     self.count += 1
 
   def close(self):
-    if self._file is not None:
-      self._file.close()
-      os.replace(f"{self._path}.tmp{os.getpid()}", self._path)
-      self._file = None
+    if self._shard is not None:
+      self._shard.close()
+      self._shard = self._stream = None
 
 
 def _batches(docs, size):
@@ -84,8 +87,7 @@ def run_local(deco: decontaminator.Decontaminator, sources, out: str, mode: str,
   os.makedirs(out, exist_ok=True)
   by_task = {}
   start, total_bytes = time.time(), 0
-  report_tmp = os.path.join(out, f"report.jsonl.tmp{os.getpid()}")
-  with open(report_tmp, "w", encoding="utf-8") as report:
+  with files.open_atomic(os.path.join(out, "report.jsonl"), "w", encoding="utf-8") as report:
     for task, docs in sources:
       writer = ShardWriter(os.path.join(out, task), shard_docs)
       tally = by_task.setdefault(task, collections.Counter())
@@ -102,7 +104,6 @@ def run_local(deco: decontaminator.Decontaminator, sources, out: str, mode: str,
           _progress(task, tally["docs"], total_bytes, start)
       writer.close()
       _progress(task, tally["docs"], total_bytes, start)
-  os.replace(report_tmp, os.path.join(out, "report.jsonl"))
   return by_task
 
 

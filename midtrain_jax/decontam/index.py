@@ -10,7 +10,6 @@ general punctuation such as curly quotes and dashes) never change the tokens.
 Token hashes are polynomial byte hashes computed for all tokens at once with
 prefix sums, so a document costs a handful of vectorised passes.
 """
-from __future__ import annotations
 
 import dataclasses
 import io
@@ -165,7 +164,7 @@ class Ragged:
   offsets: np.ndarray
 
   @classmethod
-  def from_rows(cls, rows: Sequence[np.ndarray], dtype) -> Ragged:
+  def from_rows(cls, rows: Sequence[np.ndarray], dtype) -> "Ragged":
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([r.size for r in rows])
     values = (np.concatenate(rows).astype(dtype) if rows
@@ -291,7 +290,7 @@ class BenchmarkIndex:
     files.write_bytes(path, buffer.getvalue())
 
   @classmethod
-  def load(cls, path, params: DecontamParams) -> BenchmarkIndex:
+  def load(cls, path, params: DecontamParams) -> "BenchmarkIndex":
     """Reads an index written by `save`; checks format and parameters.
 
     Args:
@@ -318,7 +317,7 @@ class BenchmarkIndex:
 
 
 def build_index(items_by_benchmark: dict[str, Sequence],
-                params: DecontamParams) -> BenchmarkIndex:
+                params: DecontamParams) -> "BenchmarkIndex":
   """Builds the index over benchmark items.
 
   Args:

@@ -10,7 +10,6 @@ Scanning a batch of documents:
 
 Pure numpy; no TensorFlow.
 """
-from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence

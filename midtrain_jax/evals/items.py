@@ -11,7 +11,6 @@ and the evaluation code use; `data/seqio_tasks.py` registers the same items as
 
 Cache root: `$MIDTRAIN_JAX_CACHE`, else `~/.cache/midtrain_jax`.
 """
-from __future__ import annotations
 
 import dataclasses
 import gzip

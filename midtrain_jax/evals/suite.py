@@ -16,6 +16,8 @@ Forgetting is the change in web held-out BPB against a base checkpoint
 `workdir/eval/step_<N>.json` and TensorBoard scalars under `workdir/eval`.
 """
 import dataclasses
+import glob
+import json
 import os
 
 import jax
@@ -122,11 +124,30 @@ def scalars(results: dict) -> dict[str, float]:
   return flat
 
 
+def results_path(workdir: str, step: int | str) -> str:
+  """Where the evaluation of a run's checkpoint `step` is saved ("*": a glob pattern)."""
+  return os.path.join(workdir, "eval", f"step_{step}.json")
+
+
+def read_results(workdir: str, step: int | None = None) -> dict | None:
+  """Saved results of checkpoint `step` (default: the latest evaluated), or None."""
+  if step is None:
+    saved = glob.glob(results_path(workdir, "*"))
+    if not saved:
+      return None
+    step = max(int(p.rsplit("_", 1)[1].removesuffix(".json")) for p in saved)
+  path = results_path(workdir, step)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def write_results(workdir: str, results: dict) -> str:
   """Writes `workdir/eval/step_<N>.json` and TensorBoard scalars; returns the path."""
-  out_dir = os.path.join(workdir, "eval")
+  path = results_path(workdir, results["step"])
+  out_dir = os.path.dirname(path)
   os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, f"step_{results['step']}.json")
   files.write_json(path, results)
   if jax.process_index() == 0:
     writer = metric_writers.SummaryWriter(out_dir)

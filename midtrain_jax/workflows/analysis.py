@@ -14,6 +14,7 @@ from tensorboard.util import tensor_util
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.data import layout
+from midtrain_jax.evals import suite
 from midtrain_jax.train import optim
 
 
@@ -176,11 +177,9 @@ def load_runs(root: str):
 
 
 def _final_bpb(workdir: str) -> dict:
-  evals = sorted(glob.glob(os.path.join(workdir, "eval", "step_*.json")),
-                 key=lambda p: int(p.rsplit("_", 1)[1].split(".")[0]))
-  if evals:
-    with open(evals[-1]) as f:
-      return {f"bpb/{c}": v for c, v in json.load(f).get("capability_bpb", {}).items()}
+  saved = suite.read_results(workdir)
+  if saved is not None:
+    return {f"bpb/{c}": v for c, v in saved.get("capability_bpb", {}).items()}
   frame = load_scalars(workdir)
   frame = frame[frame.tag.str.startswith("eval/bpb/")]
   last = frame[frame.step == frame.step.max()]

@@ -1,8 +1,6 @@
 """Microanneals: which candidate data source helps, and what does it cost?
 
-  python -m midtrain_jax.workflows.microanneal --base=runs/demo/base/checkpoints/200 \
-      --tasks=math_synthetic,code_python_stdlib,qa_python_docs --tokens=200000 \
-      --workdir=runs/microanneal
+Command line: `python -m midtrain_jax.microanneal` (midtrain_jax/microanneal.py).
 
 Runs a web-only baseline and one `microanneal/<task>` anneal (50% task + 50%
 web) per candidate, all branching off `--base` with the same token budget and
@@ -13,7 +11,6 @@ deltas against the baseline (negative = the candidate helped) and forgetting
 (web BPB change against the base). Finished runs and their evaluations are
 reused on re-run, so adding a candidate only trains that one.
 """
-import json
 import math
 import os
 
@@ -94,17 +91,16 @@ def train_and_evaluate(config, workdir: str, options: suite.EvalOptions,
                        base_heldout: dict, log=print) -> dict:
   """Trains (unless finished) and evaluates (unless already evaluated) one run."""
   steps = config.train.steps
-  results_path = os.path.join(workdir, "eval", f"step_{steps}.json")
-  if checkpoint.is_finished(workdir, steps) and os.path.exists(results_path):
+  saved = suite.read_results(workdir, steps)
+  if checkpoint.is_finished(workdir, steps) and saved is not None:
     log(f"[microanneal] {workdir}: finished earlier, reusing its results")
-    with open(results_path) as f:
-      return json.load(f)
+    return saved
   if not checkpoint.is_finished(workdir, steps):
     log(f"[microanneal] training {config.data.mixture} for {steps} steps -> {workdir}")
     loop.run(config, workdir)
   data_cfg = heldout.eval_data_config(config)
   results = suite.evaluate(suite.load_model(workdir), options, data_cfg,
-                              base_heldout=base_heldout, log=log)
+                           base_heldout=base_heldout, log=log)
   suite.write_results(workdir, results)
   return results
 

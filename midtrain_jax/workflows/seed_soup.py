@@ -8,7 +8,6 @@ are averaged with `checkpoint.soup` and the soup is evaluated like any run;
 the table compares each run and the soup against the mean of the runs.
 Finished runs, the soup and their evaluations are reused on re-run.
 """
-import json
 import os
 
 from midtrain_jax import files
@@ -47,17 +46,16 @@ def run(base: str, mixture: str, tokens: int, k: int, workdir: str, *,
                                                   base_heldout, log)
              for name, cfg in configs.items()}
   soup_dir = os.path.join(workdir, "soup")
-  soup_results = os.path.join(soup_dir, "eval", "step_0.json")
-  if os.path.exists(soup_results):
-    with open(soup_results) as f:
-      results["soup"] = json.load(f)
+  saved = suite.read_results(soup_dir, 0)
+  if saved is not None:
+    results["soup"] = saved
   else:
     if not os.path.isdir(os.path.join(soup_dir, checkpoint.CKPT_SUBDIR)):
       log(f"[seed_soup] souping {k} runs -> {soup_dir}")
       checkpoint.soup([os.path.join(workdir, name) for name in configs], soup_dir)
     data_cfg = heldout.eval_data_config(configs["seed_0"])
     results["soup"] = suite.evaluate(suite.load_model(soup_dir), options, data_cfg,
-                                        base_heldout=base_heldout, log=log)
+                                     base_heldout=base_heldout, log=log)
     suite.write_results(soup_dir, results["soup"])
   results["mean_of_runs"] = _mean(results[name] for name in configs)
   rows = tables.comparison_rows(results, baseline="mean_of_runs")

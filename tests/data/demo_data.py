@@ -4,7 +4,7 @@ import os
 import tempfile
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import preparation as prepare
+from midtrain_jax.data import preparation
 
 
 @functools.cache
@@ -13,7 +13,7 @@ def prepared_dir(mixture: str = "dolmino_demo") -> str:
   out = tempfile.mkdtemp(prefix=f"prepared_{mixture.replace('/', '_')}_")
   cfg = config_lib.data_config()
   cfg.mixture = mixture
-  prepare.prepare(cfg, out, log=lambda _: None)
+  preparation.prepare(cfg, out, log=lambda _: None)
   return out
 
 
@@ -30,7 +30,7 @@ def data_cfg(mixture: str = "dolmino_demo", **overrides):
 
 def package_paragraphs() -> list[str]:
   """Real, clean text: paragraphs (> 200 chars) of this package's data sources."""
-  root = os.path.dirname(prepare.__file__)
+  root = os.path.dirname(preparation.__file__)
   paragraphs = []
   for name in sorted(os.listdir(root)):
     if name.endswith(".py"):

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import catalog, layout, sources
-from midtrain_jax.data import preparation as prepare
+from midtrain_jax.data import catalog, layout, preparation, sources
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.evals import items as benchmarks
 from tests.data import demo_data
@@ -48,7 +47,7 @@ def _cfg(**overrides):
 
 
 def _tok():
-  prepare.ensure_demo_tokenizer(log=lambda _: None)
+  preparation.ensure_demo_tokenizer(log=lambda _: None)
   return tokenizer_lib.load_tokenizer("demo_spm")
 
 
@@ -56,12 +55,12 @@ def test_malformed_records_are_counted_with_file_and_line(tmp_path):
   lines = [json.dumps({"text": f"document number {i}"}) for i in range(10)]
   lines[3], lines[7] = "{broken", json.dumps({"title": "no text"})
   spec = _spec(tmp_path, lines)
-  stats = prepare.prepare_task(spec, tmp_path / "out", _tok(), _cfg(), log=lambda _: None)
+  stats = preparation.prepare_task(spec, tmp_path / "out", _tok(), _cfg(), log=lambda _: None)
   assert stats["train_docs"] == 8 and stats["malformed"] == 2
   assert stats["malformed_by_reason"] == {"bad JSON": 1, "missing text field": 1}
   assert stats["malformed_examples"][0].startswith(f"{tmp_path}/docs.jsonl:4: bad JSON")
   with pytest.raises(ValueError, match=r"(?s)2 malformed records.*docs.jsonl:8"):
-    prepare.prepare_task(_spec(tmp_path, lines, "strict"), tmp_path / "out", _tok(),
+    preparation.prepare_task(_spec(tmp_path, lines, "strict"), tmp_path / "out", _tok(),
                          _cfg(max_malformed=1), log=lambda _: None)
 
 
@@ -75,23 +74,23 @@ def _tokens(task_dir):
 def test_prepare_is_idempotent_and_resumes_after_a_crash(tmp_path):
   lines = [json.dumps({"text": f"resumable document {i} " * (i % 5 + 1)}) for i in range(50)]
   spec, cfg, tok = _spec(tmp_path, lines), _cfg(shard_docs=8), _tok()
-  full = prepare.prepare_task(spec, tmp_path / "full", tok, cfg, log=lambda _: None)
+  full = preparation.prepare_task(spec, tmp_path / "full", tok, cfg, log=lambda _: None)
   assert full["train_shards"] == 7 and full["train_docs"] == 50
   stats_file = tmp_path / "full" / "tmp_task" / "stats.json"
   mtime = os.stat(stats_file).st_mtime_ns
-  again = prepare.prepare_task(spec, tmp_path / "full", tok, cfg, log=lambda _: None)
+  again = preparation.prepare_task(spec, tmp_path / "full", tok, cfg, log=lambda _: None)
   assert again == full and os.stat(stats_file).st_mtime_ns == mtime
 
   # A crash after shard 2: stats missing, shards 3.. gone, a temp file left.
   crashed = tmp_path / "crashed" / "tmp_task"
-  prepare.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=lambda _: None)
+  preparation.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=lambda _: None)
   (crashed / "stats.json").unlink()
   for i in range(3, 7):
     (crashed / f"train-{i:05d}.array_record").unlink()
     (crashed / f"train-{i:05d}.json").unlink()
   (crashed / "train-00003.array_record.tmp").write_bytes(b"half a shard")
   logs = []
-  resumed = prepare.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=logs.append)
+  resumed = preparation.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=logs.append)
   assert "resuming after 3 finished shards" in logs[0]
   assert {k: v for k, v in resumed.items() if k != "fingerprint"} == {
       k: v for k, v in full.items() if k != "fingerprint"}
@@ -100,9 +99,9 @@ def test_prepare_is_idempotent_and_resumes_after_a_crash(tmp_path):
 
 def test_changed_settings_are_not_mixed_with_old_shards(tmp_path):
   spec = _spec(tmp_path, [json.dumps({"text": "one document"})] * 3)
-  prepare.prepare_task(spec, tmp_path / "out", _tok(), _cfg(), log=lambda _: None)
+  preparation.prepare_task(spec, tmp_path / "out", _tok(), _cfg(), log=lambda _: None)
   with pytest.raises(ValueError, match="prepared with other settings"):
-    prepare.prepare_task(spec, tmp_path / "out", _tok(), _cfg(shard_docs=2),
+    preparation.prepare_task(spec, tmp_path / "out", _tok(), _cfg(shard_docs=2),
                          log=lambda _: None)
 
 
@@ -114,7 +113,7 @@ def test_decontamination_drops_documents_with_benchmark_items(tmp_path):
   spec = _spec(tmp_path, clean + [leaked])
   cfg = _cfg()
   cfg.decontam.benchmarks = ("humaneval",)
-  stats = prepare.prepare_task(spec, tmp_path / "out", _tok(), cfg, log=lambda _: None)
+  stats = preparation.prepare_task(spec, tmp_path / "out", _tok(), cfg, log=lambda _: None)
   record = layout.decontamination(stats)
   assert record["benchmarks"] == ["humaneval"] and stats["train_docs"] == 6
   assert record["counts"]["dropped_docs"] == 1 and record["counts"]["hits/humaneval"] == 1

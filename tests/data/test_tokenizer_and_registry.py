@@ -3,17 +3,18 @@ import pickle
 import subprocess
 import sys
 
+import grain
 import numpy as np
 import pytest
 
-from midtrain_jax.data import catalog
-from midtrain_jax.data import preparation as prepare
+from midtrain_jax import logs
+from midtrain_jax.data import catalog, preparation, seqio_tasks
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from tests.data import demo_data
 
 
 def _demo():
-  prepare.ensure_demo_tokenizer(log=lambda _: None)
+  preparation.ensure_demo_tokenizer(log=lambda _: None)
   return tokenizer_lib.load_tokenizer("demo_spm")
 
 
@@ -84,21 +85,18 @@ def test_olmo3_tasks_need_a_source_location():
 
 
 def test_seqio_tasks_match_prepared_shards():
-  import seqio
-
-  from midtrain_jax.data import seqio_tasks as registry
-  assert set(map(registry.seqio_name, catalog.MIXTURES)) <= set(seqio.MixtureRegistry.names())
+  seqio = logs.quiet_import("seqio")
+  assert set(map(seqio_tasks.seqio_name, catalog.MIXTURES)) <= set(seqio.MixtureRegistry.names())
   mixture = seqio.get_mixture_or_task("microanneal:math_synthetic")
   assert {t.name for t in mixture.tasks} == {"math_synthetic", "web_c4", "web_wikipedia",
                                              "web_openwebtext"}
   task = seqio.get_mixture_or_task("math_synthetic")
   first = next(task.get_dataset(split="train", sequence_length=None, shuffle=False)
                .as_numpy_iterator())["targets"]
-  import grain
   shard = f"{demo_data.prepared_dir()}/math_synthetic/train-00000.array_record"
   prepared = np.frombuffer(grain.sources.ArrayRecordDataSource([shard])[0], np.uint32)
   np.testing.assert_array_equal(first, prepared[1:])  # seqio adds no BOS.
-  assert registry.task_metadata("math_synthetic")["capability"] == "math"
+  assert seqio_tasks.task_metadata("math_synthetic")["capability"] == "math"
 
 
 def test_list_command_prints_tasks_and_mixtures():

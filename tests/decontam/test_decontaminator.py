@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from midtrain_jax import cache
-from midtrain_jax.decontam import decontaminator as decontam
+from midtrain_jax.decontam import decontaminator
 from midtrain_jax.decontam import index as decontam_index
 from midtrain_jax.evals import items as benchmarks
 
@@ -28,7 +28,7 @@ _FILLER = "river lamp quietly seven orange window market violet engine".split()
 
 @pytest.fixture(scope="module")
 def deco():
-  return decontam.Decontaminator.from_benchmarks()
+  return decontaminator.Decontaminator.from_benchmarks()
 
 
 def _stdlib_docs(chunk=4000):
@@ -225,18 +225,18 @@ def test_spans_are_character_offsets_in_non_ascii_text(deco):
 
 
 def test_index_is_saved_reused_and_checked(tmp_path):
-  small = decontam.Decontaminator.from_benchmarks(["humaneval"],
+  small = decontaminator.Decontaminator.from_benchmarks(["humaneval"],
                                                   cache_dir=str(tmp_path))
-  path = decontam.index_path(("humaneval",), decontam.DecontamParams(),
+  path = decontaminator.index_path(("humaneval",), decontaminator.DecontamParams(),
                              str(tmp_path))
   assert os.path.exists(path) and small.index.num_items == 164
-  again = decontam.Decontaminator.from_index_file(path)
+  again = decontaminator.Decontaminator.from_index_file(path)
   np.testing.assert_array_equal(again.index.tables[-1].hashes,
                                 small.index.tables[-1].hashes)
   with pytest.raises(ValueError, match="other parameters"):
-    decontam.Decontaminator.from_index_file(path, threshold=0.5)
+    decontaminator.Decontaminator.from_index_file(path, threshold=0.5)
   with pytest.raises(ValueError, match="thresh"):
-    decontam.Decontaminator.from_benchmarks(["humaneval"], thresh=0.5)
+    decontaminator.Decontaminator.from_benchmarks(["humaneval"], thresh=0.5)
 
 
 def test_threshold_and_weighting_are_configurable(tmp_path):
@@ -244,9 +244,9 @@ def test_threshold_and_weighting_are_configurable(tmp_path):
   words = item.question.split()
   # Replace every fourth word: about 75% of the question survives.
   edited = " ".join("zzz" if i % 4 == 1 else w for i, w in enumerate(words))
-  strict = decontam.Decontaminator.from_benchmarks(
+  strict = decontaminator.Decontaminator.from_benchmarks(
       ["humaneval"], cache_dir=str(tmp_path), weighting="uniform")
-  loose = decontam.Decontaminator.from_benchmarks(
+  loose = decontaminator.Decontaminator.from_benchmarks(
       ["humaneval"], cache_dir=str(tmp_path), weighting="uniform",
       threshold=0.3, assisted_threshold=0.3)
   assert not strict.check(edited)
@@ -267,7 +267,7 @@ def test_provenance_tells_which_benchmarks_are_missing(deco):
   record = deco.provenance()
   assert record["benchmarks"] == list(benchmarks.DEFAULT_SUITE)
   assert record["params"]["threshold"] == 0.8
-  assert decontam.missing_benchmarks(record, ["gsm8k", "mmlu"]) == []
+  assert decontaminator.missing_benchmarks(record, ["gsm8k", "mmlu"]) == []
   partial = {**record, "benchmarks": ["gsm8k"]}
-  assert decontam.missing_benchmarks(partial, ["gsm8k", "mmlu"]) == ["mmlu"]
-  assert decontam.missing_benchmarks(None, ["gsm8k"]) == ["gsm8k"]
+  assert decontaminator.missing_benchmarks(partial, ["gsm8k", "mmlu"]) == ["mmlu"]
+  assert decontaminator.missing_benchmarks(None, ["gsm8k"]) == ["gsm8k"]

@@ -7,9 +7,8 @@ from flax import nnx
 
 from midtrain_jax.data import pipeline
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.evals import answer_bpb, generative, heldout, scoring, suite
+from midtrain_jax.evals import answer_bpb, generative, heldout, sandbox, scoring, suite
 from midtrain_jax.evals import items as benchmarks
-from midtrain_jax.evals import sandbox as execution
 from midtrain_jax.model.transformer import Transformer
 from tests import helpers
 from tests.data import demo_data
@@ -111,11 +110,11 @@ def test_pass_at_1_harness_passes_correct_and_fails_wrong_code():
 
 
 def test_execution_limits_memory_and_isolates():
-  hog = execution.run_program("x = bytearray(2 * 1024 ** 3)\n", memory_mb=256)
+  hog = sandbox.run_program("x = bytearray(2 * 1024 ** 3)\n", memory_mb=256)
   assert hog.status == "killed" and not hog.passed
-  assert execution.run_program("import sys; sys.exit(3)").status == "failed"
+  assert sandbox.run_program("import sys; sys.exit(3)").status == "failed"
   with pytest.raises(ValueError, match="timeout_s"):
-    execution.run_program("pass", timeout_s=0)
+    sandbox.run_program("pass", timeout_s=0)
 
 
 def test_truncate_at_stop_sequences():

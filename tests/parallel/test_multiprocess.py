@@ -7,19 +7,20 @@ process, which deals the two saved shard states to itself and continues the
 2-process run's losses exactly.
 """
 import os
-import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from midtrain_jax.train import loop as train
+from midtrain_jax.train import loop
+from midtrain_jax.workflows import analysis
+from tests import helpers
 from tests.helpers import small_config
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(helpers.REPO_ROOT)
 STEPS = 4
 
 
@@ -48,8 +49,9 @@ def _run_two_processes(config, workdir, log_dir) -> dict[int, float]:
   proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
   output = proc.stdout + proc.stderr
   assert proc.returncode == 0, output[-4000:]
-  # clu's logging writer: "[step] ..., loss=9.03246, ..." (6 significant digits).
-  losses = {int(s): float(v) for s, v in re.findall(r"\] \[(\d+)\] .*?\bloss=([0-9.e+-]+)", output)}
+  # Process 0's TensorBoard events hold every logged loss at full precision.
+  scalars = analysis.load_scalars(str(workdir))
+  losses = {int(r.step): float(r.value) for r in scalars[scalars.tag == "loss"].itertuples()}
   assert sorted(losses) == list(range(1, STEPS + 1)), output[-4000:]
   return losses
 
@@ -57,7 +59,7 @@ def _run_two_processes(config, workdir, log_dir) -> dict[int, float]:
 def test_two_processes_match_one_and_resume_on_one(tmp_path):
   config = small_config(STEPS, loader_shards=2)
   config.ckpt.every_steps = 2
-  reference = train.run(config, str(tmp_path / "one_process"))
+  reference = loop.run(config, str(tmp_path / "one_process"))
 
   two = _run_two_processes(config, tmp_path / "two_processes", tmp_path / "logs")
   for step in range(1, STEPS + 1):
@@ -72,7 +74,7 @@ def test_two_processes_match_one_and_resume_on_one(tmp_path):
   resume = tmp_path / "resume"
   shutil.copytree(tmp_path / "two_processes", resume)
   shutil.rmtree(resume / "checkpoints" / str(STEPS))
-  resumed = train.run(small_config(STEPS, loader_shards=2), str(resume))
+  resumed = loop.run(small_config(STEPS, loader_shards=2), str(resume))
   assert sorted(resumed.losses) == [3, 4]
   for step in (3, 4):
     assert resumed.losses[step] == pytest.approx(two[step], rel=5e-5), step
@@ -83,13 +85,13 @@ def test_resume_on_fewer_processes_restarts_data_with_warning(tmp_path, caplog):
   """Without a matching data state, model and optimiser resume and the data restarts."""
   config = small_config(2)
   config.ckpt.every_steps = 2
-  first = train.run(config, str(tmp_path))
+  first = loop.run(config, str(tmp_path))
   data_dir = tmp_path / "checkpoints" / "2" / "data"
   # As if written by two processes: no state for a 1-process run.
   for name in os.listdir(data_dir):
     if name.startswith("process_"):
       os.rename(data_dir / name, data_dir / name.replace("-of-1", "-of-2"))
   with caplog.at_level("WARNING"):
-    resumed = train.run(small_config(3), str(tmp_path))
+    resumed = loop.run(small_config(3), str(tmp_path))
   assert first.step == 2 and resumed.step == 3 and sorted(resumed.losses) == [3]
   assert "data order restarts" in caplog.text

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from midtrain_jax.train import loop as train
+from midtrain_jax.train import loop
 from tests.helpers import small_config
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ def test_periodic_heldout_eval(tmp_path):
   c.eval.update(every_steps=2, batches=1)
   c.data.mixture = "web_only"
   c.eval.mixture = "dolmino_demo"  # Score every capability of a web-only run.
-  result = train.run(c, str(tmp_path))
+  result = loop.run(c, str(tmp_path))
   assert sorted(result.evals) == [2, 4]
   for heldout in result.evals.values():
     assert len(heldout) == 8 and all(math.isfinite(r["bpb"]) and r["bpb"] > 0
@@ -32,11 +32,11 @@ def test_anneal_with_base_optimizer_state_moves_params(tmp_path):
   from midtrain_jax.train import checkpoint
   base = small_config(6, schedule="wsd")
   base.optim.update(warmup_steps=1, decay_steps=2)
-  train.run(base, str(tmp_path / "base"))
+  loop.run(base, str(tmp_path / "base"))
   c = small_config(2, schedule="anneal")
   c.optim.anneal_start = "from_checkpoint"
   c.train.init_from = str(tmp_path / "base" / "checkpoints" / "3")
-  train.run(c, str(tmp_path / "anneal"))
+  loop.run(c, str(tmp_path / "anneal"))
   before, _, _ = checkpoint.load_params(c.train.init_from)
   after, _, _ = checkpoint.load_params(str(tmp_path / "anneal"))
   change = np.abs(after["lm_head"]["kernel"] - before["lm_head"]["kernel"]).max()

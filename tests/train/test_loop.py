@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from midtrain_jax.train import checkpoint
-from midtrain_jax.train import loop as train
+from midtrain_jax.train import checkpoint, loop
 from tests.helpers import small_config
 
 pytestmark = pytest.mark.slow
@@ -16,13 +15,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  return train.run(small_config(6), str(tmp_path_factory.mktemp("full")))
+  return loop.run(small_config(6), str(tmp_path_factory.mktemp("full")))
 
 
 def test_resume_on_another_mesh_equals_uninterrupted(tmp_path, uninterrupted):
-  first = train.run(small_config(3), str(tmp_path))
+  first = loop.run(small_config(3), str(tmp_path))
   assert first.step == 3
-  resumed = train.run(small_config(6, mesh=(2, 2, 2)), str(tmp_path))
+  resumed = loop.run(small_config(6, mesh=(2, 2, 2)), str(tmp_path))
   assert resumed.step == 6 and sorted(resumed.losses) == [4, 5, 6]
   for step in range(1, 7):
     got = (first.losses | resumed.losses)[step]
@@ -36,12 +35,12 @@ def test_resume_on_another_mesh_equals_uninterrupted(tmp_path, uninterrupted):
 def test_anneal_from_base_checkpoint_lr(tmp_path, uninterrupted):
   base = small_config(6, schedule="wsd")
   base.optim.update(warmup_steps=1, decay_steps=4)
-  train.run(base, str(tmp_path / "base"))
+  loop.run(base, str(tmp_path / "base"))
   c = small_config(2, schedule="anneal")
   c.optim.anneal_start = "from_checkpoint"
   c.train.init_from = str(tmp_path / "base" / "checkpoints" / "3")
   c.train.log_every_steps = 1
-  result = train.run(c, str(tmp_path / "anneal"))
+  result = loop.run(c, str(tmp_path / "anneal"))
   # Base WSD at step 3: decay started at step 2 over 4 steps -> 0.75 * peak.
   assert result.step == 2
   ckpt = checkpoint.Checkpointer(str(tmp_path / "anneal"))
@@ -50,11 +49,11 @@ def test_anneal_from_base_checkpoint_lr(tmp_path, uninterrupted):
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
-  train.run(small_config(3), str(tmp_path))
+  loop.run(small_config(3), str(tmp_path))
   bad = small_config(9)
   bad.optim.lr = 1e30
-  with pytest.raises(train.TrainingDivergedError, match="diverged at step"):
-    train.run(bad, str(tmp_path))
+  with pytest.raises(loop.TrainingDivergedError, match="diverged at step"):
+    loop.run(bad, str(tmp_path))
   ckpt = checkpoint.Checkpointer(str(tmp_path))
   assert ckpt.latest_step() == 3
   params, _, _ = checkpoint.load_params(str(tmp_path))
@@ -62,15 +61,15 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_mismatched_checkpoint_names_parameter(tmp_path):
-  train.run(small_config(3), str(tmp_path))
+  loop.run(small_config(3), str(tmp_path))
   wider = small_config(6)
   wider.model.mlp_dim = 256
   with pytest.raises(checkpoint.CheckpointMismatchError, match=r"mlp/down/kernel.*\(128, 64\)"):
-    train.run(wider, str(tmp_path))
+    loop.run(wider, str(tmp_path))
 
 
 def test_soup_averages_params(tmp_path, uninterrupted):
-  other = train.run(small_config(3), str(tmp_path / "other"))
+  other = loop.run(small_config(3), str(tmp_path / "other"))
   out = checkpoint.soup([uninterrupted.workdir, other.workdir], str(tmp_path / "soup"))
   a, _, _ = checkpoint.load_params(uninterrupted.workdir)
   b, _, _ = checkpoint.load_params(other.workdir)
@@ -79,7 +78,7 @@ def test_soup_averages_params(tmp_path, uninterrupted):
                              (a["embed"]["embedding"] + b["embed"]["embedding"]) / 2, rtol=1e-6)
   wider = small_config(3)
   wider.model.mlp_dim = 256
-  train.run(wider, str(tmp_path / "wider"))
+  loop.run(wider, str(tmp_path / "wider"))
   with pytest.raises(checkpoint.CheckpointMismatchError):
     checkpoint.soup([uninterrupted.workdir, str(tmp_path / "wider")], str(tmp_path / "soup2"))
 
@@ -88,9 +87,9 @@ def test_decontamination_check_names_tasks_and_benchmarks():
   c = small_config(1)
   c.data.decontam.benchmarks = ()  # Prepared without decontamination.
   c.eval.update(benchmarks=("gsm8k", "humaneval"), decontam_check="error")
-  pipeline_gaps = train.pipeline.undecontaminated(c.data, ["gsm8k", "humaneval"])
-  assert set(pipeline_gaps) == set(train.pipeline.task_names(c.data))
-  with pytest.raises(train.ContaminationRiskError, match=r"math_synthetic: gsm8k, humaneval"):
-    train._check_decontamination(c)
+  pipeline_gaps = loop.pipeline.undecontaminated(c.data, ["gsm8k", "humaneval"])
+  assert set(pipeline_gaps) == set(loop.pipeline.task_names(c.data))
+  with pytest.raises(loop.ContaminationRiskError, match=r"math_synthetic: gsm8k, humaneval"):
+    loop._check_decontamination(c)
   c.eval.decontam_check = "off"
-  train._check_decontamination(c)  # Silent.
+  loop._check_decontamination(c)  # Silent.

@@ -9,9 +9,9 @@ import pathlib
 import pytest
 
 from midtrain_jax.evals import suite
-from midtrain_jax.train import loop as train
-from midtrain_jax.workflows import microanneal
-from midtrain_jax.workflows import seed_soup as integration
+from midtrain_jax.train import loop
+from midtrain_jax.workflows import microanneal, seed_soup
+from tests import helpers
 from tests.data import demo_data
 from tests.helpers import small_config
 
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 TOKENS = 2 * 8 * 64  # Two steps of small_config's batch.
 OPTIONS = suite.EvalOptions(bpb_items=2, max_batches=1)
-NOTEBOOKS = sorted(glob.glob(str(pathlib.Path(__file__).parents[1] / "notebooks" / "*.ipynb")))
+NOTEBOOKS = sorted(glob.glob(str(helpers.REPO_ROOT / "notebooks" / "*.ipynb")))
+assert len(NOTEBOOKS) == 4, NOTEBOOKS  # An empty list would skip the notebook tests silently.
 
 
 def _quiet(_):
@@ -33,24 +34,24 @@ def artifacts(tmp_path_factory):
   base = small_config(6, schedule="wsd")
   base.optim.update(warmup_steps=1, decay_steps=2)
   base.eval.update(every_steps=3, batches=1)
-  train.run(base, str(root / "base"))
+  loop.run(base, str(root / "base"))
   stable = str(root / "base" / "checkpoints" / "3")
   rows = microanneal.run(stable, ["math_synthetic", "code_python_stdlib"], TOKENS,
                          str(root / "microanneal"), options=OPTIONS, log=_quiet)
-  soup = integration.run(stable, "dolmino_demo", TOKENS, 2, str(root / "integration"),
+  soup = seed_soup.run(stable, "dolmino_demo", TOKENS, 2, str(root / "integration"),
                          options=OPTIONS, log=_quiet)
   for name, schedule, final in (("wsd", "wsd", 0.0), ("cosine_tenth", "cosine", 0.1)):
     c = small_config(4, schedule=schedule)
     c.optim.update(warmup_steps=1, decay_steps=0, final_lr_fraction=final)
     c.eval.batches = 1
-    train.run(c, str(root / "schedules" / name))
+    loop.run(c, str(root / "schedules" / name))
   web = {"web_c4": 0.3, "web_wikipedia": 0.3, "web_openwebtext": 0.4}
   with_math = {**{k: v / 2 for k, v in web.items()}, "math_synthetic": 0.5}
   for name, stages in (("start0_w0.5", ((0, with_math),)),
                        ("start2_w0.5", ((0, web), (2, with_math)))):
     c = small_config(4, weight_stages=stages)
     c.eval.batches = 1
-    train.run(c, str(root / "timing_weight" / name))
+    loop.run(c, str(root / "timing_weight" / name))
   return {"root": root, "rows": rows, "soup": soup, "stable": stable}
 
 
@@ -72,7 +73,7 @@ def test_microanneal_table(artifacts):
 def test_microanneal_rerun_reuses_finished_runs(artifacts, monkeypatch):
   def no_training(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
-  monkeypatch.setattr(train, "run", no_training)
+  monkeypatch.setattr(loop, "run", no_training)
   rows = microanneal.run(artifacts["stable"], ["math_synthetic", "code_python_stdlib"], TOKENS,
                          str(artifacts["root"] / "microanneal"), options=OPTIONS, log=_quiet)
   assert rows == artifacts["rows"]
@@ -117,11 +118,11 @@ def test_evaluate_cli_writes_json_and_tensorboard(artifacts):
   import subprocess
   import sys
   workdir = artifacts["root"] / "microanneal" / "baseline"
-  cmd = [sys.executable, "-m", "midtrain_jax.evals.evaluate", f"--workdir={workdir}",
+  cmd = [sys.executable, "-m", "midtrain_jax.evaluate", f"--workdir={workdir}",
          "--suite=heldout,gsm8k,humaneval", "--gen_items=2", "--max_batches=1",
          f"--base={artifacts['stable']}"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                       cwd=pathlib.Path(__file__).parents[1])
+                       cwd=helpers.REPO_ROOT)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "forgetting: web BPB" in out.stdout
   results = json.loads((workdir / "eval" / "step_2.json").read_text())
