@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains on a Cloud TPU VM slice: creates the slice unless it exists, copies
 # this checkout to every worker, installs it, and runs the same main command on
-# all workers at once. JAX finds the other workers itself (distributed.py).
+# all workers at once. JAX finds the other workers itself (midtrain_jax/parallel/multihost.py).
 #
 #   launch/tpu_pod.sh --name=anneal-7b --zone=us-east5-a --accelerator=v5p-256 -- \
 #       --config=configs/anneal.py:size=7b --workdir=gs://bucket/anneal \

@@ -1,6 +1,6 @@
 """What every task and mixture is, in plain Python (no TensorFlow).
 
-`registry.py` turns these specs into seqio Tasks and Mixtures; the training
+`seqio_tasks.py` turns these specs into seqio Tasks and Mixtures; the training
 pipeline reads them here so the hot path never imports seqio. Mixture rates
 are token fractions (normalised when used).
 """

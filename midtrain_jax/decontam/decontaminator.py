@@ -57,7 +57,7 @@ class Decontaminator:
     """Loads the cached index for `names`, building and saving it if needed.
 
     Args:
-      names: benchmark names (see `benchmarks.SPECS`).
+      names: benchmark names (see `evals.items.SPECS`).
       cache_dir: cache root; defaults to `cache.cache_root()`.
       **params: overrides of `DecontamParams` fields (e.g. threshold=0.7).
 

@@ -45,7 +45,7 @@ def benchmark_bpb(model: LoadedModel, tok, names=benchmarks.EVAL_SUITE, *, items
   Args:
     model: the loaded checkpoint.
     tok: the tokenizer the model was trained with.
-    names: benchmarks (see `data.benchmarks.SPECS`).
+    names: benchmarks (see `items.SPECS`).
     items: the first this many items of each benchmark (0 = all).
     max_len: longest row in tokens.
     batch_size: rows per forward pass.

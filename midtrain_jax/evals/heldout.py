@@ -23,7 +23,7 @@ def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | No
 
   Args:
     eval_fn: host batch (numpy dict) -> {"nats", "tokens"} summed over the
-      global batch (e.g. the jitted `train_step.eval_step`).
+      global batch (e.g. the jitted `train.step.eval_step`).
     data_cfg: `data` section whose mixture names the tasks.
     max_batches: batches per task (0 = the whole split). With several
       processes every process runs exactly this many, so they stay in step.

@@ -104,7 +104,7 @@ def generate(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]
 
   Args:
     params: model params (nested dict, as in checkpoints).
-    graphdef: the model's graph definition (`train_step.abstract_model`).
+    graphdef: the model's graph definition (`train.step.abstract_model`).
     cfg: the model config.
     prompts: token id lists (a row's text starts with the tokenizer's bos).
     sample: decoding settings.
