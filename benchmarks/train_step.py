@@ -32,7 +32,7 @@ _REFERENCE = os.path.join(os.path.dirname(__file__), "torch_reference.py")
 
 def jax_step_throughput(args) -> dict[str, float]:
   c = config_lib.base_config(args.size)
-  c.model.update(window_pattern=(0,), norm="pre", qk_norm=False, tie_embeddings=False,
+  c.model.update(window_pattern=(0,), norm="pre", qk_norm="none", tie_embeddings=False,
                  compute_dtype=args.dtype, attention=args.attention)
   c.optim.update(schedule="constant", warmup_steps=0, lr=1e-3)
   cfg = config_lib.model_config(c.model)

@@ -53,9 +53,14 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return parsed
 
 
+# A model whose shape keys come from elsewhere (an imported checkpoint's
+# config.json); its section starts from tiny's values.
+CUSTOM_SIZE = "custom"
+
+
 def model_section(size: str) -> ml_collections.ConfigDict:
-  """The `model` section for a preset size, every key declared."""
-  if size not in PRESETS:
+  """The `model` section for a preset size (or "custom"), every key declared."""
+  if size not in PRESETS and size != CUSTOM_SIZE:
     raise ValueError(f"Unknown model size {size!r}; choose from {sorted(PRESETS)}.")
   c = ml_collections.ConfigDict()
   c.size = size
@@ -69,13 +74,22 @@ def model_section(size: str) -> ml_collections.ConfigDict:
   c.window_pattern = (0,)  # Window sizes repeated through depth; 0 = full.
   c.last_layer_full = True
   c.rope_theta = 0.0
+  # Llama 3 RoPE scaling (HF rope_type "llama3"); factor 1.0 disables it.
+  c.llama3_factor = 1.0
+  c.llama3_low_freq_factor = 1.0
+  c.llama3_high_freq_factor = 4.0
+  c.llama3_original_max_len = 8192
   # YaRN context extension; factor 1.0 disables it.
   c.yarn_factor = 1.0
   c.yarn_beta_fast = 32.0
   c.yarn_beta_slow = 1.0
   c.yarn_original_max_len = 8192
+  c.yarn_attention_factor = 0.0  # 0: 0.1 * ln(yarn_factor) + 1.
   c.yarn_full_layers_only = True
-  c.qk_norm = True
+  # "none" | "head" (per head: Qwen3, the small presets) | "projection" (whole
+  # projection: OLMo 2/3, the 7b/32b presets).
+  c.qk_norm = "head"
+  c.qkv_bias = False  # Qwen2-style biases on the q/k/v projections.
   c.norm = "reordered"  # "reordered" (OLMo 2/3: norm after sublayer) | "pre" (Llama).
   c.norm_eps = 1e-6
   c.tie_embeddings = False
@@ -84,7 +98,7 @@ def model_section(size: str) -> ml_collections.ConfigDict:
   c.compute_dtype = "float32"  # "bfloat16" on accelerators.
   c.remat = "none"  # "none" | "full" | "save_dots".
   c.attention = "xla"  # "xla" | "cudnn" (GPU) | "splash" (TPU) | "reference".
-  c.update(PRESETS[size])
+  c.update(PRESETS.get(size, PRESETS["tiny"]))
   return c
 
 
@@ -224,6 +238,7 @@ def base_config(size: str) -> ml_collections.ConfigDict:
 
 _CHOICES = {
     "model.norm": ("reordered", "pre"),
+    "model.qk_norm": ("none", "head", "projection"),
     "model.param_dtype": ("float32", "bfloat16"),
     "model.compute_dtype": ("float32", "bfloat16"),
     "model.remat": ("none", "full", "save_dots"),
@@ -306,6 +321,37 @@ def to_json(config: ml_collections.ConfigDict) -> str:
   return json.dumps(json.loads(config.to_json_best_effort()), indent=2, sort_keys=True)
 
 
+# Sections holding user-chosen names, copied whole rather than key by key.
+_OPEN_SECTIONS = ("weights", "source_paths")
+
+
 def from_json(text: str) -> ml_collections.ConfigDict:
-  """Reads a config written by `to_json` (e.g. a base run's config.json)."""
-  return ml_collections.ConfigDict(json.loads(text))
+  """Reads a config written by `to_json` (a run's config.json or checkpoint).
+
+  The stored values are laid over today's defaults, so a config written by an
+  earlier version reads as a complete one: keys added since keep their
+  defaults, keys since removed are dropped, and values whose type changed are
+  converted (`model.qk_norm` was a bool; benchmark lists were comma strings).
+
+  Returns:
+    An unlocked config with every key `base_config` declares.
+  """
+  stored = json.loads(text)
+  fresh = base_config(stored.get("model", {}).get("size", "tiny"))
+
+  def merge(dst, src):
+    for key, value in src.items():
+      if key not in dst:
+        continue  # A key this version no longer has.
+      if isinstance(dst[key], ml_collections.ConfigDict) and key not in _OPEN_SECTIONS:
+        merge(dst[key], value)
+      elif key == "qk_norm" and isinstance(value, bool):
+        dst[key] = "head" if value else "none"
+      elif isinstance(dst[key], tuple) and isinstance(value, str):
+        dst[key] = tuple(name for name in value.split(",") if name)
+      elif isinstance(dst[key], tuple) and isinstance(value, list):
+        dst[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+      else:
+        dst[key] = value
+  merge(fresh, stored)
+  return fresh

@@ -14,7 +14,7 @@ def test_presets():
   shape = (m.n_layers, m.d_model, m.n_heads, m.mlp_dim, m.vocab_size)
   assert shape == (32, 4096, 32, 11008, 100278)
   assert m.layer_windows()[:4] == (4096, 4096, 4096, 0) and m.layer_windows()[-1] == 0
-  assert m.rope_theta == 5e5 and m.qk_norm and m.norm == "reordered"
+  assert m.rope_theta == 5e5 and m.qk_norm == "projection" and m.norm == "reordered"
   tiny = config_lib.model_config(pretrain.get_config("size=tiny").model)
   assert (tiny.vocab_size, tiny.d_model, tiny.n_layers, tiny.n_heads, tiny.mlp_dim) == \
       (8192, 256, 4, 4, 1024)

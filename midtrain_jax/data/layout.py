@@ -21,6 +21,7 @@ import numpy as np
 from array_record.python import array_record_module
 
 from midtrain_jax import cache, files
+from midtrain_jax.data import tokenizer as tokenizer_lib
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"
@@ -28,14 +29,23 @@ STATS = "stats.json"
 FORMAT_VERSION = 1
 
 
-def default_dir(mixture: str) -> pathlib.Path:
-  """<cache>/prepared/<mixture>: where shards live unless `data.data_dir` says otherwise."""
-  return cache.cache_root() / "prepared" / mixture
+def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM) -> pathlib.Path:
+  """Where shards live unless `data.data_dir` says otherwise.
+
+  <cache>/prepared/<mixture> for the demo tokenizer, <mixture>@<tokenizer
+  fingerprint> for any other, so shards are never shared across vocabularies.
+  """
+  root = cache.cache_root() / "prepared"
+  if tokenizer == tokenizer_lib.DEMO_SPM:
+    return root / mixture
+  return root / f"{mixture}@{tokenizer_lib.load_tokenizer(tokenizer).fingerprint()}"
 
 
 def resolve_dir(data_cfg) -> pathlib.Path:
-  """`data_cfg.data_dir`, or the default folder of its mixture."""
-  return pathlib.Path(data_cfg.data_dir) if data_cfg.data_dir else default_dir(data_cfg.mixture)
+  """`data_cfg.data_dir`, or the default folder of its mixture and tokenizer."""
+  if data_cfg.data_dir:
+    return pathlib.Path(data_cfg.data_dir)
+  return default_dir(data_cfg.mixture, data_cfg.tokenizer)
 
 
 def train_shard(task_dir: pathlib.Path, index: int) -> pathlib.Path:

@@ -191,7 +191,9 @@ def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
       spec.rates, data_cfg.weights.to_dict(), data_cfg.weight_stages)
   manifest = load_manifest(data_cfg)
   data_dir = layout.resolve_dir(data_cfg)
-  fim_ids = fim.FimIds(**{k: manifest["fim_ids"][k] for k in ("prefix", "middle", "suffix")})
+  # A model's own vocabulary may have no FIM sentinels: code is then left whole.
+  fim_ids = manifest["fim_ids"] and fim.FimIds(
+      **{k: manifest["fim_ids"][k] for k in ("prefix", "middle", "suffix")})
   tasks, epoch_docs = [], []
   for name in names:
     task = catalog.get_task(name)
@@ -205,7 +207,7 @@ def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
     task_seed = _task_seed(seed, data_cfg.shuffle_seed, name)
     epoch_docs.append(len(ds))
     ds = ds.shuffle(seed=task_seed).repeat(epochs).map(_decode)
-    if task.fim and data_cfg.fim_rate > 0:
+    if task.fim and data_cfg.fim_rate > 0 and fim_ids:
       ds = ds.random_map(fim.FimTransform(rate=data_cfg.fim_rate,
                                           spm_rate=data_cfg.fim_spm_rate, ids=fim_ids),
                          seed=task_seed ^ 0x5F1A)

@@ -10,6 +10,7 @@ appended as added special tokens so the same FIM code works for both.
 """
 import hashlib
 import io
+import json
 import pathlib
 from collections.abc import Iterable, Sequence
 
@@ -51,10 +52,13 @@ class Tokenizer:
   def token_id(self, piece: str) -> int:
     raise NotImplementedError
 
-  def fim_ids(self) -> dict[str, int]:
-    """Returns the ids of the FIM sentinels keyed prefix/middle/suffix/pad."""
-    return {key: self.token_id(piece) for key, piece in
-            zip(("prefix", "middle", "suffix", "pad"), FIM_SENTINELS)}
+  def fim_ids(self) -> dict[str, int] | None:
+    """The ids of the FIM sentinels keyed prefix/middle/suffix/pad (None: it has none)."""
+    try:
+      return {key: self.token_id(piece) for key, piece in
+              zip(("prefix", "middle", "suffix", "pad"), FIM_SENTINELS)}
+    except KeyError:
+      return None
 
   def fingerprint(self) -> str:
     """Returns a short hash of the model file, recorded next to shards."""
@@ -119,7 +123,14 @@ class SentencePieceTokenizer(Tokenizer):
 
 
 class HFJsonTokenizer(Tokenizer):
-  """A Hugging Face `tokenizers` JSON file (e.g. OLMo's), loaded on first use."""
+  """A Hugging Face `tokenizers` JSON file (e.g. OLMo's), loaded on first use.
+
+  A bare tokenizer file gets the FIM sentinels it lacks appended, and its
+  special tokens are found by their usual names. A model's own tokenizer (a
+  `tokenizer_config.json` beside the file, as `convert import` writes and HF
+  model folders hold) keeps its vocabulary, which the model's embedding is
+  sized for, and names its BOS/EOS/pad tokens there.
+  """
 
   _EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
   _BOS_NAMES = ("<|begin_of_text|>", "<s>", "<bos>")
@@ -129,26 +140,48 @@ class HFJsonTokenizer(Tokenizer):
     self.json_path = str(json_path)
     self.name = self.json_path
     self._tokenizer = None
+    self._special = None
 
   def __getstate__(self):
-    return {"json_path": self.json_path, "name": self.name, "_tokenizer": None}
+    return {"json_path": self.json_path, "name": self.name, "_tokenizer": None,
+            "_special": None}
+
+  @property
+  def special_tokens(self) -> dict[str, str] | None:
+    """{"bos", "eos", "pad": token} from tokenizer_config.json, or None without one."""
+    if self._special is None:
+      path = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
+      if not path.exists():
+        return None
+      config = json.loads(path.read_text())
+
+      def content(key):
+        value = config.get(f"{key}_token")
+        return value.get("content") if isinstance(value, dict) else value
+      self._special = {key: content(key) for key in ("bos", "eos", "pad")}
+    return self._special
 
   @property
   def tokenizer(self):
     if self._tokenizer is None:
       tok = tokenizers.Tokenizer.from_file(self.json_path)
-      missing = [s for s in FIM_SENTINELS if tok.token_to_id(s) is None]
-      # Appended ids are deterministic for a given file, so shards stay valid.
-      tok.add_special_tokens(missing)
+      if self.special_tokens is None:
+        missing = [s for s in FIM_SENTINELS if tok.token_to_id(s) is None]
+        # Appended ids are deterministic for a given file, so shards stay valid.
+        tok.add_special_tokens(missing)
       self._tokenizer = tok
     return self._tokenizer
 
-  def _first_known(self, names: Iterable[str]) -> int | None:
+  def _first_known(self, names: Iterable[str | None]) -> int | None:
     for name in names:
-      token = self.tokenizer.token_to_id(name)
+      token = self.tokenizer.token_to_id(name) if name else None
       if token is not None:
         return token
     return None
+
+  def _named(self, key: str, usual: tuple[str, ...]) -> int | None:
+    special = self.special_tokens
+    return self._first_known(((special or {}).get(key),) + usual)
 
   @property
   def vocab_size(self) -> int:
@@ -156,7 +189,7 @@ class HFJsonTokenizer(Tokenizer):
 
   @property
   def eos_id(self) -> int:
-    token = self._first_known(self._EOS_NAMES)
+    token = self._named("eos", self._EOS_NAMES)
     if token is None:
       raise ValueError(f"{self.json_path} has none of the end-of-text tokens "
                        f"{self._EOS_NAMES}.")
@@ -165,12 +198,12 @@ class HFJsonTokenizer(Tokenizer):
   @property
   def bos_id(self) -> int:
     # GPT-NeoX style vocabularies use end-of-text as document separator.
-    token = self._first_known(self._BOS_NAMES)
+    token = self._named("bos", self._BOS_NAMES)
     return self.eos_id if token is None else token
 
   @property
   def pad_id(self) -> int:
-    token = self._first_known(self._PAD_NAMES)
+    token = self._named("pad", self._PAD_NAMES)
     return self.eos_id if token is None else token
 
   def encode(self, text: str) -> list[int]:
@@ -189,7 +222,11 @@ class HFJsonTokenizer(Tokenizer):
     return token
 
   def fingerprint(self) -> str:
-    return hashlib.sha256(pathlib.Path(self.json_path).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(pathlib.Path(self.json_path).read_bytes())
+    config = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
+    if config.exists():  # It names the special tokens, so it is part of the tokenizer.
+      digest.update(config.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def demo_spm_path() -> pathlib.Path:

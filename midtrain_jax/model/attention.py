@@ -53,14 +53,18 @@ class Attention(nnx.Module):
     d, n, k, h = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     out_std = cfg.init_std / np.sqrt(2 * cfg.n_layers)
     dense = functools.partial(Dense, param_dtype=cfg.param_dtype, rngs=rngs)
-    self.q = dense((d,), (n, h), axes=("embed", "heads", "head_dim"), std=cfg.init_std)
-    self.k = dense((d,), (k, h), axes=("embed", "kv_heads", "head_dim"), std=cfg.init_std)
-    self.v = dense((d,), (k, h), axes=("embed", "kv_heads", "head_dim"), std=cfg.init_std)
+    qkv = functools.partial(dense, std=cfg.init_std, bias=cfg.qkv_bias)
+    self.q = qkv((d,), (n, h), axes=("embed", "heads", "head_dim"))
+    self.k = qkv((d,), (k, h), axes=("embed", "kv_heads", "head_dim"))
+    self.v = qkv((d,), (k, h), axes=("embed", "kv_heads", "head_dim"))
     self.o = dense((n, h), (d,), axes=("heads", "head_dim", "embed"), std=out_std)
-    if cfg.qk_norm:
-      norm = functools.partial(RMSNorm, h, eps=cfg.norm_eps, axis_name="head_dim",
-                               param_dtype=cfg.param_dtype, rngs=rngs)
-      self.q_norm, self.k_norm = norm(), norm()
+    norm = functools.partial(RMSNorm, eps=cfg.norm_eps, param_dtype=cfg.param_dtype, rngs=rngs)
+    if cfg.qk_norm == "head":
+      self.q_norm = norm(h, axes=("head_dim",))
+      self.k_norm = norm(h, axes=("head_dim",))
+    elif cfg.qk_norm == "projection":
+      self.q_norm = norm((n, h), axes=("heads", "head_dim"))
+      self.k_norm = norm((k, h), axes=("kv_heads", "head_dim"))
 
   def _rope(self, x_BTNH, positions_BT):
     cfg = self.cfg
@@ -70,7 +74,13 @@ class Attention(nnx.Module):
     inv_freq = rope.inverse_frequencies(
         cfg.head_dim, cfg.rope_theta, yarn_factor=factor, beta_fast=cfg.yarn_beta_fast,
         beta_slow=cfg.yarn_beta_slow, original_len=cfg.yarn_original_max_len)
-    return rope.apply_rope(x_BTNH, positions_BT, inv_freq, rope.yarn_attention_scale(factor))
+    if cfg.llama3_factor != 1.0:
+      inv_freq = rope.llama3_scaled(inv_freq, cfg.llama3_factor, cfg.llama3_low_freq_factor,
+                                    cfg.llama3_high_freq_factor, cfg.llama3_original_max_len)
+    scale = rope.yarn_attention_scale(factor)
+    if use_yarn and cfg.yarn_attention_factor:
+      scale = cfg.yarn_attention_factor
+    return rope.apply_rope(x_BTNH, positions_BT, inv_freq, scale)
 
   def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None):
     """Attends within documents.
@@ -88,7 +98,7 @@ class Attention(nnx.Module):
     q = self.q(x_BTD)
     k = self.k(x_BTD)
     v = self.v(x_BTD)
-    if self.cfg.qk_norm:
+    if self.cfg.qk_norm != "none":
       q, k = self.q_norm(q), self.k_norm(k)
     q, k = self._rope(q, positions_BT), self._rope(k, positions_BT)
     scale = 1.0 / np.sqrt(self.cfg.head_dim)

@@ -20,14 +20,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "1b": dict(vocab_size=100278, d_model=2048, n_layers=16, n_heads=16,
                n_kv_heads=16, mlp_dim=8192, window_pattern=(4096, 4096, 4096, 0),
                rope_theta=500_000.0),
-    # OLMo 3 7B.
+    # OLMo 3 7B (weight-compatible with the published checkpoint: QK-norm over
+    # the whole q / k projection, as HF Olmo3Attention).
     "7b": dict(vocab_size=100278, d_model=4096, n_layers=32, n_heads=32,
                n_kv_heads=32, mlp_dim=11008, window_pattern=(4096, 4096, 4096, 0),
-               rope_theta=500_000.0),
+               rope_theta=500_000.0, qk_norm="projection"),
     # OLMo 3 32B (GQA with 8 KV heads).
     "32b": dict(vocab_size=100278, d_model=5120, n_layers=64, n_heads=40,
                 n_kv_heads=8, mlp_dim=27648, window_pattern=(4096, 4096, 4096, 0),
-                rope_theta=500_000.0),
+                rope_theta=500_000.0, qk_norm="projection"),
 }
 
 
@@ -44,12 +45,21 @@ class ModelConfig:
   window_pattern: tuple[int, ...]
   last_layer_full: bool
   rope_theta: float
+  # Llama 3 RoPE frequency scaling ("rope_type": "llama3"); factor 1 disables it.
+  llama3_factor: float
+  llama3_low_freq_factor: float
+  llama3_high_freq_factor: float
+  llama3_original_max_len: int
   yarn_factor: float
   yarn_beta_fast: float
   yarn_beta_slow: float
   yarn_original_max_len: int
+  yarn_attention_factor: float  # 0: the paper's 0.1 ln(factor) + 1.
   yarn_full_layers_only: bool
-  qk_norm: bool
+  # RMSNorm of queries and keys before RoPE: "none", "head" (per head over
+  # head_dim: Qwen3) or "projection" (over the whole projection: OLMo 2/3).
+  qk_norm: str
+  qkv_bias: bool  # Biases on the q/k/v projections (Qwen2).
   norm: str
   norm_eps: float
   tie_embeddings: bool

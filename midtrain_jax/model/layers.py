@@ -20,33 +20,44 @@ def param(rngs: nnx.Rngs, init, shape: Sequence[int], axes: Sequence[str | None]
 
 
 class RMSNorm(nnx.Module):
-  """RMS normalisation over the last axis, computed in float32."""
+  """RMS normalisation over the trailing `len(axes)` axes, computed in float32.
 
-  def __init__(self, dim: int, *, eps: float, axis_name: str, param_dtype, rngs: nnx.Rngs):
+  One axis for hidden states and per-head QK-norm; two ([heads, head_dim]) for
+  OLMo 2/3's QK-norm over the whole projection.
+  """
+
+  def __init__(self, shape: int | Sequence[int], *, eps: float, axes: Sequence[str | None],
+               param_dtype, rngs: nnx.Rngs):
     self.eps = eps
-    self.scale = param(rngs, nnx.initializers.ones, (dim,), (axis_name,), param_dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    self.scale = param(rngs, nnx.initializers.ones, shape, axes, param_dtype)
 
   def __call__(self, x):
     x32 = x.astype(jnp.float32)
-    x32 = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+    reduce = tuple(range(x.ndim - self.scale.ndim, x.ndim))
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=reduce, keepdims=True) + self.eps)
     return (x32 * self.scale[...].astype(jnp.float32)).astype(x.dtype)
 
 
 class Dense(nnx.Module):
-  """A bias-free projection contracting the trailing `len(in_shape)` axes.
+  """A projection contracting the trailing `len(in_shape)` axes (bias optional).
 
   Multi-axis kernels (e.g. [embed, heads, head_dim]) keep heads as a real axis,
   so tensor parallelism can shard it without reshapes in the model.
   """
 
   def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], *,
-               axes: Sequence[str | None], std: float, param_dtype, rngs: nnx.Rngs):
+               axes: Sequence[str | None], std: float, param_dtype, rngs: nnx.Rngs,
+               bias: bool = False):
     self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
     init = nnx.initializers.normal(std)
     self.kernel = param(rngs, init, self.in_shape + self.out_shape, axes, param_dtype)
+    self.bias = (param(rngs, nnx.initializers.zeros, self.out_shape,
+                       axes[len(self.in_shape):], param_dtype) if bias else None)
 
   def __call__(self, x):
-    return matmul_2d(x, self.kernel[...].astype(x.dtype), len(self.in_shape))
+    out = matmul_2d(x, self.kernel[...].astype(x.dtype), len(self.in_shape))
+    return out if self.bias is None else out + self.bias[...].astype(out.dtype)
 
 
 def matmul_2d(x, kernel, n_in: int):

@@ -32,6 +32,21 @@ def inverse_frequencies(head_dim: int, theta: float, *, yarn_factor: float = 1.0
   return (inv_freq / yarn_factor * (1.0 - keep) + inv_freq * keep).astype(np.float32)
 
 
+def llama3_scaled(inv_freq: np.ndarray, factor: float, low_freq_factor: float,
+                  high_freq_factor: float, original_len: int) -> np.ndarray:
+  """Llama 3.1's frequency scaling: long wavelengths divided by `factor`, short
+  ones kept, a smooth blend between (HF rope_type "llama3")."""
+  inv_freq = inv_freq.astype(np.float64)
+  wavelen = 2 * math.pi / inv_freq
+  low_freq_wavelen = original_len / low_freq_factor
+  high_freq_wavelen = original_len / high_freq_factor
+  scaled = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+  smooth = (original_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+  return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
 def yarn_attention_scale(yarn_factor: float) -> float:
   """The factor q and k are each multiplied by (1 without YaRN)."""
   return 1.0 if yarn_factor <= 1.0 else 0.1 * math.log(yarn_factor) + 1.0

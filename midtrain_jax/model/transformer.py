@@ -26,7 +26,7 @@ class Block(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, window: int, *, rngs: nnx.Rngs):
     self.pre_norm = cfg.norm == "pre"
-    norm = functools.partial(RMSNorm, cfg.d_model, eps=cfg.norm_eps, axis_name="norm",
+    norm = functools.partial(RMSNorm, cfg.d_model, eps=cfg.norm_eps, axes=("norm",),
                              param_dtype=cfg.param_dtype, rngs=rngs)
     self.attn_norm, self.mlp_norm = norm(), norm()
     self.attn = Attention(cfg, window, rngs=rngs)
@@ -52,7 +52,7 @@ class Transformer(nnx.Module):
     self.embed = Embed(cfg.padded_vocab_size, cfg.d_model, std=cfg.init_std,
                        param_dtype=cfg.param_dtype, rngs=rngs)
     self.blocks = nnx.List([Block(cfg, w, rngs=rngs) for w in cfg.layer_windows()])
-    self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, axis_name="norm",
+    self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, axes=("norm",),
                               param_dtype=cfg.param_dtype, rngs=rngs)
     if not cfg.tie_embeddings:
       self.lm_head = Dense((cfg.d_model,), (cfg.padded_vocab_size,), axes=("embed", "vocab"),

@@ -32,6 +32,7 @@ from absl import logging
 from etils import epath
 
 from midtrain_jax import config as config_lib
+from midtrain_jax import files
 from midtrain_jax.train import optim
 
 CKPT_SUBDIR = "checkpoints"
@@ -292,13 +293,28 @@ def soup(inputs: list[str], out: str) -> str:
     check_compatible(params, total, path)
     total = jax.tree.map(lambda a, b: a + b, total, params)
   averaged = jax.tree.map(lambda x: (x / len(inputs)).astype(np.float32), total)
-  target = Checkpointer(out, config.ckpt)
+  return write_params(out, averaged, config, soup_of=[str(_absolute(p)) for p in inputs])
+
+
+def write_params(workdir: str, params, config: ml_collections.ConfigDict, **meta) -> str:
+  """Writes `params` as the step-0 checkpoint of a new run directory (soups, imports).
+
+  Args:
+    workdir: the new run directory; must not hold a checkpoint yet.
+    params: the parameter tree (host or device arrays).
+    config: the run's config, saved with the checkpoint and as config.json.
+    **meta: further JSON-serialisable provenance saved with it.
+
+  Returns:
+    The step directory written.
+  """
+  target = Checkpointer(workdir, config.ckpt)
   if target.latest_step() is not None:
-    raise FileExistsError(f"Soup output {out!r} already holds a checkpoint; "
-                          "choose a new directory.")
+    raise FileExistsError(f"{workdir!r} already holds a checkpoint; choose a new directory.")
   target.manager.save(0, args=ocp.args.Composite(
-      params=ocp.args.StandardSave(averaged),
-      meta=ocp.args.JsonSave({"step": 0, "config": config_lib.to_json(config),
-                              "soup_of": [str(_absolute(p)) for p in inputs]})), force=True)
+      params=ocp.args.StandardSave(params),
+      meta=ocp.args.JsonSave({"step": 0, "config": config_lib.to_json(config), **meta})),
+      force=True)
   target.wait()
+  files.write_text(_absolute(workdir) / "config.json", config_lib.to_json(config))
   return f"{target.directory}/0"

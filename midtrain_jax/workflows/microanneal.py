@@ -41,7 +41,7 @@ def anneal_config(base_path: str, mixture: str, tokens: int, *, eval_mixture: st
   """
   catalog.get_mixture(mixture)
   base, step = checkpoint.resolve_base(base_path)
-  c = with_current_defaults(base.config(step))
+  c = base.config(step)  # Today's keys, with the base run's values.
   c.workflow = "train"
   c.seed = seed
   c.data.mixture = mixture
@@ -53,38 +53,6 @@ def anneal_config(base_path: str, mixture: str, tokens: int, *, eval_mixture: st
                  init_optimizer=True, log_every_steps=max(1, min(10, steps // 4)))
   c.ckpt.update(every_steps=steps, keep=1, async_save=False)
   return config_lib.finalize(c)
-
-
-# Sections holding user-chosen names, copied whole rather than key by key.
-_OPEN_SECTIONS = ("weights", "source_paths")
-
-
-def with_current_defaults(stored: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A base run's config on top of today's defaults (keys added since keep defaults).
-
-  Args:
-    stored: the config saved with the base checkpoint.
-
-  Returns:
-    An unlocked config with every key `config_lib.base_config` declares.
-  """
-  fresh = config_lib.base_config(stored.model.size)
-
-  def merge(dst, src):
-    for key, value in src.items():
-      if key not in dst:
-        continue  # A key this version no longer has.
-      if isinstance(dst[key], ml_collections.ConfigDict) and key not in _OPEN_SECTIONS:
-        merge(dst[key], value)
-      elif isinstance(dst[key], tuple) and isinstance(value, str):
-        # Benchmark lists were comma-separated strings in older runs' configs.
-        dst[key] = tuple(name for name in value.split(",") if name)
-      elif isinstance(dst[key], tuple) and isinstance(value, list):
-        dst[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-      else:
-        dst[key] = value
-  merge(fresh, stored)
-  return fresh
 
 
 def train_and_evaluate(config, workdir: str, options: suite.EvalOptions,
