@@ -14,14 +14,42 @@ web_only for the same budget, evaluate both and print a report
 
   python -m midtrain_jax.main --config=configs/anneal.py --workdir=runs/demo
 
-Arguments after `:`: size=demo|tiny|150m|1b|7b|32b, scale= (demo only).
+An imported model (`python -m midtrain_jax.convert import --from=... --out=DIR`)
+or any run directory anneals with `init=DIR`: the model section and the
+tokenizer come from DIR (the mixture is prepared with that tokenizer), the LR
+decays linearly to zero from `optim.lr`:
+
+  python -m midtrain_jax.main --config=configs/anneal.py:init=runs/smollm2 --workdir=runs/a
+
+Arguments after `:`: size=demo|tiny|150m|1b|7b|32b, scale= (demo only), init=DIR.
 """
+import os
+
 from midtrain_jax import config as config_lib
+from midtrain_jax.train import checkpoint
 from midtrain_jax.workflows.demo_config import demo_config
 
 
+def _from_run(init: str):
+  """An anneal of the model saved in `init`, with its own tokenizer."""
+  base = checkpoint.load_config(init)
+  c = config_lib.base_config(config_lib.CUSTOM_SIZE)
+  c.model.update(base.model)
+  c.data.update(mixture="dolmino_demo", tokenizer=base.data.tokenizer, seq_len=256,
+                batch_size=16)
+  c.data.decontam.benchmarks = c.eval.benchmarks
+  c.optim.update(schedule="anneal", lr=3e-4, warmup_steps=0, weight_decay=0.1)
+  # Imported models carry no optimiser state (their config says so).
+  c.train.update(init_from=os.path.abspath(init), init_optimizer=base.train.init_optimizer,
+                 steps=200, z_loss=1e-5)
+  c.ckpt.every_steps = 100
+  return config_lib.finalize(c)
+
+
 def get_config(arg=None):
-  args = config_lib.parse_arg(arg, size="demo", scale=1.0)
+  args = config_lib.parse_arg(arg, size="demo", scale=1.0, init="")
+  if args.init:
+    return _from_run(args.init)
   if args.size == "demo":
     return demo_config(args.scale)
   c = config_lib.base_config(args.size)

@@ -28,9 +28,9 @@ class LoadedModel:
 
 def load_model(path: str) -> LoadedModel:
   """Loads a checkpoint (workdir or step directory) onto the default device."""
-  params, config, step = checkpoint.load_params(path)
-  model_cfg = config_lib.model_config(config.model)
-  graphdef, _, _ = ts.abstract_model(model_cfg)
+  model_cfg = config_lib.model_config(checkpoint.load_config(path).model)
+  graphdef, abstract, _ = ts.abstract_model(model_cfg)
+  params, config, step = checkpoint.load_params(path, abstract)
   return LoadedModel(jax.device_put(params), graphdef, model_cfg, config, step, path)
 
 

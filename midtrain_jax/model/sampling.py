@@ -30,12 +30,15 @@ class SampleConfig:
   Attributes:
     max_new_tokens: tokens generated after each prompt.
     temperature: 0 for greedy decoding, else the softmax temperature.
+    top_p: nucleus sampling: sample among the most likely tokens whose
+      probabilities sum to `top_p` (1 = all tokens).
     eos_id: generation of a row stops after this token (-1: never).
     bucket: prompt lengths are rounded up to a multiple of this, so prompts
       of similar length share one compiled function.
   """
   max_new_tokens: int = 64
   temperature: float = 0.0
+  top_p: float = 1.0
   eos_id: int = -1
   bucket: int = 64
 
@@ -65,16 +68,25 @@ def left_pad(prompts: Sequence[Sequence[int]], length: int, pad_id: int = 0):
   return tokens, segments, positions
 
 
-def _pick(logits_BV, key, temperature: float):
+def _pick(logits_BV, key, temperature: float, top_p: float):
   if temperature == 0.0:
     return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
-  return jax.random.categorical(key, logits_BV / temperature, axis=-1).astype(jnp.int32)
+  logits_BV = logits_BV / temperature
+  if top_p < 1.0:
+    # Keep the smallest set of most likely tokens whose probability reaches top_p.
+    sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
+    cumulative_BV = jnp.cumsum(jax.nn.softmax(sorted_BV, axis=-1), axis=-1)
+    cut_B = jnp.sum(cumulative_BV < top_p, axis=-1, keepdims=True)
+    threshold_B1 = jnp.take_along_axis(sorted_BV, cut_B, axis=-1)
+    logits_BV = jnp.where(logits_BV >= threshold_B1, logits_BV, -jnp.inf)
+  return jax.random.categorical(key, logits_BV, axis=-1).astype(jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "max_new_tokens",
-                                              "temperature", "eos_id"))
+                                              "temperature", "top_p", "eos_id"))
 def _generate(params, tokens_BP, segments_BP, positions_BP, key, *, graphdef,
-              cfg: ModelConfig, max_new_tokens: int, temperature: float, eos_id: int):
+              cfg: ModelConfig, max_new_tokens: int, temperature: float, top_p: float,
+              eos_id: int):
   """Prefill + scan decoding; returns (new tokens [B, N], step logits [B, N, V])."""
   model = nnx.merge(graphdef, params)
   b, p = tokens_BP.shape
@@ -86,7 +98,7 @@ def _generate(params, tokens_BP, segments_BP, positions_BP, key, *, graphdef,
 
   def step(carry, key_t):
     caches, logits_BV, pos_B, done_B = carry
-    token_B = _pick(logits_BV, key_t, temperature)
+    token_B = _pick(logits_BV, key_t, temperature, top_p)
     token_B = jnp.where(done_B, 0, token_B)
     done_B = done_B | (token_B == eos_id)
     new_logits, caches = model(token_B[:, None], pos_B[:, None], ones_B1, caches)
@@ -122,7 +134,8 @@ def generate(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]
   tokens, segments, positions = left_pad(prompts, width)
   new, logits = _generate(params, tokens, segments, positions, jax.random.key(seed),
                           graphdef=graphdef, cfg=cfg, max_new_tokens=sample.max_new_tokens,
-                          temperature=float(sample.temperature), eos_id=sample.eos_id)
+                          temperature=float(sample.temperature), top_p=float(sample.top_p),
+                          eos_id=sample.eos_id)
   out = []
   for row in np.asarray(new).tolist():
     if sample.eos_id in row:

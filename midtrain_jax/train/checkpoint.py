@@ -263,14 +263,34 @@ def base_lr(init_from: str) -> float:
   return optim.lr_at_step(base.config(step), step)
 
 
-def load_params(path: str):
-  """Params of a checkpoint (workdir or step dir) as host numpy arrays."""
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """The config saved with a checkpoint (workdir or step dir)."""
+  ckpt, step = resolve_base(path)
+  return ckpt.config(step)
+
+
+def load_params(path: str, abstract_params=None):
+  """Params of a checkpoint (workdir or step dir) as host numpy arrays.
+
+  Args:
+    path: workdir or step directory.
+    abstract_params: the model's params as ShapeDtypeStructs to restore onto.
+      Give it whenever the params go into a model: the stored tree has string
+      keys ("10" sorts before "2"), the model's has int list indices. Default:
+      the stored tree, for key-by-key work such as souping.
+
+  Returns:
+    (params, config, step).
+  """
   ckpt, step = resolve_base(path)
   metadata = ckpt.manager.item_metadata(step)["params"]
-  tree = getattr(metadata, "tree", metadata)
-  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+  if abstract_params is None:
+    tree = getattr(metadata, "tree", metadata)
+    abstract_params = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+  else:
+    check_compatible(metadata, abstract_params, f"{ckpt.directory}/{step}")
   params = ckpt.manager.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract)))["params"]
+      params=ocp.args.StandardRestore(abstract_params)))["params"]
   return jax.tree.map(np.asarray, params), ckpt.config(step), step
 
 
