@@ -20,7 +20,13 @@ _CORE = [
     "numpy>=1.26,<3",
     "zstandard>=0.22",
     "pyarrow>=15",
+    "safetensors>=0.4",  # HF checkpoints in and out (interop/).
+    "gguf>=0.10",        # GGUF checkpoints in (interop/gguf.py).
 ]
+# transformers converts SentencePiece vocabularies on export and is the
+# reference the interop tests compare against; torch is pinned to the CPU
+# build these machines carry.
+_INTEROP = ["torch==2.13.0", "transformers>=5,<6", "accelerate>=1"]
 
 setuptools.setup(
     name="midtrain_jax",
@@ -37,7 +43,8 @@ setuptools.setup(
         "tpu": ["jax[tpu]~=0.10.2"],
         "cuda": ["jax[cuda12]~=0.10.2"],
         "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6", "nbclient>=0.10",
-                 "ipykernel>=6", "nbformat>=5", "matplotlib>=3.8", "pandas>=2"],
+                 "ipykernel>=6", "nbformat>=5", "matplotlib>=3.8", "pandas>=2"] + _INTEROP,
+        "interop": _INTEROP,
         "notebooks": ["matplotlib>=3.8", "pandas>=2", "ipykernel>=6",
                       "nbclient>=0.10", "nbformat>=5"],
         "beam": ["apache-beam>=2.60"],

@@ -86,9 +86,9 @@ def model_section(size: str) -> ml_collections.ConfigDict:
   c.yarn_original_max_len = 8192
   c.yarn_attention_factor = 0.0  # 0: 0.1 * ln(yarn_factor) + 1.
   c.yarn_full_layers_only = True
-  # "none" | "head" (per head: Qwen3, the small presets) | "projection" (whole
-  # projection: OLMo 2/3, the 7b/32b presets).
-  c.qk_norm = "head"
+  # "projection" (over the whole q / k projection: OLMo 2/3, every preset),
+  # "head" (per head: Qwen3) or "none" (Llama, Qwen2).
+  c.qk_norm = "projection"
   c.qkv_bias = False  # Qwen2-style biases on the q/k/v projections.
   c.norm = "reordered"  # "reordered" (OLMo 2/3: norm after sublayer) | "pre" (Llama).
   c.norm_eps = 1e-6

@@ -14,6 +14,7 @@ evaluation, reports and listings read its statistics; all through here.
 Every file is written whole under a temporary name and renamed, so a killed
 run never leaves a half shard that would be read as complete.
 """
+import hashlib
 import json
 import pathlib
 
@@ -29,23 +30,30 @@ STATS = "stats.json"
 FORMAT_VERSION = 1
 
 
-def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM) -> pathlib.Path:
+def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
+                decontam: tuple[str, ...] = (), decontam_mode: str = "drop") -> pathlib.Path:
   """Where shards live unless `data.data_dir` says otherwise.
 
-  <cache>/prepared/<mixture> for the demo tokenizer, <mixture>@<tokenizer
-  fingerprint> for any other, so shards are never shared across vocabularies.
+  <cache>/prepared/<mixture> for the demo tokenizer without decontamination;
+  any other tokenizer adds `@<its fingerprint>` and decontamination
+  `+decon-<hash of the benchmarks and mode>`, so shards are never shared
+  across vocabularies or cleaning settings.
   """
-  root = cache.cache_root() / "prepared"
-  if tokenizer == tokenizer_lib.DEMO_SPM:
-    return root / mixture
-  return root / f"{mixture}@{tokenizer_lib.load_tokenizer(tokenizer).fingerprint()}"
+  name = mixture
+  if tokenizer != tokenizer_lib.DEMO_SPM:
+    name += f"@{tokenizer_lib.load_tokenizer(tokenizer).fingerprint()}"
+  if decontam:
+    key = json.dumps([sorted(decontam), decontam_mode])
+    name += f"+decon-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+  return cache.cache_root() / "prepared" / name
 
 
 def resolve_dir(data_cfg) -> pathlib.Path:
-  """`data_cfg.data_dir`, or the default folder of its mixture and tokenizer."""
+  """`data_cfg.data_dir`, or the default folder of its mixture, tokenizer and cleaning."""
   if data_cfg.data_dir:
     return pathlib.Path(data_cfg.data_dir)
-  return default_dir(data_cfg.mixture, data_cfg.tokenizer)
+  return default_dir(data_cfg.mixture, data_cfg.tokenizer, tuple(data_cfg.decontam.benchmarks),
+                     data_cfg.decontam.mode)
 
 
 def train_shard(task_dir: pathlib.Path, index: int) -> pathlib.Path:

@@ -170,9 +170,10 @@ def hf_config(cfg: ModelConfig, family: str, *, bos_id: int, eos_id: int,
     out["sliding_window"] = sliding[0] if sliding else None
     out["use_sliding_window"] = bool(sliding)
     out["max_window_layers"] = 0 if sliding else cfg.n_layers
-  if per_layer_yarn:
-    out["rope_parameters"] = {FULL: yarn, SLIDING: {"rope_type": "default",
-                                                    "rope_theta": cfg.rope_theta}}
+  if family == "olmo3":  # OLMo 3 reads RoPE parameters per layer type.
+    out["rope_parameters"] = {FULL: yarn if per_layer_yarn else rope,
+                              SLIDING: {"rope_type": "default", "rope_theta": cfg.rope_theta}
+                              if per_layer_yarn else rope}
   return out
 
 

