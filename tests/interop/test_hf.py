@@ -163,3 +163,31 @@ def test_a_model_trained_here_exports_with_its_sentencepiece_vocabulary(tmp_path
   with torch.no_grad():
     theirs = model(torch.tensor(x)).logits.numpy()
   assert np.abs(_our_logits(loaded, x) - theirs).max() < 1e-4
+
+
+@pytest.mark.parametrize("size", ["7b", "32b"])
+def test_olmo3_presets_have_the_published_checkpoints_tensor_shapes(size):
+  from midtrain_jax import config as config_lib
+  from midtrain_jax.train import step as ts
+  cfg = config_lib.model_config(config_lib.base_config(size).model)
+  assert families.family_of(cfg) == "olmo3"
+  hf_config = families.hf_config(cfg, "olmo3", bos_id=100257, eos_id=100257, pad_id=100277)
+  with torch.device("meta"):  # Shapes only: nothing is allocated.
+    reference = transformers.AutoModelForCausalLM.from_config(
+        transformers.AutoConfig.for_model(**hf_config))
+  theirs = {name: tuple(t.shape) for name, t in reference.state_dict().items()}
+  _, abstract, _ = ts.abstract_model(cfg)
+  ours = {name: hf._hf_shape(t, families.get_path(abstract, t.path).shape, cfg.vocab_size)
+          for name, t in families.tensor_names(cfg, "olmo3").items()}
+  assert ours == theirs
+
+
+def test_large_exports_are_sharded_with_an_index(imported, tmp_path, monkeypatch):
+  family, model, root = imported
+  monkeypatch.setattr(hf, "_SHARD_BYTES", 40_000)  # A tiny model becomes several shards.
+  hf.export_model(str(root / "run"), str(tmp_path / "hf"), log=lambda _: None)
+  index = json.loads((tmp_path / "hf" / "model.safetensors.index.json").read_text())
+  assert len(set(index["weight_map"].values())) > 2
+  back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+  ids = _ids(seed=3)
+  assert np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max() < 1e-5
