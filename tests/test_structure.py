@@ -6,7 +6,8 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "midtrain_jax"
 # Modules run as commands (`python -m ...`): they parse absl flags and call libraries.
-COMMANDS = {"main", "evaluate", "soup", "plan", "microanneal", "seed_soup", "decontam.__main__",
+COMMANDS = {"main", "evaluate", "soup", "plan", "microanneal", "seed_soup", "convert", "generate",
+            "decontam.__main__",
             "data.prepare", "data.registry"}
 # Who may import whom, by package (lower layers never import higher ones). The
 # evals package's benchmark items (evals.items) are data that every layer may read.

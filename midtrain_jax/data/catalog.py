@@ -1,51 +1,17 @@
 """What every task and mixture is, in plain Python (no TensorFlow).
 
+The spec types are in specs.py; a user's own tasks and mixture come from a
+YAML/JSON file named where a mixture name goes (mixture_file.py).
 `seqio_tasks.py` turns these specs into seqio Tasks and Mixtures; the training
 pipeline reads them here so the hot path never imports seqio. Mixture rates
 are token fractions (normalised when used).
 """
-import dataclasses
 from collections.abc import Callable
 
-from midtrain_jax.data import sources
+from midtrain_jax.data import mixture_file, sources
 from midtrain_jax.data.corpora import demo as demo_corpus
-
-CAPABILITIES = ("web", "math", "code", "qa", "instruction", "thinking")
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-  """A data source and what the pipeline needs to know about it.
-
-  Attributes:
-    name: task name (a valid file-name component).
-    capability: one of CAPABILITIES.
-    files: data_cfg -> file paths or patterns (may build the demo corpus).
-    text_fn: record -> document text.
-    max_epochs: how many times the pipeline may repeat the task's documents.
-    provenance: where the text comes from.
-    licence: the licence of the text.
-    fim: apply fill-in-the-middle (code tasks).
-    olmo3_tokens_b: size in the OLMo 3 Dolmino mix (billions of tokens), for
-      the tasks of `dolmino_olmo3`.
-  """
-  name: str
-  capability: str
-  files: Callable[..., list[str]]
-  text_fn: sources.TextFn
-  max_epochs: int
-  provenance: str
-  licence: str
-  fim: bool = False
-  olmo3_tokens_b: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class MixtureSpec:
-  """A named mixture: {task: rate}, rates being relative token fractions."""
-  name: str
-  rates: dict[str, float]
-  description: str
+from midtrain_jax.data.specs import CAPABILITIES as CAPABILITIES  # Re-exported.
+from midtrain_jax.data.specs import MixtureSpec, TaskSpec
 
 
 def _demo_files(task: str) -> Callable[..., list[str]]:
@@ -158,8 +124,37 @@ def _build_mixtures() -> dict[str, MixtureSpec]:
 MIXTURES: dict[str, MixtureSpec] = _build_mixtures()
 
 
+# Tasks of the mixture files loaded so far (the latest version of each file wins).
+_FILE_TASKS: dict[str, TaskSpec] = {}
+
+
+def load_file(name: str) -> tuple[dict[str, TaskSpec], dict[str, MixtureSpec]]:
+  """Loads the mixture file a `data.mixture` value names and makes its tasks known.
+
+  Returns:
+    The file's ({task: TaskSpec}, {mixture: MixtureSpec}) (see mixture_file.load).
+
+  Raises:
+    mixture_file.MixtureFileError: on a bad file or a task named like a built-in one.
+  """
+  path = mixture_file.split(name)[0]
+  tasks, mixtures = mixture_file.load(path)
+  clash = sorted(set(tasks) & set(TASKS))
+  if clash:
+    raise mixture_file.MixtureFileError(
+        f"{path}: task {clash[0]!r}: the name is taken by a built-in task; rename it.")
+  _FILE_TASKS.update(tasks)
+  return tasks, mixtures
+
+
 def get_mixture(name: str) -> MixtureSpec:
-  """Returns a mixture by name (seqio's "microanneal:x" spelling works too)."""
+  """Returns a mixture by name (seqio's "microanneal:x" spelling works too).
+
+  A name ending in .yaml/.yml/.json (optionally `#microanneal/<task>`) is a
+  mixture file: see mixture_file.py.
+  """
+  if mixture_file.is_mixture_file(name):
+    return mixture_file.pick(name, load_file(name)[1])
   name = name.replace(":", "/")
   if name not in MIXTURES:
     raise ValueError(f"Unknown mixture {name!r}. Known mixtures: {sorted(MIXTURES)}")
@@ -167,7 +162,9 @@ def get_mixture(name: str) -> MixtureSpec:
 
 
 def get_task(name: str) -> TaskSpec:
-  """Returns a task by name, or raises naming the known ones."""
-  if name not in TASKS:
-    raise ValueError(f"Unknown task {name!r}. Known tasks: {sorted(TASKS)}")
-  return TASKS[name]
+  """Returns a task by name (built-in, or of a mixture file loaded before), or raises."""
+  if name in TASKS:
+    return TASKS[name]
+  if name in _FILE_TASKS:
+    return _FILE_TASKS[name]
+  raise ValueError(f"Unknown task {name!r}. Known tasks: {sorted(TASKS | _FILE_TASKS)}")

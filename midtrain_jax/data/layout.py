@@ -22,6 +22,7 @@ import numpy as np
 from array_record.python import array_record_module
 
 from midtrain_jax import cache, files
+from midtrain_jax.data import mixture_file
 from midtrain_jax.data import tokenizer as tokenizer_lib
 
 MANIFEST = "manifest.json"
@@ -37,9 +38,10 @@ def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
   <cache>/prepared/<mixture> for the demo tokenizer without decontamination;
   any other tokenizer adds `@<its fingerprint>` and decontamination
   `+decon-<hash of the benchmarks and mode>`, so shards are never shared
-  across vocabularies or cleaning settings.
+  across vocabularies or cleaning settings. A mixture file's folder is
+  `<its name>-<hash of its content>`, so an edited file gets fresh shards.
   """
-  name = mixture
+  name = mixture_file.folder_name(mixture) if mixture_file.is_mixture_file(mixture) else mixture
   if tokenizer != tokenizer_lib.DEMO_SPM:
     name += f"@{tokenizer_lib.load_tokenizer(tokenizer).fingerprint()}"
   if decontam:

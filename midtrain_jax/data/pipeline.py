@@ -187,8 +187,10 @@ def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
                    shards: int) -> grain.IterDataset:
   """One loader stream: documents shard::shards of each task -> batches of its rows."""
   spec = catalog.get_mixture(data_cfg.mixture)
-  names, stages = mixture_lib.resolve_stages(
-      spec.rates, data_cfg.weights.to_dict(), data_cfg.weight_stages)
+  weights = data_cfg.weights.to_dict()
+  # A mixture file's own stages apply unless the config sets weights or stages.
+  weight_stages = data_cfg.weight_stages or (() if weights else spec.stages)
+  names, stages = mixture_lib.resolve_stages(spec.rates, weights, weight_stages)
   manifest = load_manifest(data_cfg)
   data_dir = layout.resolve_dir(data_cfg)
   # A model's own vocabulary may have no FIM sentinels: code is then left whole.

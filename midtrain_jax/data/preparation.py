@@ -229,6 +229,9 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
       max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
       source_files=files)
   layout.write_stats(task_dir, stats)
+  if progress.malformed:
+    log(f"[prepare] WARNING: task {spec.name}: {progress.malformed} malformed records "
+        f"skipped, e.g. {progress.malformed_examples[0]}")
   log(f"[prepare] {spec.name}: {stats['train_docs']} docs, {stats['train_tokens']:,} "
       f"tokens, {stats['heldout_docs']} held out, {stats['malformed']} malformed "
       f"({time.time() - started:.1f}s)")

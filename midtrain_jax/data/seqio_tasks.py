@@ -1,6 +1,8 @@
 """seqio registry: every data source is a Task, every mix a Mixture.
 
-Listing: `python -m midtrain_jax.data.registry --list` (data/registry.py).
+Listing: `python -m midtrain_jax.data.registry --list [--mixture=mix.yaml]`
+(data/registry.py). A mixture file's tasks and mixtures (mixture_file.py) are
+registered by `register_all` when the config's `data.mixture` names it.
 
 Tasks read raw documents with the readers of `sources.py`, split them into
 "train" and "validation" with the same held-out rule as prepare, (optionally)
@@ -17,7 +19,7 @@ import json
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import logs
-from midtrain_jax.data import catalog, layout, preparation, seqio_vocab, sources
+from midtrain_jax.data import catalog, layout, mixture_file, preparation, seqio_vocab, sources
 from midtrain_jax.decontam import seqio_preprocessor
 from midtrain_jax.evals import items
 
@@ -43,6 +45,8 @@ def _text_dataset(split: str, shuffle_files: bool = False, seed: int | None = No
   del shuffle_files, seed  # Files are read in order; prepare/Grain shuffle.
   data_cfg = config_lib.data_config()
   data_cfg.update_from_flattened_dict(json.loads(data_cfg_json))
+  if mixture_file.is_mixture_file(data_cfg.mixture):
+    catalog.load_file(data_cfg.mixture)  # Its tasks, in a process that has not read it.
   spec = catalog.get_task(task)
   files = sources.expand(spec.files(data_cfg))
   want_heldout = split == "validation"
@@ -82,8 +86,11 @@ def task_metadata(name: str) -> dict:
 def register_all(data_cfg=None, overwrite: bool = False) -> None:
   """Registers every catalog task and mixture with seqio.
 
+  When `data_cfg.mixture` names a mixture file, its tasks, its mixture and
+  its microanneal mixtures are registered too, by the same code.
+
   Args:
-    data_cfg: `data` config (tokenizer, source paths, decontamination);
+    data_cfg: `data` config (mixture, tokenizer, source paths, decontamination);
       defaults to `config.data_config()`.
     overwrite: replace earlier registrations (e.g. for another tokenizer).
   """
@@ -96,7 +103,12 @@ def register_all(data_cfg=None, overwrite: bool = False) -> None:
   if benchmarks:
     cleaning = [functools.partial(seqio_preprocessor.decontaminate, benchmarks=benchmarks,
                                   mode=data_cfg.decontam.mode, text_key="text")]
-  for name in catalog.TASKS:
+  task_names, mixtures = list(catalog.TASKS), dict(catalog.MIXTURES)
+  if mixture_file.is_mixture_file(data_cfg.mixture):
+    file_tasks, file_mixtures = catalog.load_file(data_cfg.mixture)
+    task_names += list(file_tasks)
+    mixtures.update(file_mixtures)
+  for name in task_names:
     if seqio_name(name) in seqio.TaskRegistry.names():
       if not overwrite:
         continue
@@ -111,7 +123,7 @@ def register_all(data_cfg=None, overwrite: bool = False) -> None:
             seqio.preprocessors.tokenize,
             seqio.preprocessors.append_eos],
         output_features=features)
-  for name, mixture in catalog.MIXTURES.items():
+  for name, mixture in mixtures.items():
     if seqio_name(name) in seqio.MixtureRegistry.names():
       if not overwrite:
         continue
@@ -120,8 +132,16 @@ def register_all(data_cfg=None, overwrite: bool = False) -> None:
         (seqio_name(task), rate) for task, rate in mixture.rates.items()])
 
 
-def listing() -> str:
-  """Returns the human-readable table printed by `--list`."""
+def listing(mixture: str = "", data_dir: str = "") -> str:
+  """Returns the human-readable table printed by `--list`.
+
+  Args:
+    mixture: "" for every built-in task and mixture, or a mixture (file) whose
+      tasks to list with their rates, token counts and decontamination.
+    data_dir: prepared folder to read counts from (default: the mixture's own).
+  """
+  if mixture:
+    return _mixture_listing(mixture, data_dir)
   lines = ["TASKS", f"  {'name':34s} {'capability':12s} {'cap':>4s} {'docs':>8s} "
            f"{'tokens':>12s}  provenance"]
   for name in catalog.TASKS:
@@ -136,6 +156,37 @@ def listing() -> str:
     rates = ", ".join(f"{task} {rate / total:.3f}" for task, rate in mixture.rates.items())
     capabilities = sorted({catalog.TASKS[t].capability for t in mixture.rates})
     lines.append(f"  {name} (seqio: {seqio_name(name)}; {'/'.join(capabilities)}): {rates}")
+  return "\n".join(lines)
+
+
+def _mixture_listing(name: str, data_dir: str) -> str:
+  """One mixture's tasks: rate, capability, tokens once prepared, epochs, decontamination."""
+  spec = catalog.get_mixture(name)
+  data_cfg = config_lib.data_config()
+  data_cfg.mixture, data_cfg.data_dir = name, data_dir
+  folder = layout.resolve_dir(data_cfg)
+  total = sum(spec.rates.values())
+  lines = [f"MIXTURE {spec.name} (seqio: {seqio_name(spec.name)}) from {name}",
+           f"  prepared data: {folder}",
+           f"  {'task':28s} {'rate':>6s} {'capability':12s} {'tokens':>12s} {'epochs':>6s}"
+           "  decontamination"]
+  for task, rate in spec.rates.items():
+    task_spec = catalog.get_task(task)
+    try:
+      stats = layout.read_stats(folder, task)
+    except FileNotFoundError:
+      tokens, decon = "-", "not prepared"
+    else:
+      record = layout.decontamination(stats)
+      tokens = f"{stats['train_tokens']:,}"
+      decon = (f"{','.join(record['benchmarks'])} ({record['mode']}, "
+               f"{record['counts'].get('dropped_docs', 0)} dropped, "
+               f"{record['counts'].get('cut_docs', 0)} cut)"
+               if record["benchmarks"] else "none")
+    lines.append(f"  {task:28s} {rate / total:6.3f} {task_spec.capability:12s} {tokens:>12s} "
+                 f"{task_spec.max_epochs:>5d}x  {decon}")
+  for start, weights in spec.stages:
+    lines.append(f"  stage from step {start}: {weights}")
   return "\n".join(lines)
 
 

@@ -34,6 +34,13 @@ class Malformed:
   reason: str
 
 
+class MissingField(KeyError):
+  """A record lacks a field its text is made of (its str() is the message, not a repr)."""
+
+  def __str__(self) -> str:
+    return str(self.args[0])
+
+
 def field_text(field: str) -> TextFn:
   """Returns a TextFn reading one string field of a record."""
   def text_of(record: dict) -> str:

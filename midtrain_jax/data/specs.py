@@ -1,0 +1,53 @@
+"""The plain records that describe tasks and mixtures (no behaviour, no imports of ours).
+
+`catalog.py` holds the built-in ones and `mixture_file.py` builds them from a
+user's YAML/JSON file; both share these types, so neither imports the other's
+internals.
+"""
+import dataclasses
+from collections.abc import Callable
+
+from midtrain_jax.data import sources
+
+CAPABILITIES = ("web", "math", "code", "qa", "instruction", "thinking")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """A data source and what the pipeline needs to know about it.
+
+  Attributes:
+    name: task name (a valid file-name component).
+    capability: one of CAPABILITIES.
+    files: data_cfg -> file paths or patterns (may build the demo corpus).
+    text_fn: record -> document text; its `__name__` is part of the prepared
+      data's fingerprint, so it must change whenever the text it makes does.
+    max_epochs: how many times the pipeline may repeat the task's documents.
+    provenance: where the text comes from.
+    licence: the licence of the text.
+    fim: apply fill-in-the-middle (code tasks).
+    olmo3_tokens_b: size in the OLMo 3 Dolmino mix (billions of tokens), for
+      the tasks of `dolmino_olmo3`.
+  """
+  name: str
+  capability: str
+  files: Callable[..., list[str]]
+  text_fn: sources.TextFn
+  max_epochs: int
+  provenance: str
+  licence: str
+  fim: bool = False
+  olmo3_tokens_b: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureSpec:
+  """A named mixture: {task: rate}, rates being relative token fractions.
+
+  `stages` has the shape of `data.weight_stages` ((start_step, {task: weight}),
+  ...) and is used when the config sets neither weights nor stages.
+  """
+  name: str
+  rates: dict[str, float]
+  description: str
+  stages: tuple = ()
