@@ -119,6 +119,10 @@ def data_config() -> ml_collections.ConfigDict:
   c.tokenizer = "demo_spm"
   # Run prepare automatically when shards are missing (with progress output).
   c.prepare_if_missing = True
+  # Python modules imported before preparing, e.g. ("my_pkg.my_tasks",): they
+  # register seqio Tasks/Mixtures that a mixture file's `seqio_task` names
+  # (README "Your own data"). Only prepare imports them (and TensorFlow).
+  c.registry_modules = ()
 
   # Mixture weights: see the module docstring.
   c.weights = ml_collections.ConfigDict()

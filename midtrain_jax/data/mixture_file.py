@@ -8,6 +8,8 @@
               template: "Question: {question}\\nAnswer: {answer}"}
     my_chat: {files: ["gs://bucket/chat/*.jsonl.zst"], capability: instruction,
               weight: 0.2, chat_template: chatml, licence: "CC BY 4.0"}
+    my_seqio: {seqio_task: my_registered_task, capability: qa, weight: 0.1}
+  registry_modules: [my_pkg.my_tasks]  # optional: register the seqio tasks named
   stages:                        # optional: the default `data.weight_stages`
     - {start: 0, weights: {my_web: 1.0}}
     - {start: 2000, weights: {my_web: 0.5, my_qa: 0.3, my_chat: 0.2}}
@@ -17,6 +19,11 @@ file's folder), `capability`, `weight` (required); `text_field` (default
 "text"), `template` (str.format over the record's fields) or `chat_template`
 (a name of CHAT_TEMPLATES, rendering the record's `messages: [{role,
 content}]`); `max_epochs` (default 1), `fim`, `licence`, `provenance`.
+Instead of `files`, `seqio_task` names a registered seqio Task or Mixture
+(optional `split`, default "train"; `text_field` names its text feature):
+its preprocessed examples are the documents (seqio_source.py has the
+contract). The modules registering it are the file's `registry_modules` plus
+`data.registry_modules`.
 
 The config names the file where a mixture name goes (`data.mixture=mix.yaml`);
 `mix.yaml#microanneal/<task>` is the microanneal mixture (50% the task, 50% the
@@ -44,9 +51,9 @@ CHAT_TEMPLATES = {
     "plain": ("{role}: {content}", "\n"),
     "chatml": ("<|im_start|>{role}\n{content}<|im_end|>", "\n"),
 }
-_TOP_KEYS = ("name", "description", "tasks", "stages")
-_TASK_KEYS = ("files", "capability", "weight", "text_field", "template", "chat_template",
-              "max_epochs", "fim", "licence", "provenance")
+_TOP_KEYS = ("name", "description", "tasks", "stages", "registry_modules")
+_TASK_KEYS = ("files", "seqio_task", "split", "capability", "weight", "text_field",
+              "template", "chat_template", "max_epochs", "fim", "licence", "provenance")
 _STAGE_KEYS = ("start", "weights")
 # Names become seqio names and folder names: keep them plain.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -161,7 +168,13 @@ def _parse(path: str, raw: bytes) -> tuple[dict[str, TaskSpec], dict[str, Mixtur
     _fail(path, "key 'name': ", f"{name!r} must be letters, digits and '_'.")
   if not isinstance(doc.get("tasks"), dict) or not doc["tasks"]:
     _fail(path, "key 'tasks': ", "must map task names to their settings (at least one task).")
-  tasks = {task: _task(path, task, node) for task, node in doc["tasks"].items()}
+  modules = doc.get("registry_modules", [])
+  modules = [modules] if isinstance(modules, str) else modules
+  if not isinstance(modules, list) or not all(isinstance(m, str) and m for m in modules):
+    _fail(path, "key 'registry_modules': ", f"must be a module name or a list of them, got "
+                                            f"{doc['registry_modules']!r}.")
+  tasks = {task: _task(path, task, node, tuple(modules))
+           for task, node in doc["tasks"].items()}
   rates = {task: _weight(path, f"task {task!r}: key 'weight': ", doc["tasks"][task]["weight"])
            for task in tasks}
   stages = _stages(path, doc.get("stages") or [], list(tasks))
@@ -181,18 +194,25 @@ def _parse(path: str, raw: bytes) -> tuple[dict[str, TaskSpec], dict[str, Mixtur
   return tasks, mixtures
 
 
-def _task(path: str, task, node) -> TaskSpec:
+def _task(path: str, task, node, registry_modules: tuple[str, ...]) -> TaskSpec:
   where = f"task {task!r}: "
   if not isinstance(task, str) or not _NAME.match(task):
     _fail(path, where, "task names must be letters, digits and '_'.")
   _check_keys(path, where, node, _TASK_KEYS)
-  for key in ("files", "capability", "weight"):
+  for key in ("capability", "weight"):
     if key not in node:
-      _fail(path, where, f"key {key!r} is missing (every task needs files, capability "
-                         "and weight).")
+      _fail(path, where, f"key {key!r} is missing (every task needs files or seqio_task, "
+                         "capability and weight).")
   if node["capability"] not in CAPABILITIES:
     _fail(path, where, f"key 'capability': {node['capability']!r} is not one of "
                        f"{list(CAPABILITIES)}.")
+  if "seqio_task" in node:
+    return _seqio_task(path, task, node, registry_modules)
+  if "files" not in node:
+    _fail(path, where, "key 'files' is missing (every task needs files or seqio_task, "
+                       "capability and weight).")
+  if "split" in node:
+    _fail(path, where, "key 'split': only a seqio_task task has a split.")
   patterns = node["files"]
   patterns = [patterns] if isinstance(patterns, str) else patterns
   if not isinstance(patterns, list) or not patterns or not all(
@@ -211,6 +231,36 @@ def _task(path: str, task, node) -> TaskSpec:
       task, node["capability"], _files(path, task, patterns), _text_fn(path, task, node),
       epochs, node.get("provenance", f"{path}: {', '.join(patterns)}"),
       node.get("licence", "unspecified"), fim=node.get("fim", False))
+
+
+def _seqio_task(path: str, task: str, node: dict,
+                registry_modules: tuple[str, ...]) -> TaskSpec:
+  """A task whose documents are a registered seqio Task's preprocessed examples."""
+  where = f"task {task!r}: "
+  for key in ("files", "template", "chat_template"):
+    if key in node:
+      _fail(path, where, f"keys ['seqio_task', {key!r}] conflict: a seqio task's text is "
+                         "its preprocessors' `text_field` output.")
+  epochs = node.get("max_epochs", 1)
+  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+    _fail(path, where, f"key 'max_epochs': must be an integer >= 1, got {epochs!r}.")
+  if not isinstance(node.get("fim", False), bool):
+    _fail(path, where, f"key 'fim': must be true or false, got {node['fim']!r}.")
+  for key in ("seqio_task", "split", "text_field", "licence", "provenance"):
+    if key in node and (not isinstance(node[key], str) or not node[key]):
+      _fail(path, where, f"key {key!r}: must be a non-empty string, got {node[key]!r}.")
+  field = node.get("text_field", "text")
+  return TaskSpec(
+      task, node["capability"], _no_files, sources.field_text(field), epochs,
+      node.get("provenance", f"{path}: seqio task {node['seqio_task']}"),
+      node.get("licence", "unspecified"), fim=node.get("fim", False),
+      seqio_task=node["seqio_task"], seqio_split=node.get("split", "train"),
+      seqio_text_field=field, registry_modules=registry_modules)
+
+
+def _no_files(data_cfg=None) -> list[str]:
+  del data_cfg  # A seqio task's documents come from seqio, not files.
+  return []
 
 
 def _files(path: str, task: str, patterns: list[str]):

@@ -12,7 +12,7 @@ import hashlib
 import json
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from midtrain_jax import cache
 from midtrain_jax.data import catalog, layout, sources
@@ -108,6 +108,8 @@ def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg) -
                   max_docs=data_cfg.max_docs_per_task, shard_docs=data_cfg.shard_docs,
                   decontam=(",".join(data_cfg.decontam.benchmarks), data_cfg.decontam.mode),
                   text_fn=spec.text_fn.__name__)
+  if spec.seqio_task:  # Only then: fingerprints of file tasks stay as they were.
+    settings["seqio"] = (spec.seqio_task, spec.seqio_split, spec.seqio_text_field)
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -141,6 +143,28 @@ class _Progress:
           f"data.max_malformed={limit}. First ones:\n  {listing}")
 
 
+def read_documents(spec: catalog.TaskSpec, data_cfg
+                   ) -> tuple[list[str], Iterator[sources.Document | sources.Malformed]]:
+  """(source files, stream of documents) of a task: its files, or its seqio Task.
+
+  Args:
+    spec: the task.
+    data_cfg: the `data` config section (source paths, registry modules).
+
+  Returns:
+    The files read ([] for a seqio task) and the lazy document stream.
+  """
+  if not spec.seqio_task:
+    files = sources.expand(spec.files(data_cfg))
+    return files, sources.read_files(files, spec.text_fn)
+  # Imported here only: it brings TensorFlow and seqio, and the training path
+  # imports this module (test_training_path_does_not_import_tensorflow_or_seqio).
+  from midtrain_jax.data import seqio_source  # noqa: PLC0415
+  modules = dict.fromkeys([*data_cfg.registry_modules, *spec.registry_modules])
+  seqio_source.import_modules(modules)
+  return [], seqio_source.read_task(spec.seqio_task, spec.seqio_split, spec.seqio_text_field)
+
+
 def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
                  log: Callable[[str], None] = print) -> dict:
   """Writes one task's shards, held-out split and stats (resumable).
@@ -156,7 +180,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     The task's stats dict (also written to <out_dir>/<task>/stats.json).
   """
   task_dir = out_dir / spec.name
-  files = sources.expand(spec.files(data_cfg))
+  files, stream = read_documents(spec, data_cfg)
   fingerprint = _task_fingerprint(spec, files, tok, data_cfg)
   if (task_dir / layout.STATS).exists():
     stats = layout.read_stats(out_dir, spec.name)
@@ -190,7 +214,6 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
       shard_index += 1
     pending.clear()
 
-  stream = sources.read_files(files, spec.text_fn)
   for record_index, item in enumerate(stream):
     if data_cfg.max_docs_per_task and record_index >= data_cfg.max_docs_per_task:
       break

@@ -48,11 +48,10 @@ def _text_dataset(split: str, shuffle_files: bool = False, seed: int | None = No
   if mixture_file.is_mixture_file(data_cfg.mixture):
     catalog.load_file(data_cfg.mixture)  # Its tasks, in a process that has not read it.
   spec = catalog.get_task(task)
-  files = sources.expand(spec.files(data_cfg))
   want_heldout = split == "validation"
 
   def documents():
-    for item in sources.read_files(files, spec.text_fn):
+    for item in preparation.read_documents(spec, data_cfg)[1]:
       if (isinstance(item, sources.Document) and
           preparation.is_heldout(item.text, data_cfg.heldout_fraction) == want_heldout):
         yield {"text": item.text}

@@ -28,6 +28,12 @@ class TaskSpec:
     fim: apply fill-in-the-middle (code tasks).
     olmo3_tokens_b: size in the OLMo 3 Dolmino mix (billions of tokens), for
       the tasks of `dolmino_olmo3`.
+    seqio_task: when set, the documents are the examples of this registered
+      seqio Task or Mixture (after its preprocessors) instead of `files`; see
+      seqio_source.py.
+    seqio_split: the seqio split read.
+    seqio_text_field: the (scalar string) feature holding the text.
+    registry_modules: modules to import first, that register `seqio_task`.
   """
   name: str
   capability: str
@@ -38,6 +44,10 @@ class TaskSpec:
   licence: str
   fim: bool = False
   olmo3_tokens_b: float = 0.0
+  seqio_task: str = ""
+  seqio_split: str = "train"
+  seqio_text_field: str = "text"
+  registry_modules: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
