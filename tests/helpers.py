@@ -1,5 +1,6 @@
 """Shared test fixtures: a tiny model config and batches of real text."""
 import dataclasses
+import math
 import pathlib
 import sysconfig
 
@@ -7,6 +8,7 @@ import numpy as np
 
 from configs import anneal
 from midtrain_jax import config as config_lib
+from midtrain_jax.train import loop
 
 # The repository's root folder (configs/, launch/, notebooks/ live there).
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -59,3 +61,19 @@ def small_config(steps: int, mesh=(8, 1, 1), schedule="constant", **data):
   c.ckpt.update(every_steps=3, async_save=False)
   c.mesh.update(data=mesh[0], fsdp=mesh[1], tensor=mesh[2])
   return c
+
+
+def assert_resumes_exactly(config, tmp_path) -> None:
+  """Training 3 steps then resuming to 6 gives the losses of 6 uninterrupted steps.
+
+  Args:
+    config: steps -> the run's config.
+    tmp_path: folder for the two runs.
+  """
+  full = loop.run(config(6), str(tmp_path / "full"))
+  first = loop.run(config(3), str(tmp_path / "resumed"))
+  resumed = loop.run(config(6), str(tmp_path / "resumed"))
+  assert sorted(resumed.losses) == [4, 5, 6]
+  for step in range(1, 7):
+    got = (first.losses | resumed.losses)[step]
+    assert math.isclose(got, full.losses[step], rel_tol=2e-5), step

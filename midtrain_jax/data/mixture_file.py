@@ -219,11 +219,7 @@ def _task(path: str, task, node, registry_modules: tuple[str, ...]) -> TaskSpec:
       isinstance(p, str) for p in patterns):
     _fail(path, where, f"key 'files': must be a pattern or a list of patterns, got "
                        f"{node['files']!r}.")
-  epochs = node.get("max_epochs", 1)
-  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-    _fail(path, where, f"key 'max_epochs': must be an integer >= 1, got {epochs!r}.")
-  if not isinstance(node.get("fim", False), bool):
-    _fail(path, where, f"key 'fim': must be true or false, got {node['fim']!r}.")
+  epochs = _checked_epochs_and_fim(path, where, node)
   for key in ("licence", "provenance", "text_field", "template", "chat_template"):
     if key in node and not isinstance(node[key], str):
       _fail(path, where, f"key {key!r}: must be a string, got {node[key]!r}.")
@@ -231,6 +227,16 @@ def _task(path: str, task, node, registry_modules: tuple[str, ...]) -> TaskSpec:
       task, node["capability"], _files(path, task, patterns), _text_fn(path, task, node),
       epochs, node.get("provenance", f"{path}: {', '.join(patterns)}"),
       node.get("licence", "unspecified"), fim=node.get("fim", False))
+
+
+def _checked_epochs_and_fim(path: str, where: str, node: dict) -> int:
+  """A task's `max_epochs` (default 1), after checking it and `fim` (both task kinds)."""
+  epochs = node.get("max_epochs", 1)
+  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+    _fail(path, where, f"key 'max_epochs': must be an integer >= 1, got {epochs!r}.")
+  if not isinstance(node.get("fim", False), bool):
+    _fail(path, where, f"key 'fim': must be true or false, got {node['fim']!r}.")
+  return epochs
 
 
 def _seqio_task(path: str, task: str, node: dict,
@@ -241,11 +247,7 @@ def _seqio_task(path: str, task: str, node: dict,
     if key in node:
       _fail(path, where, f"keys ['seqio_task', {key!r}] conflict: a seqio task's text is "
                          "its preprocessors' `text_field` output.")
-  epochs = node.get("max_epochs", 1)
-  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-    _fail(path, where, f"key 'max_epochs': must be an integer >= 1, got {epochs!r}.")
-  if not isinstance(node.get("fim", False), bool):
-    _fail(path, where, f"key 'fim': must be true or false, got {node['fim']!r}.")
+  epochs = _checked_epochs_and_fim(path, where, node)
   for key in ("seqio_task", "split", "text_field", "licence", "provenance"):
     if key in node and (not isinstance(node[key], str) or not node[key]):
       _fail(path, where, f"key {key!r}: must be a non-empty string, got {node[key]!r}.")

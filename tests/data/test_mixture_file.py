@@ -1,6 +1,5 @@
 """A user's own mixture file: loading, preparing, mixing by its weights, training, bad input."""
 import json
-import math
 import pathlib
 
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 from midtrain_jax import config as config_lib
 from midtrain_jax.data import catalog, layout, mixture_file, pipeline, preparation
 from midtrain_jax.data.corpora import user_example
-from midtrain_jax.train import loop
+from tests import helpers
 from tests.helpers import small_config
 
 _SWITCH_STEP = 2
@@ -134,13 +133,7 @@ def test_training_on_a_mixture_file_resumes_exactly(tmp_path, example):
   path, data_dir = example
   def config(steps):
     return small_config(steps, mixture=path, data_dir=data_dir, prepare_if_missing=False)
-  full = loop.run(config(6), str(tmp_path / "full"))
-  first = loop.run(config(3), str(tmp_path / "resumed"))
-  resumed = loop.run(config(6), str(tmp_path / "resumed"))
-  assert sorted(resumed.losses) == [4, 5, 6]
-  for step in range(1, 7):
-    got = (first.losses | resumed.losses)[step]
-    assert math.isclose(got, full.losses[step], rel_tol=2e-5), step
+  helpers.assert_resumes_exactly(config, tmp_path)
 
 
 # Bad input: each case names the file, the task and the key.

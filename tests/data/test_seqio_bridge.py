@@ -4,7 +4,6 @@ tests/data/user_seqio_tasks.py registers a Task with its own source and a
 preprocessor; a mixture file names it (`seqio_task`) next to a JSONL task.
 """
 import json
-import math
 
 import grain
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from midtrain_jax import config as config_lib
 from midtrain_jax.data import catalog, layout, mixture_file, pipeline, preparation
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.train import loop
+from tests import helpers
 from tests.data import demo_data
 from tests.helpers import small_config
 
@@ -98,13 +97,7 @@ def test_training_on_a_seqio_task_resumes_exactly(tmp_path, prepared):
   path, data_dir = prepared
   def config(steps):
     return small_config(steps, mixture=path, data_dir=data_dir, prepare_if_missing=False)
-  full = loop.run(config(6), str(tmp_path / "full"))
-  first = loop.run(config(3), str(tmp_path / "resumed"))
-  resumed = loop.run(config(6), str(tmp_path / "resumed"))
-  assert sorted(resumed.losses) == [4, 5, 6]
-  for step in range(1, 7):
-    got = (first.losses | resumed.losses)[step]
-    assert math.isclose(got, full.losses[step], rel_tol=2e-5), step
+  helpers.assert_resumes_exactly(config, tmp_path)
 
 
 def test_config_registry_modules_are_imported_too(tmp_path):
