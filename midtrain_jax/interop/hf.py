@@ -140,7 +140,6 @@ def import_model(src: str, out: str, log: Callable[[str], None] = print) -> str:
   missing = sorted(set(names) - seen)
   if missing:
     raise ValueError(f"{src}: missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}.")
-  params = _with_int_keys(params, abstract)
 
   out_dir.mkdir(parents=True, exist_ok=True)
   if tokenizer_text is not None:
@@ -162,16 +161,6 @@ def _hf_shape(tensor: families.Tensor, shape: tuple[int, ...], vocab: int) -> tu
   if tensor.kind == "vector":
     return (math.prod(shape),)
   return (vocab, shape[1] if tensor.kind == "embed" else shape[0])
-
-
-def _with_int_keys(tree: dict, like) -> dict:
-  """`tree` with the key types of `like` (list indices are ints in params trees)."""
-  if not isinstance(like, dict):
-    return tree
-  out = {}
-  for key, value in like.items():
-    out[key] = _with_int_keys(tree[key if key in tree else str(key)], value)
-  return out
 
 
 def export_model(src: str, out: str, log: Callable[[str], None] = print) -> str:
