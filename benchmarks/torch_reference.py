@@ -13,6 +13,11 @@ Run:
 
 FLOPs per token use 6 * (non-embedding params + output projection) + 12 * L * d * seq
 (attention, not halved for causality) -- use the same formula on the JAX side.
+
+Options beyond the shared reference (defaults behave as it does): --samples N
+prints one `sample=i tokens_per_s=...` line per timed sample of --steps steps;
+--dtype bfloat16 runs forward and backward under CPU autocast (fp32 master
+weights and AdamW, as the JAX side's compute_dtype=bfloat16).
 """
 import argparse
 import time
@@ -35,8 +40,9 @@ def main():
   p = argparse.ArgumentParser()
   for name, default in [("vocab", 8192), ("d", 256), ("layers", 4), ("heads", 4),
                         ("kv-heads", 4), ("ffn", 1024), ("seq", 256), ("batch", 16),
-                        ("steps", 10)]:
+                        ("steps", 10), ("samples", 1)]:
     p.add_argument("--" + name, type=int, default=default)
+  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   a = p.parse_args()
   torch.manual_seed(0)
   cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.d, intermediate_size=a.ffn,
@@ -51,17 +57,23 @@ def main():
   x = torch.randint(0, a.vocab, (a.batch, a.seq))
 
   def step():
-    loss = model(input_ids=x, labels=x).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bfloat16"):
+      loss = model(input_ids=x, labels=x).loss
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
 
   for _ in range(3):
     step()
-  t = time.perf_counter()
-  for _ in range(a.steps):
-    step()
-  dt = (time.perf_counter() - t) / a.steps
+  times = []
+  for i in range(a.samples):
+    t = time.perf_counter()
+    for _ in range(a.steps):
+      step()
+    times.append((time.perf_counter() - t) / a.steps)
+    if a.samples > 1:
+      print(f"sample={i} tokens_per_s={a.batch * a.seq / times[-1]:.0f}", flush=True)
+  dt = sorted(times)[len(times) // 2]
   tok_s = a.batch * a.seq / dt
   peak = matmul_peak()
   print(f"torch {torch.__version__} threads={torch.get_num_threads()} "

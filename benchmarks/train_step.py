@@ -1,20 +1,30 @@
 """Train-step throughput of the JAX model, side by side with the PyTorch reference.
 
-  python benchmarks/train_step.py                      # tiny preset, seq 256, batch 16
-  python benchmarks/train_step.py --torch-python=.torchref/bin/python
+  python -m benchmarks.train_step                      # tiny preset, seq 256, batch 16, fp32
+  python -m benchmarks.train_step --dtype=bfloat16 --samples=5
+  python -m benchmarks.train_step --size=custom --d=768 --layers=12 --seq=1024 --batch=4
 
 The JAX model is configured with the reference's architecture (Llama: pre-norm,
 no QK-norm, full attention, untied output) so both do the same work. FLOPs per
 token use the reference's formula: 6 * (non-embedding params + output
-projection) + 12 * layers * d * seq. MFU is against a measured fp32 matmul peak.
-The torch reference runs in its own interpreter (its venv: see
-`.torchref/bin/python`); when absent, only the JAX figures are printed.
+projection) + 12 * layers * d * seq, asserted equal to the model's own
+accounting. Both frameworks run `--samples` timed samples of `--steps` steps
+each (every sample synchronised), reported as median and min-max spread.
 
-Last line: `tokens_per_s=X mfu=Y` for the JAX step.
+MFU of both is against one peak (`peak_gflops=`): the highest synchronised
+matmul rate either framework reached on this CPU in float32 (bf16 arithmetic
+can run in float32 units; train/peaks.py defines the peak), checked against
+the host's theoretical limit. The torch reference runs in `--torch-python`
+(default: `.torchref/bin/python` if present, else this interpreter when it has
+torch and transformers); without one, only the JAX figures are printed.
+
+Last line: `tokens_per_s=X mfu=Y` for the JAX step (median).
 """
 import argparse
+import importlib.util
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -24,17 +34,27 @@ import numpy as np
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import metrics, optim
+from midtrain_jax.train import metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
 _REFERENCE = os.path.join(os.path.dirname(__file__), "torch_reference.py")
 
 
-def jax_step_throughput(args) -> dict[str, float]:
+def model_section(args):
+  """The benchmark's model: a preset, or --size=custom with --d/--layers/..."""
   c = config_lib.base_config(args.size)
+  if args.size == "custom":
+    c.model.update(d_model=args.d, n_layers=args.layers, n_heads=args.heads,
+                   n_kv_heads=args.heads, mlp_dim=4 * args.d, vocab_size=args.vocab)
   c.model.update(window_pattern=(0,), norm="pre", qk_norm="none", tie_embeddings=False,
                  compute_dtype=args.dtype, attention=args.attention)
   c.optim.update(schedule="constant", warmup_steps=0, lr=1e-3)
+  return c
+
+
+def jax_samples(args) -> dict:
+  """Tokens/s of each timed sample, and the model's FLOPs per token."""
+  c = model_section(args)
   cfg = config_lib.model_config(c.model)
   mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
   schedule = optim.make_schedule(c.optim, args.steps)
@@ -51,71 +71,106 @@ def jax_step_throughput(args) -> dict[str, float]:
       positions=np.tile(np.arange(args.seq, dtype=np.int32), (args.batch, 1))), mesh)
   for _ in range(3):
     state, m = step(state, batch)
-  jax.block_until_ready(m)
-  start = time.perf_counter()
-  for _ in range(args.steps):
-    state, m = step(state, batch)
-  jax.block_until_ready(m)
-  step_s = (time.perf_counter() - start) / args.steps
+  jax.block_until_ready((state, m))
+  rates = []
+  for _ in range(args.samples):
+    start = time.perf_counter()
+    for _ in range(args.steps):
+      state, m = step(state, batch)
+    jax.block_until_ready((state, m))
+    rates.append(args.batch * args.seq * args.steps / (time.perf_counter() - start))
   n_params = metrics.param_count(abstract)
-  # The reference's formula, with the model's own FLOPs accounting as a check.
   ref_flops = 6 * (n_params - cfg.padded_vocab_size * cfg.d_model) + \
       12 * cfg.n_layers * cfg.d_model * args.seq
   assert ref_flops == metrics.flops_per_token(cfg, n_params, args.seq)
-  tok_s = args.batch * args.seq / step_s
-  peak = metrics.measure_matmul_peak()
-  return dict(tok_s=tok_s, step_ms=step_s * 1e3, gflops=tok_s * ref_flops / 1e9,
-              peak_gflops=peak / 1e9, mfu=tok_s * ref_flops / peak, params=n_params)
+  return dict(rates=rates, flops_per_token=ref_flops, params=n_params)
 
 
-def torch_reference(args) -> dict[str, float] | None:
-  python = args.torch_python
-  if not python or not os.path.exists(python) or not os.path.exists(args.reference):
+def torch_python(args) -> str | None:
+  if args.torch_python:
+    return args.torch_python if os.path.exists(args.torch_python) else None
+  if os.path.exists(".torchref/bin/python"):
+    return ".torchref/bin/python"
+  have = all(importlib.util.find_spec(m) for m in ("torch", "transformers"))
+  return sys.executable if have else None
+
+
+def torch_samples(args) -> dict | None:
+  python = torch_python(args)
+  if python is None or not os.path.exists(args.reference):
     return None
-  cfg = config_lib.base_config(args.size).model
+  cfg = model_section(args).model
   cmd = [python, args.reference, "--vocab", str(cfg.vocab_size), "--d", str(cfg.d_model),
          "--layers", str(cfg.n_layers), "--heads", str(cfg.n_heads),
          "--kv-heads", str(cfg.n_kv_heads), "--ffn", str(cfg.mlp_dim), "--seq", str(args.seq),
-         "--batch", str(args.batch), "--steps", str(args.steps)]
+         "--batch", str(args.batch), "--steps", str(args.steps),
+         "--samples", str(args.samples), "--dtype", args.dtype]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-  print(out.strip().splitlines()[-1])
-  fields = dict(re.findall(r"(\w+)=([\d.]+)", out))
-  tok_s, gflops, peak = (float(fields[k]) for k in ("tokens_per_s", "model_gflops",
-                                                    "matmul_peak_gflops"))
-  return dict(tok_s=tok_s, gflops=gflops, peak_gflops=peak, mfu=gflops / peak)
+  last = out.strip().splitlines()[-1]
+  fields = dict(re.findall(r"(\w+)=([\w.+]+)", last))
+  rates = [float(r) for r in re.findall(r"sample=\d+ tokens_per_s=([\d.]+)", out)]
+  return dict(rates=rates or [float(fields["tokens_per_s"])], version=last.split()[1],
+              threads=int(fields["threads"]), params=float(fields["params"].rstrip("M")),
+              peak=float(fields["matmul_peak_gflops"]) * 1e9)
+
+
+def _spread(rates: list[float]) -> str:
+  return (f"median {statistics.median(rates):,.0f} (min {min(rates):,.0f}, "
+          f"max {max(rates):,.0f}, n={len(rates)})")
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", default="tiny")
+  p.add_argument("--size", default="tiny", help="a preset, or custom (with --d, --layers ...)")
+  p.add_argument("--d", type=int, default=768)
+  p.add_argument("--layers", type=int, default=12)
+  p.add_argument("--heads", type=int, default=12)
+  p.add_argument("--vocab", type=int, default=8192)
   p.add_argument("--seq", type=int, default=256)
   p.add_argument("--batch", type=int, default=16)
-  p.add_argument("--steps", type=int, default=10)
+  p.add_argument("--steps", type=int, default=5, help="steps per timed sample")
+  p.add_argument("--samples", type=int, default=3)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--attention", default="xla", help="model.attention implementation")
-  p.add_argument("--torch-python", default=".torchref/bin/python")
+  p.add_argument("--torch-python", default="", help="interpreter with torch + transformers")
   p.add_argument("--reference", default=_REFERENCE,
                  help="path of the PyTorch reference script (torch_reference.py)")
   args = p.parse_args()
+  if args.samples < 3:
+    p.error("--samples must be >= 3: a median and spread need several samples.")
 
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x1, {os.cpu_count()} cores; "
-        f"{args.size} seq={args.seq} batch={args.batch}", flush=True)
-  torch = torch_reference(args)  # First, so the two runs do not share the cores.
-  ours = jax_step_throughput(args)
-  print(f"jax params={ours['params'] / 1e6:.2f}M step_ms={ours['step_ms']:.0f} "
-        f"tokens_per_s={ours['tok_s']:.0f} model_gflops={ours['gflops']:.1f} "
-        f"matmul_peak_gflops={ours['peak_gflops']:.0f} mfu={ours['mfu']:.3f}")
+  info = peaks.cpu_info()
+  print(f"machine: {info.describe()}; theoretical fp32 "
+        f"{info.theoretical_flops() / 1e9:.0f} GFLOP/s at the reported clock", flush=True)
+  print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}, "
+        f"{args.samples} samples x {args.steps} steps", flush=True)
+  # Torch first and alone, so the two never share the cores.
+  torch = torch_samples(args)
+  ours = jax_samples(args)
+  jax_peak = peaks.measured_cpu_peak("float32")
+  peak = jax_peak
   if torch is not None:
-    # Each framework measures its own matmul peak; MFU against the higher of
-    # the two is the like-for-like figure.
-    peak = max(ours["peak_gflops"], torch["peak_gflops"])
-    print(f"torch tokens_per_s={torch['tok_s']:.0f} mfu={torch['mfu']:.3f} (own peak) | "
-          f"vs common peak {peak:.0f} GFLOP/s: jax mfu={ours['gflops'] / peak:.3f} "
-          f"torch mfu={torch['gflops'] / peak:.3f} | "
-          f"jax/torch tokens_per_s ratio={ours['tok_s'] / torch['tok_s']:.2f}")
+    peaks.check_against_limit(torch["peak"])
+    peak = max(peak, torch["peak"])
+  print(f"jax {jax.__version__}: XLA CPU intra-op threads = {info.cores} (one per core), "
+        f"params={ours['params'] / 1e6:.2f}M")
+  if torch is not None:
+    print(f"torch {torch['version']}: intra-op threads = {torch['threads']}, "
+          f"params={torch['params']:.2f}M")
+  print(f"peak_gflops={peak / 1e9:.0f} (fp32 matmul, synchronised: jax {jax_peak / 1e9:.0f}"
+        + (f", torch {torch['peak'] / 1e9:.0f}" if torch else "") + ")")
+  fpt = ours["flops_per_token"]
+  jax_tok = statistics.median(ours["rates"])
+  print(f"jax   tokens/s {_spread(ours['rates'])}  mfu={peaks.mfu(jax_tok, fpt, peak):.3f}")
+  if torch is not None:
+    torch_tok = statistics.median(torch["rates"])
+    ratios = [j / t for j, t in zip(ours["rates"], torch["rates"])]
+    print(f"torch tokens/s {_spread(torch['rates'])}  mfu={peaks.mfu(torch_tok, fpt, peak):.3f}")
+    print(f"jax/torch ratio={jax_tok / torch_tok:.2f} (per-sample min {min(ratios):.2f}, "
+          f"max {max(ratios):.2f})")
   else:
-    print("torch reference not run (no --torch-python interpreter with torch).")
-  print(f"tokens_per_s={ours['tok_s']:.0f} mfu={ours['mfu']:.3f}")
+    print("torch reference not run (no interpreter with torch and transformers).")
+  print(f"tokens_per_s={jax_tok:.0f} mfu={peaks.mfu(jax_tok, fpt, peak):.3f}")
 
 
 if __name__ == "__main__":

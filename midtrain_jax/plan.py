@@ -20,7 +20,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. "
                                           "configs/anneal.py:size=7b.", lock_config=True)
 _MESH = flags.DEFINE_string("mesh", None, "Mesh, e.g. data:1,fsdp:256,tensor:1 "
                             "(default: the config's mesh, which must have no -1).")
-_CHIP = flags.DEFINE_enum("chip", "v5p", sorted(plan.CHIPS), "Device type.")
+_CHIP = flags.DEFINE_enum("chip", "v5p", plan.CHIPS, "Device type (cpu: this host).")
 _MFU = flags.DEFINE_float("mfu", 0.4, "Assumed model FLOPs utilisation.")
 
 

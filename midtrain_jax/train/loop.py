@@ -20,7 +20,7 @@ from midtrain_jax import files
 from midtrain_jax.data import pipeline
 from midtrain_jax.evals import heldout, suite
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import checkpoint, metrics, optim
+from midtrain_jax.train import checkpoint, metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
 
@@ -178,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
 
   step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding)
   logger = metrics.MetricLogger(workdir, total, fpt,
-                                metrics.system_peak(metrics.measure_matmul_peak()))
+                                peaks.system_peak(config.model.compute_dtype))
   tokens_per_step = config.data.batch_size * config.data.seq_len
   task_tokens = np.zeros(len(task_names), np.int64)
   pending = None  # (step, device metrics) of the last dispatched step.

@@ -1,14 +1,14 @@
-"""FLOPs accounting, measured matmul peak, and metric writing (TensorBoard + a progress line)."""
+"""FLOPs accounting and metric writing (TensorBoard + a progress line); peaks are in peaks.py."""
 import math
 import time
 from collections.abc import Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from midtrain_jax import logs
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
+from midtrain_jax.train import peaks
 
 metric_writers = logs.quiet_import("clu.metric_writers")
 
@@ -32,27 +32,6 @@ def flops_per_token(cfg: ModelConfig, n_params: int, seq_len: int) -> float:
   return 6.0 * matmul_params + 12.0 * attn_width * keys
 
 
-def measure_matmul_peak(dtype=jnp.float32, n: int = 2048, reps: int = 10) -> float:
-  """Measured FLOP/s of a square matmul on one device (the MFU denominator)."""
-  device = jax.local_devices()[0]
-  a = jax.device_put(jnp.ones((n, n), dtype), device)
-  matmul = jax.jit(lambda x: x @ x)
-  for _ in range(3):
-    matmul(a).block_until_ready()
-  start = time.perf_counter()
-  for _ in range(reps):
-    out = matmul(a)
-  out.block_until_ready()
-  return 2 * n**3 * reps / (time.perf_counter() - start)
-
-
-def system_peak(per_device_peak: float) -> float:
-  """Peak of all devices of the run. Fake CPU devices share one host's cores."""
-  if jax.devices()[0].platform == "cpu":
-    return per_device_peak * jax.process_count()
-  return per_device_peak * jax.device_count()
-
-
 def _duration(seconds: float) -> str:
   if not math.isfinite(seconds):
     return "?"
@@ -66,6 +45,7 @@ class MetricLogger:
   """Writes scalars to TensorBoard (process 0) and prints one progress line per log step."""
 
   def __init__(self, workdir: str, total_steps: int, flops_per_token: float, peak_flops: float):
+    """`peak_flops`: all devices' peak in the compute dtype (`peaks.system_peak`)."""
     self.is_main = jax.process_index() == 0
     # TensorBoard events only: the progress line is the console output, so
     # clu's logging writer (which echoes every scalar) is not used.
@@ -95,7 +75,7 @@ class MetricLogger:
       elapsed = now - self._last_time
       tok_s = self._tokens_since / elapsed
       out["tokens_per_s"] = tok_s
-      out["mfu"] = tok_s * self.flops_per_token / self.peak_flops
+      out["mfu"] = peaks.mfu(tok_s, self.flops_per_token, self.peak_flops)
       out["step_time_s"] = elapsed / (step - self._last_step)
     self._last_time, self._last_step, self._tokens_since = now, step, 0.0
     self.writer.write_scalars(step, {**out, **dict(extra)})

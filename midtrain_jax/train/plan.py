@@ -8,7 +8,9 @@ an abstract mesh of the requested shape (tests check it against the real
 sharded state). Activations are an estimate per remat policy: the tensors a
 decoder layer keeps for its backward pass, times layers, plus the logits.
 Step time and tokens/day follow from FLOPs per token (metrics.flops_per_token,
-sliding-window layers counted by their window) at the stated MFU.
+sliding-window layers counted by their window) at the stated MFU of the chip's
+peak in the config's compute dtype (train/peaks.py: the same peak table and
+MFU definition as the training logs).
 """
 import dataclasses
 
@@ -20,26 +22,11 @@ from jax.sharding import AbstractMesh
 from midtrain_jax import config as config_lib
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import metrics, optim
+from midtrain_jax.train import metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
-
-@dataclasses.dataclass(frozen=True)
-class Chip:
-  peak_flops: float  # Dense bf16 FLOP/s per device.
-  hbm_bytes: float   # Memory per device.
-
-
-# Vendor figures per device (TPU chip or GPU). `cpu` is a nominal host.
-CHIPS = {
-    "v5p": Chip(459e12, 95e9),
-    "v5e": Chip(197e12, 16e9),
-    "v4": Chip(275e12, 32e9),
-    "h100": Chip(989e12, 80e9),
-    "h200": Chip(989e12, 141e9),
-    "a100": Chip(312e12, 80e9),
-    "cpu": Chip(1e12, 64e9),
-}
+# Every chip of the peak table, plus "cpu": this host (theoretical peak, its memory).
+CHIPS = (*peaks.CHIPS, "cpu")
 REMAT_POLICIES = ("none", "save_dots", "full")
 # Headroom for XLA temporaries, fragmentation and collectives' buffers.
 USABLE_HBM_FRACTION = 0.9
@@ -151,7 +138,7 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
   Args:
     config: a full config (its `mesh` section is ignored in favour of `mesh_sizes`).
     mesh_sizes: {"data": ..., "fsdp": ..., "tensor": ...}.
-    chip: a key of CHIPS.
+    chip: one of CHIPS.
     mfu: model FLOPs utilisation assumed for the step time, in (0, 1].
 
   Returns:
@@ -175,11 +162,17 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
           for r in REMAT_POLICIES}
   fpt = metrics.flops_per_token(model_cfg, n_params, config.data.seq_len)
   tokens_per_step = config.data.batch_size * config.data.seq_len
-  step_time = fpt * tokens_per_step / (n_devices * CHIPS[chip].peak_flops * mfu)
+  peak = chip_spec(chip).peak_flops(config.model.compute_dtype)
+  step_time = fpt * tokens_per_step / (n_devices * peak * mfu)
   return Plan(n_params=n_params, mesh=dict(mesh_sizes), params_bytes=params,
               opt_state_bytes=opt_state, grads_bytes=grads, activation_bytes=acts,
               flops_per_token=fpt, tokens_per_step=tokens_per_step, step_time_s=step_time,
               tokens_per_day=tokens_per_step / step_time * 86400)
+
+
+def chip_spec(chip: str) -> peaks.Chip:
+  """The peak table's entry for `chip` ("cpu": this host)."""
+  return peaks.host_chip() if chip == "cpu" else peaks.CHIPS[chip]
 
 
 def _gib(n: float) -> str:
@@ -188,14 +181,15 @@ def _gib(n: float) -> str:
 
 def format_plan(plan: Plan, config: ml_collections.ConfigDict, chip: str, mfu: float) -> str:
   """The plan as text, with a warning for every remat policy that does not fit."""
-  hbm = CHIPS[chip].hbm_bytes
+  hbm = chip_spec(chip).hbm_bytes
+  peak = chip_spec(chip).peak_flops(config.model.compute_dtype)
   n_devices = int(np.prod(list(plan.mesh.values())))
   lines = [
       f"model {config.model.size}: {plan.n_params / 1e9:.3f}B params, seq_len "
       f"{config.data.seq_len}, batch {config.data.batch_size} rows "
       f"({plan.tokens_per_step:,} tokens/step)",
       f"mesh {plan.mesh} = {n_devices} x {chip} ({hbm / 1e9:.0f} GB HBM, "
-      f"{CHIPS[chip].peak_flops / 1e12:.0f} TFLOP/s peak)",
+      f"{peak / 1e12:.0f} TFLOP/s {config.model.compute_dtype} peak)",
       "per-device memory:",
       f"  params       {_gib(plan.params_bytes)}  ({config.model.param_dtype})",
       f"  optimiser    {_gib(plan.opt_state_bytes)}  (AdamW mu + nu)",
