@@ -34,6 +34,8 @@ class RunResult:
   loss: float
   workdir: str
   losses: dict[int, float]  # Loss at every logged step.
+  # The train step's metrics (loss, lr applied, grad/param/update norms) at every logged step.
+  metrics: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
   # Held-out results ({task: {loss, bpb, ...}}) at every evaluated step.
   evals: dict[int, dict] = dataclasses.field(default_factory=dict)
 
@@ -92,14 +94,20 @@ def _all_processes_sum(counts: np.ndarray) -> np.ndarray:
   return ((gathered[:, 0] << 20) + gathered[:, 1]).sum(axis=0)
 
 
+# A non-finite update or parameter norm means the new state itself is broken,
+# even when the step's loss and gradients (computed before the update) were finite.
+_MUST_BE_FINITE = ("loss", "grad_norm", "update_norm", "param_norm")
+
+
 def _host_metrics(step: int, device_metrics) -> dict[str, float]:
   """Fetches a step's metrics and stops the run if it diverged."""
   values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-  if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+  bad = {k: values[k] for k in _MUST_BE_FINITE if not math.isfinite(values[k])}
+  if bad:
+    found = ", ".join(f"{k}={v}" for k, v in bad.items())
     raise TrainingDivergedError(
-        f"Training diverged at step {step}: loss={values['loss']}, "
-        f"grad_norm={values['grad_norm']}. No checkpoint was written from this point; "
-        "the last good checkpoint is intact (lower optim.lr or check the data).")
+        f"Training diverged at step {step}: {found}. No checkpoint was written from this "
+        "point; the last good checkpoint is intact (lower optim.lr or check the data).")
   return values
 
 
@@ -183,7 +191,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   task_tokens = np.zeros(len(task_names), np.int64)
   pending = None  # (step, device metrics) of the last dispatched step.
   last = {"loss": float("nan")}
-  losses, evals = {}, {}
+  losses, logged, evals = {}, {}, {}
   evaluator = _heldout_evaluator(config, graphdef, mesh, params_sharding)
   try:
     for step in range(start, total):
@@ -202,6 +210,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
       if done % config.train.log_every_steps == 0 or done == total:
         last = _host_metrics(*pending)
         losses[done] = last["loss"]
+        logged[done] = last
         extra = {f"tokens/{name}": float(n)
                  for name, n in zip(task_names, _all_processes_sum(task_tokens))}
         # Epochs started per task, as the loader counts them (restored on resume).
@@ -223,4 +232,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
     logger.close()
   final_step = int(state.step)
   print(f"final step={final_step} loss={last['loss']:.4f}", flush=True)
-  return RunResult(step=final_step, loss=last["loss"], workdir=workdir, losses=losses, evals=evals)
+  return RunResult(step=final_step, loss=last["loss"], workdir=workdir, losses=losses,
+                   metrics=logged, evals=evals)

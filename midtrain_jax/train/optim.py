@@ -123,6 +123,20 @@ def make_optimizer(optim: ml_collections.ConfigDict, schedule: optax.Schedule):
   )
 
 
+def applied_lr(schedule: optax.Schedule, opt_state):
+  """The LR the next `tx.update` applies: the schedule at the optimiser's own count.
+
+  optax counts schedule steps inside the optimiser state, not at the train
+  state's step, so this is the LR actually used (after `restart_schedule`, or
+  with a restored base state, the two differ).
+  """
+  is_schedule = lambda s: isinstance(s, optax.ScaleByScheduleState)
+  counts = [s.count for s in jax.tree.leaves(opt_state, is_leaf=is_schedule) if is_schedule(s)]
+  if not counts:
+    raise ValueError("The optimiser state has no LR schedule count (not from make_optimizer?).")
+  return schedule(counts[0])
+
+
 def restart_schedule(opt_state):
   """Restarts the LR schedule of a restored optimiser state at step 0.
 

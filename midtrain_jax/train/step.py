@@ -17,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.transformer import Transformer
 from midtrain_jax.parallel import sharding
+from midtrain_jax.train import optim
 
 MODEL_INPUTS = ("inputs", "targets", "segment_ids", "positions")
 
@@ -112,7 +113,8 @@ def train_step(state: TrainState, batch, *, graphdef, tx, schedule, z_loss: floa
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics.update(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
-                 update_norm=optax.global_norm(updates), lr=schedule(state.step))
+                 update_norm=optax.global_norm(updates),
+                 lr=optim.applied_lr(schedule, state.opt_state))
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

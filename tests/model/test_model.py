@@ -97,7 +97,15 @@ def test_bfloat16_compute_is_close_to_float32():
   cfg = helpers.tiny_model()
   f32 = _logits(cfg, batch)
   bf16 = _logits(dataclasses.replace(cfg, compute_dtype="bfloat16"), batch)
-  assert np.abs(f32 - bf16).max() < 0.1
+  # Relative to how much the logits vary: an absolute bound says nothing when a
+  # small initialisation makes every logit nearly zero.
+  spread = f32.std()
+  err = np.abs(f32 - bf16)
+  print(f"spread {spread:.4f} max err {err.max():.4f} rms err {np.sqrt((err**2).mean()):.4f}")
+  assert spread > 0.1
+  assert err.max() < 0.1 * spread and np.sqrt((err**2).mean()) < 0.02 * spread
+  # And they agree on what comes next.
+  assert (f32.argmax(-1) == bf16.argmax(-1)).mean() > 0.9
 
 
 def test_kv_cache_decoding_matches_full_forward():

@@ -18,10 +18,15 @@ def uninterrupted(tmp_path_factory):
   return loop.run(small_config(6), str(tmp_path_factory.mktemp("full")))
 
 
+def _async(config):
+  config.ckpt.async_save = True  # The default: saves finish in the background.
+  return config
+
+
 def test_resume_on_another_mesh_equals_uninterrupted(tmp_path, uninterrupted):
-  first = loop.run(small_config(3), str(tmp_path))
+  first = loop.run(_async(small_config(3)), str(tmp_path))
   assert first.step == 3
-  resumed = loop.run(small_config(6, mesh=(2, 2, 2)), str(tmp_path))
+  resumed = loop.run(_async(small_config(6, mesh=(2, 2, 2))), str(tmp_path))
   assert resumed.step == 6 and sorted(resumed.losses) == [4, 5, 6]
   for step in range(1, 7):
     got = (first.losses | resumed.losses)[step]
@@ -43,6 +48,10 @@ def test_anneal_from_base_checkpoint_lr(tmp_path, uninterrupted):
   result = loop.run(c, str(tmp_path / "anneal"))
   # Base WSD at step 3: decay started at step 2 over 4 steps -> 0.75 * peak.
   assert result.step == 2
+  # The LR each update applied (the optimiser's own schedule count, logged by
+  # the step): linear from the base's 0.75 * peak towards 0 over the 2 steps.
+  applied = [result.metrics[s]["lr"] for s in (1, 2)]
+  np.testing.assert_allclose(applied, [0.75 * 3e-3, 0.375 * 3e-3], rtol=1e-5)
   ckpt = checkpoint.Checkpointer(str(tmp_path / "anneal"))
   assert ckpt.config(2)["train"]["init_from"].endswith("3")
   assert math.isclose(checkpoint.base_lr(c.train.init_from), 0.75 * 3e-3, rel_tol=1e-5)
@@ -58,6 +67,16 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert ckpt.latest_step() == 3
   params, _, _ = checkpoint.load_params(str(tmp_path))
   assert all(np.isfinite(p).all() for p in __import__("jax").tree.leaves(params))
+
+
+def test_non_finite_update_stops_before_its_checkpoint(tmp_path):
+  """An infinite LR: the step's loss and gradients are finite, its update is not."""
+  bad = small_config(3)
+  bad.optim.lr = 1e39  # Beyond float32: inf.
+  bad.ckpt.every_steps = 1
+  with pytest.raises(loop.TrainingDivergedError, match="diverged at step 1: update_norm="):
+    loop.run(bad, str(tmp_path))
+  assert checkpoint.Checkpointer(str(tmp_path)).latest_step() is None
 
 
 def test_mismatched_checkpoint_names_parameter(tmp_path):

@@ -1,7 +1,11 @@
-"""Schedule values at their boundaries, the weight-decay mask, anneal-from-checkpoint LR."""
+"""Schedule values at their boundaries, the weight-decay mask, anneal-from-checkpoint LR,
+restarting a restored optimiser's schedule."""
 import math
 
+import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
 from midtrain_jax import config as config_lib
@@ -82,3 +86,30 @@ def test_decay_mask():
   assert mask["blocks"][0]["mlp"]["gate"]["kernel"] is True
   assert mask["lm_head"]["kernel"] is True and mask["lm_head"]["bias"] is False
   assert optim.decay_mask(params, decay_embeddings=True)["embed"]["embedding"] is True
+
+
+def test_restart_schedule_resets_only_the_schedule_count():
+  c = config_lib.base_config("tiny").optim
+  c.update(schedule="anneal", anneal_start="config", lr=1e-3, warmup_steps=0)
+  schedule = optim.make_schedule(c, 4)
+  tx = optim.make_optimizer(c, schedule)
+  params = {"w": jnp.ones((3, 3))}
+  state = tx.init(params)
+  for _ in range(4):  # The base run's steps: its schedule is at its end (LR 0).
+    _, state = tx.update({"w": jnp.full((3, 3), 0.5)}, state, params)
+  assert float(optim.applied_lr(schedule, state)) == 0.0
+  restarted = optim.restart_schedule(state)
+  assert isclose(float(optim.applied_lr(schedule, restarted)), 1e-3)
+  # Adam's moments and its bias-correction count are the base's, untouched.
+  adam = lambda s: [x for x in jax.tree.leaves(s[1], is_leaf=_is_adam) if _is_adam(x)][0]
+  before, after = adam(state), adam(restarted)
+  assert int(after.count) == int(before.count) == 4
+  np.testing.assert_array_equal(after.mu["w"], before.mu["w"])
+  np.testing.assert_array_equal(after.nu["w"], before.nu["w"])
+  # The first update after the restart applies the schedule's step-0 LR.
+  updates, _ = tx.update({"w": jnp.full((3, 3), 0.5)}, restarted, params)
+  assert float(jnp.abs(updates["w"]).max()) > 0.0
+
+
+def _is_adam(x):
+  return isinstance(x, optax.ScaleByAdamState)
