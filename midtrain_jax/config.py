@@ -172,7 +172,9 @@ def data_config() -> ml_collections.ConfigDict:
   c.decontam = ml_collections.ConfigDict()
   # Benchmark names, e.g. ('gsm8k', 'humaneval'); () disables.
   c.decontam.benchmarks = ()
-  # "drop" removes a contaminated document, "cut" removes only the overlap.
+  # "drop" removes a contaminated document, "cut" removes only the overlap,
+  # "keep" keeps it unchanged: the items found are still recorded per task, so
+  # evaluation can score them apart (a study of what leakage does).
   c.decontam.mode = "drop"
   # What to do when a benchmark's data cannot be loaded: "warn" or "error".
   c.decontam.on_missing = "warn"
@@ -193,6 +195,9 @@ def base_config(size: str) -> ml_collections.ConfigDict:
   c.optim.schedule = "wsd"  # "wsd" | "cosine" | "constant" | "anneal".
   c.optim.lr = 3e-3
   c.optim.warmup_steps = 100
+  # Warmup as a fraction of the run instead (used when warmup_steps is 0), so
+  # shortening a run (train.steps) shortens its warmup with it.
+  c.optim.warmup_fraction = 0.0
   c.optim.decay_steps = 0  # WSD decay length; 0: use decay_fraction of the run.
   c.optim.decay_fraction = 0.2
   c.optim.decay_shape = "linear"  # "linear" | "cosine" | "1-sqrt".
@@ -253,6 +258,8 @@ _CHOICES = {
     "eval.decontam_check": ("warn", "error", "off"),
 }
 _WORKFLOWS = ("train", "demo")
+# The modes of decontam/decontaminator.py (MODES); the config layer does not import it.
+DECONTAM_MODES = ("drop", "cut", "keep")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -288,10 +295,44 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value <= 0:
       raise ValueError(f"config.{key}={value} must be positive.")
   _check_benchmarks("data.decontam.benchmarks", config.data.decontam.benchmarks)
+  if config.data.decontam.mode not in DECONTAM_MODES:
+    raise ValueError(f"config.data.decontam.mode={config.data.decontam.mode!r} is not one of "
+                     f"{DECONTAM_MODES}.")
   _check_benchmarks("eval.benchmarks", config.eval.benchmarks)
   if config.optim.anneal_start == "from_checkpoint" and not config.train.init_from:
     raise ValueError("config.optim.anneal_start='from_checkpoint' needs "
                      "config.train.init_from (the base checkpoint).")
+  _check_schedule(config.optim, config.train.steps)
+
+
+def schedule_steps(optim: ml_collections.ConfigDict, total_steps: int) -> tuple[int, int]:
+  """(warmup, WSD decay) steps of a run: explicit step counts, else fractions of the run."""
+  warmup = optim.warmup_steps or int(round(optim.warmup_fraction * total_steps))
+  decay = optim.decay_steps or int(round(optim.decay_fraction * total_steps))
+  return warmup, decay
+
+
+def _check_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> None:
+  """Schedule lengths that cannot fit the run fail here, before any data work."""
+  for key in ("warmup_fraction", "decay_fraction", "final_lr_fraction"):
+    if not 0.0 <= optim[key] <= 1.0:
+      raise ValueError(f"config.optim.{key}={optim[key]} must be in [0, 1].")
+  for key in ("warmup_steps", "decay_steps"):
+    if optim[key] < 0:
+      raise ValueError(f"config.optim.{key}={optim[key]} must be >= 0.")
+  if optim.warmup_steps and optim.warmup_fraction:
+    raise ValueError(f"config.optim.warmup_steps={optim.warmup_steps} and "
+                     f"config.optim.warmup_fraction={optim.warmup_fraction} are both set; "
+                     "give the warmup one way (set the other to 0).")
+  warmup, decay = schedule_steps(optim, total_steps)
+  needed = {"wsd": warmup + decay, "cosine": warmup}.get(optim.schedule, 0)
+  if needed > total_steps:
+    what = f"warmup ({warmup}) + decay ({decay})" if optim.schedule == "wsd" else \
+        f"warmup ({warmup})"
+    raise ValueError(
+        f"The {optim.schedule} schedule's {what} steps exceed config.train.steps={total_steps} "
+        "(optim.warmup_steps/warmup_fraction, optim.decay_steps/decay_fraction): lower them, "
+        "or give them as fractions of the run so they scale with train.steps.")
 
 
 def _check_benchmarks(key: str, names) -> None:

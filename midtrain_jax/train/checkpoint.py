@@ -73,12 +73,19 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state, config: ml_collections.ConfigDict, data_iterator=None):
-    """Saves asynchronously; the data iterator's state is captured now."""
+  def save(self, step: int, state, config: ml_collections.ConfigDict, data_iterator=None,
+           start_lr: float | None = None):
+    """Saves asynchronously; the data iterator's state is captured now.
+
+    `start_lr`: an anneal's start LR read from its base (anneal_start
+    "from_checkpoint"), kept so an anneal of this anneal can recompute its LR.
+    """
+    meta = {"step": int(step), "config": config_lib.to_json(config)}
+    if start_lr is not None:
+      meta["anneal_start_lr"] = float(start_lr)
     items = dict(params=ocp.args.StandardSave(state.params),
                  opt_state=ocp.args.StandardSave(state.opt_state),
-                 meta=ocp.args.JsonSave({"step": int(step),
-                                         "config": config_lib.to_json(config)}))
+                 meta=ocp.args.JsonSave(meta))
     if data_iterator is not None:
       items["data"] = _data_args(data_iterator, restore=False)
     self.manager.save(step, args=ocp.args.Composite(**items), force=True)
@@ -258,9 +265,19 @@ def restore_or_init(ckpt: Checkpointer, config: ml_collections.ConfigDict,
 
 
 def base_lr(init_from: str) -> float:
-  """The LR the base run's schedule had at the checkpoint (anneal start LR)."""
+  """The LR the base run's schedule had at the checkpoint (anneal start LR).
+
+  A base that was itself an anneal from a checkpoint needs its own start LR:
+  recorded in its checkpoint, else (older checkpoints) recomputed from its base.
+  """
   base, step = resolve_base(init_from)
-  return optim.lr_at_step(base.config(step), step)
+  config = base.config(step)
+  start_lr = None
+  if config.optim.schedule == "anneal" and config.optim.anneal_start == "from_checkpoint":
+    start_lr = base.meta(step).get("anneal_start_lr")
+    if start_lr is None:
+      start_lr = base_lr(config.train.init_from)
+  return optim.lr_at_step(config, step, start_lr=start_lr)
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

@@ -163,7 +163,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   _check_decontamination(config)
 
   total = config.train.steps
-  schedule = optim.make_schedule(config.optim, total, start_lr=_start_lr(config))
+  start_lr = _start_lr(config)
+  schedule = optim.make_schedule(config.optim, total, start_lr=start_lr)
   tx = optim.make_optimizer(config.optim, schedule)
   graphdef, abstract_params, axes = ts.abstract_model(model_cfg)
   params_sharding = ts.param_shardings(abstract_params, axes, mesh)
@@ -219,7 +220,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
         logger.log(done, last, extra)
       if done % config.ckpt.every_steps == 0 or done == total:
         last = _host_metrics(*pending)  # Never checkpoint a diverged state.
-        ckpt.save(done, state, config, data_iter)
+        ckpt.save(done, state, config, data_iter, start_lr=start_lr)
       every = config.eval.every_steps
       if evaluator and (done == total or (every and done % every == 0)):
         evals[done] = evaluator(state.params)

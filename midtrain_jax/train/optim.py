@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from midtrain_jax import config as config_lib
+
 
 def _decay(shape: str, progress):
   """Fraction of the way from peak to final LR at `progress` in [0, 1]."""
@@ -78,14 +80,14 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int,
     step -> learning rate.
   """
   name = optim.schedule
+  warmup_steps, decay_steps = config_lib.schedule_steps(optim, total_steps)
   if name == "wsd":
-    decay_steps = optim.decay_steps or int(round(optim.decay_fraction * total_steps))
-    return wsd(optim.lr, total_steps, optim.warmup_steps, decay_steps, optim.decay_shape,
+    return wsd(optim.lr, total_steps, warmup_steps, decay_steps, optim.decay_shape,
                optim.final_lr_fraction)
   if name == "cosine":
-    return cosine(optim.lr, total_steps, optim.warmup_steps, optim.final_lr_fraction)
+    return cosine(optim.lr, total_steps, warmup_steps, optim.final_lr_fraction)
   if name == "constant":
-    return constant(optim.lr, optim.warmup_steps)
+    return constant(optim.lr, warmup_steps)
   if name == "anneal":
     lr = start_lr if optim.anneal_start == "from_checkpoint" else optim.lr
     if lr is None:
@@ -94,9 +96,13 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int,
   raise ValueError(f"Unknown config.optim.schedule {name!r}.")
 
 
-def lr_at_step(base_config: ml_collections.ConfigDict, step: int) -> float:
-  """The LR a (base) run's schedule had at `step`: an anneal's start LR."""
-  schedule = make_schedule(base_config.optim, base_config.train.steps)
+def lr_at_step(base_config: ml_collections.ConfigDict, step: int,
+               start_lr: float | None = None) -> float:
+  """The LR a (base) run's schedule had at `step`: an anneal's start LR.
+
+  `start_lr`: the base's own start LR when it was an anneal from a checkpoint.
+  """
+  schedule = make_schedule(base_config.optim, base_config.train.steps, start_lr=start_lr)
   return float(schedule(step))
 
 

@@ -41,20 +41,32 @@ def test_anneal_from_base_checkpoint_lr(tmp_path, uninterrupted):
   base = small_config(6, schedule="wsd")
   base.optim.update(warmup_steps=1, decay_steps=4)
   loop.run(base, str(tmp_path / "base"))
-  c = small_config(2, schedule="anneal")
+  c = small_config(4, schedule="anneal")
   c.optim.anneal_start = "from_checkpoint"
   c.train.init_from = str(tmp_path / "base" / "checkpoints" / "3")
-  c.train.log_every_steps = 1
+  c.ckpt.every_steps = 2
   result = loop.run(c, str(tmp_path / "anneal"))
   # Base WSD at step 3: decay started at step 2 over 4 steps -> 0.75 * peak.
-  assert result.step == 2
-  # The LR each update applied (the optimiser's own schedule count, logged by
-  # the step): linear from the base's 0.75 * peak towards 0 over the 2 steps.
-  applied = [result.metrics[s]["lr"] for s in (1, 2)]
-  np.testing.assert_allclose(applied, [0.75 * 3e-3, 0.375 * 3e-3], rtol=1e-5)
+  assert result.step == 4
   ckpt = checkpoint.Checkpointer(str(tmp_path / "anneal"))
-  assert ckpt.config(2)["train"]["init_from"].endswith("3")
+  assert ckpt.config(4)["train"]["init_from"].endswith("3")
   assert math.isclose(checkpoint.base_lr(c.train.init_from), 0.75 * 3e-3, rel_tol=1e-5)
+  # The LR each update applied (the optimiser's own schedule count, logged by
+  # the step): linear from the base's 0.75 * peak towards 0 over the 4 steps.
+  applied = [result.metrics[s]["lr"] for s in (1, 2, 3, 4)]
+  np.testing.assert_allclose(applied, np.array([1, 0.75, 0.5, 0.25]) * 0.75 * 3e-3, rtol=1e-5)
+  # An anneal branched off this anneal's step 2 starts where that one was.
+  assert math.isclose(checkpoint.base_lr(str(tmp_path / "anneal" / "checkpoints" / "2")),
+                      0.5 * 0.75 * 3e-3, rel_tol=1e-5)
+
+
+def test_impossible_schedule_fails_before_any_data_work(tmp_path):
+  bad = small_config(6, schedule="wsd")
+  bad.optim.update(warmup_steps=5, decay_steps=2)
+  with pytest.raises(ValueError, match=r"warmup \(5\) \+ decay \(2\) steps exceed "
+                                       r"config.train.steps=6"):
+    loop.run(bad, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from configs import pretrain
 from midtrain_jax import config as config_lib
 from midtrain_jax.train import optim
 
@@ -113,3 +114,22 @@ def test_restart_schedule_resets_only_the_schedule_count():
 
 def _is_adam(x):
   return isinstance(x, optax.ScaleByAdamState)
+
+
+def test_warmup_and_decay_as_fractions_scale_with_the_run():
+  c = pretrain.get_config("size=tiny")
+  c.unlock()
+  c.train.steps = 60  # Shorter than the preset's 300: its warmup shrinks with it.
+  config_lib.validate(c)
+  assert config_lib.schedule_steps(c.optim, 60) == (9, 12)
+  s = optim.make_schedule(c.optim, 60)
+  assert _lr(s, 8) == pytest.approx(c.optim.lr) and _lr(s, 60) == 0.0
+  c.optim.warmup_steps = 10
+  with pytest.raises(ValueError, match="warmup_steps=10 and config.optim.warmup_fraction"):
+    config_lib.validate(c)
+  c.optim.update(warmup_steps=50, warmup_fraction=0.0)
+  with pytest.raises(ValueError, match=r"wsd schedule's warmup \(50\) \+ decay \(12\)"):
+    config_lib.validate(c)
+  c.optim.update(warmup_steps=0, decay_fraction=1.5)
+  with pytest.raises(ValueError, match="decay_fraction=1.5 must be in"):
+    config_lib.validate(c)
