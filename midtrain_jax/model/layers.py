@@ -55,21 +55,25 @@ class Dense(nnx.Module):
     self.bias = (param(rngs, nnx.initializers.zeros, self.out_shape,
                        axes[len(self.in_shape):], param_dtype) if bias else None)
 
-  def __call__(self, x):
-    out = matmul_2d(x, self.kernel[...].astype(x.dtype), len(self.in_shape))
+  def __call__(self, x, out_dtype=None):
+    """`out_dtype`: the product's dtype (default x's), accumulated at that precision."""
+    out = matmul_2d(x, self.kernel[...].astype(x.dtype), len(self.in_shape), out_dtype)
     return out if self.bias is None else out + self.bias[...].astype(out.dtype)
 
 
-def matmul_2d(x, kernel, n_in: int):
+def matmul_2d(x, kernel, n_in: int, out_dtype=None):
   """Contracts the trailing `n_in` axes of x with the leading ones of kernel.
 
   Both sides are flattened to one 2-D GEMM: XLA's CPU backend runs the weight
   gradient of a dot with several contracting (batch, time) axes about 3x
-  slower than the same GEMM on flattened [B*T, D] rows.
+  slower than the same GEMM on flattened [B*T, D] rows. `out_dtype` (e.g.
+  float32 logits from bfloat16 inputs) is the dot's preferred element type,
+  so the result is never rounded to the input dtype on the way.
   """
   lead, k_in, k_out = x.shape[:x.ndim - n_in], kernel.shape[:n_in], kernel.shape[n_in:]
   rows = x.reshape(-1, math.prod(k_in))
-  out = rows @ kernel.reshape(math.prod(k_in), math.prod(k_out))
+  out = jnp.matmul(rows, kernel.reshape(math.prod(k_in), math.prod(k_out)),
+                   preferred_element_type=out_dtype)
   return out.reshape(lead + k_out)
 
 
@@ -83,8 +87,8 @@ class Embed(nnx.Module):
   def __call__(self, tokens_BT, dtype):
     return jnp.take(self.embedding[...], tokens_BT, axis=0).astype(dtype)
 
-  def attend(self, x_BTD):
-    return matmul_2d(x_BTD, self.embedding[...].astype(x_BTD.dtype).T, 1)
+  def attend(self, x_BTD, out_dtype=None):
+    return matmul_2d(x_BTD, self.embedding[...].astype(x_BTD.dtype).T, 1, out_dtype)
 
 
 class SwiGLU(nnx.Module):

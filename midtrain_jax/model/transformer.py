@@ -87,8 +87,10 @@ class Transformer(nnx.Module):
       x = sharding.constrain(x, ("batch", "seq", None))
       new_caches.append(cache)
     x = self.final_norm(x)
-    logits = self.embed.attend(x) if cfg.tie_embeddings else self.lm_head(x)
-    logits = logits.astype(jnp.float32)
+    # float32 straight out of the head's dot: bf16 logits would round away the
+    # small differences the loss and its gradient are made of.
+    head = self.embed.attend if cfg.tie_embeddings else self.lm_head
+    logits = head(x, out_dtype=jnp.float32)
     if cfg.padded_vocab_size != cfg.vocab_size:
       valid = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
       logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)

@@ -106,6 +106,10 @@ def test_bfloat16_compute_is_close_to_float32():
   assert err.max() < 0.1 * spread and np.sqrt((err**2).mean()) < 0.02 * spread
   # And they agree on what comes next.
   assert (f32.argmax(-1) == bf16.argmax(-1)).mean() > 0.9
+  # The head's dot returns float32 (preferred_element_type), not logits
+  # rounded to bfloat16 and widened afterwards.
+  on_bf16_grid = bf16 == bf16.astype(jnp.bfloat16).astype(np.float32)
+  assert on_bf16_grid.mean() < 0.5
 
 
 def test_kv_cache_decoding_matches_full_forward():
