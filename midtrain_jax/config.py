@@ -214,6 +214,9 @@ def base_config(size: str) -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 200
+  # Gradient accumulation: each step's batch (data.batch_size rows) runs in this
+  # many sequential microbatches, so a large global batch fits in memory.
+  c.train.microbatches = 1
   c.train.z_loss = 1e-5
   c.train.init_from = ""  # Base checkpoint (a step directory or a workdir).
   c.train.init_optimizer = True  # Also load the base run's optimiser state.
@@ -290,7 +293,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.model.yarn_factor={m.yarn_factor} must be >= 1.")
   positive = {"data.seq_len": config.data.seq_len, "data.batch_size": config.data.batch_size,
               "train.steps": config.train.steps, "ckpt.every_steps": config.ckpt.every_steps,
-              "ckpt.keep": config.ckpt.keep, "train.log_every_steps": config.train.log_every_steps}
+              "ckpt.keep": config.ckpt.keep, "train.log_every_steps": config.train.log_every_steps,
+              "train.microbatches": config.train.microbatches}
   for key, value in positive.items():
     if value <= 0:
       raise ValueError(f"config.{key}={value} must be positive.")
@@ -303,6 +307,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.optim.anneal_start='from_checkpoint' needs "
                      "config.train.init_from (the base checkpoint).")
   _check_schedule(config.optim, config.train.steps)
+  if config.data.batch_size % config.train.microbatches:
+    raise ValueError(f"config.data.batch_size={config.data.batch_size} does not split into "
+                     f"config.train.microbatches={config.train.microbatches} equal microbatches.")
 
 
 def schedule_steps(optim: ml_collections.ConfigDict, total_steps: int) -> tuple[int, int]:

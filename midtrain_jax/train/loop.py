@@ -52,6 +52,11 @@ def _check_batch(config, mesh) -> None:
     raise ValueError(f"config.data.batch_size={config.data.batch_size} must be divisible by "
                      f"the data-parallel mesh size {batch_shards} and the process count "
                      f"{jax.process_count()}.")
+  rows = config.data.batch_size // config.train.microbatches
+  if rows % batch_shards:
+    raise ValueError(f"A microbatch of {rows} rows (config.data.batch_size / "
+                     f"config.train.microbatches={config.train.microbatches}) does not split "
+                     f"over the data-parallel mesh size {batch_shards}.")
 
 
 class ContaminationRiskError(ValueError):
@@ -185,7 +190,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   print(f"{origin} | {n_params / 1e6:.2f}M params | mesh {dict(mesh.shape)} | "
         f"steps {start}->{total}", flush=True)
 
-  step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding)
+  step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding,
+                              config.train.microbatches)
   logger = metrics.MetricLogger(workdir, total, fpt,
                                 peaks.system_peak(config.model.compute_dtype))
   tokens_per_step = config.data.batch_size * config.data.seq_len

@@ -157,7 +157,8 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
   mesh = AbstractMesh(shape, sharding.MESH_AXES)
   n_params, params, opt_state, grads = state_bytes(config, mesh)
   model_cfg = config_lib.model_config(config.model)
-  rows = config.data.batch_size / batch_shards
+  # Activations live for one microbatch at a time (train.microbatches).
+  rows = config.data.batch_size / config.train.microbatches / batch_shards
   acts = {r: activation_bytes(model_cfg, config.data.seq_len, rows, mesh_sizes["tensor"], r)
           for r in REMAT_POLICIES}
   fpt = metrics.flops_per_token(model_cfg, n_params, config.data.seq_len)

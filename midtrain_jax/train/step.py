@@ -96,20 +96,78 @@ def token_losses(params, graphdef, batch):
   return log_z - target_logit, log_z
 
 
-def loss_fn(params, graphdef, batch, z_loss: float):
-  """Mean next-token loss over real (non-padding) tokens, plus z-loss."""
+def loss_sums(params, graphdef, batch, z_loss: float):
+  """Summed (not averaged) loss over real tokens: what microbatches add up.
+
+  Returns:
+    (cross entropy + z_loss * z summed over tokens, {ce_sum, z_sum, tokens}).
+  """
   ce, log_z = token_losses(params, graphdef, batch)
   weights = (batch["segment_ids"] > 0).astype(jnp.float32)
-  n_tokens = jnp.maximum(weights.sum(), 1.0)
-  loss = (ce * weights).sum() / n_tokens
-  z = (jnp.square(log_z) * weights).sum() / n_tokens
-  return loss + z_loss * z, {"loss": loss, "z_loss": z, "tokens": weights.sum()}
+  sums = {"ce_sum": (ce * weights).sum(), "z_sum": (jnp.square(log_z) * weights).sum(),
+          "tokens": weights.sum()}
+  return sums["ce_sum"] + z_loss * sums["z_sum"], sums
 
 
-def train_step(state: TrainState, batch, *, graphdef, tx, schedule, z_loss: float):
-  """One optimiser step. Returns (new state, metrics)."""
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (_, metrics), grads = grad_fn(state.params, graphdef, batch, z_loss)
+def _means(sums) -> dict:
+  n_tokens = jnp.maximum(sums["tokens"], 1.0)
+  return {"loss": sums["ce_sum"] / n_tokens, "z_loss": sums["z_sum"] / n_tokens,
+          "tokens": sums["tokens"]}
+
+
+def loss_fn(params, graphdef, batch, z_loss: float):
+  """Mean next-token loss over real (non-padding) tokens, plus z-loss."""
+  total, sums = loss_sums(params, graphdef, batch, z_loss)
+  return total / jnp.maximum(sums["tokens"], 1.0), _means(sums)
+
+
+def split_microbatches(batch, microbatches: int):
+  """[B, ...] arrays -> [microbatches, B / microbatches, ...].
+
+  Microbatch m takes rows m, m + M, m + 2M, ...: with the batch axis sharded
+  in contiguous blocks, every microbatch then spans every device evenly, so
+  the split needs no communication.
+  """
+  def split(x):
+    rows = x.shape[0] // microbatches
+    return x.reshape((rows, microbatches) + x.shape[1:]).swapaxes(0, 1)
+  return jax.tree.map(split, batch)
+
+
+def accumulated_grads(params, graphdef, batch, z_loss: float, microbatches: int):
+  """Gradient of the batch's mean loss, computed one microbatch at a time.
+
+  Gradients and loss terms are summed over tokens in float32 across the
+  microbatches (a scan, so activations of one microbatch are live at a time)
+  and divided by the batch's real-token count at the end: microbatches with
+  more padding weigh less, exactly as in the one-shot step.
+
+  Returns:
+    (grads, metrics) as the one-shot step's.
+  """
+  grad_fn = jax.grad(loss_sums, has_aux=True)
+
+  def add(acc, microbatch):
+    grads, sums = grad_fn(params, graphdef, microbatch, z_loss)
+    return jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc, (grads, sums)), None
+
+  zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+  zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("ce_sum", "z_sum", "tokens")}
+  (grad_sums, sums), _ = jax.lax.scan(add, (zeros, zero_sums),
+                                      split_microbatches(batch, microbatches))
+  n_tokens = jnp.maximum(sums["tokens"], 1.0)
+  grads = jax.tree.map(lambda g, p: (g / n_tokens).astype(p.dtype), grad_sums, params)
+  return grads, _means(sums)
+
+
+def train_step(state: TrainState, batch, *, graphdef, tx, schedule, z_loss: float,
+               microbatches: int = 1):
+  """One optimiser step over the batch (in `microbatches` pieces). Returns (new state, metrics)."""
+  if microbatches > 1:
+    grads, metrics = accumulated_grads(state.params, graphdef, batch, z_loss, microbatches)
+  else:
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, metrics), grads = grad_fn(state.params, graphdef, batch, z_loss)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics.update(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
@@ -136,11 +194,11 @@ def _under_mesh(jitted, mesh: Mesh):
 
 
 def jit_train_step(graphdef, tx, schedule, z_loss: float, mesh: Mesh,
-                   shardings: TrainState):
+                   shardings: TrainState, microbatches: int = 1):
   """The train step jitted with explicit shardings; the old state is donated."""
   batch_sharding = {k: sharding.batch_sharding(mesh) for k in MODEL_INPUTS}
   step = functools.partial(train_step, graphdef=graphdef, tx=tx, schedule=schedule,
-                           z_loss=z_loss)
+                           z_loss=z_loss, microbatches=microbatches)
   return _under_mesh(jax.jit(step, in_shardings=(shardings, batch_sharding),
                              out_shardings=(shardings, sharding.replicated(mesh)),
                              donate_argnums=0), mesh)
