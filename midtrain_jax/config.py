@@ -58,6 +58,10 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 CUSTOM_SIZE = "custom"
 
 
+# Presets at least this deep scan their layers by default.
+SCAN_MIN_LAYERS = 8
+
+
 def model_section(size: str) -> ml_collections.ConfigDict:
   """The `model` section for a preset size (or "custom"), every key declared."""
   if size not in PRESETS and size != CUSTOM_SIZE:
@@ -99,6 +103,9 @@ def model_section(size: str) -> ml_collections.ConfigDict:
   c.remat = "none"  # "none" | "full" | "save_dots".
   c.attention = "xla"  # "xla" | "cudnn" (GPU) | "splash" (TPU) | "reference".
   c.update(PRESETS.get(size, PRESETS["tiny"]))
+  # Scan over groups of len(window_pattern) layers: compile time and program
+  # size stop growing with depth (model/layer_stack.py). On for deep presets.
+  c.scan_layers = size != CUSTOM_SIZE and c.n_layers >= SCAN_MIN_LAYERS
   return c
 
 
@@ -406,4 +413,6 @@ def from_json(text: str) -> ml_collections.ConfigDict:
       else:
         dst[key] = value
   merge(fresh, stored)
+  if "model" in stored and "scan_layers" not in stored["model"]:
+    fresh.model.scan_layers = False  # Written before layers could be scanned.
   return fresh

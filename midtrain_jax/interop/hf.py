@@ -29,6 +29,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.interop import families, gguf
+from midtrain_jax.model import layer_stack
 from midtrain_jax.train import checkpoint
 from midtrain_jax.train import step as ts
 
@@ -172,6 +173,7 @@ def export_model(src: str, out: str, log: Callable[[str], None] = print) -> str:
   """
   params, config, step = checkpoint.load_params(src)
   model_cfg = config_lib.model_config(config.model)
+  params = layer_stack.unscan_tree(params, model_cfg)  # HF names one tensor per layer.
   family = families.family_of(model_cfg)
   tok = tokenizer_lib.load_tokenizer(config.data.tokenizer) if config.data.tokenizer != (
       tokenizer_lib.DEMO_SPM) or tokenizer_lib.demo_spm_path().exists() else None

@@ -68,6 +68,8 @@ class ModelConfig:
   compute_dtype: str
   remat: str
   attention: str
+  # Run layers as a scan over groups of len(window_pattern) layers (layer_stack.py).
+  scan_layers: bool = False
 
   @property
   def padded_vocab_size(self) -> int:

@@ -19,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from midtrain_jax.model import layer_stack
 from midtrain_jax.model.config import ModelConfig
-from midtrain_jax.model.transformer import init_cache
+from midtrain_jax.model.transformer import Transformer, init_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +130,11 @@ def generate(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]
   """
   if sample.max_new_tokens <= 0:
     raise ValueError(f"max_new_tokens={sample.max_new_tokens} must be positive.")
+  if cfg.scan_layers:
+    # The KV cache is per layer: decode with the layers as a list.
+    params = layer_stack.unscan_tree(params, cfg)
+    cfg = dataclasses.replace(cfg, scan_layers=False)
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))))
   longest = max(len(p) for p in prompts)
   width = -(-longest // sample.bucket) * sample.bucket
   tokens, segments, positions = left_pad(prompts, width)

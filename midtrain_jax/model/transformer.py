@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from midtrain_jax.model import layer_stack
 from midtrain_jax.model.attention import Attention
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU
@@ -44,14 +45,47 @@ class Block(nnx.Module):
     return h + self.mlp_norm(self.mlp(h)), cache
 
 
+class BlockGroup(nnx.Module):
+  """Consecutive layers with the window pattern's windows: one step of the layer scan."""
+
+  def __init__(self, cfg: ModelConfig, windows, *, rngs: nnx.Rngs):
+    self.blocks = nnx.List([Block(cfg, w, rngs=rngs) for w in windows])
+
+  def __call__(self, x_BTD, positions_BT, segment_ids_BT):
+    for block in self.blocks:
+      x_BTD, _ = block(x_BTD, positions_BT, segment_ids_BT)
+      x_BTD = sharding.constrain(x_BTD, ("batch", "seq", None))
+    return x_BTD
+
+
+def _stacked_groups(cfg: ModelConfig, n_groups: int, rngs: nnx.Rngs) -> BlockGroup:
+  """n_groups BlockGroups with every parameter stacked on a leading axis."""
+  @nnx.split_rngs(splits=n_groups)
+  @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=n_groups)
+  def make(rngs):
+    return BlockGroup(cfg, cfg.window_pattern, rngs=rngs)
+  return make(rngs)
+
+
 class Transformer(nnx.Module):
-  """Decoder-only language model built from a frozen ModelConfig."""
+  """Decoder-only language model built from a frozen ModelConfig.
+
+  Layers are `blocks` (a list), or with `cfg.scan_layers` stacked `layers`
+  groups run by a scan plus an unscanned `tail` (see layer_stack.py).
+  """
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     self.embed = Embed(cfg.padded_vocab_size, cfg.d_model, std=cfg.init_std,
                        param_dtype=cfg.param_dtype, rngs=rngs)
-    self.blocks = nnx.List([Block(cfg, w, rngs=rngs) for w in cfg.layer_windows()])
+    windows = cfg.layer_windows()
+    if cfg.scan_layers:
+      groups = layer_stack.groups(cfg)
+      if groups.n_groups:
+        self.layers = _stacked_groups(cfg, groups.n_groups, rngs)
+      self.tail = nnx.List([Block(cfg, w, rngs=rngs) for w in windows[groups.n_scanned:]])
+    else:
+      self.blocks = nnx.List([Block(cfg, w, rngs=rngs) for w in windows])
     self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, axes=("norm",),
                               param_dtype=cfg.param_dtype, rngs=rngs)
     if not cfg.tie_embeddings:
@@ -78,10 +112,20 @@ class Transformer(nnx.Module):
     def run_block(block, x, positions, segment_ids, cache):
       return block(x, positions, segment_ids, cache)
 
-    if cfg.remat != "none" and caches is None:
+    remat = cfg.remat != "none" and caches is None
+    if remat:
       run_block = nnx.remat(run_block, policy=_REMAT_POLICIES[cfg.remat])
+    if cfg.scan_layers:
+      if caches is not None:
+        raise ValueError("Decoding runs on the unscanned layout: convert the params with "
+                         "layer_stack.unscan_tree and use scan_layers=False.")
+      if hasattr(self, "layers"):
+        x = self._scan_groups(x, positions_BT, segment_ids_BT, remat)
+      blocks = self.tail
+    else:
+      blocks = self.blocks
     new_caches = []
-    for i, block in enumerate(self.blocks):
+    for i, block in enumerate(blocks):
       x, cache = run_block(block, x, positions_BT, segment_ids_BT,
                            None if caches is None else caches[i])
       x = sharding.constrain(x, ("batch", "seq", None))
@@ -95,6 +139,18 @@ class Transformer(nnx.Module):
       valid = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
       logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
     return logits, (None if caches is None else new_caches)
+
+  def _scan_groups(self, x_BTD, positions_BT, segment_ids_BT, remat: bool):
+    """Runs the stacked groups as one scan (remat, when on, applies per group)."""
+    body = _scan_body
+    if remat:
+      body = nnx.remat(body, policy=_REMAT_POLICIES[self.cfg.remat])
+    scan = nnx.scan(body, in_axes=(0, nnx.Carry, None, None), out_axes=nnx.Carry)
+    return scan(self.layers, x_BTD, positions_BT, segment_ids_BT)
+
+
+def _scan_body(group, x_BTD, positions_BT, segment_ids_BT):
+  return group(x_BTD, positions_BT, segment_ids_BT)
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> list[dict]:

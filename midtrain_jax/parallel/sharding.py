@@ -26,6 +26,9 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("head_dim", None),
     ("norm", None),
     ("seq", None),
+    # The stacking axis of scanned layers: every device holds its shard of every
+    # layer, and each scan step reads one layer's slice.
+    ("layers", None),
 )
 
 

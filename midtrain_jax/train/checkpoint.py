@@ -17,6 +17,7 @@ Resume order (`restore_or_init`):
 `soup()` averages the params of several checkpoints (same architecture) into
 one; command line: `python -m midtrain_jax.soup --inputs=A,B,C --out=DIR`.
 """
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from etils import epath
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
+from midtrain_jax.model import layer_stack
 from midtrain_jax.train import optim
 
 CKPT_SUBDIR = "checkpoints"
@@ -252,7 +254,14 @@ def restore_or_init(ckpt: Checkpointer, config: ml_collections.ConfigDict,
   if config.train.init_from:
     base, base_step = resolve_base(config.train.init_from)
     with_opt = config.train.init_optimizer
-    restored = base.restore(base_step, target.params, target.opt_state if with_opt else None)
+    # A base in the other layer layout (scanned vs unscanned) is restored in
+    # its own layout, sharded alike, then converted.
+    ours = config_lib.model_config(config.model)
+    theirs = dataclasses.replace(ours, scan_layers=bool(base.config(base_step).model.scan_layers))
+    base_target = layer_stack.state_to_layout(target, theirs)
+    restored = base.restore(base_step, base_target.params,
+                            base_target.opt_state if with_opt else None)
+    restored = {k: layer_stack.state_to_layout(v, ours) for k, v in restored.items()}
     if with_opt:
       state = abstract_state.replace(step=jnp.zeros((), jnp.int32), params=restored["params"],
                                      opt_state=optim.restart_schedule(restored["opt_state"]))
@@ -301,14 +310,23 @@ def load_params(path: str, abstract_params=None):
   """
   ckpt, step = resolve_base(path)
   metadata = ckpt.manager.item_metadata(step)["params"]
+  config = ckpt.config(step)
+  stored = config_lib.model_config(config.model)
+  wanted = None
   if abstract_params is None:
     tree = getattr(metadata, "tree", metadata)
     abstract_params = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
-  else:
-    check_compatible(metadata, abstract_params, f"{ckpt.directory}/{step}")
+  elif layer_stack.is_scanned(abstract_params) != stored.scan_layers:
+    # The caller's model has the other layer layout: restore as stored, convert.
+    wanted = dataclasses.replace(stored, scan_layers=not stored.scan_layers)
+    abstract_params = layer_stack.to_layout(abstract_params, stored)
+  check_compatible(metadata, abstract_params, f"{ckpt.directory}/{step}")
   params = ckpt.manager.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract_params)))["params"]
-  return jax.tree.map(np.asarray, params), ckpt.config(step), step
+  params = jax.tree.map(np.asarray, params)
+  if wanted is not None:
+    params = layer_stack.to_layout(params, wanted)
+  return params, config, step
 
 
 def soup(inputs: list[str], out: str) -> str:
@@ -355,3 +373,15 @@ def write_params(workdir: str, params, config: ml_collections.ConfigDict, **meta
   target.wait()
   files.write_text(_absolute(workdir) / "config.json", config_lib.to_json(config))
   return f"{target.directory}/0"
+
+
+def relayout(src: str, out: str, scan_layers: bool) -> str:
+  """Writes a checkpoint's params in the scanned or unscanned layer layout (a new run dir).
+
+  Runs convert between layouts by themselves when an anneal starts from a base
+  of the other layout; this writes a converted copy for other tools.
+  """
+  params, config, step = load_params(src)
+  config.model.scan_layers = bool(scan_layers)
+  params = layer_stack.to_layout(params, config_lib.model_config(config.model))
+  return write_params(out, params, config, relayout_from=f"{src} (step {step})")

@@ -33,7 +33,10 @@ def abstract_model(cfg: ModelConfig):
   """(graphdef, abstract params dict, logical axes dict) without allocating."""
   graphdef, state = nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))))
   is_var = lambda x: isinstance(x, nnx.Variable)
-  axes = jax.tree.map(lambda v: v.get_metadata()["axes"], state, is_leaf=is_var)
+  # A scanned layer's parameters carry their layer's axes; the stacking axis
+  # in front is `layers` (sharding.LOGICAL_RULES).
+  axes = jax.tree.map(lambda v: (("layers",) * (v.value.ndim - len(v.get_metadata()["axes"]))
+                                 + tuple(v.get_metadata()["axes"])), state, is_leaf=is_var)
   return graphdef, nnx.to_pure_dict(state), nnx.to_pure_dict(axes)
 
 

@@ -191,3 +191,24 @@ def test_large_exports_are_sharded_with_an_index(imported, tmp_path, monkeypatch
   back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
   ids = _ids(seed=3)
   assert np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max() < 1e-5
+
+
+def test_scanned_layout_imports_exports_and_decodes_alike(imported, tmp_path):
+  family, model, root = imported
+  if family != "olmo3":
+    pytest.skip("one family suffices: the layout is the same for all")
+  checkpoint.relayout(str(root / "run"), str(tmp_path / "scanned"), scan_layers=True)
+  loaded = scoring.load_model(str(tmp_path / "scanned"))
+  assert loaded.model_cfg.scan_layers and "layers" in loaded.params
+  ids = _ids()
+  assert np.abs(_our_logits(loaded, ids) - _hf_logits(model, ids)).max() < 1e-4
+  prompt = ids[0, :7].tolist()
+  ours = sampling.generate(loaded.params, loaded.graphdef, loaded.model_cfg, [prompt],
+                           sampling.SampleConfig(max_new_tokens=6))[0]
+  with torch.no_grad():
+    theirs = model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                            min_new_tokens=6, pad_token_id=0)[0, 7:].tolist()
+  assert ours == theirs
+  hf.export_model(str(tmp_path / "scanned"), str(tmp_path / "export"), log=lambda _: None)
+  back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+  assert np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max() < 1e-5

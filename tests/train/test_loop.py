@@ -124,3 +124,18 @@ def test_decontamination_check_names_tasks_and_benchmarks():
     loop._check_decontamination(c)
   c.eval.decontam_check = "off"
   loop._check_decontamination(c)  # Silent.
+
+
+def test_anneal_from_a_base_of_the_other_layer_layout(tmp_path, uninterrupted):
+  """A scanned anneal from an unscanned base (params and AdamW moments converted)
+  trains exactly as the unscanned anneal does."""
+  losses = {}
+  for scan in (False, True):
+    c = small_config(2)
+    c.model.scan_layers = scan
+    c.train.init_from = os.path.join(uninterrupted.workdir, "checkpoints", "6")
+    losses[scan] = loop.run(c, str(tmp_path / f"scan_{scan}")).losses
+  for step in (1, 2):
+    assert math.isclose(losses[True][step], losses[False][step], rel_tol=2e-5), step
+  params, config, _ = checkpoint.load_params(str(tmp_path / "scan_True"))
+  assert config.model.scan_layers and "layers" in params
