@@ -118,7 +118,7 @@ def data_config() -> ml_collections.ConfigDict:
   c.seq_len = 256
   # Global batch size in rows; each process loads batch_size // process_count.
   c.batch_size = 16
-  # Where prepared shards live; "" means <cache>/prepared/<mixture>, with
+  # Where prepared shards live; "" means <cache>/prepared/v<format>/<mixture>, with
   # <cache> = $MIDTRAIN_JAX_CACHE or ~/.cache/midtrain_jax.
   c.data_dir = ""
   # "demo_spm" (SentencePiece trained on the demo corpus, vocab 8192) or the

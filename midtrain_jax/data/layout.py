@@ -7,9 +7,20 @@ evaluation, reports and listings read its statistics; all through here.
   <task>/train-00000.array_record   one record per document: uint32 token ids
   <task>/train-00000.json           cumulative progress when that shard closed
   <task>/heldout.array_record       held-out documents (bits-per-byte evaluation)
+  <task>/heldout_bytes.json         UTF-8 size of each held-out document, in record
+                                    order (format 2 on)
   <task>/stats.json                 docs, tokens, bytes, dropped records and why,
-                                    decontamination: {benchmarks, mode, counts}
-                                    with the counter names of decontam/counts.py
+                                    decontamination: {benchmarks, mode, counts,
+                                    items} with the counter names of
+                                    decontam/counts.py
+
+The manifest's entry of each task repeats its decontamination as `decontam:
+{benchmarks, mode, items}`; `items` is {benchmark: sorted ids of the items
+found in the task's training documents} (held-out documents are not trained
+on and not listed). With mode "keep" those items stayed in the training data,
+with "drop" or "cut" they were removed; evaluation scores them apart
+(evals/contamination.py). Folders prepared before items were recorded have no
+`items`: which items they held is unknown.
 
 Every file is written whole under a temporary name and renamed, so a killed
 run never leaves a half shard that would be read as complete.
@@ -28,14 +39,21 @@ from midtrain_jax.data import tokenizer as tokenizer_lib
 MANIFEST = "manifest.json"
 STATS = "stats.json"
 # Bump when the layout or the record encoding changes (part of every task's fingerprint).
-FORMAT_VERSION = 1
+# 2: per-document byte counts of the held-out split (heldout_bytes.json).
+FORMAT_VERSION = 2
+
+
+def prepared_root() -> pathlib.Path:
+  """Where this format's prepared folders live in the cache (one folder per format)."""
+  return cache.cache_root() / "prepared" / f"v{FORMAT_VERSION}"
 
 
 def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
                 decontam: tuple[str, ...] = (), decontam_mode: str = "drop") -> pathlib.Path:
   """Where shards live unless `data.data_dir` says otherwise.
 
-  <cache>/prepared/<mixture> for the demo tokenizer without decontamination;
+  <cache>/prepared/v<FORMAT_VERSION>/<mixture> for the demo tokenizer without
+  decontamination (folders of older formats are left alone, never half-reused);
   any other tokenizer adds `@<its fingerprint>` and decontamination
   `+decon-<hash of the benchmarks and mode>`, so shards are never shared
   across vocabularies or cleaning settings. A mixture file's folder is
@@ -47,7 +65,7 @@ def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
   if decontam:
     key = json.dumps([sorted(decontam), decontam_mode])
     name += f"+decon-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-  return cache.cache_root() / "prepared" / name
+  return prepared_root() / name
 
 
 def resolve_dir(data_cfg) -> pathlib.Path:
@@ -70,6 +88,10 @@ def heldout_file(task_dir: pathlib.Path) -> pathlib.Path:
   return task_dir / "heldout.array_record"
 
 
+def heldout_bytes_file(task_dir: pathlib.Path) -> pathlib.Path:
+  return task_dir / "heldout_bytes.json"
+
+
 def encode_document(ids: list[int], bos_id: int, eos_id: int) -> np.ndarray:
   """A document as stored: `[bos] + tokens + [eos]`, uint32."""
   return np.asarray([bos_id, *ids, eos_id], np.uint32)
@@ -88,6 +110,24 @@ def write_documents(path: pathlib.Path, docs: list[np.ndarray]) -> None:
       writer.write(doc.astype(np.uint32).tobytes())
     writer.close()
   files.write_with(path, write)
+
+
+def write_heldout(task_dir: pathlib.Path, docs: list[np.ndarray], doc_bytes: list[int]) -> None:
+  """Writes the held-out split: its documents and each one's UTF-8 size, in order."""
+  if len(docs) != len(doc_bytes):
+    raise ValueError(f"{len(docs)} held-out documents but {len(doc_bytes)} byte counts.")
+  files.write_json(heldout_bytes_file(task_dir), [int(n) for n in doc_bytes], indent=None)
+  write_documents(heldout_file(task_dir), docs)
+
+
+def read_heldout_bytes(data_dir: pathlib.Path, task: str) -> list[int] | None:
+  """UTF-8 size of each held-out document of `task`, in record order.
+
+  None for folders prepared before format 2, which stored only the split's
+  total (`heldout_bytes` in stats.json).
+  """
+  path = heldout_bytes_file(pathlib.Path(data_dir) / task)
+  return json.loads(path.read_text()) if path.exists() else None
 
 
 def write_shard(task_dir: pathlib.Path, index: int, docs: list[np.ndarray],
@@ -192,7 +232,7 @@ def decontamination_summary(data_dir: str | pathlib.Path) -> list[dict]:
 
 def cached_counts(task: str) -> tuple[int, int] | None:
   """(train docs, train tokens) of `task` from any prepared folder in the cache."""
-  for path in sorted((cache.cache_root() / "prepared").glob(f"**/{task}/{STATS}")):
+  for path in sorted(prepared_root().glob(f"**/{task}/{STATS}")):
     stats = json.loads(path.read_text())
     return stats["train_docs"], stats["train_tokens"]
   return None

@@ -16,8 +16,13 @@ sees or predicts another document.
 Exact resume: the state is the parent's state at the start of the current
 window plus the number of rows already emitted from it; restoring re-reads
 and re-packs that window (deterministically) and skips the emitted rows.
+
+Evaluation packs differently (`pack_in_order`): documents stay in the order
+given and whole, so the first k batches always hold exactly the first
+documents of that order.
 """
 import bisect
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -69,6 +74,66 @@ def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
       free.insert(slot, left)
       free_bin.insert(slot, bin_id)
   return bins
+
+
+# A piece of a document: (index of the document, its first (input, target) pair).
+Piece = tuple[int, int]
+
+
+def pack_in_order(lengths: Sequence[int], seq_len: int, rows: int,
+                  max_batches: int = 0) -> tuple[list[list[list[Piece]]], int]:
+  """Packs documents into batches of `rows` rows in the given order, each whole.
+
+  A document is split by `split_pieces`. Its pieces of seq_len pairs take
+  empty rows of the last batch, then rows of fresh batches; its shorter last
+  piece goes best-fit into the tightest row of the last batch it fits, else
+  into the next empty row. Only the last batch and fresh ones take pieces, so
+  how the first k documents are packed never depends on later ones: packing
+  stopped early holds exactly the first documents of the order, each with
+  every piece, in the same rows as when packing them all.
+
+  Args:
+    lengths: (input, target) pairs of each document, in packing order.
+    seq_len: row length in pairs.
+    rows: rows per batch.
+    max_batches: stop after the first document that needs a batch past this
+      many (0: pack every document). That document is packed too: stopping
+      once a fixed amount of text is reached, not before a document that is
+      likely long because it crosses the end, keeps the sample's loss per
+      byte nearly unbiased. So there are usually max_batches + 1 batches.
+
+  Returns:
+    (batches, count): each batch is `rows` rows, each row a list of pieces
+    (index into `lengths`, first pair); `count` is the number of leading
+    documents packed.
+  """
+  batches: list[list[list[Piece]]] = []
+  free = np.zeros(0, np.int64)  # Free pairs per row of the last batch.
+  for doc, pairs in enumerate(lengths):
+    starts = list(range(0, pairs, seq_len))
+    if not starts:
+      continue
+    short = pairs - starts[-1] if pairs - starts[-1] < seq_len else 0
+    # Rows of the last batch: the empty ones, and the tightest other one for the short piece.
+    empty = [int(r) for r in np.flatnonzero(free == seq_len)]
+    fits = np.flatnonzero((free >= short) & (free < seq_len)) if short else []
+    short_row = int(fits[np.argmin(free[fits])]) if len(fits) else None
+    fresh = max(0, len(starts) - (short_row is not None) - len(empty))
+    new = -(-fresh // rows)
+    last = len(batches) - 1
+    slots = [(last, r) for r in empty] + [(last + 1 + i // rows, i % rows) for i in range(fresh)]
+    batches += [[[] for _ in range(rows)] for _ in range(new)]
+    if new:
+      free = np.full(rows, seq_len, np.int64)
+    if short_row is not None:  # The short piece is the last one.
+      slots = slots[:len(starts) - 1] + [(last, short_row)]
+    for (batch, row), start in zip(slots, starts):
+      batches[batch][row].append((doc, start))
+      if batch == len(batches) - 1:
+        free[row] -= min(seq_len, pairs - start)
+    if max_batches and len(batches) > max_batches:
+      return batches, doc + 1
+  return batches, len(lengths)
 
 
 def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int,

@@ -55,10 +55,15 @@ class _Cleaner:
     self.decontaminator, self.mode = deco, mode
     self.benchmarks = list(deco.benchmarks)
 
-  def __call__(self, texts: list[str], tally: collections.Counter) -> list[str]:
+  def __call__(self, texts: list[str], tally: collections.Counter,
+               found: dict[str, set[str]] | None = None) -> list[str]:
+    """Cleans `texts`; adds to the counts and, when given, to `found` {benchmark: item ids}."""
     kept = []
     for text, (cleaned, hits) in zip(texts, self.decontaminator.clean_batch(texts, self.mode)):
       tally.update(counts.document_counts(text, cleaned, hits))
+      if found is not None:
+        for hit in hits:
+          found.setdefault(hit.benchmark, set()).add(hit.item_id)
       if cleaned is not None:
         kept.append(cleaned)
     return kept
@@ -113,6 +118,10 @@ def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg) -
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _sorted_items(found: dict[str, set[str]]) -> dict[str, list[str]]:
+  return {b: sorted(ids) for b, ids in sorted(found.items())}
+
+
 class _Progress:
   """Cumulative per-task counters; saved next to every shard for resumption."""
 
@@ -123,12 +132,15 @@ class _Progress:
     self.tokens = state.get("tokens", 0)
     self.bytes = state.get("bytes", 0)
     self.decontam = collections.Counter(state.get("decontam", {}))  # See decontam/counts.py.
+    # Benchmark items found in the training documents: {benchmark: item ids}.
+    self.decontam_items = {b: set(ids) for b, ids in state.get("decontam_items", {}).items()}
     self.malformed = state.get("malformed", 0)
     self.malformed_by_reason = dict(state.get("malformed_by_reason", {}))
     self.malformed_examples = list(state.get("malformed_examples", []))
 
   def as_dict(self) -> dict:
-    return {**vars(self), "decontam": dict(self.decontam)}
+    return {**vars(self), "decontam": dict(self.decontam),
+            "decontam_items": _sorted_items(self.decontam_items)}
 
   def add_malformed(self, item: sources.Malformed, limit: int, task: str) -> None:
     self.malformed += 1
@@ -186,7 +198,8 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     stats = layout.read_stats(out_dir, spec.name)
     if stats["fingerprint"] != fingerprint:
       raise ValueError(f"{task_dir} was prepared with other settings (tokenizer, "
-                       "split or decontamination); delete it or choose another --out.")
+                       "split, decontamination or format version); delete it or choose "
+                       "another --out.")
     log(f"[prepare] {spec.name}: already prepared ({stats['train_docs']} docs)")
     return stats
   task_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +216,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     nonlocal shard_index
     texts = [text for text, _ in pending]
     if clean is not None:
-      texts = clean(texts, progress.decontam)
+      texts = clean(texts, progress.decontam, progress.decontam_items)
     docs = [layout.encode_document(ids, tok.bos_id, tok.eos_id)
             for ids in tok.encode_batch(texts)]
     progress.docs += len(docs)
@@ -233,11 +246,14 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
         flush(final=False)
   flush(final=True)
   if clean is not None and heldout:
+    # Not trained on: its hits are neither counted nor recorded as in the training data.
     heldout = clean(heldout, collections.Counter())
   heldout_docs = [layout.encode_document(ids, tok.bos_id, tok.eos_id)
                   for ids in tok.encode_batch(heldout)]
-  heldout_bytes = sum(len(t.encode("utf-8")) for t in heldout)
-  layout.write_documents(layout.heldout_file(task_dir), heldout_docs)
+  # Per document, so a sample of the split has its exact byte count (evals/heldout.py).
+  heldout_doc_bytes = [len(t.encode("utf-8")) for t in heldout]
+  heldout_bytes = sum(heldout_doc_bytes)
+  layout.write_heldout(task_dir, heldout_docs, heldout_doc_bytes)
   stats = dict(
       task=spec.name, capability=spec.capability, fingerprint=fingerprint,
       train_shards=shard_index, train_docs=progress.docs, train_tokens=progress.tokens,
@@ -248,7 +264,8 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
       malformed_examples=progress.malformed_examples,
       decontam=dict(benchmarks=clean.benchmarks if clean else [],
                     mode=data_cfg.decontam.mode if clean else "",
-                    counts=dict(progress.decontam)),
+                    counts=dict(progress.decontam),
+                    items=_sorted_items(progress.decontam_items)),
       max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
       source_files=files)
   layout.write_stats(task_dir, stats)
@@ -259,6 +276,19 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
       f"tokens, {stats['heldout_docs']} held out, {stats['malformed']} malformed "
       f"({time.time() - started:.1f}s)")
   return stats
+
+
+def _manifest_decontam(stats: dict) -> dict:
+  """A task's decontamination as the manifest lists it: benchmarks, mode, items found.
+
+  A task prepared before items were recorded has no `items` key: which items
+  its documents held is unknown, not none.
+  """
+  record = layout.decontamination(stats)
+  entry = {"benchmarks": record["benchmarks"], "mode": record["mode"]}
+  if "items" in record:
+    entry["items"] = record["items"]
+  return entry
 
 
 def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
@@ -286,8 +316,9 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
       version=layout.FORMAT_VERSION, mixture=mixture.name, tokenizer=data_cfg.tokenizer,
       tokenizer_fingerprint=tok.fingerprint(), vocab_size=tok.vocab_size,
       pad_id=tok.pad_id, eos_id=tok.eos_id, bos_id=tok.bos_id, fim_ids=tok.fim_ids(),
-      tasks={name: {k: s[k] for k in ("train_docs", "train_tokens", "heldout_docs",
-                                      "capability", "max_epochs")}
+      tasks={name: {**{k: s[k] for k in ("train_docs", "train_tokens", "heldout_docs",
+                                         "capability", "max_epochs")},
+                    "decontam": _manifest_decontam(s)}
              for name, s in task_stats.items()})
   layout.write_manifest(out, manifest)
   total = sum(s["train_tokens"] for s in task_stats.values())

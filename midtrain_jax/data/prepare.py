@@ -18,7 +18,7 @@ from midtrain_jax.data import preparation
 _DATA = config_flags.DEFINE_config_dict("data", config_lib.data_config(), lock_config=True)
 _MIXTURE = flags.DEFINE_string("mixture", "", "Shorthand for --data.mixture.")
 _OUT = flags.DEFINE_string("out", "", "Output folder (default: data.data_dir or "
-                           "<cache>/prepared/<mixture>).")
+                           "<cache>/prepared/v<format>/<mixture>).")
 
 
 def main(argv):

@@ -4,7 +4,6 @@ Bits per byte (BPB) is the summed next-token loss in bits over the UTF-8 size
 of the text, so it compares models with different tokenizers.
 """
 import ml_collections
-import numpy as np
 
 from midtrain_jax.data import catalog, pipeline
 from midtrain_jax.evals.scoring import LN2
@@ -19,43 +18,49 @@ def eval_data_config(config: ml_collections.ConfigDict) -> ml_collections.Config
 
 def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | None = None,
                 process_index: int = 0, process_count: int = 1) -> dict[str, dict]:
-  """Loss and bits per byte on every task's held-out split.
+  """Loss and bits per byte on every task's held-out split, or a sample of it.
+
+  What is counted: whole documents, in a seeded random order that is the same
+  in every evaluation and run (`pipeline.eval_order`). With `max_batches` =
+  N > 0 they are the first documents of that order up to the one that
+  crosses the end of batch N, a uniform random sample of the split (ending
+  after a fixed amount of text, not before a likely long document, keeps it
+  nearly unbiased; that last document usually takes one batch more); with 0,
+  all of them. Every (input, target) pair of those documents is scored
+  exactly once and nothing else is: a document longer than seq_len is scored
+  as consecutive pieces of seq_len pairs, each without the text before it.
+  BPB is their summed loss in bits over their exact UTF-8 size (the sum of
+  their per-document byte counts), so a sample estimates the full split's BPB
+  without the bias of scaling the split's bytes by token share.
 
   Args:
     eval_fn: host batch (numpy dict) -> {"nats", "tokens"} summed over the
       global batch (e.g. the jitted `train.step.eval_step`).
     data_cfg: `data` section whose mixture names the tasks.
-    max_batches: batches per task (0 = the whole split). With several
-      processes every process runs exactly this many, so they stay in step.
+    max_batches: batches per task to fill (0 = the whole split).
     batch_size: global rows per batch (default data.batch_size).
-    process_index, process_count: this host and the number of hosts.
+    process_index, process_count: this host and the number of hosts. Every
+      host plans the same global batches and feeds its rows of each, so all
+      run the same number (padding rows where a host has nothing left) and
+      all know the byte count of the whole sample.
 
   Returns:
-    {task: {loss, bpb, tokens, bytes, capability}}. When a split is cut short
-    its byte count is scaled by the fraction of its tokens evaluated.
+    {task: {loss, bpb, tokens, bytes, docs, capability}}: loss in nats per
+    token, tokens and bytes of the documents scored and their number.
   """
   results = {}
   for task in pipeline.task_names(data_cfg):
     batches = pipeline.make_eval_iterator(data_cfg, task, batch_size=batch_size,
+                                          max_batches=max_batches,
                                           process_index=process_index,
                                           process_count=process_count)
     nats = tokens = 0.0
-    count, last = 0, None
     for batch in batches:
-      if max_batches and count == max_batches:
-        break
       out = eval_fn(batch)
-      nats, tokens, count = nats + float(out["nats"]), tokens + float(out["tokens"]), count + 1
-      last = batch
-    # Hosts with fewer held-out documents run all-padding batches (segment id 0
-    # counts nothing), so every host joins every global computation.
-    while process_count > 1 and max_batches and last is not None and count < max_batches:
-      eval_fn({k: np.zeros_like(v) if k == "segment_ids" else v for k, v in last.items()})
-      count += 1
-    share = min(1.0, tokens / max(1, batches.num_tokens * process_count))
-    num_bytes = batches.num_bytes * process_count * share
+      nats, tokens = nats + float(out["nats"]), tokens + float(out["tokens"])
+    num_bytes = float(batches.num_bytes)
     results[task] = dict(loss=nats / max(tokens, 1.0), bpb=nats / LN2 / max(num_bytes, 1.0),
-                         tokens=tokens, bytes=num_bytes,
+                         tokens=tokens, bytes=num_bytes, docs=batches.num_docs,
                          capability=catalog.get_task(task).capability)
   return results
 

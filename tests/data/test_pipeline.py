@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from midtrain_jax.data import pipeline
+from midtrain_jax.data import layout, packing, pipeline
 from tests.data import demo_data
 
 
@@ -102,8 +102,37 @@ def test_eval_iterator_covers_heldout_split_with_byte_count():
   assert batches.num_tokens == predicted == stats["heldout_tokens"] - stats["heldout_docs"]
   assert batches.num_bytes == stats["heldout_bytes"] > batches.num_tokens
   assert all(b["inputs"].shape == (4, 256) for b in rows)
+  # Prepare stores each held-out document's bytes, so a sample's byte count is exact.
+  doc_bytes = layout.read_heldout_bytes(cfg.data_dir, "math_synthetic")
+  assert len(doc_bytes) == stats["heldout_docs"] and sum(doc_bytes) == stats["heldout_bytes"]
+  sample = pipeline.make_eval_iterator(cfg, "math_synthetic", max_batches=2)
+  order = pipeline.eval_order(stats["heldout_docs"], "math_synthetic")
+  assert 0 < sample.num_docs < stats["heldout_docs"]
+  np.testing.assert_array_equal(sample.doc_indices, order[:sample.num_docs])
+  assert sample.num_bytes == sum(doc_bytes[i] for i in sample.doc_indices)
   with pytest.raises(ValueError, match="not in mixture"):
     pipeline.make_eval_iterator(cfg, "olmo3_web")
+
+
+def test_pack_in_order_keeps_documents_whole_and_in_order():
+  rng = np.random.default_rng(0)
+  for _ in range(300):
+    seq_len, rows, cut = int(rng.integers(2, 20)), int(rng.integers(1, 6)), int(rng.integers(5))
+    lengths = [int(n) for n in rng.integers(0, 2 * seq_len * rows + 3, int(rng.integers(1, 30)))]
+    batches, count = packing.pack_in_order(lengths, seq_len, rows, cut)
+    # Every pair of the first `count` documents, once; rows no longer than seq_len.
+    pairs = []
+    for row in (row for batch in batches for row in batch):
+      spans = [range(start, min(start + seq_len, lengths[doc])) for doc, start in row]
+      assert sum(len(r) for r in spans) <= seq_len
+      pairs += [(doc, k) for (doc, _), r in zip(row, spans) for k in r]
+    assert sorted(pairs) == [(d, k) for d in range(count) for k in range(lengths[d])]
+    assert all(len(batch) == rows for batch in batches)
+    # Cut after the document that needs a batch past `cut`; the same rows as packing all.
+    assert count == len(lengths) or len(batches) > cut > 0
+    whole, _ = packing.pack_in_order(lengths, seq_len, rows)
+    for batch, full_batch in zip(batches, whole):
+      assert batch == [[p for p in row if p[0] < count] for row in full_batch]
 
 
 def test_bad_configuration_fails_before_training(tmp_path):

@@ -19,6 +19,11 @@ def test_periodic_heldout_eval(tmp_path):
   for heldout in result.evals.values():
     assert len(heldout) == 8 and all(math.isfinite(r["bpb"]) and r["bpb"] > 0
                                      for r in heldout.values())
+  # Both evaluations score the same documents (a seeded order), so they compare.
+  for task, r in result.evals[2].items():
+    later = result.evals[4][task]
+    assert (r["docs"], r["tokens"], r["bytes"]) == (later["docs"], later["tokens"],
+                                                    later["bytes"])
   # Web is trained on, so its BPB falls between the two evaluations.
   web = lambda s: result.evals[s]["web_c4"]["bpb"]
   assert web(4) < web(2)
