@@ -46,8 +46,9 @@ def model_section(args):
   if args.size == "custom":
     c.model.update(d_model=args.d, n_layers=args.layers, n_heads=args.heads,
                    n_kv_heads=args.heads, mlp_dim=4 * args.d, vocab_size=args.vocab)
-  c.model.update(window_pattern=(0,), norm="pre", qk_norm="none", tie_embeddings=False,
-                 compute_dtype=args.dtype, attention=args.attention)
+  # Full attention (the reference has no windows) unless a window is asked for.
+  c.model.update(window_pattern=(getattr(args, "window", 0),), norm="pre", qk_norm="none",
+                 tie_embeddings=False, compute_dtype=args.dtype, attention=args.attention)
   c.optim.update(schedule="constant", warmup_steps=0, lr=1e-3)
   return c
 

@@ -44,6 +44,51 @@ def reference_attention(q_BTNH, k_BSKH, v_BSKH, mask_B1TS, scale: float):
   return out.reshape(b, t, n, h).astype(q_BTNH.dtype)
 
 
+def local_attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT, window: int, attend_fn):
+  """Sliding-window attention that computes only the blocks a window can see.
+
+  The sequence is cut into blocks of `window` tokens. A query of block i sees
+  at most `window - 1` tokens back, all in blocks i-1 and i, so each block
+  attends to 2 * window keys: scores cost T x 2w instead of T x T.
+
+  Args:
+    q_BTNH, k_BTKH, v_BTKH: queries, keys, values (T a multiple of `window`).
+    segment_ids_BT: document id per token.
+    window: the sliding-window size.
+    attend_fn: (q, k, v, mask [B', 1, T', S']) -> output, e.g. the xla kernel.
+
+  Returns:
+    The attention output [B, T, N, H].
+  """
+  b, t, n, h = q_BTNH.shape
+  n_blocks = t // window
+
+  def blocks(x):  # [B, T, ...] -> [B, nb, w, ...]
+    return x.reshape((b, n_blocks, window) + x.shape[2:])
+
+  def with_previous(x, fill=0):  # [B, nb, w, ...] -> [B * nb, 2w, ...]
+    pad = [(0, 0), (1, 0)] + [(0, 0)] * (x.ndim - 2)
+    previous = jnp.pad(x, pad, constant_values=fill)[:, :-1]
+    both = jnp.concatenate([previous, x], axis=2)
+    return both.reshape((b * n_blocks, 2 * window) + x.shape[3:])
+
+  q = blocks(q_BTNH).reshape((b * n_blocks, window, n, h))
+  k, v = with_previous(blocks(k_BTKH)), with_previous(blocks(v_BTKH))
+  # Before the first block: segment -1, which no token (not even padding) has.
+  seg_k = with_previous(blocks(segment_ids_BT), fill=-1)
+  seg_q = blocks(segment_ids_BT).reshape(b * n_blocks, window)
+  mask = attention_mask(window + jnp.arange(window), jnp.arange(2 * window), seg_q, seg_k,
+                        window)
+  return attend_fn(q, k, v, mask).reshape(b, t, n, h)
+
+
+def uses_local_blocks(window: int, seq_len: int, kernel: str) -> bool:
+  """Whether a layer's training attention runs as `local_attention` (xla kernel only:
+  cuDNN and splash skip masked blocks themselves; the reference stays plain)."""
+  return (kernel == "xla" and window != FULL_ATTENTION and seq_len % window == 0
+          and seq_len >= 2 * window)
+
+
 class Attention(nnx.Module):
   """Multi-head attention with `n_kv_heads` shared key/value heads."""
 
@@ -104,12 +149,20 @@ class Attention(nnx.Module):
     scale = 1.0 / np.sqrt(self.cfg.head_dim)
     t = x_BTD.shape[1]
 
-    if cache is None:
+    if cache is None and uses_local_blocks(self.window, t,
+                                           attention_kernels.resolve(self.cfg.attention)):
+      xla = lambda q, k, v, mask: jax.nn.dot_product_attention(
+          q, k, v, mask=mask, scale=scale, implementation="xla")
+      out = local_attention(q, k, v, segment_ids_BT, self.window, xla)
+      new_cache = None
+    elif cache is None:
       slots = jnp.arange(t)
       mask = attention_mask(slots, slots, segment_ids_BT, segment_ids_BT, self.window)
       out = attention_kernels.attend(q, k, v, mask, segment_ids_BT, self.window, scale,
                                      self.cfg.attention, reference_attention)
       new_cache = None
+    elif "slot_positions" in cache:
+      out, new_cache = self._attend_ring(q, k, v, segment_ids_BT, cache, scale)
     else:
       start = cache["index"]
       new_cache = {
@@ -127,3 +180,31 @@ class Attention(nnx.Module):
       out = reference_attention(q, new_cache["k"].astype(q.dtype),
                                 new_cache["v"].astype(q.dtype), mask, scale)
     return self.o(out), new_cache
+
+  def _attend_ring(self, q, k, v, segment_ids_BT, cache, scale):
+    """Decoding a window layer: the cache is a ring of `window` slots.
+
+    Queries attend to the ring (the last `window` slots before them) and to the
+    new tokens themselves; then the newest min(t, window) tokens overwrite the
+    ring slots (slot index mod window). Keys older than the window are never
+    kept, so a long context costs `window` slots per window layer.
+    """
+    t, size = q.shape[1], cache["k"].shape[1]
+    start = cache["index"]
+    new_slots = start + jnp.arange(t)
+    keys = jnp.concatenate([cache["k"].astype(q.dtype), k.astype(q.dtype)], axis=1)
+    values = jnp.concatenate([cache["v"].astype(q.dtype), v.astype(q.dtype)], axis=1)
+    key_segments = jnp.concatenate([cache["segment_ids"], segment_ids_BT], axis=1)
+    key_slots = jnp.concatenate([cache["slot_positions"], new_slots])
+    mask = attention_mask(new_slots, key_slots, segment_ids_BT, key_segments, self.window)
+    out = reference_attention(q, keys, values, mask, scale)
+    kept = min(t, size)
+    ring = new_slots[t - kept:] % size
+    new_cache = {
+        "k": cache["k"].at[:, ring].set(k[:, t - kept:].astype(cache["k"].dtype)),
+        "v": cache["v"].at[:, ring].set(v[:, t - kept:].astype(cache["v"].dtype)),
+        "segment_ids": cache["segment_ids"].at[:, ring].set(segment_ids_BT[:, t - kept:]),
+        "slot_positions": cache["slot_positions"].at[ring].set(new_slots[t - kept:]),
+        "index": start + t,
+    }
+    return out, new_cache

@@ -8,7 +8,7 @@ from flax import nnx
 
 from midtrain_jax.model import layer_stack
 from midtrain_jax.model.attention import Attention
-from midtrain_jax.model.config import ModelConfig
+from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU
 from midtrain_jax.parallel import sharding
 
@@ -154,8 +154,20 @@ def _scan_body(group, x_BTD, positions_BT, segment_ids_BT):
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> list[dict]:
-  """Empty KV caches, one per layer, for `max_len` decoding slots."""
-  shape = (batch, max_len, cfg.n_kv_heads, cfg.head_dim)
-  return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
-           "segment_ids": jnp.zeros((batch, max_len), jnp.int32),
-           "index": jnp.array(0, jnp.int32)} for _ in range(cfg.n_layers)]
+  """Empty KV caches, one per layer, for `max_len` decoding slots.
+
+  Full-attention layers keep every slot; sliding-window layers keep a ring of
+  min(window, max_len) slots with the absolute slot each one holds (-window:
+  empty, never inside a window).
+  """
+  caches = []
+  for window in cfg.layer_windows():
+    size = max_len if window == FULL_ATTENTION else min(window, max_len)
+    shape = (batch, size, cfg.n_kv_heads, cfg.head_dim)
+    cache = {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
+             "segment_ids": jnp.zeros((batch, size), jnp.int32),
+             "index": jnp.array(0, jnp.int32)}
+    if window != FULL_ATTENTION:
+      cache["slot_positions"] = jnp.full((size,), -window - max_len, jnp.int32)
+    caches.append(cache)
+  return caches

@@ -1,0 +1,60 @@
+"""Window layers compute only what their window sees: block-local attention in
+training, a ring of `window` slots in the decoding cache."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from midtrain_jax.model import attention
+from midtrain_jax.model.config import FULL_ATTENTION
+from midtrain_jax.model.transformer import init_cache
+from tests import helpers
+
+
+def _xla(q, k, v, mask):
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.25, implementation="xla")
+
+
+def test_block_local_attention_equals_the_masked_reference():
+  rng = np.random.default_rng(0)
+  b, t, n, kh, h, window = 2, 64, 4, 2, 16, 16
+  q, k, v = (jnp.asarray(rng.standard_normal((b, t, heads, h)), jnp.float32)
+             for heads in (n, kh, kh))
+  # Packed documents whose boundaries fall inside blocks, and trailing padding.
+  segments = np.ones((b, t), np.int32)
+  segments[0, 21:50], segments[0, 50:] = 2, 3
+  segments[1, 9:], segments[1, 60:] = 2, 0
+  segments = jnp.asarray(segments)
+  slots = jnp.arange(t)
+  mask = attention.attention_mask(slots, slots, segments, segments, window)
+
+  def local(q, k, v):
+    return attention.local_attention(q, k, v, segments, window, _xla)
+
+  def reference(q, k, v):
+    return attention.reference_attention(q, k, v, mask, 0.25)
+
+  real = np.asarray(segments > 0)[..., None, None]
+  np.testing.assert_allclose(np.where(real, local(q, k, v), 0),
+                             np.where(real, reference(q, k, v), 0), atol=2e-6)
+  # Gradients through the real tokens' outputs agree too.
+  weights = jnp.asarray(rng.standard_normal((b, t, n, h)), jnp.float32) * real
+  grads = [jax.grad(lambda *a, f=f: (f(*a) * weights).sum(), argnums=(0, 1, 2))(q, k, v)
+           for f in (local, reference)]
+  for a, r in zip(*grads):
+    np.testing.assert_allclose(a, r, atol=2e-5)
+
+
+def test_only_xla_window_layers_that_tile_use_blocks():
+  assert attention.uses_local_blocks(256, 2048, "xla")
+  assert not attention.uses_local_blocks(FULL_ATTENTION, 2048, "xla")
+  assert not attention.uses_local_blocks(256, 2000, "xla")  # Does not tile.
+  assert not attention.uses_local_blocks(256, 256, "xla")  # Nothing to skip.
+  assert not attention.uses_local_blocks(256, 2048, "reference")
+
+
+def test_window_layers_cache_only_their_window():
+  cfg = helpers.tiny_model()
+  caches = init_cache(cfg, batch=2, max_len=1024)
+  for window, cache in zip(cfg.layer_windows(), caches):
+    expected = 1024 if window == FULL_ATTENTION else window
+    assert cache["k"].shape[1] == expected
