@@ -170,7 +170,7 @@ def test_normalisation_ignores_case_whitespace_and_punctuation():
   assert grams.size == 1 and int(grams[0]) == 0xd41c419a25d7b93c
 
 
-def test_short_items_need_an_exact_match(deco):
+def test_short_items_need_an_exact_match_or_their_answer(deco):
   item = next(it for it in benchmarks.load_items("triviaqa")
               if it.id == "tc_33")
   text = f"Trivia night.\n{item.question}\n{item.answer}\nThanks all."
@@ -179,8 +179,14 @@ def test_short_items_need_an_exact_match(deco):
       ("triviaqa", "tc_33", "exact")]
   start, end = hits[0].span
   assert text[start:end].startswith(item.question[:-1])
+  # One word changed: found only with the answer right after it.
   changed = text.replace("premiered", "opened")
-  assert not deco.check(changed)
+  hits = deco.check(changed)
+  assert [(h.item_id, h.rule) for h in hits] == [("tc_33", "overlap")]
+  assert 0.8 <= hits[0].score < 1.0 and hits[0].answer_score == 1.0
+  assert not deco.check(changed.replace(item.answer, "Cats"))
+  # A changed number makes another question.
+  assert not deco.check(text.replace("1993", "1994"))
 
 
 def test_generic_question_needs_its_answer_nearby(deco):
@@ -246,9 +252,10 @@ def test_threshold_and_weighting_are_configurable(tmp_path):
   edited = " ".join("zzz" if i % 4 == 1 else w for i, w in enumerate(words))
   strict = decontaminator.Decontaminator.from_benchmarks(
       ["humaneval"], cache_dir=str(tmp_path), weighting="uniform")
+  # Loose enough to verify a question with a single untouched 5-gram left.
   loose = decontaminator.Decontaminator.from_benchmarks(
       ["humaneval"], cache_dir=str(tmp_path), weighting="uniform",
-      threshold=0.3, assisted_threshold=0.3)
+      threshold=0.3, assisted_threshold=0.3, min_hit_fraction=0.0)
   assert not strict.check(edited)
   assert [h.item_id for h in loose.check(edited)] == [item.id]
 
