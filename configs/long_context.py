@@ -45,6 +45,9 @@ def get_config(arg=None):
     c.model.compute_dtype = "bfloat16"
     c.model.remat = "full"
     # A fused kernel is a must at 64K: xla would hold T x T attention weights.
+    # Splash runs per shard (shard_map): each chip attends over its own batch
+    # rows and its n_heads / tensor query heads with their KV heads (a
+    # tensor size that does not divide n_kv_heads repeats KV heads to fit).
     c.model.attention = "splash"
     c.ckpt.every_steps = 500
     c.mesh.fsdp = -1
