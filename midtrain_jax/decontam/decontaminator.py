@@ -8,6 +8,7 @@ and the seqio preprocessor:
     deco = Decontaminator.from_benchmarks(["gsm8k", "humaneval"])
     hits = deco.check(text)                      # -> list[Hit]
     cleaned, hits = deco.clean(text, mode="cut")  # or mode="drop" -> None
+    same, hits = deco.clean(text, mode="keep")    # finds and reports, keeps the text
 
 Pure numpy: nothing here imports TensorFlow or the training code.
 """
@@ -23,7 +24,8 @@ from midtrain_jax.evals import items as benchmark_items
 
 DecontamParams = index_lib.DecontamParams
 Hit = scan_lib.Hit
-MODES = ("drop", "cut")
+# "keep" changes nothing and only reports: training on the hits measures leakage.
+MODES = ("drop", "cut", "keep")
 
 
 def index_path(names: Sequence[str], params: DecontamParams,
@@ -109,7 +111,8 @@ class Decontaminator:
     Args:
       text: the document.
       mode: "drop" returns None for a contaminated document; "cut" removes
-        only the matched spans (None when nothing but whitespace is left).
+        only the matched spans (None when nothing but whitespace is left);
+        "keep" returns the text unchanged (the hits still say what it holds).
 
     Returns:
       (cleaned text, or None when dropped; the hits).
@@ -123,7 +126,7 @@ class Decontaminator:
       raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     out = []
     for text, hits in zip(texts, self._scanner.scan(texts)):
-      if not hits:
+      if not hits or mode == "keep":
         out.append((text, hits))
       elif mode == "drop":
         out.append((None, hits))

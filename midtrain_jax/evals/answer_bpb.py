@@ -1,11 +1,15 @@
 """Benchmark BPB: bits per byte of each benchmark's gold answers given their questions.
 
 The OLMES "bpb" formulation: it moves long before a small model's accuracy does.
+Each benchmark is scored on a seeded sample stratified over its subjects
+(`items.sample_items`); the result keeps every item's nats and bytes, so its
+uncertainty and paired comparisons come from `stats.py`.
 """
 import numpy as np
 
 from midtrain_jax.evals import items as benchmarks
-from midtrain_jax.evals.scoring import LN2, LoadedModel, row_nats
+from midtrain_jax.evals import stats
+from midtrain_jax.evals.scoring import LoadedModel, row_nats
 from midtrain_jax.train import step as ts
 
 
@@ -39,26 +43,31 @@ def answer_rows(items, tok, max_len: int):
 
 
 def benchmark_bpb(model: LoadedModel, tok, names=benchmarks.EVAL_SUITE, *, items: int = 32,
-                  max_len: int = 512, batch_size: int = 16) -> dict[str, dict]:
+                  seed: int = 0, max_len: int = 512, batch_size: int = 16) -> dict[str, dict]:
   """Bits per byte of each benchmark's gold answers given their questions.
 
   Args:
     model: the loaded checkpoint.
     tok: the tokenizer the model was trained with.
     names: benchmarks (see `items.SPECS`).
-    items: the first this many items of each benchmark (0 = all).
+    items: sample size per benchmark (`items.sample_items`: stratified over
+      subjects, at least one item per subject); 0 = every item.
+    seed: which sample; the same seed and size give every model the same items.
     max_len: longest row in tokens.
     batch_size: rows per forward pass.
 
   Returns:
-    {benchmark: {bpb, items, bytes}}.
+    {benchmark: result}; a result holds `bpb` (over the items' summed bytes),
+    `ci95` (half-width of its 95% bootstrap interval over items), `n_items`,
+    `subsets` (distinct subjects sampled), `bytes`, `per_item` ({item id:
+    [nats, bytes]}, for paired comparisons and the contamination split),
+    `sample` ({requested, seed}) and `items` (= n_items, for older readers).
   """
   results = {}
   for name in names:
-    chosen = benchmarks.load_items(name)
-    chosen = chosen[:items] if items else chosen
+    chosen = benchmarks.sample_items(name, items, seed)
     rows = answer_rows(chosen, tok, max_len)
-    nats = 0.0
+    nats = []
     for start in range(0, len(rows), batch_size):
       chunk = rows[start:start + batch_size]
       width = -(-max(len(ids) - 1 for ids, _, _ in chunk) // 64) * 64
@@ -71,8 +80,12 @@ def benchmark_bpb(model: LoadedModel, tok, names=benchmarks.EVAL_SUITE, *, items
         batch["segment_ids"][i, :n] = 1
         batch["positions"][i, :n] = np.arange(n)
         mask[i, :n] = answer_mask
-      nats += float(row_nats(model.params, batch, mask, graphdef=model.graphdef).sum())
-    total_bytes = sum(b for _, _, b in rows)
-    results[name] = dict(bpb=nats / LN2 / max(total_bytes, 1), items=len(rows),
-                         bytes=total_bytes)
+      row = np.asarray(row_nats(model.params, batch, mask, graphdef=model.graphdef))
+      nats += [float(x) for x in row[:len(chunk)]]
+    per_item = {it.id: [n, b] for it, n, (_, _, b) in zip(chosen, nats, rows)}
+    total = stats.summary(per_item, {it.id: benchmarks.subset_of(it) for it in chosen})
+    results[name] = dict(bpb=total["value"], ci95=total["ci95"], n_items=total["n_items"],
+                         subsets=total["subsets"], bytes=sum(b for _, _, b in rows),
+                         items=total["n_items"], sample={"requested": items, "seed": seed},
+                         per_item=per_item)
   return results

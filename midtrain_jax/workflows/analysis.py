@@ -121,6 +121,37 @@ def decontamination_frame(data_dir: str):
   return frame
 
 
+def benchmark_frame(root: str):
+  """Benchmark scores of every evaluated run under `root`, with intervals and the split.
+
+  Args:
+    root: a folder of run directories (each with `eval/step_<N>.json`).
+
+  Returns:
+    A DataFrame indexed by (run, benchmark): metric, value, ci95, n_items,
+    subsets, contamination status and the clean / contaminated values and
+    item counts (NaN where the record is unknown).
+  """
+  rows = []
+  for workdir in sorted(glob.glob(os.path.join(root, "*"))):
+    saved = suite.read_results(workdir) if os.path.isdir(workdir) else None
+    if saved is None:
+      continue
+    scored = [("bpb", n, r, r["bpb"]) for n, r in saved.get("benchmark_bpb", {}).items()]
+    scored += [(r["metric"], n, r, r["score"]) for n, r in saved.get("generative", {}).items()]
+    for metric, name, r, value in scored:
+      clean, dirty = r.get("clean", {}), r.get("contaminated", {})
+      rows.append({"run": os.path.basename(workdir), "benchmark": name, "metric": metric,
+                   "value": value, "ci95": r.get("ci95"), "n_items": r.get("n_items"),
+                   "subsets": r.get("subsets"),
+                   "contamination": r.get("contamination", {}).get("status", "unknown"),
+                   "clean": clean.get("value"), "clean_items": clean.get("n_items"),
+                   "contaminated": dirty.get("value"), "contaminated_items": dirty.get("n_items")})
+  if not rows:
+    raise FileNotFoundError(f"No evaluated runs (eval/step_<N>.json) under {root}.")
+  return _pd().DataFrame(rows).set_index(["run", "benchmark"])
+
+
 def lr_curves(configs: dict, steps: int | None = None):
   """LR per step of each named config's schedule (from the code the runs use).
 

@@ -14,7 +14,7 @@ import time
 
 import ml_collections
 
-from midtrain_jax import cache, files
+from midtrain_jax import files
 from midtrain_jax.data import layout, preparation
 from midtrain_jax.evals import suite, tables
 from midtrain_jax.train import checkpoint, loop
@@ -79,7 +79,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config = ml_collections.ConfigDict(config.to_dict())
   if not config.data.data_dir:
     # Not the mixture's default folder: that one may hold undecontaminated shards.
-    config.data.data_dir = str(cache.cache_root() / "prepared" / "demo_decontaminated")
+    config.data.data_dir = str(layout.prepared_root() / "demo_decontaminated")
   _say(f"1/4 preparing the demo corpus in {config.data.data_dir}")
   preparation.prepare(config.data, config.data.data_dir)
 
@@ -106,7 +106,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         suite.load_model(os.path.join(workdir, name)), options, data_cfg,
         base_heldout=base_results["heldout"], log=_say)
     suite.write_results(os.path.join(workdir, name), results[name])
-  decontam = layout.decontamination_summary(config.data.data_dir)
+  decontam = tables.decontamination_summary(config.data.data_dir)
   out = {"results": results, "decontamination": decontam,
          "wall_time_s": time.time() - started}
   text = format_report(out)
@@ -117,7 +117,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def format_report(out: dict) -> str:
-  """The demo report: capability BPB per run, deltas, forgetting, decontamination."""
+  """The demo report: capability BPB per run, deltas, benchmark scores with their
+  intervals and paired changes, the contamination split, forgetting, decontamination."""
   results = out["results"]
   rows = tables.comparison_rows(results, baseline="anneal_web")
   caps = sorted(results["base"]["capability_bpb"])
@@ -126,18 +127,38 @@ def format_report(out: dict) -> str:
            tables.format_table(rows, [f"bpb/{c}" for c in caps]),
            "", "Change vs the web-only anneal (negative = the Dolmino mix helped):",
            tables.format_table(rows[1:], [f"delta/{c}" for c in caps])]
-  if "benchmark_bpb" in results["base"]:
-    names = list(results["base"]["benchmark_bpb"])
-    lines += ["", "Benchmark BPB of gold answers, change vs the web-only anneal:",
-              tables.format_table(rows[1:], [f"delta_bench/{n}" for n in names])]
+  for group, what in (("benchmark_bpb", "Benchmark BPB of gold answers (lower is better)"),
+                      ("generative", "Generative scores (higher is better)")):
+    if results["base"].get(group):
+      lines += ["", f"{what}, ± 95% bootstrap interval; every run scores the same items:",
+                tables.benchmark_table(results, group)]
+  if results["base"].get("benchmark_bpb") or results["base"].get("generative"):
+    lines += ["", "Benchmark change vs the web-only anneal (paired over the same items):",
+              tables.format_comparison({k: v for k, v in results.items() if k != "base"},
+                                       baseline="anneal_web")]
+  lines += ["", "Benchmark scores on items in / out of the training data:"]
+  lines += contamination_lines(results)
   lines += ["", "Forgetting (web BPB change vs the base checkpoint; positive = forgot):"]
   for name in MIXTURES:
     f = results[name]["forgetting"]
     lines.append(f"  {name:<15} web BPB {f['web_bpb']:.3f} vs base {f['base_web_bpb']:.3f}"
                  f" ({f['delta_web_bpb']:+.3f})")
-  for name, res in results.items():
-    for bench, r in res.get("generative", {}).items():
-      lines.append(f"  {name} {bench} {r['metric']}: {r['score']:.3f} ({r['items']} items)")
   lines += ["", tables.format_decontamination(out["decontamination"]),
             "", f"Total wall time {out['wall_time_s'] / 60:.1f} min", "=" * 72]
   return "\n".join(lines)
+
+
+def contamination_lines(results: dict) -> list[str]:
+  """Per run, the clean / contaminated split of each benchmark where items were found.
+
+  The other benchmarks are summed up in a line (none in the training data, or
+  no record), so a gain from leaked items cannot pass unseen.
+  """
+  lines = []
+  for run, res in results.items():
+    scored = {**res.get("benchmark_bpb", {}), **res.get("generative", {})}
+    for bench, r in scored.items():
+      if tables.contamination_text(r):
+        lines.append(f"  {run:<15} {bench:<14} {tables.contamination_text(r)}")
+    lines += [f"  {run:<15} {line}" for line in tables.contamination_summary(scored)]
+  return lines

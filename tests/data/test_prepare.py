@@ -118,3 +118,30 @@ def test_decontamination_drops_documents_with_benchmark_items(tmp_path):
   assert record["benchmarks"] == ["humaneval"] and stats["train_docs"] == 6
   assert record["counts"]["dropped_docs"] == 1 and record["counts"]["hits/humaneval"] == 1
   assert record["counts"]["docs"] == 7 and record["counts"]["contaminated_docs"] == 1
+  assert record["items"] == {"humaneval": [item.id]}
+  manifest_entry = preparation._manifest_decontam(stats)
+  assert manifest_entry == {"benchmarks": ["humaneval"], "mode": "drop",
+                            "items": {"humaneval": [item.id]}}
+
+
+def test_keep_mode_keeps_documents_and_reports_their_items(tmp_path):
+  from midtrain_jax.decontam import decontaminator
+  assert decontaminator.MODES == config_lib.DECONTAM_MODES
+  item = benchmarks.load_items("humaneval")[2]
+  leaked = "Solutions blog.\n" + item.question + "\nThanks!"
+  deco = decontaminator.Decontaminator.from_benchmarks(["humaneval"])
+  (same, hits), (plain, none) = deco.clean_batch([leaked, "A page about tomatoes."], "keep")
+  assert same == leaked and [h.item_id for h in hits] == [item.id]
+  assert plain == "A page about tomatoes." and none == []
+  spec = _spec(tmp_path, [json.dumps({"text": "An ordinary page."}), json.dumps({"text": leaked})])
+  cfg = _cfg()
+  cfg.decontam.update(benchmarks=("humaneval",), mode="keep")
+  stats = preparation.prepare_task(spec, tmp_path / "out", _tok(), cfg, log=lambda _: None)
+  record = layout.decontamination(stats)
+  assert stats["train_docs"] == 2 and record["mode"] == "keep"
+  assert record["counts"]["contaminated_docs"] == 1 and "dropped_docs" not in record["counts"]
+  assert record["items"] == {"humaneval": [item.id]}
+  config = config_lib.base_config("tiny")
+  config.data.decontam.mode = "remove"
+  with pytest.raises(ValueError, match="data.decontam.mode='remove'"):
+    config_lib.validate(config)

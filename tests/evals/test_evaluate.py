@@ -47,15 +47,23 @@ def test_heldout_bpb_of_uniform_model_is_log2_vocab_per_token():
 def test_benchmark_bpb_scores_only_the_answer():
   tok = tokenizer_lib.load_tokenizer("demo_spm")
   model = _uniform_model()
-  results = answer_bpb.benchmark_bpb(model, tok, ("gsm8k", "arc_easy"), items=5)
+  # Rows long enough that no answer is cut (max_len // 2 tokens of answer).
+  results = answer_bpb.benchmark_bpb(model, tok, ("gsm8k", "arc_easy"), items=5, max_len=600)
   for name in ("gsm8k", "arc_easy"):
-    items = benchmarks.load_items(name)[:5]
+    items = benchmarks.sample_items(name, 5)
     answers = [answer_bpb.context_and_answer(it)[1] for it in items]
     n_tokens = sum(len(tok.encode(a)) for a in answers)
     n_bytes = sum(len(a.encode()) for a in answers)
-    assert results[name]["bytes"] == n_bytes and results[name]["items"] == 5
-    assert math.isclose(results[name]["bpb"], n_tokens * math.log2(VOCAB) / n_bytes,
-                        rel_tol=1e-5)
+    r = results[name]
+    assert r["bytes"] == n_bytes and r["n_items"] == r["items"] == 5 and r["subsets"] == 1
+    assert math.isclose(r["bpb"], n_tokens * math.log2(VOCAB) / n_bytes, rel_tol=1e-5)
+    # Per item: the answer's tokens at log2(VOCAB) bits each, over its bytes.
+    assert list(r["per_item"]) == [it.id for it in items]
+    for it, answer in zip(items, answers):
+      nats, n = r["per_item"][it.id]
+      assert n == len(answer.encode())
+      assert math.isclose(nats, len(tok.encode(answer)) * math.log(VOCAB), rel_tol=1e-5)
+    assert r["ci95"] > 0 and r["sample"] == {"requested": 5, "seed": 0}
 
 
 def test_benchmark_bpb_matches_full_forward_log_probs():
@@ -64,7 +72,7 @@ def test_benchmark_bpb_matches_full_forward_log_probs():
   cfg = helpers.tiny_model(vocab_size=VOCAB)
   graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(3)))
   model = scoring.LoadedModel(nnx.to_pure_dict(state), graphdef, cfg, None, 0, "random")
-  item = benchmarks.load_items("gsm8k")[0]
+  item = benchmarks.sample_items("gsm8k", 1)[0]
   got = answer_bpb.benchmark_bpb(model, tok, ("gsm8k",), items=1)["gsm8k"]["bpb"]
   context, answer = answer_bpb.context_and_answer(item)
   ctx_ids = [tok.bos_id] + tok.encode(context)

@@ -1,10 +1,11 @@
 """The embedded demo (configs/demo.py) end to end on a tiny budget."""
 import json
+import re
 
 import pytest
 
 from configs import demo as demo_config
-from midtrain_jax.workflows import demo
+from midtrain_jax.workflows import analysis, demo
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +21,11 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
   printed = capsys.readouterr().out
   for text in ("1/4 preparing", "2/4 base model", "3/4 anneals", "4/4 evaluation",
                "Held-out bits per byte by capability", "Forgetting", "decontamination against",
+               "Benchmark BPB of gold answers", " ± ",
+               "paired bootstrap over the items", "in / out of the training data",
                "Total wall time"):
     assert text in printed
+  assert re.search(r"\nmmlu +57 +57 ", printed)  # Items and subjects of the benchmark.
   results = out["results"]
   assert set(results) == {"base", "anneal_dolmino", "anneal_web"}
   caps = set(results["base"]["capability_bpb"])
@@ -29,10 +33,24 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
   # The anneals moved away from the base they branched off.
   for name in ("anneal_dolmino", "anneal_web"):
     assert results[name]["capability_bpb"] != results["base"]["capability_bpb"]
+  # Every run is scored on the same stratified sample: MMLU gets one item per subject.
+  for name in ("gsm8k", "mmlu", "math"):
+    runs = [results[run]["benchmark_bpb"][name] for run in results]
+    assert len({tuple(r["per_item"]) for r in runs}) == 1
+    r = runs[0]
+    assert r["n_items"] == len(r["per_item"]) and r["ci95"] > 0
+    assert (r["n_items"], r["subsets"]) == {"gsm8k": (2, 1), "mmlu": (57, 57),
+                                           "math": (7, 7)}[name]
+    # The prepared data records the items it found, so the split is known.
+    assert r["contamination"]["status"] == "recorded"
+    assert r["clean"]["n_items"] + r["contaminated"]["n_items"] == r["n_items"]
   assert {r["task"] for r in out["decontamination"]} >= {"math_synthetic", "web_c4"}
   assert all("gsm8k" in r["benchmarks"] for r in out["decontamination"])
+  frame = analysis.benchmark_frame(str(tmp_path / "runs"))
+  assert frame.loc[("anneal_web", "mmlu"), "n_items"] == 57
+  assert (frame["contamination"] == "recorded").all()
   saved = json.loads((tmp_path / "runs" / "report.json").read_text())
   assert saved["results"]["base"]["step"] == 8  # The base's last stable-phase step.
   # A second run reuses everything it finished.
   demo.run(config, str(tmp_path / "runs"))
-  assert printed.count("training") == 3 and "reusing it" in capsys.readouterr().out
+  assert printed.count(": training ") == 3 and "reusing it" in capsys.readouterr().out
