@@ -5,14 +5,44 @@ Command line: `python -m midtrain_jax.plan` (midtrain_jax/plan.py).
 Per-device state (params, optimiser state, gradients) is exact: it comes from
 the same abstract model, optimiser and sharding rules as training, laid out on
 an abstract mesh of the requested shape (tests check it against the real
-sharded state). Activations are an estimate per remat policy: the tensors a
-decoder layer keeps for its backward pass, times layers, plus the logits.
+sharded state). Activations are an estimate per remat policy (`activation_bytes`):
+what every layer keeps for its backward pass, plus the larger of the loss's and
+the backward's working sets; `working_bytes` adds the weights FSDP gathers.
 Step time and tokens/day follow from FLOPs per token (metrics.flops_per_token,
 sliding-window layers counted by their window) at the stated MFU of the chip's
 peak in the config's compute dtype (train/peaks.py: the same peak table and
 MFU definition as the training logs).
+
+Checked against the compiler. `compile_train_step` (`--compile`) compiles the
+real train step for abstract inputs and reads XLA's memory analysis. On 8 fake
+CPU devices (meshes fsdp 8, and fsdp 4 x tensor 2), each preset at its own
+shape (150m and 1b: seq 8192, 256 rows; tiny: seq 256, 16 rows), planned
+temporaries (activations + gradients + working) over compiled ones are:
+
+  layers scanned (150m, 1b; tiny with 8 layers)  none 0.86-0.99, save_dots
+      0.87-1.17, full 1.22-1.30 (XLA fuses part of a rebuilt group away);
+  unscanned (the tiny preset)  none 1.24; save_dots 0.72-0.75, full 0.55-0.62.
+
+Unscanned, XLA:CPU schedules the recomputation of remat'd layers early, beside
+the first forward pass, so remat saves it little memory; the estimate keeps
+what the policy asks for. The estimate used before this check was 0.23-0.83
+of the compiled figure: it rebuilt one layer where remat rebuilds a whole
+scanned group (`remat_units`), counted 3 of the 6 hidden-sized SwiGLU tensors,
+one float32 attention weight per head and key where XLA keeps the exponentials,
+the softmax output, the probabilities and the mask broadcast to every head,
+over the whole row where block-local windows see 2 x window keys, two of the
+three float32 logits-sized loss buffers, and no backward transient (the
+float32 gradients of probabilities and scores).
+
+The CPU compiler is a proxy for an accelerator's: same program, sharding and
+buffer assignment, but XLA:CPU computes bfloat16 in float32 (a bfloat16
+config's temporaries came out within 6% of its float32 twin's, so compiles on
+CPU are compared with the float32 estimate), has no fused attention (cudnn and
+splash compile as xla) and schedules by its own heuristics. TPU and GPU
+compilers fuse and schedule differently; their figures were not measured.
 """
 import dataclasses
+import time
 
 import jax
 import ml_collections
@@ -20,6 +50,7 @@ import numpy as np
 from jax.sharding import AbstractMesh
 
 from midtrain_jax import config as config_lib
+from midtrain_jax.model import attention, attention_kernels, layer_stack
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import metrics, optim, peaks
@@ -34,13 +65,15 @@ USABLE_HBM_FRACTION = 0.9
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-  """Per-device bytes (state exact, activations estimated) and throughput."""
+  """Per-device bytes (state exact; working memory and activations estimated) and throughput."""
   n_params: int
   mesh: dict[str, int]
   params_bytes: int
   opt_state_bytes: int
   grads_bytes: int
+  working_bytes: float  # Gathered weights, gradient sums (`working_bytes`).
   activation_bytes: dict[str, float]  # Per remat policy.
+  attention: str  # The attention kernel the activations are planned for.
   flops_per_token: float
   tokens_per_step: int
   step_time_s: float
@@ -48,7 +81,7 @@ class Plan:
 
   def total_bytes(self, remat: str) -> float:
     state = self.params_bytes + self.opt_state_bytes + self.grads_bytes
-    return state + self.activation_bytes[remat]
+    return state + self.working_bytes + self.activation_bytes[remat]
 
 
 def parse_mesh(text: str) -> dict[str, int]:
@@ -94,41 +127,130 @@ def state_bytes(config: ml_collections.ConfigDict, mesh) -> tuple[int, int, int,
   return metrics.param_count(abstract_params), params, opt_state, params
 
 
-def activation_bytes(cfg: ModelConfig, seq_len: int, rows_per_device: float,
-                     tensor: int, remat: str) -> float:
-  """Estimated activation memory per device kept for the backward pass.
+@dataclasses.dataclass(frozen=True)
+class LayerBytes:
+  """Per-token bytes of one decoder layer's activations (see `layer_bytes`)."""
+  kept: float       # Everything its backward reads, when nothing is recomputed.
+  dots: float       # Its matmul outputs: what remat="save_dots" keeps.
+  transient: float  # Extra while its attention's backward runs.
+
+
+def layer_bytes(cfg: ModelConfig, seq_len: int, tensor: int, window: int) -> LayerBytes:
+  """Activation bytes per token of one layer, split over `tensor` devices where XLA splits them.
+
+  Counted as XLA keeps them (checked against compiled float32 steps): the
+  hidden-size tensors (residual stream, both norms' inputs and outputs, the o
+  and down projections' outputs and input rows) are not split by tensor
+  parallelism; the heads, MLP units and attention weights are.
 
   Args:
-    cfg: the model config.
+    cfg: the model config (`attention` is the kernel that runs).
     seq_len: tokens per row.
-    rows_per_device: batch rows each device processes.
+    tensor: tensor-parallel size.
+    window: the layer's window (0: full attention).
+
+  Returns:
+    The layer's LayerBytes.
+  """
+  b = np.dtype(cfg.compute_dtype).itemsize
+  d = cfg.d_model
+  q, kv = cfg.n_heads * cfg.head_dim / tensor, cfg.n_kv_heads * cfg.head_dim / tensor
+  heads, mlp = cfg.n_heads / tensor, cfg.mlp_dim / tensor
+  hidden = 8 * d
+  # q, k, v; q and k after the norm and after RoPE; the attention output.
+  projections = (q + 2 * kv) + 2 * (q + kv) + q
+  # gate, up, the SiLU's sigmoid and output, their product, the down projection's input.
+  swiglu = 6 * mlp
+  kept = b * (hidden + projections + swiglu)
+  transient = 0.0
+  if cfg.attention in ("xla", "reference"):
+    local = attention.uses_local_blocks(window, seq_len, cfg.attention)
+    # Block-local windows attend to 2 * window keys, the rest to the whole row.
+    keys = 2 * window if local else seq_len
+    # Per head and key: the float32 scores' exponentials and the softmax output,
+    # the xla kernel's probabilities in the compute dtype (the softmax output
+    # itself in float32) and the mask, broadcast to every head.
+    probs = 8 + (b if cfg.attention == "xla" and b != 4 else 0) + 1
+    kept += heads * keys * probs
+    if local:
+      kept += b * (q + 4 * kv)  # Query blocks; keys and values with the previous block.
+    # The gradients of the probabilities and of the scores, float32.
+    transient = 2 * 4 * heads * keys
+  else:
+    kept += 4 * heads  # Fused kernels keep one float32 statistic per row and head.
+  dots = b * ((q + 2 * kv) + 2 * mlp + 2 * d)  # q, k, v, gate, up; o and down outputs.
+  return LayerBytes(kept, dots, transient)
+
+
+def remat_units(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
+  """Layer indices rematerialised together: a scanned group of `len(window_pattern)`
+  layers (model/layer_stack.py) or one unscanned layer."""
+  n_scanned = layer_stack.groups(cfg).n_scanned if cfg.scan_layers else 0
+  period = len(cfg.window_pattern)
+  units = [tuple(range(i, i + period)) for i in range(0, n_scanned, period)]
+  return tuple(units + [(i,) for i in range(n_scanned, cfg.n_layers)])
+
+
+def loss_bytes(cfg: ModelConfig, tensor: int) -> float:
+  """Per-token bytes of the loss: float32 logits, their shifted exponentials and
+  their gradient, live together where the backward pass starts."""
+  return 3 * 4 * cfg.padded_vocab_size / tensor
+
+
+def activation_bytes(cfg: ModelConfig, seq_len: int, rows_per_device: float,
+                     tensor: int, remat: str) -> float:
+  """Estimated activation memory per device at the step's peak.
+
+  What every layer keeps for the backward pass (all of it, its matmul outputs
+  or its input, by remat policy), plus the larger of the loss's working set and
+  the backward's working set: for remat, the rebuilt unit (a whole scanned
+  group of layers, or one layer) with one attention backward's transient.
+
+  Args:
+    cfg: the model config (`attention` is the kernel assumed to run).
+    seq_len: tokens per row.
+    rows_per_device: batch rows each device processes at a time.
     tensor: tensor-parallel size (splits heads, MLP units and vocabulary).
     remat: "none", "save_dots" or "full".
 
   Returns:
     Bytes per device.
   """
-  tokens = rows_per_device * seq_len
-  b = np.dtype(cfg.compute_dtype).itemsize
-  d, h = cfg.d_model, cfg.head_dim
-  qkv = (cfg.n_heads + 2 * cfg.n_kv_heads) * h / tensor
-  attn = cfg.n_heads * h / tensor
-  mlp = cfg.mlp_dim / tensor
-  # Residual, the two norms' inputs and outputs, q/k after norm+RoPE, the
-  # attention output, gate/up/activated hidden, and the two projections.
-  layer_all = b * (6 * d + 2 * qkv + attn + 3 * mlp + 2 * d)
-  # The xla kernel materialises float32 attention weights; fused kernels
-  # (cudnn, splash) keep only row statistics.
-  if cfg.attention in ("xla", "reference"):
-    layer_all += 4 * cfg.n_heads / tensor * seq_len
-  layer_dots = b * (qkv + d + 2 * mlp + d)  # Matmul outputs only.
-  layer_input = b * d
-  layers = cfg.n_layers
-  per_token = {"none": layers * layer_all,
-               "save_dots": layers * layer_dots + layer_all,  # One layer is rebuilt at a time.
-               "full": layers * layer_input + layer_all}[remat]
-  logits = 2 * 4 * cfg.padded_vocab_size / tensor  # float32 logits and their gradient.
-  return tokens * (per_token + logits)
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"Unknown remat policy {remat!r}; choose from {REMAT_POLICIES}.")
+  layers = [layer_bytes(cfg, seq_len, tensor, w) for w in cfg.layer_windows()]
+  loss = loss_bytes(cfg, tensor)
+  if remat == "none":
+    per_token = sum(x.kept for x in layers) + max(loss, max(x.transient for x in layers))
+  else:
+    def rebuilt(unit):
+      lost = sum(layers[i].kept - (layers[i].dots if remat == "save_dots" else 0) for i in unit)
+      return lost + max(layers[i].transient for i in unit)
+    # save_dots keeps every matmul output; full keeps each layer's input only.
+    kept = (sum(x.dots for x in layers) if remat == "save_dots"
+            else len(layers) * np.dtype(cfg.compute_dtype).itemsize * cfg.d_model)
+    per_token = kept + max(loss, max(rebuilt(u) for u in remat_units(cfg)))
+  return rows_per_device * seq_len * per_token
+
+
+def working_bytes(cfg: ModelConfig, mesh_sizes: dict[str, int], grads_bytes: int,
+                  microbatches: int) -> float:
+  """Other temporaries of a step per device, besides activations and gradients.
+
+  With fsdp > 1: the embedding, the output head and about two layers' weights
+  gathered whole (a layer's weights for its matmuls, and its gradient before the
+  reduce-scatter). With microbatches > 1: the float32 gradient sums.
+  """
+  tensor, b = mesh_sizes["tensor"], np.dtype(cfg.param_dtype).itemsize
+  total = 0.0
+  if mesh_sizes["fsdp"] > 1:
+    q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    layer = cfg.d_model * (2 * q + 2 * kv + 3 * cfg.mlp_dim)
+    tables = (1 if cfg.tie_embeddings else 2) * cfg.padded_vocab_size * cfg.d_model
+    total += b * (2 * layer + tables) / tensor
+  if microbatches > 1:
+    total += grads_bytes * 4 / b
+  return total
 
 
 def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chip: str,
@@ -156,7 +278,11 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
                      f"the data-parallel mesh size {batch_shards}.")
   mesh = AbstractMesh(shape, sharding.MESH_AXES)
   n_params, params, opt_state, grads = state_bytes(config, mesh)
+  # The attention kernel that runs on the chip (cudnn or splash fall back to xla
+  # elsewhere): fused kernels keep no [heads, seq, keys] weights.
   model_cfg = config_lib.model_config(config.model)
+  model_cfg = dataclasses.replace(model_cfg, attention=attention_kernels.resolve(
+      model_cfg.attention, chip_platform(chip)))
   # Activations live for one microbatch at a time (train.microbatches).
   rows = config.data.batch_size / config.train.microbatches / batch_shards
   acts = {r: activation_bytes(model_cfg, config.data.seq_len, rows, mesh_sizes["tensor"], r)
@@ -165,10 +291,19 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
   tokens_per_step = config.data.batch_size * config.data.seq_len
   peak = chip_spec(chip).peak_flops(config.model.compute_dtype)
   step_time = fpt * tokens_per_step / (n_devices * peak * mfu)
+  working = working_bytes(model_cfg, mesh_sizes, grads, config.train.microbatches)
   return Plan(n_params=n_params, mesh=dict(mesh_sizes), params_bytes=params,
-              opt_state_bytes=opt_state, grads_bytes=grads, activation_bytes=acts,
+              opt_state_bytes=opt_state, grads_bytes=grads, working_bytes=working,
+              activation_bytes=acts, attention=model_cfg.attention,
               flops_per_token=fpt, tokens_per_step=tokens_per_step, step_time_s=step_time,
               tokens_per_day=tokens_per_step / step_time * 86400)
+
+
+def chip_platform(chip: str) -> str:
+  """The JAX platform of `chip`: "tpu" (v4, v5e, v5p, v6e), "gpu" or "cpu"."""
+  if chip == "cpu":
+    return "cpu"
+  return "tpu" if chip.startswith("v") else "gpu"
 
 
 def chip_spec(chip: str) -> peaks.Chip:
@@ -177,7 +312,8 @@ def chip_spec(chip: str) -> peaks.Chip:
 
 
 def _gib(n: float) -> str:
-  return f"{n / 2**30:8.2f} GiB"
+  """Bytes as GiB, or MiB below one GiB (small models would read 0.00 GiB)."""
+  return f"{n / 2**30:8.2f} GiB" if n >= 2**30 else f"{n / 2**20:8.2f} MiB"
 
 
 def format_plan(plan: Plan, config: ml_collections.ConfigDict, chip: str, mfu: float) -> str:
@@ -191,10 +327,11 @@ def format_plan(plan: Plan, config: ml_collections.ConfigDict, chip: str, mfu: f
       f"({plan.tokens_per_step:,} tokens/step)",
       f"mesh {plan.mesh} = {n_devices} x {chip} ({hbm / 1e9:.0f} GB HBM, "
       f"{peak / 1e12:.0f} TFLOP/s {config.model.compute_dtype} peak)",
-      "per-device memory:",
+      f"per-device memory (activations with the {plan.attention} attention kernel):",
       f"  params       {_gib(plan.params_bytes)}  ({config.model.param_dtype})",
       f"  optimiser    {_gib(plan.opt_state_bytes)}  (AdamW mu + nu)",
       f"  gradients    {_gib(plan.grads_bytes)}",
+      f"  working      {_gib(plan.working_bytes)}  (weights gathered over fsdp, gradient sums)",
   ]
   for remat in REMAT_POLICIES:
     total = plan.total_bytes(remat)
@@ -213,4 +350,137 @@ def format_plan(plan: Plan, config: ml_collections.ConfigDict, chip: str, mfu: f
                  f"{plan.total_bytes(config.model.remat) / 2**30:.1f} GiB per device, more than "
                  f"{USABLE_HBM_FRACTION:.0%} of {chip}'s {hbm / 2**30:.1f} GiB: raise fsdp, "
                  "lower data.batch_size per device, or use a stronger remat policy.")
+  return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+  """XLA's memory analysis of the compiled train step (bytes per device) and its timings."""
+  argument_bytes: int
+  output_bytes: int
+  alias_bytes: int  # Outputs written over donated arguments (the train state).
+  temp_bytes: int
+  generated_code_bytes: int
+  lower_s: float
+  compile_s: float
+  platform: str
+  attention: str  # The attention kernel that was compiled (cudnn/splash fall back on CPU).
+
+  @property
+  def peak_bytes(self) -> int:
+    """Arguments, outputs not written over arguments, and temporaries."""
+    return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
+
+
+def compile_train_step(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int],
+                       devices=None) -> Compiled:
+  """Lowers and compiles the real train step (`step.jit_train_step`) for abstract inputs.
+
+  Nothing of the model's size is allocated: the state and batch are
+  ShapeDtypeStructs with the training shardings, on a mesh of the first
+  devices (fake CPU devices: `--xla_force_host_platform_device_count`).
+
+  Args:
+    config: a full config (model, optimiser, data.batch_size and seq_len, train).
+    mesh_sizes: {"data": ..., "fsdp": ..., "tensor": ...}.
+    devices: devices to lay the mesh on (default: jax.devices()).
+
+  Returns:
+    The compiled executable's memory analysis and the lowering and compile times.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  n_devices = int(np.prod([mesh_sizes[a] for a in sharding.MESH_AXES]))
+  if len(devices) < n_devices:
+    raise ValueError(f"The mesh {mesh_sizes} needs {n_devices} devices but JAX has "
+                     f"{len(devices)}: start JAX with --xla_force_host_platform_device_count"
+                     f"={n_devices} (or jax_num_cpu_devices) on CPU.")
+  mesh = sharding.make_mesh(mesh_sizes, devices[:n_devices])
+  model_cfg = config_lib.model_config(config.model)
+  schedule = optim.make_schedule(config.optim, config.train.steps, start_lr=1.0)
+  tx = optim.make_optimizer(config.optim, schedule)
+  graphdef, abstract_params, axes = ts.abstract_model(model_cfg)
+  shardings = ts.state_shardings(tx, abstract_params,
+                                 ts.param_shardings(abstract_params, axes, mesh), mesh)
+  abstract_state = ts.TrainState(step=jax.ShapeDtypeStruct((), np.int32),
+                                 params=abstract_params,
+                                 opt_state=jax.eval_shape(tx.init, abstract_params))
+  state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                       abstract_state, shardings)
+  rows = jax.ShapeDtypeStruct((config.data.batch_size, config.data.seq_len), np.int32,
+                              sharding=sharding.batch_sharding(mesh))
+  batch = {k: rows for k in ts.MODEL_INPUTS}
+  step = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, shardings,
+                           config.train.microbatches)
+  # The model's activation constraints need the mesh set while tracing.
+  with jax.set_mesh(mesh):
+    start = time.perf_counter()
+    lowered = step.__wrapped__.lower(state, batch)
+    lower_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  platform = devices[0].platform
+  return Compiled(argument_bytes=memory.argument_size_in_bytes,
+                  output_bytes=memory.output_size_in_bytes,
+                  alias_bytes=memory.alias_size_in_bytes,
+                  temp_bytes=memory.temp_size_in_bytes,
+                  generated_code_bytes=memory.generated_code_size_in_bytes,
+                  lower_s=lower_s, compile_s=compile_s, platform=platform,
+                  attention=attention_kernels.resolve(model_cfg.attention, platform))
+
+
+def as_compiled(cfg: ModelConfig, compiled: Compiled) -> ModelConfig:
+  """`cfg` as `compiled` runs it: the attention kernel it compiled and, on CPU,
+  float32 compute (XLA:CPU computes bfloat16 in float32 and keeps float32 copies:
+  a bfloat16 config's temporaries come out within 5% of its float32 twin's)."""
+  dtype = "float32" if compiled.platform == "cpu" else cfg.compute_dtype
+  return dataclasses.replace(cfg, attention=compiled.attention, compute_dtype=dtype)
+
+
+def estimate_for(compiled: Compiled, plan: Plan, config: ml_collections.ConfigDict) -> dict:
+  """The plan's figures for what `compiled` holds, bytes per device.
+
+  Returns:
+    {"arguments": state and batch, "activations": the config's remat policy's
+     activations for the model as compiled (`as_compiled`), "temporaries":
+     those activations plus the gradients and the step's working memory}.
+  """
+  cfg = as_compiled(config_lib.model_config(config.model), compiled)
+  batch_shards = plan.mesh["data"] * plan.mesh["fsdp"]
+  rows = config.data.batch_size / config.train.microbatches / batch_shards
+  acts = activation_bytes(cfg, config.data.seq_len, rows, plan.mesh["tensor"],
+                          config.model.remat)
+  batch = len(ts.MODEL_INPUTS) * 4 * config.data.batch_size / batch_shards * config.data.seq_len
+  return {"arguments": plan.params_bytes + plan.opt_state_bytes + batch,
+          "activations": acts,
+          "temporaries": acts + plan.grads_bytes + plan.working_bytes}
+
+
+def format_compiled(compiled: Compiled, plan: Plan, config: ml_collections.ConfigDict) -> str:
+  """The compiled step's memory per device next to the plan's figures for it."""
+  est = estimate_for(compiled, plan, config)
+  cfg = as_compiled(config_lib.model_config(config.model), compiled)
+  n_devices = int(np.prod(list(plan.mesh.values())))
+  lines = [
+      f"compiled train step on {n_devices} {compiled.platform} devices: lowered in "
+      f"{compiled.lower_s:.1f} s, compiled in {compiled.compile_s:.1f} s",
+      f"  (planned for it: attention {cfg.attention}, {cfg.compute_dtype} activations, "
+      f"remat={config.model.remat})",
+      "  per device           compiled       planned",
+      f"  arguments       {_gib(compiled.argument_bytes)}  {_gib(est['arguments'])}"
+      "  params, optimiser state, batch",
+      f"  outputs         {_gib(compiled.output_bytes)}"
+      f"                {_gib(compiled.alias_bytes).strip()} written over the donated state",
+      f"  temporaries     {_gib(compiled.temp_bytes)}  {_gib(est['temporaries'])}"
+      f"  activations {_gib(est['activations']).strip()} + gradients + working",
+      f"  generated code  {_gib(compiled.generated_code_bytes)}",
+      f"  peak            {_gib(compiled.peak_bytes)}  "
+      f"{_gib(est['arguments'] + est['temporaries'])}",
+      f"  temporaries planned / compiled: {est['temporaries'] / compiled.temp_bytes:.2f}",
+  ]
+  if compiled.platform == "cpu":
+    lines.append("  XLA:CPU's temporaries stand in for an accelerator's: same program and "
+                 "buffer assignment,\n  but float32 for bfloat16 and its own schedule "
+                 "(see midtrain_jax/train/plan.py).")
   return "\n".join(lines)
