@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from midtrain_jax import config as config_lib
 from midtrain_jax.evals import scoring
 from midtrain_jax.interop import families, hf
-from midtrain_jax.model import sampling
+from midtrain_jax.model import layer_stack, sampling
 from midtrain_jax.train import checkpoint
+from midtrain_jax.train import step as ts
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -167,9 +169,8 @@ def test_a_model_trained_here_exports_with_its_sentencepiece_vocabulary(tmp_path
 
 @pytest.mark.parametrize("size", ["7b", "32b"])
 def test_olmo3_presets_have_the_published_checkpoints_tensor_shapes(size):
-  from midtrain_jax import config as config_lib
-  from midtrain_jax.train import step as ts
   cfg = config_lib.model_config(config_lib.base_config(size).model)
+  assert cfg.scan_layers  # Deep presets scan; HF names one tensor per layer.
   assert families.family_of(cfg) == "olmo3"
   hf_config = families.hf_config(cfg, "olmo3", bos_id=100257, eos_id=100257, pad_id=100277)
   with torch.device("meta"):  # Shapes only: nothing is allocated.
@@ -177,6 +178,7 @@ def test_olmo3_presets_have_the_published_checkpoints_tensor_shapes(size):
         transformers.AutoConfig.for_model(**hf_config))
   theirs = {name: tuple(t.shape) for name, t in reference.state_dict().items()}
   _, abstract, _ = ts.abstract_model(cfg)
+  abstract = layer_stack.unscan_tree(abstract, cfg)
   ours = {name: hf._hf_shape(t, families.get_path(abstract, t.path).shape, cfg.vocab_size)
           for name, t in families.tensor_names(cfg, "olmo3").items()}
   assert ours == theirs
