@@ -81,6 +81,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert all(np.isfinite(p).all() for p in __import__("jax").tree.leaves(params))
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # The LR itself.
 def test_non_finite_update_stops_before_its_checkpoint(tmp_path):
   """An infinite LR: the step's loss and gradients are finite, its update is not."""
   bad = small_config(3)
