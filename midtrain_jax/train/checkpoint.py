@@ -245,23 +245,17 @@ def restore_or_init(ckpt: Checkpointer, config: ml_collections.ConfigDict,
     (state, description of where it came from).
   """
   target = abstract_like(abstract_state, state_sharding)
+  ours = config_lib.model_config(config.model)
   step = ckpt.latest_step()
   if step is not None:
-    restored = ckpt.restore(step, target.params, target.opt_state, data_iterator)
+    restored = _restore_as_stored(ckpt, step, target, ours, True, data_iterator)
     state = abstract_state.replace(step=jnp.asarray(step, jnp.int32), params=restored["params"],
                                    opt_state=restored["opt_state"])
     return jax.device_put(state, state_sharding), f"resumed from {ckpt.directory}/{step}"
   if config.train.init_from:
     base, base_step = resolve_base(config.train.init_from)
     with_opt = config.train.init_optimizer
-    # A base in the other layer layout (scanned vs unscanned) is restored in
-    # its own layout, sharded alike, then converted.
-    ours = config_lib.model_config(config.model)
-    theirs = dataclasses.replace(ours, scan_layers=bool(base.config(base_step).model.scan_layers))
-    base_target = layer_stack.state_to_layout(target, theirs)
-    restored = base.restore(base_step, base_target.params,
-                            base_target.opt_state if with_opt else None)
-    restored = {k: layer_stack.state_to_layout(v, ours) for k, v in restored.items()}
+    restored = _restore_as_stored(base, base_step, target, ours, with_opt)
     if with_opt:
       state = abstract_state.replace(step=jnp.zeros((), jnp.int32), params=restored["params"],
                                      opt_state=optim.restart_schedule(restored["opt_state"]))
@@ -271,6 +265,20 @@ def restore_or_init(ckpt: Checkpointer, config: ml_collections.ConfigDict,
     what = "params + optimiser state" if with_opt else "params"
     return state, f"initialised {what} from {base.directory}/{base_step}"
   return init_fn(), "initialised from scratch"
+
+
+def _restore_as_stored(ckpt: Checkpointer, step: int, target, ours, with_opt: bool,
+                       data_iterator=None) -> dict:
+  """Restores params (and optimiser state) into `ours`'s layer layout.
+
+  A checkpoint in the other layout (scanned vs unscanned) is restored in its
+  own layout, sharded alike, then converted (model/layer_stack.py).
+  """
+  stored = dataclasses.replace(ours, scan_layers=bool(ckpt.config(step).model.scan_layers))
+  stored_target = layer_stack.state_to_layout(target, stored)
+  restored = ckpt.restore(step, stored_target.params,
+                          stored_target.opt_state if with_opt else None, data_iterator)
+  return {k: layer_stack.state_to_layout(v, ours) for k, v in restored.items()}
 
 
 def base_lr(init_from: str) -> float:
@@ -378,8 +386,8 @@ def write_params(workdir: str, params, config: ml_collections.ConfigDict, **meta
 def relayout(src: str, out: str, scan_layers: bool) -> str:
   """Writes a checkpoint's params in the scanned or unscanned layer layout (a new run dir).
 
-  Runs convert between layouts by themselves when an anneal starts from a base
-  of the other layout; this writes a converted copy for other tools.
+  Training, evaluation and export convert between layouts by themselves; this
+  writes a converted copy for other tools.
   """
   params, config, step = load_params(src)
   config.model.scan_layers = bool(scan_layers)

@@ -140,3 +140,13 @@ def test_anneal_from_a_base_of_the_other_layer_layout(tmp_path, uninterrupted):
     assert math.isclose(losses[True][step], losses[False][step], rel_tol=2e-5), step
   params, config, _ = checkpoint.load_params(str(tmp_path / "scan_True"))
   assert config.model.scan_layers and "layers" in params
+
+
+def test_resume_in_the_other_layer_layout_equals_uninterrupted(tmp_path, uninterrupted):
+  """A run checkpointed unscanned resumes scanned (a config that now scans by default)."""
+  loop.run(small_config(3), str(tmp_path))
+  scanned = small_config(6)
+  scanned.model.scan_layers = True
+  resumed = loop.run(scanned, str(tmp_path))
+  for step in (4, 5, 6):
+    assert math.isclose(resumed.losses[step], uninterrupted.losses[step], rel_tol=2e-5), step
