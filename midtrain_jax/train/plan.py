@@ -114,17 +114,35 @@ def state_bytes(config: ml_collections.ConfigDict, mesh) -> tuple[int, int, int,
   Returns:
     The parameter count and per-device bytes of each part of the train state.
   """
+  abstract = _abstract_train(config, mesh)
+  params = _per_device_bytes(abstract.state.params, abstract.shardings.params)
+  opt_state = _per_device_bytes(abstract.state.opt_state, abstract.shardings.opt_state)
+  # Gradients have the params' shapes, dtypes and (after reduce-scatter) shardings.
+  return metrics.param_count(abstract.state.params), params, opt_state, params
+
+
+@dataclasses.dataclass(frozen=True)
+class _AbstractTrain:
+  """The train state as shapes and shardings, with what builds the step."""
+  graphdef: object
+  tx: object
+  schedule: object
+  state: ts.TrainState       # ShapeDtypeStructs.
+  shardings: ts.TrainState   # NamedShardings.
+
+
+def _abstract_train(config: ml_collections.ConfigDict, mesh) -> _AbstractTrain:
+  """The model, optimiser and sharded state training would build, without allocating."""
   model_cfg = config_lib.model_config(config.model)
+  # Any start LR: an anneal's base LR changes no shape.
   schedule = optim.make_schedule(config.optim, config.train.steps, start_lr=1.0)
   tx = optim.make_optimizer(config.optim, schedule)
-  _, abstract_params, axes = ts.abstract_model(model_cfg)
-  params_sharding = ts.param_shardings(abstract_params, axes, mesh)
-  state_sharding = ts.state_shardings(tx, abstract_params, params_sharding, mesh)
-  abstract_opt = jax.eval_shape(tx.init, abstract_params)
-  params = _per_device_bytes(abstract_params, params_sharding)
-  opt_state = _per_device_bytes(abstract_opt, state_sharding.opt_state)
-  # Gradients have the params' shapes, dtypes and (after reduce-scatter) shardings.
-  return metrics.param_count(abstract_params), params, opt_state, params
+  graphdef, abstract_params, axes = ts.abstract_model(model_cfg)
+  shardings = ts.state_shardings(tx, abstract_params,
+                                 ts.param_shardings(abstract_params, axes, mesh), mesh)
+  state = ts.TrainState(step=jax.ShapeDtypeStruct((), np.int32), params=abstract_params,
+                        opt_state=jax.eval_shape(tx.init, abstract_params))
+  return _AbstractTrain(graphdef, tx, schedule, state, shardings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,20 +414,14 @@ def compile_train_step(config: ml_collections.ConfigDict, mesh_sizes: dict[str, 
                      f"={n_devices} (or jax_num_cpu_devices) on CPU.")
   mesh = sharding.make_mesh(mesh_sizes, devices[:n_devices])
   model_cfg = config_lib.model_config(config.model)
-  schedule = optim.make_schedule(config.optim, config.train.steps, start_lr=1.0)
-  tx = optim.make_optimizer(config.optim, schedule)
-  graphdef, abstract_params, axes = ts.abstract_model(model_cfg)
-  shardings = ts.state_shardings(tx, abstract_params,
-                                 ts.param_shardings(abstract_params, axes, mesh), mesh)
-  abstract_state = ts.TrainState(step=jax.ShapeDtypeStruct((), np.int32),
-                                 params=abstract_params,
-                                 opt_state=jax.eval_shape(tx.init, abstract_params))
+  abstract = _abstract_train(config, mesh)
   state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                       abstract_state, shardings)
+                       abstract.state, abstract.shardings)
   rows = jax.ShapeDtypeStruct((config.data.batch_size, config.data.seq_len), np.int32,
                               sharding=sharding.batch_sharding(mesh))
   batch = {k: rows for k in ts.MODEL_INPUTS}
-  step = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, shardings,
+  step = ts.jit_train_step(abstract.graphdef, abstract.tx, abstract.schedule,
+                           config.train.z_loss, mesh, abstract.shardings,
                            config.train.microbatches)
   # The model's activation constraints need the mesh set while tracing.
   with jax.set_mesh(mesh):
