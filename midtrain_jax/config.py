@@ -102,10 +102,28 @@ def model_section(size: str) -> ml_collections.ConfigDict:
   c.compute_dtype = "float32"  # "bfloat16" on accelerators.
   c.remat = "none"  # "none" | "full" | "save_dots".
   c.attention = "xla"  # "xla" | "cudnn" (GPU) | "splash" (TPU) | "reference".
+  c.moe = moe_section()
   c.update(PRESETS.get(size, PRESETS["tiny"]))
   # Scan over groups of len(window_pattern) layers: compile time and program
   # size stop growing with depth (model/layer_stack.py). On for deep presets.
   c.scan_layers = size != CUSTOM_SIZE and c.n_layers >= SCAN_MIN_LAYERS
+  return c
+
+
+def moe_section() -> ml_collections.ConfigDict:
+  """`model.moe`: mixture-of-experts feed-forward layers (model/moe.py); 0 experts = dense."""
+  c = ml_collections.ConfigDict()
+  c.experts = 0
+  c.top_k = 2  # Experts per token; their gates are renormalised over the k chosen.
+  c.every = 1  # Layer i is MoE when (i + 1) % every == 0 (2: every second layer).
+  c.mlp_dim = 0  # Each expert's hidden width; 0: model.mlp_dim.
+  c.shared_experts = 0  # Always-on experts (a dense SwiGLU of shared_experts * mlp_dim).
+  # "dropless" (grouped matmuls, every assignment computed) or "capacity"
+  # (fixed per-expert buffers of capacity_factor * tokens * top_k / experts).
+  c.dispatch = "dropless"
+  c.capacity_factor = 1.25
+  c.load_balance_loss = 0.01  # Weight of the load-balancing loss (Switch / OLMoE).
+  c.router_z_loss = 0.001  # Weight of the router z-loss (ST-MoE).
   return c
 
 
@@ -298,6 +316,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      "non-empty list of window sizes >= 0 (0 = full attention).")
   if m.yarn_factor < 1.0:
     raise ValueError(f"config.model.yarn_factor={m.yarn_factor} must be >= 1.")
+  _check_moe(m.moe)
   positive = {"data.seq_len": config.data.seq_len, "data.batch_size": config.data.batch_size,
               "train.steps": config.train.steps, "ckpt.every_steps": config.ckpt.every_steps,
               "ckpt.keep": config.ckpt.keep, "train.log_every_steps": config.train.log_every_steps,
@@ -317,6 +336,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.batch_size % config.train.microbatches:
     raise ValueError(f"config.data.batch_size={config.data.batch_size} does not split into "
                      f"config.train.microbatches={config.train.microbatches} equal microbatches.")
+
+
+def _check_moe(moe: ml_collections.ConfigDict) -> None:
+  if moe.experts < 0 or (moe.experts and not 1 <= moe.top_k <= moe.experts):
+    raise ValueError(f"config.model.moe: top_k={moe.top_k} must be between 1 and "
+                     f"experts={moe.experts} (experts=0 is a dense model).")
+  if moe.every < 1 or moe.mlp_dim < 0 or moe.shared_experts < 0:
+    raise ValueError(f"config.model.moe: every={moe.every} must be >= 1, mlp_dim="
+                     f"{moe.mlp_dim} and shared_experts={moe.shared_experts} >= 0.")
+  if moe.dispatch not in ("dropless", "capacity"):
+    raise ValueError(f"config.model.moe.dispatch={moe.dispatch!r} is not one of "
+                     "('dropless', 'capacity').")
+  if moe.capacity_factor <= 0 or moe.load_balance_loss < 0 or moe.router_z_loss < 0:
+    raise ValueError("config.model.moe: capacity_factor must be > 0 and the loss weights "
+                     f">= 0, got {moe.capacity_factor}, {moe.load_balance_loss}, "
+                     f"{moe.router_z_loss}.")
 
 
 def schedule_steps(optim: ml_collections.ConfigDict, total_steps: int) -> tuple[int, int]:
@@ -362,7 +397,8 @@ def _check_benchmarks(key: str, names) -> None:
 
 def model_config(model: ml_collections.ConfigDict) -> ModelConfig:
   """Freezes the `model` section into a ModelConfig."""
-  values = {f.name: model[f.name] for f in dataclasses.fields(ModelConfig)}
+  values = {f.name: (model.moe[f.name[len("moe_"):]] if f.name.startswith("moe_")
+                     else model[f.name]) for f in dataclasses.fields(ModelConfig)}
   values["window_pattern"] = tuple(int(w) for w in values["window_pattern"])
   values["head_dim"] = model.head_dim or model.d_model // model.n_heads
   return ModelConfig(**values)

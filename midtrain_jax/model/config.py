@@ -29,6 +29,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "32b": dict(vocab_size=100278, d_model=5120, n_layers=64, n_heads=40,
                 n_kv_heads=8, mlp_dim=27648, window_pattern=(4096, 4096, 4096, 0),
                 rope_theta=500_000.0),
+    # tiny with 8 experts of half its MLP width, top-2: the same active FLOPs
+    # per token as tiny, 4x its feed-forward parameters.
+    "tiny_moe": dict(vocab_size=8192, d_model=256, n_layers=4, n_heads=4,
+                     n_kv_heads=4, mlp_dim=1024, window_pattern=(64, 64, 64, 0),
+                     rope_theta=10_000.0, moe=dict(experts=8, top_k=2, mlp_dim=512)),
+    # OLMoE-1B-7B's shape (64 experts, top-8, 1.3B active of 6.9B), for planning.
+    "olmoe_1b_7b": dict(vocab_size=50304, d_model=2048, n_layers=16, n_heads=16,
+                        n_kv_heads=16, mlp_dim=1024, window_pattern=(0,), norm="pre",
+                        rope_theta=10_000.0, moe=dict(experts=64, top_k=8)),
 }
 
 
@@ -70,11 +79,33 @@ class ModelConfig:
   attention: str
   # Run layers as a scan over groups of len(window_pattern) layers (layer_stack.py).
   scan_layers: bool = False
+  # Mixture of experts (model/moe.py; the `model.moe` config section): 0 experts
+  # is a dense model. Layer i is MoE when (i + 1) % moe_every == 0.
+  moe_experts: int = 0
+  moe_top_k: int = 2
+  moe_every: int = 1
+  moe_mlp_dim: int = 0  # Each expert's hidden width; 0: mlp_dim.
+  moe_shared_experts: int = 0
+  moe_dispatch: str = "dropless"
+  moe_capacity_factor: float = 1.25
+  moe_load_balance_loss: float = 0.01
+  moe_router_z_loss: float = 0.001
 
   @property
   def padded_vocab_size(self) -> int:
     """Embedding rows, rounded up to 128 so the vocab axis shards evenly."""
     return int(math.ceil(self.vocab_size / 128) * 128)
+
+  @property
+  def expert_mlp_dim(self) -> int:
+    return self.moe_mlp_dim or self.mlp_dim
+
+  def layer_is_moe(self, layer: int) -> bool:
+    return bool(self.moe_experts) and (layer + 1) % self.moe_every == 0
+
+  def layer_kinds(self) -> tuple[tuple[int, bool], ...]:
+    """(window, is MoE) per layer: what a scanned group's layers must agree on."""
+    return tuple((w, self.layer_is_moe(i)) for i, w in enumerate(self.layer_windows()))
 
   def layer_windows(self) -> tuple[int, ...]:
     """Window size per layer (0 = full attention)."""

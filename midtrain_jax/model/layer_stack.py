@@ -39,12 +39,17 @@ class Groups:
 
 
 def groups(cfg: ModelConfig) -> Groups:
-  """The longest prefix of whole pattern periods whose windows all follow the pattern."""
+  """The longest prefix of whole pattern periods whose layers all follow the pattern.
+
+  Layers of one group position must agree on window and on being MoE
+  (`ModelConfig.layer_kinds`), as the scan stacks them into one array.
+  """
   period = len(cfg.window_pattern)
-  windows = cfg.layer_windows()
+  kinds = cfg.layer_kinds()
   n_groups = 0
   while (n_groups + 1) * period <= cfg.n_layers and all(
-      windows[n_groups * period + j] == cfg.window_pattern[j] for j in range(period)):
+      kinds[n_groups * period + j] == kinds[j] and kinds[j][0] == cfg.window_pattern[j]
+      for j in range(period)):
     n_groups += 1
   return Groups(period, n_groups, cfg.n_layers - n_groups * period)
 

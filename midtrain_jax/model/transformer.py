@@ -1,4 +1,4 @@
-"""The decoder: embeddings, a stack of attention + SwiGLU blocks, output head."""
+"""The decoder: embeddings, a stack of attention + SwiGLU (or MoE) blocks, output head."""
 import functools
 
 import jax
@@ -10,6 +10,7 @@ from midtrain_jax.model import layer_stack
 from midtrain_jax.model.attention import Attention
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU
+from midtrain_jax.model.moe import MoE, zero_aux
 from midtrain_jax.parallel import sharding
 
 _REMAT_POLICIES = {
@@ -25,37 +26,48 @@ class Block(nnx.Module):
   norm="reordered" (OLMo 2/3): h = x + norm(attn(x)); y = h + norm(mlp(h))
   """
 
-  def __init__(self, cfg: ModelConfig, window: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, window: int, moe: bool, *, rngs: nnx.Rngs):
     self.pre_norm = cfg.norm == "pre"
     norm = functools.partial(RMSNorm, cfg.d_model, eps=cfg.norm_eps, axes=("norm",),
                              param_dtype=cfg.param_dtype, rngs=rngs)
     self.attn_norm, self.mlp_norm = norm(), norm()
     self.attn = Attention(cfg, window, rngs=rngs)
-    self.mlp = SwiGLU(cfg.d_model, cfg.mlp_dim, std=cfg.init_std,
-                      out_std=cfg.init_std / np.sqrt(2 * cfg.n_layers),
-                      param_dtype=cfg.param_dtype, rngs=rngs)
+    self.is_moe = moe
+    self.mlp = MoE(cfg, rngs=rngs) if moe else SwiGLU(
+        cfg.d_model, cfg.mlp_dim, std=cfg.init_std,
+        out_std=cfg.init_std / np.sqrt(2 * cfg.n_layers), param_dtype=cfg.param_dtype, rngs=rngs)
 
-  def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None):
+  def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None, aux=None):
+    """Returns (output, new cache, aux): aux adds this layer's MoE statistics to `aux`."""
     if self.pre_norm:
       attn_out, cache = self.attn(self.attn_norm(x_BTD), positions_BT, segment_ids_BT, cache)
       h = x_BTD + attn_out
-      return h + self.mlp(self.mlp_norm(h)), cache
+      mlp_out, aux = self._mlp(self.mlp_norm(h), segment_ids_BT, aux)
+      return h + mlp_out, cache, aux
     attn_out, cache = self.attn(x_BTD, positions_BT, segment_ids_BT, cache)
     h = x_BTD + self.attn_norm(attn_out)
-    return h + self.mlp_norm(self.mlp(h)), cache
+    mlp_out, aux = self._mlp(h, segment_ids_BT, aux)
+    return h + self.mlp_norm(mlp_out), cache, aux
+
+  def _mlp(self, x_BTD, segment_ids_BT, aux):
+    if not self.is_moe:
+      return self.mlp(x_BTD), aux
+    out, layer_aux = self.mlp(x_BTD, segment_ids_BT)
+    return out, jax.tree.map(jnp.add, aux, layer_aux)
 
 
 class BlockGroup(nnx.Module):
   """Consecutive layers with the window pattern's windows: one step of the layer scan."""
 
-  def __init__(self, cfg: ModelConfig, windows, *, rngs: nnx.Rngs):
-    self.blocks = nnx.List([Block(cfg, w, rngs=rngs) for w in windows])
+  def __init__(self, cfg: ModelConfig, kinds, *, rngs: nnx.Rngs):
+    self.blocks = nnx.List([Block(cfg, w, moe, rngs=rngs) for w, moe in kinds])
 
-  def __call__(self, x_BTD, positions_BT, segment_ids_BT):
+  def __call__(self, carry, positions_BT, segment_ids_BT):
+    x_BTD, aux = carry
     for block in self.blocks:
-      x_BTD, _ = block(x_BTD, positions_BT, segment_ids_BT)
+      x_BTD, _, aux = block(x_BTD, positions_BT, segment_ids_BT, aux=aux)
       x_BTD = sharding.constrain(x_BTD, ("batch", "seq", None))
-    return x_BTD
+    return x_BTD, aux
 
 
 def _stacked_groups(cfg: ModelConfig, n_groups: int, rngs: nnx.Rngs) -> BlockGroup:
@@ -63,7 +75,7 @@ def _stacked_groups(cfg: ModelConfig, n_groups: int, rngs: nnx.Rngs) -> BlockGro
   @nnx.split_rngs(splits=n_groups)
   @nnx.vmap(in_axes=(0,), out_axes=0, axis_size=n_groups)
   def make(rngs):
-    return BlockGroup(cfg, cfg.window_pattern, rngs=rngs)
+    return BlockGroup(cfg, cfg.layer_kinds()[:len(cfg.window_pattern)], rngs=rngs)
   return make(rngs)
 
 
@@ -78,14 +90,15 @@ class Transformer(nnx.Module):
     self.cfg = cfg
     self.embed = Embed(cfg.padded_vocab_size, cfg.d_model, std=cfg.init_std,
                        param_dtype=cfg.param_dtype, rngs=rngs)
-    windows = cfg.layer_windows()
+    kinds = cfg.layer_kinds()
     if cfg.scan_layers:
       groups = layer_stack.groups(cfg)
       if groups.n_groups:
         self.layers = _stacked_groups(cfg, groups.n_groups, rngs)
-      self.tail = nnx.List([Block(cfg, w, rngs=rngs) for w in windows[groups.n_scanned:]])
+      self.tail = nnx.List([Block(cfg, w, moe, rngs=rngs)
+                            for w, moe in kinds[groups.n_scanned:]])
     else:
-      self.blocks = nnx.List([Block(cfg, w, rngs=rngs) for w in windows])
+      self.blocks = nnx.List([Block(cfg, w, moe, rngs=rngs) for w, moe in kinds])
     self.final_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps, axes=("norm",),
                               param_dtype=cfg.param_dtype, rngs=rngs)
     if not cfg.tie_embeddings:
@@ -105,12 +118,36 @@ class Transformer(nnx.Module):
       (logits [B, T, padded_vocab] in float32 with padding-vocab entries masked,
        new caches or None).
     """
+    logits, caches, _ = self._forward(tokens_BT, positions_BT, segment_ids_BT, caches)
+    return logits, caches
+
+  def logits_and_aux(self, tokens_BT, positions_BT, segment_ids_BT):
+    """Logits and the MoE layers' auxiliary outputs (training).
+
+    Returns:
+      (logits as __call__'s, aux): aux is {} for a dense model; otherwise
+      `moe_load_balance` and `moe_router_z` averaged over the MoE layers,
+      `moe_loss` (their weighted sum, what the loss adds) and
+      `expert_tokens` [E] (assignments per expert summed over layers).
+    """
+    logits, _, aux = self._forward(tokens_BT, positions_BT, segment_ids_BT, None)
+    if aux:
+      cfg = self.cfg
+      n_moe = sum(cfg.layer_is_moe(i) for i in range(cfg.n_layers))
+      aux = {**aux, "moe_load_balance": aux["moe_load_balance"] / n_moe,
+             "moe_router_z": aux["moe_router_z"] / n_moe}
+      aux["moe_loss"] = (cfg.moe_load_balance_loss * aux["moe_load_balance"]
+                         + cfg.moe_router_z_loss * aux["moe_router_z"])
+    return logits, aux
+
+  def _forward(self, tokens_BT, positions_BT, segment_ids_BT, caches):
     cfg = self.cfg
     x = sharding.constrain(self.embed(tokens_BT, jnp.dtype(cfg.compute_dtype)),
                            ("batch", "seq", None))
+    aux = zero_aux(cfg)
 
-    def run_block(block, x, positions, segment_ids, cache):
-      return block(x, positions, segment_ids, cache)
+    def run_block(block, x, positions, segment_ids, cache, aux):
+      return block(x, positions, segment_ids, cache, aux)
 
     remat = cfg.remat != "none" and caches is None
     if remat:
@@ -120,14 +157,14 @@ class Transformer(nnx.Module):
         raise ValueError("Decoding runs on the unscanned layout: convert the params with "
                          "layer_stack.unscan_tree and use scan_layers=False.")
       if hasattr(self, "layers"):
-        x = self._scan_groups(x, positions_BT, segment_ids_BT, remat)
+        x, aux = self._scan_groups((x, aux), positions_BT, segment_ids_BT, remat)
       blocks = self.tail
     else:
       blocks = self.blocks
     new_caches = []
     for i, block in enumerate(blocks):
-      x, cache = run_block(block, x, positions_BT, segment_ids_BT,
-                           None if caches is None else caches[i])
+      x, cache, aux = run_block(block, x, positions_BT, segment_ids_BT,
+                                None if caches is None else caches[i], aux)
       x = sharding.constrain(x, ("batch", "seq", None))
       new_caches.append(cache)
     x = self.final_norm(x)
@@ -138,19 +175,19 @@ class Transformer(nnx.Module):
     if cfg.padded_vocab_size != cfg.vocab_size:
       valid = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
       logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
-    return logits, (None if caches is None else new_caches)
+    return logits, (None if caches is None else new_caches), aux
 
-  def _scan_groups(self, x_BTD, positions_BT, segment_ids_BT, remat: bool):
+  def _scan_groups(self, carry, positions_BT, segment_ids_BT, remat: bool):
     """Runs the stacked groups as one scan (remat, when on, applies per group)."""
     body = _scan_body
     if remat:
       body = nnx.remat(body, policy=_REMAT_POLICIES[self.cfg.remat])
     scan = nnx.scan(body, in_axes=(0, nnx.Carry, None, None), out_axes=nnx.Carry)
-    return scan(self.layers, x_BTD, positions_BT, segment_ids_BT)
+    return scan(self.layers, carry, positions_BT, segment_ids_BT)
 
 
-def _scan_body(group, x_BTD, positions_BT, segment_ids_BT):
-  return group(x_BTD, positions_BT, segment_ids_BT)
+def _scan_body(group, carry, positions_BT, segment_ids_BT):
+  return group(carry, positions_BT, segment_ids_BT)
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> list[dict]:

@@ -29,6 +29,9 @@ LOGICAL_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     # The stacking axis of scanned layers: every device holds its shard of every
     # layer, and each scan step reads one layer's slice.
     ("layers", None),
+  # Mixture-of-experts weights are split by expert over the FSDP axis (each
+  # device stores E / fsdp experts whole; `embed` then stays unsplit in them).
+  ("expert", "fsdp"),
 )
 
 

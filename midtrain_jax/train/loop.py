@@ -106,7 +106,12 @@ _MUST_BE_FINITE = ("loss", "grad_norm", "update_norm", "param_norm")
 
 def _host_metrics(step: int, device_metrics) -> dict[str, float]:
   """Fetches a step's metrics and stops the run if it diverged."""
-  values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+  values = {}
+  for k, v in jax.device_get(device_metrics).items():
+    if np.ndim(v):  # Per-expert token counts: one scalar per expert.
+      values.update({f"{k}/{i}": float(x) for i, x in enumerate(np.ravel(v))})
+    else:
+      values[k] = float(v)
   bad = {k: values[k] for k in _MUST_BE_FINITE if not math.isfinite(values[k])}
   if bad:
     found = ", ".join(f"{k}={v}" for k, v in bad.items())

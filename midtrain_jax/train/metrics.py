@@ -17,16 +17,26 @@ def param_count(params) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
 
+def inactive_expert_params(cfg: ModelConfig) -> int:
+  """Expert parameters a token does not use: (experts - top_k) experts per MoE layer."""
+  n_moe = sum(cfg.layer_is_moe(i) for i in range(cfg.n_layers))
+  per_expert = 3 * cfg.d_model * cfg.expert_mlp_dim
+  return n_moe * (cfg.moe_experts - cfg.moe_top_k) * per_expert
+
+
 def flops_per_token(cfg: ModelConfig, n_params: int, seq_len: int) -> float:
-  """Training FLOPs per token: 6 * matmul params + attention over the visible keys.
+  """Training FLOPs per token: 6 * active matmul params + attention over the visible keys.
 
   Matmul params are all params except the input embedding (the output
-  projection counts, tied or not). Attention costs 12 * heads * head_dim * keys
-  per layer, with keys = the window for sliding-window layers and seq_len for
-  full ones (not halved for causality, matching the PyTorch reference).
+  projection counts, tied or not) and, in MoE layers, the experts a token is
+  not routed to (only top_k of them run; the router counts). Attention costs
+  12 * heads * head_dim * keys per layer, with keys = the window for
+  sliding-window layers and seq_len for full ones (not halved for causality,
+  matching the PyTorch reference).
   """
   embedding = cfg.padded_vocab_size * cfg.d_model
-  matmul_params = n_params - embedding + (embedding if cfg.tie_embeddings else 0)
+  matmul_params = (n_params - embedding + (embedding if cfg.tie_embeddings else 0)
+                   - inactive_expert_params(cfg))
   attn_width = cfg.n_heads * cfg.head_dim
   keys = sum(seq_len if w == FULL_ATTENTION else min(w, seq_len) for w in cfg.layer_windows())
   return 6.0 * matmul_params + 12.0 * attn_width * keys
@@ -85,6 +95,8 @@ class MetricLogger:
   def progress_line(self, step: int, m: Mapping[str, float]) -> str:
     parts = [f"step {step}/{self.total_steps}", f"loss {m['loss']:.4f}", f"lr {m['lr']:.2e}",
              f"gnorm {m['grad_norm']:.3f}"]
+    if "moe_load_balance" in m:
+      parts.append(f"moe lb {m['moe_load_balance']:.3f} max-load {m['expert_load_max']:.2f}")
     if "tokens_per_s" in m:
       eta = (self.total_steps - step) * m["step_time_s"]
       parts += [f"{m['tokens_per_s']:,.0f} tok/s", f"MFU {100 * m['mfu']:.1f}%",

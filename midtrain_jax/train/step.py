@@ -90,36 +90,58 @@ def _logsumexp(logits):
   return jnp.log(jnp.exp(logits - peak).sum(axis=-1)) + peak[..., 0]
 
 
-def token_losses(params, graphdef, batch):
-  """Per-token cross entropy and log-partition, both [B, T] float32."""
+def token_losses(params, graphdef, batch, with_aux: bool = False):
+  """Per-token cross entropy and log-partition, both [B, T] float32.
+
+  With `with_aux`, also the model's MoE auxiliary outputs
+  (`Transformer.logits_and_aux`; {} for a dense model).
+  """
   model = nnx.merge(graphdef, params)
-  logits, _ = model(batch["inputs"], batch["positions"], batch["segment_ids"])
+  logits, aux = model.logits_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
   log_z = _logsumexp(logits)
   target_logit = jnp.take_along_axis(logits, batch["targets"][..., None], axis=-1)[..., 0]
-  return log_z - target_logit, log_z
+  return (log_z - target_logit, log_z) + ((aux,) if with_aux else ())
 
 
 def loss_sums(params, graphdef, batch, z_loss: float):
   """Summed (not averaged) loss over real tokens: what microbatches add up.
 
+  A MoE model's auxiliary losses are per-token means; they enter weighted by
+  the tokens they were taken over, so microbatches add up like the rest.
+
   Returns:
-    (cross entropy + z_loss * z summed over tokens, {ce_sum, z_sum, tokens}).
+    (cross entropy + z_loss * z (+ MoE losses) summed over tokens,
+     {ce_sum, z_sum, tokens} plus MoE sums for a MoE model).
   """
-  ce, log_z = token_losses(params, graphdef, batch)
+  ce, log_z, aux = token_losses(params, graphdef, batch, with_aux=True)
   weights = (batch["segment_ids"] > 0).astype(jnp.float32)
   sums = {"ce_sum": (ce * weights).sum(), "z_sum": (jnp.square(log_z) * weights).sum(),
           "tokens": weights.sum()}
-  return sums["ce_sum"] + z_loss * sums["z_sum"], sums
+  total = sums["ce_sum"] + z_loss * sums["z_sum"]
+  if aux:
+    sums.update({f"{k}_sum": aux[k] * sums["tokens"]
+                 for k in ("moe_loss", "moe_load_balance", "moe_router_z")})
+    sums["expert_tokens"] = aux["expert_tokens"]
+    total = total + sums["moe_loss_sum"]
+  return total, sums
 
 
 def _means(sums) -> dict:
   n_tokens = jnp.maximum(sums["tokens"], 1.0)
-  return {"loss": sums["ce_sum"] / n_tokens, "z_loss": sums["z_sum"] / n_tokens,
-          "tokens": sums["tokens"]}
+  means = {"loss": sums["ce_sum"] / n_tokens, "z_loss": sums["z_sum"] / n_tokens,
+           "tokens": sums["tokens"]}
+  if "expert_tokens" in sums:
+    means.update({k: sums[f"{k}_sum"] / n_tokens
+                  for k in ("moe_loss", "moe_load_balance", "moe_router_z")})
+    counts = sums["expert_tokens"]
+    means["expert_tokens"] = counts
+    # Busiest expert's load over the mean load: 1 when balanced, E when collapsed.
+    means["expert_load_max"] = counts.max() / jnp.maximum(counts.mean(), 1e-9)
+  return means
 
 
 def loss_fn(params, graphdef, batch, z_loss: float):
-  """Mean next-token loss over real (non-padding) tokens, plus z-loss."""
+  """Mean next-token loss over real (non-padding) tokens, plus z-loss (and MoE losses)."""
   total, sums = loss_sums(params, graphdef, batch, z_loss)
   return total / jnp.maximum(sums["tokens"], 1.0), _means(sums)
 
@@ -154,10 +176,12 @@ def accumulated_grads(params, graphdef, batch, z_loss: float, microbatches: int)
     grads, sums = grad_fn(params, graphdef, microbatch, z_loss)
     return jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc, (grads, sums)), None
 
+  microbatches_tree = split_microbatches(batch, microbatches)
   zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-  zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("ce_sum", "z_sum", "tokens")}
-  (grad_sums, sums), _ = jax.lax.scan(add, (zeros, zero_sums),
-                                      split_microbatches(batch, microbatches))
+  sums_shape = jax.eval_shape(lambda mb: loss_sums(params, graphdef, mb, z_loss)[1],
+                              jax.tree.map(lambda x: x[0], microbatches_tree))
+  zero_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), sums_shape)
+  (grad_sums, sums), _ = jax.lax.scan(add, (zeros, zero_sums), microbatches_tree)
   n_tokens = jnp.maximum(sums["tokens"], 1.0)
   grads = jax.tree.map(lambda g, p: (g / n_tokens).astype(p.dtype), grad_sums, params)
   return grads, _means(sums)

@@ -1,0 +1,182 @@
+"""Mixture-of-experts feed-forward: float32 router, top-k gating, two dispatch paths.
+
+Each token picks its `top_k` experts by router probability; their gates are
+the chosen probabilities renormalised to sum to one (Mixtral, OLMoE), so a
+model whose experts are all equal computes exactly the dense block (the
+premise of upcycling). Every expert is a SwiGLU of width `moe_mlp_dim`.
+
+Dispatch (`model.moe.dispatch`):
+  dropless  every (token, expert) assignment is computed: the assignments are
+            sorted by expert and run as grouped matmuls (`jax.lax.ragged_dot`
+            on every backend; the Pallas megablox `gmm` kernel on TPU, same
+            interface).
+  capacity  each expert takes at most ceil(capacity_factor * tokens * k / E)
+            assignments into a fixed [E, C, D] buffer (first choices first,
+            then by position); the rest are dropped (their share of the
+            block's output is zero). Static shapes, the classic TPU layout.
+
+Auxiliary outputs (per layer, over real tokens): the load-balancing loss
+E * sum_e f_e * p_e (f_e: share of assignments routed to e, p_e: mean router
+probability of e; 1.0 when balanced), the router z-loss mean(logsumexp^2),
+and tokens per expert, so collapse shows in the logs.
+"""
+import contextlib
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from midtrain_jax.model.config import ModelConfig
+from midtrain_jax.model.layers import SwiGLU, param
+
+AUX_KEYS = ("moe_load_balance", "moe_router_z", "expert_tokens")
+
+# Set by `megablox_interpret()`: the TPU kernel runs in the Pallas interpreter.
+_megablox_interpret = False
+
+
+@contextlib.contextmanager
+def megablox_interpret():
+  """Runs dropless dispatch through megablox `gmm` in interpret mode (tests on CPU).
+
+  Read when a function is traced; slow, for tests only.
+  """
+  global _megablox_interpret
+  previous, _megablox_interpret = _megablox_interpret, True
+  try:
+    yield
+  finally:
+    _megablox_interpret = previous
+
+
+def grouped_matmul(lhs_MK, rhs_EKN, group_sizes_E):
+  """Rows of `lhs` grouped by expert (contiguous, in expert order) times their expert's matrix."""
+  if _megablox_interpret or jax.default_backend() == "tpu":
+    from jax.experimental.pallas.ops.tpu import megablox  # noqa: PLC0415 (TPU-only kernel)
+    # Tiles must divide every dimension; 128 where the shape allows (TPU lanes).
+    tiling = tuple(math.gcd(dim, 128) for dim in (lhs_MK.shape[0], lhs_MK.shape[1],
+                                                  rhs_EKN.shape[2]))
+    return megablox.gmm(lhs_MK, rhs_EKN, group_sizes_E, preferred_element_type=lhs_MK.dtype,
+                        tiling=tiling, interpret=_megablox_interpret)
+  return jax.lax.ragged_dot(lhs_MK, rhs_EKN, group_sizes_E)
+
+
+def route(x_ND, router_DE, top_k: int):
+  """Router logits, probabilities and the renormalised top-k choice, all float32.
+
+  Returns:
+    (logits [N, E], probs [N, E], experts [N, k] int32, gates [N, k]).
+  """
+  logits_NE = jnp.matmul(x_ND.astype(jnp.float32), router_DE.astype(jnp.float32))
+  probs_NE = jax.nn.softmax(logits_NE, axis=-1)
+  top_p_NK, experts_NK = jax.lax.top_k(probs_NE, top_k)
+  gates_NK = top_p_NK / top_p_NK.sum(axis=-1, keepdims=True)
+  return logits_NE, probs_NE, experts_NK.astype(jnp.int32), gates_NK
+
+
+def _swiglu_grouped(xs_MD, weights, sizes_E):
+  gate_EDF, up_EDF, down_EFD = weights
+  h_MF = jax.nn.silu(grouped_matmul(xs_MD, gate_EDF, sizes_E)) * grouped_matmul(
+      xs_MD, up_EDF, sizes_E)
+  return grouped_matmul(h_MF, down_EFD, sizes_E)
+
+
+def dropless(x_ND, experts_NK, gates_NK, weights):
+  """Every assignment computed: sort by expert, grouped matmuls, unsort, gate, sum over k."""
+  n_experts = weights[0].shape[0]
+  n, k = experts_NK.shape
+  flat_M = experts_NK.reshape(-1)
+  order_M = jnp.argsort(flat_M, stable=True)
+  sizes_E = jnp.bincount(flat_M, length=n_experts).astype(jnp.int32)
+  ys_MD = _swiglu_grouped(x_ND[order_M // k], weights, sizes_E)
+  # Back to (token, choice) order by the inverse permutation: a gather, not a scatter-add.
+  ys_NKD = ys_MD[jnp.argsort(order_M)].reshape(n, k, -1)
+  return jnp.einsum("nkd,nk->nd", ys_NKD, gates_NK.astype(ys_NKD.dtype))
+
+
+def capacity(x_ND, experts_NK, gates_NK, weights, capacity_factor: float):
+  """Fixed [E, C, D] expert buffers; assignments past an expert's capacity are dropped."""
+  gate_EDF, up_EDF, down_EFD = weights
+  n_experts = gate_EDF.shape[0]
+  n, k = experts_NK.shape
+  slots = max(1, math.ceil(capacity_factor * n * k / n_experts))
+  # Choice-major order: every token's first choice claims a slot before any second choice.
+  flat_M = experts_NK.T.reshape(-1)
+  onehot_ME = jax.nn.one_hot(flat_M, n_experts, dtype=jnp.int32)
+  position_M = (jnp.cumsum(onehot_ME, axis=0) * onehot_ME).sum(-1) - 1
+  kept_M = position_M < slots
+  token_M = jnp.tile(jnp.arange(n), k)
+  slot_M = jnp.where(kept_M, flat_M * slots + position_M, n_experts * slots)
+  buffer = jnp.zeros((n_experts * slots, x_ND.shape[1]), x_ND.dtype)
+  buffer_ECD = buffer.at[slot_M].set(x_ND[token_M], mode="drop").reshape(
+      n_experts, slots, -1)
+  h_ECF = jax.nn.silu(jnp.einsum("ecd,edf->ecf", buffer_ECD, gate_EDF)) * jnp.einsum(
+      "ecd,edf->ecf", buffer_ECD, up_EDF)
+  out_MD = jnp.einsum("ecf,efd->ecd", h_ECF, down_EFD).reshape(n_experts * slots, -1)
+  ys_MD = jnp.where(kept_M[:, None], out_MD[jnp.minimum(slot_M, n_experts * slots - 1)], 0)
+  ys_KND = ys_MD.reshape(k, n, -1)
+  return jnp.einsum("knd,nk->nd", ys_KND, gates_NK.astype(ys_KND.dtype))
+
+
+def aux_stats(logits_NE, probs_NE, experts_NK, segment_ids_N) -> dict:
+  """Load-balancing loss, router z-loss and tokens per expert over real tokens."""
+  n_experts, k = probs_NE.shape[1], experts_NK.shape[1]
+  real_N = (segment_ids_N > 0).astype(jnp.float32)
+  n_real = jnp.maximum(real_N.sum(), 1.0)
+  assigned_NE = jax.nn.one_hot(experts_NK, n_experts, dtype=jnp.float32).sum(axis=1)
+  tokens_E = (assigned_NE * real_N[:, None]).sum(axis=0)
+  share_E = tokens_E / (n_real * k)
+  mean_prob_E = (probs_NE * real_N[:, None]).sum(axis=0) / n_real
+  log_z_N = jax.nn.logsumexp(logits_NE, axis=-1)
+  return {"moe_load_balance": n_experts * jnp.sum(share_E * mean_prob_E),
+          "moe_router_z": jnp.sum(jnp.square(log_z_N) * real_N) / n_real,
+          "expert_tokens": tokens_E}
+
+
+def zero_aux(cfg: ModelConfig) -> dict:
+  """The aux sums before any MoE layer (an empty dict for a dense model)."""
+  if not cfg.moe_experts:
+    return {}
+  return {"moe_load_balance": jnp.zeros((), jnp.float32),
+          "moe_router_z": jnp.zeros((), jnp.float32),
+          "expert_tokens": jnp.zeros((cfg.moe_experts,), jnp.float32)}
+
+
+class MoE(nnx.Module):
+  """A mixture of SwiGLU experts (plus optional always-on shared experts)."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    d, f, e = cfg.d_model, cfg.expert_mlp_dim, cfg.moe_experts
+    normal = functools.partial(nnx.initializers.normal)
+    self.router = param(rngs, normal(cfg.init_std), (d, e), ("embed", "expert"),
+                        cfg.param_dtype)
+    out_std = cfg.init_std / np.sqrt(2 * cfg.n_layers)
+    self.gate = param(rngs, normal(cfg.init_std), (e, d, f), ("expert", "embed", "mlp"),
+                      cfg.param_dtype)
+    self.up = param(rngs, normal(cfg.init_std), (e, d, f), ("expert", "embed", "mlp"),
+                    cfg.param_dtype)
+    self.down = param(rngs, normal(out_std), (e, f, d), ("expert", "mlp", "embed"),
+                      cfg.param_dtype)
+    self.shared = (SwiGLU(d, cfg.moe_shared_experts * f, std=cfg.init_std, out_std=out_std,
+                          param_dtype=cfg.param_dtype, rngs=rngs)
+                   if cfg.moe_shared_experts else None)
+
+  def __call__(self, x_BTD, segment_ids_BT):
+    """Returns (output [B, T, D], aux dict of this layer; see module docstring)."""
+    cfg = self.cfg
+    b, t, d = x_BTD.shape
+    x_ND = x_BTD.reshape(b * t, d)
+    logits_NE, probs_NE, experts_NK, gates_NK = route(x_ND, self.router[...], cfg.moe_top_k)
+    weights = tuple(w[...].astype(x_BTD.dtype) for w in (self.gate, self.up, self.down))
+    if cfg.moe_dispatch == "capacity":
+      y_ND = capacity(x_ND, experts_NK, gates_NK, weights, cfg.moe_capacity_factor)
+    else:
+      y_ND = dropless(x_ND, experts_NK, gates_NK, weights)
+    y_BTD = y_ND.reshape(b, t, d).astype(x_BTD.dtype)
+    if self.shared is not None:
+      y_BTD = y_BTD + self.shared(x_BTD)
+    return y_BTD, aux_stats(logits_NE, probs_NE, experts_NK, segment_ids_BT.reshape(-1))
