@@ -173,6 +173,9 @@ def export_model(src: str, out: str, log: Callable[[str], None] = print) -> str:
   """
   params, config, step = checkpoint.load_params(src)
   model_cfg = config_lib.model_config(config.model)
+  if model_cfg.moe_experts:
+    raise ValueError(f"{src} is a mixture-of-experts model ({model_cfg.moe_experts} experts); "
+                     "HF export covers the dense families only (interop/families.py).")
   params = layer_stack.unscan_tree(params, model_cfg)  # HF names one tensor per layer.
   family = families.family_of(model_cfg)
   tok = tokenizer_lib.load_tokenizer(config.data.tokenizer) if config.data.tokenizer != (
