@@ -49,6 +49,8 @@ def model_section(args):
   # Full attention (the reference has no windows) unless a window is asked for.
   c.model.update(window_pattern=(getattr(args, "window", 0),), norm="pre", qk_norm="none",
                  tie_embeddings=False, compute_dtype=args.dtype, attention=args.attention)
+  if getattr(args, "dispatch", ""):
+    c.model.moe.dispatch = args.dispatch
   c.optim.update(schedule="constant", warmup_steps=0, lr=1e-3)
   return c
 
@@ -84,8 +86,9 @@ def jax_samples(args) -> dict:
   ref_flops = 6 * (n_params - cfg.padded_vocab_size * cfg.d_model) + \
       12 * cfg.n_layers * cfg.d_model * args.seq
   model_flops = metrics.flops_per_token(cfg, n_params, args.seq)
-  # The reference's formula is for full attention; windows count what they see.
-  assert getattr(args, "window", 0) or ref_flops == model_flops
+  # The reference's formula is for full attention and dense layers; windows
+  # count what they see, MoE layers the experts a token runs.
+  assert getattr(args, "window", 0) or cfg.moe_experts or ref_flops == model_flops
   return dict(rates=rates, flops_per_token=model_flops, params=n_params)
 
 

@@ -7,7 +7,8 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "midtrain_jax"
 # Modules run as commands (`python -m ...`): they parse absl flags and call libraries.
 COMMANDS = {"main", "evaluate", "soup", "plan", "microanneal", "seed_soup", "convert", "generate",
-            "decontam.__main__",
+            "upcycle_study",
+            "decontam.__main__", "dedup.__main__",
             "data.prepare", "data.registry"}
 # Who may import whom, by package (lower layers never import higher ones). The
 # evals package's benchmark items (evals.items) are data that every layer may read.
@@ -15,7 +16,10 @@ ALLOWED = {
     "model": {"model", "parallel"},
     "parallel": {"parallel"},
     "decontam": {"decontam", "evals.items"},
-    "data": {"data", "decontam", "evals.items"},
+    # Deduplication reads files with the data package's readers and writes shards
+    # with decontamination's writer; nothing else of theirs.
+    "dedup": {"dedup", "data.sources", "decontam.batch"},
+    "data": {"data", "decontam", "dedup", "evals.items"},
 }
 
 

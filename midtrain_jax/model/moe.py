@@ -7,9 +7,9 @@ premise of upcycling). Every expert is a SwiGLU of width `moe_mlp_dim`.
 
 Dispatch (`model.moe.dispatch`):
   dropless  every (token, expert) assignment is computed: the assignments are
-            sorted by expert and run as grouped matmuls (`jax.lax.ragged_dot`
-            on every backend; the Pallas megablox `gmm` kernel on TPU, same
-            interface).
+            sorted by expert and run as grouped matmuls (`grouped_matmul`:
+            the Pallas megablox `gmm` kernel on TPU, `jax.lax.ragged_dot` on
+            GPU, expert-aligned row blocks on CPU).
   capacity  each expert takes at most ceil(capacity_factor * tokens * k / E)
             assignments into a fixed [E, C, D] buffer (first choices first,
             then by position); the rest are dropped (their share of the
@@ -52,8 +52,45 @@ def megablox_interpret():
     _megablox_interpret = previous
 
 
+# Rows per block of the CPU grouped matmul (`blocked_grouped_matmul`).
+_CPU_BLOCK_ROWS = 64
+
+
+def blocked_grouped_matmul(lhs_MK, rhs_EKN, group_sizes_E, block: int = _CPU_BLOCK_ROWS):
+  """Grouped matmul as one batched GEMM over row blocks that each belong to one expert.
+
+  Each group's rows are padded to whole blocks of `block` rows (at most
+  M / block + E blocks in all, a static bound), every block is multiplied by
+  its expert's matrix (gathered per block), and the rows are read back. XLA's
+  CPU `ragged_dot` computes every row against every expert (E times the
+  FLOPs); this does the work once plus the padding, at the cost of one weight
+  copy per block: the path for CPU-sized models.
+  """
+  m, n_experts = lhs_MK.shape[0], rhs_EKN.shape[0]
+  n_blocks = -(-m // block) + n_experts
+  sizes = group_sizes_E.astype(jnp.int32)
+  blocks_per_group = -(-sizes // block)
+  group_end = jnp.cumsum(sizes)
+  padded_start = (jnp.cumsum(blocks_per_group) - blocks_per_group) * block
+  group_M = jnp.searchsorted(group_end, jnp.arange(m), side="right")
+  dest_M = padded_start[group_M] + jnp.arange(m) - (group_end - sizes)[group_M]
+  lhs_blocks = jnp.zeros((n_blocks * block, lhs_MK.shape[1]), lhs_MK.dtype).at[dest_M].set(
+      lhs_MK).reshape(n_blocks, block, -1)
+  block_expert = jnp.minimum(jnp.searchsorted(jnp.cumsum(blocks_per_group),
+                                              jnp.arange(n_blocks), side="right"),
+                             n_experts - 1)
+  out = jnp.einsum("bmk,bkn->bmn", lhs_blocks, rhs_EKN[block_expert])
+  return out.reshape(n_blocks * block, -1)[dest_M]
+
+
 def grouped_matmul(lhs_MK, rhs_EKN, group_sizes_E):
-  """Rows of `lhs` grouped by expert (contiguous, in expert order) times their expert's matrix."""
+  """Rows of `lhs` grouped by expert (contiguous, in expert order) times their expert's matrix.
+
+  The kernel by backend: megablox `gmm` on TPU, `ragged_dot` on GPU, row
+  blocks on CPU (`blocked_grouped_matmul`); all compute the same product.
+  """
+  if jax.default_backend() == "cpu" and not _megablox_interpret:
+    return blocked_grouped_matmul(lhs_MK, rhs_EKN, group_sizes_E)
   if _megablox_interpret or jax.default_backend() == "tpu":
     from jax.experimental.pallas.ops.tpu import megablox  # noqa: PLC0415 (TPU-only kernel)
     # Tiles must divide every dimension; 128 where the shape allows (TPU lanes).

@@ -199,3 +199,19 @@ def test_bad_moe_config_names_the_key(change, message):
   c.model.moe.update(change)
   with pytest.raises(ValueError, match=message):
     config_lib.validate(c)
+
+
+def test_cpu_blocked_grouped_matmul_equals_ragged_dot_with_empty_groups():
+  ks = jax.random.split(jax.random.key(4), 3)
+  lhs, rhs = jax.random.normal(ks[0], (300, 16)), jax.random.normal(ks[1], (5, 16, 24))
+  sizes = jnp.array([0, 130, 7, 0, 163], jnp.int32)
+  probe = jax.random.normal(ks[2], (300, 24))
+  for block in (32, 64):
+    run = lambda a, b, blk=block: moe.blocked_grouped_matmul(a, b, sizes, block=blk)
+    np.testing.assert_allclose(run(lhs, rhs), jax.lax.ragged_dot(lhs, rhs, sizes),
+                               atol=1e-5, rtol=1e-5)
+    grads = jax.grad(lambda a, b, f=run: (f(a, b) * probe).sum(), argnums=(0, 1))(lhs, rhs)
+    ref = jax.grad(lambda a, b: (jax.lax.ragged_dot(a, b, sizes) * probe).sum(),
+                   argnums=(0, 1))(lhs, rhs)
+    for a, b in zip(grads, ref):
+      np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
