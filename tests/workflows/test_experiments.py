@@ -9,8 +9,8 @@ import pathlib
 import pytest
 
 from midtrain_jax.evals import suite
-from midtrain_jax.train import loop
-from midtrain_jax.workflows import microanneal, seed_soup
+from midtrain_jax.train import checkpoint, loop
+from midtrain_jax.workflows import microanneal, seed_soup, upcycle_study
 from tests import helpers
 from tests.data import demo_data
 from tests.helpers import small_config
@@ -52,7 +52,9 @@ def artifacts(tmp_path_factory):
     c = small_config(4, weight_stages=stages)
     c.eval.batches = 1
     loop.run(c, str(root / "timing_weight" / name))
-  return {"root": root, "rows": rows, "soup": soup, "stable": stable}
+  study = upcycle_study.run(stable, str(root / "upcycle_study"), tokens=TOKENS, experts=4,
+                            top_k=2, drop_ratio=0.5, max_batches=1, log=_quiet)
+  return {"root": root, "rows": rows, "soup": soup, "stable": stable, "study": study}
 
 
 def test_microanneal_table(artifacts):
@@ -131,3 +133,18 @@ def test_evaluate_cli_writes_json_and_tensorboard(artifacts):
   assert sum(results["generative"]["humaneval"]["statuses"].values()) == 2
   assert math.isfinite(results["forgetting"]["delta_web_bpb"])
   assert glob.glob(str(workdir / "eval" / "events.out.tfevents*"))
+
+
+def test_upcycle_study_compares_dense_and_both_upcyclings(artifacts):
+  rows = {r["run"]: r for r in artifacts["study"]}
+  assert list(rows) == ["dense", "upcycle", "drop_0.5"]
+  for name, row in rows.items():
+    assert 0 < row["mean"] < 20, (name, row)
+    if name == "dense":
+      assert math.isnan(row["load_max"])
+    else:
+      assert 1.0 <= row["load_max"] <= 4.0 and row["load_balance"] >= 1.0 - 1e-6
+  root = artifacts["root"] / "upcycle_study"
+  moe_config = checkpoint.load_config(str(root / "upcycle"))
+  assert (moe_config.model.moe.experts, moe_config.model.moe.top_k) == (4, 2)
+  assert (root / "study.txt").read_text().startswith("Upcycling study")
