@@ -153,7 +153,8 @@ class LayerBytes:
   transient: float  # Extra while its attention's backward runs.
 
 
-def layer_bytes(cfg: ModelConfig, seq_len: int, tensor: int, window: int) -> LayerBytes:
+def layer_bytes(cfg: ModelConfig, seq_len: int, tensor: int, window: int,
+                moe: bool = False) -> LayerBytes:
   """Activation bytes per token of one layer, split over `tensor` devices where XLA splits them.
 
   Counted as XLA keeps them (checked against compiled float32 steps): the
@@ -177,9 +178,16 @@ def layer_bytes(cfg: ModelConfig, seq_len: int, tensor: int, window: int) -> Lay
   hidden = 8 * d
   # q, k, v; q and k after the norm and after RoPE; the attention output.
   projections = (q + 2 * kv) + 2 * (q + kv) + q
+  # A MoE layer runs top_k experts per token: their SwiGLU units, plus the
+  # token's top_k dispatched copies and expert outputs, and the float32 router
+  # logits and probabilities. (As the TPU / GPU grouped matmuls keep them; the
+  # CPU path also keeps one weight copy per row block: model/moe.py.)
+  copies = cfg.moe_top_k if moe else 0
+  if moe:
+    mlp = cfg.moe_top_k * cfg.expert_mlp_dim / tensor
   # gate, up, the SiLU's sigmoid and output, their product, the down projection's input.
-  swiglu = 6 * mlp
-  kept = b * (hidden + projections + swiglu)
+  swiglu = 6 * mlp + 2 * copies * d
+  kept = b * (hidden + projections + swiglu) + (8 * cfg.moe_experts if moe else 0)
   transient = 0.0
   if cfg.attention in ("xla", "reference"):
     local = attention.uses_local_blocks(window, seq_len, cfg.attention)
@@ -196,7 +204,8 @@ def layer_bytes(cfg: ModelConfig, seq_len: int, tensor: int, window: int) -> Lay
     transient = 2 * 4 * heads * keys
   else:
     kept += 4 * heads  # Fused kernels keep one float32 statistic per row and head.
-  dots = b * ((q + 2 * kv) + 2 * mlp + 2 * d)  # q, k, v, gate, up; o and down outputs.
+  # q, k, v, gate, up; o and down outputs (top_k of them in a MoE layer).
+  dots = b * ((q + 2 * kv) + 2 * mlp + (1 + max(copies, 1)) * d)
   return LayerBytes(kept, dots, transient)
 
 
@@ -236,7 +245,7 @@ def activation_bytes(cfg: ModelConfig, seq_len: int, rows_per_device: float,
   """
   if remat not in REMAT_POLICIES:
     raise ValueError(f"Unknown remat policy {remat!r}; choose from {REMAT_POLICIES}.")
-  layers = [layer_bytes(cfg, seq_len, tensor, w) for w in cfg.layer_windows()]
+  layers = [layer_bytes(cfg, seq_len, tensor, w, moe) for w, moe in cfg.layer_kinds()]
   loss = loss_bytes(cfg, tensor)
   if remat == "none":
     per_token = sum(x.kept for x in layers) + max(loss, max(x.transient for x in layers))
@@ -263,7 +272,9 @@ def working_bytes(cfg: ModelConfig, mesh_sizes: dict[str, int], grads_bytes: int
   total = 0.0
   if mesh_sizes["fsdp"] > 1:
     q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
-    layer = cfg.d_model * (2 * q + 2 * kv + 3 * cfg.mlp_dim)
+    # MoE weights are split by expert over fsdp and gathered whole for the grouped matmuls.
+    mlp = max(cfg.mlp_dim, cfg.moe_experts * cfg.expert_mlp_dim)
+    layer = cfg.d_model * (2 * q + 2 * kv + 3 * mlp)
     tables = (1 if cfg.tie_embeddings else 2) * cfg.padded_vocab_size * cfg.d_model
     total += b * (2 * layer + tables) / tensor
   if microbatches > 1:

@@ -40,7 +40,7 @@ def _real_per_device_bytes(config, mesh_sizes):
   return per_device(state.params), per_device(state.opt_state)
 
 
-@pytest.mark.parametrize("size", ["tiny", "150m"])
+@pytest.mark.parametrize("size", ["tiny", "150m", "tiny_moe"])
 @pytest.mark.parametrize("mesh", [(1, 8, 1), (2, 2, 2), (8, 1, 1)])
 def test_state_bytes_match_eval_shape_of_sharded_state(size, mesh):
   config = anneal.get_config(f"size={size}")
