@@ -21,7 +21,8 @@ decays linearly to zero from `optim.lr`:
 
   python -m midtrain_jax.main --config=configs/anneal.py:init=runs/smollm2 --workdir=runs/a
 
-Arguments after `:`: size=demo|tiny|150m|1b|7b|32b, scale= (demo only), init=DIR.
+Arguments after `:`: size=demo|tiny|tiny_moe|150m|1b|7b|32b|olmoe_1b_7b, scale= (demo
+only), init=DIR.
 """
 import os
 
@@ -55,13 +56,14 @@ def get_config(arg=None):
   c = config_lib.base_config(args.size)
   c.data.mixture = "dolmino_demo"
   c.optim.schedule = "anneal"  # Linear to zero, no warmup.
-  c.optim.lr = 2e-3 if args.size == "tiny" else 2.07e-4  # OLMo 3 7B midtraining peak.
+  small = args.size in ("tiny", "tiny_moe")
+  c.optim.lr = 2e-3 if small else 2.07e-4  # OLMo 3 7B midtraining peak.
   c.optim.warmup_steps = 0
   c.optim.weight_decay = 0.1
   c.optim.decay_embeddings = False
   c.train.z_loss = 1e-5
-  c.train.steps = 200 if args.size == "tiny" else 12_000
-  if args.size != "tiny":
+  c.train.steps = 200 if small else 12_000
+  if not small:
     # OLMo 3 7B midtraining: seq 8192, 2^21 tokens per batch.
     c.data.seq_len = 8192
     c.data.batch_size = 256
