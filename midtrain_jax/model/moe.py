@@ -32,8 +32,6 @@ from flax import nnx
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.layers import SwiGLU, param
 
-AUX_KEYS = ("moe_load_balance", "moe_router_z", "expert_tokens")
-
 # Set by `megablox_interpret()`: the TPU kernel runs in the Pallas interpreter.
 _megablox_interpret = False
 
@@ -174,12 +172,29 @@ def aux_stats(logits_NE, probs_NE, experts_NK, segment_ids_N) -> dict:
 
 
 def zero_aux(cfg: ModelConfig) -> dict:
-  """The aux sums before any MoE layer (an empty dict for a dense model)."""
+  """The aux accumulator before any MoE layer (an empty dict for a dense model).
+
+  Losses are summed over layers; `expert_tokens` has one row per MoE layer.
+  """
   if not cfg.moe_experts:
     return {}
+  n_moe = sum(cfg.layer_is_moe(i) for i in range(cfg.n_layers))
   return {"moe_load_balance": jnp.zeros((), jnp.float32),
           "moe_router_z": jnp.zeros((), jnp.float32),
-          "expert_tokens": jnp.zeros((cfg.moe_experts,), jnp.float32)}
+          "expert_tokens": jnp.zeros((n_moe, cfg.moe_experts), jnp.float32)}
+
+
+def accumulate_aux(acc: dict, layer: dict) -> dict:
+  """Adds one MoE layer's statistics to the accumulator.
+
+  Per-layer token counts go through a shift register: each layer drops the
+  oldest row and appends its own, so after all n MoE layers (unscanned or
+  inside the layer scan alike) the rows are in layer order.
+  """
+  rows = jnp.concatenate([acc["expert_tokens"][1:], layer["expert_tokens"][None]])
+  return {"moe_load_balance": acc["moe_load_balance"] + layer["moe_load_balance"],
+          "moe_router_z": acc["moe_router_z"] + layer["moe_router_z"],
+          "expert_tokens": rows}
 
 
 class MoE(nnx.Module):

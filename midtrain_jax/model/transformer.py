@@ -10,7 +10,7 @@ from midtrain_jax.model import layer_stack
 from midtrain_jax.model.attention import Attention
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU
-from midtrain_jax.model.moe import MoE, zero_aux
+from midtrain_jax.model.moe import MoE, accumulate_aux, zero_aux
 from midtrain_jax.parallel import sharding
 
 _REMAT_POLICIES = {
@@ -53,7 +53,7 @@ class Block(nnx.Module):
     if not self.is_moe:
       return self.mlp(x_BTD), aux
     out, layer_aux = self.mlp(x_BTD, segment_ids_BT)
-    return out, jax.tree.map(jnp.add, aux, layer_aux)
+    return out, accumulate_aux(aux, layer_aux)
 
 
 class BlockGroup(nnx.Module):
@@ -128,7 +128,7 @@ class Transformer(nnx.Module):
       (logits as __call__'s, aux): aux is {} for a dense model; otherwise
       `moe_load_balance` and `moe_router_z` averaged over the MoE layers,
       `moe_loss` (their weighted sum, what the loss adds) and
-      `expert_tokens` [E] (assignments per expert summed over layers).
+      `expert_tokens` [MoE layers, E] (assignments per expert in each layer).
     """
     logits, _, aux = self._forward(tokens_BT, positions_BT, segment_ids_BT, None)
     if aux:

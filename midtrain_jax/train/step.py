@@ -133,10 +133,13 @@ def _means(sums) -> dict:
   if "expert_tokens" in sums:
     means.update({k: sums[f"{k}_sum"] / n_tokens
                   for k in ("moe_loss", "moe_load_balance", "moe_router_z")})
-    counts = sums["expert_tokens"]
-    means["expert_tokens"] = counts
-    # Busiest expert's load over the mean load: 1 when balanced, E when collapsed.
-    means["expert_load_max"] = counts.max() / jnp.maximum(counts.mean(), 1e-9)
+    counts_LE = sums["expert_tokens"]
+    means["expert_tokens"] = counts_LE.sum(axis=0)
+    # Busiest expert's load over the mean load per layer: 1 when balanced, E
+    # when collapsed; the progress line shows the worst layer.
+    by_layer = counts_LE.max(axis=1) / jnp.maximum(counts_LE.mean(axis=1), 1e-9)
+    means["expert_load_max_by_layer"] = by_layer
+    means["expert_load_max"] = by_layer.max()
   return means
 
 

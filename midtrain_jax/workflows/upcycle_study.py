@@ -59,18 +59,19 @@ def expert_load(model: scoring.LoadedModel, data_cfg, max_batches: int) -> dict:
   """Router statistics of a MoE model over the held-out splits of `data_cfg`'s tasks.
 
   Returns:
-    {expert_tokens: per-expert assignments summed over MoE layers and tasks,
-     load_max: busiest expert over the mean, load_balance: mean load-balancing
-     loss over batches (1.0 when balanced)}.
+    {expert_tokens: assignments per MoE layer and expert, summed over tasks,
+     load_max: busiest expert over the mean in the worst layer (1.0 =
+     balanced), load_balance: mean load-balancing loss over batches}.
   """
-  counts, balance = np.zeros(model.model_cfg.moe_experts), []
+  counts, balance = 0.0, []
   for task in pipeline.task_names(data_cfg):
     for batch in pipeline.make_eval_iterator(data_cfg, task, max_batches=max_batches):
       inputs = {k: jnp.asarray(batch[k]) for k in ts.MODEL_INPUTS}
       tokens, lb = _expert_tokens(model.params, inputs, graphdef=model.graphdef)
       counts += np.asarray(tokens)
       balance.append(float(lb))
-  return {"expert_tokens": counts.tolist(), "load_max": float(counts.max() / counts.mean()),
+  load_max = counts.max(axis=1) / counts.mean(axis=1)
+  return {"expert_tokens": counts.tolist(), "load_max": float(load_max.max()),
           "load_balance": float(np.mean(balance))}
 
 

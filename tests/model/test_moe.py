@@ -138,8 +138,18 @@ def test_moe_every_second_layer_scans_like_the_loop():
   (s_loss, s_m), s_grads = loss_and_grads(scanned, layer_stack.scan_tree(params, scanned))
   np.testing.assert_allclose(s_loss, loss, rtol=1e-6)
   np.testing.assert_allclose(s_m["expert_tokens"], m["expert_tokens"])
+  np.testing.assert_allclose(s_m["expert_load_max_by_layer"], m["expert_load_max_by_layer"])
   # Every real token is assigned top_k times in each of the 2 MoE layers.
   assert float(m["expert_tokens"].sum()) == 2 * 2 * float(m["tokens"])
+  assert m["expert_load_max_by_layer"].shape == (2,)
+  # Per-layer rows come out in layer order: layer 1's own counts first.
+  model = nnx.merge(ts.abstract_model(cfg)[0], params)
+  _, aux = model.logits_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
+  x = model.embed(batch["inputs"], jnp.float32)
+  for block in model.blocks[:2]:
+    x, _, layer_aux = block(x, batch["positions"], batch["segment_ids"], aux=moe.zero_aux(cfg))
+  np.testing.assert_allclose(aux["expert_tokens"][0], layer_aux["expert_tokens"][-1])
+  assert not np.allclose(aux["expert_tokens"][0], aux["expert_tokens"][1])
   assert float(m["moe_loss"]) > 0
   for a, b in zip(jax.tree.leaves(layer_stack.unscan_tree(s_grads, scanned)),
                   jax.tree.leaves(grads)):
