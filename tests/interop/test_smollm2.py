@@ -10,7 +10,7 @@ from flax import nnx
 from configs import anneal
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.evals import scoring
-from midtrain_jax.interop import gguf, hf
+from midtrain_jax.interop import gguf, hf, upcycle
 from midtrain_jax.train import loop
 from tests import helpers
 
@@ -80,3 +80,18 @@ def test_a_short_anneal_starts_pretrained_and_exports_to_transformers(smollm2, t
   x = ids.numpy().astype(np.int32)
   ours = np.asarray(model(x, np.arange(x.shape[1], dtype=np.int32)[None], np.ones_like(x))[0])
   assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_plain_upcycling_of_the_imported_model_keeps_the_reference_logits(smollm2, tmp_path):
+  run, loaded, reference = smollm2
+  upcycle.upcycle(str(run), str(tmp_path / "moe"), experts=3, top_k=2, drop_ratio=0.0,
+                  log=lambda _: None)
+  moe = scoring.load_model(str(tmp_path / "moe"))
+  assert moe.model_cfg.moe_experts == 3
+  tok = tokenizer_lib.load_tokenizer(moe.config.data.tokenizer)
+  ids = np.asarray([[tok.bos_id] + tok.encode(TEXT)], np.int32)
+  with torch.no_grad():
+    theirs = reference(torch.tensor(ids)).logits.numpy()
+  positions = np.arange(ids.shape[1], dtype=np.int32)[None]
+  ours = np.asarray(nnx.merge(moe.graphdef, moe.params)(ids, positions, np.ones_like(ids))[0])
+  assert np.abs(ours[..., :theirs.shape[-1]] - theirs).max() < 1e-3
