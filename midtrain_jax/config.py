@@ -23,10 +23,12 @@ tuples, never strings to parse:
 """
 import dataclasses
 import json
+import math
 from typing import Any
 
 import ml_collections
 
+from midtrain_jax.dedup import params as dedup_params
 from midtrain_jax.evals import items
 from midtrain_jax.model.config import PRESETS, ModelConfig
 
@@ -155,6 +157,30 @@ def data_config() -> ml_collections.ConfigDict:
   # Caps how often a task's documents may repeat; 0 keeps each task's own cap.
   c.max_epochs = 0
 
+  # Quality-aware upsampling (data/qau.py): a quality scorer trained on the
+  # prepared folder's tokenizer (data/quality.py) grades every training
+  # document; within each task the documents fall into buckets by score
+  # quantile, and a pass over the task holds each document `factors[bucket]`
+  # times. The mixture weights still fix each task's token share (the budget);
+  # the repetition cap counts passes over this upsampled task.
+  c.qau = ml_collections.ConfigDict()
+  c.qau.enabled = False
+  # Bucket edges as score quantiles within each task, strictly increasing in
+  # (0, 1); (0.5, 0.8, 0.95) makes four buckets: bottom half, 50-80%, 80-95%, top 5%.
+  c.qau.quantiles = (0.5, 0.8, 0.95)
+  # Copies per pass of a document in each bucket (len(quantiles) + 1 numbers
+  # > 0; fractions are spread over passes). OLMo 3-like: low quality ~1.2x, top 7x.
+  c.qau.factors = (1.2, 2.0, 4.0, 7.0)
+  # Per-task factors replacing `factors`, e.g. {'web_c4': (1.0, 1.0, 2.0, 4.0)}.
+  c.qau.task_factors = ml_collections.ConfigDict()
+  # The scorer's training text: "high quality" reference tasks (instruction
+  # answers as DCLM's positives, encyclopedia text as GPT-3's) against random
+  # web. Any task of the catalog or of a loaded mixture file can be named.
+  c.qau.positive_tasks = ("instruction_alpaca", "web_wikipedia")
+  c.qau.negative_tasks = ("web_c4", "web_openwebtext")
+  # Documents read per scorer task (the first ones of its files).
+  c.qau.scorer_docs = 2000
+
   # Fill-in-the-middle on code tasks: fraction of documents transformed, and
   # the fraction of those using the SPM layout (the rest use PSM).
   c.fim_rate = 0.5
@@ -203,6 +229,35 @@ def data_config() -> ml_collections.ConfigDict:
   c.decontam.mode = "drop"
   # What to do when a benchmark's data cannot be loaded: "warn" or "error".
   c.decontam.on_missing = "warn"
+
+  # Deduplication during prepare, before decontamination and the held-out
+  # split (midtrain_jax/dedup; defaults explained in dedup/params.py).
+  c.dedup = ml_collections.ConfigDict()
+  # Levels from ("exact", "near", "code", "semantic"); () disables.
+  c.dedup.levels = ()
+  # Near duplicates: Jaccard similarity of word n-gram sets >= jaccard (MinHash
+  # with LSH banding), or SimHash within simhash_distance bits, or both.
+  c.dedup.ngram = 3
+  c.dedup.jaccard = 0.4
+  c.dedup.num_perm = 128
+  c.dedup.near_method = "minhash"  # "minhash" | "simhash" | "both".
+  c.dedup.simhash_distance = 3
+  # Code smaller than this (syntax-tree nodes or tokens) is not compared by structure.
+  c.dedup.code_min_tokens = 20
+  # Semantic level: cosine threshold and the embedding function
+  # "package.module:function" (texts -> [N, D]).
+  c.dedup.semantic_threshold = 0.95
+  c.dedup.embedder = ""
+  # Compare documents across the tasks of the mixture, not only within each task.
+  c.dedup.cross_task = True
+  # Tasks whose copies are kept, highest quality first; the others follow in
+  # mixture order (tasks are deduplicated in this order: the first copy wins).
+  c.dedup.priority = ()
+  # Reference documents (e.g. the base model's pretraining data): file patterns
+  # of JSONL/Parquet files with a "text" field; () for none. Documents found in
+  # them are removed ("drop") or only counted ("count").
+  c.dedup.reference = ()
+  c.dedup.reference_mode = "drop"
   return c
 
 
@@ -329,10 +384,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.data.decontam.mode={config.data.decontam.mode!r} is not one of "
                      f"{DECONTAM_MODES}.")
   _check_benchmarks("eval.benchmarks", config.eval.benchmarks)
+  check_dedup(config.data.dedup)
   if config.optim.anneal_start == "from_checkpoint" and not config.train.init_from:
     raise ValueError("config.optim.anneal_start='from_checkpoint' needs "
                      "config.train.init_from (the base checkpoint).")
   _check_schedule(config.optim, config.train.steps)
+  check_qau(config.data.qau)
   if config.data.batch_size % config.train.microbatches:
     raise ValueError(f"config.data.batch_size={config.data.batch_size} does not split into "
                      f"config.train.microbatches={config.train.microbatches} equal microbatches.")
@@ -384,6 +441,44 @@ def _check_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> None:
         "or give them as fractions of the run so they scale with train.steps.")
 
 
+def _check_factors(key: str, factors, buckets: int) -> None:
+  if (isinstance(factors, str) or len(factors) != buckets or
+      not all(isinstance(f, (int, float)) and math.isfinite(f) and f > 0 for f in factors)):
+    raise ValueError(f"config.{key}={factors!r} must be {buckets} finite numbers > 0, "
+                     "one per quality bucket (len(data.qau.quantiles) + 1).")
+
+
+def check_qau(qau: ml_collections.ConfigDict) -> None:
+  """Fails naming the `data.qau` key whose value cannot make quality buckets.
+
+  Args:
+    qau: the `data.qau` section.
+
+  Raises:
+    ValueError: quantiles not strictly increasing in (0, 1), factors of the
+      wrong count or not > 0, overlapping or empty scorer tasks.
+  """
+  quantiles = qau.quantiles
+  if (isinstance(quantiles, str) or
+      not all(isinstance(q, (int, float)) and 0 < q < 1 for q in quantiles) or
+      any(b <= a for a, b in zip(quantiles, quantiles[1:]))):
+    raise ValueError(f"config.data.qau.quantiles={quantiles!r} must be strictly increasing "
+                     "numbers in (0, 1), e.g. (0.5, 0.8, 0.95).")
+  _check_factors("data.qau.factors", qau.factors, len(quantiles) + 1)
+  for task, factors in qau.task_factors.items():
+    _check_factors(f"data.qau.task_factors.{task}", factors, len(quantiles) + 1)
+  for key in ("positive_tasks", "negative_tasks"):
+    if isinstance(qau[key], str) or not qau[key]:
+      raise ValueError(f"config.data.qau.{key}={qau[key]!r} must be a non-empty tuple of "
+                       "task names.")
+  both = sorted(set(qau.positive_tasks) & set(qau.negative_tasks))
+  if both:
+    raise ValueError(f"config.data.qau: task(s) {both} are in both positive_tasks and "
+                     "negative_tasks.")
+  if qau.scorer_docs <= 0:
+    raise ValueError(f"config.data.qau.scorer_docs={qau.scorer_docs} must be positive.")
+
+
 def _check_benchmarks(key: str, names) -> None:
   """Benchmark lists are tuples of known names (a comma string is one wrong name)."""
   if isinstance(names, str):
@@ -393,6 +488,15 @@ def _check_benchmarks(key: str, names) -> None:
   if unknown:
     raise ValueError(f"config.{key} names unknown benchmark(s) {unknown}; known: "
                      f"{sorted(items.SPECS)} (write a tuple: ('gsm8k', 'math')).")
+
+
+def check_dedup(dedup: ml_collections.ConfigDict) -> None:
+  """Fails naming the `data.dedup` key whose value is impossible."""
+  for key in ("levels", "priority", "reference"):
+    if isinstance(dedup[key], str):
+      raise ValueError(f"config.data.dedup.{key}={dedup[key]!r} must be a tuple, "
+                       f"e.g. {('exact', 'near') if key == 'levels' else ('name',)!r}.")
+  dedup_params.from_config(dedup, prefix="config.data.dedup.")
 
 
 def model_config(model: ml_collections.ConfigDict) -> ModelConfig:
@@ -417,7 +521,7 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 # Sections holding user-chosen names, copied whole rather than key by key.
-_OPEN_SECTIONS = ("weights", "source_paths")
+_OPEN_SECTIONS = ("weights", "source_paths", "task_factors")
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:

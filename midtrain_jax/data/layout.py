@@ -12,7 +12,16 @@ evaluation, reports and listings read its statistics; all through here.
   <task>/stats.json                 docs, tokens, bytes, dropped records and why,
                                     decontamination: {benchmarks, mode, counts,
                                     items} with the counter names of
-                                    decontam/counts.py
+                                    decontam/counts.py; deduplication (when
+                                    data.dedup is on): {params, reference,
+                                    cross_task, counts, examples} with the
+                                    counter names of dedup/counts.py
+  quality/scorer.npz                quality scorer weights (data/quality.py); only
+                                    once quality-aware upsampling ran (data/qau.py)
+  quality/scorer.json               its settings, fingerprint, held-out accuracy
+  <task>/quality_scores.npz         quality score and length of each train document
+                                    in record order, with the scorer and task
+                                    fingerprints they were made with
 
 The manifest's entry of each task repeats its decontamination as `decontam:
 {benchmarks, mode, items}`; `items` is {benchmark: sorted ids of the items
@@ -49,14 +58,16 @@ def prepared_root() -> pathlib.Path:
 
 
 def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
-                decontam: tuple[str, ...] = (), decontam_mode: str = "drop") -> pathlib.Path:
+                decontam: tuple[str, ...] = (), decontam_mode: str = "drop",
+                dedup: dict | None = None) -> pathlib.Path:
   """Where shards live unless `data.data_dir` says otherwise.
 
   <cache>/prepared/v<FORMAT_VERSION>/<mixture> for the demo tokenizer without
   decontamination (folders of older formats are left alone, never half-reused);
   any other tokenizer adds `@<its fingerprint>` and decontamination
-  `+decon-<hash of the benchmarks and mode>`, so shards are never shared
-  across vocabularies or cleaning settings. A mixture file's folder is
+  `+decon-<hash of the benchmarks and mode>` and deduplication (`dedup`, the
+  `data.dedup` section when levels are on) `+dedup-<hash of its settings>`,
+  so shards are never shared across vocabularies or cleaning settings. A mixture file's folder is
   `<its name>-<hash of its content>`, so an edited file gets fresh shards.
   """
   name = mixture_file.folder_name(mixture) if mixture_file.is_mixture_file(mixture) else mixture
@@ -65,7 +76,16 @@ def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
   if decontam:
     key = json.dumps([sorted(decontam), decontam_mode])
     name += f"+decon-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+  name += dedup_suffix(dedup)
   return prepared_root() / name
+
+
+def dedup_suffix(dedup: dict | None) -> str:
+  """`+dedup-<hash>` of a `data.dedup` section (as a dict) with levels on, else ""."""
+  if not dedup or not dedup.get("levels"):
+    return ""
+  key = json.dumps(dedup, sort_keys=True, default=list)
+  return f"+dedup-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def resolve_dir(data_cfg) -> pathlib.Path:
@@ -73,7 +93,7 @@ def resolve_dir(data_cfg) -> pathlib.Path:
   if data_cfg.data_dir:
     return pathlib.Path(data_cfg.data_dir)
   return default_dir(data_cfg.mixture, data_cfg.tokenizer, tuple(data_cfg.decontam.benchmarks),
-                     data_cfg.decontam.mode)
+                     data_cfg.decontam.mode, data_cfg.dedup.to_dict())
 
 
 def train_shard(task_dir: pathlib.Path, index: int) -> pathlib.Path:
@@ -158,6 +178,63 @@ def read_stats(data_dir: pathlib.Path, task: str) -> dict:
   return json.loads(path.read_text())
 
 
+def quality_dir(data_dir: pathlib.Path) -> pathlib.Path:
+  """The folder of the quality scorer (quality-aware upsampling)."""
+  return pathlib.Path(data_dir) / "quality"
+
+
+def write_quality_scorer(data_dir: pathlib.Path, arrays: dict[str, np.ndarray],
+                         meta: dict) -> None:
+  """Writes the scorer's arrays, then its metadata (the json marks it complete)."""
+  folder = quality_dir(data_dir)
+  folder.mkdir(parents=True, exist_ok=True)
+  with files.open_atomic(folder / "scorer.npz", "wb") as f:
+    np.savez(f, **arrays)
+  files.write_json(folder / "scorer.json", meta)
+
+
+def read_quality_scorer(data_dir: pathlib.Path) -> tuple[dict[str, np.ndarray], dict] | None:
+  """(arrays, metadata) of the folder's quality scorer, or None when there is none."""
+  folder = quality_dir(data_dir)
+  if not (folder / "scorer.json").exists():
+    return None
+  with np.load(folder / "scorer.npz", allow_pickle=False) as loaded:
+    arrays = {k: loaded[k] for k in loaded.files}
+  return arrays, json.loads((folder / "scorer.json").read_text())
+
+
+def _quality_scores_file(data_dir: pathlib.Path, task: str) -> pathlib.Path:
+  return pathlib.Path(data_dir) / task / "quality_scores.npz"
+
+
+def write_quality_scores(data_dir: pathlib.Path, task: str, scores: np.ndarray,
+                         tokens: np.ndarray, *, scorer: str, task_fingerprint: str) -> None:
+  """Writes the quality score and length of each train document of `task`, in record order.
+
+  Args:
+    data_dir: the prepared folder.
+    task: the task.
+    scores: one float per train document.
+    tokens: each document's stored length (BOS and EOS included).
+    scorer: fingerprint of the scorer that made them.
+    task_fingerprint: the task's `fingerprint` in stats.json when scored.
+  """
+  with files.open_atomic(_quality_scores_file(data_dir, task), "wb") as f:
+    np.savez(f, scores=np.asarray(scores, np.float32), tokens=np.asarray(tokens, np.int64),
+             scorer=np.asarray(scorer), task=np.asarray(task_fingerprint))
+
+
+def read_quality_scores(data_dir: pathlib.Path, task: str) -> dict | None:
+  """{scores, tokens, scorer, task} as written by `write_quality_scores`, or None."""
+  path = _quality_scores_file(data_dir, task)
+  if not path.exists():
+    return None
+  with np.load(path, allow_pickle=False) as loaded:
+    return {"scores": loaded["scores"], "tokens": loaded["tokens"],
+            "scorer": str(loaded["scorer"]),
+            "task": str(loaded["task"])}
+
+
 def write_manifest(data_dir: pathlib.Path, manifest: dict) -> None:
   files.write_json(pathlib.Path(data_dir) / MANIFEST, manifest)
 
@@ -227,6 +304,43 @@ def decontamination_summary(data_dir: str | pathlib.Path) -> list[dict]:
                  "train_docs": stats["train_docs"], "dropped": counts.get("dropped_docs", 0),
                  "cut": counts.get("cut_docs", 0), "hits": hits,
                  "benchmarks": record["benchmarks"]})
+  return rows
+
+
+def deduplication(stats: dict) -> dict:
+  """A task's deduplication record ({} when it was prepared without deduplication)."""
+  return stats.get("dedup") or {}
+
+
+def deduplication_summary(data_dir: str | pathlib.Path) -> list[dict]:
+  """Per task of a prepared folder: documents read and removed as duplicates, by level.
+
+  Returns:
+    One dict per task: task, train_docs, levels, docs, removed, by_level
+    ({level: duplicates}), cross_task (copies of another task's documents),
+    reference ({level: matches}), reference_mode, across_tasks (the setting);
+    an empty list when no task was deduplicated.
+  """
+  manifest = read_manifest(data_dir)
+  if manifest is None:
+    raise FileNotFoundError(f"{data_dir} is not a prepared data folder (no {MANIFEST}).")
+  rows = []
+  for task in sorted(manifest["tasks"]):
+    stats = read_stats(data_dir, task)
+    record = deduplication(stats)
+    if not record:
+      continue
+    found = record["counts"]
+    rows.append({
+        "task": task, "train_docs": stats["train_docs"], "levels": record["params"]["levels"],
+        "docs": found.get("docs", 0), "removed": found.get("removed_docs", 0),
+        "by_level": {k.split("/", 1)[1]: n for k, n in sorted(found.items())
+                     if k.startswith("duplicates/")},
+        "cross_task": found.get("cross_task", 0),
+        "reference": {k.split("/", 1)[1]: n for k, n in sorted(found.items())
+                      if k.startswith("reference/")},
+        "reference_mode": record["params"]["reference_mode"],
+        "across_tasks": bool(record.get("cross_task"))})
   return rows
 
 

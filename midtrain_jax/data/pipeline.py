@@ -2,6 +2,8 @@
 
 Per task: ArrayRecord shards -> this process's slice -> shuffle (a new
 permutation every epoch) -> repeat up to the task's cap -> FIM (code tasks).
+With `data.qau.enabled`, each epoch holds every document as often as its
+quality bucket's factor says (quality-aware upsampling, `qau.py`).
 Then the tasks are mixed by staged token weights (`mixture.py`), packed
 best-fit into rows (`packing.py`) and batched. Every batch is a dict of int32
 numpy arrays of shape [batch_size // process_count, seq_len]:
@@ -21,7 +23,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from midtrain_jax.data import catalog, fim, layout, packing, preparation
+from midtrain_jax.data import catalog, fim, layout, packing, preparation, qau
 from midtrain_jax.data import mixture as mixture_lib
 from midtrain_jax.data import tokenizer as tokenizer_lib
 
@@ -183,9 +185,14 @@ def make_train_dataset(data_cfg, *, seed: int, start_step: int = 0,
   return streams[0] if len(streams) == 1 else _ConcatRowsIterDataset(streams)
 
 
-def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
-                   shards: int) -> grain.IterDataset:
-  """One loader stream: documents shard::shards of each task -> batches of its rows."""
+def mixed_dataset(data_cfg, *, seed: int, start_step: int = 0, shard: int = 0,
+                  shards: int = 1) -> mixture_lib.StagedMixIterDataset:
+  """One loader stream's documents, mixed, before packing (see `make_train_dataset`).
+
+  Yields {"tokens", "task_id"} per document: documents shard::shards of each
+  task, shuffled, repeated up to the task's cap (upsampled by quality with
+  `data.qau.enabled`, qau.py), FIM'd, mixed by the staged weights.
+  """
   spec = catalog.get_mixture(data_cfg.mixture)
   weights = data_cfg.weights.to_dict()
   # A mixture file's own stages apply unless the config sets weights or stages.
@@ -196,6 +203,7 @@ def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
   # A model's own vocabulary may have no FIM sentinels: code is then left whole.
   fim_ids = manifest["fim_ids"] and fim.FimIds(
       **{k: manifest["fim_ids"][k] for k in ("prefix", "middle", "suffix")})
+  factors = data_cfg.qau.enabled and qau.document_factors(data_cfg, data_dir, names)
   tasks, epoch_docs = [], []
   for name in names:
     task = catalog.get_task(name)
@@ -207,20 +215,32 @@ def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
                        f"{shard} of {shards}.")
     epochs = data_cfg.max_epochs or task.max_epochs
     task_seed = _task_seed(seed, data_cfg.shuffle_seed, name)
-    epoch_docs.append(len(ds))
-    ds = ds.shuffle(seed=task_seed).repeat(epochs).map(_decode)
+    if factors:
+      ds = qau.UpsampledDataset(ds, factors[name][shard::shards], epochs, seed=task_seed)
+      epoch_docs.append(max(1, len(ds) // epochs))  # Passes over the upsampled task.
+      ds = ds.map(_decode)
+    else:
+      epoch_docs.append(len(ds))
+      ds = ds.shuffle(seed=task_seed).repeat(epochs).map(_decode)
     if task.fim and data_cfg.fim_rate > 0 and fim_ids:
       ds = ds.random_map(fim.FimTransform(rate=data_cfg.fim_rate,
                                           spm_rate=data_cfg.fim_spm_rate, ids=fim_ids),
                          seed=task_seed ^ 0x5F1A)
     tasks.append(ds)
-  rows = data_cfg.batch_size // shards
-  mixed = mixture_lib.StagedMixIterDataset(
+  return mixture_lib.StagedMixIterDataset(
       tasks, task_names=names, stages=stages, epoch_docs=epoch_docs,
-      tokens_per_step=rows * data_cfg.seq_len, start_step=start_step)
+      tokens_per_step=data_cfg.batch_size // shards * data_cfg.seq_len, start_step=start_step)
+
+
+def _shard_dataset(data_cfg, *, seed: int, start_step: int, shard: int,
+                   shards: int) -> grain.IterDataset:
+  """One loader stream: documents shard::shards of each task -> batches of its rows."""
+  mixed = mixed_dataset(data_cfg, seed=seed, start_step=start_step, shard=shard, shards=shards)
+  rows = data_cfg.batch_size // shards
   packed = packing.BestFitPackIterDataset(
       mixed, seq_len=data_cfg.seq_len, window_rows=data_cfg.packing_window_rows,
-      pad_id=manifest["pad_id"], seed=_task_seed(seed, data_cfg.shuffle_seed, "pack"))
+      pad_id=load_manifest(data_cfg)["pad_id"],
+      seed=_task_seed(seed, data_cfg.shuffle_seed, "pack"))
   return packed.batch(rows, drop_remainder=True)
 
 

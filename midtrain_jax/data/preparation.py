@@ -1,4 +1,4 @@
-"""Prepare a mixture: read, (decontaminate,) tokenise and write ArrayRecord shards.
+"""Prepare a mixture: read, (deduplicate, decontaminate,) tokenise and write ArrayRecord shards.
 
 Command line: `python -m midtrain_jax.data.prepare` (data/prepare.py). The
 folder it writes is described in `layout.py`.
@@ -9,13 +9,14 @@ shards are kept and reading restarts after the last one. Each document is
 """
 import collections
 import hashlib
+import itertools
 import json
 import pathlib
 import time
 from collections.abc import Callable, Iterator
 
 from midtrain_jax import cache
-from midtrain_jax.data import catalog, layout, sources
+from midtrain_jax.data import catalog, dedup_step, layout, qau, sources
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.corpora import demo as demo_corpus
 from midtrain_jax.decontam import counts, decontaminator
@@ -105,7 +106,8 @@ def _make_cleaner(data_cfg, log: Callable[[str], None]) -> _Cleaner | None:
   return _Cleaner(found, data_cfg.decontam.mode)
 
 
-def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg) -> str:
+def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg,
+                      dedup: dedup_step.DedupStep | None = None) -> str:
   # Benchmarks as the comma string earlier versions stored: the same settings
   # keep the same fingerprint, so folders prepared before still load.
   settings = dict(files=files, tokenizer=tok.fingerprint(), version=layout.FORMAT_VERSION,
@@ -115,6 +117,8 @@ def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg) -
                   text_fn=spec.text_fn.__name__)
   if spec.seqio_task:  # Only then: fingerprints of file tasks stay as they were.
     settings["seqio"] = (spec.seqio_task, spec.seqio_split, spec.seqio_text_field)
+  if dedup is not None:  # Likewise: without deduplication the fingerprint is unchanged.
+    settings["dedup"] = dedup.settings()
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -137,10 +141,11 @@ class _Progress:
     self.malformed = state.get("malformed", 0)
     self.malformed_by_reason = dict(state.get("malformed_by_reason", {}))
     self.malformed_examples = list(state.get("malformed_examples", []))
+    self.dedup = dedup_step.Tally(state.get("dedup"))
 
   def as_dict(self) -> dict:
     return {**vars(self), "decontam": dict(self.decontam),
-            "decontam_items": _sorted_items(self.decontam_items)}
+            "decontam_items": _sorted_items(self.decontam_items), "dedup": self.dedup.as_dict()}
 
   def add_malformed(self, item: sources.Malformed, limit: int, task: str) -> None:
     self.malformed += 1
@@ -178,7 +183,8 @@ def read_documents(spec: catalog.TaskSpec, data_cfg
 
 
 def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print,
+                 dedup: dedup_step.DedupStep | None = None) -> dict:
   """Writes one task's shards, held-out split and stats (resumable).
 
   Args:
@@ -187,13 +193,17 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     tok: the Tokenizer.
     data_cfg: the `data` config section.
     log: progress printer.
+    dedup: the deduplication step shared by the tasks of a mixture (default:
+      a step of this task alone when `data.dedup.levels` is set).
 
   Returns:
     The task's stats dict (also written to <out_dir>/<task>/stats.json).
   """
   task_dir = out_dir / spec.name
   files, stream = read_documents(spec, data_cfg)
-  fingerprint = _task_fingerprint(spec, files, tok, data_cfg)
+  if dedup is None and dedup_step.enabled(data_cfg):
+    dedup = dedup_step.DedupStep(data_cfg)
+  fingerprint = _task_fingerprint(spec, files, tok, data_cfg, dedup)
   if (task_dir / layout.STATS).exists():
     stats = layout.read_stats(out_dir, spec.name)
     if stats["fingerprint"] != fingerprint:
@@ -227,7 +237,14 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
       shard_index += 1
     pending.clear()
 
-  for record_index, item in enumerate(stream):
+  if dedup is None:
+    records = ((index, item, None) for index, item in enumerate(stream))
+  else:
+    # Every record is decided, those before the resume point too: they rebuild the index.
+    dedup.begin_task()
+    records = dedup.filter(itertools.islice(enumerate(stream), data_cfg.max_docs_per_task or None),
+                           spec.name)
+  for record_index, item, verdict in records:
     if data_cfg.max_docs_per_task and record_index >= data_cfg.max_docs_per_task:
       break
     if isinstance(item, sources.Malformed):
@@ -235,6 +252,13 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
         progress.add_malformed(item, data_cfg.max_malformed, spec.name)
         progress.records = record_index + 1
       continue
+    if verdict is not None:
+      if record_index >= resume_at:
+        progress.dedup.add(verdict, item.text)
+      if not verdict.kept:
+        if record_index >= resume_at:
+          progress.records = record_index + 1
+        continue
     if (len(heldout) < data_cfg.heldout_max_docs
         and is_heldout(item.text, data_cfg.heldout_fraction)):
       heldout.append(item.text)
@@ -245,6 +269,8 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
       if len(pending) >= data_cfg.shard_docs:
         flush(final=False)
   flush(final=True)
+  if dedup is not None:
+    dedup.end_task(fingerprint)
   if clean is not None and heldout:
     # Not trained on: its hits are neither counted nor recorded as in the training data.
     heldout = clean(heldout, collections.Counter())
@@ -266,14 +292,16 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
                     mode=data_cfg.decontam.mode if clean else "",
                     counts=dict(progress.decontam),
                     items=_sorted_items(progress.decontam_items)),
+      dedup={**dedup.record(), **progress.dedup.as_dict()} if dedup is not None else {},
       max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
       source_files=files)
   layout.write_stats(task_dir, stats)
   if progress.malformed:
     log(f"[prepare] WARNING: task {spec.name}: {progress.malformed} malformed records "
         f"skipped, e.g. {progress.malformed_examples[0]}")
+  removed = f", {progress.dedup.counts['removed_docs']} duplicates" if dedup is not None else ""
   log(f"[prepare] {spec.name}: {stats['train_docs']} docs, {stats['train_tokens']:,} "
-      f"tokens, {stats['heldout_docs']} held out, {stats['malformed']} malformed "
+      f"tokens, {stats['heldout_docs']} held out, {stats['malformed']} malformed{removed} "
       f"({time.time() - started:.1f}s)")
   return stats
 
@@ -289,6 +317,30 @@ def _manifest_decontam(stats: dict) -> dict:
   if "items" in record:
     entry["items"] = record["items"]
   return entry
+
+
+def _prepare_tasks(names: list[str], out: pathlib.Path, tok, data_cfg,
+                   log: Callable[[str], None]) -> dict[str, dict]:
+  """Prepares the tasks (in deduplication order when it is on); stats in mixture order."""
+  if not dedup_step.enabled(data_cfg):
+    return {name: prepare_task(catalog.get_task(name), out, tok, data_cfg, log)
+            for name in names}
+  step = dedup_step.DedupStep(data_cfg)
+  order = dedup_step.dedup_order(names, data_cfg)
+  stats = {}
+  for i, name in enumerate(order):
+    spec = catalog.get_task(name)
+    fed = len(step.done)
+    stats[name] = prepare_task(spec, out, tok, data_cfg, log, dedup=step)
+    if len(step.done) == fed:  # Already prepared: its documents are not in the index yet.
+      if step.cross_task and any(not (out / later / layout.STATS).exists()
+                                 for later in order[i + 1:]):
+        log(f"[prepare] {name}: reading it again for cross-task deduplication")
+        step.replay(name, read_documents(spec, data_cfg)[1], data_cfg.max_docs_per_task,
+                    stats[name]["fingerprint"])
+      else:
+        step.end_task(stats[name]["fingerprint"])
+  return {name: stats[name] for name in names}
 
 
 def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
@@ -310,18 +362,22 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
     ensure_demo_tokenizer(log)
   tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
   started = time.time()
-  task_stats = {name: prepare_task(catalog.get_task(name), out, tok, data_cfg, log)
-                for name in mixture.rates}
+  task_stats = _prepare_tasks(list(mixture.rates), out, tok, data_cfg, log)
   manifest = dict(
       version=layout.FORMAT_VERSION, mixture=mixture.name, tokenizer=data_cfg.tokenizer,
       tokenizer_fingerprint=tok.fingerprint(), vocab_size=tok.vocab_size,
       pad_id=tok.pad_id, eos_id=tok.eos_id, bos_id=tok.bos_id, fim_ids=tok.fim_ids(),
       tasks={name: {**{k: s[k] for k in ("train_docs", "train_tokens", "heldout_docs",
                                          "capability", "max_epochs")},
-                    "decontam": _manifest_decontam(s)}
+                    "decontam": _manifest_decontam(s),
+                    **({"dedup": dedup_step.manifest_entry(s["dedup"])} if s.get("dedup")
+                       else {})}
              for name, s in task_stats.items()})
   layout.write_manifest(out, manifest)
   total = sum(s["train_tokens"] for s in task_stats.values())
   log(f"[prepare] {mixture.name}: {len(task_stats)} tasks, {total:,} tokens in "
       f"{out} ({time.time() - started:.1f}s)")
+  if data_cfg.qau.enabled:
+    # The scorer and the scores of every task, kept in the folder (data/qau.py).
+    qau.ensure_scores(data_cfg, out, list(mixture.rates), log)
   return manifest

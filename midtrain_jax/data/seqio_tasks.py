@@ -17,9 +17,19 @@ task metadata (capability, counts once prepared, repetition cap, provenance).
 import functools
 import json
 
+import ml_collections
+
 from midtrain_jax import config as config_lib
 from midtrain_jax import logs
-from midtrain_jax.data import catalog, layout, mixture_file, preparation, seqio_vocab, sources
+from midtrain_jax.data import (
+  catalog,
+  layout,
+  mixture_file,
+  preparation,
+  qau_report,
+  seqio_vocab,
+  sources,
+)
 from midtrain_jax.decontam import seqio_preprocessor
 from midtrain_jax.evals import items
 
@@ -131,16 +141,20 @@ def register_all(data_cfg=None, overwrite: bool = False) -> None:
         (seqio_name(task), rate) for task, rate in mixture.rates.items()])
 
 
-def listing(mixture: str = "", data_dir: str = "") -> str:
+def listing(mixture: str = "", data_dir: str = "", data_cfg=None, budget_tokens: int = 0) -> str:
   """Returns the human-readable table printed by `--list`.
 
   Args:
     mixture: "" for every built-in task and mixture, or a mixture (file) whose
       tasks to list with their rates, token counts and decontamination.
     data_dir: prepared folder to read counts from (default: the mixture's own).
+    data_cfg: `data` settings for a mixture's listing (default: the defaults);
+      with `qau.enabled`, its quality buckets are listed too (scoring the
+      prepared folder first if needed).
+    budget_tokens: training tokens the QAU table computes epochs for (0: per pass).
   """
   if mixture:
-    return _mixture_listing(mixture, data_dir)
+    return _mixture_listing(mixture, data_dir, data_cfg, budget_tokens)
   lines = ["TASKS", f"  {'name':34s} {'capability':12s} {'cap':>4s} {'docs':>8s} "
            f"{'tokens':>12s}  provenance"]
   for name in catalog.TASKS:
@@ -158,11 +172,11 @@ def listing(mixture: str = "", data_dir: str = "") -> str:
   return "\n".join(lines)
 
 
-def _mixture_listing(name: str, data_dir: str) -> str:
+def _mixture_listing(name: str, data_dir: str, data_cfg, budget_tokens: int) -> str:
   """One mixture's tasks: rate, capability, tokens once prepared, epochs, decontamination."""
   spec = catalog.get_mixture(name)
-  data_cfg = config_lib.data_config()
-  data_cfg.mixture, data_cfg.data_dir = name, data_dir
+  data_cfg = ml_collections.ConfigDict((data_cfg or config_lib.data_config()).to_dict())
+  data_cfg.mixture, data_cfg.data_dir = name, data_dir or data_cfg.data_dir
   folder = layout.resolve_dir(data_cfg)
   total = sum(spec.rates.values())
   lines = [f"MIXTURE {spec.name} (seqio: {seqio_name(spec.name)}) from {name}",
@@ -186,6 +200,8 @@ def _mixture_listing(name: str, data_dir: str) -> str:
                  f"{task_spec.max_epochs:>5d}x  {decon}")
   for start, weights in spec.stages:
     lines.append(f"  stage from step {start}: {weights}")
+  if data_cfg.qau.enabled:
+    lines += qau_report.listing_lines(data_cfg, folder, spec.rates, budget_tokens)
   return "\n".join(lines)
 
 

@@ -290,6 +290,25 @@ def decontamination_summary(data_dir: str) -> list[dict]:
   return rows
 
 
+def format_deduplication(rows: list[dict]) -> str:
+  """The deduplication summary (`layout.deduplication_summary` rows) as text lines."""
+  if not rows:
+    return "deduplication: off (set data.dedup.levels)"
+  levels = sorted({level for r in rows for level in r["levels"]})
+  scope = "across tasks" if any(r.get("across_tasks") for r in rows) else "within each task"
+  lines = [f"deduplication ({', '.join(levels)}) {scope}:"]
+  for r in rows:
+    found = ", ".join(f"{level} {n}" for level, n in r["by_level"].items()) or "none"
+    line = (f"  {r['task']:<26} read {r['docs']:>6} docs, removed {r['removed']:>5} "
+            f"({found}")
+    line += f"; {r['cross_task']} of another task)" if r["cross_task"] else ")"
+    if r["reference"]:
+      verb = "removed" if r["reference_mode"] == "drop" else "counted"
+      line += f"; in the reference set: {sum(r['reference'].values())} ({verb})"
+    lines.append(line)
+  return "\n".join(lines)
+
+
 def format_decontamination(rows: list[dict]) -> str:
   """The decontamination summary as text lines."""
   checked = sorted({b for r in rows for b in r["benchmarks"]})

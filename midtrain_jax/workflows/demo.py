@@ -1,13 +1,15 @@
 """The demo workflow behind `configs/demo.py` (see its docstring for the command).
 
 Steps, each skipped when its output already exists:
-  1. prepare the demo corpus, decontaminated against the eval benchmarks;
+  1. prepare the demo corpus, deduplicated (exact and near copies) and
+     decontaminated against the eval benchmarks;
   2. pretrain a base with WSD on `web_only` (`workdir/base`);
   3. anneal from the base's last stable-phase checkpoint, once on
      `dolmino_demo` and once on `web_only`, same steps and LR decay
      (`workdir/anneal_dolmino`, `workdir/anneal_web`);
   4. evaluate the base and both anneals; print and save the report
-     (`workdir/report.txt`, `workdir/report.json`).
+     (`workdir/report.txt`, `workdir/report.json`), with the share of each
+     quality bucket the runs drew (quality-aware upsampling, `data.qau`).
 """
 import os
 import time
@@ -15,7 +17,7 @@ import time
 import ml_collections
 
 from midtrain_jax import files
-from midtrain_jax.data import layout, preparation
+from midtrain_jax.data import catalog, layout, preparation, qau, qau_report
 from midtrain_jax.evals import suite, tables
 from midtrain_jax.train import checkpoint, loop
 
@@ -79,7 +81,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config = ml_collections.ConfigDict(config.to_dict())
   if not config.data.data_dir:
     # Not the mixture's default folder: that one may hold undecontaminated shards.
-    config.data.data_dir = str(layout.prepared_root() / "demo_decontaminated")
+    config.data.data_dir = str(layout.prepared_root() / (
+        "demo_decontaminated" + layout.dedup_suffix(config.data.dedup.to_dict())))
   _say(f"1/4 preparing the demo corpus in {config.data.data_dir}")
   preparation.prepare(config.data, config.data.data_dir)
 
@@ -108,12 +111,37 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     suite.write_results(os.path.join(workdir, name), results[name])
   decontam = tables.decontamination_summary(config.data.data_dir)
   out = {"results": results, "decontamination": decontam,
+         "deduplication": layout.deduplication_summary(config.data.data_dir),
+         "qau": quality_upsampling(config) if config.data.qau.enabled else None,
          "wall_time_s": time.time() - started}
   text = format_report(out)
   print(text, flush=True)
   files.write_text(os.path.join(workdir, "report.txt"), text + "\n")
   files.write_json(os.path.join(workdir, "report.json"), out)
   return out
+
+
+def quality_upsampling(config: ml_collections.ConfigDict) -> dict:
+  """QAU on the Dolmino anneal's data: each bucket's configured and sampled token share.
+
+  The sampled shares replay the anneal's data stream: the tokens of its
+  `train.steps` batches, and 16 times as many, where sampling noise is smaller.
+
+  Returns:
+    {mixture, tokens, rates, buckets (`qau.bucket_table` rows), sampled
+    ({column: {task: {"tokens", "docs"} per bucket}})}, JSON-serialisable.
+  """
+  data_cfg = ml_collections.ConfigDict(config.data.to_dict())
+  data_cfg.mixture = MIXTURES["anneal_dolmino"]
+  tokens = config.train.steps * data_cfg.batch_size * data_cfg.seq_len
+  rates = catalog.get_mixture(data_cfg.mixture).rates
+  rows = qau.bucket_table(data_cfg, data_cfg.data_dir, rates, tokens, log=_say)
+  sampled = {}
+  for label, budget in ((f"anneal {tokens // 1000}k", tokens), ("x16", 16 * tokens)):
+    drawn = qau_report.sampled_shares(data_cfg, seed=config.seed, tokens=budget)
+    sampled[label] = {task: {k: v.tolist() for k, v in d.items()} for task, d in drawn.items()}
+  return {"mixture": data_cfg.mixture, "tokens": tokens, "rates": rates, "buckets": rows,
+          "sampled": sampled}
 
 
 def format_report(out: dict) -> str:
@@ -143,7 +171,13 @@ def format_report(out: dict) -> str:
     f = results[name]["forgetting"]
     lines.append(f"  {name:<15} web BPB {f['web_bpb']:.3f} vs base {f['base_web_bpb']:.3f}"
                  f" ({f['delta_web_bpb']:+.3f})")
-  lines += ["", tables.format_decontamination(out["decontamination"]),
+  if out.get("qau"):
+    q = out["qau"]
+    lines += ["", f"Quality-aware upsampling on {q['mixture']} (data.qau): each quality "
+              "bucket's share of the mixture's tokens",
+              *qau_report.mixture_lines(q["buckets"], q["rates"], q["sampled"])]
+  lines += ["", tables.format_deduplication(out.get("deduplication", [])),
+            "", tables.format_decontamination(out["decontamination"]),
             "", f"Total wall time {out['wall_time_s'] / 60:.1f} min", "=" * 72]
   return "\n".join(lines)
 

@@ -21,6 +21,7 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
   printed = capsys.readouterr().out
   for text in ("1/4 preparing", "2/4 base model", "3/4 anneals", "4/4 evaluation",
                "Held-out bits per byte by capability", "Forgetting", "decontamination against",
+               "deduplication (exact, near) across tasks:",
                "Benchmark BPB of gold answers", " ± ",
                "paired bootstrap over the items", "in / out of the training data",
                "Total wall time"):
@@ -46,6 +47,13 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
     assert r["clean"]["n_items"] + r["contaminated"]["n_items"] == r["n_items"]
   assert {r["task"] for r in out["decontamination"]} >= {"math_synthetic", "web_c4"}
   assert all("gsm8k" in r["benchmarks"] for r in out["decontamination"])
+  removed = {r["task"]: r["removed"] for r in out["deduplication"]}
+  assert len(removed) == 8 and removed["math_synthetic"] > 0
+  # Quality-aware upsampling: the report sets configured against sampled bucket shares.
+  assert "Quality-aware upsampling on dolmino_demo" in printed
+  qau = out["qau"]
+  assert qau["tokens"] == config.train.steps * config.data.batch_size * config.data.seq_len
+  assert [b["factor"] for b in qau["buckets"][0]["buckets"]] == list(config.data.qau.factors)
   frame = analysis.benchmark_frame(str(tmp_path / "runs"))
   assert frame.loc[("anneal_web", "mmlu"), "n_items"] == 57
   assert (frame["contamination"] == "recorded").all()

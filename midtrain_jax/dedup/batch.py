@@ -1,0 +1,194 @@
+"""Batch deduplication of JSONL files: kept documents, a duplicate report and a summary.
+
+Command line: `python -m midtrain_jax.dedup` (dedup/__main__.py); `beam.py`
+writes the same folder. Under the output folder:
+  <task>/part-NNNNN.jsonl.gz  the kept records of each input file, unchanged, in order
+  duplicates.jsonl            one line per removed document: doc_id, duplicate_of,
+                              level, similarity, task, duplicate_of_task, reference
+  reference_matches.jsonl     (reference mode "count") kept documents that match
+                              the reference set, same fields
+  malformed.jsonl             one line per unreadable record: where (file:line), reason
+  summary.tsv / summary.json  counts per task and level (counts.py)
+  run.json                    the settings and inputs of the run
+
+A document's id is its record's `id` field, else "<task>:<line>". Every file
+is written under a temporary name and renamed; `summary.json` is written last
+and removed first, so a folder with a summary matching `run.json` holds a
+finished run (`is_finished`), and an interrupted run is redone whole (the
+keep decisions depend on every earlier document) with the same result.
+"""
+import collections
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+from etils import epath
+
+from midtrain_jax import files
+from midtrain_jax.data import sources
+from midtrain_jax.decontam.batch import ShardWriter
+from midtrain_jax.dedup import counts, deduplicator
+
+_BATCH_DOCS = 512
+SUMMARY = "summary.json"
+RUN = "run.json"
+
+
+def read_records(path: str, text_key: str = "text", id_key: str = "id"
+                 ) -> Iterator[tuple[str, dict] | sources.Malformed]:
+  """(doc id, record) of each line of a JSONL(.gz/.zst) file, or Malformed with its file:line.
+
+  Args:
+    path: the file.
+    text_key: the field holding the text (a record without a string one is malformed).
+    id_key: the field holding the id (else "<task>:<line>").
+  """
+  task = sources.file_task_name(path)
+  for item in sources.jsonl_records(path):
+    if isinstance(item, sources.Malformed):
+      yield item
+      continue
+    where, record = item
+    text = record.get(text_key)
+    if not isinstance(text, str):
+      yield sources.Malformed(where, f"missing text field {text_key!r}")
+    elif not text.strip():
+      yield sources.Malformed(where, "empty document")
+    else:
+      yield str(record.get(id_key, f"{task}:{where.rsplit(':', 1)[1]}")), record
+
+
+def reference_docs(patterns: Sequence[str], text_key: str = "text"
+                   ) -> Iterator[tuple[str, str]]:
+  """(where, text) of the documents of reference files (unreadable records skipped)."""
+  for item in sources.read_files(sources.expand(list(patterns)), sources.field_text(text_key)):
+    if isinstance(item, sources.Document):
+      yield item.where, item.text
+
+
+def batches(items: Iterable, size: int) -> Iterator[list]:
+  """Consecutive lists of up to `size` items."""
+  batch = []
+  for item in items:
+    batch.append(item)
+    if len(batch) == size:
+      yield batch
+      batch = []
+  if batch:
+    yield batch
+
+
+def verdict_record(verdict: deduplicator.Verdict) -> dict:
+  """One line of `duplicates.jsonl` (or `reference_matches.jsonl`)."""
+  m = verdict.match
+  return {"doc_id": verdict.doc_id, "duplicate_of": m.duplicate_of, "level": m.level,
+          "similarity": round(m.similarity, 4), "task": verdict.task,
+          "duplicate_of_task": m.task, "reference": m.reference}
+
+
+def run_fingerprint(inputs: Sequence[str], settings: dict) -> str:
+  """A hash of the inputs (path, size, modification time) and the settings."""
+  stamps = []
+  for path in inputs:
+    info = epath.Path(path).stat()
+    stamps.append((path, info.length, int(info.mtime)))
+  text = json.dumps([stamps, settings], sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_finished(out: str, fingerprint: str) -> bool:
+  """True when `out` holds a finished run with this fingerprint."""
+  run, summary = os.path.join(out, RUN), os.path.join(out, SUMMARY)
+  if not (os.path.exists(run) and os.path.exists(summary)):
+    return False
+  with open(run, encoding="utf-8") as f:
+    return json.load(f).get("fingerprint") == fingerprint
+
+
+def start_run(out: str, tasks: Sequence[str], fingerprint: str, settings: dict) -> None:
+  """Clears what an earlier (finished or interrupted) run left and records this one."""
+  os.makedirs(out, exist_ok=True)
+  if os.path.exists(os.path.join(out, SUMMARY)):
+    os.remove(os.path.join(out, SUMMARY))  # First: the folder no longer reads as finished.
+  for folder in [out] + [os.path.join(out, t) for t in tasks]:
+    if os.path.isdir(folder):
+      for name in os.listdir(folder):
+        if ".tmp" in name or (folder != out and name.startswith("part-")):
+          os.remove(os.path.join(folder, name))
+  files.write_json(os.path.join(out, RUN), {"fingerprint": fingerprint, "settings": settings})
+
+
+def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
+              text_key: str = "text", id_key: str = "id", shard_docs: int = 100_000,
+              cross_task: bool = True) -> dict[str, collections.Counter]:
+  """Deduplicates the files in order (highest priority first); writes the output folder.
+
+  Args:
+    dedup: the deduplicator (its reference set already added).
+    inputs: JSONL(.gz/.zst) files, one task each, highest priority first.
+    out: output folder.
+    text_key: the record field holding the text.
+    id_key: the record field holding the document id.
+    shard_docs: kept documents per output shard.
+    cross_task: compare documents across files (else each file alone).
+
+  Returns:
+    {task: counts} (see counts.py).
+  """
+  os.makedirs(out, exist_ok=True)
+  by_task = {}
+  start, total = time.time(), 0
+  with files.open_atomic(os.path.join(out, "duplicates.jsonl"), "w", encoding="utf-8") as dups, \
+      files.open_atomic(os.path.join(out, "reference_matches.jsonl"), "w",
+                        encoding="utf-8") as refs, \
+      files.open_atomic(os.path.join(out, "malformed.jsonl"), "w", encoding="utf-8") as bad:
+    for path in inputs:
+      task = sources.file_task_name(path)
+      if not cross_task:
+        dedup.new_scope()
+      writer = ShardWriter(os.path.join(out, task), shard_docs)
+      tally = by_task.setdefault(task, collections.Counter())
+      for batch in batches(read_records(path, text_key, id_key), _BATCH_DOCS):
+        good = [item for item in batch if not isinstance(item, sources.Malformed)]
+        for item in batch:
+          if isinstance(item, sources.Malformed):
+            tally["malformed"] += 1
+            bad.write(json.dumps({"where": item.where, "reason": item.reason}) + "\n")
+        verdicts = dedup.process([(doc_id, r[text_key]) for doc_id, r in good], task)
+        for (_, record), verdict in zip(good, verdicts):
+          nbytes = len(record[text_key].encode("utf-8"))
+          total += nbytes
+          tally.update(counts.document_counts(verdict, nbytes))
+          if verdict.match is not None:
+            (refs if verdict.kept else dups).write(json.dumps(verdict_record(verdict)) + "\n")
+          if verdict.kept:
+            writer.write(record)
+      writer.close()
+      if tally["malformed"]:
+        print(f"[dedup] WARNING: {task}: {tally['malformed']} malformed records skipped, "
+              f"listed in {os.path.join(out, 'malformed.jsonl')}", file=sys.stderr, flush=True)
+      elapsed = max(time.time() - start, 1e-9)
+      print(f"[dedup] {task}: {tally['docs']:,} docs, {tally['removed_docs']:,} removed; "
+            f"{total / 1e6:,.1f} MB at {total / 1e6 / elapsed:.1f} MB/s",
+            file=sys.stderr, flush=True)
+  return by_task
+
+
+def write_summary(by_task: dict[str, collections.Counter], out: str) -> str:
+  """Saves the task x level table as `summary.tsv` and, last, `summary.json`; returns it."""
+  rows = counts.summary_rows(by_task)
+  table = [counts.SUMMARY_COLUMNS] + [[str(r.get(c, "")) for c in counts.SUMMARY_COLUMNS]
+                                      for r in rows]
+  files.write_text(os.path.join(out, "summary.tsv"), "\n".join("\t".join(r) for r in table) + "\n")
+  files.write_json(os.path.join(out, SUMMARY), {"rows": rows, "counts": {
+      task: dict(sorted(c.items())) for task, c in sorted(by_task.items())}})
+  return counts.format_table(rows)
+
+
+def read_summary(out: str) -> str:
+  """The printed table of a finished run."""
+  with open(os.path.join(out, SUMMARY), encoding="utf-8") as f:
+    return counts.format_table(json.load(f)["rows"])
