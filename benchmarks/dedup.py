@@ -9,8 +9,13 @@ words of each document edited (near duplicates), even copies differ in case
 and white space only (exact duplicates). Every document goes through the
 Deduplicator in batches (fingerprints, then the keep decision), as prepare and
 the batch command run it. Throughput is MB of UTF-8 text per second of this
-process's CPU time with one thread, i.e. per core. The last line is
-`docs_per_s=X mb_per_s=Y`.
+process's CPU time with one thread, i.e. per core.
+
+Scope: the texts are already in memory; JSON parsing, decompression and file
+I/O (reading inputs, writing kept records and reports) are not timed, and the
+run is one process on one core (prepare and the batch command add their
+reading and writing; Beam spreads fingerprinting over workers). The last line
+is `docs_per_s=X mb_per_s=Y`.
 """
 import os
 
@@ -24,9 +29,8 @@ import time  # noqa: E402
 
 from midtrain_jax.data import catalog, sources  # noqa: E402
 from midtrain_jax.data.corpora import demo  # noqa: E402
+from midtrain_jax.dedup import batch as dedup_batch  # noqa: E402
 from midtrain_jax.dedup import deduplicator, params  # noqa: E402
-
-_BATCH = 512
 
 
 def demo_documents() -> list[tuple[str, str]]:
@@ -80,15 +84,16 @@ def main():
       levels=tuple(args.levels.split(",")), near_method=args.near_method))
   removed = collections.Counter()
   cpu0, wall0 = time.process_time(), time.perf_counter()
-  for start in range(0, len(docs), _BATCH):
-    batch = docs[start:start + _BATCH]
+  for start in range(0, len(docs), dedup_batch.BATCH_DOCS):
+    batch = docs[start:start + dedup_batch.BATCH_DOCS]
     for (task, _), fp in zip(batch, dedup.fingerprint([text for _, text in batch])):
       verdict = dedup.decide(fp, str(start), task)
       if not verdict.kept:
         removed[verdict.match.level] += 1
   cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
   print(f"removed {sum(removed.values()):,} documents: {dict(removed)}")
-  print(f"cpu {cpu:.2f} s, wall {wall:.2f} s")
+  print(f"cpu {cpu:.2f} s, wall {wall:.2f} s (texts in memory; JSON parsing and file I/O "
+        "not timed; one process, one core)")
   print(f"docs_per_s={len(docs) / cpu:.0f} mb_per_s={total_mb / cpu:.2f}")
 
 

@@ -231,33 +231,42 @@ def data_config() -> ml_collections.ConfigDict:
   c.decontam.on_missing = "warn"
 
   # Deduplication during prepare, before decontamination and the held-out
-  # split (midtrain_jax/dedup; defaults explained in dedup/params.py).
+  # split (midtrain_jax/dedup; defaults explained in dedup/params.py, whose
+  # DedupParams they are taken from).
+  defaults = dedup_params.DedupParams()
   c.dedup = ml_collections.ConfigDict()
-  # Levels from ("exact", "near", "code", "semantic"); () disables.
+  # Levels from ("exact", "near", "code", "semantic"); () disables. Off here,
+  # unlike DedupParams' ("exact", "near"): prepare changes no corpus unless a
+  # config asks for it (the demo does), while the dedup command exists to dedup.
   c.dedup.levels = ()
   # Near duplicates: Jaccard similarity of word n-gram sets >= jaccard (MinHash
   # with LSH banding), or SimHash within simhash_distance bits, or both.
-  c.dedup.ngram = 3
-  c.dedup.jaccard = 0.4
-  c.dedup.num_perm = 128
-  c.dedup.near_method = "minhash"  # "minhash" | "simhash" | "both".
-  c.dedup.simhash_distance = 3
+  c.dedup.ngram = defaults.ngram
+  c.dedup.jaccard = defaults.jaccard
+  c.dedup.num_perm = defaults.num_perm
+  c.dedup.near_method = defaults.near_method  # "minhash" | "simhash" | "both".
+  c.dedup.simhash_distance = defaults.simhash_distance
   # Code smaller than this (syntax-tree nodes or tokens) is not compared by structure.
-  c.dedup.code_min_tokens = 20
+  c.dedup.code_min_tokens = defaults.code_min_tokens
   # Semantic level: cosine threshold and the embedding function
   # "package.module:function" (texts -> [N, D]).
-  c.dedup.semantic_threshold = 0.95
-  c.dedup.embedder = ""
+  c.dedup.semantic_threshold = defaults.semantic_threshold
+  c.dedup.embedder = defaults.embedder
   # Compare documents across the tasks of the mixture, not only within each task.
   c.dedup.cross_task = True
-  # Tasks whose copies are kept, highest quality first; the others follow in
-  # mixture order (tasks are deduplicated in this order: the first copy wins).
+  # Which copy is kept: tasks are deduplicated in this order and the first copy
+  # wins, so list tasks highest quality first; the others follow in mixture order.
   c.dedup.priority = ()
+  # Tasks compared by exact copies only: templated or generated text (math
+  # from one template, program traces) shares wording, not content, and would
+  # lose most documents to the near level. Their documents only join the exact
+  # index, so they neither lose nor cause near duplicates.
+  c.dedup.exact_only = ()
   # Reference documents (e.g. the base model's pretraining data): file patterns
   # of JSONL/Parquet files with a "text" field; () for none. Documents found in
   # them are removed ("drop") or only counted ("count").
   c.dedup.reference = ()
-  c.dedup.reference_mode = "drop"
+  c.dedup.reference_mode = defaults.reference_mode
   return c
 
 
@@ -492,7 +501,7 @@ def _check_benchmarks(key: str, names) -> None:
 
 def check_dedup(dedup: ml_collections.ConfigDict) -> None:
   """Fails naming the `data.dedup` key whose value is impossible."""
-  for key in ("levels", "priority", "reference"):
+  for key in ("levels", "priority", "exact_only", "reference"):
     if isinstance(dedup[key], str):
       raise ValueError(f"config.data.dedup.{key}={dedup[key]!r} must be a tuple, "
                        f"e.g. {('exact', 'near') if key == 'levels' else ('name',)!r}.")

@@ -14,6 +14,10 @@ order or an earlier task prepares it again. When an earlier task is already
 prepared, its documents are read again to rebuild the index (no output). A
 resumed task replays its records before the resume point the same way, so an
 interrupted prepare gives the same shards as an uninterrupted one.
+
+Tasks of `data.dedup.exact_only` (templated or generated text, whose documents
+share a template rather than content) are compared by exact copies only: their
+documents get only the exact fingerprint and join only the exact index.
 """
 import collections
 import itertools
@@ -23,7 +27,6 @@ from midtrain_jax.data import sources
 from midtrain_jax.dedup import batch as dedup_batch
 from midtrain_jax.dedup import counts, deduplicator, params
 
-_BATCH_DOCS = 512
 _EXAMPLES = 20
 
 
@@ -36,13 +39,15 @@ def dedup_order(task_names: Sequence[str], data_cfg) -> list[str]:
   """The tasks in the order they are deduplicated: `data.dedup.priority` first.
 
   Raises:
-    ValueError: naming `data.dedup.priority` when it names a task not in `task_names`.
+    ValueError: naming `data.dedup.priority` (or `exact_only`) when it names a
+      task not in `task_names`.
   """
+  for key in ("priority", "exact_only"):
+    unknown = [t for t in data_cfg.dedup[key] if t not in task_names]
+    if unknown:
+      raise ValueError(f"config.data.dedup.{key} names {unknown}, not tasks of the mixture "
+                       f"{list(task_names)}.")
   priority = list(data_cfg.dedup.priority)
-  unknown = [t for t in priority if t not in task_names]
-  if unknown:
-    raise ValueError(f"config.data.dedup.priority names {unknown}, not tasks of the mixture "
-                     f"{list(task_names)}.")
   return priority + [t for t in task_names if t not in priority]
 
 
@@ -57,6 +62,7 @@ class DedupStep:
     section = data_cfg.dedup
     self.params = params.from_config(section, prefix="config.data.dedup.")
     self.cross_task = bool(section.cross_task)
+    self.exact_only = sorted(section.exact_only)
     self.reference_files = sources.expand(list(section.reference)) if section.reference else []
     self.dedup = deduplicator.Deduplicator(self.params)
     self._reference_loaded = False
@@ -64,20 +70,19 @@ class DedupStep:
 
   def settings(self) -> dict:
     """What a task's fingerprint records of this step (the tasks before it included)."""
-    return {"params": self.params.as_dict(), "reference": self.reference_files,
-            "cross_task": self.cross_task, "after": list(self.done) if self.cross_task else []}
+    return {**self.record(), "after": list(self.done) if self.cross_task else []}
 
   def record(self) -> dict:
     """The settings as stats.json lists them (without the earlier tasks' fingerprints)."""
     return {"params": self.params.as_dict(), "reference": self.reference_files,
-            "cross_task": self.cross_task}
+            "cross_task": self.cross_task, "exact_only": self.exact_only}
 
   def _ensure_reference(self) -> None:
     if self._reference_loaded:
       return
     self._reference_loaded = True  # Read lazily: a fully prepared mixture never needs it.
     for docs in dedup_batch.batches(dedup_batch.reference_docs(self.reference_files),
-                                    _BATCH_DOCS):
+                                    dedup_batch.BATCH_DOCS):
       self.dedup.add_reference(docs)
 
   def begin_task(self) -> None:
@@ -101,9 +106,10 @@ class DedupStep:
     Yields:
       (record index, item, verdict): verdict None for a Malformed item.
     """
-    for chunk in dedup_batch.batches(records, _BATCH_DOCS):
+    exact_only = task in self.exact_only
+    for chunk in dedup_batch.batches(records, dedup_batch.BATCH_DOCS):
       docs = [(item.where, item.text) for _, item in chunk if isinstance(item, sources.Document)]
-      verdicts = iter(self.dedup.process(docs, task))
+      verdicts = iter(self.dedup.process(docs, task, exact_only=exact_only))
       for index, item in chunk:
         yield index, item, next(verdicts) if isinstance(item, sources.Document) else None
 

@@ -208,8 +208,9 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     stats = layout.read_stats(out_dir, spec.name)
     if stats["fingerprint"] != fingerprint:
       raise ValueError(f"{task_dir} was prepared with other settings (tokenizer, "
-                       "split, decontamination or format version); delete it or choose "
-                       "another --out.")
+                       "split, decontamination, deduplication (data.dedup, and with "
+                       "cross_task the tasks deduplicated before it) or format version); "
+                       "delete it or choose another --out.")
     log(f"[prepare] {spec.name}: already prepared ({stats['train_docs']} docs)")
     return stats
   task_dir.mkdir(parents=True, exist_ok=True)

@@ -4,14 +4,15 @@
 tokens before and after QAU and the epochs of each bucket); `sampled_shares`
 replays the training stream and measures the share of each bucket among the
 documents actually drawn, which `share_lines` sets against the configured
-shares (the demo report).
+shares (the demo report). Both headers give the quality scorer's held-out
+accuracy (`scorer_heldout`, `accuracy_text`): how far its buckets can be trusted.
 
   python -m midtrain_jax.data.registry --list --mixture=dolmino_demo --data.qau.enabled=True
 """
 import ml_collections
 import numpy as np
 
-from midtrain_jax.data import layout, pipeline, qau
+from midtrain_jax.data import layout, pipeline, qau, quality
 
 
 def _range(bucket: dict) -> str:
@@ -19,19 +20,41 @@ def _range(bucket: dict) -> str:
   return f"q{lo:.2f}-{hi:.2f}"
 
 
-def bucket_lines(rows: list[dict], budget_tokens: int = 0) -> list[str]:
+def scorer_heldout(data_dir) -> dict | None:
+  """The held-out accuracy record of a prepared folder's quality scorer, or None.
+
+  {accuracy, positive_recall, negative_recall, docs}, measured on documents the
+  scorer never trained on and saved with it (quality.py).
+  """
+  scorer = quality.load(data_dir)
+  return None if scorer is None else scorer.meta.get("heldout")
+
+
+def accuracy_text(heldout: dict | None) -> str:
+  """The scorer's held-out accuracy in a few words ("" when unknown)."""
+  if not heldout:
+    return ""
+  return (f"scorer held-out accuracy {heldout['accuracy']:.3f} on {heldout['docs']:,} docs "
+          f"(recall {heldout['positive_recall']:.2f} positive, "
+          f"{heldout['negative_recall']:.2f} negative)")
+
+
+def bucket_lines(rows: list[dict], budget_tokens: int = 0,
+                 heldout: dict | None = None) -> list[str]:
   """The listing's QAU table: a line per task, then one per bucket.
 
   Args:
     rows: `qau.bucket_table` rows.
     budget_tokens: the budget the rows' epochs were computed for (0: none).
+    heldout: the scorer's held-out accuracy record (`scorer_heldout`), shown in the header.
 
   Returns:
     Text lines.
   """
   at = f"at {budget_tokens:,} tokens" if budget_tokens else "per pass"
+  scorer = f"; {accuracy_text(heldout)}" if heldout else ""
   lines = ["QUALITY-AWARE UPSAMPLING (data.qau): buckets by score quantile within each task; "
-           "factor = copies of a document per pass",
+           f"factor = copies of a document per pass{scorer}",
            f"  {'task / bucket':28s} {'docs':>7s} {'tokens':>12s} {'after QAU':>12s} "
            f"{'factor':>6s} {'share before->after':>20s} {'max repeats':>11s} "
            f"{'epochs ' + at:>22s}"]
@@ -64,7 +87,8 @@ def listing_lines(data_cfg, data_dir, rates: dict[str, float], budget_tokens: in
   """
   if layout.read_manifest(data_dir) is None:
     return ["QUALITY-AWARE UPSAMPLING: the mixture is not prepared yet (no buckets to show)"]
-  return bucket_lines(qau.bucket_table(data_cfg, data_dir, rates, budget_tokens), budget_tokens)
+  rows = qau.bucket_table(data_cfg, data_dir, rates, budget_tokens)  # Trains the scorer if needed.
+  return bucket_lines(rows, budget_tokens, scorer_heldout(data_dir))
 
 
 def sampled_shares(data_cfg, *, seed: int, tokens: int) -> dict[str, dict[str, np.ndarray]]:

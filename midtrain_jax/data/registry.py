@@ -13,7 +13,9 @@ then registered too): rate, capability, tokens once prepared, repetition cap
 and decontamination of each task. Every key of the config's `data` section is
 a `--data.<key>` flag; with `--data.qau.enabled=True` the listing adds each
 task's quality buckets: tokens before and after quality-aware upsampling and
-the epochs of each bucket (per pass, or at `--tokens` training tokens).
+the epochs of each bucket (per pass, or at `--tokens` training tokens), under
+a header with the quality scorer's held-out accuracy (saved with the scorer in
+the prepared folder).
 """
 import sys
 

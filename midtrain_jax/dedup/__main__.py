@@ -10,7 +10,10 @@ Each input file is one task; files are compared with each other unless
 line per removed document) and the task x level summary, also printed
 (midtrain_jax/dedup/batch.py). Which copy is kept: the one of the file that
 comes first in --priority (then in --input), and within a file the first
-(midtrain_jax/dedup/deduplicator.py). A finished run is not redone.
+(midtrain_jax/dedup/deduplicator.py). Files of --exact_only (templated text,
+whose documents share a template rather than content) are compared by exact
+copies only. A finished run is not redone; an interrupted one is redone from
+the start.
 """
 import os
 
@@ -40,6 +43,8 @@ _EMBEDDER = flags.DEFINE_string("embedder", "", "Embedding function of the seman
                                 "'package.module:function' (texts -> [N, D]).")
 _PRIORITY = flags.DEFINE_list("priority", [], "Tasks (file names without extension), "
                               "highest quality first: their copies are kept.")
+_EXACT_ONLY = flags.DEFINE_list("exact_only", [], "Tasks compared by exact copies only "
+                                "(templated or generated text).")
 _CROSS_TASK = flags.DEFINE_bool("cross_task", True, "Compare documents across input files.")
 _REFERENCE = flags.DEFINE_list("reference", [], "Reference files or patterns (e.g. the base "
                                "model's pretraining data) whose copies are dropped or counted.")
@@ -64,9 +69,11 @@ def main(argv):
   if len(set(tasks)) != len(tasks):
     raise ValueError(f"--input files must have distinct names (tasks): {tasks}")
   priority = cli.names(_PRIORITY.value)
-  unknown = sorted(set(priority) - set(tasks))
-  if unknown:
-    raise ValueError(f"--priority names {unknown}, not tasks of --input {tasks}.")
+  exact_only = cli.names(_EXACT_ONLY.value)
+  for flag, names in (("priority", priority), ("exact_only", exact_only)):
+    unknown = sorted(set(names) - set(tasks))
+    if unknown:
+      raise ValueError(f"--{flag} names {unknown}, not tasks of --input {tasks}.")
   # Highest priority first, then the order given: the keep rule.
   rank = {t: i for i, t in enumerate(priority)}
   inputs = sorted(inputs, key=lambda p: (rank.get(sources.file_task_name(p), len(rank)),
@@ -78,7 +85,8 @@ def main(argv):
       embedder=_EMBEDDER.value, reference_mode=_REFERENCE_MODE.value)
   references = sources.expand(cli.names(_REFERENCE.value)) if _REFERENCE.value else []
   run = {"params": settings.as_dict(), "inputs": inputs, "reference": references,
-         "cross_task": _CROSS_TASK.value, "text_key": _TEXT_KEY.value, "id_key": _ID_KEY.value,
+         "cross_task": _CROSS_TASK.value, "exact_only": sorted(exact_only),
+         "text_key": _TEXT_KEY.value, "id_key": _ID_KEY.value,
          "shard_docs": _SHARD_DOCS.value}
   fingerprint = batch.run_fingerprint(inputs + references, run)
   if batch.is_finished(_OUT.value, fingerprint):
@@ -90,13 +98,15 @@ def main(argv):
     from midtrain_jax.dedup import beam  # noqa: PLC0415 (needs the optional beam extra)
     by_task = beam.run(inputs, _OUT.value, settings, references=references,
                        text_key=_TEXT_KEY.value, id_key=_ID_KEY.value,
-                       cross_task=_CROSS_TASK.value, runner=_BEAM_RUNNER.value)
+                       cross_task=_CROSS_TASK.value, exact_only=exact_only,
+                       runner=_BEAM_RUNNER.value)
   else:
     dedup = deduplicator.Deduplicator(settings)
-    for docs in batch.batches(batch.reference_docs(references, _TEXT_KEY.value), 512):
+    for docs in batch.batches(batch.reference_docs(references, _TEXT_KEY.value),
+                              batch.BATCH_DOCS):
       dedup.add_reference(docs)
     by_task = batch.run_local(dedup, inputs, _OUT.value, _TEXT_KEY.value, _ID_KEY.value,
-                              _SHARD_DOCS.value, _CROSS_TASK.value)
+                              _SHARD_DOCS.value, _CROSS_TASK.value, exact_only)
   print(batch.write_summary(by_task, _OUT.value))
 
 

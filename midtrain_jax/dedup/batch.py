@@ -32,7 +32,10 @@ from midtrain_jax.data import sources
 from midtrain_jax.decontam.batch import ShardWriter
 from midtrain_jax.dedup import counts, deduplicator
 
-_BATCH_DOCS = 512
+# Documents fingerprinted together (prepare, the command, Beam, the reference
+# set): large enough for the vectorised hashing to pay off, small enough that a
+# batch of long documents stays a few MB of text.
+BATCH_DOCS = 512
 SUMMARY = "summary.json"
 RUN = "run.json"
 
@@ -63,10 +66,22 @@ def read_records(path: str, text_key: str = "text", id_key: str = "id"
 
 def reference_docs(patterns: Sequence[str], text_key: str = "text"
                    ) -> Iterator[tuple[str, str]]:
-  """(where, text) of the documents of reference files (unreadable records skipped)."""
-  for item in sources.read_files(sources.expand(list(patterns)), sources.field_text(text_key)):
-    if isinstance(item, sources.Document):
-      yield item.where, item.text
+  """(where, text) of the documents of reference files.
+
+  Unreadable records (bad JSON, no text, ...) are skipped; a file with any gets
+  one warning on stderr with their count and where the first is.
+  """
+  for path in sources.expand(list(patterns)):
+    bad, first = 0, None
+    for item in sources.read_files([path], sources.field_text(text_key)):
+      if isinstance(item, sources.Document):
+        yield item.where, item.text
+      else:
+        bad += 1
+        first = first or item
+    if bad:
+      print(f"[dedup] WARNING: reference file {path}: {bad} malformed records skipped, "
+            f"first at {first.where}: {first.reason}", file=sys.stderr, flush=True)
 
 
 def batches(items: Iterable, size: int) -> Iterator[list]:
@@ -123,7 +138,8 @@ def start_run(out: str, tasks: Sequence[str], fingerprint: str, settings: dict) 
 
 def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
               text_key: str = "text", id_key: str = "id", shard_docs: int = 100_000,
-              cross_task: bool = True) -> dict[str, collections.Counter]:
+              cross_task: bool = True, exact_only: Sequence[str] = ()
+              ) -> dict[str, collections.Counter]:
   """Deduplicates the files in order (highest priority first); writes the output folder.
 
   Args:
@@ -134,6 +150,7 @@ def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
     id_key: the record field holding the document id.
     shard_docs: kept documents per output shard.
     cross_task: compare documents across files (else each file alone).
+    exact_only: tasks compared by exact copies only (e.g. templated text).
 
   Returns:
     {task: counts} (see counts.py).
@@ -151,13 +168,14 @@ def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
         dedup.new_scope()
       writer = ShardWriter(os.path.join(out, task), shard_docs)
       tally = by_task.setdefault(task, collections.Counter())
-      for batch in batches(read_records(path, text_key, id_key), _BATCH_DOCS):
+      for batch in batches(read_records(path, text_key, id_key), BATCH_DOCS):
         good = [item for item in batch if not isinstance(item, sources.Malformed)]
         for item in batch:
           if isinstance(item, sources.Malformed):
             tally["malformed"] += 1
             bad.write(json.dumps({"where": item.where, "reason": item.reason}) + "\n")
-        verdicts = dedup.process([(doc_id, r[text_key]) for doc_id, r in good], task)
+        verdicts = dedup.process([(doc_id, r[text_key]) for doc_id, r in good], task,
+                                 exact_only=task in exact_only)
         for (_, record), verdict in zip(good, verdicts):
           nbytes = len(record[text_key].encode("utf-8"))
           total += nbytes

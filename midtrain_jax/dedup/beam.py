@@ -45,18 +45,22 @@ def _read(element, text_key, id_key):
 class _Fingerprint(beam.DoFn):
   """Fingerprints a batch of keyed records; passes bad records through."""
 
-  def __init__(self, settings: dict, text_key: str):
+  def __init__(self, settings: dict, text_key: str, exact_only: Sequence[str] = ()):
     self._settings, self._text_key = settings, text_key
+    self._exact_only = frozenset(exact_only)
     self._dedup = None
 
   def setup(self):
     self._dedup = deduplicator.Deduplicator(DedupParams(**self._settings))
 
   def process(self, elements):
-    docs = [(key, payload) for key, payload in elements if payload[0] == "doc"]
-    texts = [json.loads(payload[3])[self._text_key] for _, payload in docs]
-    for (key, payload), fp, text in zip(docs, self._dedup.fingerprint(texts), texts):
-      yield key, ("doc", payload[1], payload[2], len(text.encode("utf-8")), fp)
+    for exact_only in (False, True):  # A batch mixes tasks: exact-only ones apart.
+      docs = [(key, payload) for key, payload in elements
+              if payload[0] == "doc" and (payload[1] in self._exact_only) == exact_only]
+      texts = [json.loads(payload[3])[self._text_key] for _, payload in docs]
+      for (key, payload), fp, text in zip(docs, self._dedup.fingerprint(texts, exact_only),
+                                          texts):
+        yield key, ("doc", payload[1], payload[2], len(text.encode("utf-8")), fp)
     for key, payload in elements:
       if payload[0] == "bad":
         yield key, payload
@@ -65,7 +69,7 @@ class _Fingerprint(beam.DoFn):
 def _decide(keyed, settings, references, text_key, cross_task):
   """Decides every document in key order (the local run's order); returns the outcomes."""
   dedup = deduplicator.Deduplicator(DedupParams(**settings))
-  for docs in batch.batches(batch.reference_docs(references, text_key), 512):
+  for docs in batch.batches(batch.reference_docs(references, text_key), batch.BATCH_DOCS):
     dedup.add_reference(docs)
   by_task = collections.defaultdict(collections.Counter)
   kept, dups, refs, bad = [], [], [], []
@@ -99,7 +103,7 @@ def _write_kept(joined):
 
 def run(inputs: Sequence[str], out: str, settings: DedupParams,
         references: Sequence[str] = (), text_key: str = "text", id_key: str = "id",
-        cross_task: bool = True, runner: str = "DirectRunner",
+        cross_task: bool = True, exact_only: Sequence[str] = (), runner: str = "DirectRunner",
         pipeline_args: Sequence[str] = ()) -> dict:
   """Runs the deduplication as a Beam pipeline over JSONL(.gz/.zst) files.
 
@@ -111,6 +115,7 @@ def run(inputs: Sequence[str], out: str, settings: DedupParams,
     text_key: field with the text.
     id_key: field with the document id.
     cross_task: compare documents across files.
+    exact_only: tasks compared by exact copies only.
     runner: Beam runner name.
     pipeline_args: extra Beam pipeline options.
 
@@ -126,8 +131,9 @@ def run(inputs: Sequence[str], out: str, settings: DedupParams,
     records = (pipeline | "Files" >> beam.Create(list(enumerate(inputs)))
                | "Read" >> beam.FlatMap(_read, text_key, id_key)
                | "Spread" >> beam.Reshuffle())
-    outcome = (records | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
-               | "Fingerprint" >> beam.ParDo(_Fingerprint(params, text_key))
+    outcome = (records | "Batch" >> beam.BatchElements(min_batch_size=64,
+                                                       max_batch_size=batch.BATCH_DOCS)
+               | "Fingerprint" >> beam.ParDo(_Fingerprint(params, text_key, exact_only))
                | "Gather" >> beam.combiners.ToList()
                | "Decide" >> beam.Map(_decide, params, list(references), text_key, cross_task))
     for name, file_name in (("duplicates", "duplicates"), ("reference", "reference_matches"),

@@ -21,6 +21,12 @@ the first that matches names the level. A document is first compared with the
 kept documents (`seen`: within one task, or across all tasks of a mixture),
 then with the reference set (e.g. the base model's pretraining data): with
 reference mode "drop" a match is removed, with "count" it is kept and counted.
+
+A level is skipped for a document without a fingerprint there: a document with
+no words has no shingles, so it is compared by exact copies only (otherwise
+every such document would be a near duplicate of every other), and an
+`exact_only` one (templated tasks, whose documents share a template rather than
+content) gets only its exact key.
 """
 import dataclasses
 from collections.abc import Sequence
@@ -35,7 +41,11 @@ from midtrain_jax.dedup.params import DedupParams
 
 @dataclasses.dataclass(frozen=True)
 class Fingerprint:
-  """One document's fingerprints (fields of levels that are off are None); picklable."""
+  """One document's fingerprints; picklable.
+
+  Fields of levels that are off, or skipped for this document (no words, or
+  exact only), are None.
+  """
   exact: bytes
   code: bytes | None = None
   signature: np.ndarray | None = None  # uint32 [num_perm]
@@ -77,6 +87,11 @@ class _Indices:
         else None
     self.semantic = semantic.SemanticIndex(params.semantic_threshold) \
         if "semantic" in params.levels else None
+    # These three number their entries themselves and hold only documents with a
+    # fingerprint there: each entry's position in `docs`.
+    self._lsh_docs: list[int] = []
+    self._simhash_docs: list[int] = []
+    self._semantic_docs: list[int] = []
 
   def find(self, fp: Fingerprint) -> tuple[str, int, float] | None:
     """(level, position, similarity) of the first level that matches, or None."""
@@ -85,12 +100,15 @@ class _Indices:
       return ("exact", *hit)
     if "code" in levels and (hit := self.code.query(fp.code)):
       return ("code", *hit)
-    if self.lsh is not None and (hit := self.lsh.query(fp.signature, fp.band_keys)):
-      return ("near", *hit)
-    if self.simhash is not None and (hit := self.simhash.query(fp.simhash)):
-      return ("near", *hit)
-    if self.semantic is not None and (hit := self.semantic.query(fp.embedding)):
-      return ("semantic", *hit)
+    if (self.lsh is not None and fp.signature is not None
+        and (hit := self.lsh.query(fp.signature, fp.band_keys))):
+      return ("near", self._lsh_docs[hit[0]], hit[1])
+    if (self.simhash is not None and fp.simhash is not None
+        and (hit := self.simhash.query(fp.simhash))):
+      return ("near", self._simhash_docs[hit[0]], hit[1])
+    if (self.semantic is not None and fp.embedding is not None
+        and (hit := self.semantic.query(fp.embedding))):
+      return ("semantic", self._semantic_docs[hit[0]], hit[1])
     return None
 
   def add(self, fp: Fingerprint, doc_id: str, task: str) -> None:
@@ -98,12 +116,15 @@ class _Indices:
     self.docs.append((doc_id, task))
     self.exact.insert(fp.exact, position)
     self.code.insert(fp.code, position)
-    if self.lsh is not None:
+    if self.lsh is not None and fp.signature is not None:
       self.lsh.insert(fp.signature, fp.band_keys)
-    if self.simhash is not None:
+      self._lsh_docs.append(position)
+    if self.simhash is not None and fp.simhash is not None:
       self.simhash.insert(fp.simhash)
-    if self.semantic is not None:
+      self._simhash_docs.append(position)
+    if self.semantic is not None and fp.embedding is not None:
       self.semantic.insert(fp.embedding)
+      self._semantic_docs.append(position)
 
 
 class Deduplicator:
@@ -125,11 +146,12 @@ class Deduplicator:
     self.seen = _Indices(self.params)
     self.reference = _Indices(self.params)
 
-  def fingerprint(self, texts: Sequence[str]) -> list[Fingerprint]:
+  def fingerprint(self, texts: Sequence[str], exact_only: bool = False) -> list[Fingerprint]:
     """Fingerprints a batch of documents (the vectorised, parallelisable part).
 
     Args:
       texts: documents.
+      exact_only: give them only the exact key (compared by exact copies only).
 
     Returns:
       One Fingerprint per document.
@@ -138,24 +160,28 @@ class Deduplicator:
     p = self.params
     n = len(texts)
     keys = exact.exact_keys(texts)
+    if exact_only:
+      return [Fingerprint(exact=key) for key in keys]
     codes = [code_lib.code_key(t, p.code_min_tokens) for t in texts] if "code" in p.levels \
         else [None] * n
-    signatures = band_keys = prints = vectors = None
+    signatures = band_keys = prints = vectors = [None] * n
     if "near" in p.levels:
       words = text_lib.word_hashes(texts)
+      # A document without words has no shingles: its empty signature (and SimHash
+      # 0) would equal every other such document's, so it skips the near level.
+      skip = np.diff(words.offsets) == 0
       if self._hasher is not None:
-        signatures = self._hasher.signatures(text_lib.shingle_hashes(words, p.ngram))
-        band_keys = self.seen.lsh.band_keys(signatures).tolist()
+        found = self._hasher.signatures(text_lib.shingle_hashes(words, p.ngram))
+        keys_of = self.seen.lsh.band_keys(found).tolist()
+        signatures = [None if skip[i] else found[i] for i in range(n)]
+        band_keys = [None if skip[i] else tuple(keys_of[i]) for i in range(n)]
       if p.uses_simhash:
-        prints = simhash.fingerprints(words).tolist()
+        prints = [None if s else h for s, h in zip(skip, simhash.fingerprints(words).tolist())]
     if self._embed is not None:
-      vectors = semantic.embed(self._embed, texts)
-    return [Fingerprint(
-        exact=keys[i], code=codes[i],
-        signature=None if signatures is None else signatures[i],
-        band_keys=None if band_keys is None else tuple(band_keys[i]),
-        simhash=None if prints is None else prints[i],
-        embedding=None if vectors is None else vectors[i]) for i in range(n)]
+      vectors = list(semantic.embed(self._embed, texts))
+    return [Fingerprint(exact=keys[i], code=codes[i], signature=signatures[i],
+                        band_keys=band_keys[i], simhash=prints[i], embedding=vectors[i])
+            for i in range(n)]
 
   def decide(self, fp: Fingerprint, doc_id: str, task: str) -> Verdict:
     """Decides one document against everything decided before it (see the keep rule).
@@ -184,17 +210,19 @@ class Deduplicator:
     self.seen.add(fp, doc_id, task)
     return Verdict(doc_id, task, True, match)
 
-  def process(self, docs: Sequence[tuple[str, str]], task: str) -> list[Verdict]:
+  def process(self, docs: Sequence[tuple[str, str]], task: str,
+              exact_only: bool = False) -> list[Verdict]:
     """Fingerprints and decides a batch of one task, in order.
 
     Args:
       docs: (doc id, text) pairs.
       task: their task.
+      exact_only: compare them by exact copies only (see `fingerprint`).
 
     Returns:
       One Verdict per document.
     """
-    prints = self.fingerprint([text for _, text in docs])
+    prints = self.fingerprint([text for _, text in docs], exact_only)
     return [self.decide(fp, doc_id, task) for fp, (doc_id, _) in zip(prints, docs)]
 
   def add_reference(self, docs: Sequence[tuple[str, str]], task: str = "reference") -> None:

@@ -17,8 +17,11 @@ Defaults and why:
                              demo corpus stay below 0.1 (measured). Templated
                              text (generated math or program traces, Q/A from
                              one template) has many near duplicates at this
-                             setting; raise `jaccard` or `ngram` where that
-                             matters.
+                             setting: compare such tasks by exact copies only
+                             (`data.dedup.exact_only`, the command's
+                             --exact_only), or raise `jaccard` or `ngram`.
+                             A document without words (no shingles) is
+                             compared by exact copies only.
   num_perm 128               MinHash permutations (standard error of the
                              estimate ~0.04 at Jaccard 0.4).
   near_method "minhash"      "simhash" (64-bit SimHash over words, Hamming

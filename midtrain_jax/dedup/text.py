@@ -62,21 +62,31 @@ def mix64(x: np.ndarray) -> np.ndarray:
   return x
 
 
+def _powers_of(base: int, n: int) -> np.ndarray:
+  """base^i modulo 2^64 for i < n."""
+  with np.errstate(over="ignore"):
+    return np.concatenate([np.ones(1, np.uint64),
+                           np.cumprod(np.full(n - 1, base, np.uint64), dtype=np.uint64)])
+
+
 class _Powers:
-  """BASE^i and BASE^-i modulo 2^64 for i < n, grown on demand and shared."""
+  """BASE^i and BASE^-i modulo 2^64 for i < n, grown on demand and shared.
+
+  The cache stops at `MAX_CACHED` (two 32 MiB arrays, batches of up to 4 MB
+  of text): one batch of huge documents must not pin its size in memory for
+  the life of the process, so longer requests are computed for that call only.
+  """
+  MAX_CACHED = 1 << 22
 
   def __init__(self):
     self.forward = self.inverse = np.ones(0, np.uint64)
 
   def get(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if n > self.MAX_CACHED:
+      return _powers_of(_BASE, n), _powers_of(_BASE_INV, n)
     if n > len(self.forward):
-      size = max(n, 2 * len(self.forward), 1 << 16)
-      one = np.ones(1, np.uint64)
-      with np.errstate(over="ignore"):
-        self.forward = np.concatenate([one, np.cumprod(np.full(size - 1, _BASE, np.uint64),
-                                                       dtype=np.uint64)])
-        self.inverse = np.concatenate([one, np.cumprod(np.full(size - 1, _BASE_INV, np.uint64),
-                                                       dtype=np.uint64)])
+      size = min(max(n, 2 * len(self.forward), 1 << 16), self.MAX_CACHED)
+      self.forward, self.inverse = _powers_of(_BASE, size), _powers_of(_BASE_INV, size)
     return self.forward[:n], self.inverse[:n]
 
 

@@ -129,7 +129,8 @@ def quality_upsampling(config: ml_collections.ConfigDict) -> dict:
 
   Returns:
     {mixture, tokens, rates, buckets (`qau.bucket_table` rows), sampled
-    ({column: {task: {"tokens", "docs"} per bucket}})}, JSON-serialisable.
+    ({column: {task: {"tokens", "docs"} per bucket}}), scorer (its held-out
+    accuracy record)}, JSON-serialisable.
   """
   data_cfg = ml_collections.ConfigDict(config.data.to_dict())
   data_cfg.mixture = MIXTURES["anneal_dolmino"]
@@ -141,7 +142,7 @@ def quality_upsampling(config: ml_collections.ConfigDict) -> dict:
     drawn = qau_report.sampled_shares(data_cfg, seed=config.seed, tokens=budget)
     sampled[label] = {task: {k: v.tolist() for k, v in d.items()} for task, d in drawn.items()}
   return {"mixture": data_cfg.mixture, "tokens": tokens, "rates": rates, "buckets": rows,
-          "sampled": sampled}
+          "sampled": sampled, "scorer": qau_report.scorer_heldout(data_cfg.data_dir)}
 
 
 def format_report(out: dict) -> str:
@@ -173,8 +174,9 @@ def format_report(out: dict) -> str:
                  f" ({f['delta_web_bpb']:+.3f})")
   if out.get("qau"):
     q = out["qau"]
+    scorer = qau_report.accuracy_text(q.get("scorer"))
     lines += ["", f"Quality-aware upsampling on {q['mixture']} (data.qau): each quality "
-              "bucket's share of the mixture's tokens",
+              "bucket's share of the mixture's tokens" + (f"; {scorer}" if scorer else ""),
               *qau_report.mixture_lines(q["buckets"], q["rates"], q["sampled"])]
   lines += ["", tables.format_deduplication(out.get("deduplication", [])),
             "", tables.format_decontamination(out["decontamination"]),

@@ -123,3 +123,19 @@ def test_config_errors_name_the_key():
   c.data.dedup.levels = ("semantic",)
   with pytest.raises(ValueError, match=r"config\.data\.dedup\.embedder"):
     config_lib.validate(c)
+
+
+def test_exact_only_task_keeps_near_copies_and_changing_it_prepares_again(mixture):
+  _prepare(_cfg(mixture, exact_only=("web",)), mixture / "out")
+  web = layout.read_stats(mixture / "out", "web")
+  counts = web["dedup"]["counts"]
+  # The 10 exact repeats go; the 5 near copies of curated documents stay.
+  assert counts["removed_docs"] == 10 and counts["duplicates/exact"] == 10
+  assert "duplicates/near" not in counts and web["dedup"]["exact_only"] == ["web"]
+  with pytest.raises(ValueError, match="prepared with other settings"):
+    _prepare(_cfg(mixture), mixture / "out")
+
+
+def test_exact_only_names_tasks_of_the_mixture(mixture):
+  with pytest.raises(ValueError, match=r"config\.data\.dedup\.exact_only names \['wbe'\]"):
+    _prepare(_cfg(mixture, exact_only=("wbe",)), mixture / "out")

@@ -168,3 +168,13 @@ def test_listing_shows_tokens_before_and_after_qau_and_epochs_per_bucket():
   assert top.split()[0] == "q0.95-1.00" and top.split()[-1] == f"{7.0 * passes:.2f}"
   no_qau = seqio_tasks.listing("dolmino_demo", cfg.data_dir)
   assert "QUALITY-AWARE" not in no_qau
+
+
+def test_listing_header_shows_the_scorers_heldout_accuracy():
+  cfg = _qau_cfg()
+  lines = qau_report.listing_lines(cfg, cfg.data_dir, catalog.get_mixture("dolmino_demo").rates)
+  heldout = qau_report.scorer_heldout(cfg.data_dir)
+  assert heldout["docs"] > 500 and heldout["accuracy"] > 0.88
+  assert lines[0].startswith("QUALITY-AWARE UPSAMPLING")
+  assert f"scorer held-out accuracy {heldout['accuracy']:.3f} on {heldout['docs']:,} docs" in \
+      lines[0]

@@ -37,7 +37,7 @@ def test_scorer_separates_documents_it_never_trained_on(trained):
   for label in ("pos", "neg"):
     assert 0.12 < len(held[label]) / len(docs[label]) < 0.28
   measured = quality.accuracy(scorer, held["pos"], held["neg"])
-  assert measured["accuracy"] > 0.88, measured  # 0.94 when written.
+  assert measured["accuracy"] > 0.88, measured  # 0.94 on the demo corpus.
   assert min(measured["positive_recall"], measured["negative_recall"]) > 0.8, measured
   assert scorer.meta["heldout"] == measured and measured["docs"] > 500
   # The same documents with their classes shuffled teach nothing that carries over.

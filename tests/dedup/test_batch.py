@@ -110,3 +110,12 @@ def test_finished_run_is_detected_and_an_interrupted_one_redone(inputs, tmp_path
   assert not any(".tmp" in name for name in os.listdir(tmp_path / "again" / "web"))
   assert run(tmp_path / "again")
   assert _read_out(tmp_path / "again") == _read_out(tmp_path / "full")
+
+
+def test_malformed_reference_records_are_reported(tmp_path, capsys):
+  path = tmp_path / "base.jsonl"
+  path.write_text('{"text": "one"}\n{broken json\n{"title": "no text"}\n{"text": "two"}\n')
+  assert [text for _, text in batch.reference_docs([str(path)])] == ["one", "two"]
+  err = capsys.readouterr().err
+  assert f"reference file {path}: 2 malformed records skipped, first at {path}:2" in err
+  assert err.count("WARNING") == 1

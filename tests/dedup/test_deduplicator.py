@@ -140,3 +140,36 @@ def test_settings_are_validated_naming_the_key():
     params.DedupParams(levels=("semantic",))
   with pytest.raises(ValueError, match=r"data\.dedup\.levels.*fuzzy"):
     params.from_config({**params.DedupParams().as_dict(), "levels": ("exact", "fuzzy")})
+
+
+@pytest.mark.parametrize("near_method", ["minhash", "simhash", "both"])
+def test_documents_without_words_are_compared_by_exact_copies_only(near_method):
+  prose = planted.prose_documents()[0]
+  docs = [("a", "!!! ??? --- ..."), ("b", "*** +++ ### ==="), ("c", prose),
+          ("d", prose + " Read more."), ("e", "!!!   ???\n--- ...")]
+  verdicts = _run(docs, near_method=near_method)
+  # No words, no shingles: different symbol runs are not near duplicates of each other.
+  assert verdicts["a"].kept and verdicts["b"].kept and verdicts["c"].kept
+  assert verdicts["d"].match.level == "near" and verdicts["d"].match.duplicate_of == "c"
+  assert verdicts["e"].match.level == "exact" and verdicts["e"].match.duplicate_of == "a"
+  fp = deduplicator.Deduplicator(params.DedupParams(near_method=near_method)).fingerprint(
+      ["!!! ???"])[0]
+  assert fp.signature is None and fp.band_keys is None and fp.simhash is None
+
+
+def test_exact_only_task_keeps_near_copies_and_loses_exact_ones():
+  texts = list(planted.prose_documents()[:20])
+  dedup = deduplicator.Deduplicator(params.DedupParams())
+  web = dedup.process([(f"w{i}", t) for i, t in enumerate(texts[:10])], "web")
+  templated = dedup.process(
+      [(f"t{i}", t + " Share this.") for i, t in enumerate(texts[:5])]  # Near copies of web.
+      + [(f"t{i}", t) for i, t in enumerate(texts[10:20], start=5)]
+      + [("t5-again", texts[10].upper()), ("t6-near", texts[11] + " Read more.")],
+      "templated", exact_only=True)
+  assert all(v.kept for v in web)
+  by_id = {v.doc_id: v for v in templated}
+  assert all(by_id[f"t{i}"].kept for i in range(15)) and by_id["t6-near"].kept
+  assert by_id["t5-again"].match.level == "exact" and by_id["t5-again"].match.duplicate_of == "t5"
+  # Exact-only documents join only the exact index: a later near copy does not match them.
+  later = dedup.process([("x", texts[12] + " Read more."), ("y", texts[13])], "web")
+  assert later[0].kept and later[1].match.duplicate_of == "t8"
