@@ -82,6 +82,55 @@ def local_attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT, window: int, attend_
   return attend_fn(q, k, v, mask).reshape(b, t, n, h)
 
 
+# Query rows per block of `causal_blocked_attention`. Measured on a 2-core CPU
+# (fp32, 12 heads of 64, batch 4, forward + backward): at 1024 tokens 128-row
+# blocks took 0.56 s against 2.2 s for the whole score matrix (256 rows: 0.76 s,
+# 64: 0.86 s); at 256 tokens 0.24 s against 0.35 s.
+_QUERY_BLOCK = 128
+# The blocks are unrolled in the layer's program: longer rows get larger blocks.
+_MAX_QUERY_BLOCKS = 16
+
+
+def causal_query_block(window: int, seq_len: int, kernel: str) -> int:
+  """Query rows per block when a layer's training attention runs as
+  `causal_blocked_attention`, else 0 (xla kernel, full attention or a window no
+  shorter than the row, rows that tile)."""
+  if kernel != "xla" or (window != FULL_ATTENTION and window < seq_len):
+    return 0
+  block = max(_QUERY_BLOCK, seq_len // _MAX_QUERY_BLOCKS)
+  return block if seq_len % block == 0 and seq_len >= 2 * block else 0
+
+
+def causal_blocked_attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT, block: int, attend_fn):
+  """Full causal attention, one block of queries at a time against the keys it can see.
+
+  Queries [i*block, (i+1)*block) see only keys before (i+1)*block, so the
+  blocks above the diagonal (about half the scores) are never computed, and
+  each block's scores are small enough to stay in cache. Every block is
+  recomputed in the backward pass (jax.checkpoint), so its probabilities are
+  never stored: O(T) activation memory per row instead of O(T^2), the
+  trade flash attention makes.
+
+  Args:
+    q_BTNH, k_BTKH, v_BTKH: queries, keys, values (T a multiple of `block`).
+    segment_ids_BT: document id per token.
+    block: query rows per block.
+    attend_fn: (q, k, v, mask [B, 1, T', S']) -> output, e.g. the xla kernel.
+
+  Returns:
+    The attention output [B, T, N, H].
+  """
+  t = q_BTNH.shape[1]
+  attend = jax.checkpoint(attend_fn)
+  outputs = []
+  for start in range(0, t, block):
+    end = start + block
+    mask = attention_mask(jnp.arange(start, end), jnp.arange(end),
+                          segment_ids_BT[:, start:end], segment_ids_BT[:, :end], FULL_ATTENTION)
+    outputs.append(attend(q_BTNH[:, start:end], k_BTKH[:, :end], v_BTKH[:, :end], mask))
+  return jnp.concatenate(outputs, axis=1)
+
+
 def uses_local_blocks(window: int, seq_len: int, kernel: str) -> bool:
   """Whether a layer's training attention runs as `local_attention` (xla kernel only:
   cuDNN and splash skip masked blocks themselves; the reference stays plain)."""
@@ -149,11 +198,14 @@ class Attention(nnx.Module):
     scale = 1.0 / np.sqrt(self.cfg.head_dim)
     t = x_BTD.shape[1]
 
-    if cache is None and uses_local_blocks(self.window, t,
-                                           attention_kernels.resolve(self.cfg.attention)):
-      xla = lambda q, k, v, mask: jax.nn.dot_product_attention(
-          q, k, v, mask=mask, scale=scale, implementation="xla")
+    kernel = attention_kernels.resolve(self.cfg.attention)
+    xla = lambda q, k, v, mask: jax.nn.dot_product_attention(
+        q, k, v, mask=mask, scale=scale, implementation="xla")
+    if cache is None and uses_local_blocks(self.window, t, kernel):
       out = local_attention(q, k, v, segment_ids_BT, self.window, xla)
+      new_cache = None
+    elif cache is None and (block := causal_query_block(self.window, t, kernel)):
+      out = causal_blocked_attention(q, k, v, segment_ids_BT, block, xla)
       new_cache = None
     elif cache is None:
       slots = jnp.arange(t)

@@ -189,7 +189,16 @@ def layer_bytes(cfg: ModelConfig, seq_len: int, tensor: int, window: int,
   swiglu = 6 * mlp + 2 * copies * d
   kept = b * (hidden + projections + swiglu) + (8 * cfg.moe_experts if moe else 0)
   transient = 0.0
-  if cfg.attention in ("xla", "reference"):
+  block = attention.causal_query_block(window, seq_len, cfg.attention)
+  if block:
+    # Query blocks rebuilt in the backward pass: kept are their inputs (the
+    # query block, and the key and value prefix it sees: (n + 1) / 2 blocks on
+    # average) and their boolean masks; one block's float32 scores, probabilities
+    # and their gradients live while it is rebuilt.
+    blocks = seq_len // block
+    kept += b * (q + kv * (blocks + 1)) + (seq_len + block) / 2
+    transient = 4 * 4 * heads * block
+  elif cfg.attention in ("xla", "reference"):
     local = attention.uses_local_blocks(window, seq_len, cfg.attention)
     # Block-local windows attend to 2 * window keys, the rest to the whole row.
     keys = 2 * window if local else seq_len
