@@ -3,6 +3,8 @@
   python -m benchmarks.train_step                      # tiny preset, seq 256, batch 16, fp32
   python -m benchmarks.train_step --dtype=bfloat16 --samples=5
   python -m benchmarks.train_step --size=custom --d=768 --layers=12 --seq=1024 --batch=4
+  python -m benchmarks.train_step --mesh=data:2,fsdp:4,tensor:1   # also the sharded step
+  python -m benchmarks.train_step --malloc=tcmalloc  # both under tcmalloc (apt: libtcmalloc-minimal4)
 
 The JAX model is configured with the reference's architecture (Llama: pre-norm,
 no QK-norm, full attention, untied output) so both do the same work. FLOPs per
@@ -18,9 +20,20 @@ the host's theoretical limit. The torch reference runs in `--torch-python`
 (default: `.torchref/bin/python` if present, else this interpreter when it has
 torch and transformers); without one, only the JAX figures are printed.
 
-Last line: `tokens_per_s=X mfu=Y` for the JAX step (median).
+The C allocator matters on CPU: with glibc's malloc every step's large
+temporaries are fresh mmap'd pages, faulted in again each step (a 50 MB
+elementwise op: 19 ms under glibc, 5 ms under tcmalloc). `--malloc=tcmalloc`
+(or jemalloc) restarts the benchmark with that library preloaded, for both
+frameworks; the machine line names the allocator in use.
+
+With `--mesh`, the same step also runs sharded over that many CPU devices
+(XLA's host platform split into fake devices: the cores are shared, so this
+measures what sharding costs on one host, not a speedup).
+
+Last line: `tokens_per_s=X mfu=Y` for the JAX step (median, unsharded).
 """
 import argparse
+import ctypes.util
 import importlib.util
 import os
 import re
@@ -34,7 +47,7 @@ import numpy as np
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import metrics, optim, peaks
+from midtrain_jax.train import metrics, optim, peaks, plan
 from midtrain_jax.train import step as ts
 
 _REFERENCE = os.path.join(os.path.dirname(__file__), "torch_reference.py")
@@ -55,12 +68,16 @@ def model_section(args):
   return c
 
 
-def jax_samples(args) -> dict:
-  """Tokens/s of each timed sample, and the model's FLOPs per token."""
+ONE_DEVICE = {"data": 1, "fsdp": 1, "tensor": 1}
+
+
+def build_step(args, mesh_sizes: dict[str, int]) -> dict:
+  """The jitted train step of the benchmark's model, its state and a random batch."""
   c = model_section(args)
   cfg = config_lib.model_config(c.model)
-  mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
-  schedule = optim.make_schedule(c.optim, args.steps)
+  devices = int(np.prod(list(mesh_sizes.values())))
+  mesh = sharding.make_mesh(mesh_sizes, jax.devices()[:devices])
+  schedule = optim.make_schedule(c.optim, 1_000)
   tx = optim.make_optimizer(c.optim, schedule)
   graphdef, abstract, axes = ts.abstract_model(cfg)
   shardings = ts.state_shardings(tx, abstract, ts.param_shardings(abstract, axes, mesh), mesh)
@@ -72,6 +89,14 @@ def jax_samples(args) -> dict:
       inputs=tokens[:, :-1], targets=tokens[:, 1:],
       segment_ids=np.ones((args.batch, args.seq), np.int32),
       positions=np.tile(np.arange(args.seq, dtype=np.int32), (args.batch, 1))), mesh)
+  return dict(step=step, state=state, batch=batch, cfg=cfg, abstract=abstract)
+
+
+def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
+  """Tokens/s of each timed sample, and the model's FLOPs per token."""
+  built = build_step(args, mesh_sizes)
+  step, state, batch, cfg, abstract = (built[k] for k in ("step", "state", "batch", "cfg",
+                                                          "abstract"))
   for _ in range(3):
     state, m = step(state, batch)
   jax.block_until_ready((state, m))
@@ -120,6 +145,28 @@ def torch_samples(args) -> dict | None:
               peak=float(fields["matmul_peak_gflops"]) * 1e9)
 
 
+_MALLOC_LIBRARIES = {"tcmalloc": "tcmalloc_minimal", "jemalloc": "jemalloc"}
+
+
+def allocator() -> str:
+  """The C allocator of this process: a preloaded tcmalloc / jemalloc, or glibc's."""
+  preload = os.environ.get("LD_PRELOAD", "")
+  return next((name for name in _MALLOC_LIBRARIES if name in preload), "glibc malloc")
+
+
+def preload_malloc(name: str) -> None:
+  """Restarts this command with the allocator `name` preloaded (no return), unless it is."""
+  if name == "system" or allocator() == name:
+    return
+  library = ctypes.util.find_library(_MALLOC_LIBRARIES[name])
+  if library is None:
+    sys.exit(f"--malloc={name}: lib{_MALLOC_LIBRARIES[name]} is not installed "
+             f"(Debian/Ubuntu: apt install libtcmalloc-minimal4 / libjemalloc2).")
+  env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [library,
+                                                           os.environ.get("LD_PRELOAD")])))
+  os.execve(sys.executable, [sys.executable, "-m", "benchmarks.train_step"] + sys.argv[1:], env)
+
+
 def _spread(rates: list[float]) -> str:
   return (f"median {statistics.median(rates):,.0f} (min {min(rates):,.0f}, "
           f"max {max(rates):,.0f}, n={len(rates)})")
@@ -138,16 +185,32 @@ def main():
   p.add_argument("--samples", type=int, default=3)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--attention", default="xla", help="model.attention implementation")
+  p.add_argument("--mesh", default="", help="also time the step sharded over this mesh "
+                 "of fake CPU devices, e.g. data:2,fsdp:4,tensor:1")
+  p.add_argument("--malloc", default="system", choices=["system", *_MALLOC_LIBRARIES],
+                 help="C allocator of both frameworks (system: as started)")
   p.add_argument("--torch-python", default="", help="interpreter with torch + transformers")
   p.add_argument("--reference", default=_REFERENCE,
                  help="path of the PyTorch reference script (torch_reference.py)")
   args = p.parse_args()
   if args.samples < 3:
     p.error("--samples must be >= 3: a median and spread need several samples.")
+  preload_malloc(args.malloc)
+  mesh_sizes = None
+  if args.mesh:
+    try:
+      mesh_sizes = plan.parse_mesh(args.mesh)
+    except ValueError as e:
+      p.error(str(e))
+    # Before the backend starts: the host platform is split into this many devices.
+    jax.config.update("jax_num_cpu_devices", int(np.prod(list(mesh_sizes.values()))))
+    if args.batch % (mesh_sizes["data"] * mesh_sizes["fsdp"]):
+      p.error(f"--batch={args.batch} is not divisible by data x fsdp of --mesh={args.mesh}.")
 
   info = peaks.cpu_info()
   print(f"machine: {info.describe()}; theoretical fp32 "
-        f"{info.theoretical_flops() / 1e9:.0f} GFLOP/s at the reported clock", flush=True)
+        f"{info.theoretical_flops() / 1e9:.0f} GFLOP/s at the reported clock; "
+        f"allocator: {allocator()}", flush=True)
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}, "
         f"{args.samples} samples x {args.steps} steps", flush=True)
   # Torch first and alone, so the two never share the cores.
@@ -176,6 +239,12 @@ def main():
           f"max {max(ratios):.2f})")
   else:
     print("torch reference not run (no interpreter with torch and transformers).")
+  if mesh_sizes is not None:
+    rates = jax_samples(args, mesh_sizes)["rates"]
+    sharded = statistics.median(rates)
+    print(f"jax sharded over {args.mesh} ({len(jax.devices())} CPU devices on "
+          f"{info.cores} cores): tokens/s {_spread(rates)}  vs unsharded "
+          f"{sharded / jax_tok:.2f}")
   print(f"tokens_per_s={jax_tok:.0f} mfu={peaks.mfu(jax_tok, fpt, peak):.3f}")
 
 
