@@ -4,7 +4,7 @@
   python -m benchmarks.train_step --dtype=bfloat16 --samples=5
   python -m benchmarks.train_step --size=custom --d=768 --layers=12 --seq=1024 --batch=4
   python -m benchmarks.train_step --mesh=data:2,fsdp:4,tensor:1   # also the sharded step
-  python -m benchmarks.train_step --malloc=tcmalloc  # both under tcmalloc (apt: libtcmalloc-minimal4)
+  python -m benchmarks.train_step --malloc=tcmalloc   # apt install libtcmalloc-minimal4
 
 The JAX model is configured with the reference's architecture (Llama: pre-norm,
 no QK-norm, full attention, untied output) so both do the same work. FLOPs per
