@@ -131,15 +131,18 @@ def main():
   p.add_argument("--steps", type=int, default=3, help="traced steps")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--attention", default="xla", help="model.attention implementation")
+  p.add_argument("--malloc", default="system", choices=["system", "tcmalloc", "jemalloc"],
+                 help="C allocator (see benchmarks/train_step.py)")
   p.add_argument("--top", type=int, default=10, help="slowest single ops listed")
   args = p.parse_args()
+  from benchmarks import train_step  # noqa: PLC0415 (imports jax: after the flags below)
+  train_step.preload_malloc(args.malloc, "benchmarks.profile_step")
   dump = tempfile.mkdtemp(prefix="hlo_")
-  # Read when the backend starts, so set before the first jax call.
+  # Read when the backend starts (not at import), so set before the first jax call.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              f" --xla_dump_to={dump} --xla_dump_hlo_as_text").strip()
-  import jax  # noqa: PLC0415 (after XLA_FLAGS)
+  import jax  # noqa: PLC0415
 
-  from benchmarks import train_step  # noqa: PLC0415
   from midtrain_jax.train import peaks  # noqa: PLC0415
 
   variant = types.SimpleNamespace(**vars(args), window=0, dispatch="")
@@ -174,7 +177,7 @@ def main():
     single[(e["name"], kind)] += e["dur"] / 1e6 / args.steps
   total = sum(seconds.values())
   info = peaks.cpu_info()
-  print(f"machine: {info.describe()}")
+  print(f"machine: {info.describe()}; allocator: {train_step.allocator()}")
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}; "
         f"step {step_s * 1e3:.0f} ms untraced, {total * 1e3:.0f} ms in traced XLA ops")
   print(f"{'op class':22s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s}")

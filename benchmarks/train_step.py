@@ -154,8 +154,8 @@ def allocator() -> str:
   return next((name for name in _MALLOC_LIBRARIES if name in preload), "glibc malloc")
 
 
-def preload_malloc(name: str) -> None:
-  """Restarts this command with the allocator `name` preloaded (no return), unless it is."""
+def preload_malloc(name: str, module: str = "benchmarks.train_step") -> None:
+  """Restarts `python -m module` with the allocator `name` preloaded (no return), unless it is."""
   if name == "system" or allocator() == name:
     return
   library = ctypes.util.find_library(_MALLOC_LIBRARIES[name])
@@ -164,7 +164,7 @@ def preload_malloc(name: str) -> None:
              f"(Debian/Ubuntu: apt install libtcmalloc-minimal4 / libjemalloc2).")
   env = dict(os.environ, LD_PRELOAD=" ".join(filter(None, [library,
                                                            os.environ.get("LD_PRELOAD")])))
-  os.execve(sys.executable, [sys.executable, "-m", "benchmarks.train_step"] + sys.argv[1:], env)
+  os.execve(sys.executable, [sys.executable, "-m", module] + sys.argv[1:], env)
 
 
 def _spread(rates: list[float]) -> str:
