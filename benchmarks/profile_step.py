@@ -34,6 +34,11 @@ import tempfile
 import time
 import types
 
+import jax
+
+from benchmarks import train_step
+from midtrain_jax.train import peaks
+
 _SHAPE = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = \w+\[([\d,]*)\]")
 _CALLS = re.compile(r"calls=%([\w.\-]+)")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
@@ -121,30 +126,14 @@ def trace_events(log_dir: str) -> list[dict]:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", default="tiny", help="a preset, or custom (with --d, --layers ...)")
-  p.add_argument("--d", type=int, default=768)
-  p.add_argument("--layers", type=int, default=12)
-  p.add_argument("--heads", type=int, default=12)
-  p.add_argument("--vocab", type=int, default=8192)
-  p.add_argument("--seq", type=int, default=256)
-  p.add_argument("--batch", type=int, default=16)
-  p.add_argument("--steps", type=int, default=3, help="traced steps")
-  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  p.add_argument("--attention", default="xla", help="model.attention implementation")
-  p.add_argument("--malloc", default="system", choices=["system", "tcmalloc", "jemalloc"],
-                 help="C allocator (see benchmarks/train_step.py)")
+  train_step.add_step_arguments(p, 3, "traced steps")
   p.add_argument("--top", type=int, default=10, help="slowest single ops listed")
   args = p.parse_args()
-  from benchmarks import train_step  # noqa: PLC0415 (imports jax: after the flags below)
   train_step.preload_malloc(args.malloc, "benchmarks.profile_step")
   dump = tempfile.mkdtemp(prefix="hlo_")
   # Read when the backend starts (not at import), so set before the first jax call.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              f" --xla_dump_to={dump} --xla_dump_hlo_as_text").strip()
-  import jax  # noqa: PLC0415
-
-  from midtrain_jax.train import peaks  # noqa: PLC0415
-
   variant = types.SimpleNamespace(**vars(args), window=0, dispatch="")
   built = train_step.build_step(variant, train_step.ONE_DEVICE)
   step, state, batch = built["step"], built["state"], built["batch"]

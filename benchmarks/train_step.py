@@ -172,8 +172,8 @@ def _spread(rates: list[float]) -> str:
           f"max {max(rates):,.0f}, n={len(rates)})")
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_step_arguments(p: argparse.ArgumentParser, steps: int, steps_help: str) -> None:
+  """The model, shape and allocator flags shared with benchmarks/profile_step.py."""
   p.add_argument("--size", default="tiny", help="a preset, or custom (with --d, --layers ...)")
   p.add_argument("--d", type=int, default=768)
   p.add_argument("--layers", type=int, default=12)
@@ -181,14 +181,19 @@ def main():
   p.add_argument("--vocab", type=int, default=8192)
   p.add_argument("--seq", type=int, default=256)
   p.add_argument("--batch", type=int, default=16)
-  p.add_argument("--steps", type=int, default=5, help="steps per timed sample")
-  p.add_argument("--samples", type=int, default=3)
+  p.add_argument("--steps", type=int, default=steps, help=steps_help)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--attention", default="xla", help="model.attention implementation")
+  p.add_argument("--malloc", default="system", choices=["system", *_MALLOC_LIBRARIES],
+                 help="C allocator of the run (system: as started)")
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  add_step_arguments(p, 5, "steps per timed sample")
+  p.add_argument("--samples", type=int, default=3)
   p.add_argument("--mesh", default="", help="also time the step sharded over this mesh "
                  "of fake CPU devices, e.g. data:2,fsdp:4,tensor:1")
-  p.add_argument("--malloc", default="system", choices=["system", *_MALLOC_LIBRARIES],
-                 help="C allocator of both frameworks (system: as started)")
   p.add_argument("--torch-python", default="", help="interpreter with torch + transformers")
   p.add_argument("--reference", default=_REFERENCE,
                  help="path of the PyTorch reference script (torch_reference.py)")

@@ -1,14 +1,10 @@
 """Full-attention layers compute only the causal half, one query block at a time."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from midtrain_jax.model import attention
 from midtrain_jax.model.config import FULL_ATTENTION
-
-
-def _xla(q, k, v, mask):
-  return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.25, implementation="xla")
+from tests.model.test_local_attention import assert_matches_masked_reference, xla_attend
 
 
 def test_causal_blocked_attention_equals_the_masked_reference():
@@ -21,23 +17,9 @@ def test_causal_blocked_attention_equals_the_masked_reference():
   segments[0, 17:70], segments[0, 70:] = 2, 3
   segments[1, 40:], segments[1, 90:] = 2, 0
   segments = jnp.asarray(segments)
-  slots = jnp.arange(t)
-  mask = attention.attention_mask(slots, slots, segments, segments, FULL_ATTENTION)
-
-  def blocked(q, k, v):
-    return attention.causal_blocked_attention(q, k, v, segments, block, _xla)
-
-  def reference(q, k, v):
-    return attention.reference_attention(q, k, v, mask, 0.25)
-
-  real = np.asarray(segments > 0)[..., None, None]
-  np.testing.assert_allclose(np.where(real, blocked(q, k, v), 0),
-                             np.where(real, reference(q, k, v), 0), atol=2e-6)
-  weights = jnp.asarray(rng.standard_normal((b, t, n, h)), jnp.float32) * real
-  grads = [jax.grad(lambda *a, f=f: (f(*a) * weights).sum(), argnums=(0, 1, 2))(q, k, v)
-           for f in (blocked, reference)]
-  for a, r in zip(*grads):
-    np.testing.assert_allclose(a, r, atol=2e-5)
+  assert_matches_masked_reference(
+      lambda q, k, v: attention.causal_blocked_attention(q, k, v, segments, block, xla_attend),
+      q, k, v, segments, FULL_ATTENTION)
 
 
 def test_only_xla_layers_seeing_the_whole_row_use_query_blocks():

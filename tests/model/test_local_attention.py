@@ -10,8 +10,28 @@ from midtrain_jax.model.transformer import init_cache
 from tests import helpers
 
 
-def _xla(q, k, v, mask):
+def xla_attend(q, k, v, mask):
   return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.25, implementation="xla")
+
+
+def assert_matches_masked_reference(attend, q, k, v, segments, window):
+  """`attend(q, k, v)` equals the masked float32 reference on real (non-padding)
+  tokens, outputs and gradients both."""
+  slots = jnp.arange(q.shape[1])
+  mask = attention.attention_mask(slots, slots, segments, segments, window)
+
+  def reference(q, k, v):
+    return attention.reference_attention(q, k, v, mask, 0.25)
+
+  real = np.asarray(segments > 0)[..., None, None]
+  np.testing.assert_allclose(np.where(real, attend(q, k, v), 0),
+                             np.where(real, reference(q, k, v), 0), atol=2e-6)
+  # Gradients through the real tokens' outputs agree too.
+  weights = jnp.asarray(np.random.default_rng(2).standard_normal(q.shape), jnp.float32) * real
+  grads = [jax.grad(lambda *a, f=f: (f(*a) * weights).sum(), argnums=(0, 1, 2))(q, k, v)
+           for f in (attend, reference)]
+  for a, r in zip(*grads):
+    np.testing.assert_allclose(a, r, atol=2e-5)
 
 
 def test_block_local_attention_equals_the_masked_reference():
@@ -24,24 +44,9 @@ def test_block_local_attention_equals_the_masked_reference():
   segments[0, 21:50], segments[0, 50:] = 2, 3
   segments[1, 9:], segments[1, 60:] = 2, 0
   segments = jnp.asarray(segments)
-  slots = jnp.arange(t)
-  mask = attention.attention_mask(slots, slots, segments, segments, window)
-
-  def local(q, k, v):
-    return attention.local_attention(q, k, v, segments, window, _xla)
-
-  def reference(q, k, v):
-    return attention.reference_attention(q, k, v, mask, 0.25)
-
-  real = np.asarray(segments > 0)[..., None, None]
-  np.testing.assert_allclose(np.where(real, local(q, k, v), 0),
-                             np.where(real, reference(q, k, v), 0), atol=2e-6)
-  # Gradients through the real tokens' outputs agree too.
-  weights = jnp.asarray(rng.standard_normal((b, t, n, h)), jnp.float32) * real
-  grads = [jax.grad(lambda *a, f=f: (f(*a) * weights).sum(), argnums=(0, 1, 2))(q, k, v)
-           for f in (local, reference)]
-  for a, r in zip(*grads):
-    np.testing.assert_allclose(a, r, atol=2e-5)
+  assert_matches_masked_reference(
+      lambda q, k, v: attention.local_attention(q, k, v, segments, window, xla_attend),
+      q, k, v, segments, window)
 
 
 def test_only_xla_window_layers_that_tile_use_blocks():
