@@ -21,6 +21,11 @@ to a class by what its HLO computes:
 Matmul classes also get their rate (FLOPs from the dot shapes / time). Times
 are per step; the last line gives the top classes. The trace adds a little
 overhead per op, so the total is slightly above the benchmark's step time.
+
+With `--torch`, the PyTorch reference of the same shape is traced too
+(torch.profiler, one step after warm-up, `torch_reference.py --profile`) and
+its ops summed into the same classes beside JAX's; its attention is one fused
+kernel (scaled_dot_product_attention), shown as a class of its own.
 """
 import argparse
 import collections
@@ -29,6 +34,7 @@ import gzip
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -124,12 +130,27 @@ def trace_events(log_dir: str) -> list[dict]:
   return data["traceEvents"] if isinstance(data, dict) else data
 
 
+def torch_classes(args) -> collections.Counter | None:
+  """Seconds per op class of one traced step of the PyTorch reference, or None
+  without an interpreter that has torch and transformers."""
+  cmd = train_step.reference_command(args)
+  if cmd is None:
+    print("torch reference not traced (no interpreter with torch and transformers).")
+    return None
+  out = subprocess.run(cmd + ["--samples", "1", "--profile"], capture_output=True, text=True,
+                       check=True).stdout
+  return collections.Counter({k.replace("_", " "): float(v) / 1e3
+                              for k, v in re.findall(r"profile class=(\S+) ms=([\d.]+)", out)})
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   train_step.add_step_arguments(p, 3, "traced steps")
   p.add_argument("--top", type=int, default=10, help="slowest single ops listed")
+  p.add_argument("--torch", action="store_true", help="also trace the PyTorch reference")
   args = p.parse_args()
   train_step.preload_malloc(args.malloc, "benchmarks.profile_step")
+  theirs = torch_classes(args) if args.torch else None
   dump = tempfile.mkdtemp(prefix="hlo_")
   # Read when the backend starts (not at import), so set before the first jax call.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -169,10 +190,21 @@ def main():
   print(f"machine: {info.describe()}; allocator: {train_step.allocator()}")
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}; "
         f"step {step_s * 1e3:.0f} ms untraced, {total * 1e3:.0f} ms in traced XLA ops")
-  print(f"{'op class':22s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s}")
-  for kind, s in seconds.most_common():
+  print(f"{'op class':24s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s}"
+        + (f" {'torch ms':>9s} {'share':>6s}" if theirs is not None else ""))
+  kinds = list(dict.fromkeys([k for k, _ in seconds.most_common()]
+                             + ([k for k, _ in theirs.most_common()] if theirs else [])))
+  torch_total = sum(theirs.values()) if theirs else 0.0
+  for kind in kinds:
+    s = seconds.get(kind, 0.0)
     rate = f"{flops[kind] / s / 1e9:8.0f}" if flops[kind] else " " * 8
-    print(f"{kind:22s} {s * 1e3:8.1f} {s / total:6.1%} {rate}")
+    line = f"{kind:24s} {s * 1e3:8.1f} {s / total:6.1%} {rate}"
+    if theirs is not None:
+      t = theirs.get(kind, 0.0)
+      line += f" {t * 1e3:9.1f} {t / torch_total:6.1%}"
+    print(line)
+  if theirs is not None:
+    print(f"{'total':24s} {total * 1e3:8.1f} {'':6s} {'':8s} {torch_total * 1e3:9.1f}")
   print(f"slowest {args.top} ops:")
   for (name, kind), s in single.most_common(args.top):
     print(f"  {name:34s} {kind:22s} {s * 1e3:7.1f} ms")

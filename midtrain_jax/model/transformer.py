@@ -121,16 +121,17 @@ class Transformer(nnx.Module):
     logits, caches, _ = self._forward(tokens_BT, positions_BT, segment_ids_BT, caches)
     return logits, caches
 
-  def logits_and_aux(self, tokens_BT, positions_BT, segment_ids_BT):
-    """Logits and the MoE layers' auxiliary outputs (training).
+  def hidden_and_aux(self, tokens_BT, positions_BT, segment_ids_BT):
+    """Final hidden states (after the last norm) and the MoE auxiliary outputs:
+    what the training loss takes, with `head_weight`, instead of logits.
 
     Returns:
-      (logits as __call__'s, aux): aux is {} for a dense model; otherwise
-      `moe_load_balance` and `moe_router_z` averaged over the MoE layers,
-      `moe_loss` (their weighted sum, what the loss adds) and
+      (hidden [B, T, d_model] in the compute dtype, aux): aux is {} for a dense
+      model; otherwise `moe_load_balance` and `moe_router_z` averaged over the
+      MoE layers, `moe_loss` (their weighted sum, what the loss adds) and
       `expert_tokens` [MoE layers, E] (assignments per expert in each layer).
     """
-    logits, _, aux = self._forward(tokens_BT, positions_BT, segment_ids_BT, None)
+    x, _, aux = self._hidden(tokens_BT, positions_BT, segment_ids_BT, None)
     if aux:
       cfg = self.cfg
       n_moe = sum(cfg.layer_is_moe(i) for i in range(cfg.n_layers))
@@ -138,9 +139,28 @@ class Transformer(nnx.Module):
              "moe_router_z": aux["moe_router_z"] / n_moe}
       aux["moe_loss"] = (cfg.moe_load_balance_loss * aux["moe_load_balance"]
                          + cfg.moe_router_z_loss * aux["moe_router_z"])
-    return logits, aux
+    return x, aux
+
+  def head_weight(self):
+    """The output layer's weights [d_model, padded vocab] in the param dtype
+    (the embedding's transpose when tied)."""
+    if self.cfg.tie_embeddings:
+      return self.embed.embedding[...].T
+    return self.lm_head.kernel[...]
 
   def _forward(self, tokens_BT, positions_BT, segment_ids_BT, caches):
+    x, caches, aux = self._hidden(tokens_BT, positions_BT, segment_ids_BT, caches)
+    cfg = self.cfg
+    # float32 straight out of the head's dot: bf16 logits would round away the
+    # small differences the loss and its gradient are made of.
+    head = self.embed.attend if cfg.tie_embeddings else self.lm_head
+    logits = head(x, out_dtype=jnp.float32)
+    if cfg.padded_vocab_size != cfg.vocab_size:
+      valid = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
+      logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
+    return logits, caches, aux
+
+  def _hidden(self, tokens_BT, positions_BT, segment_ids_BT, caches):
     cfg = self.cfg
     x = sharding.constrain(self.embed(tokens_BT, jnp.dtype(cfg.compute_dtype)),
                            ("batch", "seq", None))
@@ -167,15 +187,7 @@ class Transformer(nnx.Module):
                                 None if caches is None else caches[i], aux)
       x = sharding.constrain(x, ("batch", "seq", None))
       new_caches.append(cache)
-    x = self.final_norm(x)
-    # float32 straight out of the head's dot: bf16 logits would round away the
-    # small differences the loss and its gradient are made of.
-    head = self.embed.attend if cfg.tie_embeddings else self.lm_head
-    logits = head(x, out_dtype=jnp.float32)
-    if cfg.padded_vocab_size != cfg.vocab_size:
-      valid = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
-      logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
-    return logits, (None if caches is None else new_caches), aux
+    return self.final_norm(x), (None if caches is None else new_caches), aux
 
   def _scan_groups(self, carry, positions_BT, segment_ids_BT, remat: bool):
     """Runs the stacked groups as one scan (remat, when on, applies per group)."""

@@ -4,6 +4,7 @@ Parameters carry logical axis names (`embed`, `mlp`, `heads`, ...). One short
 rules list maps them onto the three mesh axes, so a new parallelism layout is a
 change of mesh shape, never of model code.
 """
+import math
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -114,6 +115,15 @@ def constrain(x, axes: Sequence[str | None]):
   if mesh.empty:
     return x
   return jax.lax.with_sharding_constraint(x, logical_to_spec(axes))
+
+
+def batch_shards() -> int:
+  """How many ways the current mesh splits the batch axis (1 outside `jax.set_mesh`)."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return 1
+  axes = logical_to_spec(("batch",))[0] or ()
+  return math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

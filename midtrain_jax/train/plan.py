@@ -53,7 +53,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax.model import attention, attention_kernels, layer_stack
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import metrics, optim, peaks
+from midtrain_jax.train import losses, metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
 # Every chip of the peak table, plus "cpu": this host (theoretical peak, its memory).
@@ -227,10 +227,14 @@ def remat_units(cfg: ModelConfig) -> tuple[tuple[int, ...], ...]:
   return tuple(units + [(i,) for i in range(n_scanned, cfg.n_layers)])
 
 
-def loss_bytes(cfg: ModelConfig, tensor: int) -> float:
-  """Per-token bytes of the loss: float32 logits, their shifted exponentials and
-  their gradient, live together where the backward pass starts."""
-  return 3 * 4 * cfg.padded_vocab_size / tensor
+def loss_bytes(cfg: ModelConfig, seq_len: int, rows_per_device: float, tensor: int) -> float:
+  """Bytes of the fused output layer + loss (`train/losses.py`) per device: one
+  chunk's float32 logits, exponentials and their gradient, plus the input
+  gradient it hands to the backward pass (one hidden vector per token)."""
+  chunk = losses.chunk_len(max(1, int(rows_per_device)), seq_len, cfg.padded_vocab_size)
+  chunk_bytes = 3 * 4 * rows_per_device * chunk * cfg.padded_vocab_size / tensor
+  return chunk_bytes + rows_per_device * seq_len * np.dtype(cfg.compute_dtype).itemsize * \
+      cfg.d_model
 
 
 def activation_bytes(cfg: ModelConfig, seq_len: int, rows_per_device: float,
@@ -255,18 +259,19 @@ def activation_bytes(cfg: ModelConfig, seq_len: int, rows_per_device: float,
   if remat not in REMAT_POLICIES:
     raise ValueError(f"Unknown remat policy {remat!r}; choose from {REMAT_POLICIES}.")
   layers = [layer_bytes(cfg, seq_len, tensor, w, moe) for w, moe in cfg.layer_kinds()]
-  loss = loss_bytes(cfg, tensor)
+  tokens = rows_per_device * seq_len
+  loss = loss_bytes(cfg, seq_len, rows_per_device, tensor)
   if remat == "none":
-    per_token = sum(x.kept for x in layers) + max(loss, max(x.transient for x in layers))
-  else:
-    def rebuilt(unit):
-      lost = sum(layers[i].kept - (layers[i].dots if remat == "save_dots" else 0) for i in unit)
-      return lost + max(layers[i].transient for i in unit)
-    # save_dots keeps every matmul output; full keeps each layer's input only.
-    kept = (sum(x.dots for x in layers) if remat == "save_dots"
-            else len(layers) * np.dtype(cfg.compute_dtype).itemsize * cfg.d_model)
-    per_token = kept + max(loss, max(rebuilt(u) for u in remat_units(cfg)))
-  return rows_per_device * seq_len * per_token
+    return tokens * sum(x.kept for x in layers) + max(
+        loss, tokens * max(x.transient for x in layers))
+
+  def rebuilt(unit):
+    lost = sum(layers[i].kept - (layers[i].dots if remat == "save_dots" else 0) for i in unit)
+    return lost + max(layers[i].transient for i in unit)
+  # save_dots keeps every matmul output; full keeps each layer's input only.
+  kept = (sum(x.dots for x in layers) if remat == "save_dots"
+          else len(layers) * np.dtype(cfg.compute_dtype).itemsize * cfg.d_model)
+  return tokens * kept + max(loss, tokens * max(rebuilt(u) for u in remat_units(cfg)))
 
 
 def working_bytes(cfg: ModelConfig, mesh_sizes: dict[str, int], grads_bytes: int,

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.transformer import Transformer
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import optim
+from midtrain_jax.train import losses, optim
 
 MODEL_INPUTS = ("inputs", "targets", "segment_ids", "positions")
 
@@ -83,41 +83,37 @@ def init_state(cfg: ModelConfig, tx, seed: int, shardings: TrainState,
       jax.random.key(seed), params)
 
 
-def _logsumexp(logits):
-  # Plain max-shifted form: jax.nn.logsumexp's inf handling costs ~40% more
-  # in the backward pass, and logits here are always finite.
-  peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
-  return jnp.log(jnp.exp(logits - peak).sum(axis=-1)) + peak[..., 0]
-
-
 def token_losses(params, graphdef, batch, with_aux: bool = False):
-  """Per-token cross entropy and log-partition, both [B, T] float32.
+  """Per-token cross entropy and log-partition, both [B, T] float32 (no gradient).
 
   With `with_aux`, also the model's MoE auxiliary outputs
-  (`Transformer.logits_and_aux`; {} for a dense model).
+  (`Transformer.hidden_and_aux`; {} for a dense model).
   """
   model = nnx.merge(graphdef, params)
-  logits, aux = model.logits_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
-  log_z = _logsumexp(logits)
-  target_logit = jnp.take_along_axis(logits, batch["targets"][..., None], axis=-1)[..., 0]
-  return (log_z - target_logit, log_z) + ((aux,) if with_aux else ())
+  x, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
+  ce, log_z = losses.token_losses(x, model.head_weight(), batch["targets"],
+                                  model.cfg.vocab_size)
+  return (ce, log_z) + ((aux,) if with_aux else ())
 
 
 def loss_sums(params, graphdef, batch, z_loss: float):
   """Summed (not averaged) loss over real tokens: what microbatches add up.
 
-  A MoE model's auxiliary losses are per-token means; they enter weighted by
-  the tokens they were taken over, so microbatches add up like the rest.
+  The output layer and cross entropy are fused (`train/losses.py`): the
+  [tokens, vocab] logits are never materialised. A MoE model's auxiliary
+  losses are per-token means; they enter weighted by the tokens they were
+  taken over, so microbatches add up like the rest.
 
   Returns:
     (cross entropy + z_loss * z (+ MoE losses) summed over tokens,
      {ce_sum, z_sum, tokens} plus MoE sums for a MoE model).
   """
-  ce, log_z, aux = token_losses(params, graphdef, batch, with_aux=True)
+  model = nnx.merge(graphdef, params)
+  x, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
   weights = (batch["segment_ids"] > 0).astype(jnp.float32)
-  sums = {"ce_sum": (ce * weights).sum(), "z_sum": (jnp.square(log_z) * weights).sum(),
-          "tokens": weights.sum()}
-  total = sums["ce_sum"] + z_loss * sums["z_sum"]
+  total, ce_sum, z_sum = losses.loss_sums(x, model.head_weight(), batch["targets"], weights,
+                                          z_loss, model.cfg.vocab_size)
+  sums = {"ce_sum": ce_sum, "z_sum": z_sum, "tokens": weights.sum()}
   if aux:
     sums.update({f"{k}_sum": aux[k] * sums["tokens"]
                  for k in ("moe_loss", "moe_load_balance", "moe_router_z")})

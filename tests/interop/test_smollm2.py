@@ -61,8 +61,8 @@ def test_a_short_anneal_starts_pretrained_and_exports_to_transformers(smollm2, t
   run, _, _ = smollm2
   config = anneal.get_config(f"init={run}")
   config.data.update(seq_len=32, batch_size=8, data_dir=str(tmp_path / "data"))
-  config.train.update(steps=2, log_every_steps=1)
-  config.ckpt.every_steps = 2
+  config.train.update(steps=1, log_every_steps=1)
+  config.ckpt.every_steps = 1
   config.eval.batches = 0
   config.mesh.update(data=1, fsdp=8)  # 8 replicas of a 135M model and its Adam state won't fit.
   result = loop.run(config, str(tmp_path / "anneal"))

@@ -144,7 +144,7 @@ def test_moe_every_second_layer_scans_like_the_loop():
   assert m["expert_load_max_by_layer"].shape == (2,)
   # Per-layer rows come out in layer order: layer 1's own counts first.
   model = nnx.merge(ts.abstract_model(cfg)[0], params)
-  _, aux = model.logits_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
+  _, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
   x = model.embed(batch["inputs"], jnp.float32)
   for block in model.blocks[:2]:
     x, _, layer_aux = block(x, batch["positions"], batch["segment_ids"], aux=moe.zero_aux(cfg))
