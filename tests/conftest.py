@@ -13,13 +13,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # One XLA compilation cache for the run, made by the first process (the xdist
 # controller, or the only one) and inherited by the workers and the commands
-# tests start: many tests compile the same small train and eval steps. A size
-# limit turns on JAX's file lock, so concurrent workers never read a half-written
-# entry. Removed when the run ends.
+# tests start: many tests compile the same small train steps (programs taking
+# over a second to compile are kept). A size limit turns on JAX's file lock, so
+# concurrent workers never read a half-written entry. Removed when the run ends.
 _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_CACHE:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="midtrain_jax_tests_xla_")
-  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1"  # Train steps, not small jits.
   os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)
 
 

@@ -17,6 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from midtrain_jax.model.layers import matmul_2d
 from midtrain_jax.parallel import sharding
 
 # Bytes of one chunk's float32 logits per device: large enough for efficient
@@ -54,8 +55,7 @@ def _unchunk(x):
 
 def _chunk_logits(x_BCD, w_DV, vocab_size: int):
   """float32 logits of one chunk; padding-vocab columns at the float32 minimum."""
-  logits = jnp.einsum("bcd,dv->bcv", x_BCD, w_DV.astype(x_BCD.dtype),
-                      preferred_element_type=jnp.float32)
+  logits = matmul_2d(x_BCD, w_DV.astype(x_BCD.dtype), 1, jnp.float32)
   if w_DV.shape[1] != vocab_size:
     valid = jnp.arange(w_DV.shape[1]) < vocab_size
     logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
@@ -116,8 +116,11 @@ def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
     dlogits = exp * (scale / exp.sum(axis=-1))[..., None]
     dlogits = dlogits - weights[..., None] * jax.nn.one_hot(targets, w.shape[1], dtype=exp.dtype)
     dlogits = dlogits.astype(x.dtype)
-    dx = jnp.einsum("bcv,dv->bcd", dlogits, w, preferred_element_type=jnp.float32)
-    dw_DV = dw_DV + jnp.einsum("bcd,bcv->dv", x, dlogits, preferred_element_type=jnp.float32)
+    # 2-D GEMMs over the chunk's rows (see matmul_2d: XLA's CPU backend runs a
+    # dot contracting both batch and position axes several times slower).
+    dx = matmul_2d(dlogits, w.T, 1, jnp.float32)
+    dw_DV = dw_DV + jnp.matmul(x.reshape(-1, x.shape[-1]).T, dlogits.reshape(-1, w.shape[1]),
+                               preferred_element_type=jnp.float32)
     sums = ((weights * (log_z - target)).sum(), (weights * jnp.square(log_z)).sum())
     return dw_DV, (dx.astype(x.dtype), sums)
 

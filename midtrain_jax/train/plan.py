@@ -23,6 +23,10 @@ temporaries (activations + gradients + working) over compiled ones are:
       0.87-1.17, full 1.22-1.30 (XLA fuses part of a rebuilt group away);
   unscanned (the tiny preset)  none 1.24; save_dots 0.72-0.75, full 0.55-0.62.
 
+(Those ratios were measured before the loss was fused with the output layer,
+`loss_bytes`; tests/train/test_plan.py checks the fused estimate against the
+compiled step within its factor.)
+
 Unscanned, XLA:CPU schedules the recomputation of remat'd layers early, beside
 the first forward pass, so remat saves it little memory; the estimate keeps
 what the policy asks for. The estimate used before this check was 0.23-0.83

@@ -1,0 +1,73 @@
+"""One GEMM shape of the train step in JAX and PyTorch, float32 and bfloat16.
+
+  python -m benchmarks.matmul                    # [4096, 768] x [768, 3072]
+  python -m benchmarks.matmul --m=4096 --k=256 --n=8192
+
+JAX in three forms: float32; bfloat16 in and out (XLA's CPU backend converts
+the operands and runs a float32 GEMM); bfloat16 in with a float32 result
+(`preferred_element_type`, run as a bfloat16 YNNPACK GEMM). PyTorch (when
+importable in this interpreter) in float32 and bfloat16. Each rate is the
+best of `--samples` synchronised runs of `--reps` products, forms alternating
+so the host's drift hits all alike.
+"""
+import argparse
+import importlib.util
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from midtrain_jax.train import peaks
+
+
+def _jax_forms(m: int, k: int, n: int) -> dict:
+  rng = np.random.default_rng(0)
+  a32, b32 = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((m, k), (k, n)))
+  a16, b16 = a32.astype(jnp.bfloat16), b32.astype(jnp.bfloat16)
+  plain = jax.jit(jnp.matmul)
+  wide = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+  return {"jax float32": lambda: plain(a32, b32).block_until_ready(),
+          "jax bf16 -> bf16": lambda: plain(a16, b16).block_until_ready(),
+          "jax bf16 -> f32": lambda: wide(a16, b16).block_until_ready()}
+
+
+def _torch_forms(m: int, k: int, n: int) -> dict:
+  if importlib.util.find_spec("torch") is None:
+    return {}
+  import torch  # Optional: only for the side-by-side rates.
+  a32, b32 = torch.randn(m, k), torch.randn(k, n)
+  a16, b16 = a32.bfloat16(), b32.bfloat16()
+  return {"torch float32": lambda: a32 @ b32, "torch bf16": lambda: a16 @ b16}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--m", type=int, default=4096)
+  p.add_argument("--k", type=int, default=768)
+  p.add_argument("--n", type=int, default=3072)
+  p.add_argument("--reps", type=int, default=5)
+  p.add_argument("--samples", type=int, default=5)
+  args = p.parse_args()
+  forms = {**_jax_forms(args.m, args.k, args.n), **_torch_forms(args.m, args.k, args.n)}
+  for run in forms.values():
+    run()  # Compile and warm up.
+  best = dict.fromkeys(forms, float("inf"))
+  for _ in range(args.samples):
+    for name, run in forms.items():
+      start = time.perf_counter()
+      for _ in range(args.reps):
+        run()
+      best[name] = min(best[name], (time.perf_counter() - start) / args.reps)
+  info = peaks.cpu_info()
+  print(f"machine: {info.describe()}; theoretical fp32 {info.theoretical_flops() / 1e9:.0f} "
+        f"GFLOP/s at the reported clock")
+  print(f"[{args.m}, {args.k}] x [{args.k}, {args.n}], best of {args.samples} x {args.reps}")
+  flops = 2 * args.m * args.k * args.n
+  for name, seconds in best.items():
+    print(f"{name:18s} {flops / seconds / 1e9:7.0f} GFLOP/s")
+
+
+if __name__ == "__main__":
+  sys.exit(main())
