@@ -7,8 +7,9 @@ Builds benchmarks/train_step.py's step twice: once with the model's loss
 (`train/losses.py`: logits made and consumed one chunk at a time) and once
 with the textbook loss (the whole [tokens, vocab] logits, then log-softmax),
 then times them in alternating synchronised samples so the host's drift hits
-both alike. Prints each one's median tokens/s, spread, and the fused one's
-speed relative to the materialised one.
+both alike. Prints each one's compiled temporaries (XLA's memory analysis),
+median tokens/s and spread, and the fused one's speed relative to the
+materialised one.
 """
 import argparse
 import statistics
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from benchmarks import train_step
+from midtrain_jax.parallel import sharding
 from midtrain_jax.train import step as ts
 
 
@@ -51,6 +53,9 @@ def main():
   for name, loss in (("materialised", materialised_loss_sums), ("fused", fused_loss)):
     ts.loss_sums = loss  # Read when the step is traced, below.
     b = train_step.build_step(variant, train_step.ONE_DEVICE)
+    with jax.set_mesh(sharding.make_mesh(train_step.ONE_DEVICE, jax.devices()[:1])):
+      compiled = b["step"].__wrapped__.lower(b["state"], b["batch"]).compile()
+    b["temp_gib"] = compiled.memory_analysis().temp_size_in_bytes / 2**30
     for _ in range(2):
       b["state"], m = b["step"](b["state"], b["batch"])
     jax.block_until_ready((b["state"], m))
@@ -69,7 +74,8 @@ def main():
         f"{args.steps} steps")
   for name, r in rates.items():
     print(f"{name:13s} tokens/s median {statistics.median(r):,.0f} "
-          f"(min {min(r):,.0f}, max {max(r):,.0f})")
+          f"(min {min(r):,.0f}, max {max(r):,.0f}); compiled temporaries "
+          f"{built[name]['temp_gib']:.2f} GiB")
   ratios = [f / m for f, m in zip(rates["fused"], rates["materialised"])]
   medians = {name: statistics.median(r) for name, r in rates.items()}
   print(f"fused/materialised={medians['fused'] / medians['materialised']:.3f} "

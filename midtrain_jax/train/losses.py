@@ -72,7 +72,7 @@ def _partition(logits, targets_BC):
 
 
 def token_losses(x_BTD, w_DV, targets_BT, vocab_size: int):
-  """Per-token cross entropy and log-partition ([B, T] float32 each), no gradient.
+  """Per-token cross entropy and log-partition ([B, T] float32 each), for evaluation.
 
   Args:
     x_BTD: final hidden states (after the last norm), in the compute dtype.

@@ -84,7 +84,8 @@ def init_state(cfg: ModelConfig, tx, seed: int, shardings: TrainState,
 
 
 def token_losses(params, graphdef, batch, with_aux: bool = False):
-  """Per-token cross entropy and log-partition, both [B, T] float32 (no gradient).
+  """Per-token cross entropy and log-partition, both [B, T] float32 (evaluation;
+  training takes the fused `loss_sums`).
 
   With `with_aux`, also the model's MoE auxiliary outputs
   (`Transformer.hidden_and_aux`; {} for a dense model).
