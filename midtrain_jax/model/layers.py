@@ -77,8 +77,23 @@ def matmul_2d(x, kernel, n_in: int, out_dtype=None):
   return out.reshape(lead + k_out)
 
 
+def output_logits(x, w_DV, vocab_size: int):
+  """float32 logits [..., padded vocab] of the output layer, padding-vocab
+  columns at the float32 minimum (so they take no probability).
+
+  float32 straight out of the dot: bf16 logits would round away the small
+  differences the loss and its gradient are made of. Used by the model's
+  forward pass and, one chunk at a time, by the fused loss (train/losses.py).
+  """
+  logits = matmul_2d(x, w_DV.astype(x.dtype), 1, jnp.float32)
+  if w_DV.shape[1] != vocab_size:
+    valid = jnp.arange(w_DV.shape[1]) < vocab_size
+    logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
+  return logits
+
+
 class Embed(nnx.Module):
-  """Token embedding; `attend` reuses it as the output projection when tied."""
+  """Token embedding; its transpose is the output projection when tied."""
 
   def __init__(self, vocab: int, dim: int, *, std: float, param_dtype, rngs: nnx.Rngs):
     self.embedding = param(rngs, nnx.initializers.normal(std), (vocab, dim),
@@ -86,9 +101,6 @@ class Embed(nnx.Module):
 
   def __call__(self, tokens_BT, dtype):
     return jnp.take(self.embedding[...], tokens_BT, axis=0).astype(dtype)
-
-  def attend(self, x_BTD, out_dtype=None):
-    return matmul_2d(x_BTD, self.embedding[...].astype(x_BTD.dtype).T, 1, out_dtype)
 
 
 class SwiGLU(nnx.Module):

@@ -9,7 +9,7 @@ from flax import nnx
 from midtrain_jax.model import layer_stack
 from midtrain_jax.model.attention import Attention
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
-from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU
+from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU, output_logits
 from midtrain_jax.model.moe import MoE, accumulate_aux, zero_aux
 from midtrain_jax.parallel import sharding
 
@@ -150,15 +150,7 @@ class Transformer(nnx.Module):
 
   def _forward(self, tokens_BT, positions_BT, segment_ids_BT, caches):
     x, caches, aux = self._hidden(tokens_BT, positions_BT, segment_ids_BT, caches)
-    cfg = self.cfg
-    # float32 straight out of the head's dot: bf16 logits would round away the
-    # small differences the loss and its gradient are made of.
-    head = self.embed.attend if cfg.tie_embeddings else self.lm_head
-    logits = head(x, out_dtype=jnp.float32)
-    if cfg.padded_vocab_size != cfg.vocab_size:
-      valid = jnp.arange(cfg.padded_vocab_size) < cfg.vocab_size
-      logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
-    return logits, caches, aux
+    return output_logits(x, self.head_weight(), self.cfg.vocab_size), caches, aux
 
   def _hidden(self, tokens_BT, positions_BT, segment_ids_BT, caches):
     cfg = self.cfg

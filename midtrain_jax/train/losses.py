@@ -17,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from midtrain_jax.model.layers import matmul_2d
+from midtrain_jax.model.layers import matmul_2d, output_logits
 from midtrain_jax.parallel import sharding
 
 # Bytes of one chunk's float32 logits per device: large enough for efficient
@@ -53,22 +53,15 @@ def _unchunk(x):
   return x.swapaxes(0, 1).reshape((b, n * c) + x.shape[3:])
 
 
-def _chunk_logits(x_BCD, w_DV, vocab_size: int):
-  """float32 logits of one chunk; padding-vocab columns at the float32 minimum."""
-  logits = matmul_2d(x_BCD, w_DV.astype(x_BCD.dtype), 1, jnp.float32)
-  if w_DV.shape[1] != vocab_size:
-    valid = jnp.arange(w_DV.shape[1]) < vocab_size
-    logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
-  return logits
-
-
 def _partition(logits, targets_BC):
-  """(exp(logits - peak), log-partition, target logit) of one chunk."""
+  """(exp(logits - peak), its sum over the vocabulary, log-partition, target
+  logit) of one chunk."""
   peak = logits.max(axis=-1, keepdims=True)
   exp = jnp.exp(logits - peak)
-  log_z = jnp.log(exp.sum(axis=-1)) + peak[..., 0]
+  exp_sum = exp.sum(axis=-1)
+  log_z = jnp.log(exp_sum) + peak[..., 0]
   target = jnp.take_along_axis(logits, targets_BC[..., None], axis=-1)[..., 0]
-  return exp, log_z, target
+  return exp, exp_sum, log_z, target
 
 
 def token_losses(x_BTD, w_DV, targets_BT, vocab_size: int):
@@ -84,7 +77,7 @@ def token_losses(x_BTD, w_DV, targets_BT, vocab_size: int):
 
   def one(chunk):
     x, targets = chunk
-    _, log_z, target = _partition(_chunk_logits(x, w_DV, vocab_size), targets)
+    _, _, log_z, target = _partition(output_logits(x, w_DV, vocab_size), targets)
     return log_z - target, log_z
 
   ce, log_z = jax.lax.map(one, (_chunks(x_BTD, n), _chunks(targets_BT, n)))
@@ -110,10 +103,10 @@ def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
 
   def one(dw_DV, chunk):
     x, targets, weights = chunk
-    exp, log_z, target = _partition(_chunk_logits(x, w, vocab_size), targets)
+    exp, exp_sum, log_z, target = _partition(output_logits(x, w, vocab_size), targets)
     # d/dlogits of weights * (log_z - target + z_loss * log_z^2).
     scale = weights * (1.0 + 2.0 * z_loss * log_z)
-    dlogits = exp * (scale / exp.sum(axis=-1))[..., None]
+    dlogits = exp * (scale / exp_sum)[..., None]
     dlogits = dlogits - weights[..., None] * jax.nn.one_hot(targets, w.shape[1], dtype=exp.dtype)
     dlogits = dlogits.astype(x.dtype)
     # 2-D GEMMs over the chunk's rows (see matmul_2d: XLA's CPU backend runs a
@@ -131,15 +124,11 @@ def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
   return (ce_sum + z_loss * z_sum, ce_sum, z_sum), (_unchunk(dx), dw.astype(w_DV.dtype))
 
 
-def _loss_sums_fwd(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
-  return _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size)
-
-
 def _loss_sums_bwd(z_loss, vocab_size, grads, cotangents):
   del z_loss, vocab_size
   dx, dw = grads
   g = cotangents[0]  # only `total` is differentiable
-  return ((dx * g.astype(dx.dtype)).astype(dx.dtype), (dw * g).astype(dw.dtype), None, None)
+  return dx * g.astype(dx.dtype), (dw * g).astype(dw.dtype), None, None
 
 
-loss_sums.defvjp(_loss_sums_fwd, _loss_sums_bwd)
+loss_sums.defvjp(_forward, _loss_sums_bwd)

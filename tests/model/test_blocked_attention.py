@@ -1,22 +1,13 @@
 """Full-attention layers compute only the causal half, one query block at a time."""
-import jax.numpy as jnp
-import numpy as np
-
 from midtrain_jax.model import attention
 from midtrain_jax.model.config import FULL_ATTENTION
-from tests.model.test_local_attention import assert_matches_masked_reference, xla_attend
+from tests.model.test_local_attention import assert_matches_masked_reference, packed_qkv, xla_attend
 
 
 def test_causal_blocked_attention_equals_the_masked_reference():
-  rng = np.random.default_rng(1)
-  b, t, n, kh, h, block = 2, 96, 4, 2, 16, 32
-  q, k, v = (jnp.asarray(rng.standard_normal((b, t, heads, h)), jnp.float32)
-             for heads in (n, kh, kh))
+  block = 32
   # Packed documents whose boundaries fall inside blocks, and trailing padding.
-  segments = np.ones((b, t), np.int32)
-  segments[0, 17:70], segments[0, 70:] = 2, 3
-  segments[1, 40:], segments[1, 90:] = 2, 0
-  segments = jnp.asarray(segments)
+  q, k, v, segments = packed_qkv(1, 96, [[(17, 2), (70, 3)], [(40, 2), (90, 0)]])
   assert_matches_masked_reference(
       lambda q, k, v: attention.causal_blocked_attention(q, k, v, segments, block, xla_attend),
       q, k, v, segments, FULL_ATTENTION)

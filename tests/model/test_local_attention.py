@@ -14,6 +14,20 @@ def xla_attend(q, k, v, mask):
   return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=0.25, implementation="xla")
 
 
+def packed_qkv(seed: int, t: int, boundaries):
+  """Random q [2, t, 4, 16], k and v [2, t, 2, 16] (grouped heads), and the
+  segment ids of packed rows: `boundaries[row]` lists (start, id) pairs, the
+  tokens from `start` on carrying `id` (0: padding); the rest are document 1."""
+  rng = np.random.default_rng(seed)
+  q, k, v = (jnp.asarray(rng.standard_normal((2, t, heads, 16)), jnp.float32)
+             for heads in (4, 2, 2))
+  segments = np.ones((2, t), np.int32)
+  for row, starts in enumerate(boundaries):
+    for start, segment in starts:
+      segments[row, start:] = segment
+  return q, k, v, jnp.asarray(segments)
+
+
 def assert_matches_masked_reference(attend, q, k, v, segments, window):
   """`attend(q, k, v)` equals the masked float32 reference on real (non-padding)
   tokens, outputs and gradients both."""
@@ -35,15 +49,9 @@ def assert_matches_masked_reference(attend, q, k, v, segments, window):
 
 
 def test_block_local_attention_equals_the_masked_reference():
-  rng = np.random.default_rng(0)
-  b, t, n, kh, h, window = 2, 64, 4, 2, 16, 16
-  q, k, v = (jnp.asarray(rng.standard_normal((b, t, heads, h)), jnp.float32)
-             for heads in (n, kh, kh))
+  window = 16
   # Packed documents whose boundaries fall inside blocks, and trailing padding.
-  segments = np.ones((b, t), np.int32)
-  segments[0, 21:50], segments[0, 50:] = 2, 3
-  segments[1, 9:], segments[1, 60:] = 2, 0
-  segments = jnp.asarray(segments)
+  q, k, v, segments = packed_qkv(0, 64, [[(21, 2), (50, 3)], [(9, 2), (60, 0)]])
   assert_matches_masked_reference(
       lambda q, k, v: attention.local_attention(q, k, v, segments, window, xla_attend),
       q, k, v, segments, window)
