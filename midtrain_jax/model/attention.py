@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from midtrain_jax.kernels import cpu_attention, native
 from midtrain_jax.model import attention_kernels, rope
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model.layers import Dense, RMSNorm
@@ -217,7 +218,11 @@ class Attention(nnx.Module):
 
     kernel = attention_kernels.resolve(self.cfg.attention)
     xla = functools.partial(grouped_attention, scale=scale)
-    if cache is None and uses_local_blocks(self.window, t, kernel):
+    if cache is None and kernel == "xla" and native.applies(q, k, v):
+      # One CPU device in float32: the fused kernel (no score matrices in XLA).
+      out = cpu_attention.attention(q, k, v, segment_ids_BT, self.window, float(scale))
+      new_cache = None
+    elif cache is None and uses_local_blocks(self.window, t, kernel):
       out = local_attention(q, k, v, segment_ids_BT, self.window, xla)
       new_cache = None
     elif cache is None and (block := causal_query_block(self.window, t, kernel)):

@@ -17,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from midtrain_jax.model.layers import matmul_2d, output_logits
+from midtrain_jax.model.layers import dot_2d, output_logits
 from midtrain_jax.parallel import sharding
 
 # Bytes of one chunk's float32 logits per device: large enough for efficient
@@ -111,9 +111,9 @@ def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
     dlogits = dlogits.astype(x.dtype)
     # 2-D GEMMs over the chunk's rows (see matmul_2d: XLA's CPU backend runs a
     # dot contracting both batch and position axes several times slower).
-    dx = matmul_2d(dlogits, w.T, 1, jnp.float32)
-    dw_DV = dw_DV + jnp.matmul(x.reshape(-1, x.shape[-1]).T, dlogits.reshape(-1, w.shape[1]),
-                               preferred_element_type=jnp.float32)
+    rows, dlogit_rows = x.reshape(-1, x.shape[-1]), dlogits.reshape(-1, w.shape[1])
+    dx = dot_2d(dlogit_rows, w, jnp.float32, transpose_b=True).reshape(x.shape)
+    dw_DV = dw_DV + dot_2d(rows, dlogit_rows, jnp.float32, transpose_a=True)
     sums = ((weights * (log_z - target)).sum(), (weights * jnp.square(log_z)).sum())
     return dw_DV, (dx.astype(x.dtype), sums)
 

@@ -1,0 +1,259 @@
+// Causal attention within documents for XLA's CPU backend, float32, forward
+// and backward: what torch's CPU flash attention does, for the model's masks.
+//
+// A query sees the keys at or before its own slot, inside an optional sliding
+// window, in its own document (same segment id); GQA: query head n uses KV
+// head n / (N / K). Layouts are the model's: q, o [B, T, N, H]; k, v
+// [B, T, K, H]; segment ids [B, T]; lse (log-sum-exp of each query's scaled
+// scores, kept for the backward pass) [B, N, T].
+//
+// Work is split into one task per (batch row, KV head): a task owns its KV
+// head's dk / dv rows, so the backward pass accumulates without locks. In a
+// task, each block of query rows takes its scores against only the keys the
+// block can see (blocks above the diagonal and outside the window are never
+// computed) as MKL GEMMs on strided views, softmax in between; the backward
+// pass recomputes the probabilities from lse instead of storing them.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+extern "C" void cblas_sgemm(int layout, int trans_a, int trans_b, int m, int n, int k,
+                            float alpha, const float* a, int lda, const float* b, int ldb,
+                            float beta, float* c, int ldc);
+
+namespace {
+
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+constexpr int64_t kQueryBlock = 64;
+// Scores of masked keys; finite, so no inf arithmetic is needed anywhere.
+constexpr float kMasked = -1e30f;
+
+// exp(x) for x <= 0 as 2^n * p(r) (Cephes expf polynomial, ~2 ulp), written so
+// the compiler vectorises the loops that call it.
+inline float Exp(float x) {
+  x = std::max(x, -87.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+struct Dims {
+  int64_t b, t, n, k, h, window;
+  float scale;
+  int64_t group() const { return n / k; }
+};
+
+// Keys [lo, hi) that the query rows [t0, t1) can see.
+inline void KeyRange(const Dims& d, int64_t t0, int64_t t1, int64_t* lo, int64_t* hi) {
+  *lo = d.window > 0 ? std::max<int64_t>(0, t0 - d.window + 1) : 0;
+  *hi = t1;
+}
+
+// s[rows, len] = scale * q_rows . k_keys, masked entries at kMasked.
+void Scores(const Dims& d, const float* q, const float* k, const int32_t* seg, int64_t bi,
+            int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len, float* s) {
+  const int64_t kv = head / d.group();
+  cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, d.scale,
+              q + ((bi * d.t + t0) * d.n + head) * d.h, d.n * d.h,
+              k + ((bi * d.t + lo) * d.k + kv) * d.h, d.k * d.h, 0.0f, s, len);
+  const int32_t* seg_b = seg + bi * d.t;
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t t = t0 + i;
+    float* row = s + i * len;
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t key = lo + j;
+      const bool visible = key <= t && (d.window <= 0 || t - key < d.window) &&
+                           seg_b[key] == seg_b[t];
+      row[j] = visible ? row[j] : kMasked;
+    }
+  }
+}
+
+// Runs task(i) for i in [0, tasks) on the caller and the pool; the future
+// completes when all have run. The caller never waits for the pool.
+template <typename Task>
+ffi::Future RunTasks(ffi::ThreadPool& pool, int64_t tasks, Task task) {
+  ffi::Promise promise;
+  ffi::Future future(promise);
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), tasks));
+  auto next = std::make_shared<std::atomic<int64_t>>(0);
+  auto done = std::make_shared<ffi::CountDownPromise>(promise, workers);
+  auto work = [next, done, tasks, task] {
+    for (int64_t i; (i = next->fetch_add(1)) < tasks;) task(i);
+    done->CountDown();
+  };
+  for (int64_t w = 1; w < workers; ++w) pool.Schedule([work] { work(); });
+  work();
+  return future;
+}
+
+bool ParseDims(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k, ffi::Buffer<ffi::F32>& v,
+               ffi::Buffer<ffi::S32>& seg, int64_t window, float scale, Dims* d) {
+  auto dq = q.dimensions(), dk = k.dimensions(), dv = v.dimensions(), ds = seg.dimensions();
+  if (dq.size() != 4 || dk.size() != 4 || dv.size() != 4 || ds.size() != 2) return false;
+  *d = Dims{dq[0], dq[1], dq[2], dk[2], dq[3], window, scale};
+  for (int i = 0; i < 4; ++i) {
+    if (dk[i] != dv[i]) return false;
+  }
+  return dk[0] == d->b && dk[1] == d->t && dk[3] == d->h && ds[0] == d->b && ds[1] == d->t &&
+         d->k > 0 && d->n % d->k == 0;
+}
+
+ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                    ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::S32> seg,
+                    ffi::ResultBuffer<ffi::F32> o, ffi::ResultBuffer<ffi::F32> lse,
+                    int64_t window, float scale) {
+  Dims d;
+  if (!ParseDims(q, k, v, seg, window, scale, &d)) {
+    ffi::Promise promise;
+    ffi::Future future(promise);
+    promise.SetError(ffi::Error::InvalidArgument("cpu_attention: inconsistent shapes"));
+    return future;
+  }
+  const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
+  const int32_t* sp = seg.typed_data();
+  float *op = o->typed_data(), *lp = lse->typed_data();
+  return RunTasks(pool, d.b * d.k, [=](int64_t task) {
+    const int64_t bi = task / d.k, kv = task % d.k;
+    std::vector<float> s(kQueryBlock * d.t);
+    for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
+      for (int64_t t0 = 0; t0 < d.t; t0 += kQueryBlock) {
+        const int64_t rows = std::min(kQueryBlock, d.t - t0);
+        int64_t lo, hi;
+        KeyRange(d, t0, t0 + rows, &lo, &hi);
+        const int64_t len = hi - lo;
+        Scores(d, qp, kp, sp, bi, head, t0, rows, lo, len, s.data());
+        for (int64_t i = 0; i < rows; ++i) {
+          float* row = s.data() + i * len;
+          float peak = kMasked;
+          for (int64_t j = 0; j < len; ++j) peak = std::max(peak, row[j]);
+          float sum = 0.0f;
+          for (int64_t j = 0; j < len; ++j) {
+            const float e = Exp(row[j] - peak);
+            row[j] = row[j] > kMasked ? e : 0.0f;
+            sum += row[j];
+          }
+          // Every query sees itself, so sum >= 1; the guard keeps a row with
+          // nothing visible at zero output instead of NaN.
+          const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+          for (int64_t j = 0; j < len; ++j) row[j] *= inv;
+          lp[(bi * d.n + head) * d.t + t0 + i] = peak + std::log(sum > 0.0f ? sum : 1.0f);
+        }
+        cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, 1.0f, s.data(), len,
+                    vp + ((bi * d.t + lo) * d.k + kv) * d.h, d.k * d.h, 0.0f,
+                    op + ((bi * d.t + t0) * d.n + head) * d.h, d.n * d.h);
+      }
+    }
+  });
+}
+
+ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                     ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::S32> seg,
+                     ffi::Buffer<ffi::F32> o, ffi::Buffer<ffi::F32> lse,
+                     ffi::Buffer<ffi::F32> dout, ffi::ResultBuffer<ffi::F32> dq,
+                     ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv,
+                     int64_t window, float scale) {
+  Dims d;
+  if (!ParseDims(q, k, v, seg, window, scale, &d)) {
+    ffi::Promise promise;
+    ffi::Future future(promise);
+    promise.SetError(ffi::Error::InvalidArgument("cpu_attention: inconsistent shapes"));
+    return future;
+  }
+  const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
+  const float *op = o.typed_data(), *lp = lse.typed_data(), *gp = dout.typed_data();
+  const int32_t* sp = seg.typed_data();
+  float *dqp = dq->typed_data(), *dkp = dk->typed_data(), *dvp = dv->typed_data();
+  return RunTasks(pool, d.b * d.k, [=](int64_t task) {
+    const int64_t bi = task / d.k, kv = task % d.k;
+    for (int64_t t = 0; t < d.t; ++t) {
+      const int64_t at = ((bi * d.t + t) * d.k + kv) * d.h;
+      std::fill(dkp + at, dkp + at + d.h, 0.0f);
+      std::fill(dvp + at, dvp + at + d.h, 0.0f);
+    }
+    std::vector<float> p(kQueryBlock * d.t), dp(kQueryBlock * d.t);
+    for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
+      for (int64_t t0 = 0; t0 < d.t; t0 += kQueryBlock) {
+        const int64_t rows = std::min(kQueryBlock, d.t - t0);
+        int64_t lo, hi;
+        KeyRange(d, t0, t0 + rows, &lo, &hi);
+        const int64_t len = hi - lo;
+        const int64_t q_at = ((bi * d.t + t0) * d.n + head) * d.h;
+        const int64_t kv_at = ((bi * d.t + lo) * d.k + kv) * d.h;
+        Scores(d, qp, kp, sp, bi, head, t0, rows, lo, len, p.data());
+        // dp = dout . v^T
+        cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, 1.0f, gp + q_at, d.n * d.h,
+                    vp + kv_at, d.k * d.h, 0.0f, dp.data(), len);
+        for (int64_t i = 0; i < rows; ++i) {
+          const float log_z = lp[(bi * d.n + head) * d.t + t0 + i];
+          const float* o_row = op + q_at + i * d.n * d.h;
+          const float* g_row = gp + q_at + i * d.n * d.h;
+          float delta = 0.0f;  // sum_h dout * out = sum_j p * dp
+          for (int64_t c = 0; c < d.h; ++c) delta += o_row[c] * g_row[c];
+          float* p_row = p.data() + i * len;
+          float* dp_row = dp.data() + i * len;
+          for (int64_t j = 0; j < len; ++j) {
+            const float e = Exp(p_row[j] - log_z);
+            p_row[j] = p_row[j] > kMasked ? e : 0.0f;
+            dp_row[j] = p_row[j] * (dp_row[j] - delta);  // d score (before the scale)
+          }
+        }
+        // dq = scale * ds . k;  dk += scale * ds^T . q;  dv += p^T . dout
+        cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, d.scale, dp.data(), len,
+                    kp + kv_at, d.k * d.h, 0.0f, dqp + q_at, d.n * d.h);
+        cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, d.scale, dp.data(), len,
+                    qp + q_at, d.n * d.h, 1.0f, dkp + kv_at, d.k * d.h);
+        cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, 1.0f, p.data(), len,
+                    gp + q_at, d.n * d.h, 1.0f, dvp + kv_at, d.k * d.h);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MidtrainCpuAttentionForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("window")
+                                  .Attr<float>("scale"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MidtrainCpuAttentionBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("window")
+                                  .Attr<float>("scale"));

@@ -1,0 +1,115 @@
+// Float32 GEMM for XLA's CPU backend: MKL's sequential sgemm on row blocks of
+// the output, spread over XLA's intra-op thread pool.
+//
+// On CPUs where MKL's sgemm outruns XLA's own CPU GEMMs (YNNPACK/Eigen), the
+// model's projections, MLP and output layer call this through an XLA FFI custom
+// call (kernels/cpu_gemm.py). MKL runs single-threaded inside each block so it
+// never starts threads of its own beside XLA's pool; the handler returns a
+// future instead of waiting for its blocks, so a pool thread is never parked
+// while another GEMM waits for it.
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <memory>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+extern "C" {
+void cblas_sgemm(int layout, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float* a, int lda, const float* b, int ldb, float beta, float* c,
+                 int ldc);
+int MKL_Set_Threading_Layer(int layer);
+}
+
+namespace {
+
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+constexpr int kMklThreadingSequential = 1;
+// Output rows per block at least: below this a block's GEMM is too small to
+// amortise the hand-off to another thread.
+constexpr int64_t kMinRowsPerBlock = 64;
+
+// Before MKL's first call: one thread per call, the parallelism is XLA's pool.
+const bool kSequential = (MKL_Set_Threading_Layer(kMklThreadingSequential), true);
+
+struct Gemm {
+  const float* a;
+  const float* b;
+  float* c;
+  int64_t m, n, k;
+  bool transpose_a, transpose_b;
+
+  // Rows [begin, end) of C = op(A) op(B), everything row-major.
+  void Rows(int64_t begin, int64_t end) const {
+    const int64_t lda = transpose_a ? m : k, ldb = transpose_b ? k : n;
+    const float* a_rows = transpose_a ? a + begin : a + begin * lda;
+    cblas_sgemm(kRowMajor, transpose_a ? kTrans : kNoTrans, transpose_b ? kTrans : kNoTrans,
+                static_cast<int>(end - begin), static_cast<int>(n), static_cast<int>(k), 1.0f,
+                a_rows, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c + begin * n,
+                static_cast<int>(n));
+  }
+};
+
+ffi::Future GemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
+                     ffi::ResultBuffer<ffi::F32> c, bool transpose_a, bool transpose_b) {
+  ffi::Promise promise;
+  ffi::Future future(promise);
+  auto da = a.dimensions(), db = b.dimensions(), dc = c->dimensions();
+  if (da.size() != 2 || db.size() != 2 || dc.size() != 2) {
+    promise.SetError(ffi::Error::InvalidArgument("cpu_gemm: operands must be 2-D"));
+    return future;
+  }
+  const int64_t m = transpose_a ? da[1] : da[0], k = transpose_a ? da[0] : da[1];
+  const int64_t kb = transpose_b ? db[1] : db[0], n = transpose_b ? db[0] : db[1];
+  if (k != kb || dc[0] != m || dc[1] != n) {
+    promise.SetError(ffi::Error::InvalidArgument("cpu_gemm: shapes do not match"));
+    return future;
+  }
+  if (std::max({m, n, k}) > INT_MAX) {
+    promise.SetError(ffi::Error::InvalidArgument("cpu_gemm: a dimension exceeds 32 bits"));
+    return future;
+  }
+  if (m == 0 || n == 0) {
+    promise.SetAvailable();
+    return future;
+  }
+  if (k == 0) {
+    std::fill(c->typed_data(), c->typed_data() + m * n, 0.0f);
+    promise.SetAvailable();
+    return future;
+  }
+  const Gemm gemm{a.typed_data(), b.typed_data(), c->typed_data(), m, n, k,
+                  transpose_a, transpose_b};
+  const int64_t blocks =
+      std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), m / kMinRowsPerBlock));
+  if (blocks == 1) {
+    gemm.Rows(0, m);
+    promise.SetAvailable();
+    return future;
+  }
+  // Block i covers rows [i * m / blocks, (i + 1) * m / blocks). Blocks 1.. go to
+  // the pool, block 0 runs here; the last one to finish completes the future.
+  auto done = std::make_shared<ffi::CountDownPromise>(promise, blocks);
+  for (int64_t i = 1; i < blocks; ++i) {
+    pool.Schedule([gemm, done, i, blocks] {
+      gemm.Rows(i * gemm.m / blocks, (i + 1) * gemm.m / blocks);
+      done->CountDown();
+    });
+  }
+  gemm.Rows(0, m / blocks);
+  done->CountDown();
+  return future;
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(MidtrainCpuGemm, GemmImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<bool>("transpose_a")
+                                  .Attr<bool>("transpose_b"));

@@ -1,0 +1,146 @@
+"""Builds and registers the native CPU kernels (cpu_gemm.cc, cpu_attention.cc) with XLA.
+
+The kernels are XLA FFI custom calls on MKL's sgemm. They are compiled on first
+use with the system's C++ compiler against the XLA FFI headers jaxlib ships and
+the MKL runtime of the `mkl` wheel, for this CPU (-march=native), and cached
+per source, jaxlib version, MKL path and CPU under
+$XDG_CACHE_HOME/midtrain_jax/kernels (default ~/.cache).
+
+The environment variable MIDTRAIN_CPU_KERNELS chooses: `auto` (default: the
+native kernels wherever they apply and build, XLA's ops otherwise), `native`
+(an error when they cannot be built) or `xla` (never).
+"""
+import ctypes
+import functools
+import glob
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jax.numpy as jnp
+
+ENV = "MIDTRAIN_CPU_KERNELS"
+MODES = ("auto", "native", "xla")
+_SOURCES = [os.path.join(os.path.dirname(__file__), name)
+            for name in ("cpu_gemm.cc", "cpu_attention.cc")]
+# FFI target name -> exported handler symbol.
+TARGETS = {
+    "midtrain_cpu_gemm": "MidtrainCpuGemm",
+    "midtrain_cpu_attention_fwd": "MidtrainCpuAttentionForward",
+    "midtrain_cpu_attention_bwd": "MidtrainCpuAttentionBackward",
+}
+
+log = logging.getLogger(__name__)
+
+
+def mode() -> str:
+  value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+  if value not in MODES:
+    raise ValueError(f"{ENV}={value!r}: expected one of {MODES}.")
+  return value
+
+
+def mkl_runtime() -> str | None:
+  """Path of MKL's single dynamic library (libmkl_rt), or None."""
+  for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+    found = sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")), key=len)
+    if found:
+      return found[0]
+  return None
+
+
+def _cpu_signature() -> bytes:
+  """This CPU's model and flags: the library is built for it (-march=native)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      lines = [x for x in f if x.startswith(("flags", "model name"))][:2]
+  except OSError:
+    lines = []
+  return (platform.machine() + "".join(lines)).encode()
+
+
+def _cache_dir() -> str:
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(root, "midtrain_jax", "kernels")
+
+
+def build(runtime: str) -> str:
+  """Compiles the kernels against `runtime` (once per version); the library's path."""
+  digest = hashlib.sha256(jax.__version__.encode() + runtime.encode() + _cpu_signature())
+  for source in _SOURCES:
+    with open(source, "rb") as f:
+      digest.update(f.read())
+  out_dir = _cache_dir()
+  target = os.path.join(out_dir, f"libmidtrain_cpu-{digest.hexdigest()[:16]}.so")
+  if os.path.exists(target):
+    return target
+  compiler = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+  if compiler is None:
+    raise RuntimeError("no C++ compiler (g++, c++ or $CXX) on PATH")
+  os.makedirs(out_dir, exist_ok=True)
+  # Built under a temporary name and renamed: processes building at once
+  # (test workers) never load a half-written library.
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+  os.close(fd)
+  lib_dir, lib_name = os.path.split(runtime)
+  cmd = [compiler, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC",
+         "-isystem", jax.ffi.include_dir(), *_SOURCES, "-o", tmp,
+         f"-L{lib_dir}", f"-l:{lib_name}", f"-Wl,-rpath,{lib_dir}"]
+  try:
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    os.replace(tmp, target)
+  except subprocess.CalledProcessError as e:
+    raise RuntimeError(f"compiling {', '.join(_SOURCES)} failed:\n{e.stderr[-2000:]}") from e
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return target
+
+
+@functools.cache
+def status() -> tuple[bool, str]:
+  """(whether the kernels are registered with XLA, why not when they are not); built once."""
+  runtime = mkl_runtime()
+  if runtime is None:
+    return False, "MKL is not installed (pip install mkl)"
+  try:
+    library = ctypes.cdll.LoadLibrary(build(runtime))
+  except (OSError, RuntimeError) as e:
+    return False, f"the native CPU kernels could not be built or loaded: {e}"
+  for target, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform="cpu")
+  return True, ""
+
+
+def _one_device() -> bool:
+  # XLA cannot partition a custom call: sharded programs keep XLA's ops.
+  mesh = jax.sharding.get_abstract_mesh()
+  return mesh.size == 1 if not mesh.empty else jax.device_count() == 1
+
+
+def applies(*arrays) -> bool:
+  """Whether an op on `arrays` (all float32) runs on the native kernels: the CPU
+  backend, one device, the kernels built, and MIDTRAIN_CPU_KERNELS not `xla`."""
+  chosen = mode()
+  if chosen == "xla" or jax.default_backend() != "cpu":
+    return False
+  if any(a.dtype != jnp.float32 for a in arrays) or not _one_device():
+    return False
+  ready, why = status()
+  if not ready and chosen == "native":
+    raise RuntimeError(f"{ENV}=native, but {why}.")
+  if not ready:
+    _note_fallback(why)
+  return ready
+
+
+@functools.cache
+def _note_fallback(why: str) -> None:
+  log.info("CPU kernels: XLA's ops are used (%s).", why)
