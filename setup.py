@@ -22,6 +22,8 @@ _CORE = [
     "pyarrow>=15",
     "safetensors>=0.4",  # HF checkpoints in and out (interop/).
     "gguf>=0.10",        # GGUF checkpoints in (interop/gguf.py).
+    # MKL's sgemm behind the native CPU kernels (midtrain_jax/kernels/).
+    "mkl>=2025; platform_system == 'Linux' and platform_machine == 'x86_64'",
 ]
 # transformers converts SentencePiece vocabularies on export and is the
 # reference the interop tests compare against; torch is pinned to the CPU
@@ -38,6 +40,7 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["midtrain_jax", "midtrain_jax.*"]),
+    package_data={"midtrain_jax.kernels": ["*.cc"]},
     install_requires=_CORE,
     extras_require={
         "tpu": ["jax[tpu]~=0.10.2"],

@@ -1,0 +1,146 @@
+"""The native CPU kernels (MKL GEMM, fused attention) equal XLA's ops, values and gradients."""
+import platform
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from midtrain_jax.kernels import cpu_attention, cpu_gemm, native
+from midtrain_jax.model import attention
+from midtrain_jax.parallel import sharding
+from midtrain_jax.train import optim
+from midtrain_jax.train import step as ts
+from tests import helpers
+
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.machine() != "x86_64",
+    reason="the mkl wheel (and so the native kernels) is for x86-64 Linux")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+  ready, why = native.status()
+  assert ready, why
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("m,k,n", [(300, 70, 50), (37, 129, 200), (1, 5, 3), (256, 0, 8)])
+def test_gemm_and_its_gradients_equal_xla(m, k, n, transpose_a, transpose_b):
+  rng = np.random.default_rng(m + k + n)
+  a = jnp.asarray(rng.normal(size=(k, m) if transpose_a else (m, k)), jnp.float32)
+  b = jnp.asarray(rng.normal(size=(n, k) if transpose_b else (k, n)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(m, n)), jnp.float32)
+
+  def xla(a, b):
+    return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+
+  def ours(a, b):
+    return cpu_gemm.matmul(a, b, transpose_a, transpose_b)
+
+  want = xla(np.asarray(a, np.float64), np.asarray(b, np.float64))
+  np.testing.assert_allclose(jax.jit(ours)(a, b), want, rtol=1e-5, atol=1e-4)
+  grads = [jax.jit(jax.grad(lambda a, b, f=f: (f(a, b) * w).sum(), argnums=(0, 1)))(a, b)
+           for f in (ours, xla)]
+  for g, r in zip(*grads):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4)
+
+
+# (batch, seq, query heads, KV heads, head dim, window): GQA groups of 1-6,
+# sequences that are and are not multiples of the kernel's 64-row blocks,
+# windows shorter and longer than a block.
+ATTENTION_CASES = [(2, 96, 4, 2, 16, 0), (2, 128, 4, 4, 32, 24), (1, 200, 6, 1, 8, 0),
+                   (3, 64, 2, 1, 64, 7), (1, 160, 2, 2, 16, 100)]
+
+
+@pytest.mark.parametrize("b,t,n,kv,h,window", ATTENTION_CASES)
+def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window):
+  rng = np.random.default_rng(t + window)
+  q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(b, t, kv, h)), jnp.float32)
+  v = jnp.asarray(rng.normal(size=(b, t, kv, h)), jnp.float32)
+  # Packed documents of random lengths (ids ascending along the row).
+  segment_ids = jnp.asarray(np.sort(rng.integers(1, 4, (b, t)), axis=1), jnp.int32)
+  scale = float(1 / np.sqrt(h))
+  slots = jnp.arange(t)
+  mask = attention.attention_mask(slots, slots, segment_ids, segment_ids, window)
+
+  def reference(q, k, v):
+    return attention.reference_attention(q, k, v, mask, scale)
+
+  def ours(q, k, v):
+    return cpu_attention.attention(q, k, v, segment_ids, window, scale)
+
+  np.testing.assert_allclose(jax.jit(ours)(q, k, v), jax.jit(reference)(q, k, v),
+                             rtol=1e-5, atol=2e-6)
+  w = jnp.asarray(rng.normal(size=q.shape), jnp.float32)
+  grads = [jax.jit(jax.grad(lambda *x, f=f: (f(*x) * w).sum(), argnums=(0, 1, 2)))(q, k, v)
+           for f in (ours, reference)]
+  for g, r in zip(*grads):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+
+
+def _train_step_on(mesh_shape, monkeypatch, kernels: str):
+  """(HLO text of the train step, its losses over two steps, the first step's gradients)."""
+  monkeypatch.setenv(native.ENV, kernels)
+  cfg = helpers.tiny_model()
+  devices = int(np.prod(mesh_shape))
+  mesh = sharding.make_mesh(dict(zip(sharding.MESH_AXES, mesh_shape)), jax.devices()[:devices])
+  c = helpers.small_config(1).optim
+  schedule = optim.make_schedule(c, 10)
+  tx = optim.make_optimizer(c, schedule)
+  graphdef, abstract, axes = ts.abstract_model(cfg)
+  shardings = ts.state_shardings(tx, abstract, ts.param_shardings(abstract, axes, mesh), mesh)
+  state = ts.init_state(cfg, tx, 0, shardings)
+  batch = sharding.host_batch_to_global(helpers.text_batch(8, 32, docs_per_row=2), mesh)
+  step = ts.jit_train_step(graphdef, tx, schedule, 1e-4, mesh, shardings)
+  with jax.set_mesh(mesh):
+    hlo = step.__wrapped__.lower(state, batch).as_text()
+    grads = jax.jit(jax.grad(lambda p: ts.loss_fn(p, graphdef, batch, 1e-4)[0]))(state.params)
+  losses = []
+  for _ in range(2):
+    state, m = step(state, batch)
+    losses.append(float(m["loss"]))
+  return hlo, losses, jax.device_get(grads)
+
+
+def test_train_step_on_native_kernels_equals_xla(monkeypatch):
+  hlo, losses, grads = _train_step_on((1, 1, 1), monkeypatch, "native")
+  assert "midtrain_cpu_gemm" in hlo and "midtrain_cpu_attention_bwd" in hlo
+  ref_hlo, ref_losses, ref_grads = _train_step_on((1, 1, 1), monkeypatch, "xla")
+  assert "midtrain_cpu" not in ref_hlo
+  np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def test_sharded_programs_keep_xla_ops(monkeypatch):
+  # XLA cannot partition a custom call; a mesh of several devices uses its dots.
+  hlo, _, _ = _train_step_on((2, 2, 2), monkeypatch, "auto")
+  assert "midtrain_cpu" not in hlo
+
+
+def test_bfloat16_keeps_xla_ops():
+  x = jnp.ones((4, 4), jnp.bfloat16)
+  assert not native.applies(x, x)
+
+
+def test_unknown_mode_is_named(monkeypatch):
+  monkeypatch.setenv(native.ENV, "fast")
+  with pytest.raises(ValueError, match="MIDTRAIN_CPU_KERNELS='fast'"):
+    native.mode()
+
+
+def test_native_mode_without_mkl_says_why(monkeypatch):
+  monkeypatch.setenv(native.ENV, "native")
+  monkeypatch.setattr(native, "mkl_runtime", lambda: None)
+  monkeypatch.setattr(native, "_one_device", lambda: True)
+  native.status.cache_clear()
+  try:
+    with pytest.raises(RuntimeError, match="MKL is not installed"):
+      native.applies(jnp.ones((2, 2)), jnp.ones((2, 2)))
+    monkeypatch.setenv(native.ENV, "auto")
+    assert not native.applies(jnp.ones((2, 2)), jnp.ones((2, 2)))
+  finally:
+    native.status.cache_clear()
