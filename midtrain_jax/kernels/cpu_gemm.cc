@@ -1,5 +1,5 @@
-// Float32 GEMM for XLA's CPU backend: MKL's sequential sgemm on row blocks of
-// the output, spread over XLA's intra-op thread pool.
+// Float32 GEMM for XLA's CPU backend: MKL's sequential sgemm on blocks of the
+// output's rows or columns, spread over XLA's intra-op thread pool.
 //
 // On CPUs where MKL's sgemm outruns XLA's own CPU GEMMs (YNNPACK/Eigen), the
 // model's projections, MLP and output layer call this through an XLA FFI custom
@@ -27,9 +27,9 @@ namespace {
 
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 constexpr int kMklThreadingSequential = 1;
-// Output rows per block at least: below this a block's GEMM is too small to
-// amortise the hand-off to another thread.
-constexpr int64_t kMinRowsPerBlock = 64;
+// Output rows (or columns) per block at least: below this a block's GEMM is too
+// small to amortise the hand-off to another thread.
+constexpr int64_t kMinBlock = 64;
 
 // Before MKL's first call: one thread per call, the parallelism is XLA's pool.
 const bool kSequential = (MKL_Set_Threading_Layer(kMklThreadingSequential), true);
@@ -41,14 +41,25 @@ struct Gemm {
   int64_t m, n, k;
   bool transpose_a, transpose_b;
 
-  // Rows [begin, end) of C = op(A) op(B), everything row-major.
-  void Rows(int64_t begin, int64_t end) const {
+  // C[rows, cols] = op(A)[rows, :] op(B)[:, cols] for rows [r0, r1), cols [c0, c1).
+  void Block(int64_t r0, int64_t r1, int64_t c0, int64_t c1) const {
     const int64_t lda = transpose_a ? m : k, ldb = transpose_b ? k : n;
-    const float* a_rows = transpose_a ? a + begin : a + begin * lda;
+    const float* a_rows = transpose_a ? a + r0 : a + r0 * lda;
+    const float* b_cols = transpose_b ? b + c0 * ldb : b + c0;
     cblas_sgemm(kRowMajor, transpose_a ? kTrans : kNoTrans, transpose_b ? kTrans : kNoTrans,
-                static_cast<int>(end - begin), static_cast<int>(n), static_cast<int>(k), 1.0f,
-                a_rows, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c + begin * n,
-                static_cast<int>(n));
+                static_cast<int>(r1 - r0), static_cast<int>(c1 - c0), static_cast<int>(k), 1.0f,
+                a_rows, static_cast<int>(lda), b_cols, static_cast<int>(ldb), 0.0f,
+                c + r0 * n + c0, static_cast<int>(n));
+  }
+
+  // Block i of `blocks` along the longer side of C (a weight gradient [D, V]
+  // split by rows runs MKL on narrow strided slices of A, ~40% slower).
+  void Part(int64_t i, int64_t blocks) const {
+    if (n > m) {
+      Block(0, m, i * n / blocks, (i + 1) * n / blocks);
+    } else {
+      Block(i * m / blocks, (i + 1) * m / blocks, 0, n);
+    }
   }
 };
 
@@ -82,23 +93,23 @@ ffi::Future GemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<
   }
   const Gemm gemm{a.typed_data(), b.typed_data(), c->typed_data(), m, n, k,
                   transpose_a, transpose_b};
-  const int64_t blocks =
-      std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), m / kMinRowsPerBlock));
+  const int64_t blocks = std::max<int64_t>(
+      1, std::min<int64_t>(pool.num_threads(), std::max(m, n) / kMinBlock));
   if (blocks == 1) {
-    gemm.Rows(0, m);
+    gemm.Part(0, 1);
     promise.SetAvailable();
     return future;
   }
-  // Block i covers rows [i * m / blocks, (i + 1) * m / blocks). Blocks 1.. go to
-  // the pool, block 0 runs here; the last one to finish completes the future.
+  // Blocks 1.. go to the pool, block 0 runs here; the last one to finish
+  // completes the future.
   auto done = std::make_shared<ffi::CountDownPromise>(promise, blocks);
   for (int64_t i = 1; i < blocks; ++i) {
     pool.Schedule([gemm, done, i, blocks] {
-      gemm.Rows(i * gemm.m / blocks, (i + 1) * gemm.m / blocks);
+      gemm.Part(i, blocks);
       done->CountDown();
     });
   }
-  gemm.Rows(0, m / blocks);
+  gemm.Part(0, blocks);
   done->CountDown();
   return future;
 }

@@ -2,10 +2,11 @@
 
 On the CPUs measured (benchmarks/README.md), MKL's sgemm runs the train step's
 GEMM shapes 1.2-1.4x faster than XLA's CPU GEMMs (YNNPACK), the rate PyTorch's
-CPU build gets from it. `matmul` runs op(a) @ op(b) as MKL calls on row blocks
-of the output spread over XLA's intra-op thread pool, with its own VJP (both
-gradients are GEMMs of the same kind, transposes folded into the calls rather
-than materialised). `layers.dot_2d` decides where it applies (native.applies).
+CPU build gets from it. `matmul` runs op(a) @ op(b) as MKL calls on blocks of
+the output's rows or columns spread over XLA's intra-op thread pool, with its
+own VJP (both gradients are GEMMs of the same kind, transposes folded into the
+calls rather than materialised). `layers.dot_2d` decides where it applies
+(native.applies).
 """
 import functools
 
