@@ -3,10 +3,11 @@
   python -m benchmarks.matmul                    # [4096, 768] x [768, 3072]
   python -m benchmarks.matmul --m=4096 --k=256 --n=8192
 
-JAX in three forms: float32; bfloat16 in and out (XLA's CPU backend converts
+JAX in four forms: float32; bfloat16 in and out (XLA's CPU backend converts
 the operands and runs a float32 GEMM); bfloat16 in with a float32 result
-(`preferred_element_type`, run as a bfloat16 YNNPACK GEMM). PyTorch (when
-importable in this interpreter) in float32 and bfloat16. Each rate is the
+(`preferred_element_type`, run as a bfloat16 YNNPACK GEMM); float32 on the
+native MKL GEMM the model uses on one CPU device (kernels/cpu_gemm.py).
+PyTorch (when importable in this interpreter) in float32 and bfloat16. Each rate is the
 best of `--samples` synchronised runs of `--reps` products, forms alternating
 so the host's drift hits all alike.
 """
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from midtrain_jax.kernels import cpu_gemm, native
 from midtrain_jax.train import peaks
 
 
@@ -28,9 +30,13 @@ def _jax_forms(m: int, k: int, n: int) -> dict:
   a16, b16 = a32.astype(jnp.bfloat16), b32.astype(jnp.bfloat16)
   plain = jax.jit(jnp.matmul)
   wide = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
-  return {"jax float32": lambda: plain(a32, b32).block_until_ready(),
-          "jax bf16 -> bf16": lambda: plain(a16, b16).block_until_ready(),
-          "jax bf16 -> f32": lambda: wide(a16, b16).block_until_ready()}
+  forms = {"jax float32": lambda: plain(a32, b32).block_until_ready(),
+           "jax bf16 -> bf16": lambda: plain(a16, b16).block_until_ready(),
+           "jax bf16 -> f32": lambda: wide(a16, b16).block_until_ready()}
+  if native.status()[0]:
+    mkl = jax.jit(cpu_gemm.matmul)
+    forms["jax float32 native"] = lambda: mkl(a32, b32).block_until_ready()
+  return forms
 
 
 def _torch_forms(m: int, k: int, n: int) -> dict:

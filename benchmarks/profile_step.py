@@ -9,6 +9,7 @@ jax.profiler and attributes every executed XLA op (a fusion, a GEMM, a copy)
 to a class by what its HLO computes:
 
   matmul: output layer   dots with the vocabulary as a dimension (logits, their gradients)
+  attention (fused kernel)  the native CPU attention kernel (kernels/cpu_attention.py)
   matmul: attention      batched dots (scores and weighted values)
   matmul: other          projections and the MLP (forward and both gradients)
   loss softmax           exp / log over the vocabulary (cross-entropy)
@@ -96,9 +97,29 @@ def dot_flops(lines: list[str]) -> tuple[float, bool, list[list[int]]]:
   return flops, batched, seen
 
 
+_TARGET = re.compile(r'custom_call_target="(midtrain_cpu_\w+)"')
+_OPERAND_SHAPES = re.compile(r"operand_layout_constraints=\{(.*?)\}, api_version")
+
+
+def native_kernel(line: str, vocab: int) -> tuple[str, float] | None:
+  """(op class, FLOPs) of a native CPU kernel's custom call (kernels/), else None."""
+  target = _TARGET.search(line)
+  if target is None:
+    return None
+  if "attention" in target.group(1):
+    return "attention (fused kernel)", 0.0
+  out = _dims(_SHAPE.match(line).group(2))
+  lhs = _dims(re.search(r"\[([\d,]*)\]", _OPERAND_SHAPES.search(line).group(1)).group(1))
+  k = lhs[0] if "transpose_a = true" in line else lhs[1]
+  kind = "matmul: output layer" if vocab in out or vocab in lhs else "matmul: other"
+  return kind, 2.0 * out[0] * out[1] * k
+
+
 def classify(name: str, where: dict, computations: dict, vocab: int) -> tuple[str, float]:
   """(op class, matmul FLOPs) of one executed op."""
   line, _ = where[name]
+  if (kernel := native_kernel(line, vocab)) is not None:
+    return kernel
   called = _CALLS.search(line)
   body = computations.get(called.group(1), []) if called else []
   lines = body or [line]

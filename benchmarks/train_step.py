@@ -46,6 +46,7 @@ import jax
 import numpy as np
 
 from midtrain_jax import config as config_lib
+from midtrain_jax.kernels import native
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import metrics, optim, peaks, plan
 from midtrain_jax.train import step as ts
@@ -115,6 +116,16 @@ def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
   # count what they see, MoE layers the experts a token runs.
   assert getattr(args, "window", 0) or cfg.moe_experts or ref_flops == model_flops
   return dict(rates=rates, flops_per_token=model_flops, params=n_params)
+
+
+def kernels_in_use(dtype: str) -> str:
+  """Which ops the unsharded JAX step runs on: the native CPU kernels or XLA's own."""
+  if native.mode() == "xla":
+    return f"XLA's ops ({native.ENV}=xla)"
+  if dtype != "float32":
+    return "XLA's ops (the native CPU kernels are float32 only)"
+  ready, why = native.status()
+  return "native CPU kernels (MKL GEMMs, fused attention)" if ready else f"XLA's ops ({why})"
 
 
 def torch_python(args) -> str | None:
@@ -235,7 +246,7 @@ def main():
     peaks.check_against_limit(torch["peak"])
     peak = max(peak, torch["peak"])
   print(f"jax {jax.__version__}: XLA CPU intra-op threads = {info.cores} (one per core), "
-        f"params={ours['params'] / 1e6:.2f}M")
+        f"params={ours['params'] / 1e6:.2f}M, {kernels_in_use(args.dtype)}")
   if torch is not None:
     print(f"torch {torch['version']}: intra-op threads = {torch['threads']}, "
           f"params={torch['params']:.2f}M")

@@ -13,8 +13,9 @@ COMMANDS = {"main", "evaluate", "soup", "plan", "microanneal", "seed_soup", "con
 # Who may import whom, by package (lower layers never import higher ones). The
 # evals package's benchmark items (evals.items) are data that every layer may read.
 ALLOWED = {
-    "model": {"model", "parallel"},
+    "model": {"model", "parallel", "kernels"},
     "parallel": {"parallel"},
+    "kernels": {"kernels"},
     "decontam": {"decontam", "evals.items"},
     # Deduplication reads files with the data package's readers and writes shards
     # with decontamination's writer; nothing else of theirs.

@@ -1,0 +1,70 @@
+"""Train step on the native CPU kernels vs XLA's own ops, alternating in one process.
+
+  python -m benchmarks.native_kernels --malloc=tcmalloc          # tiny, seq 256, batch 16
+  python -m benchmarks.native_kernels --size=custom --d=768 --layers=12 --seq=1024 --batch=4
+
+Builds benchmarks/train_step.py's step twice, once with MIDTRAIN_CPU_KERNELS=xla
+(XLA's dots, batched-dot attention) and once with the native kernels
+(midtrain_jax/kernels/: MKL GEMMs, fused attention), checks that both give
+the same loss, and times them in alternating synchronised samples so the
+host's drift hits both alike. Prints each one's median tokens/s and spread
+and the native/xla ratio per sample.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+import types
+
+import jax
+
+from benchmarks import train_step
+from midtrain_jax.kernels import native
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  train_step.add_step_arguments(p, 3, "steps per timed sample")
+  p.add_argument("--samples", type=int, default=6)
+  args = p.parse_args()
+  if args.samples < 3:
+    p.error("--samples must be >= 3: a median and spread need several samples.")
+  train_step.preload_malloc(args.malloc, "benchmarks.native_kernels")
+  ready, why = native.status()
+  if not ready:
+    sys.exit(f"native CPU kernels unavailable: {why}")
+  variant = types.SimpleNamespace(**vars(args), window=0, dispatch="")
+  built, losses = {}, {}
+  for name in ("xla", "native"):
+    os.environ[native.ENV] = name  # Read when the step is traced (its first call).
+    b = train_step.build_step(variant, train_step.ONE_DEVICE)
+    for _ in range(2):
+      b["state"], m = b["step"](b["state"], b["batch"])
+    losses[name] = float(m["loss"])
+    built[name] = b
+  if abs(losses["native"] - losses["xla"]) > 1e-4 * abs(losses["xla"]):
+    sys.exit(f"losses differ: {losses}")
+  rates = {name: [] for name in built}
+  for _ in range(args.samples):
+    for name, b in built.items():
+      start = time.perf_counter()
+      for _ in range(args.steps):
+        b["state"], m = b["step"](b["state"], b["batch"])
+      jax.block_until_ready((b["state"], m))
+      rates[name].append(args.batch * args.seq * args.steps / (time.perf_counter() - start))
+  print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}; "
+        f"allocator: {train_step.allocator()}; {args.samples} alternating samples x "
+        f"{args.steps} steps; loss after 2 steps {losses['xla']:.5f} (xla) "
+        f"{losses['native']:.5f} (native)")
+  for name, r in rates.items():
+    print(f"{name:7s} tokens/s median {statistics.median(r):,.0f} "
+          f"(min {min(r):,.0f}, max {max(r):,.0f})")
+  ratios = [n / x for n, x in zip(rates["native"], rates["xla"])]
+  medians = {name: statistics.median(r) for name, r in rates.items()}
+  print(f"native/xla={medians['native'] / medians['xla']:.3f} "
+        f"(per-sample min {min(ratios):.3f}, max {max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+  sys.exit(main())
