@@ -17,8 +17,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -50,9 +50,7 @@ inline float Exp(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return p * __builtin_bit_cast(float, bits);
 }
 
 struct Dims {
@@ -67,24 +65,65 @@ inline void KeyRange(const Dims& d, int64_t t0, int64_t t1, int64_t* lo, int64_t
   *hi = t1;
 }
 
-// s[rows, len] = scale * q_rows . k_keys, masked entries at kMasked.
-void Scores(const Dims& d, const float* q, const float* k, const int32_t* seg, int64_t bi,
+// One batch row's documents. Packed rows hold each document as one run of
+// equal segment ids; then a query sees exactly the keys from its run's start
+// (or its window's) up to itself, an interval. When an id comes back after
+// another (not a packing layout, but allowed), keys inside that interval are
+// also checked one by one.
+struct Documents {
+  const int32_t* seg;
+  std::vector<int64_t> run_start;  // first slot of the run holding each slot
+  bool runs_are_documents;
+
+  Documents(const int32_t* seg_row, int64_t t) : seg(seg_row), run_start(t) {
+    std::unordered_set<int32_t> seen;
+    runs_are_documents = true;
+    for (int64_t i = 0; i < t; ++i) {
+      const bool starts = i == 0 || seg[i] != seg[i - 1];
+      run_start[i] = starts ? i : run_start[i - 1];
+      if (starts && !seen.insert(seg[i]).second) runs_are_documents = false;
+    }
+  }
+
+  // First key slot query slot `t` may see.
+  int64_t First(const Dims& d, int64_t t) const {
+    const int64_t first = runs_are_documents ? run_start[t] : 0;
+    return d.window > 0 ? std::max(first, t - d.window + 1) : first;
+  }
+};
+
+// s[rows, len] = scale * q_rows . k_keys[lo, lo + len). Only the entries a row can
+// see are meaningful (Documents::First to the row's own slot); for rows whose
+// documents are not runs, other-document keys in that interval are set to kMasked.
+void Scores(const Dims& d, const float* q, const float* k, const Documents& docs, int64_t bi,
             int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len, float* s) {
   const int64_t kv = head / d.group();
   cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, d.scale,
               q + ((bi * d.t + t0) * d.n + head) * d.h, d.n * d.h,
               k + ((bi * d.t + lo) * d.k + kv) * d.h, d.k * d.h, 0.0f, s, len);
-  const int32_t* seg_b = seg + bi * d.t;
+  if (docs.runs_are_documents) return;
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t t = t0 + i;
     float* row = s + i * len;
-    for (int64_t j = 0; j < len; ++j) {
-      const int64_t key = lo + j;
-      const bool visible = key <= t && (d.window <= 0 || t - key < d.window) &&
-                           seg_b[key] == seg_b[t];
-      row[j] = visible ? row[j] : kMasked;
+    for (int64_t key = docs.First(d, t); key <= t; ++key) {
+      if (docs.seg[key] != docs.seg[t]) row[key - lo] = kMasked;
     }
   }
+}
+
+// exp(row - shift) on the visible keys [a, b) (masked ones -> 0) and 0 elsewhere;
+// returns their sum.
+inline float ExpRow(float* row, int64_t len, int64_t a, int64_t b, float shift) {
+  std::fill(row, row + a, 0.0f);
+  std::fill(row + b, row + len, 0.0f);
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = a; j < b; ++j) {
+    const float e = Exp(row[j] - shift);
+    row[j] = row[j] > kMasked ? e : 0.0f;
+    sum += row[j];
+  }
+  return sum;
 }
 
 // Runs task(i) for i in [0, tasks) on the caller and the pool; the future
@@ -133,6 +172,7 @@ ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
   float *op = o->typed_data(), *lp = lse->typed_data();
   return RunTasks(pool, d.b * d.k, [=](int64_t task) {
     const int64_t bi = task / d.k, kv = task % d.k;
+    const Documents docs(sp + bi * d.t, d.t);
     std::vector<float> s(kQueryBlock * d.t);
     for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
       for (int64_t t0 = 0; t0 < d.t; t0 += kQueryBlock) {
@@ -140,22 +180,18 @@ ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
         int64_t lo, hi;
         KeyRange(d, t0, t0 + rows, &lo, &hi);
         const int64_t len = hi - lo;
-        Scores(d, qp, kp, sp, bi, head, t0, rows, lo, len, s.data());
+        Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, s.data());
         for (int64_t i = 0; i < rows; ++i) {
+          const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
           float* row = s.data() + i * len;
           float peak = kMasked;
-          for (int64_t j = 0; j < len; ++j) peak = std::max(peak, row[j]);
-          float sum = 0.0f;
-          for (int64_t j = 0; j < len; ++j) {
-            const float e = Exp(row[j] - peak);
-            row[j] = row[j] > kMasked ? e : 0.0f;
-            sum += row[j];
-          }
-          // Every query sees itself, so sum >= 1; the guard keeps a row with
-          // nothing visible at zero output instead of NaN.
-          const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-          for (int64_t j = 0; j < len; ++j) row[j] *= inv;
-          lp[(bi * d.n + head) * d.t + t0 + i] = peak + std::log(sum > 0.0f ? sum : 1.0f);
+#pragma omp simd reduction(max : peak)
+          for (int64_t j = a; j < b; ++j) peak = std::max(peak, row[j]);
+          // A query always sees itself, so sum >= 1.
+          const float sum = ExpRow(row, len, a, b, peak), inv = 1.0f / sum;
+#pragma omp simd
+          for (int64_t j = a; j < b; ++j) row[j] *= inv;
+          lp[(bi * d.n + head) * d.t + t] = peak + std::log(sum);
         }
         cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, 1.0f, s.data(), len,
                     vp + ((bi * d.t + lo) * d.k + kv) * d.h, d.k * d.h, 0.0f,
@@ -189,6 +225,7 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
       std::fill(dkp + at, dkp + at + d.h, 0.0f);
       std::fill(dvp + at, dvp + at + d.h, 0.0f);
     }
+    const Documents docs(sp + bi * d.t, d.t);
     std::vector<float> p(kQueryBlock * d.t), dp(kQueryBlock * d.t);
     for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
       for (int64_t t0 = 0; t0 < d.t; t0 += kQueryBlock) {
@@ -198,21 +235,24 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
         const int64_t len = hi - lo;
         const int64_t q_at = ((bi * d.t + t0) * d.n + head) * d.h;
         const int64_t kv_at = ((bi * d.t + lo) * d.k + kv) * d.h;
-        Scores(d, qp, kp, sp, bi, head, t0, rows, lo, len, p.data());
+        Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, p.data());
         // dp = dout . v^T
         cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, 1.0f, gp + q_at, d.n * d.h,
                     vp + kv_at, d.k * d.h, 0.0f, dp.data(), len);
         for (int64_t i = 0; i < rows; ++i) {
-          const float log_z = lp[(bi * d.n + head) * d.t + t0 + i];
+          const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
           const float* o_row = op + q_at + i * d.n * d.h;
           const float* g_row = gp + q_at + i * d.n * d.h;
           float delta = 0.0f;  // sum_h dout * out = sum_j p * dp
+#pragma omp simd reduction(+ : delta)
           for (int64_t c = 0; c < d.h; ++c) delta += o_row[c] * g_row[c];
           float* p_row = p.data() + i * len;
           float* dp_row = dp.data() + i * len;
-          for (int64_t j = 0; j < len; ++j) {
-            const float e = Exp(p_row[j] - log_z);
-            p_row[j] = p_row[j] > kMasked ? e : 0.0f;
+          ExpRow(p_row, len, a, b, lp[(bi * d.n + head) * d.t + t]);
+          std::fill(dp_row, dp_row + a, 0.0f);
+          std::fill(dp_row + b, dp_row + len, 0.0f);
+#pragma omp simd
+          for (int64_t j = a; j < b; ++j) {
             dp_row[j] = p_row[j] * (dp_row[j] - delta);  // d score (before the scale)
           }
         }

@@ -54,14 +54,17 @@ ATTENTION_CASES = [(2, 96, 4, 2, 16, 0), (2, 128, 4, 4, 32, 24), (1, 200, 6, 1, 
                    (3, 64, 2, 1, 64, 7), (1, 160, 2, 2, 16, 100)]
 
 
+@pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("b,t,n,kv,h,window", ATTENTION_CASES)
-def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window):
+def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window, packed):
   rng = np.random.default_rng(t + window)
   q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
   k = jnp.asarray(rng.normal(size=(b, t, kv, h)), jnp.float32)
   v = jnp.asarray(rng.normal(size=(b, t, kv, h)), jnp.float32)
-  # Packed documents of random lengths (ids ascending along the row).
-  segment_ids = jnp.asarray(np.sort(rng.integers(1, 4, (b, t)), axis=1), jnp.int32)
+  # Packed: documents of random lengths, one run of ids each. Otherwise ids
+  # coming back after others (the kernel's per-key path).
+  ids = rng.integers(1, 4, (b, t))
+  segment_ids = jnp.asarray(np.sort(ids, axis=1) if packed else ids, jnp.int32)
   scale = float(1 / np.sqrt(h))
   slots = jnp.arange(t)
   mask = attention.attention_mask(slots, slots, segment_ids, segment_ids, window)
