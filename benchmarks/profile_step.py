@@ -46,7 +46,9 @@ import jax
 from benchmarks import train_step
 from midtrain_jax.train import peaks
 
-_SHAPE = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = \w+\[([\d,]*)\]")
+# An instruction's name and dims; tuple-shaped ones (e.g. a custom call with two
+# results) match with no dims.
+_SHAPE = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (?:\w+\[([\d,]*)\]|\()")
 _CALLS = re.compile(r"calls=%([\w.\-]+)")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _LAYOUT_OPS = ("copy(", "transpose(", "concatenate(", "slice(", "pad(", "dynamic-slice(",
@@ -69,8 +71,8 @@ def parse_hlo(text: str) -> tuple[dict, dict]:
   return computations, where
 
 
-def _dims(text: str) -> list[int]:
-  return [int(x) for x in text.split(",") if x]
+def _dims(text: str | None) -> list[int]:
+  return [int(x) for x in (text or "").split(",") if x]
 
 
 def dot_flops(lines: list[str]) -> tuple[float, bool, list[list[int]]]:
