@@ -3,7 +3,7 @@
 The kernels are XLA FFI custom calls on MKL's sgemm. They are compiled on first
 use with the system's C++ compiler against the XLA FFI headers jaxlib ships and
 the MKL runtime of the `mkl` wheel, for this CPU (-march=native), and cached
-per source, jaxlib version, MKL path and CPU under
+per source, compiler flags, jaxlib version, MKL path and CPU under
 $XDG_CACHE_HOME/midtrain_jax/kernels (default ~/.cache).
 
 The environment variable MIDTRAIN_CPU_KERNELS chooses: `auto` (default: the
