@@ -40,7 +40,7 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["midtrain_jax", "midtrain_jax.*"]),
-    package_data={"midtrain_jax.kernels": ["*.cc"]},
+    package_data={"midtrain_jax.kernels": ["*.cc", "*.h"]},
     install_requires=_CORE,
     extras_require={
         "tpu": ["jax[tpu]~=0.10.2"],

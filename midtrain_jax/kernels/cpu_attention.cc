@@ -14,24 +14,17 @@
 // computed) as MKL GEMMs on strided views, softmax in between; the backward
 // pass recomputes the probabilities from lse instead of storing them.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <unordered_set>
 #include <vector>
 
-#include "xla/ffi/api/ffi.h"
-
-namespace ffi = xla::ffi;
-
-extern "C" void cblas_sgemm(int layout, int trans_a, int trans_b, int m, int n, int k,
-                            float alpha, const float* a, int lda, const float* b, int ldb,
-                            float beta, float* c, int ldc);
+#include "kernel_support.h"
 
 namespace {
 
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+using namespace midtrain_kernels;  // NOLINT: the kernels' own helpers.
+
 constexpr int64_t kQueryBlock = 64;
 // Scores of masked keys; finite, so no inf arithmetic is needed anywhere.
 constexpr float kMasked = -1e30f;
@@ -63,6 +56,20 @@ struct Dims {
 inline void KeyRange(const Dims& d, int64_t t0, int64_t t1, int64_t* lo, int64_t* hi) {
   *lo = d.window > 0 ? std::max<int64_t>(0, t0 - d.window + 1) : 0;
   *hi = t1;
+}
+
+// Calls block(head, t0, rows, lo, len) for every query block [t0, t0 + rows) of
+// every query head sharing KV head `kv`, with the keys [lo, lo + len) it sees.
+template <typename Block>
+void ForEachBlock(const Dims& d, int64_t kv, Block block) {
+  for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
+    for (int64_t t0 = 0; t0 < d.t; t0 += kQueryBlock) {
+      const int64_t rows = std::min(kQueryBlock, d.t - t0);
+      int64_t lo, hi;
+      KeyRange(d, t0, t0 + rows, &lo, &hi);
+      block(head, t0, rows, lo, hi - lo);
+    }
+  }
 }
 
 // One batch row's documents. Packed rows hold each document as one run of
@@ -126,24 +133,6 @@ inline float ExpRow(float* row, int64_t len, int64_t a, int64_t b, float shift) 
   return sum;
 }
 
-// Runs task(i) for i in [0, tasks) on the caller and the pool; the future
-// completes when all have run. The caller never waits for the pool.
-template <typename Task>
-ffi::Future RunTasks(ffi::ThreadPool& pool, int64_t tasks, Task task) {
-  ffi::Promise promise;
-  ffi::Future future(promise);
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), tasks));
-  auto next = std::make_shared<std::atomic<int64_t>>(0);
-  auto done = std::make_shared<ffi::CountDownPromise>(promise, workers);
-  auto work = [next, done, tasks, task] {
-    for (int64_t i; (i = next->fetch_add(1)) < tasks;) task(i);
-    done->CountDown();
-  };
-  for (int64_t w = 1; w < workers; ++w) pool.Schedule([work] { work(); });
-  work();
-  return future;
-}
-
 bool ParseDims(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k, ffi::Buffer<ffi::F32>& v,
                ffi::Buffer<ffi::S32>& seg, int64_t window, float scale, Dims* d) {
   auto dq = q.dimensions(), dk = k.dimensions(), dv = v.dimensions(), ds = seg.dimensions();
@@ -162,10 +151,7 @@ ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
                     int64_t window, float scale) {
   Dims d;
   if (!ParseDims(q, k, v, seg, window, scale, &d)) {
-    ffi::Promise promise;
-    ffi::Future future(promise);
-    promise.SetError(ffi::Error::InvalidArgument("cpu_attention: inconsistent shapes"));
-    return future;
+    return InvalidArgument("cpu_attention: inconsistent shapes");
   }
   const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
   const int32_t* sp = seg.typed_data();
@@ -174,30 +160,24 @@ ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
     const int64_t bi = task / d.k, kv = task % d.k;
     const Documents docs(sp + bi * d.t, d.t);
     std::vector<float> s(kQueryBlock * d.t);
-    for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
-      for (int64_t t0 = 0; t0 < d.t; t0 += kQueryBlock) {
-        const int64_t rows = std::min(kQueryBlock, d.t - t0);
-        int64_t lo, hi;
-        KeyRange(d, t0, t0 + rows, &lo, &hi);
-        const int64_t len = hi - lo;
-        Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, s.data());
-        for (int64_t i = 0; i < rows; ++i) {
-          const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
-          float* row = s.data() + i * len;
-          float peak = kMasked;
+    ForEachBlock(d, kv, [&](int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len) {
+      Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, s.data());
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
+        float* row = s.data() + i * len;
+        float peak = kMasked;
 #pragma omp simd reduction(max : peak)
-          for (int64_t j = a; j < b; ++j) peak = std::max(peak, row[j]);
-          // A query always sees itself, so sum >= 1.
-          const float sum = ExpRow(row, len, a, b, peak), inv = 1.0f / sum;
+        for (int64_t j = a; j < b; ++j) peak = std::max(peak, row[j]);
+        // A query always sees itself, so sum >= 1.
+        const float sum = ExpRow(row, len, a, b, peak), inv = 1.0f / sum;
 #pragma omp simd
-          for (int64_t j = a; j < b; ++j) row[j] *= inv;
-          lp[(bi * d.n + head) * d.t + t] = peak + std::log(sum);
-        }
-        cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, 1.0f, s.data(), len,
-                    vp + ((bi * d.t + lo) * d.k + kv) * d.h, d.k * d.h, 0.0f,
-                    op + ((bi * d.t + t0) * d.n + head) * d.h, d.n * d.h);
+        for (int64_t j = a; j < b; ++j) row[j] *= inv;
+        lp[(bi * d.n + head) * d.t + t] = peak + std::log(sum);
       }
-    }
+      cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, 1.0f, s.data(), len,
+                  vp + ((bi * d.t + lo) * d.k + kv) * d.h, d.k * d.h, 0.0f,
+                  op + ((bi * d.t + t0) * d.n + head) * d.h, d.n * d.h);
+    });
   });
 }
 
@@ -209,10 +189,7 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
                      int64_t window, float scale) {
   Dims d;
   if (!ParseDims(q, k, v, seg, window, scale, &d)) {
-    ffi::Promise promise;
-    ffi::Future future(promise);
-    promise.SetError(ffi::Error::InvalidArgument("cpu_attention: inconsistent shapes"));
-    return future;
+    return InvalidArgument("cpu_attention: inconsistent shapes");
   }
   const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
   const float *op = o.typed_data(), *lp = lse.typed_data(), *gp = dout.typed_data();
@@ -227,44 +204,38 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
     }
     const Documents docs(sp + bi * d.t, d.t);
     std::vector<float> p(kQueryBlock * d.t), dp(kQueryBlock * d.t);
-    for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
-      for (int64_t t0 = 0; t0 < d.t; t0 += kQueryBlock) {
-        const int64_t rows = std::min(kQueryBlock, d.t - t0);
-        int64_t lo, hi;
-        KeyRange(d, t0, t0 + rows, &lo, &hi);
-        const int64_t len = hi - lo;
-        const int64_t q_at = ((bi * d.t + t0) * d.n + head) * d.h;
-        const int64_t kv_at = ((bi * d.t + lo) * d.k + kv) * d.h;
-        Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, p.data());
-        // dp = dout . v^T
-        cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, 1.0f, gp + q_at, d.n * d.h,
-                    vp + kv_at, d.k * d.h, 0.0f, dp.data(), len);
-        for (int64_t i = 0; i < rows; ++i) {
-          const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
-          const float* o_row = op + q_at + i * d.n * d.h;
-          const float* g_row = gp + q_at + i * d.n * d.h;
-          float delta = 0.0f;  // sum_h dout * out = sum_j p * dp
+    ForEachBlock(d, kv, [&](int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len) {
+      const int64_t q_at = ((bi * d.t + t0) * d.n + head) * d.h;
+      const int64_t kv_at = ((bi * d.t + lo) * d.k + kv) * d.h;
+      Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, p.data());
+      // dp = dout . v^T
+      cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, 1.0f, gp + q_at, d.n * d.h,
+                  vp + kv_at, d.k * d.h, 0.0f, dp.data(), len);
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
+        const float* o_row = op + q_at + i * d.n * d.h;
+        const float* g_row = gp + q_at + i * d.n * d.h;
+        float delta = 0.0f;  // sum_h dout * out = sum_j p * dp
 #pragma omp simd reduction(+ : delta)
-          for (int64_t c = 0; c < d.h; ++c) delta += o_row[c] * g_row[c];
-          float* p_row = p.data() + i * len;
-          float* dp_row = dp.data() + i * len;
-          ExpRow(p_row, len, a, b, lp[(bi * d.n + head) * d.t + t]);
-          std::fill(dp_row, dp_row + a, 0.0f);
-          std::fill(dp_row + b, dp_row + len, 0.0f);
+        for (int64_t c = 0; c < d.h; ++c) delta += o_row[c] * g_row[c];
+        float* p_row = p.data() + i * len;
+        float* dp_row = dp.data() + i * len;
+        ExpRow(p_row, len, a, b, lp[(bi * d.n + head) * d.t + t]);
+        std::fill(dp_row, dp_row + a, 0.0f);
+        std::fill(dp_row + b, dp_row + len, 0.0f);
 #pragma omp simd
-          for (int64_t j = a; j < b; ++j) {
-            dp_row[j] = p_row[j] * (dp_row[j] - delta);  // d score (before the scale)
-          }
+        for (int64_t j = a; j < b; ++j) {
+          dp_row[j] = p_row[j] * (dp_row[j] - delta);  // d score (before the scale)
         }
-        // dq = scale * ds . k;  dk += scale * ds^T . q;  dv += p^T . dout
-        cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, d.scale, dp.data(), len,
-                    kp + kv_at, d.k * d.h, 0.0f, dqp + q_at, d.n * d.h);
-        cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, d.scale, dp.data(), len,
-                    qp + q_at, d.n * d.h, 1.0f, dkp + kv_at, d.k * d.h);
-        cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, 1.0f, p.data(), len,
-                    gp + q_at, d.n * d.h, 1.0f, dvp + kv_at, d.k * d.h);
       }
-    }
+      // dq = scale * ds . k;  dk += scale * ds^T . q;  dv += p^T . dout
+      cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, d.scale, dp.data(), len,
+                  kp + kv_at, d.k * d.h, 0.0f, dqp + q_at, d.n * d.h);
+      cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, d.scale, dp.data(), len,
+                  qp + q_at, d.n * d.h, 1.0f, dkp + kv_at, d.k * d.h);
+      cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, 1.0f, p.data(), len,
+                  gp + q_at, d.n * d.h, 1.0f, dvp + kv_at, d.k * d.h);
+    });
   });
 }
 

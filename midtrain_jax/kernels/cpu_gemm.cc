@@ -10,22 +10,15 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
-#include <memory>
 
-#include "xla/ffi/api/ffi.h"
+#include "kernel_support.h"
 
-namespace ffi = xla::ffi;
-
-extern "C" {
-void cblas_sgemm(int layout, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                 const float* a, int lda, const float* b, int ldb, float beta, float* c,
-                 int ldc);
-int MKL_Set_Threading_Layer(int layer);
-}
+extern "C" int MKL_Set_Threading_Layer(int layer);
 
 namespace {
 
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+using namespace midtrain_kernels;  // NOLINT: the kernels' own helpers.
+
 constexpr int kMklThreadingSequential = 1;
 // Output rows (or columns) per block at least: below this a block's GEMM is too
 // small to amortise the hand-off to another thread.
@@ -65,53 +58,28 @@ struct Gemm {
 
 ffi::Future GemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
                      ffi::ResultBuffer<ffi::F32> c, bool transpose_a, bool transpose_b) {
-  ffi::Promise promise;
-  ffi::Future future(promise);
   auto da = a.dimensions(), db = b.dimensions(), dc = c->dimensions();
   if (da.size() != 2 || db.size() != 2 || dc.size() != 2) {
-    promise.SetError(ffi::Error::InvalidArgument("cpu_gemm: operands must be 2-D"));
-    return future;
+    return InvalidArgument("cpu_gemm: operands must be 2-D");
   }
   const int64_t m = transpose_a ? da[1] : da[0], k = transpose_a ? da[0] : da[1];
   const int64_t kb = transpose_b ? db[1] : db[0], n = transpose_b ? db[0] : db[1];
   if (k != kb || dc[0] != m || dc[1] != n) {
-    promise.SetError(ffi::Error::InvalidArgument("cpu_gemm: shapes do not match"));
-    return future;
+    return InvalidArgument("cpu_gemm: shapes do not match");
   }
   if (std::max({m, n, k}) > INT_MAX) {
-    promise.SetError(ffi::Error::InvalidArgument("cpu_gemm: a dimension exceeds 32 bits"));
-    return future;
+    return InvalidArgument("cpu_gemm: a dimension exceeds 32 bits");
   }
-  if (m == 0 || n == 0) {
-    promise.SetAvailable();
-    return future;
-  }
+  if (m == 0 || n == 0) return Done();
   if (k == 0) {
     std::fill(c->typed_data(), c->typed_data() + m * n, 0.0f);
-    promise.SetAvailable();
-    return future;
+    return Done();
   }
   const Gemm gemm{a.typed_data(), b.typed_data(), c->typed_data(), m, n, k,
                   transpose_a, transpose_b};
   const int64_t blocks = std::max<int64_t>(
       1, std::min<int64_t>(pool.num_threads(), std::max(m, n) / kMinBlock));
-  if (blocks == 1) {
-    gemm.Part(0, 1);
-    promise.SetAvailable();
-    return future;
-  }
-  // Blocks 1.. go to the pool, block 0 runs here; the last one to finish
-  // completes the future.
-  auto done = std::make_shared<ffi::CountDownPromise>(promise, blocks);
-  for (int64_t i = 1; i < blocks; ++i) {
-    pool.Schedule([gemm, done, i, blocks] {
-      gemm.Part(i, blocks);
-      done->CountDown();
-    });
-  }
-  gemm.Part(0, blocks);
-  done->CountDown();
-  return future;
+  return RunTasks(pool, blocks, [gemm, blocks](int64_t i) { gemm.Part(i, blocks); });
 }
 
 }  // namespace

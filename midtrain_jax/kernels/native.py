@@ -29,6 +29,8 @@ ENV = "MIDTRAIN_CPU_KERNELS"
 MODES = ("auto", "native", "xla")
 _SOURCES = [os.path.join(os.path.dirname(__file__), name)
             for name in ("cpu_gemm.cc", "cpu_attention.cc")]
+# Included by the sources: part of the cache key, not of the command line.
+_HEADERS = [os.path.join(os.path.dirname(__file__), "kernel_support.h")]
 # FFI target name -> exported handler symbol.
 TARGETS = {
     "midtrain_cpu_gemm": "MidtrainCpuGemm",
@@ -80,7 +82,7 @@ def build(runtime: str) -> str:
   """Compiles the kernels against `runtime` (once per version); the library's path."""
   digest = hashlib.sha256("\0".join([jax.__version__, runtime, *_FLAGS]).encode() +
                           _cpu_signature())
-  for source in _SOURCES:
+  for source in _SOURCES + _HEADERS:
     with open(source, "rb") as f:
       digest.update(f.read())
   out_dir = _cache_dir()
