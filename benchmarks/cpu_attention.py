@@ -15,12 +15,12 @@ import argparse
 import functools
 import importlib.util
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import train_step
 from midtrain_jax.kernels import cpu_attention, native
 from midtrain_jax.model import attention
 
@@ -81,15 +81,7 @@ def main():
   segment_ids = jnp.ones(shape[:2], jnp.int32)
   forms = {**_jax_forms(q, k, v, g, segment_ids, 1 / np.sqrt(args.head_dim)),
            **_torch_form(q, k, v, g)}
-  for run in forms.values():
-    run()  # Compile and warm up.
-  best = dict.fromkeys(forms, float("inf"))
-  for _ in range(args.samples):
-    for name, run in forms.items():
-      start = time.perf_counter()
-      for _ in range(args.reps):
-        run()
-      best[name] = min(best[name], (time.perf_counter() - start) / args.reps)
+  best = train_step.best_seconds(forms, args.samples, args.reps)
   print(f"batch={args.batch} seq={args.seq} heads={args.heads} head_dim={args.head_dim}, "
         f"causal, float32; forward + backward, best of {args.samples} x {args.reps}")
   for name, seconds in best.items():

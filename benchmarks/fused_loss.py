@@ -14,7 +14,6 @@ materialised one.
 import argparse
 import statistics
 import sys
-import time
 import types
 
 import jax
@@ -61,14 +60,7 @@ def main():
     jax.block_until_ready((b["state"], m))
     built[name] = b
   ts.loss_sums = fused_loss
-  rates = {name: [] for name in built}
-  for _ in range(args.samples):
-    for name, b in built.items():
-      start = time.perf_counter()
-      for _ in range(args.steps):
-        b["state"], m = b["step"](b["state"], b["batch"])
-      jax.block_until_ready((b["state"], m))
-      rates[name].append(args.batch * args.seq * args.steps / (time.perf_counter() - start))
+  rates = train_step.alternating_rates(built, args)
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}; "
         f"allocator: {train_step.allocator()}; {args.samples} alternating samples x "
         f"{args.steps} steps")

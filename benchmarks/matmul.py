@@ -14,12 +14,12 @@ so the host's drift hits all alike.
 import argparse
 import importlib.util
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import train_step
 from midtrain_jax.kernels import cpu_gemm, native
 from midtrain_jax.train import peaks
 
@@ -57,15 +57,7 @@ def main():
   p.add_argument("--samples", type=int, default=5)
   args = p.parse_args()
   forms = {**_jax_forms(args.m, args.k, args.n), **_torch_forms(args.m, args.k, args.n)}
-  for run in forms.values():
-    run()  # Compile and warm up.
-  best = dict.fromkeys(forms, float("inf"))
-  for _ in range(args.samples):
-    for name, run in forms.items():
-      start = time.perf_counter()
-      for _ in range(args.reps):
-        run()
-      best[name] = min(best[name], (time.perf_counter() - start) / args.reps)
+  best = train_step.best_seconds(forms, args.samples, args.reps)
   info = peaks.cpu_info()
   print(f"machine: {info.describe()}; theoretical fp32 {info.theoretical_flops() / 1e9:.0f} "
         f"GFLOP/s at the reported clock")

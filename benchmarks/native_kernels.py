@@ -14,10 +14,7 @@ import argparse
 import os
 import statistics
 import sys
-import time
 import types
-
-import jax
 
 from benchmarks import train_step
 from midtrain_jax.kernels import native
@@ -45,14 +42,7 @@ def main():
     built[name] = b
   if abs(losses["native"] - losses["xla"]) > 1e-4 * abs(losses["xla"]):
     sys.exit(f"losses differ: {losses}")
-  rates = {name: [] for name in built}
-  for _ in range(args.samples):
-    for name, b in built.items():
-      start = time.perf_counter()
-      for _ in range(args.steps):
-        b["state"], m = b["step"](b["state"], b["batch"])
-      jax.block_until_ready((b["state"], m))
-      rates[name].append(args.batch * args.seq * args.steps / (time.perf_counter() - start))
+  rates = train_step.alternating_rates(built, args)
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}; "
         f"allocator: {train_step.allocator()}; {args.samples} alternating samples x "
         f"{args.steps} steps; loss after 2 steps {losses['xla']:.5f} (xla) "

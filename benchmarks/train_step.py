@@ -93,6 +93,36 @@ def build_step(args, mesh_sizes: dict[str, int]) -> dict:
   return dict(step=step, state=state, batch=batch, cfg=cfg, abstract=abstract)
 
 
+def alternating_rates(built: dict[str, dict], args) -> dict[str, list[float]]:
+  """Tokens/s of `args.samples` synchronised samples of `args.steps` steps of each
+  built step (build_step's dicts, by name), alternating between them so the
+  host's drift hits all alike."""
+  rates = {name: [] for name in built}
+  for _ in range(args.samples):
+    for name, b in built.items():
+      start = time.perf_counter()
+      for _ in range(args.steps):
+        b["state"], m = b["step"](b["state"], b["batch"])
+      jax.block_until_ready((b["state"], m))
+      rates[name].append(args.batch * args.seq * args.steps / (time.perf_counter() - start))
+  return rates
+
+
+def best_seconds(forms: dict, samples: int, reps: int) -> dict[str, float]:
+  """Best seconds per call of each synchronised callable over `samples` runs of
+  `reps` calls, forms alternating; each is called once first (compile, warm up)."""
+  for run in forms.values():
+    run()
+  best = dict.fromkeys(forms, float("inf"))
+  for _ in range(samples):
+    for name, run in forms.items():
+      start = time.perf_counter()
+      for _ in range(reps):
+        run()
+      best[name] = min(best[name], (time.perf_counter() - start) / reps)
+  return best
+
+
 def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
   """Tokens/s of each timed sample, and the model's FLOPs per token."""
   built = build_step(args, mesh_sizes)
