@@ -3,12 +3,15 @@ import dataclasses
 import math
 import pathlib
 import sysconfig
+import types
 
 import numpy as np
 
 from configs import anneal
 from midtrain_jax import config as config_lib
-from midtrain_jax.train import loop
+from midtrain_jax.parallel import sharding
+from midtrain_jax.train import loop, optim
+from midtrain_jax.train import step as ts
 
 # The repository's root folder (configs/, launch/, notebooks/ live there).
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -20,6 +23,21 @@ def tiny_model(**overrides) -> config_lib.ModelConfig:
   c.model.update(dict(vocab_size=512, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
                       mlp_dim=128, window_pattern=(8, 0)))
   return dataclasses.replace(config_lib.model_config(c.model), **overrides)
+
+
+def train_setup(cfg: config_lib.ModelConfig, mesh_shape, devices=None,
+                lr: float = 1e-2) -> types.SimpleNamespace:
+  """What a sharded train step of `cfg` needs: the mesh (data, fsdp, tensor sizes in
+  `mesh_shape`), a constant-`lr` AdamW, the model's graphdef and the state shardings."""
+  mesh = sharding.make_mesh(dict(zip(sharding.MESH_AXES, mesh_shape)), devices)
+  c = config_lib.base_config("tiny").optim
+  c.update(schedule="constant", lr=lr, warmup_steps=0)
+  schedule = optim.make_schedule(c, 10)
+  tx = optim.make_optimizer(c, schedule)
+  graphdef, abstract, axes = ts.abstract_model(cfg)
+  shardings = ts.state_shardings(tx, abstract, ts.param_shardings(abstract, axes, mesh), mesh)
+  return types.SimpleNamespace(mesh=mesh, schedule=schedule, tx=tx, graphdef=graphdef,
+                               shardings=shardings)
 
 
 def stdlib_bytes(n_bytes: int = 200_000) -> np.ndarray:

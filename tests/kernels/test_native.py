@@ -9,7 +9,6 @@ import pytest
 from midtrain_jax.kernels import cpu_attention, cpu_gemm, native
 from midtrain_jax.model import attention
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import optim
 from midtrain_jax.train import step as ts
 from tests import helpers
 
@@ -88,16 +87,12 @@ def _train_step_on(mesh_shape, monkeypatch, kernels: str):
   """(HLO text of the train step, its losses over two steps, the first step's gradients)."""
   monkeypatch.setenv(native.ENV, kernels)
   cfg = helpers.tiny_model()
-  devices = int(np.prod(mesh_shape))
-  mesh = sharding.make_mesh(dict(zip(sharding.MESH_AXES, mesh_shape)), jax.devices()[:devices])
-  c = helpers.small_config(1).optim
-  schedule = optim.make_schedule(c, 10)
-  tx = optim.make_optimizer(c, schedule)
-  graphdef, abstract, axes = ts.abstract_model(cfg)
-  shardings = ts.state_shardings(tx, abstract, ts.param_shardings(abstract, axes, mesh), mesh)
-  state = ts.init_state(cfg, tx, 0, shardings)
+  setup = helpers.train_setup(cfg, mesh_shape, jax.devices()[:int(np.prod(mesh_shape))],
+                              lr=helpers.small_config(1).optim.lr)
+  mesh, graphdef = setup.mesh, setup.graphdef
+  state = ts.init_state(cfg, setup.tx, 0, setup.shardings)
   batch = sharding.host_batch_to_global(helpers.text_batch(8, 32, docs_per_row=2), mesh)
-  step = ts.jit_train_step(graphdef, tx, schedule, 1e-4, mesh, shardings)
+  step = ts.jit_train_step(graphdef, setup.tx, setup.schedule, 1e-4, mesh, setup.shardings)
   with jax.set_mesh(mesh):
     hlo = step.__wrapped__.lower(state, batch).as_text()
     grads = jax.jit(jax.grad(lambda p: ts.loss_fn(p, graphdef, batch, 1e-4)[0]))(state.params)

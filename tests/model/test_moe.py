@@ -11,7 +11,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax.model import layer_stack, moe
 from midtrain_jax.model.transformer import Transformer
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import metrics, optim
+from midtrain_jax.train import metrics
 from midtrain_jax.train import step as ts
 from tests import helpers
 
@@ -157,18 +157,13 @@ def test_moe_every_second_layer_scans_like_the_loop():
 
 
 def _two_steps(cfg, mesh_shape, devices=None):
-  mesh = sharding.make_mesh(dict(zip(sharding.MESH_AXES, mesh_shape)), devices)
-  optim_cfg = config_lib.base_config("tiny").optim
-  optim_cfg.update(schedule="constant", lr=1e-2, warmup_steps=0)
-  schedule = optim.make_schedule(optim_cfg, 10)
-  tx = optim.make_optimizer(optim_cfg, schedule)
-  graphdef, abstract, axes = ts.abstract_model(cfg)
-  state_sharding = ts.state_shardings(tx, abstract, ts.param_shardings(abstract, axes, mesh), mesh)
-  state = ts.init_state(cfg, tx, 0, state_sharding)
+  setup = helpers.train_setup(cfg, mesh_shape, devices)
+  mesh, graphdef = setup.mesh, setup.graphdef
+  state = ts.init_state(cfg, setup.tx, 0, setup.shardings)
   batch = sharding.host_batch_to_global(helpers.text_batch(8, 32, docs_per_row=2), mesh)
   with jax.set_mesh(mesh):
     grads = jax.jit(jax.grad(lambda p: ts.loss_fn(p, graphdef, batch, 1e-4)[0]))(state.params)
-  step = ts.jit_train_step(graphdef, tx, schedule, 1e-4, mesh, state_sharding)
+  step = ts.jit_train_step(graphdef, setup.tx, setup.schedule, 1e-4, mesh, setup.shardings)
   state, m1 = step(state, batch)
   state, m2 = step(state, batch)
   return jax.device_get((m1, m2, grads)), state

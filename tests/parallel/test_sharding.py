@@ -4,33 +4,22 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from midtrain_jax import config as config_lib
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import optim
 from midtrain_jax.train import step as ts
 from tests import helpers
 
 MESHES = [(8, 1, 1), (1, 8, 1), (2, 2, 2)]
 
 
-def _optim_cfg():
-  c = config_lib.base_config("tiny").optim
-  c.schedule, c.lr, c.warmup_steps = "constant", 1e-2, 0
-  return c
-
-
 def _two_steps(mesh_shape, devices=None):
   """Loss, grads (via the update of step 1) and loss after a step on a mesh."""
   cfg = helpers.tiny_model()
-  mesh = sharding.make_mesh(dict(zip(sharding.MESH_AXES, mesh_shape)), devices)
-  schedule = optim.make_schedule(_optim_cfg(), 10)
-  tx = optim.make_optimizer(_optim_cfg(), schedule)
-  graphdef, abstract, axes = ts.abstract_model(cfg)
-  state_sharding = ts.state_shardings(tx, abstract, ts.param_shardings(abstract, axes, mesh), mesh)
-  state = ts.init_state(cfg, tx, 0, state_sharding)
+  setup = helpers.train_setup(cfg, mesh_shape, devices)
+  mesh, graphdef = setup.mesh, setup.graphdef
+  state = ts.init_state(cfg, setup.tx, 0, setup.shardings)
   batch = sharding.host_batch_to_global(helpers.text_batch(8, 32, docs_per_row=2), mesh)
   grads = jax.jit(jax.grad(lambda p: ts.loss_fn(p, graphdef, batch, 1e-4)[0]))(state.params)
-  step = ts.jit_train_step(graphdef, tx, schedule, 1e-4, mesh, state_sharding)
+  step = ts.jit_train_step(graphdef, setup.tx, setup.schedule, 1e-4, mesh, setup.shardings)
   state, m1 = step(state, batch)
   _, m2 = step(state, batch)
   return float(m1["loss"]), float(m2["loss"]), jax.device_get(grads), state

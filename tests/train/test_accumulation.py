@@ -3,9 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from midtrain_jax import config as config_lib
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import loop, optim
+from midtrain_jax.train import loop
 from midtrain_jax.train import step as ts
 from tests import helpers
 
@@ -21,14 +20,8 @@ def _uneven_batch():
 
 def _setup(mesh_shape=(2, 2, 2)):
   cfg = helpers.tiny_model()
-  mesh = sharding.make_mesh(dict(zip(sharding.MESH_AXES, mesh_shape)))
-  c = config_lib.base_config("tiny").optim
-  c.update(schedule="constant", lr=1e-2, warmup_steps=0)
-  schedule = optim.make_schedule(c, 10)
-  tx = optim.make_optimizer(c, schedule)
-  graphdef, abstract, axes = ts.abstract_model(cfg)
-  shardings = ts.state_shardings(tx, abstract, ts.param_shardings(abstract, axes, mesh), mesh)
-  return cfg, mesh, schedule, tx, graphdef, shardings
+  s = helpers.train_setup(cfg, mesh_shape)
+  return cfg, s.mesh, s.schedule, s.tx, s.graphdef, s.shardings
 
 
 def test_microbatches_equal_the_one_shot_step():
