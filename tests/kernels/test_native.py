@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from midtrain_jax.kernels import cpu_attention, cpu_gemm, native
-from midtrain_jax.model import attention
+from midtrain_jax.model import attention, layers
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import step as ts
 from tests import helpers
@@ -44,6 +44,56 @@ def test_gemm_and_its_gradients_equal_xla(m, k, n, transpose_a, transpose_b):
            for f in (ours, xla)]
   for g, r in zip(*grads):
     np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_bf16_gemm_rounds_a_float32_product_once(transpose_a, transpose_b):
+  m, k, n = 70, 300, 45
+  rng = np.random.default_rng(7)
+  a = jnp.asarray(rng.normal(size=(k, m) if transpose_a else (m, k)), jnp.bfloat16)
+  b = jnp.asarray(rng.normal(size=(n, k) if transpose_b else (k, n)), jnp.bfloat16)
+  w = jnp.asarray(rng.normal(size=(m, n)), jnp.float32)
+
+  def exact(a, b):  # float32 products of the bfloat16 values, float32 cotangents.
+    a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+    return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+
+  def ours(a, b):
+    return cpu_gemm.bf16_matmul(a, b, transpose_a, transpose_b)
+
+  out = jax.jit(ours)(a, b)
+  assert out.dtype == jnp.bfloat16
+  # One rounding of the float32 product (summed in another order): within one
+  # bfloat16 ulp of the rounded float32 result.
+  want = np.asarray(exact(a, b), np.float32)
+  np.testing.assert_allclose(np.asarray(out, np.float32), want, rtol=2**-7, atol=1e-3)
+  got = jax.jit(jax.grad(lambda a, b: (ours(a, b) * w).sum(), argnums=(0, 1)))(a, b)
+  want = jax.grad(lambda a, b: (exact(a, b) * w).sum(), argnums=(0, 1))(a, b)
+  for g, r in zip(got, want):
+    assert g.dtype == jnp.bfloat16
+    # The cotangent is rounded to bfloat16 before the gradient GEMMs: 2^-8 relative.
+    np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r, np.float32),
+                               rtol=2e-2, atol=2e-2 * float(np.abs(r).max()))
+
+
+def test_dense_layers_in_bf16_on_cpu_use_the_float32_result_gemm():
+  a, b = jnp.ones((8, 16), jnp.bfloat16), jnp.ones((16, 4), jnp.bfloat16)
+  hlo = jax.jit(layers.dot_2d).lower(a, b).as_text()
+  assert "(tensor<8x16xbf16>, tensor<16x4xbf16>) -> tensor<8x4xf32>" in hlo
+  assert layers.dot_2d(a, b).dtype == jnp.bfloat16
+
+
+def test_auto_runs_the_gemm_on_mkl_on_intel_cpus_only(monkeypatch):
+  monkeypatch.setattr(native, "_one_device", lambda: True)
+  x = jnp.ones((4, 4), jnp.float32)
+  for vendor, mode, on_mkl in [("GenuineIntel", "auto", True), ("AuthenticAMD", "auto", False),
+                               ("AuthenticAMD", "native", True), ("GenuineIntel", "xla", False)]:
+    monkeypatch.setattr(native, "cpu_vendor", lambda v=vendor: v)
+    monkeypatch.setenv(native.ENV, mode)
+    assert native.gemm_applies(x, x) == on_mkl, (vendor, mode)
+    # The fused attention applies wherever the kernels do.
+    assert native.applies(x, x) == (mode != "xla")
 
 
 # (batch, seq, query heads, KV heads, head dim, window): GQA groups of 1-6,
