@@ -16,6 +16,8 @@ FLOPs per token use 6 * (non-embedding params + output projection) + 12 * L * d 
 
 Options beyond the shared reference (defaults behave as it does): --samples N
 prints one `sample=i tokens_per_s=...` line per timed sample of --steps steps;
+--interleave waits for a line on stdin before each sample (and warms up at
+the first), so a caller can alternate its own samples with these;
 --dtype bfloat16 runs forward and backward under CPU autocast (fp32 master
 weights and AdamW, as the JAX side's compute_dtype=bfloat16); --profile traces
 one more step with torch.profiler and prints `profile class=... ms=...` lines,
@@ -23,6 +25,7 @@ its ops summed into benchmarks/profile_step.py's classes.
 """
 import argparse
 import collections
+import sys
 import time
 
 import torch
@@ -47,6 +50,7 @@ def main():
     p.add_argument("--" + name, type=int, default=default)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--profile", action="store_true")
+  p.add_argument("--interleave", action="store_true")
   a = p.parse_args()
   torch.manual_seed(0)
   cfg = LlamaConfig(vocab_size=a.vocab, hidden_size=a.d, intermediate_size=a.ffn,
@@ -67,15 +71,20 @@ def main():
     opt.step()
     opt.zero_grad(set_to_none=True)
 
+  if a.interleave:
+    print("ready", flush=True)
+    sys.stdin.readline()
   for _ in range(3):
     step()
   times = []
   for i in range(a.samples):
+    if a.interleave and i:
+      sys.stdin.readline()
     t = time.perf_counter()
     for _ in range(a.steps):
       step()
     times.append((time.perf_counter() - t) / a.steps)
-    if a.samples > 1:
+    if a.samples > 1 or a.interleave:
       print(f"sample={i} tokens_per_s={a.batch * a.seq / times[-1]:.0f}", flush=True)
   dt = sorted(times)[len(times) // 2]
   tok_s = a.batch * a.seq / dt

@@ -11,7 +11,9 @@ no QK-norm, full attention, untied output) so both do the same work. FLOPs per
 token use the reference's formula: 6 * (non-embedding params + output
 projection) + 12 * layers * d * seq, asserted equal to the model's own
 accounting. Both frameworks run `--samples` timed samples of `--steps` steps
-each (every sample synchronised), reported as median and min-max spread.
+each (every sample synchronised), alternating between the two so a drifting
+host slows both alike, reported as median and min-max spread; the ratio's
+spread is over the pairs of samples taken one after the other.
 
 MFU of both is against one peak (`peak_gflops=`): the highest synchronised
 matmul rate either framework reached on this CPU in float32 (bf16 arithmetic
@@ -123,21 +125,23 @@ def best_seconds(forms: dict, samples: int, reps: int) -> dict[str, float]:
   return best
 
 
-def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
-  """Tokens/s of each timed sample, and the model's FLOPs per token."""
+def jax_sampler(args, mesh_sizes: dict[str, int] = ONE_DEVICE):
+  """The warmed-up JAX step as a function taking one synchronised sample of
+  `args.steps` steps (returns tokens/s), and the model's FLOPs per token and
+  parameter count."""
   built = build_step(args, mesh_sizes)
-  step, state, batch, cfg, abstract = (built[k] for k in ("step", "state", "batch", "cfg",
-                                                          "abstract"))
+  step, cfg, abstract, batch = (built[k] for k in ("step", "cfg", "abstract", "batch"))
   for _ in range(3):
-    state, m = step(state, batch)
-  jax.block_until_ready((state, m))
-  rates = []
-  for _ in range(args.samples):
+    built["state"], m = step(built["state"], batch)
+  jax.block_until_ready((built["state"], m))
+
+  def sample() -> float:
     start = time.perf_counter()
     for _ in range(args.steps):
-      state, m = step(state, batch)
-    jax.block_until_ready((state, m))
-    rates.append(args.batch * args.seq * args.steps / (time.perf_counter() - start))
+      built["state"], m = step(built["state"], batch)
+    jax.block_until_ready((built["state"], m))
+    return args.batch * args.seq * args.steps / (time.perf_counter() - start)
+
   n_params = metrics.param_count(abstract)
   ref_flops = 6 * (n_params - cfg.padded_vocab_size * cfg.d_model) + \
       12 * cfg.n_layers * cfg.d_model * args.seq
@@ -145,7 +149,13 @@ def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
   # The reference's formula is for full attention and dense layers; windows
   # count what they see, MoE layers the experts a token runs.
   assert getattr(args, "window", 0) or cfg.moe_experts or ref_flops == model_flops
-  return dict(rates=rates, flops_per_token=model_flops, params=n_params)
+  return sample, dict(flops_per_token=model_flops, params=n_params)
+
+
+def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
+  """Tokens/s of each timed sample, and the model's FLOPs per token and parameters."""
+  sample, info = jax_sampler(args, mesh_sizes)
+  return dict(info, rates=[sample() for _ in range(args.samples)])
 
 
 def kernels_in_use(dtype: str) -> str:
@@ -155,7 +165,11 @@ def kernels_in_use(dtype: str) -> str:
   if dtype != "float32":
     return "XLA's ops (the native CPU kernels are float32 only)"
   ready, why = native.status()
-  return "native CPU kernels (MKL GEMMs, fused attention)" if ready else f"XLA's ops ({why})"
+  if not ready:
+    return f"XLA's ops ({why})"
+  if native.mode() == "native" or native.cpu_vendor() == "GenuineIntel":
+    return "native CPU kernels (MKL GEMMs, fused attention)"
+  return "native fused attention, XLA's GEMMs (MKL's are fast on Intel CPUs only)"
 
 
 def torch_python(args) -> str | None:
@@ -180,18 +194,41 @@ def reference_command(args) -> list[str] | None:
           "--batch", str(args.batch), "--steps", str(args.steps), "--dtype", args.dtype]
 
 
-def torch_samples(args) -> dict | None:
+def paired_samples(args) -> tuple[dict, dict | None]:
+  """Samples of the JAX step and of the PyTorch reference, alternating (JAX,
+  torch, JAX, ...) so the host's drift hits both alike; torch None without an
+  interpreter for it. The reference waits on its stdin between samples, so the
+  two never share the cores while one is timed."""
   cmd = reference_command(args)
   if cmd is None:
-    return None
-  cmd += ["--samples", str(args.samples)]
-  out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-  last = out.strip().splitlines()[-1]
+    return jax_samples(args), None
+  cmd += ["--samples", str(args.samples), "--interleave"]
+  with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+    try:
+      if proc.stdout.readline().strip() != "ready":  # Its model is built before JAX compiles.
+        sys.exit(f"the PyTorch reference failed to start: {' '.join(cmd)}")
+      sample, ours = jax_sampler(args)
+      ours["rates"], torch_rates = [], []
+      for _ in range(args.samples):
+        ours["rates"].append(sample())
+        proc.stdin.write("next\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        found = re.match(r"sample=\d+ tokens_per_s=([\d.]+)", line)
+        if found is None:
+          sys.exit(f"the PyTorch reference stopped mid-run: {line!r}")
+        torch_rates.append(float(found.group(1)))
+    except BaseException:
+      proc.kill()  # Not left running samples on its own.
+      raise
+    proc.stdin.close()
+    last = proc.stdout.read().strip().splitlines()[-1]
+  if proc.returncode:
+    sys.exit(f"the PyTorch reference exited with status {proc.returncode}")
   fields = dict(re.findall(r"(\w+)=([\w.+]+)", last))
-  rates = [float(r) for r in re.findall(r"sample=\d+ tokens_per_s=([\d.]+)", out)]
-  return dict(rates=rates or [float(fields["tokens_per_s"])], version=last.split()[1],
-              threads=int(fields["threads"]), params=float(fields["params"].rstrip("M")),
-              peak=float(fields["matmul_peak_gflops"]) * 1e9)
+  return ours, dict(rates=torch_rates, version=last.split()[1], threads=int(fields["threads"]),
+                    params=float(fields["params"].rstrip("M")),
+                    peak=float(fields["matmul_peak_gflops"]) * 1e9)
 
 
 _MALLOC_LIBRARIES = {"tcmalloc": "tcmalloc_minimal", "jemalloc": "jemalloc"}
@@ -267,9 +304,7 @@ def main():
         f"allocator: {allocator()}", flush=True)
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}, "
         f"{args.samples} samples x {args.steps} steps", flush=True)
-  # Torch first and alone, so the two never share the cores.
-  torch = torch_samples(args)
-  ours = jax_samples(args)
+  ours, torch = paired_samples(args)
   jax_peak = peaks.measured_cpu_peak("float32")
   peak = jax_peak
   if torch is not None:
