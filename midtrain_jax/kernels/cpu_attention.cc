@@ -5,7 +5,10 @@
 // window, in its own document (same segment id); GQA: query head n uses KV
 // head n / (N / K). Layouts are the model's: q, o [B, T, N, H]; k, v
 // [B, T, K, H]; segment ids [B, T]; lse (log-sum-exp of each query's scaled
-// scores, kept for the backward pass) [B, N, T].
+// scores, kept for the backward pass) [B, N, T]. With `rotate`, q and k are
+// first rotated by RoPE (model/rope.py: pairs (i, i + H/2) by the angle of
+// cos/sin [B, T, H/2], which carry any YaRN scale), and the gradients of q and
+// k rotated back, so RoPE costs no passes over q and k in XLA.
 //
 // Work is split into one task per (batch row, KV head): a task owns its KV
 // head's dk / dv rows, so the backward pass accumulates without locks. In a
@@ -99,15 +102,75 @@ struct Documents {
   }
 };
 
+// Rows of one head: row t at data + t * ld.
+struct HeadRows {
+  const float* data;
+  int64_t ld;
+  const float* row(int64_t t) const { return data + t * ld; }
+};
+
+// dst row t = src row t rotated by its RoPE angles: (x1 cos - x2 sin,
+// x2 cos + x1 sin) on the halves; `inverse` applies the transpose (sin negated),
+// which is what the gradient needs. dst may be src.
+void Rotate(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_t t, int64_t h,
+            const float* cos, const float* sin, bool inverse) {
+  const int64_t half = h / 2;
+  const float sign = inverse ? -1.0f : 1.0f;
+  for (int64_t i = 0; i < t; ++i) {
+    const float *x = src + i * src_ld, *c = cos + i * half, *s = sin + i * half;
+    float* y = dst + i * dst_ld;
+#pragma omp simd
+    for (int64_t j = 0; j < half; ++j) {
+      const float x1 = x[j], x2 = x[j + half], sn = sign * s[j];
+      y[j] = x1 * c[j] - x2 * sn;
+      y[j + half] = x2 * c[j] + x1 * sn;
+    }
+  }
+}
+
+// The q rows of every head of a KV group and the k rows of its KV head, as the
+// scores see them: the input buffers' rows, or rotated copies when rotating.
+class Operands {
+ public:
+  Operands(const Dims& d, const float* qp, const float* kp, const float* cos, const float* sin,
+           bool rotate, int64_t bi, int64_t kv)
+      : d_(d), q_(qp + bi * d.t * d.n * d.h), k_(kp + (bi * d.t * d.k + kv) * d.h),
+        first_head_(kv * d.group()) {
+    if (!rotate) return;
+    cos += bi * d.t * (d.h / 2);
+    sin += bi * d.t * (d.h / 2);
+    q_rotated_.resize(d.group() * d.t * d.h);
+    k_rotated_.resize(d.t * d.h);
+    for (int64_t g = 0; g < d.group(); ++g) {
+      Rotate(q_ + (first_head_ + g) * d.h, d.n * d.h, q_rotated_.data() + g * d.t * d.h, d.h,
+             d.t, d.h, cos, sin, false);
+    }
+    Rotate(k_, d.k * d.h, k_rotated_.data(), d.h, d.t, d.h, cos, sin, false);
+  }
+
+  HeadRows Q(int64_t head) const {
+    if (q_rotated_.empty()) return HeadRows{q_ + head * d_.h, d_.n * d_.h};
+    return HeadRows{q_rotated_.data() + (head - first_head_) * d_.t * d_.h, d_.h};
+  }
+  HeadRows K() const {
+    return k_rotated_.empty() ? HeadRows{k_, d_.k * d_.h} : HeadRows{k_rotated_.data(), d_.h};
+  }
+
+ private:
+  Dims d_;
+  const float* q_;  // row (bi, 0), head 0
+  const float* k_;  // row (bi, 0), KV head kv
+  int64_t first_head_;
+  std::vector<float> q_rotated_, k_rotated_;  // [group, T, H], [T, H]
+};
+
 // s[rows, len] = scale * q_rows . k_keys[lo, lo + len). Only the entries a row can
 // see are meaningful (Documents::First to the row's own slot); for rows whose
 // documents are not runs, other-document keys in that interval are set to kMasked.
-void Scores(const Dims& d, const float* q, const float* k, const Documents& docs, int64_t bi,
-            int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len, float* s) {
-  const int64_t kv = head / d.group();
-  cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, d.scale,
-              q + ((bi * d.t + t0) * d.n + head) * d.h, d.n * d.h,
-              k + ((bi * d.t + lo) * d.k + kv) * d.h, d.k * d.h, 0.0f, s, len);
+void Scores(const Dims& d, HeadRows q, HeadRows k, const Documents& docs, int64_t t0,
+            int64_t rows, int64_t lo, int64_t len, float* s) {
+  cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, d.scale, q.row(t0), q.ld, k.row(lo),
+              k.ld, 0.0f, s, len);
   if (docs.runs_are_documents) return;
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t t = t0 + i;
@@ -134,12 +197,21 @@ inline float ExpRow(float* row, int64_t len, int64_t a, int64_t b, float shift) 
 }
 
 bool ParseDims(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k, ffi::Buffer<ffi::F32>& v,
-               ffi::Buffer<ffi::S32>& seg, int64_t window, float scale, Dims* d) {
+               ffi::Buffer<ffi::S32>& seg, ffi::Buffer<ffi::F32>& cos,
+               ffi::Buffer<ffi::F32>& sin, bool rotate, int64_t window, float scale, Dims* d) {
   auto dq = q.dimensions(), dk = k.dimensions(), dv = v.dimensions(), ds = seg.dimensions();
   if (dq.size() != 4 || dk.size() != 4 || dv.size() != 4 || ds.size() != 2) return false;
   *d = Dims{dq[0], dq[1], dq[2], dk[2], dq[3], window, scale};
   for (int i = 0; i < 4; ++i) {
     if (dk[i] != dv[i]) return false;
+  }
+  if (rotate) {
+    auto dc = cos.dimensions(), dsin = sin.dimensions();
+    if (dc.size() != 3 || dsin.size() != 3 || d->h % 2) return false;
+    for (int i = 0; i < 3; ++i) {
+      if (dc[i] != dsin[i]) return false;
+    }
+    if (dc[0] != d->b || dc[1] != d->t || dc[2] != d->h / 2) return false;
   }
   return dk[0] == d->b && dk[1] == d->t && dk[3] == d->h && ds[0] == d->b && ds[1] == d->t &&
          d->k > 0 && d->n % d->k == 0;
@@ -147,21 +219,24 @@ bool ParseDims(ffi::Buffer<ffi::F32>& q, ffi::Buffer<ffi::F32>& k, ffi::Buffer<f
 
 ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
                     ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::S32> seg,
+                    ffi::Buffer<ffi::F32> cos, ffi::Buffer<ffi::F32> sin,
                     ffi::ResultBuffer<ffi::F32> o, ffi::ResultBuffer<ffi::F32> lse,
-                    int64_t window, float scale) {
+                    int64_t window, float scale, bool rotate) {
   Dims d;
-  if (!ParseDims(q, k, v, seg, window, scale, &d)) {
+  if (!ParseDims(q, k, v, seg, cos, sin, rotate, window, scale, &d)) {
     return InvalidArgument("cpu_attention: inconsistent shapes");
   }
   const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
+  const float *cp = cos.typed_data(), *snp = sin.typed_data();
   const int32_t* sp = seg.typed_data();
   float *op = o->typed_data(), *lp = lse->typed_data();
   return RunTasks(pool, d.b * d.k, [=](int64_t task) {
     const int64_t bi = task / d.k, kv = task % d.k;
     const Documents docs(sp + bi * d.t, d.t);
+    const Operands x(d, qp, kp, cp, snp, rotate, bi, kv);
     std::vector<float> s(kQueryBlock * d.t);
     ForEachBlock(d, kv, [&](int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len) {
-      Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, s.data());
+      Scores(d, x.Q(head), x.K(), docs, t0, rows, lo, len, s.data());
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
         float* row = s.data() + i * len;
@@ -183,15 +258,17 @@ ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
 
 ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
                      ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::S32> seg,
+                     ffi::Buffer<ffi::F32> cos, ffi::Buffer<ffi::F32> sin,
                      ffi::Buffer<ffi::F32> o, ffi::Buffer<ffi::F32> lse,
                      ffi::Buffer<ffi::F32> dout, ffi::ResultBuffer<ffi::F32> dq,
                      ffi::ResultBuffer<ffi::F32> dk, ffi::ResultBuffer<ffi::F32> dv,
-                     int64_t window, float scale) {
+                     int64_t window, float scale, bool rotate) {
   Dims d;
-  if (!ParseDims(q, k, v, seg, window, scale, &d)) {
+  if (!ParseDims(q, k, v, seg, cos, sin, rotate, window, scale, &d)) {
     return InvalidArgument("cpu_attention: inconsistent shapes");
   }
   const float *qp = q.typed_data(), *kp = k.typed_data(), *vp = v.typed_data();
+  const float *cp = cos.typed_data(), *snp = sin.typed_data();
   const float *op = o.typed_data(), *lp = lse.typed_data(), *gp = dout.typed_data();
   const int32_t* sp = seg.typed_data();
   float *dqp = dq->typed_data(), *dkp = dk->typed_data(), *dvp = dv->typed_data();
@@ -203,11 +280,13 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
       std::fill(dvp + at, dvp + at + d.h, 0.0f);
     }
     const Documents docs(sp + bi * d.t, d.t);
+    const Operands x(d, qp, kp, cp, snp, rotate, bi, kv);
     std::vector<float> p(kQueryBlock * d.t), dp(kQueryBlock * d.t);
     ForEachBlock(d, kv, [&](int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len) {
       const int64_t q_at = ((bi * d.t + t0) * d.n + head) * d.h;
       const int64_t kv_at = ((bi * d.t + lo) * d.k + kv) * d.h;
-      Scores(d, qp, kp, docs, bi, head, t0, rows, lo, len, p.data());
+      const HeadRows qh = x.Q(head), kh = x.K();
+      Scores(d, qh, kh, docs, t0, rows, lo, len, p.data());
       // dp = dout . v^T
       cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, 1.0f, gp + q_at, d.n * d.h,
                   vp + kv_at, d.k * d.h, 0.0f, dp.data(), len);
@@ -228,14 +307,24 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
           dp_row[j] = p_row[j] * (dp_row[j] - delta);  // d score (before the scale)
         }
       }
-      // dq = scale * ds . k;  dk += scale * ds^T . q;  dv += p^T . dout
+      // dq = scale * ds . k;  dk += scale * ds^T . q;  dv += p^T . dout (of the
+      // rotated q and k when rotating: turned back below)
       cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, d.scale, dp.data(), len,
-                  kp + kv_at, d.k * d.h, 0.0f, dqp + q_at, d.n * d.h);
+                  kh.row(lo), kh.ld, 0.0f, dqp + q_at, d.n * d.h);
       cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, d.scale, dp.data(), len,
-                  qp + q_at, d.n * d.h, 1.0f, dkp + kv_at, d.k * d.h);
+                  qh.row(t0), qh.ld, 1.0f, dkp + kv_at, d.k * d.h);
       cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, 1.0f, p.data(), len,
                   gp + q_at, d.n * d.h, 1.0f, dvp + kv_at, d.k * d.h);
     });
+    if (!rotate) return;
+    // The task owns its heads' dq rows and its KV head's dk rows.
+    const float *c = cp + bi * d.t * (d.h / 2), *sn = snp + bi * d.t * (d.h / 2);
+    for (int64_t head = kv * d.group(); head < (kv + 1) * d.group(); ++head) {
+      float* rows = dqp + (bi * d.t * d.n + head) * d.h;
+      Rotate(rows, d.n * d.h, rows, d.n * d.h, d.t, d.h, c, sn, true);
+    }
+    float* rows = dkp + (bi * d.t * d.k + kv) * d.h;
+    Rotate(rows, d.k * d.h, rows, d.k * d.h, d.t, d.h, c, sn, true);
   });
 }
 
@@ -248,10 +337,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MidtrainCpuAttentionForward, Forward,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("window")
-                                  .Attr<float>("scale"));
+                                  .Attr<float>("scale")
+                                  .Attr<bool>("rotate"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MidtrainCpuAttentionBackward, Backward,
                               ffi::Ffi::Bind()
@@ -263,8 +355,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MidtrainCpuAttentionBackward, Backward,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("window")
-                                  .Attr<float>("scale"));
+                                  .Attr<float>("scale")
+                                  .Attr<bool>("rotate"));

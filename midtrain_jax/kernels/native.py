@@ -150,13 +150,13 @@ def _one_device() -> bool:
   return mesh.size == 1 if not mesh.empty else jax.device_count() == 1
 
 
-def applies(*arrays) -> bool:
-  """Whether an op on `arrays` (all float32) runs on the native kernels: the CPU
-  backend, one device, the kernels built, and MIDTRAIN_CPU_KERNELS not `xla`."""
+def applies(*arrays, dtypes=(jnp.float32,)) -> bool:
+  """Whether an op on `arrays` (all of `dtypes`) runs on the native kernels: the
+  CPU backend, one device, the kernels built, and MIDTRAIN_CPU_KERNELS not `xla`."""
   chosen = mode()
   if chosen == "xla" or jax.default_backend() != "cpu":
     return False
-  if any(a.dtype != jnp.float32 for a in arrays) or not _one_device():
+  if any(a.dtype not in dtypes for a in arrays) or not _one_device():
     return False
   ready, why = status()
   if not ready and chosen == "native":

@@ -178,7 +178,8 @@ class Attention(nnx.Module):
       self.q_norm = norm((n, h), axes=("heads", "head_dim"))
       self.k_norm = norm((k, h), axes=("kv_heads", "head_dim"))
 
-  def _rope(self, x_BTNH, positions_BT):
+  def _rope_tables(self, positions_BT):
+    """RoPE's (cos, sin) tables of this layer (YaRN / Llama 3 scaled as configured)."""
     cfg = self.cfg
     use_yarn = cfg.yarn_factor > 1.0 and not (
         cfg.yarn_full_layers_only and self.window != FULL_ATTENTION)
@@ -192,7 +193,7 @@ class Attention(nnx.Module):
     scale = rope.yarn_attention_scale(factor)
     if use_yarn and cfg.yarn_attention_factor:
       scale = cfg.yarn_attention_factor
-    return rope.apply_rope(x_BTNH, positions_BT, inv_freq, scale)
+    return rope.rotation_tables(positions_BT, inv_freq, scale)
 
   def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None):
     """Attends within documents.
@@ -212,17 +213,20 @@ class Attention(nnx.Module):
     v = self.v(x_BTD)
     if self.cfg.qk_norm != "none":
       q, k = self.q_norm(q), self.k_norm(k)
-    q, k = self._rope(q, positions_BT), self._rope(k, positions_BT)
+    tables = self._rope_tables(positions_BT)
     scale = 1.0 / np.sqrt(self.cfg.head_dim)
     t = x_BTD.shape[1]
 
     kernel = attention_kernels.resolve(self.cfg.attention)
+    if cache is None and kernel == "xla" and native.applies(
+        q, k, v, dtypes=(jnp.float32, jnp.bfloat16)):
+      # One CPU device: the fused kernel rotates q and k itself and keeps no
+      # score matrices in XLA.
+      out = cpu_attention.attention(q, k, v, segment_ids_BT, self.window, float(scale), tables)
+      return self.o(out), None
+    q, k = rope.rotate(q, *tables), rope.rotate(k, *tables)
     xla = functools.partial(grouped_attention, scale=scale)
-    if cache is None and kernel == "xla" and native.applies(q, k, v):
-      # One CPU device in float32: the fused kernel (no score matrices in XLA).
-      out = cpu_attention.attention(q, k, v, segment_ids_BT, self.window, float(scale))
-      new_cache = None
-    elif cache is None and uses_local_blocks(self.window, t, kernel):
+    if cache is None and uses_local_blocks(self.window, t, kernel):
       out = local_attention(q, k, v, segment_ids_BT, self.window, xla)
       new_cache = None
     elif cache is None and (block := causal_query_block(self.window, t, kernel)):

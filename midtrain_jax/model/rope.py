@@ -52,6 +52,26 @@ def yarn_attention_scale(yarn_factor: float) -> float:
   return 1.0 if yarn_factor <= 1.0 else 0.1 * math.log(yarn_factor) + 1.0
 
 
+def rotation_tables(positions_BT, inv_freq_K, scale: float = 1.0):
+  """(cos, sin) [B, T, K] float32 of each token's angles (position * frequency),
+  times the YaRN attention `scale`: what `rotate` and the CPU attention kernel
+  (kernels/cpu_attention.py) rotate q and k by."""
+  angles_BTK = positions_BT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq_K)
+  return jnp.cos(angles_BTK) * scale, jnp.sin(angles_BTK) * scale
+
+
+def rotate(x_BTNH, cos_BTK, sin_BTK):
+  """Rotates pairs (i, i + H/2) of each head by the angles of `rotation_tables`.
+
+  Returns:
+    The rotated array, same shape and dtype as `x_BTNH` (computed in float32).
+  """
+  cos, sin = cos_BTK[:, :, None, :], sin_BTK[:, :, None, :]
+  x1, x2 = jnp.split(x_BTNH.astype(jnp.float32), 2, axis=-1)
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return rotated.astype(x_BTNH.dtype)
+
+
 def apply_rope(x_BTNH, positions_BT, inv_freq_K, scale: float = 1.0):
   """Rotates pairs (i, i + H/2) of each head by position * frequency.
 
@@ -64,9 +84,4 @@ def apply_rope(x_BTNH, positions_BT, inv_freq_K, scale: float = 1.0):
   Returns:
     The rotated array, same shape and dtype as `x_BTNH`.
   """
-  angles_BTK = positions_BT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq_K)
-  sin = (jnp.sin(angles_BTK) * scale)[:, :, None, :]
-  cos = (jnp.cos(angles_BTK) * scale)[:, :, None, :]
-  x1, x2 = jnp.split(x_BTNH.astype(jnp.float32), 2, axis=-1)
-  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-  return rotated.astype(x_BTNH.dtype)
+  return rotate(x_BTNH, *rotation_tables(positions_BT, inv_freq_K, scale))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from midtrain_jax.kernels import cpu_attention, cpu_gemm, native
-from midtrain_jax.model import attention, layers
+from midtrain_jax.model import attention, layers, rope
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import step as ts
 from tests import helpers
@@ -103,9 +103,11 @@ ATTENTION_CASES = [(2, 96, 4, 2, 16, 0), (2, 128, 4, 4, 32, 24), (1, 200, 6, 1, 
                    (3, 64, 2, 1, 64, 7), (1, 160, 2, 2, 16, 100)]
 
 
+@pytest.mark.parametrize("rotated", [False, True])
 @pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("b,t,n,kv,h,window", ATTENTION_CASES)
-def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window, packed):
+def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window, packed,
+                                                         rotated):
   rng = np.random.default_rng(t + window)
   q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
   k = jnp.asarray(rng.normal(size=(b, t, kv, h)), jnp.float32)
@@ -117,12 +119,19 @@ def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window,
   scale = float(1 / np.sqrt(h))
   slots = jnp.arange(t)
   mask = attention.attention_mask(slots, slots, segment_ids, segment_ids, window)
+  # RoPE inside the kernel: arbitrary positions, YaRN-scaled frequencies and scale.
+  positions = jnp.asarray(rng.integers(0, 4 * t, (b, t)), jnp.int32)
+  inv_freq = rope.inverse_frequencies(h, 10_000.0, yarn_factor=4.0, original_len=64)
+  tables = rope.rotation_tables(positions, inv_freq, rope.yarn_attention_scale(4.0))
 
   def reference(q, k, v):
+    if rotated:
+      q, k = rope.rotate(q, *tables), rope.rotate(k, *tables)
     return attention.reference_attention(q, k, v, mask, scale)
 
   def ours(q, k, v):
-    return cpu_attention.attention(q, k, v, segment_ids, window, scale)
+    return cpu_attention.attention(q, k, v, segment_ids, window, scale,
+                                   tables if rotated else None)
 
   np.testing.assert_allclose(jax.jit(ours)(q, k, v), jax.jit(reference)(q, k, v),
                              rtol=1e-5, atol=2e-6)
@@ -133,10 +142,10 @@ def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window,
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
 
 
-def _train_step_on(mesh_shape, monkeypatch, kernels: str):
+def _train_step_on(mesh_shape, monkeypatch, kernels: str, **model):
   """(HLO text of the train step, its losses over two steps, the first step's gradients)."""
   monkeypatch.setenv(native.ENV, kernels)
-  cfg = helpers.tiny_model()
+  cfg = helpers.tiny_model(**model)
   setup = helpers.train_setup(cfg, mesh_shape, jax.devices()[:int(np.prod(mesh_shape))],
                               lr=helpers.small_config(1).optim.lr)
   mesh, graphdef = setup.mesh, setup.graphdef
@@ -169,9 +178,22 @@ def test_sharded_programs_keep_xla_ops(monkeypatch):
   assert "midtrain_cpu" not in hlo
 
 
-def test_bfloat16_keeps_xla_ops():
+def test_bfloat16_keeps_xla_gemms():
   x = jnp.ones((4, 4), jnp.bfloat16)
   assert not native.applies(x, x)
+
+
+def test_bfloat16_train_step_attends_in_the_fused_kernel(monkeypatch):
+  hlo, losses, grads = _train_step_on((1, 1, 1), monkeypatch, "auto", compute_dtype="bfloat16")
+  assert "midtrain_cpu_attention_bwd" in hlo and "midtrain_cpu_gemm" not in hlo
+  ref_hlo, ref_losses, ref_grads = _train_step_on((1, 1, 1), monkeypatch, "xla",
+                                                  compute_dtype="bfloat16")
+  assert "midtrain_cpu" not in ref_hlo
+  # The kernel attends in float32, XLA's path rounds probabilities to bfloat16:
+  # equal to bfloat16 precision.
+  np.testing.assert_allclose(losses, ref_losses, rtol=2e-3)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+    np.testing.assert_allclose(a, b, rtol=0.1, atol=0.02 * float(np.abs(b).max()))
 
 
 def test_unknown_mode_is_named(monkeypatch):
