@@ -21,7 +21,8 @@ the first), so a caller can alternate its own samples with these;
 --dtype bfloat16 runs forward and backward under CPU autocast (fp32 master
 weights and AdamW, as the JAX side's compute_dtype=bfloat16); --profile traces
 one more step with torch.profiler and prints `profile class=... ms=...` lines,
-its ops summed into benchmarks/profile_step.py's classes.
+its ops summed into benchmarks/profile_step.py's classes. The matmul peak is
+taken in --dtype.
 """
 import argparse
 import collections
@@ -32,8 +33,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
-def matmul_peak(n=2048, reps=10):
-  a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n=2048, reps=10, dtype=torch.float32):
+  a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
   for _ in range(3):
     a @ b
   t = time.perf_counter()
@@ -88,7 +89,7 @@ def main():
       print(f"sample={i} tokens_per_s={a.batch * a.seq / times[-1]:.0f}", flush=True)
   dt = sorted(times)[len(times) // 2]
   tok_s = a.batch * a.seq / dt
-  peak = matmul_peak()
+  peak = matmul_peak(dtype=getattr(torch, a.dtype))
   print(f"torch {torch.__version__} threads={torch.get_num_threads()} "
         f"params={n_params / 1e6:.2f}M step_ms={dt * 1e3:.0f} tokens_per_s={tok_s:.0f} "
         f"model_gflops={tok_s * flops_per_token / 1e9:.1f} matmul_peak_gflops={peak:.0f}")

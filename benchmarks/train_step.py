@@ -16,9 +16,10 @@ host slows both alike, reported as median and min-max spread; the ratio's
 spread is over the pairs of samples taken one after the other.
 
 MFU of both is against one peak (`peak_gflops=`): the highest synchronised
-matmul rate either framework reached on this CPU in float32 (bf16 arithmetic
-can run in float32 units; train/peaks.py defines the peak), checked against
-the host's theoretical limit. The torch reference runs in `--torch-python`
+matmul rate either framework reached on this CPU in the run's dtype (for
+bf16, never below float32's: bf16 arithmetic can run in float32 units;
+train/peaks.py defines the peak), checked against the host's theoretical
+limit in that dtype. The torch reference runs in `--torch-python`
 (default: `.torchref/bin/python` if present, else this interpreter when it has
 torch and transformers); without one, only the JAX figures are printed.
 
@@ -305,17 +306,18 @@ def main():
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}, "
         f"{args.samples} samples x {args.steps} steps", flush=True)
   ours, torch = paired_samples(args)
-  jax_peak = peaks.measured_cpu_peak("float32")
+  jax_peak = peaks.measured_cpu_peak(args.dtype)
   peak = jax_peak
   if torch is not None:
-    peaks.check_against_limit(torch["peak"])
+    peaks.check_against_limit(torch["peak"], args.dtype)
     peak = max(peak, torch["peak"])
   print(f"jax {jax.__version__}: XLA CPU intra-op threads = {info.cores} (one per core), "
         f"params={ours['params'] / 1e6:.2f}M, {kernels_in_use(args.dtype)}")
   if torch is not None:
     print(f"torch {torch['version']}: intra-op threads = {torch['threads']}, "
           f"params={torch['params']:.2f}M")
-  print(f"peak_gflops={peak / 1e9:.0f} (fp32 matmul, synchronised: jax {jax_peak / 1e9:.0f}"
+  print(f"peak_gflops={peak / 1e9:.0f} ({args.dtype} matmul, synchronised: "
+        f"jax {jax_peak / 1e9:.0f}"
         + (f", torch {torch['peak'] / 1e9:.0f}" if torch else "") + ")")
   fpt = ours["flops_per_token"]
   jax_tok = statistics.median(ours["rates"])
