@@ -163,11 +163,11 @@ def kernels_in_use(dtype: str) -> str:
   """Which ops the unsharded JAX step runs on: the native CPU kernels or XLA's own."""
   if native.mode() == "xla":
     return f"XLA's ops ({native.ENV}=xla)"
-  if dtype != "float32":
-    return "XLA's ops (the native CPU kernels are float32 only)"
   ready, why = native.status()
   if not ready:
     return f"XLA's ops ({why})"
+  if dtype != "float32":
+    return "native fused attention (in float32), XLA's bf16 GEMMs with float32 results"
   if native.mode() == "native" or native.cpu_vendor() == "GenuineIntel":
     return "native CPU kernels (MKL GEMMs, fused attention)"
   return "native fused attention, XLA's GEMMs (MKL's are fast on Intel CPUs only)"
