@@ -14,7 +14,9 @@ from flax import nnx
 from midtrain_jax import config as config_lib
 from midtrain_jax.evals import scoring
 from midtrain_jax.interop import families, hf
+from midtrain_jax.kernels import native
 from midtrain_jax.model import layer_stack, sampling
+from midtrain_jax.parallel import sharding
 from midtrain_jax.train import checkpoint
 from midtrain_jax.train import step as ts
 
@@ -87,6 +89,27 @@ def test_imported_logits_equal_transformers(imported):
   assert config["size"] == "custom"
   ids = _ids()
   diff = np.abs(_our_logits(scoring.load_model(str(root / "run")), ids) - _hf_logits(model, ids))
+  assert diff.max() < 1e-4, (family, diff.max())
+
+
+def test_imported_logits_on_the_native_cpu_kernels_equal_transformers(imported, monkeypatch):
+  # On one CPU device the attention (RoPE with Llama 3 / YaRN scaling, windows,
+  # QK-norm) and the GEMMs run on the native kernels, not on XLA's ops.
+  ready, why = native.status()
+  if not ready:
+    pytest.skip(f"native CPU kernels unavailable: {why}")
+  monkeypatch.setenv(native.ENV, "native")
+  family, model, root = imported
+  loaded = scoring.load_model(str(root / "run"))
+  ids = _ids(seed=2)
+  mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
+  with jax.set_mesh(mesh):
+    positions = np.tile(np.arange(ids.shape[1], dtype=np.int32), (ids.shape[0], 1))
+    forward = nnx.merge(loaded.graphdef, loaded.params)
+    jaxpr = str(jax.make_jaxpr(forward)(ids.astype(np.int32), positions, np.ones_like(positions)))
+    assert "midtrain_cpu_attention_fwd" in jaxpr and "midtrain_cpu_gemm" in jaxpr
+    ours = _our_logits(loaded, ids)
+  diff = np.abs(ours - _hf_logits(model, ids))
   assert diff.max() < 1e-4, (family, diff.max())
 
 
