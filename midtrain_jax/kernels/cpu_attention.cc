@@ -128,49 +128,53 @@ void Rotate(const float* src, int64_t src_ld, float* dst, int64_t dst_ld, int64_
   }
 }
 
-// The q rows of every head of a KV group and the k rows of its KV head, as the
-// scores see them: the input buffers' rows, or rotated copies when rotating.
+// The q rows of a KV group's heads and the k rows of its KV head, as the scores
+// see them: the input buffers' rows, or rotated copies when rotating (k's whole,
+// made once per task; q's one query block at a time, so a long sequence costs
+// no copy of q).
 class Operands {
  public:
   Operands(const Dims& d, const float* qp, const float* kp, const float* cos, const float* sin,
            bool rotate, int64_t bi, int64_t kv)
       : d_(d), q_(qp + bi * d.t * d.n * d.h), k_(kp + (bi * d.t * d.k + kv) * d.h),
-        first_head_(kv * d.group()) {
+        cos_(cos + bi * d.t * (d.h / 2)), sin_(sin + bi * d.t * (d.h / 2)), rotate_(rotate) {
     if (!rotate) return;
-    cos += bi * d.t * (d.h / 2);
-    sin += bi * d.t * (d.h / 2);
-    q_rotated_.resize(d.group() * d.t * d.h);
     k_rotated_.resize(d.t * d.h);
-    for (int64_t g = 0; g < d.group(); ++g) {
-      Rotate(q_ + (first_head_ + g) * d.h, d.n * d.h, q_rotated_.data() + g * d.t * d.h, d.h,
-             d.t, d.h, cos, sin, false);
-    }
-    Rotate(k_, d.k * d.h, k_rotated_.data(), d.h, d.t, d.h, cos, sin, false);
+    Rotate(k_, d.k * d.h, k_rotated_.data(), d.h, d.t, d.h, cos_, sin_, false);
   }
 
-  HeadRows Q(int64_t head) const {
-    if (q_rotated_.empty()) return HeadRows{q_ + head * d_.h, d_.n * d_.h};
-    return HeadRows{q_rotated_.data() + (head - first_head_) * d_.t * d_.h, d_.h};
+  // Rows [t0, t0 + rows) of query head `head`, row 0 first; rotated into
+  // `scratch` (kQueryBlock x H) when rotating.
+  HeadRows QBlock(int64_t head, int64_t t0, int64_t rows, float* scratch) const {
+    const float* src = q_ + (t0 * d_.n + head) * d_.h;
+    if (!rotate_) return HeadRows{src, d_.n * d_.h};
+    const int64_t half = d_.h / 2;
+    Rotate(src, d_.n * d_.h, scratch, d_.h, rows, d_.h, cos_ + t0 * half, sin_ + t0 * half,
+           false);
+    return HeadRows{scratch, d_.h};
   }
+  // All T key rows, row 0 first.
   HeadRows K() const {
-    return k_rotated_.empty() ? HeadRows{k_, d_.k * d_.h} : HeadRows{k_rotated_.data(), d_.h};
+    return rotate_ ? HeadRows{k_rotated_.data(), d_.h} : HeadRows{k_, d_.k * d_.h};
   }
 
  private:
   Dims d_;
   const float* q_;  // row (bi, 0), head 0
   const float* k_;  // row (bi, 0), KV head kv
-  int64_t first_head_;
-  std::vector<float> q_rotated_, k_rotated_;  // [group, T, H], [T, H]
+  const float *cos_, *sin_;  // row (bi, 0)
+  bool rotate_;
+  std::vector<float> k_rotated_;  // [T, H]
 };
 
-// s[rows, len] = scale * q_rows . k_keys[lo, lo + len). Only the entries a row can
-// see are meaningful (Documents::First to the row's own slot); for rows whose
-// documents are not runs, other-document keys in that interval are set to kMasked.
-void Scores(const Dims& d, HeadRows q, HeadRows k, const Documents& docs, int64_t t0,
+// s[rows, len] = scale * q_block . k_keys[lo, lo + len) for the query rows
+// [t0, t0 + rows) in `q_block`. Only the entries a row can see are meaningful
+// (Documents::First to the row's own slot); for rows whose documents are not
+// runs, other-document keys in that interval are set to kMasked.
+void Scores(const Dims& d, HeadRows q_block, HeadRows k, const Documents& docs, int64_t t0,
             int64_t rows, int64_t lo, int64_t len, float* s) {
-  cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, d.scale, q.row(t0), q.ld, k.row(lo),
-              k.ld, 0.0f, s, len);
+  cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, d.scale, q_block.data, q_block.ld,
+              k.row(lo), k.ld, 0.0f, s, len);
   if (docs.runs_are_documents) return;
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t t = t0 + i;
@@ -234,9 +238,10 @@ ffi::Future Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<f
     const int64_t bi = task / d.k, kv = task % d.k;
     const Documents docs(sp + bi * d.t, d.t);
     const Operands x(d, qp, kp, cp, snp, rotate, bi, kv);
-    std::vector<float> s(kQueryBlock * d.t);
+    std::vector<float> s(kQueryBlock * d.t), q_scratch(kQueryBlock * d.h);
     ForEachBlock(d, kv, [&](int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len) {
-      Scores(d, x.Q(head), x.K(), docs, t0, rows, lo, len, s.data());
+      Scores(d, x.QBlock(head, t0, rows, q_scratch.data()), x.K(), docs, t0, rows, lo, len,
+             s.data());
       for (int64_t i = 0; i < rows; ++i) {
         const int64_t t = t0 + i, a = docs.First(d, t) - lo, b = t - lo + 1;
         float* row = s.data() + i * len;
@@ -281,11 +286,11 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
     }
     const Documents docs(sp + bi * d.t, d.t);
     const Operands x(d, qp, kp, cp, snp, rotate, bi, kv);
-    std::vector<float> p(kQueryBlock * d.t), dp(kQueryBlock * d.t);
+    std::vector<float> p(kQueryBlock * d.t), dp(kQueryBlock * d.t), q_scratch(kQueryBlock * d.h);
     ForEachBlock(d, kv, [&](int64_t head, int64_t t0, int64_t rows, int64_t lo, int64_t len) {
       const int64_t q_at = ((bi * d.t + t0) * d.n + head) * d.h;
       const int64_t kv_at = ((bi * d.t + lo) * d.k + kv) * d.h;
-      const HeadRows qh = x.Q(head), kh = x.K();
+      const HeadRows qh = x.QBlock(head, t0, rows, q_scratch.data()), kh = x.K();
       Scores(d, qh, kh, docs, t0, rows, lo, len, p.data());
       // dp = dout . v^T
       cblas_sgemm(kRowMajor, kNoTrans, kTrans, rows, len, d.h, 1.0f, gp + q_at, d.n * d.h,
@@ -312,7 +317,7 @@ ffi::Future Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<
       cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, rows, d.h, len, d.scale, dp.data(), len,
                   kh.row(lo), kh.ld, 0.0f, dqp + q_at, d.n * d.h);
       cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, d.scale, dp.data(), len,
-                  qh.row(t0), qh.ld, 1.0f, dkp + kv_at, d.k * d.h);
+                  qh.data, qh.ld, 1.0f, dkp + kv_at, d.k * d.h);
       cblas_sgemm(kRowMajor, kTrans, kNoTrans, len, d.h, rows, 1.0f, p.data(), len,
                   gp + q_at, d.n * d.h, 1.0f, dvp + kv_at, d.k * d.h);
     });
