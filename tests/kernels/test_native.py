@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from midtrain_jax.kernels import cpu_attention, cpu_gemm, native
 from midtrain_jax.model import attention, layers, rope
@@ -214,3 +215,13 @@ def test_native_mode_without_mkl_says_why(monkeypatch):
     assert not native.applies(jnp.ones((2, 2)), jnp.ones((2, 2)))
   finally:
     native.status.cache_clear()
+
+
+def test_swiglu_in_bf16_on_cpu_is_evaluated_in_float32():
+  mlp = layers.SwiGLU(16, 32, std=0.5, out_std=0.5, param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(64, 16)), jnp.bfloat16)
+  gate, up = mlp.gate(x), mlp.up(x)
+  widened = (jax.nn.silu(gate.astype(jnp.float32)) * up.astype(jnp.float32)).astype(jnp.bfloat16)
+  np.testing.assert_array_equal(mlp(x), mlp.down(widened))
+  # The product rounded once differs from the one evaluated in bfloat16.
+  assert not np.array_equal(mlp(x), mlp.down(jax.nn.silu(gate) * up))
