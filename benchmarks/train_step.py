@@ -37,6 +37,7 @@ Last line: `tokens_per_s=X mfu=Y` for the JAX step (median, unsharded).
 """
 import argparse
 import ctypes.util
+import functools
 import importlib.util
 import os
 import re
@@ -96,6 +97,16 @@ def build_step(args, mesh_sizes: dict[str, int]) -> dict:
   return dict(step=step, state=state, batch=batch, cfg=cfg, abstract=abstract)
 
 
+def timed_sample(b: dict, args) -> float:
+  """Tokens/s of one synchronised sample of `args.steps` steps of a built step
+  (build_step's dict; its state advances)."""
+  start = time.perf_counter()
+  for _ in range(args.steps):
+    b["state"], m = b["step"](b["state"], b["batch"])
+  jax.block_until_ready((b["state"], m))
+  return args.batch * args.seq * args.steps / (time.perf_counter() - start)
+
+
 def alternating_rates(built: dict[str, dict], args) -> dict[str, list[float]]:
   """Tokens/s of `args.samples` synchronised samples of `args.steps` steps of each
   built step (build_step's dicts, by name), alternating between them so the
@@ -103,11 +114,7 @@ def alternating_rates(built: dict[str, dict], args) -> dict[str, list[float]]:
   rates = {name: [] for name in built}
   for _ in range(args.samples):
     for name, b in built.items():
-      start = time.perf_counter()
-      for _ in range(args.steps):
-        b["state"], m = b["step"](b["state"], b["batch"])
-      jax.block_until_ready((b["state"], m))
-      rates[name].append(args.batch * args.seq * args.steps / (time.perf_counter() - start))
+      rates[name].append(timed_sample(b, args))
   return rates
 
 
@@ -131,17 +138,10 @@ def jax_sampler(args, mesh_sizes: dict[str, int] = ONE_DEVICE):
   `args.steps` steps (returns tokens/s), and the model's FLOPs per token and
   parameter count."""
   built = build_step(args, mesh_sizes)
-  step, cfg, abstract, batch = (built[k] for k in ("step", "cfg", "abstract", "batch"))
+  cfg, abstract = built["cfg"], built["abstract"]
   for _ in range(3):
-    built["state"], m = step(built["state"], batch)
+    built["state"], m = built["step"](built["state"], built["batch"])
   jax.block_until_ready((built["state"], m))
-
-  def sample() -> float:
-    start = time.perf_counter()
-    for _ in range(args.steps):
-      built["state"], m = step(built["state"], batch)
-    jax.block_until_ready((built["state"], m))
-    return args.batch * args.seq * args.steps / (time.perf_counter() - start)
 
   n_params = metrics.param_count(abstract)
   ref_flops = 6 * (n_params - cfg.padded_vocab_size * cfg.d_model) + \
@@ -150,7 +150,8 @@ def jax_sampler(args, mesh_sizes: dict[str, int] = ONE_DEVICE):
   # The reference's formula is for full attention and dense layers; windows
   # count what they see, MoE layers the experts a token runs.
   assert getattr(args, "window", 0) or cfg.moe_experts or ref_flops == model_flops
-  return sample, dict(flops_per_token=model_flops, params=n_params)
+  return functools.partial(timed_sample, built, args), dict(flops_per_token=model_flops,
+                                                           params=n_params)
 
 
 def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
@@ -168,7 +169,7 @@ def kernels_in_use(dtype: str) -> str:
     return f"XLA's ops ({why})"
   if dtype != "float32":
     return "native fused attention (in float32), XLA's bf16 GEMMs with float32 results"
-  if native.mode() == "native" or native.cpu_vendor() == "GenuineIntel":
+  if native.gemm_on_mkl():
     return "native CPU kernels (MKL GEMMs, fused attention)"
   return "native fused attention, XLA's GEMMs (MKL's are fast on Intel CPUs only)"
 

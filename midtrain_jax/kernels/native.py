@@ -64,23 +64,24 @@ def mkl_runtime() -> str | None:
 
 
 @functools.cache
-def cpu_vendor() -> str:
-  """The x86 vendor string of /proc/cpuinfo (GenuineIntel, AuthenticAMD), or ""."""
+def _cpuinfo_lines() -> tuple[str, ...]:
+  """The lines of /proc/cpuinfo (none where there is no such file)."""
   try:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
-      return next((line.partition(":")[2].strip() for line in f
-                   if line.startswith("vendor_id")), "")
+      return tuple(f)
   except OSError:
-    return ""
+    return ()
+
+
+def cpu_vendor() -> str:
+  """The x86 vendor string of /proc/cpuinfo (GenuineIntel, AuthenticAMD), or ""."""
+  return next((line.partition(":")[2].strip() for line in _cpuinfo_lines()
+               if line.startswith("vendor_id")), "")
 
 
 def _cpu_signature() -> bytes:
   """This CPU's model and flags: the library is built for it (-march=native)."""
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      lines = [x for x in f if x.startswith(("flags", "model name"))][:2]
-  except OSError:
-    lines = []
+  lines = [x for x in _cpuinfo_lines() if x.startswith(("flags", "model name"))][:2]
   return (platform.machine() + "".join(lines)).encode()
 
 
@@ -166,10 +167,17 @@ def applies(*arrays, dtypes=(jnp.float32,)) -> bool:
   return ready
 
 
+def gemm_on_mkl() -> bool:
+  """Whether the chosen mode puts float32 GEMMs on MKL where the native kernels
+  apply: on Intel CPUs, or anywhere under MIDTRAIN_CPU_KERNELS=native (see the
+  module docstring)."""
+  return mode() == "native" or cpu_vendor() == "GenuineIntel"
+
+
 def gemm_applies(a, b) -> bool:
-  """Whether a float32 GEMM of `a` and `b` runs on MKL: where `applies`, and on
-  an Intel CPU unless MIDTRAIN_CPU_KERNELS=native (see the module docstring)."""
-  return applies(a, b) and (mode() == "native" or cpu_vendor() == "GenuineIntel")
+  """Whether a float32 GEMM of `a` and `b` runs on MKL: where `applies` and
+  `gemm_on_mkl`."""
+  return applies(a, b) and gemm_on_mkl()
 
 
 @functools.cache
