@@ -164,7 +164,8 @@ class Attention(nnx.Module):
     self.window = window
     d, n, k, h = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     out_std = cfg.init_std / np.sqrt(2 * cfg.n_layers)
-    dense = functools.partial(Dense, param_dtype=cfg.param_dtype, rngs=rngs)
+    dense = functools.partial(Dense, param_dtype=cfg.param_dtype, rngs=rngs,
+                              dtype=cfg.compute_dtype)
     qkv = functools.partial(dense, std=cfg.init_std, bias=cfg.qkv_bias)
     self.q = qkv((d,), (n, h), axes=("embed", "heads", "head_dim"))
     self.k = qkv((d,), (k, h), axes=("embed", "kv_heads", "head_dim"))
@@ -224,7 +225,10 @@ class Attention(nnx.Module):
       # score matrices in XLA.
       out = cpu_attention.attention(q, k, v, segment_ids_BT, self.window, float(scale), tables)
       return self.o(out), None
+    # XLA's attention takes its operands in the compute dtype (on CPU the
+    # activations may be wider; see layers.activation_dtype).
     q, k = rope.rotate(q, *tables), rope.rotate(k, *tables)
+    q, k, v = (a.astype(self.cfg.compute_dtype) for a in (q, k, v))
     xla = functools.partial(grouped_attention, scale=scale)
     if cache is None and uses_local_blocks(self.window, t, kernel):
       out = local_attention(q, k, v, segment_ids_BT, self.window, xla)

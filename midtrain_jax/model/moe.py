@@ -214,7 +214,7 @@ class MoE(nnx.Module):
     self.down = param(rngs, normal(out_std), (e, f, d), ("expert", "mlp", "embed"),
                       cfg.param_dtype)
     self.shared = (SwiGLU(d, cfg.moe_shared_experts * f, std=cfg.init_std, out_std=out_std,
-                          param_dtype=cfg.param_dtype, rngs=rngs)
+                          param_dtype=cfg.param_dtype, rngs=rngs, dtype=cfg.compute_dtype)
                    if cfg.moe_shared_experts else None)
 
   def __call__(self, x_BTD, segment_ids_BT):
@@ -223,11 +223,13 @@ class MoE(nnx.Module):
     b, t, d = x_BTD.shape
     x_ND = x_BTD.reshape(b * t, d)
     logits_NE, probs_NE, experts_NK, gates_NK = route(x_ND, self.router[...], cfg.moe_top_k)
-    weights = tuple(w[...].astype(x_BTD.dtype) for w in (self.gate, self.up, self.down))
+    # Experts compute in the compute dtype (activations may be wider on CPU).
+    weights = tuple(w[...].astype(cfg.compute_dtype) for w in (self.gate, self.up, self.down))
+    tokens_ND = x_ND.astype(cfg.compute_dtype)
     if cfg.moe_dispatch == "capacity":
-      y_ND = capacity(x_ND, experts_NK, gates_NK, weights, cfg.moe_capacity_factor)
+      y_ND = capacity(tokens_ND, experts_NK, gates_NK, weights, cfg.moe_capacity_factor)
     else:
-      y_ND = dropless(x_ND, experts_NK, gates_NK, weights)
+      y_ND = dropless(tokens_ND, experts_NK, gates_NK, weights)
     y_BTD = y_ND.reshape(b, t, d).astype(x_BTD.dtype)
     if self.shared is not None:
       y_BTD = y_BTD + self.shared(x_BTD)

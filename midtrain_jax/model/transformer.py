@@ -9,7 +9,7 @@ from flax import nnx
 from midtrain_jax.model import layer_stack
 from midtrain_jax.model.attention import Attention
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
-from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU, output_logits
+from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU, activation_dtype, output_logits
 from midtrain_jax.model.moe import MoE, accumulate_aux, zero_aux
 from midtrain_jax.parallel import sharding
 
@@ -35,7 +35,8 @@ class Block(nnx.Module):
     self.is_moe = moe
     self.mlp = MoE(cfg, rngs=rngs) if moe else SwiGLU(
         cfg.d_model, cfg.mlp_dim, std=cfg.init_std,
-        out_std=cfg.init_std / np.sqrt(2 * cfg.n_layers), param_dtype=cfg.param_dtype, rngs=rngs)
+        out_std=cfg.init_std / np.sqrt(2 * cfg.n_layers), param_dtype=cfg.param_dtype,
+        rngs=rngs, dtype=cfg.compute_dtype)
 
   def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None, aux=None):
     """Returns (output, new cache, aux): aux adds this layer's MoE statistics to `aux`."""
@@ -103,7 +104,8 @@ class Transformer(nnx.Module):
                               param_dtype=cfg.param_dtype, rngs=rngs)
     if not cfg.tie_embeddings:
       self.lm_head = Dense((cfg.d_model,), (cfg.padded_vocab_size,), axes=("embed", "vocab"),
-                           std=cfg.init_std, param_dtype=cfg.param_dtype, rngs=rngs)
+                           std=cfg.init_std, param_dtype=cfg.param_dtype, rngs=rngs,
+                           dtype=cfg.compute_dtype)
 
   def __call__(self, tokens_BT, positions_BT, segment_ids_BT, caches=None):
     """Next-token logits.
@@ -154,7 +156,7 @@ class Transformer(nnx.Module):
 
   def _hidden(self, tokens_BT, positions_BT, segment_ids_BT, caches):
     cfg = self.cfg
-    x = sharding.constrain(self.embed(tokens_BT, jnp.dtype(cfg.compute_dtype)),
+    x = sharding.constrain(self.embed(tokens_BT, activation_dtype(cfg.compute_dtype)),
                            ("batch", "seq", None))
     aux = zero_aux(cfg)
 
@@ -179,7 +181,9 @@ class Transformer(nnx.Module):
                                 None if caches is None else caches[i], aux)
       x = sharding.constrain(x, ("batch", "seq", None))
       new_caches.append(cache)
-    return self.final_norm(x), (None if caches is None else new_caches), aux
+    # In the compute dtype: the output layer's GEMM operand (see activation_dtype).
+    x = self.final_norm(x).astype(cfg.compute_dtype)
+    return x, (None if caches is None else new_caches), aux
 
   def _scan_groups(self, carry, positions_BT, segment_ids_BT, remat: bool):
     """Runs the stacked groups as one scan (remat, when on, applies per group)."""

@@ -1,11 +1,12 @@
 """The native CPU kernels (MKL GEMM, fused attention) equal XLA's ops, values and gradients."""
+import functools
 import platform
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from midtrain_jax.kernels import cpu_attention, cpu_gemm, native
 from midtrain_jax.model import attention, layers, rope
@@ -49,40 +50,107 @@ def test_gemm_and_its_gradients_equal_xla(m, k, n, transpose_a, transpose_b):
 
 @pytest.mark.parametrize("transpose_a", [False, True])
 @pytest.mark.parametrize("transpose_b", [False, True])
-def test_bf16_gemm_rounds_a_float32_product_once(transpose_a, transpose_b):
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_bf16_gemm_is_the_float32_product_of_rounded_operands(transpose_a, transpose_b, dtype):
   m, k, n = 70, 300, 45
   rng = np.random.default_rng(7)
-  a = jnp.asarray(rng.normal(size=(k, m) if transpose_a else (m, k)), jnp.bfloat16)
-  b = jnp.asarray(rng.normal(size=(n, k) if transpose_b else (k, n)), jnp.bfloat16)
-  w = jnp.asarray(rng.normal(size=(m, n)), jnp.float32)
+  a = jnp.asarray(rng.normal(size=(k, m) if transpose_a else (m, k)), dtype)
+  b = jnp.asarray(rng.normal(size=(n, k) if transpose_b else (k, n)), dtype)
+  g = jnp.asarray(rng.normal(size=(m, n)), jnp.float32)
 
-  def exact(a, b):  # float32 products of the bfloat16 values, float32 cotangents.
-    a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-    return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+  def rounded(x):
+    return np.asarray(jnp.asarray(x).astype(jnp.bfloat16), np.float64)
+
+  def op(x, transpose):
+    return x.T if transpose else x
 
   def ours(a, b):
     return cpu_gemm.bf16_matmul(a, b, transpose_a, transpose_b)
 
   out = jax.jit(ours)(a, b)
-  assert out.dtype == jnp.bfloat16
-  # One rounding of the float32 product (summed in another order): within one
-  # bfloat16 ulp of the rounded float32 result.
-  want = np.asarray(exact(a, b), np.float32)
-  np.testing.assert_allclose(np.asarray(out, np.float32), want, rtol=2**-7, atol=1e-3)
-  got = jax.jit(jax.grad(lambda a, b: (ours(a, b) * w).sum(), argnums=(0, 1)))(a, b)
-  want = jax.grad(lambda a, b: (exact(a, b) * w).sum(), argnums=(0, 1))(a, b)
-  for g, r in zip(got, want):
-    assert g.dtype == jnp.bfloat16
-    # The cotangent is rounded to bfloat16 before the gradient GEMMs: 2^-8 relative.
-    np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(r, np.float32),
-                               rtol=2e-2, atol=2e-2 * float(np.abs(r).max()))
+  assert out.dtype == jnp.float32
+  # Operands rounded to bfloat16 (a no-op for bfloat16 ones), the product and
+  # its sums in float32: equal to the exact product of the rounded operands up
+  # to float32 summation.
+  ra, rb, rg = rounded(a), rounded(b), rounded(g)
+  want = op(ra, transpose_a) @ op(rb, transpose_b)
+  np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)
+  _, vjp = jax.vjp(ours, a, b)
+  da, db = jax.jit(vjp)(g)
+  # Each gradient in its operand's dtype, from the cotangent rounded to bfloat16
+  # and the float32 GEMM result (rounded once more only for bfloat16 operands).
+  want_da = op(rg @ op(rb, transpose_b).T, transpose_a)
+  want_db = op(op(ra, transpose_a).T @ rg, transpose_b)
+  tol = dict(rtol=1e-5, atol=1e-3) if dtype == jnp.float32 else dict(rtol=2**-8, atol=0.05)
+  for got, want in ((da, want_da), (db, want_db)):
+    assert got.dtype == dtype
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, **tol)
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (40, 7), (33, 10), (8, 1)])
+def test_transposed_copy_is_the_transpose(shape):
+  x = jnp.asarray(np.random.default_rng(1).normal(size=shape), jnp.bfloat16)
+  np.testing.assert_array_equal(jax.jit(cpu_gemm.transposed_copy)(x), x.T)
+
+
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_float32_xla_gemm_and_its_gradients_equal_a_plain_dot(transpose_a, transpose_b):
+  rng = np.random.default_rng(5)
+  a = jnp.asarray(rng.normal(size=(48, 40) if transpose_a else (40, 48)), jnp.float32)
+  b = jnp.asarray(rng.normal(size=(24, 48) if transpose_b else (48, 24)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(40, 24)), jnp.float32)
+
+  def plain(a, b):
+    return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+
+  def ours(a, b):
+    return cpu_gemm.xla_matmul(a, b, transpose_a, transpose_b)
+
+  np.testing.assert_allclose(jax.jit(ours)(a, b), plain(a, b), rtol=1e-5, atol=1e-5)
+  grads = [jax.jit(jax.grad(lambda a, b, f=f: (f(a, b) * w).sum(), argnums=(0, 1)))(a, b)
+           for f in (ours, plain)]
+  for g, r in zip(*grads):
+    np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+
+
+def _compiled_gemms(hlo: str) -> list[str]:
+  """The 2-D dots of compiled HLO (attention's batched dots aside)."""
+  return [line for line in hlo.splitlines() if " dot(" in line and "batch_dims" not in line]
+
+
+def test_bfloat16_train_step_on_cpu_runs_every_gemm_on_bf16_operands(monkeypatch):
+  monkeypatch.setenv(native.ENV, "xla")
+  cfg = helpers.tiny_model(compute_dtype="bfloat16")
+  setup = helpers.train_setup(cfg, (1, 1, 1), jax.devices()[:1],
+                              lr=helpers.small_config(1).optim.lr)
+  state = ts.init_state(cfg, setup.tx, 0, setup.shardings)
+  batch = sharding.host_batch_to_global(helpers.text_batch(8, 32, docs_per_row=2), setup.mesh)
+  step = ts.jit_train_step(setup.graphdef, setup.tx, setup.schedule, 1e-4, setup.mesh,
+                           setup.shardings)
+  with jax.set_mesh(setup.mesh):
+    compiled = step.__wrapped__.lower(state, batch).compile().as_text()
+  dots = _compiled_gemms(compiled)
+  assert dots
+  # Every GEMM, weight gradients included, on bfloat16 operands with a float32
+  # result: XLA widens the operands of a dot contracting the left operand's
+  # leading axis, so no dot may keep that form.
+  for line in dots:
+    assert re.search(r"= f32\[", line), line
+    assert "lhs_contracting_dims={1}" in line, line
+  shapes = {m.group(1): m.group(2) for m in re.finditer(r"%([\w.\-]+) = (\w+)\[", compiled)}
+  for line in dots:
+    names = re.search(r"dot\(%([\w.\-]+), %([\w.\-]+)\)", line).groups()
+    assert [shapes[n] for n in names] == ["bf16", "bf16"], line
 
 
 def test_dense_layers_in_bf16_on_cpu_use_the_float32_result_gemm():
-  a, b = jnp.ones((8, 16), jnp.bfloat16), jnp.ones((16, 4), jnp.bfloat16)
-  hlo = jax.jit(layers.dot_2d).lower(a, b).as_text()
-  assert "(tensor<8x16xbf16>, tensor<16x4xbf16>) -> tensor<8x4xf32>" in hlo
-  assert layers.dot_2d(a, b).dtype == jnp.bfloat16
+  a, b = jnp.ones((8, 16), jnp.float32), jnp.ones((16, 4), jnp.float32)
+  hlo = jax.jit(functools.partial(layers.dot_2d, operand_dtype=jnp.bfloat16)).lower(a, b)
+  assert "(tensor<8x16xbf16>, tensor<16x4xbf16>) -> tensor<8x4xf32>" in hlo.as_text()
+  # The result stays in a's dtype: float32 activations take no rounding.
+  assert layers.dot_2d(a, b, operand_dtype=jnp.bfloat16).dtype == jnp.float32
+  assert layers.dot_2d(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)).dtype == jnp.bfloat16
 
 
 def test_auto_runs_the_gemm_on_mkl_on_intel_cpus_only(monkeypatch):
@@ -215,13 +283,3 @@ def test_native_mode_without_mkl_says_why(monkeypatch):
     assert not native.applies(jnp.ones((2, 2)), jnp.ones((2, 2)))
   finally:
     native.status.cache_clear()
-
-
-def test_swiglu_in_bf16_on_cpu_is_evaluated_in_float32():
-  mlp = layers.SwiGLU(16, 32, std=0.5, out_std=0.5, param_dtype=jnp.float32, rngs=nnx.Rngs(0))
-  x = jnp.asarray(np.random.default_rng(3).normal(size=(64, 16)), jnp.bfloat16)
-  gate, up = mlp.gate(x), mlp.up(x)
-  widened = (jax.nn.silu(gate.astype(jnp.float32)) * up.astype(jnp.float32)).astype(jnp.bfloat16)
-  np.testing.assert_array_equal(mlp(x), mlp.down(widened))
-  # The product rounded once differs from the one evaluated in bfloat16.
-  assert not np.array_equal(mlp(x), mlp.down(jax.nn.silu(gate) * up))

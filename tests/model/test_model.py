@@ -112,6 +112,24 @@ def test_bfloat16_compute_is_close_to_float32():
   assert on_bf16_grid.mean() < 0.5
 
 
+def test_bfloat16_on_cpu_keeps_the_residual_stream_in_float32():
+  # Like PyTorch's CPU autocast: GEMM operands in bfloat16, activations float32.
+  cfg = dataclasses.replace(helpers.tiny_model(), compute_dtype="bfloat16")
+  model = Transformer(cfg, rngs=nnx.Rngs(0))
+  batch = helpers.text_batch(1, 16)
+  inputs = [jnp.asarray(batch[k]) for k in ("inputs", "positions", "segment_ids")]
+  jaxpr = jax.make_jaxpr(lambda: model.hidden_and_aux(*inputs))()
+  residual = (1, 16, cfg.d_model)
+  adds = [e.outvars[0].aval for e in jaxpr.jaxpr.eqns
+          if e.primitive.name == "add" and e.outvars[0].aval.shape == residual]
+  assert len(adds) >= 2 * cfg.n_layers
+  assert {a.dtype for a in adds} == {jnp.dtype(jnp.float32)}
+  dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "custom_vjp_call"]
+  assert dots
+  hidden, _ = model.hidden_and_aux(*inputs)
+  assert hidden.dtype == jnp.bfloat16  # the output layer's GEMM operand
+
+
 def test_kv_cache_decoding_matches_full_forward():
   """Prefill + token-by-token decoding reproduce the full forward's logits,
   sliding-window layers included (window 8 < 24 tokens)."""
