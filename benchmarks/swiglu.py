@@ -4,10 +4,11 @@
   python -m benchmarks.swiglu --rows=4096 --width=3072
 
 XLA:CPU evaluates SiLU on bfloat16 operands much slower than on float32 ones,
-which is why `model/layers.py: SwiGLU` computes it in float32 on CPU and
-rounds the product once. Times the forward and the backward (VJP) of both
-forms on bfloat16 inputs, best of `--samples` synchronised runs of `--reps`
-calls, alternating, and prints the largest difference between the two.
+one reason why bfloat16 on CPU keeps activations in float32 and rounds only
+GEMM operands (`model/layers.py: activation_dtype`). Times the forward and
+the backward (VJP) of both forms on bfloat16 inputs, best of `--samples`
+synchronised runs of `--reps` calls, alternating, and prints the largest
+difference between the two.
 """
 import argparse
 import sys

@@ -168,7 +168,8 @@ def kernels_in_use(dtype: str) -> str:
   if not ready:
     return f"XLA's ops ({why})"
   if dtype != "float32":
-    return "native fused attention (in float32), XLA's bf16 GEMMs with float32 results"
+    return ("native fused attention (in float32), XLA's bf16 GEMMs with float32 results, "
+            "float32 activations (as autocast)")
   if native.gemm_on_mkl():
     return "native CPU kernels (MKL GEMMs, fused attention)"
   return "native fused attention, XLA's GEMMs (MKL's are fast on Intel CPUs only)"
