@@ -61,15 +61,14 @@ def _with_folded_vjp(gemm, operand_dtype):
   """op(a) @ op(b) in float32 through `gemm(a, b, transpose_a, transpose_b)` on
   operands cast to `operand_dtype`; gradients too."""
 
-  @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-  def product(a, b, transpose_a, transpose_b, dtypes):
-    del dtypes
-    return gemm(a.astype(operand_dtype), b.astype(operand_dtype), transpose_a, transpose_b)
-
   def forward(a, b, transpose_a, transpose_b, dtypes):
     del dtypes
     a, b = a.astype(operand_dtype), b.astype(operand_dtype)
     return gemm(a, b, transpose_a, transpose_b), (a, b)
+
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+  def product(a, b, transpose_a, transpose_b, dtypes):
+    return forward(a, b, transpose_a, transpose_b, dtypes)[0]
 
   def backward(transpose_a, transpose_b, dtypes, residuals, g):
     a, b = residuals
