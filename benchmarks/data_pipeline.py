@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import pipeline
+from midtrain_jax.data.load import pipeline
 
 
 def main() -> None:

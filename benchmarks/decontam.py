@@ -20,9 +20,9 @@ import time
 import zipfile
 
 from midtrain_jax import cache
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.decontam import decontaminator as decontam
 from midtrain_jax.decontam import index as decontam_index
-from midtrain_jax.evals import items as benchmarks
 
 _CHUNK = 4000  # Characters per document, about a web page.
 

@@ -18,9 +18,9 @@ import argparse
 import json
 import time
 
-from midtrain_jax.data.corpora import demo
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.data.mixtures.corpora import demo
 from midtrain_jax.decontam import decontaminator, robustness
-from midtrain_jax.evals import items as benchmarks
 
 _CHUNK = 4000  # Characters per code document, about a web page.
 

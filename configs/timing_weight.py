@@ -15,7 +15,7 @@ target capability's final BPB and of web BPB (forgetting).
 Arguments after `:`: start (fraction of the run), weight, target=TASK, steps=N.
 """
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import catalog
+from midtrain_jax.data.mixtures import catalog
 
 
 def get_config(arg=None):

@@ -28,8 +28,8 @@ from typing import Any
 
 import ml_collections
 
+from midtrain_jax.benchmark_data import items
 from midtrain_jax.dedup import params as dedup_params
-from midtrain_jax.evals import items
 from midtrain_jax.model.config import PRESETS, ModelConfig
 
 
@@ -133,7 +133,7 @@ def data_config() -> ml_collections.ConfigDict:
   """The `data` section: every key of the data pipeline with its default."""
   c = ml_collections.ConfigDict()
   # Which registered seqio Mixture to train on (`python -m
-  # midtrain_jax.data.registry --list` shows them all).
+  # midtrain_jax.data.mixtures --list` shows them all).
   c.mixture = "dolmino_demo"
   c.seq_len = 256
   # Global batch size in rows; each process loads batch_size // process_count.

@@ -42,8 +42,8 @@ import numpy as np
 from array_record.python import array_record_module
 
 from midtrain_jax import cache, files
-from midtrain_jax.data import mixture_file
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.mixtures import mixture_file
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"

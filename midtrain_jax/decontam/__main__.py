@@ -13,12 +13,13 @@ import os
 from absl import flags
 
 from midtrain_jax import cli
-from midtrain_jax.data import seqio_tasks, sources
+from midtrain_jax.benchmark_data import items
+from midtrain_jax.data.mixtures import seqio_tasks
 from midtrain_jax.decontam import batch, decontaminator
-from midtrain_jax.evals import items
+from midtrain_jax.documents import readers as sources
 
 _MIXTURE = flags.DEFINE_string("mixture", None, "seqio Mixture or Task name "
-                               "(`python -m midtrain_jax.data.registry --list`).")
+                               "(`python -m midtrain_jax.data.mixtures --list`).")
 _INPUT = flags.DEFINE_list("input", None, "JSONL files (.jsonl, .gz, .zst; local or gs://); "
                            "each is one task named after its file.")
 _OUT = flags.DEFINE_string("out", None, "Output folder.")

@@ -18,9 +18,9 @@ import os
 from collections.abc import Iterable, Sequence
 
 from midtrain_jax import cache
+from midtrain_jax.benchmark_data import items as benchmark_items
 from midtrain_jax.decontam import index as index_lib
 from midtrain_jax.decontam import scan as scan_lib
-from midtrain_jax.evals import items as benchmark_items
 
 DecontamParams = index_lib.DecontamParams
 Hit = scan_lib.Hit

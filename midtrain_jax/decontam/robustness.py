@@ -56,8 +56,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from midtrain_jax import cache
+from midtrain_jax.benchmark_data import items as benchmark_items
 from midtrain_jax.decontam import index as index_lib
-from midtrain_jax.evals import items as benchmark_items
 
 SPLITS = ("tune", "test")
 # Planted items of a split, and held-out clean-pool items of a split.

@@ -7,8 +7,8 @@ import functools
 from collections.abc import Sequence
 
 from midtrain_jax import logs
+from midtrain_jax.benchmark_data import items
 from midtrain_jax.decontam import decontaminator
-from midtrain_jax.evals import items
 
 tf = logs.tensorflow()
 

@@ -20,8 +20,8 @@ import os
 from absl import flags
 
 from midtrain_jax import cli
-from midtrain_jax.data import sources
 from midtrain_jax.dedup import batch, deduplicator, params
+from midtrain_jax.documents import readers as sources
 
 _DEFAULTS = params.DedupParams()
 _INPUT = flags.DEFINE_list("input", None, "JSONL files (.jsonl, .gz, .zst; local or gs://); "

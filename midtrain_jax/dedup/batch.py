@@ -28,9 +28,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from etils import epath
 
 from midtrain_jax import files
-from midtrain_jax.data import sources
-from midtrain_jax.decontam.batch import ShardWriter
 from midtrain_jax.dedup import counts, deduplicator
+from midtrain_jax.documents import readers as sources
+from midtrain_jax.documents.shards import ShardWriter
 
 # Documents fingerprinted together (prepare, the command, Beam, the reference
 # set): large enough for the vectorised hashing to pay off, small enough that a

@@ -25,9 +25,9 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from midtrain_jax.data import sources
 from midtrain_jax.dedup import batch, counts, deduplicator
 from midtrain_jax.dedup.params import DedupParams
+from midtrain_jax.documents import readers as sources
 
 
 def _read(element, text_key, id_key):

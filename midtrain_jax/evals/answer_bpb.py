@@ -7,7 +7,7 @@ uncertainty and paired comparisons come from `stats.py`.
 """
 import numpy as np
 
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.evals import stats
 from midtrain_jax.evals.scoring import LoadedModel, row_nats
 from midtrain_jax.train import step as ts

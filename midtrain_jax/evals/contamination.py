@@ -21,8 +21,9 @@ import os
 import ml_collections
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import catalog, layout
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.data import layout
+from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.evals import stats
 from midtrain_jax.train import checkpoint
 

@@ -12,7 +12,7 @@ older readers).
 """
 import re
 
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.evals import sandbox, stats
 from midtrain_jax.model import sampling
 

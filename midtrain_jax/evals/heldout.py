@@ -5,7 +5,8 @@ of the text, so it compares models with different tokenizers.
 """
 import ml_collections
 
-from midtrain_jax.data import catalog, pipeline
+from midtrain_jax.data.load import pipeline
+from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.evals.scoring import LN2
 
 

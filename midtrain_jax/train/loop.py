@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
-from midtrain_jax.data import pipeline
+from midtrain_jax.data.load import pipeline
 from midtrain_jax.evals import heldout, suite
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import checkpoint, metrics, optim, peaks

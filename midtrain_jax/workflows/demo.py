@@ -17,9 +17,12 @@ import time
 import ml_collections
 
 from midtrain_jax import files
-from midtrain_jax.data import catalog, layout, preparation, qau, qau_report
+from midtrain_jax.data import layout
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.evals import suite, tables
 from midtrain_jax.train import checkpoint, loop
+from midtrain_jax.workflows import qau_report
 
 MIXTURES = {"anneal_dolmino": "dolmino_demo", "anneal_web": "web_only"}
 
@@ -128,7 +131,7 @@ def quality_upsampling(config: ml_collections.ConfigDict) -> dict:
   `train.steps` batches, and 16 times as many, where sampling noise is smaller.
 
   Returns:
-    {mixture, tokens, rates, buckets (`qau.bucket_table` rows), sampled
+    {mixture, tokens, rates, buckets (`qau_report.bucket_table` rows), sampled
     ({column: {task: {"tokens", "docs"} per bucket}}), scorer (its held-out
     accuracy record)}, JSON-serialisable.
   """
@@ -136,7 +139,7 @@ def quality_upsampling(config: ml_collections.ConfigDict) -> dict:
   data_cfg.mixture = MIXTURES["anneal_dolmino"]
   tokens = config.train.steps * data_cfg.batch_size * data_cfg.seq_len
   rates = catalog.get_mixture(data_cfg.mixture).rates
-  rows = qau.bucket_table(data_cfg, data_cfg.data_dir, rates, tokens, log=_say)
+  rows = qau_report.bucket_table(data_cfg, data_cfg.data_dir, rates, tokens, log=_say)
   sampled = {}
   for label, budget in ((f"anneal {tokens // 1000}k", tokens), ("x16", 16 * tokens)):
     drawn = qau_report.sampled_shares(data_cfg, seed=config.seed, tokens=budget)

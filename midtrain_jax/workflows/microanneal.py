@@ -18,7 +18,7 @@ import ml_collections
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
-from midtrain_jax.data import catalog
+from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.evals import heldout, scoring, suite, tables
 from midtrain_jax.train import checkpoint, loop
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
-from midtrain_jax.data import pipeline
+from midtrain_jax.data.load import pipeline
 from midtrain_jax.evals import heldout, scoring, tables
 from midtrain_jax.interop import upcycle
 from midtrain_jax.train import checkpoint, loop

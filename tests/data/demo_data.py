@@ -4,7 +4,7 @@ import os
 import tempfile
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import preparation
+from midtrain_jax.data.prepare import tasks as preparation
 
 
 @functools.cache

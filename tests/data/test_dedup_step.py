@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import layout, preparation
+from midtrain_jax.data import layout
+from midtrain_jax.data.prepare import tasks as preparation
 from tests.dedup import planted
 
 _MIX = """\

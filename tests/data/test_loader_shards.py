@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from midtrain_jax.data import pipeline
+from midtrain_jax.data.load import pipeline
 from tests.data import demo_data
 
 

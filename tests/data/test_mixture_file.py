@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import catalog, layout, mixture_file, pipeline, preparation
-from midtrain_jax.data.corpora import user_example
+from midtrain_jax.data import layout
+from midtrain_jax.data.load import pipeline
+from midtrain_jax.data.mixtures import catalog, mixture_file
+from midtrain_jax.data.mixtures.corpora import user_example
+from midtrain_jax.data.prepare import tasks as preparation
 from tests import helpers
 from tests.helpers import small_config
 
@@ -112,7 +115,7 @@ def test_config_weights_override_the_file_s_stages(example):
 
 
 def test_listing_shows_rates_tokens_epochs_and_decontamination(example):
-  from midtrain_jax.data import seqio_tasks
+  from midtrain_jax.data.mixtures import seqio_tasks
   path, data_dir = example
   cfg = config_lib.data_config()
   cfg.mixture = path

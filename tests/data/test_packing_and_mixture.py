@@ -3,7 +3,8 @@ import grain
 import numpy as np
 import pytest
 
-from midtrain_jax.data import mixture, packing
+from midtrain_jax.data.load import mixing as mixture
+from midtrain_jax.data.load import packing
 
 
 def test_split_pieces_cover_every_pair_once():

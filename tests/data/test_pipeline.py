@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from midtrain_jax.data import layout, packing, pipeline
+from midtrain_jax.data import layout
+from midtrain_jax.data.load import packing, pipeline
 from tests.data import demo_data
 
 

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import catalog, layout, preparation, sources
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.prepare import tasks as preparation
+from midtrain_jax.documents import readers as sources
 from tests.data import demo_data
 
 

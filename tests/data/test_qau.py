@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import catalog, layout, pipeline, qau, qau_report
+from midtrain_jax.data import layout
+from midtrain_jax.data.load import pipeline, upsampling
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.prepare import qau_scores
+from midtrain_jax.workflows import qau_report
 from tests import helpers
 from tests.data import demo_data
 
@@ -25,17 +29,17 @@ def _qau_cfg(enabled: bool = True, **overrides):
 
 def test_buckets_hold_their_quantile_of_the_documents():
   scores = np.random.default_rng(0).random(1000)
-  bucket = qau.buckets(scores, (0.5, 0.8, 0.95))
+  bucket = upsampling.buckets(scores, (0.5, 0.8, 0.95))
   np.testing.assert_array_equal(np.bincount(bucket), [500, 300, 150, 50])
   order = np.argsort(scores)
   assert np.all(np.diff(bucket[order]) >= 0)  # Higher scores, higher buckets.
-  assert qau.buckets(np.zeros(10), (0.5,)).tolist() == [0] * 5 + [1] * 5  # Ties: by rank.
+  assert upsampling.buckets(np.zeros(10), (0.5,)).tolist() == [0] * 5 + [1] * 5  # Ties: by rank.
 
 
 def test_each_pass_holds_every_document_its_factor_times():
   factors = np.repeat([0.5, 1.0, 1.2, 2.0, 6.5], 200)
   passes = 10
-  ds = qau.UpsampledDataset(grain.MapDataset.range(len(factors)), factors, passes, seed=3)
+  ds = upsampling.UpsampledDataset(grain.MapDataset.range(len(factors)), factors, passes, seed=3)
   drawn = np.array([ds[i] for i in range(len(ds))])
   counts = np.bincount(drawn, minlength=len(factors))
   # Over E passes a document appears floor(f * E) or ceil(f * E) times.
@@ -46,18 +50,18 @@ def test_each_pass_holds_every_document_its_factor_times():
   # Within a pass: every document of factor >= 1 at least once, and shuffled.
   assert set(np.flatnonzero(factors >= 1)) <= set(first)
   assert not np.all(np.diff(first) >= 0)
-  again = qau.UpsampledDataset(grain.MapDataset.range(len(factors)), factors, passes, seed=3)
+  again = upsampling.UpsampledDataset(grain.MapDataset.range(len(factors)), factors, passes, seed=3)
   np.testing.assert_array_equal([again[i] for i in range(len(again) - 1, -1, -1)], drawn[::-1])
-  other = qau.UpsampledDataset(grain.MapDataset.range(len(factors)), factors, passes, seed=4)
+  other = upsampling.UpsampledDataset(grain.MapDataset.range(len(factors)), factors, passes, seed=4)
   assert [other[i] for i in range(50)] != drawn[:50].tolist()
 
 
 def _sampling_sigma(cfg, task: str, docs_drawn: float) -> np.ndarray:
   """Standard error of each bucket's token share when `docs_drawn` documents are
   drawn without replacement from one pass of the upsampled task."""
-  scored = qau.ensure_scores(cfg, cfg.data_dir, [task])[task]
-  bucket = qau.buckets(scored["scores"], cfg.qau.quantiles)
-  copies = np.asarray(qau.factors_of(cfg.qau, task))[bucket]
+  scored = qau_scores.ensure_scores(cfg, cfg.data_dir, [task])[task]
+  bucket = upsampling.buckets(scored["scores"], cfg.qau.quantiles)
+  copies = np.asarray(upsampling.factors_of(cfg.qau, task))[bucket]
   length = scored["tokens"].astype(np.float64)
   population = copies.sum()
   sigma = []
@@ -73,7 +77,7 @@ def _sampling_sigma(cfg, task: str, docs_drawn: float) -> np.ndarray:
 def test_sampled_bucket_shares_follow_the_factors(enabled):
   cfg = _qau_cfg(enabled, weights=WEIGHTS)
   tokens = 400_000
-  rows = {r["task"]: r for r in qau.bucket_table(cfg, cfg.data_dir, WEIGHTS, tokens)}
+  rows = {r["task"]: r for r in qau_report.bucket_table(cfg, cfg.data_dir, WEIGHTS, tokens)}
   sampled = qau_report.sampled_shares(cfg, seed=0, tokens=tokens)
   for task in WEIGHTS:
     buckets = rows[task]["buckets"]
@@ -152,8 +156,8 @@ def test_listing_shows_tokens_before_and_after_qau_and_epochs_per_bucket():
   budget = 2_000_000
   text = seqio_tasks.listing("dolmino_demo", cfg.data_dir, cfg, budget)
   assert "QUALITY-AWARE UPSAMPLING" in text and f"epochs at {budget:,} tokens" in text
-  scored = qau.ensure_scores(cfg, cfg.data_dir, ["web_openwebtext"])["web_openwebtext"]
-  bucket = qau.buckets(scored["scores"], cfg.qau.quantiles)
+  scored = qau_scores.ensure_scores(cfg, cfg.data_dir, ["web_openwebtext"])["web_openwebtext"]
+  bucket = upsampling.buckets(scored["scores"], cfg.qau.quantiles)
   per_bucket = np.bincount(bucket, weights=scored["tokens"])
   after = int(round(np.dot(per_bucket, OWT_FACTORS)))
   before = layout.read_stats(cfg.data_dir, "web_openwebtext")["train_tokens"]

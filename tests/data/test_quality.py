@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import layout, qau, quality
+from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.prepare import qau_scores, quality
 from tests.data import demo_data
 
 
@@ -70,12 +71,12 @@ def test_scorer_is_saved_with_the_prepared_data_and_reused(tmp_path, trained):
   cfg = demo_data.data_cfg()
   cfg.qau.enabled = True
   said = []
-  scored = qau.ensure_scores(cfg, cfg.data_dir, ["web_c4"], log=said.append)
+  scored = qau_scores.ensure_scores(cfg, cfg.data_dir, ["web_c4"], log=said.append)
   stats = layout.read_stats(cfg.data_dir, "web_c4")
   assert len(scored["web_c4"]["scores"]) == stats["train_docs"]
   assert scored["web_c4"]["tokens"].sum() == stats["train_tokens"]
   assert (layout.quality_dir(cfg.data_dir) / "scorer.json").exists()
   said.clear()
-  again = qau.ensure_scores(cfg, cfg.data_dir, ["web_c4"], log=said.append)
+  again = qau_scores.ensure_scores(cfg, cfg.data_dir, ["web_c4"], log=said.append)
   assert not said  # Nothing retrained.
   np.testing.assert_array_equal(again["web_c4"]["scores"], scored["web_c4"]["scores"])

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import catalog, layout, mixture_file, pipeline, preparation
+from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.load import pipeline
+from midtrain_jax.data.mixtures import catalog, mixture_file
+from midtrain_jax.data.prepare import tasks as preparation
 from tests import helpers
 from tests.data import demo_data
 from tests.helpers import small_config

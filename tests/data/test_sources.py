@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from midtrain_jax.data import sources
+from midtrain_jax.documents import readers as sources
 
 _TEXT = sources.field_text("text")
 

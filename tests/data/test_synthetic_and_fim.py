@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from midtrain_jax.data import fim
-from midtrain_jax.data.corpora import synthetic
+from midtrain_jax.data.load import fim
+from midtrain_jax.data.mixtures.corpora import synthetic
 
 _IDS = fim.FimIds(prefix=4, middle=5, suffix=6)
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from midtrain_jax import logs
-from midtrain_jax.data import catalog, preparation, seqio_tasks
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.mixtures import catalog, seqio_tasks
+from midtrain_jax.data.prepare import tasks as preparation
 from tests.data import demo_data
 
 
@@ -100,7 +101,7 @@ def test_seqio_tasks_match_prepared_shards():
 
 
 def test_list_command_prints_tasks_and_mixtures():
-  out = subprocess.run([sys.executable, "-m", "midtrain_jax.data.registry", "--list"],
+  out = subprocess.run([sys.executable, "-m", "midtrain_jax.data.mixtures", "--list"],
                        capture_output=True, text=True, check=True).stdout
   assert "code_python_stdlib" in out and "PSF-2.0" in out
   assert "microanneal/thinking_program_traces" in out

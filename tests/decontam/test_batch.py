@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from midtrain_jax import logs
-from midtrain_jax.data import seqio_tasks, sources
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.data.mixtures import seqio_tasks
 from midtrain_jax.decontam import batch, decontaminator, seqio_preprocessor
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.documents import readers as sources
 from tests.data import demo_data
 
 _BENCHMARKS = ("gsm8k", "humaneval", "mmlu")

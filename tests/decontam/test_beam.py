@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from midtrain_jax.data import sources
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.decontam import batch, decontaminator
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.documents import readers as sources
 from tests.data import demo_data
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from midtrain_jax import cache
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.decontam import decontaminator
 from midtrain_jax.decontam import index as decontam_index
-from midtrain_jax.evals import items as benchmarks
 
 _PLANTS_PER_BENCHMARK = 200
 _FILLER = "river lamp quietly seven orange window market violet engine".split()

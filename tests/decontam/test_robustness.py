@@ -11,10 +11,10 @@ import json
 import numpy as np
 import pytest
 
-from midtrain_jax.data.corpora import demo
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.data.mixtures.corpora import demo
 from midtrain_jax.decontam import decontaminator, robustness
 from midtrain_jax.decontam import index as decontam_index
-from midtrain_jax.evals import items as benchmarks
 
 _PER_KIND = 25  # Items per benchmark and edit kind: 87..175 per kind.
 # Measured on this sample: 0.983, 0.970, 0.966, 1.0, 1.0, 1.0, 1.0, 0.98, 1.0.

@@ -16,7 +16,8 @@ import sysconfig
 
 import numpy as np
 
-from midtrain_jax.data import catalog, sources
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.documents import readers as sources
 
 _STDLIB = pathlib.Path(sysconfig.get_paths()["stdlib"])
 

@@ -5,9 +5,10 @@ import math
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import layout, preparation
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.data import layout
+from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.evals import contamination, stats, tables
-from midtrain_jax.evals import items as benchmarks
 
 _YAML = """\
 name: leaky_mix

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from midtrain_jax.data import pipeline
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.load import pipeline
 from midtrain_jax.evals import answer_bpb, generative, heldout, sandbox, scoring, suite
-from midtrain_jax.evals import items as benchmarks
 from midtrain_jax.model.transformer import Transformer
 from tests import helpers
 from tests.data import demo_data

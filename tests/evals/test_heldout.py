@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import layout, pipeline
+from midtrain_jax.data import layout
+from midtrain_jax.data.load import pipeline
 from midtrain_jax.evals import heldout
 from midtrain_jax.evals.scoring import LN2
 

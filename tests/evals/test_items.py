@@ -4,8 +4,8 @@ import re
 import pytest
 
 from midtrain_jax import logs
-from midtrain_jax.data import seqio_tasks
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.data.mixtures import seqio_tasks
 
 _SIZES = {"gsm8k": 1319, "math": 5000, "humaneval": 164, "mbpp": 500,
           "mmlu": 14042, "arc_easy": 2376, "arc_challenge": 1172,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from midtrain_jax.evals import items as benchmarks
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.evals import stats, tables
 
 

@@ -8,10 +8,11 @@ are token fractions (normalised when used).
 """
 from collections.abc import Callable
 
-from midtrain_jax.data import mixture_file, sources
-from midtrain_jax.data.corpora import demo as demo_corpus
-from midtrain_jax.data.specs import CAPABILITIES as CAPABILITIES  # Re-exported.
-from midtrain_jax.data.specs import MixtureSpec, TaskSpec
+from midtrain_jax.data.mixtures import mixture_file
+from midtrain_jax.data.mixtures.corpora import demo as demo_corpus
+from midtrain_jax.data.mixtures.specs import CAPABILITIES as CAPABILITIES  # Re-exported.
+from midtrain_jax.data.mixtures.specs import MixtureSpec, TaskSpec
+from midtrain_jax.documents import readers as sources
 
 
 def _demo_files(task: str) -> Callable[..., list[str]]:

@@ -29,7 +29,7 @@ import importlib
 from collections.abc import Iterable, Iterator
 
 from midtrain_jax import logs
-from midtrain_jax.data import sources
+from midtrain_jax.documents import readers as sources
 
 
 def import_modules(names: Iterable[str]) -> None:

@@ -19,14 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from midtrain_jax.data.corpora import demo
+from midtrain_jax.data.mixtures.corpora import demo
 
 WEIGHTS = {"my_web": 0.4, "my_qa": 0.2, "my_chat": 0.2, "my_code": 0.2}
 
 _YAML = """\
 # Your own data: a mixture of four tasks (README "Your own data").
 name: my_mix
-description: Worked example of the README, made by midtrain_jax.data.corpora.user_example
+description: Worked example of the README, made by midtrain_jax.data.mixtures.corpora.user_example
 tasks:
   my_web:  {{files: ["web/*.jsonl*"], capability: web, weight: {my_web}, max_epochs: 4,
             licence: "as midtrain_jax", provenance: "paragraphs of midtrain_jax sources"}}

@@ -1,8 +1,8 @@
 """List the registered seqio Tasks and Mixtures.
 
-  python -m midtrain_jax.data.registry --list
-  python -m midtrain_jax.data.registry --list --mixture=path/to/mix.yaml [--data_dir=DIR]
-  python -m midtrain_jax.data.registry --list --mixture=dolmino_demo \
+  python -m midtrain_jax.data.mixtures --list
+  python -m midtrain_jax.data.mixtures --list --mixture=path/to/mix.yaml [--data_dir=DIR]
+  python -m midtrain_jax.data.mixtures --list --mixture=dolmino_demo \
       --data.qau.enabled=True [--tokens=2000000]
 
 One line per task (capability, repetition cap, documents and tokens once
@@ -24,7 +24,7 @@ from ml_collections import config_flags
 
 from midtrain_jax import cli
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import seqio_tasks
+from midtrain_jax.data.mixtures import seqio_tasks
 
 _DATA = config_flags.DEFINE_config_dict("data", config_lib.data_config(), lock_config=True)
 _LIST = flags.DEFINE_bool("list", False, "Print every task and mixture.")
@@ -38,7 +38,7 @@ _TOKENS = flags.DEFINE_integer("tokens", 0, "Training budget in tokens for the e
 def main(argv):
   del argv
   if not _LIST.value:
-    sys.exit("usage: python -m midtrain_jax.data.registry --list [--mixture=NAME_OR_FILE]")
+    sys.exit("usage: python -m midtrain_jax.data.mixtures --list [--mixture=NAME_OR_FILE]")
   data_cfg = _DATA.value
   if _MIXTURE.value:
     config_lib.check_qau(data_cfg.qau)

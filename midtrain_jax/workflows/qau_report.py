@@ -1,18 +1,24 @@
 """What quality-aware upsampling does to a mixture: tables for the listing and the demo.
 
-`bucket_lines` formats `qau.bucket_table` (the registry listing: per task,
+`bucket_lines` formats `bucket_table` (the registry listing: per task,
 tokens before and after QAU and the epochs of each bucket); `sampled_shares`
 replays the training stream and measures the share of each bucket among the
 documents actually drawn, which `share_lines` sets against the configured
 shares (the demo report). Both headers give the quality scorer's held-out
 accuracy (`scorer_heldout`, `accuracy_text`): how far its buckets can be trusted.
 
-  python -m midtrain_jax.data.registry --list --mixture=dolmino_demo --data.qau.enabled=True
+  python -m midtrain_jax.data.mixtures --list --mixture=dolmino_demo --data.qau.enabled=True
 """
+import pathlib
+from collections.abc import Callable
+
 import ml_collections
 import numpy as np
 
-from midtrain_jax.data import layout, pipeline, qau, quality
+from midtrain_jax.data import layout
+from midtrain_jax.data.load import pipeline, upsampling
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.prepare import qau_scores, quality
 
 
 def _range(bucket: dict) -> str:
@@ -39,12 +45,57 @@ def accuracy_text(heldout: dict | None) -> str:
           f"{heldout['negative_recall']:.2f} negative)")
 
 
+def bucket_table(data_cfg, data_dir: str | pathlib.Path, rates: dict[str, float],
+                 budget_tokens: int = 0, log: Callable[[str], None] = print) -> list[dict]:
+  """Per task, its quality buckets before and after QAU.
+
+  Args:
+    data_cfg: the `data` config section (its `qau` settings are used, enabled or not).
+    data_dir: the prepared folder.
+    rates: {task: mixture rate} (token fractions, normalised here).
+    budget_tokens: training tokens to compute the passes (and epochs) for; 0: none.
+    log: progress printer.
+
+  Returns:
+    One dict per task: task, cap, tokens_before and tokens_after (per pass),
+    passes (at `budget_tokens`, capped; None without a budget) and buckets:
+    [{bucket, quantiles (lo, hi), docs, tokens, factor, share_before,
+    share_after (of the task's tokens), repeats_at_cap, epochs (at the
+    budget; None without one)}].
+  """
+  scored = qau_scores.ensure_scores(data_cfg, data_dir, list(rates), log)
+  edges = (0.0, *data_cfg.qau.quantiles, 1.0)
+  total_rate = sum(rates.values())
+  rows = []
+  for task, rate in rates.items():
+    cap = data_cfg.max_epochs or catalog.get_task(task).max_epochs
+    factors = upsampling.factors_of(data_cfg.qau, task)
+    bucket = upsampling.buckets(scored[task]["scores"], data_cfg.qau.quantiles)
+    tokens = np.bincount(bucket, weights=scored[task]["tokens"], minlength=len(factors))
+    docs = np.bincount(bucket, minlength=len(factors))
+    before, after = float(tokens.sum()), float(np.dot(tokens, factors))
+    passes = None
+    if budget_tokens:
+      passes = min(float(cap), budget_tokens * rate / total_rate / max(after, 1.0))
+    rows.append(dict(
+        task=task, cap=cap, tokens_before=int(before), tokens_after=int(round(after)),
+        passes=passes,
+        buckets=[dict(bucket=b, quantiles=(edges[b], edges[b + 1]), docs=int(docs[b]),
+                      tokens=int(tokens[b]), factor=factors[b],
+                      share_before=float(tokens[b] / max(before, 1.0)),
+                      share_after=float(tokens[b] * factors[b] / max(after, 1.0)),
+                      repeats_at_cap=int(np.ceil(factors[b] * cap)),
+                      epochs=None if passes is None else factors[b] * passes)
+                 for b in range(len(factors))]))
+  return rows
+
+
 def bucket_lines(rows: list[dict], budget_tokens: int = 0,
                  heldout: dict | None = None) -> list[str]:
   """The listing's QAU table: a line per task, then one per bucket.
 
   Args:
-    rows: `qau.bucket_table` rows.
+    rows: `bucket_table` rows.
     budget_tokens: the budget the rows' epochs were computed for (0: none).
     heldout: the scorer's held-out accuracy record (`scorer_heldout`), shown in the header.
 
@@ -87,7 +138,7 @@ def listing_lines(data_cfg, data_dir, rates: dict[str, float], budget_tokens: in
   """
   if layout.read_manifest(data_dir) is None:
     return ["QUALITY-AWARE UPSAMPLING: the mixture is not prepared yet (no buckets to show)"]
-  rows = qau.bucket_table(data_cfg, data_dir, rates, budget_tokens)  # Trains the scorer if needed.
+  rows = bucket_table(data_cfg, data_dir, rates, budget_tokens)  # Trains the scorer if needed.
   return bucket_lines(rows, budget_tokens, scorer_heldout(data_dir))
 
 
@@ -111,12 +162,12 @@ def sampled_shares(data_cfg, *, seed: int, tokens: int) -> dict[str, dict[str, n
   cfg.fim_rate = 0.0
   data_dir = layout.resolve_dir(cfg)
   names = pipeline.task_names(cfg)
-  scored = qau.ensure_scores(cfg, data_dir, names)
+  scored = qau_scores.ensure_scores(cfg, data_dir, names)
   where = {}
   for t, name in enumerate(names):
-    bucket = qau.buckets(scored[name]["scores"], cfg.qau.quantiles)
+    bucket = upsampling.buckets(scored[name]["scores"], cfg.qau.quantiles)
     index = 0
-    for docs in qau.train_documents(data_dir, name):
+    for docs in qau_scores.train_documents(data_dir, name):
       for doc in docs:
         where[(t, hash(doc.tobytes()))] = int(bucket[index])
         index += 1
@@ -140,7 +191,7 @@ def share_lines(rows: list[dict], sampled: dict[str, np.ndarray]) -> list[str]:
   """Per task and bucket: factor, share before QAU, configured share, sampled share.
 
   Args:
-    rows: `qau.bucket_table` rows.
+    rows: `bucket_table` rows.
     sampled: `sampled_shares` of the same config.
 
   Returns:
@@ -165,7 +216,7 @@ def mixture_lines(rows: list[dict], rates: dict[str, float],
   a sampled column counts the tokens of the documents actually drawn.
 
   Args:
-    rows: `qau.bucket_table` rows.
+    rows: `bucket_table` rows.
     rates: the mixture's {task: rate}.
     sampled: {column label: `sampled_shares` of the same config (arrays or lists)}.
 

@@ -16,10 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 
 from midtrain_jax import cache
-from midtrain_jax.data import catalog, dedup_step, layout, qau, sources
+from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.data.corpora import demo as demo_corpus
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.mixtures.corpora import demo as demo_corpus
+from midtrain_jax.data.prepare import dedup_step, qau_scores
 from midtrain_jax.decontam import counts, decontaminator
+from midtrain_jax.documents import readers as sources
 
 _ENCODE_CHUNK = 256
 _SPM_TRAIN_CHARS_PER_TASK = 1_500_000
@@ -380,5 +383,5 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
       f"{out} ({time.time() - started:.1f}s)")
   if data_cfg.qau.enabled:
     # The scorer and the scores of every task, kept in the folder (data/qau.py).
-    qau.ensure_scores(data_cfg, out, list(mixture.rates), log)
+    qau_scores.ensure_scores(data_cfg, out, list(mixture.rates), log)
   return manifest

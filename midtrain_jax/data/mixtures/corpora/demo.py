@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 
 from midtrain_jax import cache, files
-from midtrain_jax.data.corpora import synthetic
+from midtrain_jax.data.mixtures.corpora import synthetic
 
 VERSION = 2
 _LLAMAFACTORY = ("llamafactory", "0.9.5")

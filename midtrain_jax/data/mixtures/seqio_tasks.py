@@ -1,6 +1,6 @@
 """seqio registry: every data source is a Task, every mix a Mixture.
 
-Listing: `python -m midtrain_jax.data.registry --list [--mixture=mix.yaml]`
+Listing: `python -m midtrain_jax.data.mixtures --list [--mixture=mix.yaml]`
 (data/registry.py). A mixture file's tasks and mixtures (mixture_file.py) are
 registered by `register_all` when the config's `data.mixture` names it.
 
@@ -21,17 +21,13 @@ import ml_collections
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import logs
-from midtrain_jax.data import (
-  catalog,
-  layout,
-  mixture_file,
-  preparation,
-  qau_report,
-  seqio_vocab,
-  sources,
-)
+from midtrain_jax.benchmark_data import items
+from midtrain_jax.data import layout
+from midtrain_jax.data.mixtures import catalog, mixture_file, seqio_vocab
+from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.decontam import seqio_preprocessor
-from midtrain_jax.evals import items
+from midtrain_jax.documents import readers as sources
+from midtrain_jax.workflows import qau_report
 
 tf = logs.tensorflow()
 seqio = logs.quiet_import("seqio")

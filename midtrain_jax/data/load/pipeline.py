@@ -23,9 +23,12 @@ from typing import Any
 import grain
 import numpy as np
 
-from midtrain_jax.data import catalog, fim, layout, packing, preparation, qau
-from midtrain_jax.data import mixture as mixture_lib
+from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.load import fim, packing, upsampling
+from midtrain_jax.data.load import mixing as mixture_lib
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.prepare import tasks as preparation
 
 
 def load_manifest(data_cfg) -> dict:
@@ -203,7 +206,7 @@ def mixed_dataset(data_cfg, *, seed: int, start_step: int = 0, shard: int = 0,
   # A model's own vocabulary may have no FIM sentinels: code is then left whole.
   fim_ids = manifest["fim_ids"] and fim.FimIds(
       **{k: manifest["fim_ids"][k] for k in ("prefix", "middle", "suffix")})
-  factors = data_cfg.qau.enabled and qau.document_factors(data_cfg, data_dir, names)
+  factors = data_cfg.qau.enabled and upsampling.document_factors(data_cfg, data_dir, names)
   tasks, epoch_docs = [], []
   for name in names:
     task = catalog.get_task(name)
@@ -216,7 +219,7 @@ def mixed_dataset(data_cfg, *, seed: int, start_step: int = 0, shard: int = 0,
     epochs = data_cfg.max_epochs or task.max_epochs
     task_seed = _task_seed(seed, data_cfg.shuffle_seed, name)
     if factors:
-      ds = qau.UpsampledDataset(ds, factors[name][shard::shards], epochs, seed=task_seed)
+      ds = upsampling.UpsampledDataset(ds, factors[name][shard::shards], epochs, seed=task_seed)
       epoch_docs.append(max(1, len(ds) // epochs))  # Passes over the upsampled task.
       ds = ds.map(_decode)
     else:

@@ -7,7 +7,7 @@ internals.
 import dataclasses
 from collections.abc import Callable
 
-from midtrain_jax.data import sources
+from midtrain_jax.documents import readers as sources
 
 CAPABILITIES = ("web", "math", "code", "qa", "instruction", "thinking")
 

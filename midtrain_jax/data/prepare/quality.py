@@ -28,7 +28,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from midtrain_jax.data import catalog, layout, sources
+from midtrain_jax.data import layout
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.documents import readers as sources
 
 # Bump when features or training change: part of the scorer's fingerprint.
 VERSION = 1

@@ -13,7 +13,7 @@ from ml_collections import config_flags
 
 from midtrain_jax import cli
 from midtrain_jax import config as config_lib
-from midtrain_jax.data import preparation
+from midtrain_jax.data.prepare import tasks as preparation
 
 _DATA = config_flags.DEFINE_config_dict("data", config_lib.data_config(), lock_config=True)
 _MIXTURE = flags.DEFINE_string("mixture", "", "Shorthand for --data.mixture.")

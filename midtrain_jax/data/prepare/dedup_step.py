@@ -23,9 +23,9 @@ import collections
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
-from midtrain_jax.data import sources
 from midtrain_jax.dedup import batch as dedup_batch
 from midtrain_jax.dedup import counts, deduplicator, params
+from midtrain_jax.documents import readers as sources
 
 _EXAMPLES = 20
 

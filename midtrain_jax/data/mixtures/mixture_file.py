@@ -41,8 +41,8 @@ import string
 import yaml
 from etils import epath
 
-from midtrain_jax.data import sources
-from midtrain_jax.data.specs import CAPABILITIES, MixtureSpec, TaskSpec
+from midtrain_jax.data.mixtures.specs import CAPABILITIES, MixtureSpec, TaskSpec
+from midtrain_jax.documents import readers as sources
 
 SUFFIXES = (".yaml", ".yml", ".json")
 # `<file>#microanneal/<task>` names a file's microanneal mixture.

@@ -1,0 +1,84 @@
+"""The preparation's quality step: a scorer trained and every train document scored.
+
+Quality-aware upsampling (data/load/upsampling.py) repeats documents by the
+quality bucket of their score; this step makes those scores. It trains the
+prepared folder's quality scorer (quality.py) when it has none for the
+`data.qau` settings and scores every task whose saved scores are missing or
+stale, storing both in the folder (data/layout.py).
+"""
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from midtrain_jax import config as config_lib
+from midtrain_jax.data import layout
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.prepare import quality
+
+_SCORE_CHUNK = 4096
+
+
+def train_documents(data_dir: pathlib.Path, task: str):
+  """Yields chunks of a task's stored train documents, in record order."""
+  source = grain.sources.ArrayRecordDataSource(layout.shard_files(data_dir, task, "train"))
+  for start in range(0, len(source), _SCORE_CHUNK):
+    yield [layout.decode_record(source[i])
+           for i in range(start, min(len(source), start + _SCORE_CHUNK))]
+
+
+def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
+                  log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+  """The quality scores of `tasks` in a prepared folder, made and saved if missing.
+
+  Trains the folder's scorer when it has none for these `data.qau` settings,
+  and scores every task whose saved scores are missing or stale (another
+  scorer, or the task re-prepared).
+
+  Args:
+    data_cfg: the `data` config section.
+    data_dir: the prepared folder.
+    tasks: the tasks to score.
+    log: progress printer.
+
+  Returns:
+    {task: {"scores", "tokens"}}: per train document, in record order.
+  """
+  config_lib.check_qau(data_cfg.qau)
+  for task in data_cfg.qau.task_factors:
+    try:
+      catalog.get_task(task)
+    except ValueError as e:
+      raise ValueError(f"data.qau.task_factors.{task}: {e}") from None
+  data_dir = pathlib.Path(data_dir)
+  manifest = layout.read_manifest(data_dir)
+  if manifest is None:
+    raise FileNotFoundError(f"{data_dir} is not a prepared data folder (no {layout.MANIFEST}).")
+  wanted = quality.fingerprint(data_cfg.qau, manifest["tokenizer_fingerprint"])
+  scorer = quality.load(data_dir)
+  if scorer is None or scorer.meta.get("fingerprint") != wanted:
+    tok = tokenizer_lib.load_tokenizer(manifest["tokenizer"])
+    scorer = quality.train_for(data_cfg, tok, log)
+    quality.save(scorer, data_dir)
+  found = {}
+  for task in tasks:
+    stats = layout.read_stats(data_dir, task)
+    saved = layout.read_quality_scores(data_dir, task)
+    if (saved is None or saved["scorer"] != wanted or saved["task"] != stats["fingerprint"]
+        or len(saved["scores"]) != stats["train_docs"]):
+      scores, tokens = [], []
+      for docs in train_documents(data_dir, task):
+        scores.append(scorer.score([d[1:-1] for d in docs]))  # Without BOS and EOS.
+        tokens.append([len(d) for d in docs])
+      # Float32 as stored: a run that scored and one that reads the file bucket alike.
+      saved = {"scores": np.concatenate(scores or [[]]).astype(np.float32),
+               "tokens": np.concatenate(tokens or [[]]).astype(np.int64)}
+      layout.write_quality_scores(data_dir, task, saved["scores"], saved["tokens"],
+                                  scorer=wanted, task_fingerprint=stats["fingerprint"])
+    found[task] = {"scores": saved["scores"], "tokens": saved["tokens"]}
+  return found
+
+
