@@ -10,8 +10,7 @@ from ml_collections import config_flags
 
 from midtrain_jax import cli
 from midtrain_jax.parallel import multihost
-from midtrain_jax.train import loop
-from midtrain_jax.workflows import demo
+from midtrain_jax.workflows import demo, training
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/anneal.py:size=tiny.", lock_config=True)
@@ -29,7 +28,7 @@ def main(argv):
   if _CONFIG.value.workflow == "demo":
     demo.run(_CONFIG.value, _WORKDIR.value)
   else:
-    loop.run(_CONFIG.value, _WORKDIR.value)
+    training.run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

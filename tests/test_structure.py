@@ -1,27 +1,40 @@
-"""The package's shape: no import cycles, data flows one way, commands stay thin."""
+"""The package's shape: layers declared once, data flows one way, commands stay thin."""
 import ast
 import pathlib
 
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "midtrain_jax"
-# Modules run as commands (`python -m ...`): they parse absl flags and call libraries.
+# Modules run as commands (`python -m ...`): they parse absl flags, call libraries
+# and may import anything; nothing imports them.
 COMMANDS = {"main", "evaluate", "soup", "plan", "microanneal", "seed_soup", "convert", "generate",
             "upcycle_study",
             "decontam.__main__", "dedup.__main__",
-            "data.prepare", "data.registry"}
-# Who may import whom, by package (lower layers never import higher ones). The
-# evals package's benchmark items (evals.items) are data that every layer may read.
-ALLOWED = {
-    "model": {"model", "parallel", "kernels"},
-    "parallel": {"parallel"},
-    "kernels": {"kernels"},
-    "decontam": {"decontam", "evals.items"},
-    # Deduplication reads files with the data package's readers and writes shards
-    # with decontamination's writer; nothing else of theirs.
-    "dedup": {"dedup", "data.sources", "decontam.batch"},
-    "data": {"data", "decontam", "dedup", "evals.items"},
-}
+            "data.prepare.__main__", "data.mixtures.__main__"}
+# The layers, lowest first: the one declaration of who may import whom. A unit
+# is a package or module (the longest unit naming a module is its own). A module
+# imports its own unit and units of lower layers only: never a higher layer,
+# never another unit of its own layer.
+LAYERS = (
+    ("files", "cache", "logs", "settings"),
+    ("cli", "parallel", "kernels", "documents", "benchmark_data", "data.tokenizer"),
+    # Settings declared next to the code that reads them, in leaf modules.
+    ("model.config", "dedup.params", "data.settings", "train.settings", "evals.settings",
+     "parallel.settings"),
+    ("config",),
+    ("model", "dedup", "decontam"),
+    ("data.mixtures",),
+    ("data.layout",),
+    ("data.prepare", "data.load"),
+    ("data.reports",),
+    ("train",),
+    ("evals", "interop"),
+    ("workflows",),
+)
+LEVEL = {unit: level for level, units in enumerate(LAYERS) for unit in units}
+# The loading stage never reaches these, not even through another module.
+NOT_LOADED = ("data.prepare", "dedup", "decontam")
+MAX_FUNCTION_LINES = 80
 
 
 def _name(path: pathlib.Path) -> str:
@@ -49,6 +62,15 @@ def _imports(path: pathlib.Path) -> set[str]:
 GRAPH = {_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
 
 
+def _unit(module: str) -> str | None:
+  """The longest declared unit that names `module` (None: undeclared)."""
+  parts = module.split(".")
+  for n in range(len(parts), 0, -1):
+    if ".".join(parts[:n]) in LEVEL:
+      return ".".join(parts[:n])
+  return None
+
+
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
   """One import cycle as a module path, or None (depth-first search)."""
   state, stack = {}, []
@@ -71,24 +93,55 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
   return None
 
 
+def _closure(module: str) -> set[str]:
+  seen, todo = set(), [module]
+  while todo:
+    for nxt in GRAPH.get(todo.pop(), ()):
+      if nxt not in seen:
+        seen.add(nxt)
+        todo.append(nxt)
+  return seen
+
+
 def test_the_graph_is_read_correctly():
   assert "train.checkpoint" in GRAPH["train.loop"]
-  assert "decontam.decontaminator" in GRAPH["data.preparation"]
+  assert "decontam.decontaminator" in GRAPH["data.prepare.tasks"]
   assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+  assert _unit("data.load.pipeline") == "data.load" and _unit("model.config") == "model.config"
 
 
 def test_no_import_cycles():
   assert _cycle(GRAPH) is None, " -> ".join(_cycle(GRAPH))
 
 
-@pytest.mark.parametrize("package", sorted(ALLOWED))
-def test_lower_layers_never_import_higher_ones(package):
-  allowed = ALLOWED[package] | {"cache", "files", "logs", "config"}
-  for module, imported in GRAPH.items():
-    if module.startswith(package + ".") and module not in COMMANDS:
-      for target in imported:
-        assert any(target == a or target.startswith(a + ".") for a in allowed), (
-            f"{module} imports {target}")
+def test_every_library_module_is_in_a_layer():
+  undeclared = [m for m, imported in GRAPH.items()
+                if m not in COMMANDS and _unit(m) is None and (imported or "." in m)]
+  assert not undeclared, f"modules in no layer of LAYERS: {undeclared}"
+
+
+def test_no_import_goes_up_or_sideways():
+  wrong = []
+  for module, imported in sorted(GRAPH.items()):
+    unit = _unit(module)
+    if module in COMMANDS or unit is None:
+      continue
+    for target in sorted(imported):
+      other = _unit(target)
+      if other != unit and (other is None or LEVEL[other] >= LEVEL[unit]):
+        wrong.append(f"{module} ({unit}) imports {target} ({other})")
+  assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("loader", ["data.load.pipeline", "data.load.heldout_batches"])
+def test_the_loader_imports_no_preparation(loader):
+  reached = _closure(loader)
+  assert "data.layout" in reached
+  assert not [m for m in reached if any(m == n or m.startswith(n + ".") for n in NOT_LOADED)]
+
+
+def test_the_training_loop_imports_no_evaluation():
+  assert not [m for m in _closure("train.loop") if m.startswith("evals")]
 
 
 def test_only_commands_define_flags_and_nothing_imports_a_command():
@@ -99,3 +152,21 @@ def test_only_commands_define_flags_and_nothing_imports_a_command():
     assert not GRAPH[module] & COMMANDS, f"{module} imports a command"
     if module in COMMANDS:
       assert "cli.run(main" in text, f"{module} does not use the one CLI convention"
+
+
+def test_no_library_module_shares_a_command_name():
+  commands = {c.removesuffix(".__main__").rsplit(".", 1)[-1] for c in COMMANDS}
+  clashes = [m for m in GRAPH if m not in COMMANDS and "." in m
+             and f"{m}.__main__" not in COMMANDS and m.rsplit(".", 1)[-1] in commands]
+  assert not clashes, f"library modules named like a command: {clashes}"
+
+
+def test_no_function_is_longer_than_the_limit():
+  long = []
+  for path in PACKAGE.rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        lines = node.end_lineno - node.lineno + 1
+        if lines > MAX_FUNCTION_LINES:
+          long.append(f"{_name(path)}.{node.name}: {lines} lines")
+  assert not long, long

@@ -5,7 +5,7 @@ of the text, so it compares models with different tokenizers.
 """
 import ml_collections
 
-from midtrain_jax.data.load import pipeline
+from midtrain_jax.data.load import heldout_batches, prepared
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.evals.scoring import LN2
 
@@ -22,7 +22,7 @@ def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | No
   """Loss and bits per byte on every task's held-out split, or a sample of it.
 
   What is counted: whole documents, in a seeded random order that is the same
-  in every evaluation and run (`pipeline.eval_order`). With `max_batches` =
+  in every evaluation and run (`heldout_batches.eval_order`). With `max_batches` =
   N > 0 they are the first documents of that order up to the one that
   crosses the end of batch N, a uniform random sample of the split (ending
   after a fixed amount of text, not before a likely long document, keeps it
@@ -50,8 +50,8 @@ def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | No
     token, tokens and bytes of the documents scored and their number.
   """
   results = {}
-  for task in pipeline.task_names(data_cfg):
-    batches = pipeline.make_eval_iterator(data_cfg, task, batch_size=batch_size,
+  for task in prepared.task_names(data_cfg):
+    batches = heldout_batches.make_eval_iterator(data_cfg, task, batch_size=batch_size,
                                           max_batches=max_batches,
                                           process_index=process_index,
                                           process_count=process_count)

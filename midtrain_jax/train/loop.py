@@ -1,12 +1,17 @@
-"""`run(config, workdir)`: the one orchestrator of a training run.
+"""`run(config, workdir, evaluation)`: the one orchestrator of a training run.
 
 Data flows one way: config -> mesh + data iterator -> state (resume order in
 checkpoint.py) -> jitted train step -> metrics / checkpoints. The host reads a
 step's metrics only after the next step has been dispatched, so the device
-never waits on logging.
+never waits on logging. The data must be prepared (the loader only loads),
+and what is evaluated during training is a hook the caller passes in
+(`EvalHook`; evals/in_training.py has the held-out one): the loop imports no
+evaluation.
 """
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -17,11 +22,24 @@ from jax.experimental import multihost_utils
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
-from midtrain_jax.data.load import pipeline
-from midtrain_jax.evals import heldout, suite
+from midtrain_jax.data.load import pipeline, prepared
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import checkpoint, metrics, optim, peaks
 from midtrain_jax.train import step as ts
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """What an evaluation hook reports at one step."""
+  results: dict  # Kept in RunResult.evals[step].
+  scalars: dict[str, float]  # Written as TensorBoard scalars.
+  summary: str  # One line of the progress output.
+
+
+# Called once per run as hook(config, graphdef, mesh, params_sharding); returns
+# params -> Evaluation, or None when the config evaluates nothing.
+EvalHook = Callable[[ml_collections.ConfigDict, Any, Any, Any],
+                    Callable[[Any], Evaluation] | None]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -67,7 +85,7 @@ def _check_decontamination(config) -> None:
   benchmarks = tuple(config.eval.benchmarks)
   if not benchmarks or config.eval.decontam_check == "off":
     return
-  gaps = pipeline.undecontaminated(config.data, benchmarks)
+  gaps = prepared.undecontaminated(config.data, benchmarks)
   if not gaps:
     return
   listing = "; ".join(f"{task}: {', '.join(b)}" for task, b in sorted(gaps.items()))
@@ -121,57 +139,21 @@ def _host_metrics(step: int, device_metrics) -> dict[str, float]:
   return values
 
 
-def _heldout_evaluator(config, graphdef, mesh, params_sharding):
-  """params -> held-out results on `eval.batches` batches per task (None: disabled)."""
-  if not config.eval.batches:
-    return None
-  eval_step = ts.jit_eval_step(graphdef, mesh, params_sharding)
-  data_cfg = heldout.eval_data_config(config)
-
-  def run_eval(params):
-    fn = lambda b: eval_step(params, sharding.host_batch_to_global(
-        {k: b[k] for k in ts.MODEL_INPUTS}, mesh))
-    return heldout.heldout_bpb(fn, data_cfg, max_batches=config.eval.batches,
-                                process_index=jax.process_index(),
-                                process_count=jax.process_count())
-  return run_eval
+@dataclasses.dataclass
+class _Run:
+  """What the steps of a run share, built once before the first step."""
+  state: Any
+  step_fn: Callable
+  ckpt: checkpoint.Checkpointer
+  logger: metrics.MetricLogger
+  mesh: Any
+  start_lr: float | None
+  evaluate: Callable[[Any], Evaluation] | None
 
 
-def _log_eval(logger, step: int, heldout_results: dict) -> None:
-  results = {"heldout": heldout_results,
-             "capability_bpb": heldout.capability_bpb(heldout_results)}
-  logger.write(step, suite.scalars(results))
-  if jax.process_index() == 0:
-    caps = " | ".join(f"{c} {v:.3f}" for c, v in sorted(results["capability_bpb"].items()))
-    print(f"eval step {step} | held-out BPB {caps}", flush=True)
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
-  """Trains for `config.train.steps` steps (resuming if `workdir` has a checkpoint).
-
-  Args:
-    config: a config from `configs/*.py`, overrides applied.
-    workdir: output directory: config.json, TensorBoard events, checkpoints.
-
-  Returns:
-    The final step, its loss and the workdir.
-  """
-  config_lib.validate(config)
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  _write_config(config, workdir)
-  model_cfg = config_lib.model_config(config.model)
-  mesh = sharding.make_mesh(config.mesh)
-  _check_batch(config, mesh)
-  data_vocab = pipeline.vocab_size(config.data)
-  if data_vocab > model_cfg.vocab_size:
-    raise ValueError(f"The tokenizer has {data_vocab} tokens but config.model.vocab_size="
-                     f"{model_cfg.vocab_size}.")
-  data_iter = pipeline.make_train_iterator(
-      config.data, seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count())
-  task_names = list(pipeline.task_names(config.data))
-  _check_decontamination(config)
-
+def _build(config, workdir: str, model_cfg, mesh, data_iter, evaluation: EvalHook | None
+           ) -> _Run:
+  """Schedule, optimiser, sharded state (restored, initialised or fresh), jitted step."""
   total = config.train.steps
   start_lr = _start_lr(config)
   schedule = optim.make_schedule(config.optim, total, start_lr=start_lr)
@@ -182,67 +164,107 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   abstract_state = jax.eval_shape(
       lambda: ts.TrainState(step=np.int32(0), params=abstract_params,
                             opt_state=tx.init(abstract_params)))
-
   ckpt = checkpoint.Checkpointer(workdir, config.ckpt)
   init_fn = lambda params=None: ts.init_state(model_cfg, tx, config.seed, state_sharding, params)
   state, origin = checkpoint.restore_or_init(ckpt, config, abstract_state, state_sharding,
                                              init_fn, data_iter)
-  start = int(state.step)
   n_params = metrics.param_count(abstract_params)
   fpt = metrics.flops_per_token(model_cfg, n_params, config.data.seq_len)
   logging.info("%s; %.2fM params, mesh %s, %.3g FLOPs/token", origin, n_params / 1e6,
                dict(mesh.shape), fpt)
   print(f"{origin} | {n_params / 1e6:.2f}M params | mesh {dict(mesh.shape)} | "
-        f"steps {start}->{total}", flush=True)
-
+        f"steps {int(state.step)}->{total}", flush=True)
   step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding,
                               config.train.microbatches)
   logger = metrics.MetricLogger(workdir, total, fpt,
                                 peaks.system_peak(config.model.compute_dtype))
+  evaluate = evaluation and evaluation(config, graphdef, mesh, params_sharding)
+  return _Run(state=state, step_fn=step_fn, ckpt=ckpt, logger=logger, mesh=mesh,
+              start_lr=start_lr, evaluate=evaluate)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        evaluation: EvalHook | None = None) -> RunResult:
+  """Trains for `config.train.steps` steps (resuming if `workdir` has a checkpoint).
+
+  Args:
+    config: a config from `configs/*.py`, overrides applied.
+    workdir: output directory: config.json, TensorBoard events, checkpoints.
+    evaluation: the hook evaluating the params every `eval.every_steps` and at
+      the end (None: no evaluation during training).
+
+  Returns:
+    The final step, its loss and the workdir.
+  """
+  config_lib.validate(config)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  _write_config(config, workdir)
+  model_cfg = config_lib.model_config(config.model)
+  mesh = sharding.make_mesh(config.mesh)
+  _check_batch(config, mesh)
+  data_vocab = prepared.vocab_size(config.data)
+  if data_vocab > model_cfg.vocab_size:
+    raise ValueError(f"The tokenizer has {data_vocab} tokens but config.model.vocab_size="
+                     f"{model_cfg.vocab_size}.")
+  data_iter = pipeline.make_train_iterator(
+      config.data, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  _check_decontamination(config)
+  built = _build(config, workdir, model_cfg, mesh, data_iter, evaluation)
+  try:
+    result = _train(config, workdir, built, data_iter)
+  finally:
+    built.ckpt.wait()
+    built.ckpt.close()
+    built.logger.close()
+  print(f"final step={result.step} loss={result.loss:.4f}", flush=True)
+  return result
+
+
+def _train(config, workdir: str, run_: _Run, data_iter) -> RunResult:
+  """The step loop: dispatch, log the previous step's metrics, checkpoint, evaluate."""
+  total = config.train.steps
+  task_names = data_iter.task_names
   tokens_per_step = config.data.batch_size * config.data.seq_len
   task_tokens = np.zeros(len(task_names), np.int64)
   pending = None  # (step, device metrics) of the last dispatched step.
   last = {"loss": float("nan")}
   losses, logged, evals = {}, {}, {}
-  evaluator = _heldout_evaluator(config, graphdef, mesh, params_sharding)
-  try:
-    for step in range(start, total):
-      host_batch = next(data_iter)
-      task_ids = host_batch.get("task_ids")
-      if task_ids is not None and task_names:
-        task_tokens += np.bincount(task_ids[task_ids >= 0], minlength=len(task_names))
-      batch = sharding.host_batch_to_global({k: host_batch[k] for k in ts.MODEL_INPUTS}, mesh)
-      state, device_metrics = step_fn(state, batch)
-      if pending is not None:
-        last = _host_metrics(*pending)
-      pending = (step + 1, device_metrics)
-      logger.count_tokens(tokens_per_step)
-
-      done = step + 1
-      if done % config.train.log_every_steps == 0 or done == total:
-        last = _host_metrics(*pending)
-        losses[done] = last["loss"]
-        logged[done] = last
-        extra = {f"tokens/{name}": float(n)
-                 for name, n in zip(task_names, _all_processes_sum(task_tokens))}
-        # Epochs started per task, as the loader counts them (restored on resume).
-        extra.update({f"epochs/{name}": float(c["epochs"])
-                      for name, c in data_iter.counters().items()})
-        logger.log(done, last, extra)
-      if done % config.ckpt.every_steps == 0 or done == total:
-        last = _host_metrics(*pending)  # Never checkpoint a diverged state.
-        ckpt.save(done, state, config, data_iter, start_lr=start_lr)
-      every = config.eval.every_steps
-      if evaluator and (done == total or (every and done % every == 0)):
-        evals[done] = evaluator(state.params)
-        _log_eval(logger, done, evals[done])
+  state = run_.state
+  for step in range(int(state.step), total):
+    host_batch = next(data_iter)
+    task_ids = host_batch.get("task_ids")
+    if task_ids is not None and task_names:
+      task_tokens += np.bincount(task_ids[task_ids >= 0], minlength=len(task_names))
+    batch = sharding.host_batch_to_global({k: host_batch[k] for k in ts.MODEL_INPUTS},
+                                          run_.mesh)
+    state, device_metrics = run_.step_fn(state, batch)
     if pending is not None:
       last = _host_metrics(*pending)
-  finally:
-    ckpt.wait()
-    ckpt.close()
-    logger.close()
-  final_step = int(state.step)
-  print(f"final step={final_step} loss={last['loss']:.4f}", flush=True)
-  return RunResult(step=final_step, loss=last["loss"], workdir=workdir, losses=losses,
+    pending = (step + 1, device_metrics)
+    run_.logger.count_tokens(tokens_per_step)
+    done = step + 1
+    if done % config.train.log_every_steps == 0 or done == total:
+      last = _host_metrics(*pending)
+      losses[done] = logged[done] = last
+      extra = {f"tokens/{name}": float(n)
+               for name, n in zip(task_names, _all_processes_sum(task_tokens))}
+      # Epochs started per task, as the loader counts them (restored on resume).
+      extra.update({f"epochs/{name}": float(c["epochs"])
+                    for name, c in data_iter.counters().items()})
+      run_.logger.log(done, last, extra)
+    if done % config.ckpt.every_steps == 0 or done == total:
+      last = _host_metrics(*pending)  # Never checkpoint a diverged state.
+      run_.ckpt.save(done, state, config, data_iter, start_lr=run_.start_lr)
+    every = config.eval.every_steps
+    if run_.evaluate and (done == total or (every and done % every == 0)):
+      evaluation = run_.evaluate(state.params)
+      evals[done] = evaluation.results
+      run_.logger.write(done, evaluation.scalars)
+      if jax.process_index() == 0:
+        print(f"eval step {done} | {evaluation.summary}", flush=True)
+  if pending is not None:
+    last = _host_metrics(*pending)
+  losses = {s: m["loss"] for s, m in losses.items()}
+  return RunResult(step=int(state.step), loss=last["loss"], workdir=workdir, losses=losses,
                    metrics=logged, evals=evals)

@@ -20,9 +20,10 @@ from midtrain_jax import files
 from midtrain_jax.data import layout
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.prepare import tasks as preparation
+from midtrain_jax.data.reports import qau as qau_report
 from midtrain_jax.evals import suite, tables
-from midtrain_jax.train import checkpoint, loop
-from midtrain_jax.workflows import qau_report
+from midtrain_jax.train import checkpoint
+from midtrain_jax.workflows import training
 
 MIXTURES = {"anneal_dolmino": "dolmino_demo", "anneal_web": "web_only"}
 
@@ -36,7 +37,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, what: str) -> None:
     _say(f"{what}: already trained ({workdir}), reusing it")
     return
   _say(f"{what}: training {config.train.steps} steps -> {workdir}")
-  loop.run(config, workdir)
+  training.run(config, workdir)
 
 
 def base_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

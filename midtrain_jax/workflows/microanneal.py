@@ -20,7 +20,8 @@ from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.evals import heldout, scoring, suite, tables
-from midtrain_jax.train import checkpoint, loop
+from midtrain_jax.train import checkpoint
+from midtrain_jax.workflows import training
 
 BASELINE = "baseline"
 
@@ -65,7 +66,7 @@ def train_and_evaluate(config, workdir: str, options: suite.EvalOptions,
     return saved
   if not checkpoint.is_finished(workdir, steps):
     log(f"[microanneal] training {config.data.mixture} for {steps} steps -> {workdir}")
-    loop.run(config, workdir)
+    training.run(config, workdir)
   data_cfg = heldout.eval_data_config(config)
   results = suite.evaluate(suite.load_model(workdir), options, data_cfg,
                            base_heldout=base_heldout, log=log)

@@ -25,11 +25,12 @@ import numpy as np
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
-from midtrain_jax.data.load import pipeline
+from midtrain_jax.data.load import heldout_batches, prepared
 from midtrain_jax.evals import heldout, scoring, tables
 from midtrain_jax.interop import upcycle
-from midtrain_jax.train import checkpoint, loop
+from midtrain_jax.train import checkpoint
 from midtrain_jax.train import step as ts
+from midtrain_jax.workflows import training
 
 
 def continue_config(init: str, mixture: str, tokens: int, lr: float,
@@ -64,8 +65,8 @@ def expert_load(model: scoring.LoadedModel, data_cfg, max_batches: int) -> dict:
      balanced), load_balance: mean load-balancing loss over batches}.
   """
   counts, balance = 0.0, []
-  for task in pipeline.task_names(data_cfg):
-    for batch in pipeline.make_eval_iterator(data_cfg, task, max_batches=max_batches):
+  for task in prepared.task_names(data_cfg):
+    for batch in heldout_batches.make_eval_iterator(data_cfg, task, max_batches=max_batches):
       inputs = {k: jnp.asarray(batch[k]) for k in ts.MODEL_INPUTS}
       tokens, lb = _expert_tokens(model.params, inputs, graphdef=model.graphdef)
       counts += np.asarray(tokens)
@@ -83,7 +84,7 @@ def _train_and_evaluate(name: str, config, workdir: str, max_batches: int, log) 
       return json.load(f)
   if not checkpoint.is_finished(workdir, config.train.steps):
     log(f"[upcycle_study] {name}: training {config.train.steps} steps -> {workdir}")
-    loop.run(config, workdir)
+    training.run(config, workdir)
   model = scoring.load_model(workdir)
   data_cfg = heldout.eval_data_config(config)
   result = {"heldout": heldout.heldout_bpb(scoring.model_eval_fn(model), data_cfg,

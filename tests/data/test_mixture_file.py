@@ -11,6 +11,7 @@ from midtrain_jax.data.load import pipeline
 from midtrain_jax.data.mixtures import catalog, mixture_file
 from midtrain_jax.data.mixtures.corpora import user_example
 from midtrain_jax.data.prepare import tasks as preparation
+from midtrain_jax.data.reports import listing
 from tests import helpers
 from tests.helpers import small_config
 
@@ -123,12 +124,12 @@ def test_listing_shows_rates_tokens_epochs_and_decontamination(example):
   assert "my_mix#microanneal:my_code" in seqio_tasks.seqio.MixtureRegistry.names()
   tasks = seqio_tasks.seqio.get_mixture_or_task("my_mix").tasks
   assert sorted(t.name for t in tasks) == sorted(user_example.WEIGHTS)
-  text = seqio_tasks.listing(path, data_dir)
+  text = listing.listing(path, data_dir)
   qa_tokens = layout.read_stats(data_dir, "my_qa")["train_tokens"]
   assert f"{qa_tokens:,}" in text
   line = next(l for l in text.splitlines() if l.strip().startswith("my_qa"))
   assert line.split()[:3] == ["my_qa", "0.200", "qa"] and "4x  none" in line
-  assert "not prepared" in seqio_tasks.listing(path, str(pathlib.Path(data_dir) / "nothing"))
+  assert "not prepared" in listing.listing(path, str(pathlib.Path(data_dir) / "nothing"))
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from midtrain_jax.data import layout
-from midtrain_jax.data.load import packing, pipeline
+from midtrain_jax.data.load import heldout_batches, packing, pipeline, prepared
 from tests.data import demo_data
 
 
@@ -20,7 +20,7 @@ def test_batch_layout_and_document_boundaries():
   cfg = demo_data.data_cfg(seq_len=128, batch_size=8)
   it = pipeline.make_train_iterator(cfg, seed=0)
   names = it.task_names
-  assert names == pipeline.task_names(cfg) and len(names) == 8
+  assert names == prepared.task_names(cfg) and len(names) == 8
   for batch in _batches(it, 5):
     assert sorted(batch) == ["inputs", "positions", "segment_ids", "targets", "task_ids"]
     for value in batch.values():
@@ -34,8 +34,8 @@ def test_batch_layout_and_document_boundaries():
     starts = (seg > 0) & ~np.pad(same_doc, ((0, 0), (1, 0)))
     assert np.all(pos[starts] == 0)
     assert np.all((batch["task_ids"] == -1) == (seg == 0))
-    assert batch["inputs"].max() < pipeline.vocab_size(cfg)
-  assert pipeline.vocab_size(cfg) == 8192
+    assert batch["inputs"].max() < prepared.vocab_size(cfg)
+  assert prepared.vocab_size(cfg) == 8192
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -81,7 +81,7 @@ def test_code_documents_get_fim_sentinels_at_the_configured_rate():
   def count(rate):
     cfg = demo_data.data_cfg(seq_len=512, batch_size=8, fim_rate=rate,
                              weights={"code_python_stdlib": 1.0})
-    manifest = pipeline.load_manifest(cfg)
+    manifest = prepared.open_prepared(cfg).manifest
     inputs = np.stack([b["inputs"] for b in
                        _batches(pipeline.make_train_iterator(cfg, seed=1), 20)])
     starts = int(np.sum(inputs == manifest["bos_id"]))
@@ -97,7 +97,7 @@ def test_code_documents_get_fim_sentinels_at_the_configured_rate():
 def test_eval_iterator_covers_heldout_split_with_byte_count():
   cfg = demo_data.data_cfg(seq_len=256, batch_size=4)
   stats = json.loads((pathlib.Path(cfg.data_dir) / "math_synthetic" / "stats.json").read_text())
-  batches = pipeline.make_eval_iterator(cfg, "math_synthetic")
+  batches = heldout_batches.make_eval_iterator(cfg, "math_synthetic")
   rows = list(batches)
   predicted = sum(int((b["segment_ids"] > 0).sum()) for b in rows)
   assert batches.num_tokens == predicted == stats["heldout_tokens"] - stats["heldout_docs"]
@@ -106,13 +106,13 @@ def test_eval_iterator_covers_heldout_split_with_byte_count():
   # Prepare stores each held-out document's bytes, so a sample's byte count is exact.
   doc_bytes = layout.read_heldout_bytes(cfg.data_dir, "math_synthetic")
   assert len(doc_bytes) == stats["heldout_docs"] and sum(doc_bytes) == stats["heldout_bytes"]
-  sample = pipeline.make_eval_iterator(cfg, "math_synthetic", max_batches=2)
-  order = pipeline.eval_order(stats["heldout_docs"], "math_synthetic")
+  sample = heldout_batches.make_eval_iterator(cfg, "math_synthetic", max_batches=2)
+  order = heldout_batches.eval_order(stats["heldout_docs"], "math_synthetic")
   assert 0 < sample.num_docs < stats["heldout_docs"]
   np.testing.assert_array_equal(sample.doc_indices, order[:sample.num_docs])
   assert sample.num_bytes == sum(doc_bytes[i] for i in sample.doc_indices)
   with pytest.raises(ValueError, match="not in mixture"):
-    pipeline.make_eval_iterator(cfg, "olmo3_web")
+    heldout_batches.make_eval_iterator(cfg, "olmo3_web")
 
 
 def test_pack_in_order_keeps_documents_whole_and_in_order():

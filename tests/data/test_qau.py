@@ -10,7 +10,8 @@ from midtrain_jax.data import layout
 from midtrain_jax.data.load import pipeline, upsampling
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.prepare import qau_scores
-from midtrain_jax.workflows import qau_report
+from midtrain_jax.data.reports import listing
+from midtrain_jax.data.reports import qau as qau_report
 from tests import helpers
 from tests.data import demo_data
 
@@ -151,10 +152,9 @@ def test_unknown_task_in_task_factors_fails_before_any_data_work():
 
 
 def test_listing_shows_tokens_before_and_after_qau_and_epochs_per_bucket():
-  from midtrain_jax.data import seqio_tasks  # noqa: PLC0415 (TensorFlow: only here)
   cfg = _qau_cfg()
   budget = 2_000_000
-  text = seqio_tasks.listing("dolmino_demo", cfg.data_dir, cfg, budget)
+  text = listing.listing("dolmino_demo", cfg.data_dir, cfg, budget)
   assert "QUALITY-AWARE UPSAMPLING" in text and f"epochs at {budget:,} tokens" in text
   scored = qau_scores.ensure_scores(cfg, cfg.data_dir, ["web_openwebtext"])["web_openwebtext"]
   bucket = upsampling.buckets(scored["scores"], cfg.qau.quantiles)
@@ -170,7 +170,7 @@ def test_listing_shows_tokens_before_and_after_qau_and_epochs_per_bucket():
   assert f"{passes:.2f} passes" in line
   top = text.splitlines()[text.splitlines().index(line) + 4]
   assert top.split()[0] == "q0.95-1.00" and top.split()[-1] == f"{7.0 * passes:.2f}"
-  no_qau = seqio_tasks.listing("dolmino_demo", cfg.data_dir)
+  no_qau = listing.listing("dolmino_demo", cfg.data_dir)
   assert "QUALITY-AWARE" not in no_qau
 
 

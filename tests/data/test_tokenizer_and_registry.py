@@ -11,6 +11,7 @@ from midtrain_jax import logs
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.mixtures import catalog, seqio_tasks
 from midtrain_jax.data.prepare import tasks as preparation
+from midtrain_jax.data.reports import listing
 from tests.data import demo_data
 
 
@@ -97,7 +98,7 @@ def test_seqio_tasks_match_prepared_shards():
   shard = f"{demo_data.prepared_dir()}/math_synthetic/train-00000.array_record"
   prepared = np.frombuffer(grain.sources.ArrayRecordDataSource([shard])[0], np.uint32)
   np.testing.assert_array_equal(first, prepared[1:])  # seqio adds no BOS.
-  assert seqio_tasks.task_metadata("math_synthetic")["capability"] == "math"
+  assert listing.task_metadata("math_synthetic")["capability"] == "math"
 
 
 def test_list_command_prints_tasks_and_mixtures():

@@ -7,7 +7,7 @@ from flax import nnx
 
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.data.load import pipeline
+from midtrain_jax.data.load import heldout_batches
 from midtrain_jax.evals import answer_bpb, generative, heldout, sandbox, scoring, suite
 from midtrain_jax.model.transformer import Transformer
 from tests import helpers
@@ -30,7 +30,7 @@ def test_heldout_bpb_of_uniform_model_is_log2_vocab_per_token():
   results = heldout.heldout_bpb(scoring.model_eval_fn(_uniform_model()), data_cfg)
   assert len(results) == 8
   for task in ("web_c4", "math_synthetic"):
-    batches = pipeline.make_eval_iterator(data_cfg, task, batch_size=4)
+    batches = heldout_batches.make_eval_iterator(data_cfg, task, batch_size=4)
     r = results[task]
     assert r["tokens"] == batches.num_tokens
     assert math.isclose(r["loss"], math.log(VOCAB), rel_tol=1e-5)

@@ -15,7 +15,7 @@ import pytest
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.data import layout
-from midtrain_jax.data.load import pipeline
+from midtrain_jax.data.load import heldout_batches
 from midtrain_jax.evals import heldout
 from midtrain_jax.evals.scoring import LN2
 
@@ -97,7 +97,7 @@ def test_sample_bytes_are_exact(same_loss_per_byte):
     for task, r in results.items():
       s = splits[task]
       assert math.isclose(r["bpb"], 0.8 / LN2, rel_tol=1e-9)
-      batches = pipeline.make_eval_iterator(cfg, task, max_batches=max_batches)
+      batches = heldout_batches.make_eval_iterator(cfg, task, max_batches=max_batches)
       docs = batches.doc_indices
       assert r["docs"] == len(docs) and r["bytes"] == s["bytes"][docs].sum()
       assert r["tokens"] == s["pairs"][docs].sum() == batches.num_tokens
@@ -124,7 +124,7 @@ def test_sample_estimate_is_unbiased_over_orders():
   estimates = []
   for seed in range(400):
     order = np.random.default_rng(seed).permutation(len(docs))
-    batches = pipeline.EvalBatches(docs, s["bytes"], order, seq_len=SEQ_LEN,
+    batches = heldout_batches.EvalBatches(docs, s["bytes"], order, seq_len=SEQ_LEN,
                                    batch_size=BATCH, pad_id=0, task_id=0, max_batches=4)
     nats = sum((table[b["targets"]] * (b["segment_ids"] > 0)).sum() for b in batches)
     estimates.append(nats / LN2 / batches.num_bytes)
@@ -158,8 +158,8 @@ def test_sample_matches_full_split_within_sampling_error(loss_by_length):
 @pytest.mark.parametrize("hosts", [2, 4])
 def test_hosts_score_disjoint_rows_and_agree_on_the_totals(loss_by_length, hosts):
   splits, cfg = loss_by_length
-  one = pipeline.make_eval_iterator(cfg, "web_c4", max_batches=3)
-  per_host = [pipeline.make_eval_iterator(cfg, "web_c4", max_batches=3, process_index=p,
+  one = heldout_batches.make_eval_iterator(cfg, "web_c4", max_batches=3)
+  per_host = [heldout_batches.make_eval_iterator(cfg, "web_c4", max_batches=3, process_index=p,
                                           process_count=hosts) for p in range(hosts)]
   for it in per_host:
     assert (it.num_batches, it.num_bytes, it.num_tokens) == (

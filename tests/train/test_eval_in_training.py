@@ -4,6 +4,7 @@ import math
 import pytest
 
 from midtrain_jax.train import loop
+from midtrain_jax.workflows import training
 from tests.helpers import small_config
 
 pytestmark = pytest.mark.slow
@@ -14,7 +15,7 @@ def test_periodic_heldout_eval(tmp_path):
   c.eval.update(every_steps=2, batches=1)
   c.data.mixture = "web_only"
   c.eval.mixture = "dolmino_demo"  # Score every capability of a web-only run.
-  result = loop.run(c, str(tmp_path))
+  result = training.run(c, str(tmp_path))  # Prepares the eval mixture, evaluates held-out.
   assert sorted(result.evals) == [2, 4]
   for heldout in result.evals.values():
     assert len(heldout) == 8 and all(math.isfinite(r["bpb"]) and r["bpb"] > 0

@@ -119,8 +119,8 @@ def test_decontamination_check_names_tasks_and_benchmarks():
   c = small_config(1)
   c.data.decontam.benchmarks = ()  # Prepared without decontamination.
   c.eval.update(benchmarks=("gsm8k", "humaneval"), decontam_check="error")
-  pipeline_gaps = loop.pipeline.undecontaminated(c.data, ["gsm8k", "humaneval"])
-  assert set(pipeline_gaps) == set(loop.pipeline.task_names(c.data))
+  pipeline_gaps = loop.prepared.undecontaminated(c.data, ["gsm8k", "humaneval"])
+  assert set(pipeline_gaps) == set(loop.prepared.task_names(c.data))
   with pytest.raises(loop.ContaminationRiskError, match=r"math_synthetic: gsm8k, humaneval"):
     loop._check_decontamination(c)
   c.eval.decontam_check = "off"

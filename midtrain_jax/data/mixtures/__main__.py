@@ -25,6 +25,7 @@ from ml_collections import config_flags
 from midtrain_jax import cli
 from midtrain_jax import config as config_lib
 from midtrain_jax.data.mixtures import seqio_tasks
+from midtrain_jax.data.reports import listing
 
 _DATA = config_flags.DEFINE_config_dict("data", config_lib.data_config(), lock_config=True)
 _LIST = flags.DEFINE_bool("list", False, "Print every task and mixture.")
@@ -45,7 +46,7 @@ def main(argv):
     data_cfg.mixture = _MIXTURE.value
     data_cfg.data_dir = _DATA_DIR.value or data_cfg.data_dir
     seqio_tasks.register_all(data_cfg)
-  print(seqio_tasks.listing(_MIXTURE.value, data_cfg.data_dir, data_cfg, _TOKENS.value))
+  print(listing.listing(_MIXTURE.value, data_cfg.data_dir, data_cfg, _TOKENS.value))
 
 
 if __name__ == "__main__":

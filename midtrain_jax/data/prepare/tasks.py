@@ -13,12 +13,12 @@ import itertools
 import json
 import pathlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from midtrain_jax import cache
 from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.mixtures import catalog, documents
 from midtrain_jax.data.mixtures.corpora import demo as demo_corpus
 from midtrain_jax.data.prepare import dedup_step, qau_scores
 from midtrain_jax.decontam import counts, decontaminator
@@ -43,13 +43,6 @@ def ensure_demo_tokenizer(log: Callable[[str], None] = print) -> pathlib.Path:
         texts.append(item.text)
         chars += len(item.text)
   return tokenizer_lib.train_demo_spm(texts, path)
-
-
-def is_heldout(text: str, fraction: float) -> bool:
-  """True for documents of the held-out split (a hash of the text, so the
-  split survives re-ordering and is the same in seqio and prepare)."""
-  digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-  return int.from_bytes(digest, "little") % 1_000_000 < fraction * 1_000_000
 
 
 class _Cleaner:
@@ -163,28 +156,6 @@ class _Progress:
           f"data.max_malformed={limit}. First ones:\n  {listing}")
 
 
-def read_documents(spec: catalog.TaskSpec, data_cfg
-                   ) -> tuple[list[str], Iterator[sources.Document | sources.Malformed]]:
-  """(source files, stream of documents) of a task: its files, or its seqio Task.
-
-  Args:
-    spec: the task.
-    data_cfg: the `data` config section (source paths, registry modules).
-
-  Returns:
-    The files read ([] for a seqio task) and the lazy document stream.
-  """
-  if not spec.seqio_task:
-    files = sources.expand(spec.files(data_cfg))
-    return files, sources.read_files(files, spec.text_fn)
-  # Imported here only: it brings TensorFlow and seqio, and the training path
-  # imports this module (test_training_path_does_not_import_tensorflow_or_seqio).
-  from midtrain_jax.data import seqio_source  # noqa: PLC0415
-  modules = dict.fromkeys([*data_cfg.registry_modules, *spec.registry_modules])
-  seqio_source.import_modules(modules)
-  return [], seqio_source.read_task(spec.seqio_task, spec.seqio_split, spec.seqio_text_field)
-
-
 def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
                  log: Callable[[str], None] = print,
                  dedup: dedup_step.DedupStep | None = None) -> dict:
@@ -203,7 +174,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     The task's stats dict (also written to <out_dir>/<task>/stats.json).
   """
   task_dir = out_dir / spec.name
-  files, stream = read_documents(spec, data_cfg)
+  files, stream = documents.read_documents(spec, data_cfg)
   if dedup is None and dedup_step.enabled(data_cfg):
     dedup = dedup_step.DedupStep(data_cfg)
   fingerprint = _task_fingerprint(spec, files, tok, data_cfg, dedup)
@@ -264,7 +235,7 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
           progress.records = record_index + 1
         continue
     if (len(heldout) < data_cfg.heldout_max_docs
-        and is_heldout(item.text, data_cfg.heldout_fraction)):
+        and documents.is_heldout(item.text, data_cfg.heldout_fraction)):
       heldout.append(item.text)
     elif record_index >= resume_at:
       pending.append((item.text, item.where))
@@ -340,7 +311,7 @@ def _prepare_tasks(names: list[str], out: pathlib.Path, tok, data_cfg,
       if step.cross_task and any(not (out / later / layout.STATS).exists()
                                  for later in order[i + 1:]):
         log(f"[prepare] {name}: reading it again for cross-task deduplication")
-        step.replay(name, read_documents(spec, data_cfg)[1], data_cfg.max_docs_per_task,
+        step.replay(name, documents.read_documents(spec, data_cfg)[1], data_cfg.max_docs_per_task,
                     stats[name]["fingerprint"])
       else:
         step.end_task(stats[name]["fingerprint"])
@@ -385,3 +356,29 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
     # The scorer and the scores of every task, kept in the folder (data/qau.py).
     qau_scores.ensure_scores(data_cfg, out, list(mixture.rates), log)
   return manifest
+
+
+def ensure_prepared(data_cfg, log: Callable[[str], None] = print) -> pathlib.Path:
+  """Prepares `data_cfg.mixture` unless its folder already is; returns the folder.
+
+  What a training command runs before it builds a loader (the loader only
+  loads). With `data.qau.enabled`, the quality scores for the current
+  `data.qau` settings are made too when the folder lacks them.
+
+  Raises:
+    FileNotFoundError: the folder is not prepared and `data.prepare_if_missing`
+      is off (the message names the prepare command).
+  """
+  data_dir = layout.resolve_dir(data_cfg)
+  if layout.read_manifest(data_dir) is None:
+    if not data_cfg.prepare_if_missing:
+      raise FileNotFoundError(
+          f"No prepared data in {data_dir} (missing {layout.MANIFEST}). Run `python -m "
+          f"midtrain_jax.data.prepare --mixture={data_cfg.mixture} --out={data_dir}` "
+          "or set data.prepare_if_missing=True.")
+    log(f"[data] {data_dir} has no prepared data; preparing {data_cfg.mixture} now")
+    prepare(data_cfg, data_dir, log)
+  elif data_cfg.qau.enabled:
+    qau_scores.ensure_scores(data_cfg, data_dir, list(catalog.get_mixture(data_cfg.mixture).rates),
+                             log)
+  return data_dir

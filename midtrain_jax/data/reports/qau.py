@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from midtrain_jax.data import layout
-from midtrain_jax.data.load import pipeline, upsampling
+from midtrain_jax.data.load import pipeline, prepared, upsampling
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.prepare import qau_scores, quality
 
@@ -161,7 +161,7 @@ def sampled_shares(data_cfg, *, seed: int, tokens: int) -> dict[str, dict[str, n
   cfg = ml_collections.ConfigDict(data_cfg.to_dict())
   cfg.fim_rate = 0.0
   data_dir = layout.resolve_dir(cfg)
-  names = pipeline.task_names(cfg)
+  names = prepared.task_names(cfg)
   scored = qau_scores.ensure_scores(cfg, data_dir, names)
   where = {}
   for t, name in enumerate(names):

@@ -1,0 +1,93 @@
+"""A prepared mixture as the loader sees it: opened once, never prepared here.
+
+The loading stage reads what the preparation wrote (data/layout.py) and the
+mixture's definition (data/mixtures/); it never runs any part of the
+preparation. A mixture that is not prepared yet is an error naming the
+command that prepares it; the commands that train (midtrain_jax/main.py and
+the workflows) prepare explicitly before they build a loader.
+"""
+import dataclasses
+import pathlib
+
+from midtrain_jax.data import layout
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.mixtures.specs import MixtureSpec, TaskSpec
+
+
+class NotPreparedError(FileNotFoundError):
+  """The mixture has no prepared folder yet (the message names the prepare command)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedMixture:
+  """Everything the loader needs about one prepared mixture.
+
+  Attributes:
+    directory: the prepared folder.
+    manifest: its manifest (tokenizer, special ids, tasks).
+    spec: the mixture's definition (task rates, weight stages).
+    tasks: {task name: its definition}, in the mixture's order; `task_ids`
+      index this order.
+  """
+  directory: pathlib.Path
+  manifest: dict
+  spec: MixtureSpec
+  tasks: dict[str, TaskSpec]
+
+  @property
+  def task_names(self) -> list[str]:
+    return list(self.tasks)
+
+
+def prepare_command(data_cfg, data_dir: pathlib.Path | str) -> str:
+  """The command that prepares `data_cfg.mixture` into `data_dir`."""
+  return (f"python -m midtrain_jax.data.prepare --mixture={data_cfg.mixture} "
+          f"--out={data_dir}")
+
+
+def open_prepared(data_cfg) -> PreparedMixture:
+  """Opens the prepared folder of `data_cfg.mixture` (checked, not prepared).
+
+  Args:
+    data_cfg: the `data` config section.
+
+  Returns:
+    The PreparedMixture.
+
+  Raises:
+    ValueError: an unknown mixture, or a folder prepared with another tokenizer.
+    NotPreparedError: the folder has no finished preparation.
+  """
+  spec = catalog.get_mixture(data_cfg.mixture)  # An unknown mixture fails first, clearly.
+  data_dir = layout.resolve_dir(data_cfg)
+  manifest = layout.read_manifest(data_dir)
+  if manifest is None:
+    raise NotPreparedError(
+        f"No prepared data in {data_dir} (missing {layout.MANIFEST}): mixture "
+        f"{data_cfg.mixture!r} is not prepared. Run `{prepare_command(data_cfg, data_dir)}` "
+        "(python -m midtrain_jax.main prepares it before training when "
+        "data.prepare_if_missing is on).")
+  if manifest["tokenizer"] != data_cfg.tokenizer:
+    raise ValueError(f"{data_dir} was prepared with tokenizer {manifest['tokenizer']!r}"
+                     f" but data.tokenizer is {data_cfg.tokenizer!r}; set "
+                     "data.data_dir to another folder or re-prepare.")
+  tasks = {name: catalog.get_task(name) for name in spec.rates}
+  return PreparedMixture(directory=pathlib.Path(data_dir), manifest=manifest, spec=spec,
+                         tasks=tasks)
+
+
+def task_names(data_cfg) -> list[str]:
+  """The task names that `task_ids` index, in order (no prepared folder needed)."""
+  return list(catalog.get_mixture(data_cfg.mixture).rates)
+
+
+def vocab_size(data_cfg) -> int:
+  """The tokenizer's vocabulary size (for checking the model's)."""
+  return tokenizer_lib.vocab_size(data_cfg.tokenizer)
+
+
+def undecontaminated(data_cfg, suite) -> dict[str, list[str]]:
+  """{task: benchmarks of `suite` its prepared data was not checked against}, gaps only."""
+  return layout.missing_benchmarks(layout.resolve_dir(data_cfg), task_names(data_cfg),
+                                   tuple(suite))
