@@ -27,10 +27,11 @@ import collections  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 
-from midtrain_jax.data import catalog, sources  # noqa: E402
-from midtrain_jax.data.corpora import demo  # noqa: E402
+from midtrain_jax.data.mixtures import catalog  # noqa: E402
+from midtrain_jax.data.mixtures.corpora import demo  # noqa: E402
 from midtrain_jax.dedup import batch as dedup_batch  # noqa: E402
 from midtrain_jax.dedup import deduplicator, params  # noqa: E402
+from midtrain_jax.documents import readers as sources  # noqa: E402
 
 
 def demo_documents() -> list[tuple[str, str]]:

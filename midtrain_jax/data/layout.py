@@ -17,7 +17,7 @@ evaluation, reports and listings read its statistics; all through here.
                                     cross_task, counts, examples} with the
                                     counter names of dedup/counts.py
   quality/scorer.npz                quality scorer weights (data/quality.py); only
-                                    once quality-aware upsampling ran (data/qau.py)
+                                    once quality-aware upsampling ran (data/load/upsampling.py)
   quality/scorer.json               its settings, fingerprint, held-out accuracy
   <task>/quality_scores.npz         quality score and length of each train document
                                     in record order, with the scorer and task

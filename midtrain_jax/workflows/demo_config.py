@@ -21,7 +21,7 @@ def demo_config(scale: float = 1.0) -> ml_collections.ConfigDict:
   c.data.update(mixture="dolmino_demo", seq_len=128, batch_size=16)
   # Decontaminated against exactly the benchmarks the runs are evaluated on.
   c.data.decontam.benchmarks = c.eval.benchmarks
-  # Quality-aware upsampling (data/qau.py): the best-scored documents of each task
+  # Quality-aware upsampling (data/load/upsampling.py): the best-scored documents of each task
   # repeat more; the scorer trains in seconds and the report shows the bucket shares.
   c.data.qau.enabled = True
   # Exact and near copies removed within and across tasks (about 2 s on the demo corpus).

@@ -1,6 +1,6 @@
 """Prepared demo data shared by the data tests (built once per test session)."""
 import functools
-import os
+import pathlib
 import tempfile
 
 from midtrain_jax import config as config_lib
@@ -29,11 +29,9 @@ def data_cfg(mixture: str = "dolmino_demo", **overrides):
 
 
 def package_paragraphs() -> list[str]:
-  """Real, clean text: paragraphs (> 200 chars) of this package's data sources."""
-  root = os.path.dirname(preparation.__file__)
+  """Real, clean text: paragraphs (> 200 chars) of the data package's modules."""
+  root = pathlib.Path(preparation.__file__).parents[1]
   paragraphs = []
-  for name in sorted(os.listdir(root)):
-    if name.endswith(".py"):
-      with open(os.path.join(root, name), encoding="utf-8") as f:
-        paragraphs += [p for p in f.read().split("\n\n") if len(p) > 200]
+  for path in sorted(root.rglob("*.py")):
+    paragraphs += [p for p in path.read_text(encoding="utf-8").split("\n\n") if len(p) > 200]
   return paragraphs

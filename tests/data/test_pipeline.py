@@ -164,7 +164,7 @@ def test_padding_is_at_most_two_percent_at_seq_2048():
 
 
 def test_training_path_does_not_import_tensorflow_or_seqio():
-  code = ("import sys; from midtrain_jax.data import pipeline; "
+  code = ("import sys; from midtrain_jax.data.load import pipeline; "
           "print(any(m.split('.')[0] in ('tensorflow', 'seqio') for m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True)

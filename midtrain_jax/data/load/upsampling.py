@@ -33,6 +33,7 @@ import grain
 import numpy as np
 
 from midtrain_jax.data import layout
+from midtrain_jax.data.mixtures import catalog
 
 
 def buckets(scores: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
@@ -123,6 +124,11 @@ def document_factors(data_cfg, data_dir: str | pathlib.Path,
     FileNotFoundError: naming the prepare command, when the folder's quality
       scores are missing or were made for other `data.qau` scorer settings.
   """
+  for task in data_cfg.qau.task_factors:
+    try:
+      catalog.get_task(task)
+    except ValueError as e:
+      raise ValueError(f"data.qau.task_factors.{task}: {e}") from None
   found = layout.read_quality_scorer(pathlib.Path(data_dir))
   wanted = {"positive_tasks": list(data_cfg.qau.positive_tasks),
             "negative_tasks": list(data_cfg.qau.negative_tasks),

@@ -7,7 +7,7 @@
 
 One line per task (capability, repetition cap, documents and tokens once
 prepared, provenance and licence) and per mixture (rates as token fractions);
-the registrations themselves are in midtrain_jax/data/seqio_tasks.py. With
+the registrations themselves are in midtrain_jax/data/mixtures/seqio_tasks.py. With
 --mixture, one mixture (a registered one or a mixture file, whose tasks are
 then registered too): rate, capability, tokens once prepared, repetition cap
 and decontamination of each task. Every key of the config's `data` section is

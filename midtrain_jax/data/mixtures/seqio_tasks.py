@@ -20,7 +20,7 @@ import json
 from midtrain_jax import config as config_lib
 from midtrain_jax import logs
 from midtrain_jax.benchmark_data import items
-from midtrain_jax.data.mixtures import catalog, mixture_file, seqio_vocab
+from midtrain_jax.data.mixtures import catalog, documents, mixture_file, seqio_vocab
 from midtrain_jax.decontam import seqio_preprocessor
 from midtrain_jax.documents import readers as sources
 
@@ -51,14 +51,14 @@ def _text_dataset(split: str, shuffle_files: bool = False, seed: int | None = No
   spec = catalog.get_task(task)
   want_heldout = split == "validation"
 
-  def documents():
+  def texts():
     for item in documents.read_documents(spec, data_cfg)[1]:
       if (isinstance(item, sources.Document) and
           documents.is_heldout(item.text, data_cfg.heldout_fraction) == want_heldout):
         yield {"text": item.text}
 
   return tf.data.Dataset.from_generator(
-      documents, output_signature={"text": tf.TensorSpec([], tf.string)})
+      texts, output_signature={"text": tf.TensorSpec([], tf.string)})
 
 
 def _flat_config(data_cfg) -> str:

@@ -5,7 +5,7 @@
       --data.decontam.benchmarks="('gsm8k', 'humaneval')"
 
 Every key of the config's `data` section is a `--data.<key>` flag. Resumable
-and idempotent (midtrain_jax/data/preparation.py); the folder's files are
+and idempotent (midtrain_jax/data/prepare/tasks.py); the folder's files are
 described in midtrain_jax/data/layout.py.
 """
 from absl import flags

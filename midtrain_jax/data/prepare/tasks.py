@@ -156,6 +156,102 @@ class _Progress:
           f"data.max_malformed={limit}. First ones:\n  {listing}")
 
 
+class _TaskWriter:
+  """One task's output while it is read: train shards, held-out split, progress.
+
+  Records before `resume_at` were counted in the progress saved with the last
+  finished shard; they are read again only to rebuild the held-out split (and
+  the deduplication index), never written or counted twice.
+  """
+
+  def __init__(self, spec, task_dir: pathlib.Path, tok, data_cfg, clean: _Cleaner | None):
+    self.spec, self.task_dir, self.tok, self.data_cfg, self.clean = (
+        spec, task_dir, tok, data_cfg, clean)
+    self.shard_index, state = layout.finished_shards(task_dir)
+    self.progress = _Progress(state)
+    self.resume_at = self.progress.records
+    self.heldout: list[str] = []
+    self.pending: list[str] = []
+
+  def take(self, index: int, item, verdict) -> None:
+    """Routes record `index` (a document or a malformed record, with its dedup verdict)."""
+    replaying = index < self.resume_at
+    kept = not isinstance(item, sources.Malformed) and (verdict is None or verdict.kept)
+    if not replaying:
+      if isinstance(item, sources.Malformed):
+        self.progress.add_malformed(item, self.data_cfg.max_malformed, self.spec.name)
+      elif verdict is not None:
+        self.progress.dedup.add(verdict, item.text)
+    if kept:
+      if (len(self.heldout) < self.data_cfg.heldout_max_docs
+          and documents.is_heldout(item.text, self.data_cfg.heldout_fraction)):
+        self.heldout.append(item.text)
+      elif not replaying:
+        self.pending.append(item.text)
+    if not replaying:
+      self.progress.records = index + 1
+      if len(self.pending) >= self.data_cfg.shard_docs:
+        self.flush(final=False)
+
+  def flush(self, final: bool) -> None:
+    """Cleans, tokenises and writes the pending documents as the next shard."""
+    texts = self.pending
+    if self.clean is not None:
+      texts = self.clean(texts, self.progress.decontam, self.progress.decontam_items)
+    docs = self._encode(texts)
+    self.progress.docs += len(docs)
+    self.progress.tokens += sum(len(d) for d in docs)
+    self.progress.bytes += sum(len(t.encode("utf-8")) for t in texts)
+    if docs or (final and self.shard_index == 0):
+      layout.write_shard(self.task_dir, self.shard_index, docs, self.progress.as_dict())
+      self.shard_index += 1
+    self.pending = []
+
+  def _encode(self, texts: list[str]) -> list:
+    return [layout.encode_document(ids, self.tok.bos_id, self.tok.eos_id)
+            for ids in self.tok.encode_batch(texts)]
+
+  def finish(self, fingerprint: str, files: list[str], dedup) -> dict:
+    """Writes the held-out split and the task's stats.json; returns the stats."""
+    heldout = self.heldout
+    if self.clean is not None and heldout:
+      # Not trained on: its hits are neither counted nor recorded as in the training data.
+      heldout = self.clean(heldout, collections.Counter())
+    heldout_docs = self._encode(heldout)
+    # Per document, so a sample of the split has its exact byte count (evals/heldout.py).
+    heldout_doc_bytes = [len(t.encode("utf-8")) for t in heldout]
+    layout.write_heldout(self.task_dir, heldout_docs, heldout_doc_bytes)
+    spec, progress, clean = self.spec, self.progress, self.clean
+    stats = dict(
+        task=spec.name, capability=spec.capability, fingerprint=fingerprint,
+        train_shards=self.shard_index, train_docs=progress.docs, train_tokens=progress.tokens,
+        train_bytes=progress.bytes, heldout_docs=len(heldout_docs),
+        heldout_tokens=int(sum(len(d) for d in heldout_docs)),
+        heldout_bytes=sum(heldout_doc_bytes),
+        records_read=progress.records, malformed=progress.malformed,
+        malformed_by_reason=progress.malformed_by_reason,
+        malformed_examples=progress.malformed_examples,
+        decontam=dict(benchmarks=clean.benchmarks if clean else [],
+                      mode=self.data_cfg.decontam.mode if clean else "",
+                      counts=dict(progress.decontam),
+                      items=_sorted_items(progress.decontam_items)),
+        dedup={**dedup.record(), **progress.dedup.as_dict()} if dedup is not None else {},
+        max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
+        source_files=files)
+    layout.write_stats(self.task_dir, stats)
+    return stats
+
+
+def _records(stream, dedup: dedup_step.DedupStep | None, data_cfg, task: str):
+  """(record index, document or malformed record, dedup verdict or None), up to the cap."""
+  limit = data_cfg.max_docs_per_task or None
+  if dedup is None:
+    return ((index, item, None) for index, item in itertools.islice(enumerate(stream), limit))
+  # Every record is decided, those before the resume point too: they rebuild the index.
+  dedup.begin_task()
+  return dedup.filter(itertools.islice(enumerate(stream), limit), task)
+
+
 def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
                  log: Callable[[str], None] = print,
                  dedup: dedup_step.DedupStep | None = None) -> dict:
@@ -188,93 +284,21 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     log(f"[prepare] {spec.name}: already prepared ({stats['train_docs']} docs)")
     return stats
   task_dir.mkdir(parents=True, exist_ok=True)
-  shard_index, state = layout.finished_shards(task_dir)
-  progress = _Progress(state)
-  resume_at = progress.records
-  if shard_index:
-    log(f"[prepare] {spec.name}: resuming after {shard_index} finished shards")
-  clean = _make_cleaner(data_cfg, log)
-  heldout, pending = [], []
+  writer = _TaskWriter(spec, task_dir, tok, data_cfg, _make_cleaner(data_cfg, log))
+  if writer.shard_index:
+    log(f"[prepare] {spec.name}: resuming after {writer.shard_index} finished shards")
   started = time.time()
-
-  def flush(final: bool) -> None:
-    nonlocal shard_index
-    texts = [text for text, _ in pending]
-    if clean is not None:
-      texts = clean(texts, progress.decontam, progress.decontam_items)
-    docs = [layout.encode_document(ids, tok.bos_id, tok.eos_id)
-            for ids in tok.encode_batch(texts)]
-    progress.docs += len(docs)
-    progress.tokens += sum(len(d) for d in docs)
-    progress.bytes += sum(len(t.encode("utf-8")) for t in texts)
-    if docs or (final and shard_index == 0):
-      layout.write_shard(task_dir, shard_index, docs, progress.as_dict())
-      shard_index += 1
-    pending.clear()
-
-  if dedup is None:
-    records = ((index, item, None) for index, item in enumerate(stream))
-  else:
-    # Every record is decided, those before the resume point too: they rebuild the index.
-    dedup.begin_task()
-    records = dedup.filter(itertools.islice(enumerate(stream), data_cfg.max_docs_per_task or None),
-                           spec.name)
-  for record_index, item, verdict in records:
-    if data_cfg.max_docs_per_task and record_index >= data_cfg.max_docs_per_task:
-      break
-    if isinstance(item, sources.Malformed):
-      if record_index >= resume_at:
-        progress.add_malformed(item, data_cfg.max_malformed, spec.name)
-        progress.records = record_index + 1
-      continue
-    if verdict is not None:
-      if record_index >= resume_at:
-        progress.dedup.add(verdict, item.text)
-      if not verdict.kept:
-        if record_index >= resume_at:
-          progress.records = record_index + 1
-        continue
-    if (len(heldout) < data_cfg.heldout_max_docs
-        and documents.is_heldout(item.text, data_cfg.heldout_fraction)):
-      heldout.append(item.text)
-    elif record_index >= resume_at:
-      pending.append((item.text, item.where))
-    if record_index >= resume_at:
-      progress.records = record_index + 1
-      if len(pending) >= data_cfg.shard_docs:
-        flush(final=False)
-  flush(final=True)
+  for index, item, verdict in _records(stream, dedup, data_cfg, spec.name):
+    writer.take(index, item, verdict)
+  writer.flush(final=True)
   if dedup is not None:
     dedup.end_task(fingerprint)
-  if clean is not None and heldout:
-    # Not trained on: its hits are neither counted nor recorded as in the training data.
-    heldout = clean(heldout, collections.Counter())
-  heldout_docs = [layout.encode_document(ids, tok.bos_id, tok.eos_id)
-                  for ids in tok.encode_batch(heldout)]
-  # Per document, so a sample of the split has its exact byte count (evals/heldout.py).
-  heldout_doc_bytes = [len(t.encode("utf-8")) for t in heldout]
-  heldout_bytes = sum(heldout_doc_bytes)
-  layout.write_heldout(task_dir, heldout_docs, heldout_doc_bytes)
-  stats = dict(
-      task=spec.name, capability=spec.capability, fingerprint=fingerprint,
-      train_shards=shard_index, train_docs=progress.docs, train_tokens=progress.tokens,
-      train_bytes=progress.bytes, heldout_docs=len(heldout_docs),
-      heldout_tokens=int(sum(len(d) for d in heldout_docs)), heldout_bytes=heldout_bytes,
-      records_read=progress.records, malformed=progress.malformed,
-      malformed_by_reason=progress.malformed_by_reason,
-      malformed_examples=progress.malformed_examples,
-      decontam=dict(benchmarks=clean.benchmarks if clean else [],
-                    mode=data_cfg.decontam.mode if clean else "",
-                    counts=dict(progress.decontam),
-                    items=_sorted_items(progress.decontam_items)),
-      dedup={**dedup.record(), **progress.dedup.as_dict()} if dedup is not None else {},
-      max_epochs=spec.max_epochs, provenance=spec.provenance, licence=spec.licence,
-      source_files=files)
-  layout.write_stats(task_dir, stats)
-  if progress.malformed:
-    log(f"[prepare] WARNING: task {spec.name}: {progress.malformed} malformed records "
-        f"skipped, e.g. {progress.malformed_examples[0]}")
-  removed = f", {progress.dedup.counts['removed_docs']} duplicates" if dedup is not None else ""
+  stats = writer.finish(fingerprint, files, dedup)
+  if stats["malformed"]:
+    log(f"[prepare] WARNING: task {spec.name}: {stats['malformed']} malformed records "
+        f"skipped, e.g. {stats['malformed_examples'][0]}")
+  removed = (f", {writer.progress.dedup.counts['removed_docs']} duplicates"
+             if dedup is not None else "")
   log(f"[prepare] {spec.name}: {stats['train_docs']} docs, {stats['train_tokens']:,} "
       f"tokens, {stats['heldout_docs']} held out, {stats['malformed']} malformed{removed} "
       f"({time.time() - started:.1f}s)")
@@ -353,7 +377,7 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
   log(f"[prepare] {mixture.name}: {len(task_stats)} tasks, {total:,} tokens in "
       f"{out} ({time.time() - started:.1f}s)")
   if data_cfg.qau.enabled:
-    # The scorer and the scores of every task, kept in the folder (data/qau.py).
+    # The scorer and the scores of every task, kept in the folder (qau_scores.py).
     qau_scores.ensure_scores(data_cfg, out, list(mixture.rates), log)
   return manifest
 

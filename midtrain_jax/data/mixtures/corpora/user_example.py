@@ -1,6 +1,6 @@
 """The worked example of the README's "Your own data": files and a mixture file.
 
-  python -c "from midtrain_jax.data.corpora import user_example; user_example.write('/tmp/my_data')"
+  python -c "from midtrain_jax.data.mixtures.corpora import user_example as u; u.write('my_data')"
 
 writes, from text on this machine (no download):
 
