@@ -23,6 +23,7 @@ from midtrain_jax import cache
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.decontam import decontaminator as decontam
 from midtrain_jax.decontam import index as decontam_index
+from midtrain_jax.decontam import params
 
 _CHUNK = 4000  # Characters per document, about a web page.
 
@@ -75,7 +76,7 @@ def main():
         f"{len(names)} benchmarks")
   with tempfile.TemporaryDirectory() as tmp:
     start = time.perf_counter()
-    index = decontam_index.build_index(items, decontam.DecontamParams())
+    index = decontam_index.build_index(items, params.DecontamParams())
     build_s = time.perf_counter() - start
     path = os.path.join(tmp, "index.npz")
     index.save(path)

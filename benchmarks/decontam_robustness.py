@@ -5,7 +5,7 @@
         [--show_misses=0]
 
 Plants real items of the TEST (or TUNING) split into ordinary text with the
-edits of `midtrain_jax/decontam/robustness.py`, scans them with an index of
+edits of `benchmarks/decontam_harness/`, scans them with an index of
 every benchmark item except a held-out clean pool, and prints recall per edit
 kind and benchmark, then the false-positive rate on clean near-topic text of
 the same split: held-out items rendered like leaks, synthetic math problems,
@@ -18,9 +18,11 @@ import argparse
 import json
 import time
 
+from benchmarks.decontam_harness import cases as harness_cases
+from benchmarks.decontam_harness import edits, report, splits
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data.mixtures.corpora import demo
-from midtrain_jax.decontam import decontaminator, robustness
+from midtrain_jax.decontam import decontaminator, params
 
 _CHUNK = 4000  # Characters per code document, about a web page.
 
@@ -71,27 +73,25 @@ def main():
   index_names = args.index_benchmarks.split(",")
 
   start = time.perf_counter()
-  index = robustness.suite_index(index_names, names,
-                                 decontaminator.DecontamParams(), seed=args.seed)
+  index = splits.suite_index(index_names, names, params.DecontamParams(), seed=args.seed)
   deco = decontaminator.Decontaminator(index)
   items = {n: benchmarks.load_items(n) for n in names}
   texts = demo_texts()
-  ctx = robustness.Context(web=texts["clean_web"], code=texts["clean_code"])
-  cases = robustness.make_cases(items, ctx, args.split, args.per_kind,
-                                seed=args.seed)
-  clean = robustness.clean_cases(items, ctx, texts, args.split,
-                                 args.clean_per_kind, seed=args.seed)
-  report = robustness.evaluate(deco, cases + clean)
+  ctx = edits.Context(web=texts["clean_web"], code=texts["clean_code"])
+  cases = harness_cases.make_cases(items, ctx, args.split, args.per_kind, seed=args.seed)
+  clean = harness_cases.clean_cases(items, ctx, texts, args.split, args.clean_per_kind,
+                                    seed=args.seed)
+  outcome = report.evaluate(deco, cases + clean)
   print(f"{args.split} split: {len(cases)} planted documents, {len(clean)} "
         f"clean; index of {index.num_items:,} items "
         f"({time.perf_counter() - start:.1f} s)")
-  print(robustness.format_report(report))
-  for case in report.misses[:args.show_misses]:
+  print(report.format_report(outcome))
+  for case in outcome.misses[:args.show_misses]:
     print(f"--- missed {case.kind} {case.benchmark}/{case.item_id}")
-  for case, hits in report.false_hits[:args.show_misses]:
+  for case, hits in outcome.false_hits[:args.show_misses]:
     print(f"--- false hit in {case.kind}/{case.benchmark}: {hits}")
-  print(f"recall={report.recall():.4f} "
-        f"false_positive_rate={report.false_positive_rate():.4f}")
+  print(f"recall={outcome.recall():.4f} "
+        f"false_positive_rate={outcome.false_positive_rate():.4f}")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@
 
 A web-only baseline and one `microanneal/<task>` anneal (50% task + 50% web)
 per candidate, all from `--base` with the same budget; prints and saves the
-table of BPB changes against the baseline (midtrain_jax/workflows/microanneal.py).
+table of BPB changes against the baseline (midtrain_jax/workflows/microanneal_study.py).
 """
 from absl import flags
 
 from midtrain_jax import cli
 from midtrain_jax.evals import suite
-from midtrain_jax.workflows import microanneal
+from midtrain_jax.workflows import microanneal_study
 
 _BASE = flags.DEFINE_string("base", None, "Base checkpoint (workdir or step directory).")
 _TASKS = flags.DEFINE_list("tasks", None, "Candidate tasks (each has a microanneal/<task> mix).")
@@ -32,9 +32,9 @@ def main(argv):
   del argv
   options = suite.EvalOptions(suite=_SUITE.value, bpb_items=_BPB_ITEMS.value,
                               gen_items=_GEN_ITEMS.value, max_batches=_MAX_BATCHES.value)
-  microanneal.run(_BASE.value, cli.names(_TASKS.value), _TOKENS.value, _WORKDIR.value,
-                  eval_mixture=_EVAL_MIXTURE.value, baseline_mixture=_BASELINE_MIXTURE.value,
-                  options=options)
+  microanneal_study.run(_BASE.value, cli.names(_TASKS.value), _TOKENS.value, _WORKDIR.value,
+                        eval_mixture=_EVAL_MIXTURE.value, baseline_mixture=_BASELINE_MIXTURE.value,
+                        options=options)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@
 
 The K runs differ only in their data order (OLMo 2's final anneals); their
 params are averaged and the soup is compared with the mean of its runs
-(midtrain_jax/workflows/seed_soup.py).
+(midtrain_jax/workflows/integration_anneal.py).
 """
 from absl import flags
 
 from midtrain_jax import cli
 from midtrain_jax.evals import suite
-from midtrain_jax.workflows import seed_soup
+from midtrain_jax.workflows import integration_anneal
 
 _BASE = flags.DEFINE_string("base", None, "Base checkpoint (workdir or step directory).")
 _MIXTURE = flags.DEFINE_string("mixture", "dolmino_demo", "Anneal mixture.")
@@ -27,8 +27,8 @@ _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Held-out batches per task
 def main(argv):
   del argv
   options = suite.EvalOptions(bpb_items=_BPB_ITEMS.value, max_batches=_MAX_BATCHES.value)
-  seed_soup.run(_BASE.value, _MIXTURE.value, _TOKENS.value, _K.value, _WORKDIR.value,
-                eval_mixture=_EVAL_MIXTURE.value, options=options)
+  integration_anneal.run(_BASE.value, _MIXTURE.value, _TOKENS.value, _K.value, _WORKDIR.value,
+                         eval_mixture=_EVAL_MIXTURE.value, options=options)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@
 Three runs from `--base` on the same mixture, tokens and LR decay: the dense
 model, its plain upcycling (r = 0) and its drop-upcycling (r = --drop_ratio);
 prints and saves the table of held-out BPB per capability and router load
-(midtrain_jax/workflows/upcycle_study.py).
+(midtrain_jax/workflows/upcycling_comparison.py).
 """
 from absl import flags
 
 from midtrain_jax import cli
-from midtrain_jax.workflows import upcycle_study
+from midtrain_jax.workflows import upcycling_comparison
 
 _BASE = flags.DEFINE_string("base", None, "Dense base checkpoint (workdir or step directory).")
 _TOKENS = flags.DEFINE_integer("tokens", None, "Training tokens per run.")
@@ -26,9 +26,10 @@ _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Held-out batches per task
 
 def main(argv):
   del argv
-  upcycle_study.run(_BASE.value, _WORKDIR.value, tokens=_TOKENS.value, experts=_EXPERTS.value,
-                    top_k=_TOP_K.value, drop_ratio=_DROP.value, mixture=_MIXTURE.value,
-                    seed=_SEED.value, max_batches=_MAX_BATCHES.value)
+  upcycling_comparison.run(_BASE.value, _WORKDIR.value, tokens=_TOKENS.value,
+                           experts=_EXPERTS.value, top_k=_TOP_K.value, drop_ratio=_DROP.value,
+                           mixture=_MIXTURE.value, seed=_SEED.value,
+                           max_batches=_MAX_BATCHES.value)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from absl import flags
 from midtrain_jax import cli
 from midtrain_jax.benchmark_data import items
 from midtrain_jax.data.mixtures import seqio_tasks
-from midtrain_jax.decontam import batch, decontaminator
+from midtrain_jax.decontam import batch, decontaminator, params
 from midtrain_jax.documents import readers as sources
 
 _MIXTURE = flags.DEFINE_string("mixture", None, "seqio Mixture or Task name "
@@ -31,8 +31,9 @@ _TEXT_KEY = flags.DEFINE_string("text_key", "text", "Record field holding the te
 _ID_KEY = flags.DEFINE_string("id_key", "id", "Record field holding the document id.")
 _SHARD_DOCS = flags.DEFINE_integer("shard_docs", 100_000, "Documents per output shard.")
 _THRESHOLD = flags.DEFINE_float("threshold", None, "IDF-weighted overlap threshold "
-                                "(default: the index's, 0.8).")
-_WEIGHTING = flags.DEFINE_enum("weighting", None, ["idf", "uniform"], "n-gram weighting.")
+                                f"(default {params.DecontamParams.threshold}).")
+_WEIGHTING = flags.DEFINE_enum("weighting", None, params.WEIGHTINGS, "Token weighting "
+                               f"(default {params.DecontamParams.weighting}).")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Index cache root (readable by Beam "
                                  "workers for --runner=beam).")
 _RUNNER = flags.DEFINE_enum("runner", "local", ["local", "beam"], "Where the scan runs.")
@@ -44,8 +45,8 @@ flags.mark_flags_as_mutual_exclusive(["mixture", "input"], required=True)
 def main(argv):
   del argv
   names = cli.names(_BENCHMARKS.value)
-  params = {k: v for k, v in (("threshold", _THRESHOLD.value), ("weighting", _WEIGHTING.value))
-            if v is not None}
+  overrides = {k: v for k, v in (("threshold", _THRESHOLD.value),
+                                 ("weighting", _WEIGHTING.value)) if v is not None}
   inputs = cli.names(_INPUT.value)
   for path in inputs:
     if "://" not in path and not os.path.exists(path):
@@ -56,9 +57,9 @@ def main(argv):
     from midtrain_jax.decontam import beam  # noqa: PLC0415 (needs the optional beam extra)
     counts = beam.run(inputs, _OUT.value, names, mode=_MODE.value, text_key=_TEXT_KEY.value,
                       id_key=_ID_KEY.value, cache_dir=_CACHE_DIR.value,
-                      runner=_BEAM_RUNNER.value, params=params)
+                      runner=_BEAM_RUNNER.value, params=overrides)
   else:
-    deco = decontaminator.Decontaminator.from_benchmarks(names, _CACHE_DIR.value, **params)
+    deco = decontaminator.Decontaminator.from_benchmarks(names, _CACHE_DIR.value, **overrides)
     if inputs:
       docs = [(sources.file_task_name(p), sources.keyed_records(p, _TEXT_KEY.value, _ID_KEY.value))
               for p in inputs]

@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from midtrain_jax.decontam import batch, counts, decontaminator
 from midtrain_jax.decontam import index as index_lib
+from midtrain_jax.decontam import params as params_lib
 
 
 class _CleanDoFn(beam.DoFn):
@@ -35,7 +36,7 @@ class _CleanDoFn(beam.DoFn):
   def setup(self):
     with FileSystems.open(self._index_file) as f:
       data = io.BytesIO(f.read())
-    index = index_lib.BenchmarkIndex.load(data, decontaminator.DecontamParams(**self._params))
+    index = index_lib.BenchmarkIndex.load(data, params_lib.from_overrides(**self._params))
     self._deco = decontaminator.Decontaminator(index)
 
   def process(self, lines):
@@ -81,7 +82,7 @@ def run(inputs: Sequence[str], out: str, benchmarks: Sequence[str],
   # Builds and caches the index here, once, rather than on every worker.
   decontaminator.Decontaminator.from_benchmarks(benchmarks, cache_dir, **params)
   index_file = decontaminator.index_path(tuple(dict.fromkeys(benchmarks)),
-                                         decontaminator.DecontamParams(**params), cache_dir)
+                                         params_lib.from_overrides(**params), cache_dir)
   os.makedirs(out, exist_ok=True)
   options = PipelineOptions(list(pipeline_args), runner=runner)
   with beam.Pipeline(options=options) as pipeline:

@@ -1,7 +1,8 @@
 """Decontaminates training text against the evaluation benchmarks.
 
 An n-gram index over the benchmark items (`index.py`) is built once, saved
-under the cache directory and reused; `scan.py` finds items in documents.
+under the cache directory and reused; `scan.py` finds items in documents; the
+matching rules are `params.DecontamParams`.
 `Decontaminator` is the front door, used by `prepare`, the batch command, Beam
 and the seqio preprocessor:
 
@@ -20,9 +21,10 @@ from collections.abc import Iterable, Sequence
 from midtrain_jax import cache
 from midtrain_jax.benchmark_data import items as benchmark_items
 from midtrain_jax.decontam import index as index_lib
+from midtrain_jax.decontam import params as params_lib
 from midtrain_jax.decontam import scan as scan_lib
+from midtrain_jax.decontam.params import DecontamParams
 
-DecontamParams = index_lib.DecontamParams
 Hit = scan_lib.Hit
 # "keep" changes nothing and only reports: training on the hits measures leakage.
 MODES = ("drop", "cut", "keep")
@@ -69,11 +71,7 @@ class Decontaminator:
     names = tuple(dict.fromkeys(names))
     for name in names:
       benchmark_items.get_spec(name)  # Fails early on a typo.
-    unknown = set(params) - {f.name for f in dataclasses.fields(DecontamParams)}
-    if unknown:
-      raise ValueError(f"Unknown decontamination parameter(s): "
-                       f"{sorted(unknown)}")
-    config = DecontamParams(**params)
+    config = params_lib.from_overrides(**params)
     path = index_path(names, config, cache_dir)
     if os.path.exists(path):
       return cls(index_lib.BenchmarkIndex.load(path, config))
@@ -85,7 +83,7 @@ class Decontaminator:
   @classmethod
   def from_index_file(cls, path: str, **params) -> "Decontaminator":
     """Loads a saved index (parameters must match those it was built with)."""
-    return cls(index_lib.BenchmarkIndex.load(path, DecontamParams(**params)))
+    return cls(index_lib.BenchmarkIndex.load(path, params_lib.from_overrides(**params)))
 
   def provenance(self) -> dict:
     """Returns what to record next to data cleaned by this decontaminator.

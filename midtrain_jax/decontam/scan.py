@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from midtrain_jax.decontam import index as dindex
+from midtrain_jax.decontam import hashing, normalize
+from midtrain_jax.decontam import index as index_lib
 
 _BITMAP_BITS = 27  # 16 MiB: ~1% of random n-grams pass for 1.3M entries.
 
@@ -54,7 +55,7 @@ class Hit:
 class _Table:
   """A lookup table plus its bitmap prefilter."""
 
-  def __init__(self, table: dindex.LookupTable):
+  def __init__(self, table: index_lib.LookupTable):
     self.size = table.size
     self.hashes, self.items, self.offsets = (table.hashes, table.items,
                                              table.offsets)
@@ -104,7 +105,7 @@ class _Key:
 class Scanner:
   """Scans text for the items of a `BenchmarkIndex`."""
 
-  def __init__(self, index: dindex.BenchmarkIndex):
+  def __init__(self, index: index_lib.BenchmarkIndex):
     self.index = index
     self.params = index.params
     self._tables = [_Table(t) for t in index.tables]
@@ -133,11 +134,11 @@ class Scanner:
     Returns:
       One list of hits per document.
     """
-    datas = [dindex.encode(t) for t in texts]
+    datas = [normalize.encode(t) for t in texts]
     # Documents are joined by a byte that is not part of any token.
     byte_starts = np.zeros(len(datas) + 1, dtype=np.int64)
     byte_starts[1:] = np.cumsum([len(d) + 1 for d in datas])
-    tokens = dindex.tokenize(b"\n".join(datas))
+    tokens = normalize.tokenize(b"\n".join(datas))
     doc_of = np.searchsorted(byte_starts, tokens.starts, side="right") - 1
     doc_tok = np.searchsorted(tokens.starts, byte_starts)
     cands = self._candidates(tokens.hashes, doc_of)
@@ -172,7 +173,7 @@ class Scanner:
     parts = []
     stride = self.params.sample_stride
     for table in self._tables:
-      grams = dindex.ngram_hashes(hashes, table.size)
+      grams = hashing.ngram_hashes(hashes, table.size)
       positions = np.arange(grams.size)
       # Short-key tables are few entries; sample only the main n-grams.
       if stride > 1 and table.size == self.params.ngram:
@@ -208,7 +209,7 @@ class Scanner:
       # the weight: a changed "seventh" or "oligopoly" makes another
       # question. No number may change either (Z_7 vs Z_11).
       score = 1.0 - float(key.weights[changed]) / max(key.info, 1e-9)
-      numbers = dindex.is_number(np.array(
+      numbers = normalize.is_number(np.array(
           [key.tokens[changed]] + ([doc[replacement]] if replacement >= 0
                                    else []), dtype=np.uint64))
       if score < p.threshold or numbers.any():
@@ -296,11 +297,11 @@ class Scanner:
     w_hi = min(hi, q_end + p.answer_window + 5 * answer.size)
     window = doc[q_end:w_hi]
     k = min(p.overlap_ngram, answer.size)
-    grams = dindex.ngram_hashes(window, k)
-    found = np.isin(grams, dindex.ngram_hashes(answer, k))
+    grams = hashing.ngram_hashes(window, k)
+    found = np.isin(grams, hashing.ngram_hashes(answer, k))
     if not found.any():
       return 0.0, q_end
-    covered = _covered(dindex.ngram_hashes(answer, k), grams, answer.size, k)
+    covered = _covered(hashing.ngram_hashes(answer, k), grams, answer.size, k)
     return float(covered.mean()), q_end + int(np.flatnonzero(found)[-1]) + k
 
   def _passage_score(self, doc, match, lo, hi, passage):
@@ -309,7 +310,7 @@ class Scanner:
       return -1.0
     reach = passage.size + self.params.answer_window
     window = doc[max(lo, match[0] - reach):min(hi, match[1] + reach)]
-    grams = dindex.ngram_hashes(window, self.params.passage_ngram)
+    grams = hashing.ngram_hashes(window, self.params.passage_ngram)
     return float(np.isin(passage, grams).mean())
 
   def _to_hit(self, match, item, text, data, tokens, base):
@@ -371,8 +372,8 @@ def _overlap(doc, lo, hi, key: _Key, starts, p):
   slack = max(8, n // 4)
   w_lo = max(lo, int(starts.min()) - slack)
   w_hi = min(hi, int(starts.max()) + n + slack)
-  window_grams = dindex.ngram_hashes(doc[w_lo:w_hi], k)
-  key_grams = dindex.ngram_hashes(key.tokens, k)
+  window_grams = hashing.ngram_hashes(doc[w_lo:w_hi], k)
+  key_grams = hashing.ngram_hashes(key.tokens, k)
   covered = _covered(key_grams, window_grams, n, k)
   score = float((key.weights * covered).sum() / max(key.info, 1e-9))
   if score < p.assisted_threshold:

@@ -19,8 +19,7 @@ import pytest
 
 from midtrain_jax import cache
 from midtrain_jax.benchmark_data import items as benchmarks
-from midtrain_jax.decontam import decontaminator
-from midtrain_jax.decontam import index as decontam_index
+from midtrain_jax.decontam import decontaminator, hashing, normalize, params
 
 _PLANTS_PER_BENCHMARK = 200
 _FILLER = "river lamp quietly seven orange window market violet engine".split()
@@ -125,7 +124,7 @@ def test_recall_on_planted_items_is_at_least_99_percent(deco, clean_docs):
   docs, truth = [], []
   for name, items in benchmarks.load_suite().items():
     for item in rng.sample(items, min(len(items), _PLANTS_PER_BENCHMARK)):
-      n = len(decontam_index.token_hashes(item.question))
+      n = len(normalize.token_hashes(item.question))
       # Short questions get the exact-match rule: word changes are out of scope.
       kinds = ["verbatim", "case", "lines", "punct"] + (
           ["words"] if n > short_len else [])
@@ -158,15 +157,15 @@ def test_false_positive_rate_on_clean_text_is_at_most_0_1_percent(
 
 
 def test_normalisation_ignores_case_whitespace_and_punctuation():
-  a = decontam_index.tokenize("Janet\u2019s ducks, LAY 16 eggs!\n per-day\u00a0\u00abok\u00bb")
-  b = decontam_index.token_hashes("janet s ducks lay 16 eggs per day ok")
+  a = normalize.tokenize("Janet\u2019s ducks, LAY 16 eggs!\n per-day\u00a0\u00abok\u00bb")
+  b = normalize.token_hashes("janet s ducks lay 16 eggs per day ok")
   np.testing.assert_array_equal(a.hashes, b)
   assert a.starts.tolist()[:3] == [0, 8, 10]
   assert a.ends.tolist()[:3] == [5, 9, 15]
   # Hashes are part of the saved index format: they must never drift.
-  assert int(decontam_index.token_hashes("Hello, WORLD!")[0]) == 0x449a4e4f885aef6b
-  grams = decontam_index.ngram_hashes(
-      decontam_index.token_hashes("the quick brown fox jumps"), 5)
+  assert int(normalize.token_hashes("Hello, WORLD!")[0]) == 0x449a4e4f885aef6b
+  grams = hashing.ngram_hashes(
+      normalize.token_hashes("the quick brown fox jumps"), 5)
   assert grams.size == 1 and int(grams[0]) == 0xd41c419a25d7b93c
 
 
@@ -233,7 +232,7 @@ def test_spans_are_character_offsets_in_non_ascii_text(deco):
 def test_index_is_saved_reused_and_checked(tmp_path):
   small = decontaminator.Decontaminator.from_benchmarks(["humaneval"],
                                                   cache_dir=str(tmp_path))
-  path = decontaminator.index_path(("humaneval",), decontaminator.DecontamParams(),
+  path = decontaminator.index_path(("humaneval",), params.DecontamParams(),
                              str(tmp_path))
   assert os.path.exists(path) and small.index.num_items == 164
   again = decontaminator.Decontaminator.from_index_file(path)

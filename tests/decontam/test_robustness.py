@@ -1,4 +1,4 @@
-"""Held-out robustness of the decontaminator (midtrain_jax/decontam/robustness.py).
+"""Held-out robustness of the decontaminator (the suite of benchmarks/decontam_harness/).
 
 Real items of the TEST split, which matching rules were never chosen on, are
 planted with realistic edits into demo-corpus text and scanned with an index
@@ -11,9 +11,11 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.decontam_harness import cases, edits, splits
+from benchmarks.decontam_harness import report as harness_report
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data.mixtures.corpora import demo
-from midtrain_jax.decontam import decontaminator, robustness
+from midtrain_jax.decontam import decontaminator, normalize, params
 from midtrain_jax.decontam import index as decontam_index
 
 _PER_KIND = 25  # Items per benchmark and edit kind: 87..175 per kind.
@@ -60,19 +62,18 @@ def texts():
 
 @pytest.fixture(scope="module")
 def deco():
-  index = robustness.suite_index(benchmarks.DEFAULT_SUITE,
-                                 benchmarks.EVAL_SUITE,
-                                 decontaminator.DecontamParams())
+  index = splits.suite_index(benchmarks.DEFAULT_SUITE, benchmarks.EVAL_SUITE,
+                             params.DecontamParams())
   return decontaminator.Decontaminator(index)
 
 
 @pytest.fixture(scope="module")
 def report(deco, items, texts):
-  ctx = robustness.Context(web=texts["clean_web"], code=texts["clean_code"])
-  cases = robustness.make_cases(items, ctx, "test", _PER_KIND)
-  clean = robustness.clean_cases(items, ctx, texts, "test", per_kind=100)
-  found = robustness.evaluate(deco, cases + clean)
-  print(robustness.format_report(found))
+  ctx = edits.Context(web=texts["clean_web"], code=texts["clean_code"])
+  planted = cases.make_cases(items, ctx, "test", _PER_KIND)
+  clean = cases.clean_cases(items, ctx, texts, "test", per_kind=100)
+  found = harness_report.evaluate(deco, planted + clean)
+  print(harness_report.format_report(found))
   return found
 
 
@@ -99,8 +100,8 @@ def test_false_positive_rate_on_clean_near_topic_text(report):
 
 
 def test_split_is_seeded_deterministic_and_disjoint(items):
-  roles = robustness.split_items(items)
-  again = robustness.split_items(items)
+  roles = splits.split_items(items)
+  again = splits.split_items(items)
   ids = {role: {(b, it.id) for b, its in by.items() for it in its}
          for role, by in roles.items()}
   assert ids == {role: {(b, it.id) for b, its in by.items() for it in its}
@@ -109,7 +110,7 @@ def test_split_is_seeded_deterministic_and_disjoint(items):
   assert len(set().union(*ids.values())) == total  # Disjoint.
   assert abs(len(ids["test"]) / total - 0.45) < 0.02
   assert abs(len(ids["clean_test"]) / total - 0.05) < 0.01
-  assert robustness.split_items(items, seed=1)["test"] != roles["test"]
+  assert splits.split_items(items, seed=1)["test"] != roles["test"]
 
 
 def test_math_is_read_the_same_however_it_is_typed():
@@ -119,14 +120,13 @@ def test_math_is_read_the_same_however_it_is_typed():
           ("a₁ − b³ × 2πr", "a_1 - b^3 * 2 pi r"),
           (r"\dfrac{7}{16} \times \text{5 cm}", "7/16 × 5 cm")]
   for latex, plain in same:
-    np.testing.assert_array_equal(decontam_index.token_hashes(latex),
-                                  decontam_index.token_hashes(plain))
+    np.testing.assert_array_equal(normalize.token_hashes(latex), normalize.token_hashes(plain))
   # Lists and decimals are not thousands: 1, 2, and, 3, 500.
-  assert decontam_index.token_hashes("1,2 and 3.500").size == 5
+  assert normalize.token_hashes("1,2 and 3.500").size == 5
 
 
 def test_answer_only_leaks_are_found_by_rule_answer(deco, items):
-  test = robustness.split_items(items)["test"]
+  test = splits.split_items(items)["test"]
   gsm = next(it for it in test["gsm8k"] if len(it.answer) > 200)
   code = next(it for it in test["mbpp"] if len(it.answer) > 150)
   for item in (gsm, code):

@@ -10,7 +10,7 @@ import pytest
 
 from midtrain_jax.evals import suite
 from midtrain_jax.train import checkpoint, loop
-from midtrain_jax.workflows import microanneal, seed_soup, upcycle_study
+from midtrain_jax.workflows import integration_anneal, microanneal_study, upcycling_comparison
 from tests import helpers
 from tests.data import demo_data
 from tests.helpers import small_config
@@ -36,10 +36,10 @@ def artifacts(tmp_path_factory):
   base.eval.update(every_steps=3, batches=1)
   loop.run(base, str(root / "base"))
   stable = str(root / "base" / "checkpoints" / "3")
-  rows = microanneal.run(stable, ["math_synthetic", "code_python_stdlib"], TOKENS,
-                         str(root / "microanneal"), options=OPTIONS, log=_quiet)
-  soup = seed_soup.run(stable, "dolmino_demo", TOKENS, 2, str(root / "integration"),
-                         options=OPTIONS, log=_quiet)
+  rows = microanneal_study.run(stable, ["math_synthetic", "code_python_stdlib"], TOKENS,
+                               str(root / "microanneal"), options=OPTIONS, log=_quiet)
+  soup = integration_anneal.run(stable, "dolmino_demo", TOKENS, 2, str(root / "integration"),
+                                options=OPTIONS, log=_quiet)
   for name, schedule, final in (("wsd", "wsd", 0.0), ("cosine_tenth", "cosine", 0.1)):
     c = small_config(4, schedule=schedule)
     c.optim.update(warmup_steps=1, decay_steps=0, final_lr_fraction=final)
@@ -52,8 +52,8 @@ def artifacts(tmp_path_factory):
     c = small_config(4, weight_stages=stages)
     c.eval.batches = 1
     loop.run(c, str(root / "timing_weight" / name))
-  study = upcycle_study.run(stable, str(root / "upcycle_study"), tokens=TOKENS, experts=4,
-                            top_k=2, drop_ratio=0.5, max_batches=1, log=_quiet)
+  study = upcycling_comparison.run(stable, str(root / "upcycle_study"), tokens=TOKENS, experts=4,
+                                   top_k=2, drop_ratio=0.5, max_batches=1, log=_quiet)
   return {"root": root, "rows": rows, "soup": soup, "stable": stable, "study": study}
 
 
@@ -76,14 +76,15 @@ def test_microanneal_rerun_reuses_finished_runs(artifacts, monkeypatch):
   def no_training(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
   monkeypatch.setattr(loop, "run", no_training)
-  rows = microanneal.run(artifacts["stable"], ["math_synthetic", "code_python_stdlib"], TOKENS,
-                         str(artifacts["root"] / "microanneal"), options=OPTIONS, log=_quiet)
+  rows = microanneal_study.run(artifacts["stable"], ["math_synthetic", "code_python_stdlib"],
+                               TOKENS, str(artifacts["root"] / "microanneal"), options=OPTIONS,
+                               log=_quiet)
   assert rows == artifacts["rows"]
 
 
 def test_microanneal_rejects_unknown_candidate(artifacts):
   with pytest.raises(ValueError, match="No mixture 'microanneal/web_c4'"):
-    microanneal.run(artifacts["stable"], ["web_c4"], TOKENS, str(artifacts["root"] / "x"))
+    microanneal_study.run(artifacts["stable"], ["web_c4"], TOKENS, str(artifacts["root"] / "x"))
 
 
 def test_soup_is_evaluated(artifacts):

@@ -13,7 +13,7 @@ import os
 from midtrain_jax import files
 from midtrain_jax.evals import heldout, scoring, suite, tables
 from midtrain_jax.train import checkpoint
-from midtrain_jax.workflows import microanneal
+from midtrain_jax.workflows import microanneal_study
 
 
 def run(base: str, mixture: str, tokens: int, k: int, workdir: str, *,
@@ -36,14 +36,14 @@ def run(base: str, mixture: str, tokens: int, k: int, workdir: str, *,
   """
   if k < 2:
     raise ValueError(f"--k={k}: souping needs at least two anneals.")
-  configs = {f"seed_{i}": microanneal.anneal_config(base, mixture, tokens,
-                                                    eval_mixture=eval_mixture, seed=i)
+  configs = {f"seed_{i}": microanneal_study.anneal_config(base, mixture, tokens,
+                                                          eval_mixture=eval_mixture, seed=i)
              for i in range(k)}
   base_heldout = heldout.heldout_bpb(
       scoring.model_eval_fn(scoring.load_model(base)),
       heldout.eval_data_config(configs["seed_0"]), max_batches=options.max_batches)
-  results = {name: microanneal.train_and_evaluate(cfg, os.path.join(workdir, name), options,
-                                                  base_heldout, log)
+  results = {name: microanneal_study.train_and_evaluate(cfg, os.path.join(workdir, name), options,
+                                                        base_heldout, log)
              for name, cfg in configs.items()}
   soup_dir = os.path.join(workdir, "soup")
   saved = suite.read_results(soup_dir, 0)
