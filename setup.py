@@ -22,9 +22,10 @@ _CORE = [
     "pyarrow>=15",
     "safetensors>=0.4",  # HF checkpoints in and out (interop/).
     "gguf>=0.10",        # GGUF checkpoints in (interop/gguf.py).
-    # MKL's sgemm behind the native CPU kernels (midtrain_jax/kernels/).
-    "mkl>=2025; platform_system == 'Linux' and platform_machine == 'x86_64'",
 ]
+# MKL's sgemm behind the native CPU kernels (midtrain_jax/kernels/native.py):
+# optional, so accelerator hosts pull no MKL, OpenMP or TBB runtimes.
+_CPU = ["mkl>=2025; platform_system == 'Linux' and platform_machine == 'x86_64'"]
 # transformers converts SentencePiece vocabularies on export and is the
 # reference the interop tests compare against; torch is pinned to the CPU
 # build these machines carry.
@@ -45,8 +46,10 @@ setuptools.setup(
     extras_require={
         "tpu": ["jax[tpu]~=0.10.2"],
         "cuda": ["jax[cuda12]~=0.10.2"],
+        "cpu": _CPU,
+        # The tests exercise the native CPU kernels too.
         "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6", "nbclient>=0.10",
-                 "ipykernel>=6", "nbformat>=5", "matplotlib>=3.8", "pandas>=2"] + _INTEROP,
+                 "ipykernel>=6", "nbformat>=5", "matplotlib>=3.8", "pandas>=2"] + _INTEROP + _CPU,
         "interop": _INTEROP,
         "notebooks": ["matplotlib>=3.8", "pandas>=2", "ipykernel>=6",
                       "nbclient>=0.10", "nbformat>=5"],

@@ -8,7 +8,7 @@ loss, AdamW, shardings, via the planner's `compile_train_step`) for abstract
 inputs on 8 fake CPU devices (mesh data 1, fsdp 8, tensor 1), so nothing of
 the model's size is allocated.
 Prints per preset and layout: seconds to lower, seconds to compile and the
-compiled step's temporaries per device (`train/plan.compile_train_step`, the
+compiled step's temporaries per device (`train/memory_plan.compile_train_step`, the
 planner's `--compile`). Last line: `<size> scanned_compile_s=X unscanned_compile_s=Y`
 for the last size.
 """
@@ -23,7 +23,7 @@ import argparse  # noqa: E402
 import jax  # noqa: E402
 
 from midtrain_jax import config as config_lib  # noqa: E402
-from midtrain_jax.train import plan  # noqa: E402
+from midtrain_jax.train import memory_plan as plan  # noqa: E402
 
 _MESH = {"data": 1, "fsdp": 8, "tensor": 1}
 

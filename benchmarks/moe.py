@@ -37,7 +37,7 @@ def main():
   results = {}
   for name, (size, dispatch) in VARIANTS.items():
     variant = types.SimpleNamespace(size=size, dispatch=dispatch, dtype="float32",
-                                    attention="xla", seq=args.seq, batch=args.batch,
+                                    attention="auto", seq=args.seq, batch=args.batch,
                                     steps=args.steps, samples=args.samples)
     results[name] = train_step.jax_samples(variant)
   peak = peaks.measured_cpu_peak("float32")

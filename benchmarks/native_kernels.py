@@ -3,22 +3,25 @@
   python -m benchmarks.native_kernels --malloc=tcmalloc          # tiny, seq 256, batch 16
   python -m benchmarks.native_kernels --size=custom --d=768 --layers=12 --seq=1024 --batch=4
 
-Builds benchmarks/train_step.py's step three times, under each
-MIDTRAIN_CPU_KERNELS mode: `xla` (XLA's dots, batched-dot attention), `auto`
-(the default: the fused attention kernel, and MKL's GEMMs on Intel CPUs only)
-and `native` (every native kernel: MKL GEMMs, fused attention), checks that
-all give the same loss, and times them in alternating synchronised samples so
-the host's drift hits all alike. Prints each one's median tokens/s and spread
-and its ratio to `xla` per sample.
+Builds benchmarks/train_step.py's step three times, with the kernel config
+keys (`model.attention`, `model.matmul`) of each mode: `xla` (both `xla`: XLA's
+dots, batched-dot attention), `auto` (both `auto`, the default: the fused
+attention kernel, and MKL's GEMMs on Intel CPUs only) and `native` (both
+`cpu_native`: MKL GEMMs, fused attention), checks that all give the same loss,
+and times them in alternating synchronised samples so the host's drift hits
+all alike. Prints each one's median tokens/s and spread and its ratio to `xla`
+per sample. Needs the native kernels (`pip install -e ".[cpu]"`).
 """
 import argparse
-import os
 import statistics
 import sys
 import types
 
 from benchmarks import train_step
 from midtrain_jax.kernels import native
+
+# Mode -> the value of both kernel config keys.
+MODES = {"xla": "xla", "auto": "auto", "native": "cpu_native"}
 
 
 def main():
@@ -32,10 +35,10 @@ def main():
   ready, why = native.status()
   if not ready:
     sys.exit(f"native CPU kernels unavailable: {why}")
-  variant = types.SimpleNamespace(**vars(args), window=0, dispatch="")
   built, losses = {}, {}
-  for name in ("xla", "auto", "native"):
-    os.environ[native.ENV] = name  # Read when the step is traced (its first call).
+  for name, kernel in MODES.items():
+    variant = types.SimpleNamespace(**{**vars(args), "attention": kernel, "matmul": kernel},
+                                    window=0, dispatch="")
     b = train_step.build_step(variant, train_step.ONE_DEVICE)
     for _ in range(2):
       b["state"], m = b["step"](b["state"], b["batch"])

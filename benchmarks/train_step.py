@@ -50,9 +50,10 @@ import jax
 import numpy as np
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.kernels import native
+from midtrain_jax.kernels import select
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import metrics, optim, peaks, plan
+from midtrain_jax.train import memory_plan as plan
+from midtrain_jax.train import metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
 _REFERENCE = os.path.join(os.path.dirname(__file__), "torch_reference.py")
@@ -66,7 +67,8 @@ def model_section(args):
                    n_kv_heads=args.heads, mlp_dim=4 * args.d, vocab_size=args.vocab)
   # Full attention (the reference has no windows) unless a window is asked for.
   c.model.update(window_pattern=(getattr(args, "window", 0),), norm="pre", qk_norm="none",
-                 tie_embeddings=False, compute_dtype=args.dtype, attention=args.attention)
+                 tie_embeddings=False, compute_dtype=args.dtype, attention=args.attention,
+                 matmul=getattr(args, "matmul", "auto"))
   if getattr(args, "dispatch", ""):
     c.model.moe.dispatch = args.dispatch
   c.optim.update(schedule="constant", warmup_steps=0, lr=1e-3)
@@ -160,19 +162,14 @@ def jax_samples(args, mesh_sizes: dict[str, int] = ONE_DEVICE) -> dict:
   return dict(info, rates=[sample() for _ in range(args.samples)])
 
 
-def kernels_in_use(dtype: str) -> str:
-  """Which ops the unsharded JAX step runs on: the native CPU kernels or XLA's own."""
-  if native.mode() == "xla":
-    return f"XLA's ops ({native.ENV}=xla)"
-  ready, why = native.status()
-  if not ready:
-    return f"XLA's ops ({why})"
-  if dtype != "float32":
-    return ("native fused attention (in float32), XLA's bf16 GEMMs with float32 results, "
-            "float32 activations (as autocast)")
-  if native.gemm_on_mkl():
-    return "native CPU kernels (MKL GEMMs, fused attention)"
-  return "native fused attention, XLA's GEMMs (MKL's are fast on Intel CPUs only)"
+def kernels_in_use(args) -> str:
+  """Which kernels the unsharded JAX step runs (`kernels/select.py` on one device)."""
+  choice = select.choose(args.attention, getattr(args, "matmul", "auto"),
+                         platform=jax.default_backend(), device_count=1, dtype=args.dtype)
+  text = f"attention {choice.attention}, GEMMs {choice.matmul}"
+  if args.dtype != "float32" and jax.default_backend() == "cpu":
+    text += " (bf16 GEMMs with float32 results, float32 activations as autocast)"
+  return text + "".join(f"; {note}" for note in choice.notes)
 
 
 def torch_python(args) -> str | None:
@@ -272,7 +269,9 @@ def add_step_arguments(p: argparse.ArgumentParser, steps: int, steps_help: str) 
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--steps", type=int, default=steps, help=steps_help)
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  p.add_argument("--attention", default="xla", help="model.attention implementation")
+  p.add_argument("--attention", default="auto", choices=select.ATTENTION,
+                 help="model.attention kernel")
+  p.add_argument("--matmul", default="auto", choices=select.MATMUL, help="model.matmul kernel")
   p.add_argument("--malloc", default="system", choices=["system", *_MALLOC_LIBRARIES],
                  help="C allocator of the run (system: as started)")
   p.add_argument("--torch-python", default="", help="interpreter with torch + transformers")
@@ -314,7 +313,7 @@ def main():
     peaks.check_against_limit(torch["peak"], args.dtype)
     peak = max(peak, torch["peak"])
   print(f"jax {jax.__version__}: XLA CPU intra-op threads = {info.cores} (one per core), "
-        f"params={ours['params'] / 1e6:.2f}M, {kernels_in_use(args.dtype)}")
+        f"params={ours['params'] / 1e6:.2f}M, {kernels_in_use(args)}")
   if torch is not None:
     print(f"torch {torch['version']}: intra-op threads = {torch['threads']}, "
           f"params={torch['params']:.2f}M")

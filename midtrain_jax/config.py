@@ -103,7 +103,10 @@ def model_section(size: str) -> ml_collections.ConfigDict:
   c.param_dtype = "float32"
   c.compute_dtype = "float32"  # "bfloat16" on accelerators.
   c.remat = "none"  # "none" | "full" | "save_dots".
-  c.attention = "xla"  # "xla" | "cudnn" (GPU) | "splash" (TPU) | "reference".
+  # Kernels (kernels/select.py): "auto" picks the best that applies; a requested
+  # one that cannot run falls back to "xla" with a warning.
+  c.attention = "auto"  # "auto" | "xla" | "cudnn" | "splash" | "cpu_native" | "reference".
+  c.matmul = "auto"  # "auto" | "xla" | "cpu_native".
   c.moe = moe_section()
   c.update(PRESETS.get(size, PRESETS["tiny"]))
   # Scan over groups of len(window_pattern) layers: compile time and program
@@ -343,7 +346,8 @@ _CHOICES = {
     "model.param_dtype": ("float32", "bfloat16"),
     "model.compute_dtype": ("float32", "bfloat16"),
     "model.remat": ("none", "full", "save_dots"),
-    "model.attention": ("xla", "cudnn", "splash", "reference"),
+    "model.attention": ("auto", "xla", "cudnn", "splash", "cpu_native", "reference"),
+    "model.matmul": ("auto", "xla", "cpu_native"),
     "optim.schedule": ("wsd", "cosine", "constant", "anneal"),
     "optim.decay_shape": ("linear", "cosine", "1-sqrt"),
     "optim.anneal_start": ("config", "from_checkpoint"),
@@ -539,7 +543,8 @@ def from_json(text: str) -> ml_collections.ConfigDict:
   The stored values are laid over today's defaults, so a config written by an
   earlier version reads as a complete one: keys added since keep their
   defaults, keys since removed are dropped, and values whose type changed are
-  converted (`model.qk_norm` was a bool; benchmark lists were comma strings).
+  converted (`model.qk_norm` was a bool; benchmark lists were comma strings;
+  `model.attention="xla"` of a config without `model.matmul` is "auto").
 
   Returns:
     An unlocked config with every key `base_config` declares.
@@ -564,4 +569,10 @@ def from_json(text: str) -> ml_collections.ConfigDict:
   merge(fresh, stored)
   if "model" in stored and "scan_layers" not in stored["model"]:
     fresh.model.scan_layers = False  # Written before layers could be scanned.
+  if "model" in stored and "matmul" not in stored["model"]:
+    # Written before model.matmul: its "xla" attention meant XLA's ops plus the
+    # native CPU kernels wherever they applied, what "auto" means now.
+    fresh.model.matmul = "auto"
+    if fresh.model.attention == "xla":
+      fresh.model.attention = "auto"
   return fresh

@@ -7,7 +7,7 @@
 
 Prints per-device state (exact, from the sharding rules), activations per
 remat policy, FLOPs per token and step time at the stated MFU
-(midtrain_jax/train/plan.py). With --compile it also lowers and compiles the
+(midtrain_jax/train/memory_plan.py). With --compile it also lowers and compiles the
 real train step for the mesh on as many fake CPU devices (nothing of the
 model's size is allocated) and prints XLA's memory analysis per device next
 to the plan's figures, and the compile time: seconds for small models, minutes
@@ -21,7 +21,7 @@ from ml_collections import config_flags
 
 from midtrain_jax import cli
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import plan
+from midtrain_jax.train import memory_plan as plan
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. "
                                           "configs/anneal.py:size=7b.", lock_config=True)

@@ -6,7 +6,8 @@ from configs import long_context
 from midtrain_jax import config as config_lib
 from midtrain_jax.model import rope
 from midtrain_jax.model.config import FULL_ATTENTION
-from midtrain_jax.train import loop, plan
+from midtrain_jax.train import loop
+from midtrain_jax.train import memory_plan as plan
 
 
 def test_config_values():

@@ -1,1 +1,1 @@
-"""Native kernels behind the model's ops where XLA's own are slower (cpu_gemm: MKL GEMMs on CPU)."""
+"""Kernels behind the model's ops: which run (select.py), and the native CPU ones (native.py)."""

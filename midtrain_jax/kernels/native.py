@@ -1,26 +1,24 @@
 """Builds and registers the native CPU kernels (cpu_gemm.cc, cpu_attention.cc) with XLA.
 
-The kernels are XLA FFI custom calls on MKL's sgemm. They are compiled on first
-use with the system's C++ compiler against the XLA FFI headers jaxlib ships and
-the MKL runtime of the `mkl` wheel, for this CPU (-march=native), and cached
-per source, compiler flags, jaxlib version, MKL path and CPU under
-$XDG_CACHE_HOME/midtrain_jax/kernels (default ~/.cache).
+The kernels are XLA FFI custom calls on MKL's sgemm (the GEMM and the fused
+attention's score and output products alike), an optional extra: `pip install
+-e ".[cpu]"` installs the MKL runtime (x86-64 Linux). They are compiled on
+first use with the system's C++ compiler against the XLA FFI headers jaxlib
+ships and the MKL runtime of the `mkl` wheel, for this CPU (-march=native), and
+cached per source, compiler flags, jax and jaxlib versions, MKL path and CPU
+under $XDG_CACHE_HOME/midtrain_jax/kernels (default ~/.cache).
 
-The environment variable MIDTRAIN_CPU_KERNELS chooses: `auto` (default: the
-native kernels wherever they apply, build and are faster, XLA's ops otherwise),
-`native` (every native kernel that applies; an error when they cannot be built)
-or `xla` (never).
-
-Under `auto` the GEMM runs on MKL only on Intel CPUs: MKL takes its AVX-512
-code paths only there, and on other x86 CPUs its AVX2 paths run at about half
-XLA's own GEMM (one [4096, 768] x [768, 3072] GEMM on a 2-core AMD EPYC Zen 5:
-MKL 184 GFLOP/s, XLA 394; on a 2-core Xeon: MKL 309, XLA 235).
+Which kernels run is chosen by the `model.attention` and `model.matmul` config
+keys (kernels/select.py). Under `auto` the GEMM runs on MKL only on Intel
+CPUs: MKL takes its AVX-512 code paths only there, and on other x86 CPUs its
+AVX2 paths run at about half XLA's own GEMM (one [4096, 768] x [768, 3072]
+GEMM on a 2-core AMD EPYC Zen 5: MKL 184 GFLOP/s, XLA 394; on a 2-core Xeon:
+MKL 309, XLA 235).
 """
 import ctypes
 import functools
 import glob
 import hashlib
-import logging
 import os
 import platform
 import shutil
@@ -29,10 +27,8 @@ import sys
 import tempfile
 
 import jax
-import jax.numpy as jnp
+import jaxlib
 
-ENV = "MIDTRAIN_CPU_KERNELS"
-MODES = ("auto", "native", "xla")
 _SOURCES = [os.path.join(os.path.dirname(__file__), name)
             for name in ("cpu_gemm.cc", "cpu_attention.cc")]
 # Included by the sources: part of the cache key, not of the command line.
@@ -43,15 +39,6 @@ TARGETS = {
     "midtrain_cpu_attention_fwd": "MidtrainCpuAttentionForward",
     "midtrain_cpu_attention_bwd": "MidtrainCpuAttentionBackward",
 }
-
-log = logging.getLogger(__name__)
-
-
-def mode() -> str:
-  value = os.environ.get(ENV, "auto").strip().lower() or "auto"
-  if value not in MODES:
-    raise ValueError(f"{ENV}={value!r}: expected one of {MODES}.")
-  return value
 
 
 def mkl_runtime() -> str | None:
@@ -98,7 +85,8 @@ _FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-fno-m
 
 def build(runtime: str) -> str:
   """Compiles the kernels against `runtime` (once per version); the library's path."""
-  digest = hashlib.sha256("\0".join([jax.__version__, runtime, *_FLAGS]).encode() +
+  digest = hashlib.sha256("\0".join([jax.__version__, jaxlib.__version__, runtime,
+                                     *_FLAGS]).encode() +
                           _cpu_signature())
   for source in _SOURCES + _HEADERS:
     with open(source, "rb") as f:
@@ -129,12 +117,17 @@ def build(runtime: str) -> str:
   return target
 
 
+def installed() -> bool:
+  """Whether the `cpu` extra (the MKL runtime the kernels link) is installed."""
+  return mkl_runtime() is not None
+
+
 @functools.cache
 def status() -> tuple[bool, str]:
   """(whether the kernels are registered with XLA, why not when they are not); built once."""
   runtime = mkl_runtime()
   if runtime is None:
-    return False, "MKL is not installed (pip install mkl)"
+    return False, 'MKL is not installed (pip install -e ".[cpu]")'
   try:
     library = ctypes.cdll.LoadLibrary(build(runtime))
   except (OSError, RuntimeError) as e:
@@ -143,43 +136,3 @@ def status() -> tuple[bool, str]:
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
                                 platform="cpu")
   return True, ""
-
-
-def _one_device() -> bool:
-  # XLA cannot partition a custom call: sharded programs keep XLA's ops.
-  mesh = jax.sharding.get_abstract_mesh()
-  return mesh.size == 1 if not mesh.empty else jax.device_count() == 1
-
-
-def applies(*arrays, dtypes=(jnp.float32,)) -> bool:
-  """Whether an op on `arrays` (all of `dtypes`) runs on the native kernels: the
-  CPU backend, one device, the kernels built, and MIDTRAIN_CPU_KERNELS not `xla`."""
-  chosen = mode()
-  if chosen == "xla" or jax.default_backend() != "cpu":
-    return False
-  if any(a.dtype not in dtypes for a in arrays) or not _one_device():
-    return False
-  ready, why = status()
-  if not ready and chosen == "native":
-    raise RuntimeError(f"{ENV}=native, but {why}.")
-  if not ready:
-    _note_fallback(why)
-  return ready
-
-
-def gemm_on_mkl() -> bool:
-  """Whether the chosen mode puts float32 GEMMs on MKL where the native kernels
-  apply: on Intel CPUs, or anywhere under MIDTRAIN_CPU_KERNELS=native (see the
-  module docstring)."""
-  return mode() == "native" or cpu_vendor() == "GenuineIntel"
-
-
-def gemm_applies(a, b) -> bool:
-  """Whether a float32 GEMM of `a` and `b` runs on MKL: where `applies` and
-  `gemm_on_mkl`."""
-  return applies(a, b) and gemm_on_mkl()
-
-
-@functools.cache
-def _note_fallback(why: str) -> None:
-  log.info("CPU kernels: XLA's ops are used (%s).", why)

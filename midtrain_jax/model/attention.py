@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from midtrain_jax.kernels import cpu_attention, native
+from midtrain_jax.kernels import cpu_attention, select
 from midtrain_jax.model import attention_kernels, rope
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model.layers import Dense, RMSNorm
@@ -165,7 +165,7 @@ class Attention(nnx.Module):
     d, n, k, h = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     out_std = cfg.init_std / np.sqrt(2 * cfg.n_layers)
     dense = functools.partial(Dense, param_dtype=cfg.param_dtype, rngs=rngs,
-                              dtype=cfg.compute_dtype)
+                              dtype=cfg.compute_dtype, matmul=cfg.matmul)
     qkv = functools.partial(dense, std=cfg.init_std, bias=cfg.qkv_bias)
     self.q = qkv((d,), (n, h), axes=("embed", "heads", "head_dim"))
     self.k = qkv((d,), (k, h), axes=("embed", "kv_heads", "head_dim"))
@@ -218,11 +218,10 @@ class Attention(nnx.Module):
     scale = 1.0 / np.sqrt(self.cfg.head_dim)
     t = x_BTD.shape[1]
 
-    kernel = attention_kernels.resolve(self.cfg.attention)
-    if cache is None and kernel == "xla" and native.applies(
-        q, k, v, dtypes=(jnp.float32, jnp.bfloat16)):
+    kernel = select.here(self.cfg.attention, dtype=self.cfg.compute_dtype).attention
+    if cache is None and kernel == "cpu_native":
       # One CPU device: the fused kernel rotates q and k itself and keeps no
-      # score matrices in XLA.
+      # score matrices in XLA. (Decoding attends to its cache in XLA.)
       out = cpu_attention.attention(q, k, v, segment_ids_BT, self.window, float(scale), tables)
       return self.o(out), None
     # XLA's attention takes its operands in the compute dtype (on CPU the
@@ -240,7 +239,7 @@ class Attention(nnx.Module):
       slots = jnp.arange(t)
       mask = attention_mask(slots, slots, segment_ids_BT, segment_ids_BT, self.window)
       out = attention_kernels.attend(q, k, v, mask, segment_ids_BT, self.window, scale,
-                                     self.cfg.attention, reference_attention)
+                                     kernel, reference_attention)
       new_cache = None
     elif "slot_positions" in cache:
       out, new_cache = self._attend_ring(q, k, v, segment_ids_BT, cache, scale)

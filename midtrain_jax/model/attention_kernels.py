@@ -1,12 +1,11 @@
-"""Attention kernels behind `model.attention`, with a fallback where one is missing.
+"""The accelerator attention kernels `kernels/select.py` chooses, run per shard.
 
   xla        jax.nn.dot_product_attention's XLA path: every platform.
   cudnn      cuDNN flash attention (GPU), sliding windows included.
   splash     Pallas splash attention (TPU), causal or local masks + segment ids.
   reference  plain float32 softmax attention (the ground truth in tests).
 
-A kernel requested on a platform that lacks it (cudnn or splash on CPU, say)
-falls back to `xla` with one logged warning, so one config runs everywhere.
+(`cpu_native`, the fused CPU kernel, is called by model/attention.py itself.)
 
 The fused kernels (cudnn, splash) run per shard: under a mesh set with
 `jax.set_mesh` they are wrapped in `jax.shard_map` over the batch axes
@@ -19,76 +18,18 @@ Attention never mixes batch rows or heads, so no communication is needed.
 `splash_interpret()` runs splash through the Pallas interpreter on any
 backend, so its sharded path is tested on CPU.
 """
-import contextlib
 import functools
 import math
 
 import jax
 import jax.numpy as jnp
-from absl import logging
 from jax.sharding import PartitionSpec as P
 
+from midtrain_jax.kernels import select
 from midtrain_jax.model.config import FULL_ATTENTION
 from midtrain_jax.parallel import sharding
 
-# Platforms (jax.default_backend()) each fused kernel runs on.
-_KERNEL_PLATFORMS = {"cudnn": ("gpu", "cuda"), "splash": ("tpu",)}
-
-# Set by `splash_interpret()`: splash runs in the Pallas interpreter everywhere.
-_splash_interpret = False
-
-
-@contextlib.contextmanager
-def splash_interpret():
-  """Runs `splash` in Pallas interpret mode on any backend (for tests on CPU).
-
-  Inside the context `resolve("splash")` is "splash" on every platform and the
-  kernel is built with `interpret=True`. It is read when a function is traced:
-  a jitted function keeps the kernel it was first traced with. Interpret mode
-  is slow (seconds for a 256-token sequence); it is not meant for training.
-  """
-  global _splash_interpret
-  previous = _splash_interpret
-  _splash_interpret = True
-  resolve.cache_clear()  # Cached answers were made without the switch.
-  try:
-    yield
-  finally:
-    _splash_interpret = previous
-    resolve.cache_clear()
-
-
-@functools.cache
-def resolve(requested: str, platform: str | None = None) -> str:
-  """The kernel that will run for `requested` on `platform` (default backend).
-
-  Args:
-    requested: the `model.attention` setting.
-    platform: a jax backend name; None reads jax.default_backend().
-
-  Returns:
-    `requested` where it is available, else "xla" (logged once).
-  """
-  if requested == "splash" and _splash_interpret:
-    return "splash"
-  platform = platform or jax.default_backend()
-  if requested not in _KERNEL_PLATFORMS or platform in _KERNEL_PLATFORMS[requested]:
-    if requested == "splash" and not _splash_available():
-      logging.warning("model.attention='splash': the Pallas splash kernel cannot be "
-                      "imported; falling back to 'xla'.")
-      return "xla"
-    return requested
-  logging.warning("model.attention=%r is not available on %s (needs %s); falling back to "
-                  "'xla'.", requested, platform, " or ".join(_KERNEL_PLATFORMS[requested]))
-  return "xla"
-
-
-def _splash_available() -> bool:
-  try:
-    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel  # noqa: F401
-  except ImportError:
-    return False
-  return True
+splash_interpret = select.splash_interpret
 
 
 def _splash(q_BTNH, k_BSKH, v_BSKH, segment_ids_BT, *, window: int, scale: float,
@@ -183,7 +124,7 @@ def _per_shard(kernel_fn, q_BTNH, k_BSKH, v_BSKH, *rows):
 
 
 def attend(q_BTNH, k_BSKH, v_BSKH, mask_B1TS, segment_ids_BT, window: int, scale: float,
-           implementation: str, reference_fn):
+           kernel: str, reference_fn):
   """Causal attention within documents with the chosen kernel.
 
   Args:
@@ -192,23 +133,25 @@ def attend(q_BTNH, k_BSKH, v_BSKH, mask_B1TS, segment_ids_BT, window: int, scale
     segment_ids_BT: document id per token (splash builds its mask from them).
     window: sliding window, or 0 for full attention.
     scale: logit scale.
-    implementation: the `model.attention` setting.
+    kernel: the attention kernel that runs (`select.choose`): xla, cudnn,
+      splash or reference.
     reference_fn: the float32 reference attention (q, k, v, mask, scale).
 
   Returns:
     The attention output [B, T, N, H].
   """
-  kernel = resolve(implementation)
   if kernel == "reference":
     return reference_fn(q_BTNH, k_BSKH, v_BSKH, mask_B1TS, scale)
   if kernel == "splash":
     splash = functools.partial(_splash, window=window, scale=scale,
-                               interpret=_splash_interpret)
+                               interpret=select.splash_interpreted())
     return _per_shard(splash, q_BTNH, k_BSKH, v_BSKH, segment_ids_BT)
   if kernel == "xla":
     # The mask already holds causality and the window; passing them again
     # makes XLA build and apply two more masks (1.5x slower backward on CPU).
     return jax.nn.dot_product_attention(q_BTNH, k_BSKH, v_BSKH, mask=mask_B1TS, scale=scale,
                                         implementation="xla")
+  if kernel != "cudnn":
+    raise ValueError(f"attend() runs xla, cudnn, splash or reference, not {kernel!r}.")
   cudnn = functools.partial(_cudnn, window=window, scale=scale)
   return _per_shard(cudnn, q_BTNH, k_BSKH, v_BSKH, mask_B1TS)

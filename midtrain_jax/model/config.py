@@ -76,7 +76,11 @@ class ModelConfig:
   param_dtype: str
   compute_dtype: str
   remat: str
-  attention: str
+  # Kernels requested (kernels/select.py decides what runs): attention "auto",
+  # "xla", "cudnn", "splash", "cpu_native" or "reference"; GEMMs "auto", "xla"
+  # or "cpu_native".
+  attention: str = "auto"
+  matmul: str = "auto"
   # Run layers as a scan over groups of len(window_pattern) layers (layer_stack.py).
   scan_layers: bool = False
   # Mixture of experts (model/moe.py; the `model.moe` config section): 0 experts

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from midtrain_jax.kernels import cpu_gemm, native
+from midtrain_jax.kernels import cpu_gemm, select
 
 
 def activation_dtype(compute_dtype) -> jnp.dtype:
@@ -64,14 +64,15 @@ class Dense(nnx.Module):
   Multi-axis kernels (e.g. [embed, heads, head_dim]) keep heads as a real axis,
   so tensor parallelism can shard it without reshapes in the model. `dtype`:
   the GEMM's operand dtype (None: the input's); the result is in the input's
-  dtype unless asked otherwise.
+  dtype unless asked otherwise. `matmul`: the `model.matmul` setting (`dot_2d`).
   """
 
   def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int], *,
                axes: Sequence[str | None], std: float, param_dtype, rngs: nnx.Rngs,
-               bias: bool = False, dtype=None):
+               bias: bool = False, dtype=None, matmul: str = "xla"):
     self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
     self.dtype = dtype
+    self.matmul = matmul
     init = nnx.initializers.normal(std)
     self.kernel = param(rngs, init, self.in_shape + self.out_shape, axes, param_dtype)
     self.bias = (param(rngs, nnx.initializers.zeros, self.out_shape,
@@ -79,11 +80,13 @@ class Dense(nnx.Module):
 
   def __call__(self, x, out_dtype=None):
     """`out_dtype`: the product's dtype (default x's), accumulated at that precision."""
-    out = matmul_2d(x, self.kernel[...], len(self.in_shape), out_dtype, self.dtype)
+    out = matmul_2d(x, self.kernel[...], len(self.in_shape), out_dtype, self.dtype,
+                    matmul=self.matmul)
     return out if self.bias is None else out + self.bias[...].astype(out.dtype)
 
 
-def matmul_2d(x, kernel, n_in: int, out_dtype=None, operand_dtype=None):
+def matmul_2d(x, kernel, n_in: int, out_dtype=None, operand_dtype=None, *,
+              matmul: str = "xla"):
   """Contracts the trailing `n_in` axes of x with the leading ones of kernel.
 
   Both sides are flattened to one 2-D GEMM: XLA's CPU backend runs the weight
@@ -91,29 +94,31 @@ def matmul_2d(x, kernel, n_in: int, out_dtype=None, operand_dtype=None):
   slower than the same GEMM on flattened [B*T, D] rows. Operands are cast to
   `operand_dtype` (None: x's); `out_dtype` (None: x's; e.g. float32 logits
   from bfloat16 operands) is the dot's preferred element type, so the result
-  is never rounded to the operand dtype on the way.
+  is never rounded to the operand dtype on the way. `matmul`: as in `dot_2d`.
   """
   lead, k_in, k_out = x.shape[:x.ndim - n_in], kernel.shape[:n_in], kernel.shape[n_in:]
   rows = x.reshape(-1, math.prod(k_in))
   out = dot_2d(rows, kernel.reshape(math.prod(k_in), math.prod(k_out)), out_dtype,
-               operand_dtype)
+               operand_dtype, matmul=matmul)
   return out.reshape(lead + k_out)
 
 
 def dot_2d(a, b, out_dtype=None, operand_dtype=None, *, transpose_a: bool = False,
-           transpose_b: bool = False):
+           transpose_b: bool = False, matmul: str = "xla"):
   """op(a) @ op(b) for 2-D a, b (op: transposed when asked) on operands cast to
   `operand_dtype`, in `out_dtype` (None: a's dtype for both).
 
-  On one Intel CPU device in float32 this is MKL's GEMM (kernels/cpu_gemm.py:
-  1.2-1.4x XLA's CPU GEMMs on the step's shapes there); elsewhere on CPU,
-  XLA's dot with a float32 result (in bfloat16 about 2x a bfloat16 result's
-  rate), operands cast and transposed left operands copied inside its VJP;
-  on accelerators XLA's dot.
+  `matmul` (the `model.matmul` setting) requests the kernel; `select.here`
+  decides. `cpu_native`: MKL's float32 GEMM (kernels/cpu_gemm.py: 1.2-1.4x
+  XLA's CPU GEMMs on the step's shapes on Intel CPUs). Otherwise on CPU, XLA's
+  dot with a float32 result (in bfloat16 about 2x a bfloat16 result's rate),
+  operands cast and transposed left operands copied inside its VJP; on
+  accelerators XLA's dot.
   """
   operand_dtype = jnp.dtype(operand_dtype or a.dtype)
   out_dtype = jnp.dtype(out_dtype or a.dtype)
-  if operand_dtype == out_dtype == jnp.float32 and native.gemm_applies(a, b):
+  if (matmul != "xla" and out_dtype == jnp.float32 and
+      select.here(matmul=matmul, dtype=operand_dtype).matmul == "cpu_native"):
     return cpu_gemm.matmul(a, b, transpose_a, transpose_b)
   if jax.default_backend() == "cpu" and operand_dtype in (jnp.bfloat16, jnp.float32):
     gemm = cpu_gemm.bf16_matmul if operand_dtype == jnp.bfloat16 else cpu_gemm.xla_matmul
@@ -123,16 +128,16 @@ def dot_2d(a, b, out_dtype=None, operand_dtype=None, *, transpose_a: bool = Fals
                              preferred_element_type=out_dtype)
 
 
-def output_logits(x, w_DV, vocab_size: int):
+def output_logits(x, w_DV, vocab_size: int, matmul: str = "xla"):
   """float32 logits [..., padded vocab] of the output layer (w cast to x's
-  dtype), padding-vocab columns at the float32 minimum (so they take no
-  probability).
+  dtype; `matmul` as in `dot_2d`), padding-vocab columns at the float32
+  minimum (so they take no probability).
 
   float32 straight out of the dot: bf16 logits would round away the small
   differences the loss and its gradient are made of. Used by the model's
   forward pass and, one chunk at a time, by the fused loss (train/losses.py).
   """
-  logits = matmul_2d(x, w_DV, 1, jnp.float32)
+  logits = matmul_2d(x, w_DV, 1, jnp.float32, matmul=matmul)
   if w_DV.shape[1] != vocab_size:
     valid = jnp.arange(w_DV.shape[1]) < vocab_size
     logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
@@ -151,11 +156,13 @@ class Embed(nnx.Module):
 
 
 class SwiGLU(nnx.Module):
-  """SwiGLU feed-forward: down(silu(gate(x)) * up(x)), GEMM operands in `dtype`."""
+  """SwiGLU feed-forward: down(silu(gate(x)) * up(x)), GEMM operands in `dtype`
+  (on the `matmul` kernel: see `dot_2d`)."""
 
   def __init__(self, dim: int, hidden: int, *, std: float, out_std: float,
-               param_dtype, rngs: nnx.Rngs, dtype=None):
-    dense = functools.partial(Dense, param_dtype=param_dtype, rngs=rngs, dtype=dtype)
+               param_dtype, rngs: nnx.Rngs, dtype=None, matmul: str = "xla"):
+    dense = functools.partial(Dense, param_dtype=param_dtype, rngs=rngs, dtype=dtype,
+                              matmul=matmul)
     self.gate = dense((dim,), (hidden,), axes=("embed", "mlp"), std=std)
     self.up = dense((dim,), (hidden,), axes=("embed", "mlp"), std=std)
     self.down = dense((hidden,), (dim,), axes=("mlp", "embed"), std=out_std)

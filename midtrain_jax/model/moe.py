@@ -214,7 +214,8 @@ class MoE(nnx.Module):
     self.down = param(rngs, normal(out_std), (e, f, d), ("expert", "mlp", "embed"),
                       cfg.param_dtype)
     self.shared = (SwiGLU(d, cfg.moe_shared_experts * f, std=cfg.init_std, out_std=out_std,
-                          param_dtype=cfg.param_dtype, rngs=rngs, dtype=cfg.compute_dtype)
+                          param_dtype=cfg.param_dtype, rngs=rngs, dtype=cfg.compute_dtype,
+                          matmul=cfg.matmul)
                    if cfg.moe_shared_experts else None)
 
   def __call__(self, x_BTD, segment_ids_BT):

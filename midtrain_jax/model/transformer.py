@@ -36,7 +36,7 @@ class Block(nnx.Module):
     self.mlp = MoE(cfg, rngs=rngs) if moe else SwiGLU(
         cfg.d_model, cfg.mlp_dim, std=cfg.init_std,
         out_std=cfg.init_std / np.sqrt(2 * cfg.n_layers), param_dtype=cfg.param_dtype,
-        rngs=rngs, dtype=cfg.compute_dtype)
+        rngs=rngs, dtype=cfg.compute_dtype, matmul=cfg.matmul)
 
   def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None, aux=None):
     """Returns (output, new cache, aux): aux adds this layer's MoE statistics to `aux`."""
@@ -105,7 +105,7 @@ class Transformer(nnx.Module):
     if not cfg.tie_embeddings:
       self.lm_head = Dense((cfg.d_model,), (cfg.padded_vocab_size,), axes=("embed", "vocab"),
                            std=cfg.init_std, param_dtype=cfg.param_dtype, rngs=rngs,
-                           dtype=cfg.compute_dtype)
+                           dtype=cfg.compute_dtype, matmul=cfg.matmul)
 
   def __call__(self, tokens_BT, positions_BT, segment_ids_BT, caches=None):
     """Next-token logits.
@@ -152,7 +152,8 @@ class Transformer(nnx.Module):
 
   def _forward(self, tokens_BT, positions_BT, segment_ids_BT, caches):
     x, caches, aux = self._hidden(tokens_BT, positions_BT, segment_ids_BT, caches)
-    return output_logits(x, self.head_weight(), self.cfg.vocab_size), caches, aux
+    logits = output_logits(x, self.head_weight(), self.cfg.vocab_size, self.cfg.matmul)
+    return logits, caches, aux
 
   def _hidden(self, tokens_BT, positions_BT, segment_ids_BT, caches):
     cfg = self.cfg

@@ -64,7 +64,7 @@ def _partition(logits, targets_BC):
   return exp, exp_sum, log_z, target
 
 
-def token_losses(x_BTD, w_DV, targets_BT, vocab_size: int):
+def token_losses(x_BTD, w_DV, targets_BT, vocab_size: int, matmul: str = "xla"):
   """Per-token cross entropy and log-partition ([B, T] float32 each), for evaluation.
 
   Args:
@@ -72,38 +72,42 @@ def token_losses(x_BTD, w_DV, targets_BT, vocab_size: int):
     w_DV: output weights [d_model, padded vocab] (cast to x's dtype for the GEMM).
     targets_BT: next-token ids.
     vocab_size: real vocabulary size; columns beyond it are padding.
+    matmul: the `model.matmul` setting (layers.dot_2d).
   """
   n = _n_chunks(x_BTD, w_DV)
 
   def one(chunk):
     x, targets = chunk
-    _, _, log_z, target = _partition(output_logits(x, w_DV, vocab_size), targets)
+    _, _, log_z, target = _partition(output_logits(x, w_DV, vocab_size, matmul), targets)
     return log_z - target, log_z
 
   ce, log_z = jax.lax.map(one, (_chunks(x_BTD, n), _chunks(targets_BT, n)))
   return _unchunk(ce), _unchunk(log_z)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def loss_sums(x_BTD, w_DV, targets_BT, weights_BT, z_loss: float, vocab_size: int):
-  """Weighted loss sums of the output layer, differentiable in x and w.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def loss_sums(x_BTD, w_DV, targets_BT, weights_BT, z_loss: float, vocab_size: int,
+              matmul: str = "xla"):
+  """Weighted loss sums of the output layer, differentiable in x and w (GEMMs on
+  the `matmul` kernel: layers.dot_2d).
 
   Returns:
     (total, ce_sum, z_sum): total = sum(weights * (ce + z_loss * log_z^2)) is
     the differentiable output; ce_sum and z_sum (its two parts) are for
     reporting and carry no gradient.
   """
-  (total, ce_sum, z_sum), _ = _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size)
+  (total, ce_sum, z_sum), _ = _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size,
+                                       matmul)
   return total, ce_sum, z_sum
 
 
-def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
+def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size, matmul="xla"):
   n = _n_chunks(x_BTD, w_DV)
   w = w_DV.astype(x_BTD.dtype)
 
   def one(dw_DV, chunk):
     x, targets, weights = chunk
-    exp, exp_sum, log_z, target = _partition(output_logits(x, w, vocab_size), targets)
+    exp, exp_sum, log_z, target = _partition(output_logits(x, w, vocab_size, matmul), targets)
     # d/dlogits of weights * (log_z - target + z_loss * log_z^2).
     scale = weights * (1.0 + 2.0 * z_loss * log_z)
     dlogits = exp * (scale / exp_sum)[..., None]
@@ -112,8 +116,8 @@ def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
     # 2-D GEMMs over the chunk's rows (see matmul_2d: XLA's CPU backend runs a
     # dot contracting both batch and position axes several times slower).
     rows, dlogit_rows = x.reshape(-1, x.shape[-1]), dlogits.reshape(-1, w.shape[1])
-    dx = dot_2d(dlogit_rows, w, jnp.float32, transpose_b=True).reshape(x.shape)
-    dw_DV = dw_DV + dot_2d(rows, dlogit_rows, jnp.float32, transpose_a=True)
+    dx = dot_2d(dlogit_rows, w, jnp.float32, transpose_b=True, matmul=matmul).reshape(x.shape)
+    dw_DV = dw_DV + dot_2d(rows, dlogit_rows, jnp.float32, transpose_a=True, matmul=matmul)
     sums = ((weights * (log_z - target)).sum(), (weights * jnp.square(log_z)).sum())
     return dw_DV, (dx.astype(x.dtype), sums)
 
@@ -124,8 +128,8 @@ def _forward(x_BTD, w_DV, targets_BT, weights_BT, z_loss, vocab_size):
   return (ce_sum + z_loss * z_sum, ce_sum, z_sum), (_unchunk(dx), dw.astype(w_DV.dtype))
 
 
-def _loss_sums_bwd(z_loss, vocab_size, grads, cotangents):
-  del z_loss, vocab_size
+def _loss_sums_bwd(z_loss, vocab_size, matmul, grads, cotangents):
+  del z_loss, vocab_size, matmul
   dx, dw = grads
   g = cotangents[0]  # only `total` is differentiable
   return dx * g.astype(dx.dtype), (dw * g).astype(dw.dtype), None, None

@@ -93,7 +93,7 @@ def token_losses(params, graphdef, batch, with_aux: bool = False):
   model = nnx.merge(graphdef, params)
   x, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
   ce, log_z = losses.token_losses(x, model.head_weight(), batch["targets"],
-                                  model.cfg.vocab_size)
+                                  model.cfg.vocab_size, model.cfg.matmul)
   return (ce, log_z) + ((aux,) if with_aux else ())
 
 
@@ -113,7 +113,7 @@ def loss_sums(params, graphdef, batch, z_loss: float):
   x, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
   weights = (batch["segment_ids"] > 0).astype(jnp.float32)
   total, ce_sum, z_sum = losses.loss_sums(x, model.head_weight(), batch["targets"], weights,
-                                          z_loss, model.cfg.vocab_size)
+                                          z_loss, model.cfg.vocab_size, model.cfg.matmul)
   sums = {"ce_sum": ce_sum, "z_sum": z_sum, "tokens": weights.sum()}
   if aux:
     sums.update({f"{k}_sum": aux[k] * sums["tokens"]

@@ -4,6 +4,7 @@ For each family a tiny random model is built with transformers' own config
 class (norm weights and biases perturbed so they matter), saved, imported,
 run, exported and loaded back by transformers.
 """
+import dataclasses
 import json
 
 import jax
@@ -92,15 +93,16 @@ def test_imported_logits_equal_transformers(imported):
   assert diff.max() < 1e-4, (family, diff.max())
 
 
-def test_imported_logits_on_the_native_cpu_kernels_equal_transformers(imported, monkeypatch):
+def test_imported_logits_on_the_native_cpu_kernels_equal_transformers(imported):
   # On one CPU device the attention (RoPE with Llama 3 / YaRN scaling, windows,
   # QK-norm) and the GEMMs run on the native kernels, not on XLA's ops.
   ready, why = native.status()
   if not ready:
     pytest.skip(f"native CPU kernels unavailable: {why}")
-  monkeypatch.setenv(native.ENV, "native")
   family, model, root = imported
   loaded = scoring.load_model(str(root / "run"))
+  native_cfg = dataclasses.replace(loaded.model_cfg, attention="cpu_native", matmul="cpu_native")
+  loaded = dataclasses.replace(loaded, graphdef=ts.abstract_model(native_cfg)[0])
   ids = _ids(seed=2)
   mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
   with jax.set_mesh(mesh):

@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import logging
 
-from midtrain_jax.kernels import cpu_attention, cpu_gemm, native
+from midtrain_jax.kernels import cpu_attention, cpu_gemm, native, select
 from midtrain_jax.model import attention, layers, rope
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import step as ts
@@ -119,9 +120,8 @@ def _compiled_gemms(hlo: str) -> list[str]:
   return [line for line in hlo.splitlines() if " dot(" in line and "batch_dims" not in line]
 
 
-def test_bfloat16_train_step_on_cpu_runs_every_gemm_on_bf16_operands(monkeypatch):
-  monkeypatch.setenv(native.ENV, "xla")
-  cfg = helpers.tiny_model(compute_dtype="bfloat16")
+def test_bfloat16_train_step_on_cpu_runs_every_gemm_on_bf16_operands():
+  cfg = helpers.tiny_model(compute_dtype="bfloat16", attention="xla", matmul="xla")
   setup = helpers.train_setup(cfg, (1, 1, 1), jax.devices()[:1],
                               lr=helpers.small_config(1).optim.lr)
   state = ts.init_state(cfg, setup.tx, 0, setup.shardings)
@@ -154,15 +154,16 @@ def test_dense_layers_in_bf16_on_cpu_use_the_float32_result_gemm():
 
 
 def test_auto_runs_the_gemm_on_mkl_on_intel_cpus_only(monkeypatch):
-  monkeypatch.setattr(native, "_one_device", lambda: True)
-  x = jnp.ones((4, 4), jnp.float32)
-  for vendor, mode, on_mkl in [("GenuineIntel", "auto", True), ("AuthenticAMD", "auto", False),
-                               ("AuthenticAMD", "native", True), ("GenuineIntel", "xla", False)]:
+  for vendor, request, on_mkl in [("GenuineIntel", "auto", True), ("AuthenticAMD", "auto", False),
+                                  ("AuthenticAMD", "cpu_native", True),
+                                  ("GenuineIntel", "xla", False)]:
     monkeypatch.setattr(native, "cpu_vendor", lambda v=vendor: v)
-    monkeypatch.setenv(native.ENV, mode)
-    assert native.gemm_applies(x, x) == on_mkl, (vendor, mode)
+    select.clear_cache()
+    choice = select.choose(request, request, platform="cpu", device_count=1, dtype="float32")
+    assert (choice.matmul == "cpu_native") == on_mkl, (vendor, request)
     # The fused attention applies wherever the kernels do.
-    assert native.applies(x, x) == (mode != "xla")
+    assert (choice.attention == "cpu_native") == (request != "xla"), (vendor, request)
+  select.clear_cache()
 
 
 # (batch, seq, query heads, KV heads, head dim, window): GQA groups of 1-6,
@@ -211,10 +212,10 @@ def test_attention_and_its_gradients_equal_the_reference(b, t, n, kv, h, window,
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
 
 
-def _train_step_on(mesh_shape, monkeypatch, kernels: str, **model):
-  """(HLO text of the train step, its losses over two steps, the first step's gradients)."""
-  monkeypatch.setenv(native.ENV, kernels)
-  cfg = helpers.tiny_model(**model)
+def _train_step_on(mesh_shape, kernels: str, **model):
+  """(HLO text of the train step, its losses over two steps, the first step's gradients)
+  with `kernels` the value of both model.attention and model.matmul."""
+  cfg = helpers.tiny_model(attention=kernels, matmul=kernels, **model)
   setup = helpers.train_setup(cfg, mesh_shape, jax.devices()[:int(np.prod(mesh_shape))],
                               lr=helpers.small_config(1).optim.lr)
   mesh, graphdef = setup.mesh, setup.graphdef
@@ -231,32 +232,31 @@ def _train_step_on(mesh_shape, monkeypatch, kernels: str, **model):
   return hlo, losses, jax.device_get(grads)
 
 
-def test_train_step_on_native_kernels_equals_xla(monkeypatch):
-  hlo, losses, grads = _train_step_on((1, 1, 1), monkeypatch, "native")
+def test_train_step_on_native_kernels_equals_xla():
+  hlo, losses, grads = _train_step_on((1, 1, 1), "cpu_native")
   assert "midtrain_cpu_gemm" in hlo and "midtrain_cpu_attention_bwd" in hlo
-  ref_hlo, ref_losses, ref_grads = _train_step_on((1, 1, 1), monkeypatch, "xla")
+  ref_hlo, ref_losses, ref_grads = _train_step_on((1, 1, 1), "xla")
   assert "midtrain_cpu" not in ref_hlo
   np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 
 
-def test_sharded_programs_keep_xla_ops(monkeypatch):
+def test_sharded_programs_keep_xla_ops():
   # XLA cannot partition a custom call; a mesh of several devices uses its dots.
-  hlo, _, _ = _train_step_on((2, 2, 2), monkeypatch, "auto")
+  hlo, _, _ = _train_step_on((2, 2, 2), "auto")
   assert "midtrain_cpu" not in hlo
 
 
 def test_bfloat16_keeps_xla_gemms():
-  x = jnp.ones((4, 4), jnp.bfloat16)
-  assert not native.applies(x, x)
+  choice = select.choose("auto", "auto", platform="cpu", device_count=1, dtype="bfloat16")
+  assert choice == select.Choice("cpu_native", "xla", choice.notes)
 
 
-def test_bfloat16_train_step_attends_in_the_fused_kernel(monkeypatch):
-  hlo, losses, grads = _train_step_on((1, 1, 1), monkeypatch, "auto", compute_dtype="bfloat16")
+def test_bfloat16_train_step_attends_in_the_fused_kernel():
+  hlo, losses, grads = _train_step_on((1, 1, 1), "auto", compute_dtype="bfloat16")
   assert "midtrain_cpu_attention_bwd" in hlo and "midtrain_cpu_gemm" not in hlo
-  ref_hlo, ref_losses, ref_grads = _train_step_on((1, 1, 1), monkeypatch, "xla",
-                                                  compute_dtype="bfloat16")
+  ref_hlo, ref_losses, ref_grads = _train_step_on((1, 1, 1), "xla", compute_dtype="bfloat16")
   assert "midtrain_cpu" not in ref_hlo
   # The kernel attends in float32, XLA's path rounds probabilities to bfloat16:
   # equal to bfloat16 precision.
@@ -265,21 +265,28 @@ def test_bfloat16_train_step_attends_in_the_fused_kernel(monkeypatch):
     np.testing.assert_allclose(a, b, rtol=0.1, atol=0.02 * float(np.abs(b).max()))
 
 
-def test_unknown_mode_is_named(monkeypatch):
-  monkeypatch.setenv(native.ENV, "fast")
-  with pytest.raises(ValueError, match="MIDTRAIN_CPU_KERNELS='fast'"):
-    native.mode()
+def test_unknown_kernel_is_named():
+  with pytest.raises(ValueError, match="model.attention='fast'"):
+    select.choose("fast", platform="cpu", device_count=1, dtype="float32")
+  with pytest.raises(ValueError, match="model.matmul='mkl'"):
+    select.choose(matmul="mkl", platform="cpu", device_count=1, dtype="float32")
 
 
-def test_native_mode_without_mkl_says_why(monkeypatch):
-  monkeypatch.setenv(native.ENV, "native")
+def test_cpu_native_without_mkl_says_why(monkeypatch):
+  warnings = []
+  monkeypatch.setattr(logging, "warning", lambda msg, *args: warnings.append(msg % args))
   monkeypatch.setattr(native, "mkl_runtime", lambda: None)
-  monkeypatch.setattr(native, "_one_device", lambda: True)
   native.status.cache_clear()
+  select.clear_cache()
   try:
-    with pytest.raises(RuntimeError, match="MKL is not installed"):
-      native.applies(jnp.ones((2, 2)), jnp.ones((2, 2)))
-    monkeypatch.setenv(native.ENV, "auto")
-    assert not native.applies(jnp.ones((2, 2)), jnp.ones((2, 2)))
+    choice = select.choose("cpu_native", "cpu_native", platform="cpu", device_count=1,
+                           dtype="float32")
+    assert (choice.attention, choice.matmul) == ("xla", "xla")
+    assert len(warnings) == 2 and all("MKL is not installed" in w and "[cpu]" in w and
+                                      "falling back to 'xla'" in w for w in warnings), warnings
+    # `auto` falls back silently where the extra is not installed.
+    choice = select.choose("auto", "auto", platform="cpu", device_count=1, dtype="float32")
+    assert (choice.attention, choice.matmul) == ("xla", "xla") and len(warnings) == 2
   finally:
     native.status.cache_clear()
+    select.clear_cache()

@@ -12,6 +12,7 @@ from flax import nnx
 from jax.extend import core as jex_core
 from jax.sharding import PartitionSpec as P
 
+from midtrain_jax.kernels import select
 from midtrain_jax.model import attention, attention_kernels
 from midtrain_jax.model.transformer import Transformer
 from midtrain_jax.parallel import sharding
@@ -30,14 +31,15 @@ SEQ = 256
     ("cudnn", "tpu", "xla"), ("splash", "cpu", "xla"), ("splash", "gpu", "xla"),
 ])
 def test_resolve(requested, platform, expected):
-  assert attention_kernels.resolve(requested, platform) == expected
+  choice = select.choose(requested, platform=platform, device_count=1, dtype="float32")
+  assert choice.attention == expected
 
 
 @pytest.mark.parametrize("requested", ["cudnn", "splash"])
 def test_unavailable_kernel_falls_back_to_xla_with_warning(requested, monkeypatch):
   warnings = []
   monkeypatch.setattr(logging, "warning", lambda msg, *args: warnings.append(msg % args))
-  attention_kernels.resolve.cache_clear()
+  select.clear_cache()
   cfg = helpers.tiny_model()
   batch = helpers.text_batch(2, 32, vocab=cfg.vocab_size, docs_per_row=2)
   got = _logits(dataclasses.replace(cfg, attention=requested), batch)
@@ -50,9 +52,11 @@ def test_unavailable_kernel_falls_back_to_xla_with_warning(requested, monkeypatc
 
 
 def test_interpret_switch_is_scoped():
+  def chosen():
+    return select.here("splash", dtype="float32").attention
   with attention_kernels.splash_interpret():
-    assert attention_kernels.resolve("splash") == "splash"
-  assert attention_kernels.resolve("splash", "cpu") == "xla"
+    assert chosen() == "splash"
+  assert chosen() == "xla"
 
 
 def _qkv(batch: int, heads: int, kv_heads: int, head_dim: int = 64, dtype=jnp.float32):

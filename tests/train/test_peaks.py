@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 
 from configs import anneal
-from midtrain_jax.train import peaks, plan
+from midtrain_jax.train import memory_plan as plan
+from midtrain_jax.train import peaks
 
 
 def test_device_kinds_map_to_the_vendor_table():

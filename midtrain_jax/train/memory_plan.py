@@ -4,46 +4,19 @@ Command line: `python -m midtrain_jax.plan` (midtrain_jax/plan.py).
 
 Per-device state (params, optimiser state, gradients) is exact: it comes from
 the same abstract model, optimiser and sharding rules as training, laid out on
-an abstract mesh of the requested shape (tests check it against the real
-sharded state). Activations are an estimate per remat policy (`activation_bytes`):
+an abstract mesh of the requested shape. Activations are an estimate per remat
+policy (`activation_bytes`) for the kernels `kernels/select.py` chooses for the
+chip, dtype and device count, the choice the model makes when it runs there:
 what every layer keeps for its backward pass, plus the larger of the loss's and
 the backward's working sets; `working_bytes` adds the weights FSDP gathers.
 Step time and tokens/day follow from FLOPs per token (metrics.flops_per_token,
 sliding-window layers counted by their window) at the stated MFU of the chip's
-peak in the config's compute dtype (train/peaks.py: the same peak table and
-MFU definition as the training logs).
+peak in the config's compute dtype (train/peaks.py).
 
-Checked against the compiler. `compile_train_step` (`--compile`) compiles the
-real train step for abstract inputs and reads XLA's memory analysis. On 8 fake
-CPU devices (meshes fsdp 8, and fsdp 4 x tensor 2), each preset at its own
-shape (150m and 1b: seq 8192, 256 rows; tiny: seq 256, 16 rows), planned
-temporaries (activations + gradients + working) over compiled ones are:
-
-  layers scanned (150m, 1b; tiny with 8 layers)  none 0.86-0.99, save_dots
-      0.87-1.17, full 1.22-1.30 (XLA fuses part of a rebuilt group away);
-  unscanned (the tiny preset)  none 1.24; save_dots 0.72-0.75, full 0.55-0.62.
-
-(Those ratios were measured before the loss was fused with the output layer,
-`loss_bytes`; tests/train/test_plan.py checks the fused estimate against the
-compiled step within its factor.)
-
-Unscanned, XLA:CPU schedules the recomputation of remat'd layers early, beside
-the first forward pass, so remat saves it little memory; the estimate keeps
-what the policy asks for. The estimate used before this check was 0.23-0.83
-of the compiled figure: it rebuilt one layer where remat rebuilds a whole
-scanned group (`remat_units`), counted 3 of the 6 hidden-sized SwiGLU tensors,
-one float32 attention weight per head and key where XLA keeps the exponentials,
-the softmax output, the probabilities and the mask broadcast to every head,
-over the whole row where block-local windows see 2 x window keys, two of the
-three float32 logits-sized loss buffers, and no backward transient (the
-float32 gradients of probabilities and scores).
-
-The CPU compiler is a proxy for an accelerator's: same program, sharding and
-buffer assignment, but XLA:CPU computes bfloat16 in float32 (a bfloat16
-config's temporaries came out within 6% of its float32 twin's, so compiles on
-CPU are compared with the float32 estimate), has no fused attention (cudnn and
-splash compile as xla) and schedules by its own heuristics. TPU and GPU
-compilers fuse and schedule differently; their figures were not measured.
+`compile_train_step` (`--compile`) compiles the real train step for abstract
+inputs and reads XLA's memory analysis, to check the estimate against; on CPU
+(fake devices) it stands in for an accelerator's compiler, computing bfloat16
+in float32 (`as_compiled`). How close the estimate comes: benchmarks/README.md.
 """
 import dataclasses
 import time
@@ -54,7 +27,8 @@ import numpy as np
 from jax.sharding import AbstractMesh
 
 from midtrain_jax import config as config_lib
-from midtrain_jax.model import attention, attention_kernels, layer_stack
+from midtrain_jax.kernels import select
+from midtrain_jax.model import attention, layer_stack
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import losses, metrics, optim, peaks
@@ -78,6 +52,7 @@ class Plan:
   working_bytes: float  # Gathered weights, gradient sums (`working_bytes`).
   activation_bytes: dict[str, float]  # Per remat policy.
   attention: str  # The attention kernel the activations are planned for.
+  matmul: str  # The GEMM kernel that runs.
   flops_per_token: float
   tokens_per_step: int
   step_time_s: float
@@ -325,11 +300,11 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
                      f"the data-parallel mesh size {batch_shards}.")
   mesh = AbstractMesh(shape, sharding.MESH_AXES)
   n_params, params, opt_state, grads = state_bytes(config, mesh)
-  # The attention kernel that runs on the chip (cudnn or splash fall back to xla
-  # elsewhere): fused kernels keep no [heads, seq, keys] weights.
-  model_cfg = config_lib.model_config(config.model)
-  model_cfg = dataclasses.replace(model_cfg, attention=attention_kernels.resolve(
-      model_cfg.attention, chip_platform(chip)))
+  # The kernels that run on the chip: fused attention keeps no [heads, seq, keys] weights.
+  kernels = kernel_choice(config_lib.model_config(config.model), chip_platform(chip),
+                          n_devices)
+  model_cfg = dataclasses.replace(config_lib.model_config(config.model),
+                                  attention=kernels.attention, matmul=kernels.matmul)
   # Activations live for one microbatch at a time (train.microbatches).
   rows = config.data.batch_size / config.train.microbatches / batch_shards
   acts = {r: activation_bytes(model_cfg, config.data.seq_len, rows, mesh_sizes["tensor"], r)
@@ -341,9 +316,15 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
   working = working_bytes(model_cfg, mesh_sizes, grads, config.train.microbatches)
   return Plan(n_params=n_params, mesh=dict(mesh_sizes), params_bytes=params,
               opt_state_bytes=opt_state, grads_bytes=grads, working_bytes=working,
-              activation_bytes=acts, attention=model_cfg.attention,
+              activation_bytes=acts, attention=model_cfg.attention, matmul=model_cfg.matmul,
               flops_per_token=fpt, tokens_per_step=tokens_per_step, step_time_s=step_time,
               tokens_per_day=tokens_per_step / step_time * 86400)
+
+
+def kernel_choice(cfg: ModelConfig, platform: str, n_devices: int) -> select.Choice:
+  """The kernels `cfg` runs with on `n_devices` devices of `platform`: the model's choice."""
+  return select.choose(cfg.attention, cfg.matmul, platform=platform, device_count=n_devices,
+                       dtype=cfg.compute_dtype)
 
 
 def chip_platform(chip: str) -> str:
@@ -374,7 +355,8 @@ def format_plan(plan: Plan, config: ml_collections.ConfigDict, chip: str, mfu: f
       f"({plan.tokens_per_step:,} tokens/step)",
       f"mesh {plan.mesh} = {n_devices} x {chip} ({hbm / 1e9:.0f} GB HBM, "
       f"{peak / 1e12:.0f} TFLOP/s {config.model.compute_dtype} peak)",
-      f"per-device memory (activations with the {plan.attention} attention kernel):",
+      f"per-device memory (activations with the {plan.attention} attention kernel, "
+      f"{plan.matmul} GEMMs):",
       f"  params       {_gib(plan.params_bytes)}  ({config.model.param_dtype})",
       f"  optimiser    {_gib(plan.opt_state_bytes)}  (AdamW mu + nu)",
       f"  gradients    {_gib(plan.grads_bytes)}",
@@ -412,6 +394,7 @@ class Compiled:
   compile_s: float
   platform: str
   attention: str  # The attention kernel that was compiled (cudnn/splash fall back on CPU).
+  matmul: str  # The GEMM kernel that was compiled.
 
   @property
   def peak_bytes(self) -> int:
@@ -462,13 +445,14 @@ def compile_train_step(config: ml_collections.ConfigDict, mesh_sizes: dict[str, 
     compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()
   platform = devices[0].platform
+  kernels = kernel_choice(model_cfg, platform, n_devices)
   return Compiled(argument_bytes=memory.argument_size_in_bytes,
                   output_bytes=memory.output_size_in_bytes,
                   alias_bytes=memory.alias_size_in_bytes,
                   temp_bytes=memory.temp_size_in_bytes,
                   generated_code_bytes=memory.generated_code_size_in_bytes,
                   lower_s=lower_s, compile_s=compile_s, platform=platform,
-                  attention=attention_kernels.resolve(model_cfg.attention, platform))
+                  attention=kernels.attention, matmul=kernels.matmul)
 
 
 def as_compiled(cfg: ModelConfig, compiled: Compiled) -> ModelConfig:
@@ -476,7 +460,8 @@ def as_compiled(cfg: ModelConfig, compiled: Compiled) -> ModelConfig:
   float32 compute (XLA:CPU computes bfloat16 in float32 and keeps float32 copies:
   a bfloat16 config's temporaries come out within 5% of its float32 twin's)."""
   dtype = "float32" if compiled.platform == "cpu" else cfg.compute_dtype
-  return dataclasses.replace(cfg, attention=compiled.attention, compute_dtype=dtype)
+  return dataclasses.replace(cfg, attention=compiled.attention, matmul=compiled.matmul,
+                             compute_dtype=dtype)
 
 
 def estimate_for(compiled: Compiled, plan: Plan, config: ml_collections.ConfigDict) -> dict:
@@ -506,7 +491,8 @@ def format_compiled(compiled: Compiled, plan: Plan, config: ml_collections.Confi
   lines = [
       f"compiled train step on {n_devices} {compiled.platform} devices: lowered in "
       f"{compiled.lower_s:.1f} s, compiled in {compiled.compile_s:.1f} s",
-      f"  (planned for it: attention {cfg.attention}, {cfg.compute_dtype} activations, "
+      f"  (planned for it: attention {cfg.attention}, {cfg.matmul} GEMMs, "
+      f"{cfg.compute_dtype} activations, "
       f"remat={config.model.remat})",
       "  per device           compiled       planned",
       f"  arguments       {_gib(compiled.argument_bytes)}  {_gib(est['arguments'])}"
@@ -523,5 +509,5 @@ def format_compiled(compiled: Compiled, plan: Plan, config: ml_collections.Confi
   if compiled.platform == "cpu":
     lines.append("  XLA:CPU's temporaries stand in for an accelerator's: same program and "
                  "buffer assignment,\n  but float32 for bfloat16 and its own schedule "
-                 "(see midtrain_jax/train/plan.py).")
+                 "(see benchmarks/README.md).")
   return "\n".join(lines)
