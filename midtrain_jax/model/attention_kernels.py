@@ -69,6 +69,10 @@ def resolve(requested: str, platform: str | None = None) -> str:
   Returns:
     `requested` where it is available, else "xla" (logged once).
   """
+  if requested in ("auto", "cpu_native"):
+    # Until kernels choose per platform: the xla path, which on one CPU device
+    # runs the native attention kernel where it applies (model/attention.py).
+    return "xla"
   if requested == "splash" and _splash_interpret:
     return "splash"
   platform = platform or jax.default_backend()

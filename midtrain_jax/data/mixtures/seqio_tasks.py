@@ -19,10 +19,10 @@ import json
 
 import ml_collections
 
-from midtrain_jax import config as config_lib
 from midtrain_jax import logs
 from midtrain_jax.benchmark_data import items
 from midtrain_jax.data import layout
+from midtrain_jax.data import settings as data_settings
 from midtrain_jax.data.mixtures import catalog, mixture_file, seqio_vocab
 from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.decontam import seqio_preprocessor
@@ -49,7 +49,7 @@ def _text_dataset(split: str, shuffle_files: bool = False, seed: int | None = No
                   task: str, data_cfg_json: str) -> tf.data.Dataset:
   """seqio dataset_fn: the task's documents as {"text": string}."""
   del shuffle_files, seed  # Files are read in order; prepare/Grain shuffle.
-  data_cfg = config_lib.data_config()
+  data_cfg = data_settings.data_config()
   data_cfg.update_from_flattened_dict(json.loads(data_cfg_json))
   if mixture_file.is_mixture_file(data_cfg.mixture):
     catalog.load_file(data_cfg.mixture)  # Its tasks, in a process that has not read it.
@@ -96,10 +96,10 @@ def register_all(data_cfg=None, overwrite: bool = False) -> None:
 
   Args:
     data_cfg: `data` config (mixture, tokenizer, source paths, decontamination);
-      defaults to `config.data_config()`.
+      defaults to `data.settings.data_config()`.
     overwrite: replace earlier registrations (e.g. for another tokenizer).
   """
-  data_cfg = data_cfg or config_lib.data_config()
+  data_cfg = data_cfg or data_settings.data_config()
   vocab = seqio_vocab.get_vocabulary(data_cfg.tokenizer)
   features = {"targets": seqio.Feature(vocab, add_eos=True, dtype=tf.int32)}
   flat = _flat_config(data_cfg)
@@ -171,7 +171,7 @@ def listing(mixture: str = "", data_dir: str = "", data_cfg=None, budget_tokens:
 def _mixture_listing(name: str, data_dir: str, data_cfg, budget_tokens: int) -> str:
   """One mixture's tasks: rate, capability, tokens once prepared, epochs, decontamination."""
   spec = catalog.get_mixture(name)
-  data_cfg = ml_collections.ConfigDict((data_cfg or config_lib.data_config()).to_dict())
+  data_cfg = ml_collections.ConfigDict((data_cfg or data_settings.data_config()).to_dict())
   data_cfg.mixture, data_cfg.data_dir = name, data_dir or data_cfg.data_dir
   folder = layout.resolve_dir(data_cfg)
   total = sum(spec.rates.values())
