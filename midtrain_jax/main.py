@@ -3,17 +3,20 @@
 Override any config value with `--config.section.key=value`, e.g.
 `--config.train.steps=500 --config.optim.lr=1e-3`. `configs/anneal.py`
 without arguments is the embedded demo (`config.workflow == "demo"`); every
-other config is one training run.
+other config is one training run. `--help_config` lists every config key with
+its type, default, allowed values and help.
 """
 from absl import flags
 from ml_collections import config_flags
 
 from midtrain_jax import cli
+from midtrain_jax import config as config_lib
 from midtrain_jax.parallel import multihost
 from midtrain_jax.workflows import demo, training
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/anneal.py:size=tiny.", lock_config=True)
+    "config", None, "Config file, e.g. configs/anneal.py:size=tiny; override keys with "
+    "--config.section.key=value (--help_config lists them).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/anneal",
                                "Directory for checkpoints, logs and config.json.")
 # Multi-process runs; left unset, SLURM or TPU pods are detected (parallel/multihost.py).
@@ -32,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, required=("config",))
+  cli.run(main, required=("config",), settings_flag=(config_lib.ROOT, "config"))

@@ -41,25 +41,53 @@ import dataclasses
 import hashlib
 import json
 
+from midtrain_jax import settings
+
 LEVELS = ("exact", "near", "code", "semantic")
 NEAR_METHODS = ("minhash", "simhash", "both")
 REFERENCE_MODES = ("drop", "count")
 
 
+def _check_embedder(values, path: str) -> None:
+  if "semantic" in values["levels"] and not values["embedder"]:
+    raise ValueError(f"{settings.key(path, 'embedder')}={values['embedder']!r} is empty but "
+                     "the semantic level is on: name an embedding function as "
+                     "'package.module:function'.")
+
+
 @dataclasses.dataclass(frozen=True)
 class DedupParams:
-  """How documents are compared (see the module docstring for the defaults)."""
-  levels: tuple[str, ...] = ("exact", "near")
-  ngram: int = 3
-  jaccard: float = 0.4
-  num_perm: int = 128
-  near_method: str = "minhash"
-  simhash_distance: int = 3
-  code_min_tokens: int = 20
-  semantic_threshold: float = 0.95
-  embedder: str = ""
-  reference_mode: str = "drop"
-  seed: int = 1
+  """How documents are compared (see the module docstring for the defaults).
+
+  Each field also declares its `data.dedup` config key (`seed` excepted).
+  """
+  levels: tuple[str, ...] = settings.field(
+      ("exact", "near"), "Deduplication levels; () disables.", choices=LEVELS)
+  ngram: int = settings.field(3, "Near duplicates: word n-grams whose sets are compared.",
+                              check=settings.between(1, 8))
+  jaccard: float = settings.field(0.4, "Near duplicates: Jaccard similarity of the n-gram "
+                                  "sets at or above which documents are duplicates (MinHash "
+                                  "with LSH banding).",
+                                  check=settings.between(0, 1, low_open=True))
+  num_perm: int = settings.field(128, "MinHash permutations.",
+                                 check=settings.between(8, 1024))
+  near_method: str = settings.field("minhash", "How near duplicates are found.",
+                                    choices=NEAR_METHODS)
+  simhash_distance: int = settings.field(3, "SimHash: Hamming distance in bits at or below "
+                                         "which documents are duplicates.",
+                                         check=settings.between(0, 16, high_open=True))
+  code_min_tokens: int = settings.field(20, "Code smaller than this (syntax-tree nodes or "
+                                        "tokens) is not compared by structure.",
+                                        check=settings.POSITIVE)
+  semantic_threshold: float = settings.field(
+      0.95, "Semantic level: cosine similarity at or above which documents are duplicates.",
+      check=settings.between(0, 1, low_open=True))
+  embedder: str = settings.field("", "Semantic level: the embedding function "
+                                 "'package.module:function' (texts -> [N, D]).")
+  reference_mode: str = settings.field("drop", "Documents found in the reference set are "
+                                       "removed (drop) or kept and counted (count).",
+                                       choices=REFERENCE_MODES)
+  seed: int = settings.field(1, "Seed of the MinHash permutations.")
 
   def __post_init__(self):
     object.__setattr__(self, "levels", tuple(self.levels))
@@ -67,29 +95,7 @@ class DedupParams:
 
   def validate(self) -> None:
     """Fails with a message naming the setting of a bad value."""
-    def fail(field, why):
-      raise ValueError(f"{field}={getattr(self, field)!r} {why}")
-    if isinstance(self.levels, str) or not set(self.levels) <= set(LEVELS):
-      fail("levels", f"must be a tuple of levels from {LEVELS}.")
-    if not 1 <= self.ngram <= 8:
-      fail("ngram", "must be between 1 and 8.")
-    if not 0.0 < self.jaccard <= 1.0:
-      fail("jaccard", "must be in (0, 1].")
-    if not 8 <= self.num_perm <= 1024:
-      fail("num_perm", "must be between 8 and 1024.")
-    if self.near_method not in NEAR_METHODS:
-      fail("near_method", f"is not one of {NEAR_METHODS}.")
-    if not 0 <= self.simhash_distance < 16:
-      fail("simhash_distance", "must be in [0, 16).")
-    if self.code_min_tokens < 1:
-      fail("code_min_tokens", "must be positive.")
-    if not 0.0 < self.semantic_threshold <= 1.0:
-      fail("semantic_threshold", "must be in (0, 1].")
-    if "semantic" in self.levels and not self.embedder:
-      fail("embedder", "is empty but the semantic level is on: name an embedding "
-           "function as 'package.module:function'.")
-    if self.reference_mode not in REFERENCE_MODES:
-      fail("reference_mode", f"is not one of {REFERENCE_MODES}.")
+    settings.validate(PARAMS, dataclasses.asdict(self), path="")
 
   @property
   def uses_minhash(self) -> bool:
@@ -108,6 +114,10 @@ class DedupParams:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+# The declaration of every DedupParams field.
+PARAMS = settings.Section(settings.dataclass_settings(DedupParams), checks=(_check_embedder,))
+
+
 def from_config(section, prefix: str = "data.dedup.") -> DedupParams:
   """The settings of a `data.dedup` config section (validated; errors name `prefix` + key).
 
@@ -121,9 +131,6 @@ def from_config(section, prefix: str = "data.dedup.") -> DedupParams:
   values = {f.name: section[f.name] for f in dataclasses.fields(DedupParams)
             if f.name != "seed"}
   values["levels"] = tuple(values["levels"])
-  unknown = [level for level in values["levels"] if level not in LEVELS]
-  if unknown:
-    raise ValueError(f"{prefix}levels names unknown level(s) {unknown}; levels: {LEVELS}.")
   try:
     return DedupParams(**values)
   except ValueError as e:

@@ -1,11 +1,17 @@
-"""What the model is: `ModelConfig` (frozen) and the preset shapes.
+"""What the model is: `ModelConfig` (frozen), the preset shapes, the `model` settings.
 
-The model never sees a ConfigDict; `midtrain_jax.config.model_config` freezes
-the `model` section into a `ModelConfig` at the boundary.
+`ModelConfig`'s fields declare the `model` config section (and its `moe`
+subsection): default, help, allowed values. The model never sees a
+ConfigDict; `model_config` freezes the section into a `ModelConfig` at the
+boundary.
 """
 import dataclasses
 import math
 from typing import Any
+
+import ml_collections
+
+from midtrain_jax import settings
 
 FULL_ATTENTION = 0  # A window size of 0 in `window_pattern` means full attention.
 
@@ -40,60 +46,115 @@ PRESETS: dict[str, dict[str, Any]] = {
                         rope_theta=10_000.0, moe=dict(experts=64, top_k=8)),
 }
 
+# A model whose shape keys come from elsewhere (an imported checkpoint's
+# config.json); its section starts from tiny's values.
+CUSTOM_SIZE = "custom"
+# Presets at least this deep scan their layers by default.
+SCAN_MIN_LAYERS = 8
+
+_TINY = PRESETS["tiny"]
+_DTYPES = ("float32", "bfloat16")
+_POSITIVE, _NON_NEGATIVE = settings.POSITIVE, settings.NON_NEGATIVE
+_PRESET = " Set by model.size's preset (tiny's value shown)."
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Everything the model needs; built from the `model` config section."""
-  vocab_size: int
-  d_model: int
-  n_layers: int
-  n_heads: int
-  n_kv_heads: int
-  head_dim: int
-  mlp_dim: int
-  window_pattern: tuple[int, ...]
-  last_layer_full: bool
-  rope_theta: float
-  # Llama 3 RoPE frequency scaling ("rope_type": "llama3"); factor 1 disables it.
-  llama3_factor: float
-  llama3_low_freq_factor: float
-  llama3_high_freq_factor: float
-  llama3_original_max_len: int
-  yarn_factor: float
-  yarn_beta_fast: float
-  yarn_beta_slow: float
-  yarn_original_max_len: int
-  yarn_attention_factor: float  # 0: the paper's 0.1 ln(factor) + 1.
-  yarn_full_layers_only: bool
-  # RMSNorm of queries and keys before RoPE: "none", "head" (per head over
-  # head_dim: Qwen3) or "projection" (over the whole projection: OLMo 2/3).
-  qk_norm: str
-  qkv_bias: bool  # Biases on the q/k/v projections (Qwen2).
-  norm: str
-  norm_eps: float
-  tie_embeddings: bool
-  init_std: float
-  param_dtype: str
-  compute_dtype: str
-  remat: str
-  # Kernels requested (kernels/select.py decides what runs): attention "auto",
-  # "xla", "cudnn", "splash", "cpu_native" or "reference"; GEMMs "auto", "xla"
-  # or "cpu_native".
-  attention: str = "auto"
-  matmul: str = "auto"
-  # Run layers as a scan over groups of len(window_pattern) layers (layer_stack.py).
-  scan_layers: bool = False
-  # Mixture of experts (model/moe.py; the `model.moe` config section): 0 experts
-  # is a dense model. Layer i is MoE when (i + 1) % moe_every == 0.
-  moe_experts: int = 0
-  moe_top_k: int = 2
-  moe_every: int = 1
-  moe_mlp_dim: int = 0  # Each expert's hidden width; 0: mlp_dim.
-  moe_shared_experts: int = 0
-  moe_dispatch: str = "dropless"
-  moe_capacity_factor: float = 1.25
-  moe_load_balance_loss: float = 0.01
-  moe_router_z_loss: float = 0.001
+  """Everything the model needs; built from the `model` config section.
+
+  Each field is also the declaration of its config key: `model.<name>`, or
+  `model.moe.<name>` for the `moe_<name>` fields. Shape keys default to 0
+  and take their values from `model.size`'s preset.
+  """
+  vocab_size: int = settings.field(_TINY["vocab_size"], "Vocabulary size (embedding rows, "
+                                   "padded to a multiple of 128)." + _PRESET, check=_POSITIVE)
+  d_model: int = settings.field(_TINY["d_model"], "Width of the residual stream." + _PRESET,
+                                check=_POSITIVE)
+  n_layers: int = settings.field(_TINY["n_layers"], "Decoder layers." + _PRESET,
+                                 check=_POSITIVE)
+  n_heads: int = settings.field(_TINY["n_heads"], "Query heads." + _PRESET, check=_POSITIVE)
+  n_kv_heads: int = settings.field(_TINY["n_kv_heads"], "Key/value heads (grouped-query "
+                                   "attention); must divide n_heads." + _PRESET,
+                                   check=_POSITIVE)
+  head_dim: int = settings.field(0, "Per-head width; 0: d_model // n_heads.",
+                                 check=_NON_NEGATIVE)
+  mlp_dim: int = settings.field(_TINY["mlp_dim"], "Hidden width of the SwiGLU feed-forward "
+                                "layers." + _PRESET, check=_POSITIVE)
+  window_pattern: tuple[int, ...] = settings.field(
+      _TINY["window_pattern"], "Sliding-window sizes repeated through depth; 0 = full "
+      "attention." + _PRESET)
+  last_layer_full: bool = settings.field(True, "The last layer attends to the whole row, "
+                                         "whatever window_pattern gives it.")
+  rope_theta: float = settings.field(_TINY["rope_theta"], "RoPE base frequency." + _PRESET,
+                                     check=_POSITIVE)
+  llama3_factor: float = settings.field(
+      1.0, "Llama 3 RoPE frequency scaling (HF rope_type 'llama3'); 1 disables it.")
+  llama3_low_freq_factor: float = settings.field(1.0, "Llama 3 RoPE scaling: low-frequency "
+                                                 "factor.")
+  llama3_high_freq_factor: float = settings.field(4.0, "Llama 3 RoPE scaling: high-frequency "
+                                                  "factor.")
+  llama3_original_max_len: int = settings.field(8192, "Llama 3 RoPE scaling: the context "
+                                                "length the model was trained at.")
+  yarn_factor: float = settings.field(1.0, "YaRN context extension factor; 1 disables it.",
+                                      check=settings.Check("must be >= 1", lambda v: v >= 1))
+  yarn_beta_fast: float = settings.field(32.0, "YaRN: rotations above which frequencies are "
+                                         "kept (beta_fast).")
+  yarn_beta_slow: float = settings.field(1.0, "YaRN: rotations below which frequencies are "
+                                         "interpolated (beta_slow).")
+  yarn_original_max_len: int = settings.field(8192, "YaRN: the context length the model "
+                                              "was trained at.")
+  yarn_attention_factor: float = settings.field(0.0, "YaRN logit scale; 0: the paper's "
+                                                "0.1 ln(factor) + 1.")
+  yarn_full_layers_only: bool = settings.field(True, "Apply YaRN only to full-attention "
+                                               "layers (windowed layers keep plain RoPE).")
+  qk_norm: str = settings.field(
+      "projection", "RMSNorm of queries and keys before RoPE: over the whole q / k "
+      "projection (OLMo 2/3, every preset), per head over head_dim (Qwen3) or none "
+      "(Llama, Qwen2).", choices=("none", "head", "projection"))
+  qkv_bias: bool = settings.field(False, "Biases on the q/k/v projections (Qwen2).")
+  norm: str = settings.field("reordered", "Norm placement: reordered (OLMo 2/3: norm after "
+                             "each sublayer) or pre (Llama).", choices=("reordered", "pre"))
+  norm_eps: float = settings.field(1e-6, "RMSNorm epsilon.", check=settings.POSITIVE)
+  tie_embeddings: bool = settings.field(False, "The output projection is the embedding "
+                                        "matrix.")
+  init_std: float = settings.field(0.02, "Standard deviation of the initial weights.",
+                                   check=_NON_NEGATIVE)
+  param_dtype: str = settings.field("float32", "Parameter dtype.", choices=_DTYPES)
+  compute_dtype: str = settings.field("float32", "Activation dtype (bfloat16 on "
+                                      "accelerators).", choices=_DTYPES)
+  remat: str = settings.field("none", "Rematerialisation of each layer in the backward "
+                              "pass.", choices=("none", "full", "save_dots"))
+  attention: str = settings.field(
+      "auto", "Attention kernel; auto picks the best applicable one for the platform "
+      "(kernels/select.py)", choices=("auto", "xla", "cudnn", "splash", "cpu_native",
+                                      "reference"))
+  matmul: str = settings.field("auto", "Matmul kernel; cpu_native is MKL's GEMM (pip extra "
+                               "[cpu])", choices=("auto", "xla", "cpu_native"))
+  scan_layers: bool = settings.field(
+      False, "Run layers as a scan over groups of len(window_pattern) layers: compile time "
+      "and program size stop growing with depth (layer_stack.py). On for presets of "
+      f"{SCAN_MIN_LAYERS}+ layers.")
+  # Mixture of experts (model/moe.py): the `model.moe` config section.
+  moe_experts: int = settings.field(0, "Experts per MoE layer; 0 is a dense model.",
+                                    check=_NON_NEGATIVE)
+  moe_top_k: int = settings.field(2, "Experts per token; their gates are renormalised over "
+                                  "the k chosen.")
+  moe_every: int = settings.field(1, "Layer i is MoE when (i + 1) % every == 0 (2: every "
+                                  "second layer).", check=settings.POSITIVE)
+  moe_mlp_dim: int = settings.field(0, "Each expert's hidden width; 0: model.mlp_dim.",
+                                    check=_NON_NEGATIVE)
+  moe_shared_experts: int = settings.field(0, "Always-on experts (a dense SwiGLU of "
+                                           "shared_experts * mlp_dim).", check=_NON_NEGATIVE)
+  moe_dispatch: str = settings.field(
+      "dropless", "dropless (grouped matmuls, every assignment computed) or capacity (fixed "
+      "per-expert buffers of capacity_factor * tokens * top_k / experts).",
+      choices=("dropless", "capacity"))
+  moe_capacity_factor: float = settings.field(1.25, "Expert buffer size for capacity "
+                                              "dispatch.", check=settings.POSITIVE)
+  moe_load_balance_loss: float = settings.field(0.01, "Weight of the load-balancing loss "
+                                                "(Switch / OLMoE).", check=_NON_NEGATIVE)
+  moe_router_z_loss: float = settings.field(0.001, "Weight of the router z-loss (ST-MoE).",
+                                            check=_NON_NEGATIVE)
 
   @property
   def padded_vocab_size(self) -> int:
@@ -118,3 +179,71 @@ class ModelConfig:
     if self.last_layer_full:
       windows[-1] = FULL_ATTENTION
     return tuple(windows)
+
+
+def _check_shape(m, path: str) -> None:
+  """The shape keys must make whole heads with an even (RoPE) head dimension."""
+  if m.n_heads % m.n_kv_heads:
+    raise ValueError(f"{path}.n_heads={m.n_heads} is not divisible by "
+                     f"{path}.n_kv_heads={m.n_kv_heads}.")
+  if not m.head_dim and m.d_model % m.n_heads:
+    raise ValueError(f"{path}.d_model={m.d_model} is not divisible by "
+                     f"{path}.n_heads={m.n_heads}; set {path}.head_dim.")
+  if (m.head_dim or m.d_model // m.n_heads) % 2:
+    raise ValueError(f"RoPE needs an even head dimension ({path}.head_dim).")
+  if not m.window_pattern or any(not isinstance(w, int) or w < 0 for w in m.window_pattern):
+    raise ValueError(f"{path}.window_pattern={m.window_pattern} must be a "
+                     "non-empty list of window sizes >= 0 (0 = full attention).")
+
+
+def _check_moe(moe, path: str) -> None:
+  if moe.experts and not 1 <= moe.top_k <= moe.experts:
+    raise ValueError(f"{path}: top_k={moe.top_k} must be between 1 and "
+                     f"experts={moe.experts} (experts=0 is a dense model).")
+
+
+def _migrate(stored: dict) -> dict:
+  """A stored `model` section of an earlier version in today's form."""
+  if isinstance(stored.get("qk_norm"), bool):  # A bool before the QK-norm kinds.
+    stored["qk_norm"] = "head" if stored["qk_norm"] else "none"
+  if "scan_layers" not in stored:
+    stored["scan_layers"] = False  # Written before layers could be scanned.
+  if "matmul" not in stored and stored.get("attention") == "xla":
+    stored["attention"] = "auto"  # Written when "xla" was the default, before "auto".
+  return stored
+
+
+_FIELDS = settings.dataclass_settings(ModelConfig)
+MOE = settings.Section(
+    {name[len("moe_"):]: s for name, s in _FIELDS.items() if name.startswith("moe_")},
+    help="mixture-of-experts feed-forward layers (model/moe.py); 0 experts = dense.",
+    checks=(_check_moe,))
+SECTION = settings.Section(
+    {"size": settings.Setting("tiny", "Preset shape whose values the shape keys take "
+                              f"({CUSTOM_SIZE}: an imported model's, starting from tiny's).",
+                              choices=(*PRESETS, CUSTOM_SIZE)),
+     **{name: s for name, s in _FIELDS.items() if not name.startswith("moe_")},
+     "moe": MOE},
+    help="the model (ModelConfig, model/config.py).", checks=(_check_shape,),
+    migrate=_migrate)
+
+
+def model_section(size: str) -> ml_collections.ConfigDict:
+  """The `model` section for a preset size (or "custom"), every key declared."""
+  if size not in PRESETS and size != CUSTOM_SIZE:
+    raise ValueError(f"Unknown model size {size!r}; choose from {sorted(PRESETS)}.")
+  c = settings.defaults(SECTION)
+  c.size = size
+  c.update(PRESETS.get(size, PRESETS["tiny"]))
+  # Deep presets scan their layers: compile time stops growing with depth.
+  c.scan_layers = size != CUSTOM_SIZE and c.n_layers >= SCAN_MIN_LAYERS
+  return c
+
+
+def model_config(model: ml_collections.ConfigDict) -> ModelConfig:
+  """Freezes the `model` section into a ModelConfig."""
+  values = {f.name: (model.moe[f.name[len("moe_"):]] if f.name.startswith("moe_")
+                     else model[f.name]) for f in dataclasses.fields(ModelConfig)}
+  values["window_pattern"] = tuple(int(w) for w in values["window_pattern"])
+  values["head_dim"] = model.head_dim or model.d_model // model.n_heads
+  return ModelConfig(**values)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from midtrain_jax import config as config_lib
+from midtrain_jax.train.settings import schedule_steps
 
 
 def _decay(shape: str, progress):
@@ -80,7 +80,7 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int,
     step -> learning rate.
   """
   name = optim.schedule
-  warmup_steps, decay_steps = config_lib.schedule_steps(optim, total_steps)
+  warmup_steps, decay_steps = schedule_steps(optim, total_steps)
   if name == "wsd":
     return wsd(optim.lr, total_steps, warmup_steps, decay_steps, optim.decay_shape,
                optim.final_lr_fraction)

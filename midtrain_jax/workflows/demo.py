@@ -43,7 +43,6 @@ def _run(config: ml_collections.ConfigDict, workdir: str, what: str) -> None:
 def base_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The base run: WSD on web_only, checkpointed where its decay starts."""
   c = ml_collections.ConfigDict(config.to_dict())
-  del c["demo"]
   d = config.demo
   c.workflow = "train"
   c.data.mixture = "web_only"
@@ -62,7 +61,6 @@ def stable_step(config: ml_collections.ConfigDict) -> int:
 def anneal_config(config, mixture: str, init_from: str) -> ml_collections.ConfigDict:
   """An anneal of the demo: the demo config on `mixture`, from `init_from`."""
   c = ml_collections.ConfigDict(config.to_dict())
-  del c["demo"]
   c.workflow = "train"
   c.data.mixture = mixture
   c.train.init_from = init_from

@@ -42,13 +42,6 @@ def demo_config(scale: float = 1.0) -> ml_collections.ConfigDict:
   c.ckpt.update(every_steps=c.train.steps, keep=1, async_save=False)
   c.eval.update(every_steps=0, batches=4, mixture="dolmino_demo")
 
-  # Settings only this workflow reads.
-  c.demo = ml_collections.ConfigDict()
-  c.demo.base_steps = max(10, int(250 * scale))  # WSD on web_only.
-  c.demo.base_warmup_steps = max(1, int(25 * scale))
-  c.demo.base_decay_fraction = 0.2
-  c.demo.base_lr = 3e-3
-  c.demo.bpb_items = 16  # Benchmark BPB items per benchmark.
-  c.demo.gen_items = 0  # GSM8K/HumanEval generative items (0: skip).
-  c.demo.eval_batches = 0  # Held-out batches per task in the report (0: all).
+  # Settings only this workflow reads (workflows/settings.py).
+  c.demo.update(base_steps=max(10, int(250 * scale)), base_warmup_steps=max(1, int(25 * scale)))
   return config_lib.finalize(c)

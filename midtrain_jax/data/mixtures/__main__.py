@@ -23,11 +23,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from midtrain_jax import cli
-from midtrain_jax import config as config_lib
+from midtrain_jax.data import settings as data_settings
 from midtrain_jax.data.mixtures import seqio_tasks
 from midtrain_jax.data.reports import listing
 
-_DATA = config_flags.DEFINE_config_dict("data", config_lib.data_config(), lock_config=True)
+_DATA = config_flags.DEFINE_config_dict("data", data_settings.data_config(), lock_config=True)
 _LIST = flags.DEFINE_bool("list", False, "Print every task and mixture.")
 _MIXTURE = flags.DEFINE_string("mixture", "", "List only this mixture (name or mixture file).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Prepared folder to read token counts from "
@@ -42,7 +42,7 @@ def main(argv):
     sys.exit("usage: python -m midtrain_jax.data.mixtures --list [--mixture=NAME_OR_FILE]")
   data_cfg = _DATA.value
   if _MIXTURE.value:
-    config_lib.check_qau(data_cfg.qau)
+    data_settings.check_qau(data_cfg.qau)
     data_cfg.mixture = _MIXTURE.value
     data_cfg.data_dir = _DATA_DIR.value or data_cfg.data_dir
     seqio_tasks.register_all(data_cfg)

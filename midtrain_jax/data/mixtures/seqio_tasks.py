@@ -17,9 +17,9 @@ task metadata (capability, counts once prepared, repetition cap, provenance).
 import functools
 import json
 
-from midtrain_jax import config as config_lib
 from midtrain_jax import logs
 from midtrain_jax.benchmark_data import items
+from midtrain_jax.data import settings as data_settings
 from midtrain_jax.data.mixtures import catalog, documents, mixture_file, seqio_vocab
 from midtrain_jax.decontam import seqio_preprocessor
 from midtrain_jax.documents import readers as sources
@@ -44,7 +44,7 @@ def _text_dataset(split: str, shuffle_files: bool = False, seed: int | None = No
                   task: str, data_cfg_json: str) -> tf.data.Dataset:
   """seqio dataset_fn: the task's documents as {"text": string}."""
   del shuffle_files, seed  # Files are read in order; prepare/Grain shuffle.
-  data_cfg = config_lib.data_config()
+  data_cfg = data_settings.data_config()
   data_cfg.update_from_flattened_dict(json.loads(data_cfg_json))
   if mixture_file.is_mixture_file(data_cfg.mixture):
     catalog.load_file(data_cfg.mixture)  # Its tasks, in a process that has not read it.
@@ -85,7 +85,7 @@ def register_all(data_cfg=None, overwrite: bool = False) -> None:
       defaults to `config.data_config()`.
     overwrite: replace earlier registrations (e.g. for another tokenizer).
   """
-  data_cfg = data_cfg or config_lib.data_config()
+  data_cfg = data_cfg or data_settings.data_config()
   vocab = seqio_vocab.get_vocabulary(data_cfg.tokenizer)
   features = {"targets": seqio.Feature(vocab, add_eos=True, dtype=tf.int32)}
   flat = _flat_config(data_cfg)

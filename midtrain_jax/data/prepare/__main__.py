@@ -12,10 +12,10 @@ from absl import flags
 from ml_collections import config_flags
 
 from midtrain_jax import cli
-from midtrain_jax import config as config_lib
+from midtrain_jax.data import settings as data_settings
 from midtrain_jax.data.prepare import tasks as preparation
 
-_DATA = config_flags.DEFINE_config_dict("data", config_lib.data_config(), lock_config=True)
+_DATA = config_flags.DEFINE_config_dict("data", data_settings.data_config(), lock_config=True)
 _MIXTURE = flags.DEFINE_string("mixture", "", "Shorthand for --data.mixture.")
 _OUT = flags.DEFINE_string("out", "", "Output folder (default: data.data_dir or "
                            "<cache>/prepared/v<format>/<mixture>).")

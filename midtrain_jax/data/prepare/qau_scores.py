@@ -13,8 +13,8 @@ from typing import Any
 import grain
 import numpy as np
 
-from midtrain_jax import config as config_lib
 from midtrain_jax.data import layout
+from midtrain_jax.data import settings as data_settings
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.prepare import quality
@@ -47,7 +47,7 @@ def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
   Returns:
     {task: {"scores", "tokens"}}: per train document, in record order.
   """
-  config_lib.check_qau(data_cfg.qau)
+  data_settings.check_qau(data_cfg.qau)
   for task in data_cfg.qau.task_factors:
     try:
       catalog.get_task(task)

@@ -1,0 +1,21 @@
+"""The `eval` settings, declared once (read by train/loop.py's in-training
+evaluation, evals/heldout.py and evals/contamination.py)."""
+from midtrain_jax import settings
+from midtrain_jax.benchmark_data import items
+
+S = settings.Setting
+
+SECTION = settings.Section({
+    "every_steps": S(0, "Steps between evaluations; 0: evaluate only at the end.",
+                     check=settings.NON_NEGATIVE),
+    "batches": S(4, "Held-out batches per task in training; 0: no evaluation.",
+                 check=settings.NON_NEGATIVE),
+    "mixture": S("", "Mixture whose held-out splits are scored; '' = data.mixture. Anneals "
+                 "on a narrow mix set it to the full mix to see every capability."),
+    "benchmarks": S(items.EVAL_SUITE, "Benchmarks the run is evaluated on, a tuple: "
+                    "--config.eval.benchmarks=\"('gsm8k', 'humaneval')\".",
+                    choices=tuple(items.SPECS)),
+    "decontam_check": S("warn", "Training checks that every task of the mixture was "
+                        "decontaminated against eval.benchmarks and warns, fails, or does "
+                        "not check.", choices=("warn", "error", "off")),
+}, help="evaluation during and after training.")
