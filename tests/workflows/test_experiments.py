@@ -10,7 +10,12 @@ import pytest
 
 from midtrain_jax.evals import suite
 from midtrain_jax.train import checkpoint, loop
-from midtrain_jax.workflows import integration_anneal, microanneal_study, upcycling_comparison
+from midtrain_jax.workflows import (
+  integration_anneal,
+  microanneal_study,
+  training,
+  upcycling_comparison,
+)
 from tests import helpers
 from tests.data import demo_data
 from tests.helpers import small_config
@@ -34,7 +39,7 @@ def artifacts(tmp_path_factory):
   base = small_config(6, schedule="wsd")
   base.optim.update(warmup_steps=1, decay_steps=2)
   base.eval.update(every_steps=3, batches=1)
-  loop.run(base, str(root / "base"))
+  training.run(base, str(root / "base"))
   stable = str(root / "base" / "checkpoints" / "3")
   rows = microanneal_study.run(stable, ["math_synthetic", "code_python_stdlib"], TOKENS,
                                str(root / "microanneal"), options=OPTIONS, log=_quiet)
@@ -44,14 +49,14 @@ def artifacts(tmp_path_factory):
     c = small_config(4, schedule=schedule)
     c.optim.update(warmup_steps=1, decay_steps=0, final_lr_fraction=final)
     c.eval.batches = 1
-    loop.run(c, str(root / "schedules" / name))
+    training.run(c, str(root / "schedules" / name))
   web = {"web_c4": 0.3, "web_wikipedia": 0.3, "web_openwebtext": 0.4}
   with_math = {**{k: v / 2 for k, v in web.items()}, "math_synthetic": 0.5}
   for name, stages in (("start0_w0.5", ((0, with_math),)),
                        ("start2_w0.5", ((0, web), (2, with_math)))):
     c = small_config(4, weight_stages=stages)
     c.eval.batches = 1
-    loop.run(c, str(root / "timing_weight" / name))
+    training.run(c, str(root / "timing_weight" / name))
   study = upcycling_comparison.run(stable, str(root / "upcycle_study"), tokens=TOKENS, experts=4,
                                    top_k=2, drop_ratio=0.5, max_batches=1, log=_quiet)
   return {"root": root, "rows": rows, "soup": soup, "stable": stable, "study": study}
