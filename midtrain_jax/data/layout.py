@@ -1,7 +1,8 @@
 """The prepared-data folder: the one module that knows its files.
 
-`preparation.py` writes it, `pipeline.py` reads it for training and
-evaluation, reports and listings read its statistics; all through here.
+The preparation (data/prepare/) writes it, the loader (data/load/) reads it
+for training and evaluation, reports and listings read its statistics; all
+through here.
 
   manifest.json                     tokenizer, special ids, tasks; written last
   <task>/train-00000.array_record   one record per document: uint32 token ids
@@ -16,7 +17,7 @@ evaluation, reports and listings read its statistics; all through here.
                                     data.dedup is on): {params, reference,
                                     cross_task, counts, examples} with the
                                     counter names of dedup/counts.py
-  quality/scorer.npz                quality scorer weights (data/quality.py); only
+  quality/scorer.npz                quality scorer weights (data/prepare/quality.py); only
                                     once quality-aware upsampling ran (data/load/upsampling.py)
   quality/scorer.json               its settings, fingerprint, held-out accuracy
   <task>/quality_scores.npz         quality score and length of each train document

@@ -9,6 +9,7 @@ import pytest
 
 from midtrain_jax.data import layout
 from midtrain_jax.data.load import heldout_batches, packing, pipeline, prepared
+from midtrain_jax.data.mixtures import catalog
 from tests.data import demo_data
 
 
@@ -154,6 +155,40 @@ def test_bad_configuration_fails_before_training(tmp_path):
   cfg.data_dir = str(copy)
   with pytest.raises(FileNotFoundError, match="web_c4: shard files missing"):
     pipeline.make_train_iterator(cfg, seed=0)
+
+
+def test_an_unprepared_mixture_is_an_error_naming_the_prepare_command(tmp_path):
+  cfg = demo_data.data_cfg()
+  cfg.data_dir = str(tmp_path / "never_prepared")
+  cfg.prepare_if_missing = True  # The loader never prepares, whatever this says.
+  command = f"python -m midtrain_jax.data.prepare --mixture=dolmino_demo --out={cfg.data_dir}"
+  for build in (lambda: pipeline.make_train_iterator(cfg, seed=0),
+                lambda: heldout_batches.make_eval_iterator(cfg, "web_c4")):
+    with pytest.raises(prepared.NotPreparedError) as raised:
+      build()
+    assert command in str(raised.value)
+  assert not (tmp_path / "never_prepared").exists()
+
+
+def test_the_train_iterator_opens_the_prepared_mixture_once(monkeypatch):
+  """Its data config is resolved once: one manifest read, one mixture lookup, however
+  many loader shards and tasks."""
+  calls = {"read_manifest": 0, "get_mixture": 0, "resolve_dir": 0}
+
+  def counted(module, name):
+    original = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+      calls[name] += 1
+      return original(*args, **kwargs)
+    monkeypatch.setattr(module, name, wrapper)
+
+  counted(layout, "read_manifest")
+  counted(layout, "resolve_dir")
+  counted(catalog, "get_mixture")
+  it = pipeline.make_train_iterator(demo_data.data_cfg(loader_shards=4), seed=0)
+  next(it)
+  assert calls == {"read_manifest": 1, "get_mixture": 1, "resolve_dir": 1}
 
 
 def test_padding_is_at_most_two_percent_at_seq_2048():

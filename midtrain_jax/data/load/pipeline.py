@@ -1,10 +1,10 @@
-"""Training and evaluation input: prepared shards -> mix -> FIM -> pack -> batch.
+"""Training input: prepared shards -> mix -> FIM -> pack -> batch.
 
 Per task: ArrayRecord shards -> this process's slice -> shuffle (a new
 permutation every epoch) -> repeat up to the task's cap -> FIM (code tasks).
 With `data.qau.enabled`, each epoch holds every document as often as its
-quality bucket's factor says (quality-aware upsampling, `qau.py`).
-Then the tasks are mixed by staged token weights (`mixture.py`), packed
+quality bucket's factor says (quality-aware upsampling, `upsampling.py`).
+Then the tasks are mixed by staged token weights (`mixing.py`), packed
 best-fit into rows (`packing.py`) and batched. Every batch is a dict of int32
 numpy arrays of shape [batch_size // process_count, seq_len]:
 
@@ -150,7 +150,7 @@ def mixed_dataset(data_cfg, mixture: prepared.PreparedMixture | None = None, *, 
 
   Yields {"tokens", "task_id"} per document: documents shard::shards of each
   task, shuffled, repeated up to the task's cap (upsampled by quality with
-  `data.qau.enabled`, qau.py), FIM'd, mixed by the staged weights.
+  `data.qau.enabled`, upsampling.py), FIM'd, mixed by the staged weights.
   """
   mixture = mixture or prepared.open_prepared(data_cfg)
   spec, manifest, data_dir = mixture.spec, mixture.manifest, mixture.directory

@@ -1,7 +1,7 @@
 """Prepare a mixture: read, (deduplicate, decontaminate,) tokenise and write ArrayRecord shards.
 
-Command line: `python -m midtrain_jax.data.prepare` (data/prepare.py). The
-folder it writes is described in `layout.py`.
+Command line: `python -m midtrain_jax.data.prepare` (__main__.py). The
+folder it writes is described in `data/layout.py`.
 
 Idempotent and resumable: a task with stats.json is done; otherwise finished
 shards are kept and reading restarts after the last one. Each document is
