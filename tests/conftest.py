@@ -1,7 +1,10 @@
 """Test set-up: 8 fake CPU devices, so every sharding path runs on a laptop."""
+import fcntl
 import os
 import shutil
 import tempfile
+
+import pytest
 
 # Must happen before JAX is imported anywhere.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -27,3 +30,24 @@ def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _OWN_CACHE:
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _demo_mixtures_prepared():
+  """The demo mixtures that training tests read from the cache, prepared up front.
+
+  The loader never prepares, so tests that call `train.loop.run` directly need
+  them ready; xdist workers share the cache, so one prepares while the other
+  waits on the lock and then finds them done.
+  """
+  from midtrain_jax import cache
+  from midtrain_jax.data.prepare import tasks
+  from tests.helpers import small_config
+  root = cache.cache_root()
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root / "prepare.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    for mixture in ("dolmino_demo", "web_only"):
+      config = small_config(1)
+      config.data.mixture = mixture
+      tasks.ensure_prepared(config.data, log=lambda _: None)

@@ -10,6 +10,7 @@ from midtrain_jax.data import layout
 from midtrain_jax.data.load import pipeline, upsampling
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.prepare import qau_scores
+from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.data.reports import listing
 from midtrain_jax.data.reports import qau as qau_report
 from tests import helpers
@@ -121,6 +122,8 @@ def test_training_resumes_exactly_with_qau(tmp_path):
     c.data.qau.update(enabled=True, factors=FACTORS)
     c.eval.batches = 0
     return c
+  # The preparation scores the documents (the loader only reads the scores).
+  preparation.ensure_prepared(config(1).data, log=lambda _: None)
   helpers.assert_resumes_exactly(config, tmp_path)
 
 

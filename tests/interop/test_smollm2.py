@@ -11,7 +11,7 @@ from configs import anneal
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.evals import scoring
 from midtrain_jax.interop import gguf, hf, upcycle
-from midtrain_jax.train import loop
+from midtrain_jax.workflows import training
 from tests import helpers
 
 torch = pytest.importorskip("torch")
@@ -65,7 +65,7 @@ def test_a_short_anneal_starts_pretrained_and_exports_to_transformers(smollm2, t
   config.ckpt.every_steps = 1
   config.eval.batches = 0
   config.mesh.update(data=1, fsdp=8)  # 8 replicas of a 135M model and its Adam state won't fit.
-  result = loop.run(config, str(tmp_path / "anneal"))
+  result = training.run(config, str(tmp_path / "anneal"))  # Prepares, then trains.
   assert result.losses[1] < 0.5 * np.log(49152)  # Pretrained: far below a uniform guess.
   hf.export_model(str(tmp_path / "anneal"), str(tmp_path / "hf"), log=lambda _: None)
   exported = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()

@@ -147,8 +147,8 @@ def document_factors(data_cfg, data_dir: str | pathlib.Path,
       raise FileNotFoundError(
           f"Quality-aware upsampling needs the quality scores of {data_dir}, but {why}. "
           f"Run `python -m midtrain_jax.data.prepare --mixture={data_cfg.mixture} "
-          f"--out={data_dir} --config.data.qau.enabled=True` (with the same data.qau "
-          "settings) first.")
+          f"--out={data_dir} --data.qau.enabled=True` (with the same data.qau settings) "
+          "first.")
     factors[task] = np.asarray(factors_of(data_cfg.qau, task))[
         buckets(saved["scores"], data_cfg.qau.quantiles)]
   return factors
