@@ -19,6 +19,7 @@ import os
 from absl import flags
 
 from midtrain_jax import cli
+from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.evals import heldout, suite, tables
 from midtrain_jax.train import checkpoint
 
@@ -51,6 +52,8 @@ def main(argv):
   data_cfg = heldout.eval_data_config(model.config)
   if _EVAL_MIXTURE.value:
     data_cfg.mixture = _EVAL_MIXTURE.value
+  if "heldout" in suite.parse_suite(options.suite) or options.base:
+    preparation.ensure_prepared(data_cfg)  # The loader only reads prepared data.
   results = suite.evaluate(model, options, data_cfg)
   written = suite.write_results(_WORKDIR.value, results)
   print(tables.format_results(results))

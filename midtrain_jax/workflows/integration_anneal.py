@@ -13,7 +13,7 @@ import os
 from midtrain_jax import files
 from midtrain_jax.evals import heldout, scoring, suite, tables
 from midtrain_jax.train import checkpoint
-from midtrain_jax.workflows import microanneal_study
+from midtrain_jax.workflows import microanneal_study, training
 
 
 def run(base: str, mixture: str, tokens: int, k: int, workdir: str, *,
@@ -39,6 +39,7 @@ def run(base: str, mixture: str, tokens: int, k: int, workdir: str, *,
   configs = {f"seed_{i}": microanneal_study.anneal_config(base, mixture, tokens,
                                                           eval_mixture=eval_mixture, seed=i)
              for i in range(k)}
+  training.prepare_data(configs["seed_0"])  # The eval mixture, scored before any training.
   base_heldout = heldout.heldout_bpb(
       scoring.model_eval_fn(scoring.load_model(base)),
       heldout.eval_data_config(configs["seed_0"]), max_batches=options.max_batches)

@@ -103,6 +103,7 @@ def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
     mixtures[task] = name
   configs = {run_name: anneal_config(base, mixture, tokens, eval_mixture=eval_mixture)
              for run_name, mixture in mixtures.items()}
+  training.prepare_data(configs[BASELINE])  # The eval mixture, scored before any training.
   base_data = heldout.eval_data_config(configs[BASELINE])
   log(f"[microanneal] base held-out BPB ({base})")
   base_heldout = heldout.heldout_bpb(scoring.model_eval_fn(scoring.load_model(base)),
