@@ -125,7 +125,9 @@ SECTION = settings.Section({
                   "~/.cache/midtrain_jax."),
     "tokenizer": S("demo_spm", "demo_spm (SentencePiece trained on the demo corpus, vocab "
                    "8192) or the path of a Hugging Face `tokenizers` JSON file."),
-    "prepare_if_missing": S(True, "Run prepare automatically when shards are missing."),
+    "prepare_if_missing": S(True, "Training and evaluation commands prepare a mixture whose "
+                            "shards are missing before they build its loader (the loader "
+                            "itself never prepares)."),
     "registry_modules": S((), "Python modules imported before preparing, e.g. "
                           "('my_pkg.my_tasks',): they register the seqio Tasks/Mixtures a "
                           "mixture file's `seqio_task` names."),
