@@ -1,6 +1,6 @@
 """A user's registry module: a seqio Task with its own source and preprocessor.
 
-Imported through `data.registry_modules` by tests/data/test_seqio_bridge.py.
+Imported through `data.registry_modules` by tests/data/mixtures/test_seqio_bridge.py.
 The preprocessor joins two features into the `text` the bridge reads, so the
 prepared text proves it ran.
 """
