@@ -1,4 +1,4 @@
-"""Prepare a mixture: read, (deduplicate, decontaminate,) tokenise and write ArrayRecord shards.
+"""The preparation: every task of a mixture read, deduplicated, decontaminated, tokenised, sharded.
 
 Command line: `python -m midtrain_jax.data.prepare` (__main__.py). The
 folder it writes is described in `data/layout.py`.
