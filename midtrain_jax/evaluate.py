@@ -1,8 +1,14 @@
-"""Evaluate a checkpoint: held-out BPB per capability, benchmark BPB, generative evals.
+"""Evaluate a checkpoint: held-out BPB, benchmark BPB, generative evals, OLMES accuracy.
 
-  python -m midtrain_jax.evaluate --workdir=runs/anneal [--step=N] \
+  python -m midtrain_jax.evaluate --from=runs/anneal [--step=N] \
       [--suite=heldout,bpb,gsm8k,humaneval,mbpp] [--base=runs/base] \
       [--bpb_items=32] [--gen_items=8] [--sample_seed=0] [--compare=runs/other]
+  python -m midtrain_jax.evaluate --from=model.gguf --suite=arc_easy:rc,hellaswag:rc \
+      --items=500 --out=results.json [--compare=other_results.json]
+  python -m midtrain_jax.evaluate --list_tasks
+
+`--from` is a run, a `checkpoints/<step>` directory, a Hugging Face model
+folder or a GGUF file (imported once into the cache, with its own tokenizer).
 
 Benchmarks are scored on a seeded sample stratified over their subjects (at
 least one item per subject; 0 items = the whole benchmark): runs evaluated
@@ -13,20 +19,39 @@ clean / contaminated split where the training data recorded one) and writes
 (midtrain_jax/evals/suite.py). `--compare` also prints the change of every
 benchmark against another run's latest saved evaluation, with its paired 95%
 interval over the items both scored (`*` = it excludes zero).
+
+Names with a colon in `--suite` are OLMES multiple-choice tasks read from the
+official request files (benchmark_data/olmes.py, scored by evals/olmes.py):
+`--items` per task, results in `--out` (JSON), and `--compare` then names
+another `--out` file.
 """
+import json
 import os
 
 from absl import flags
 
-from midtrain_jax import cli
+from midtrain_jax import cli, files
+from midtrain_jax.benchmark_data import olmes as olmes_tasks
+from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.prepare import tasks as preparation
-from midtrain_jax.evals import heldout, suite, tables
+from midtrain_jax.evals import heldout, olmes, stats, suite, tables
+from midtrain_jax.interop import hf
 from midtrain_jax.train import checkpoint
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (with checkpoints/).")
+_FROM = flags.DEFINE_string("from", None, "What to evaluate: a run, a checkpoints/<step> "
+                            "directory, an HF model folder or a GGUF file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "A run directory (the same as --from=RUN).")
 _STEP = flags.DEFINE_integer("step", -1, "Checkpoint step (default: the latest).")
 _SUITE = flags.DEFINE_string("suite", "default", f"{sorted(suite.SUITES)} or a comma list "
-                             f"of {suite.COMPONENTS}.")
+                             f"of {suite.COMPONENTS} and OLMES tasks (arc_easy:rc, ...; "
+                             "--list_tasks).")
+_LIST_TASKS = flags.DEFINE_bool("list_tasks", False, "List the OLMES tasks and exit.")
+_ITEMS = flags.DEFINE_integer("items", 500, "Items per OLMES task, stratified over its "
+                              "subjects (0 = all).")
+_OUT = flags.DEFINE_string("out", "", "JSON file for the OLMES results (default: "
+                           "<run>/eval/olmes_step_<N>.json).")
+_MAX_LEN = flags.DEFINE_integer("max_len", 2048, "OLMES: the window in tokens (contexts "
+                                "longer than it are cut from the left).")
 _BASE = flags.DEFINE_string("base", "", "Base checkpoint for the forgetting figure.")
 _EVAL_MIXTURE = flags.DEFINE_string("eval_mixture", "", "Mixture whose held-out splits to "
                                     "score (default: eval.mixture, else the run's mixture).")
@@ -36,17 +61,68 @@ _GEN_ITEMS = flags.DEFINE_integer("gen_items", 8, "Items per generative benchmar
 _SAMPLE_SEED = flags.DEFINE_integer("sample_seed", 0, "Which stratified sample of items; runs "
                                     "compared must share it.")
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Held-out batches per task (0 = all).")
-_COMPARE = flags.DEFINE_string("compare", "", "Another run's workdir: print paired benchmark "
-                               "deltas against its latest saved evaluation.")
+_COMPARE = flags.DEFINE_string("compare", "", "Another run's workdir (or, for OLMES tasks, "
+                               "its --out file): print paired deltas against it.")
+
+
+def _source() -> str:
+  path = _FROM.value or _WORKDIR.value
+  if not path:
+    raise flags.ValidationError("Give --from (or --workdir): what to evaluate.")
+  if hf.is_foreign(path):
+    return hf.imported_run(path)
+  if _STEP.value >= 0:
+    return os.path.join(path, checkpoint.CKPT_SUBDIR, str(_STEP.value))
+  return path
+
+
+def _run_dir(path: str) -> str:
+  """The run directory of a run or of one of its `checkpoints/<step>` directories."""
+  parent = os.path.dirname(os.path.normpath(path))
+  return os.path.dirname(parent) if os.path.basename(parent) == checkpoint.CKPT_SUBDIR else path
+
+
+def _evaluate_olmes(model, names: list[str]) -> None:
+  tok = tokenizer_lib.load_tokenizer(model.config.data.tokenizer)
+  results = {}
+  for name in names:
+    task = olmes_tasks.sample(olmes_tasks.load_task(name), _ITEMS.value, _SAMPLE_SEED.value)
+    print(f"[olmes] {name}: {len(task.docs)} items from {task.variant} ({task.split})",
+          flush=True)
+    results[name] = olmes.evaluate_task(model, tok, task, max_len=_MAX_LEN.value)
+    print(olmes.format_line(results[name], olmes.chance(task)), flush=True)
+  out = _OUT.value or os.path.join(_run_dir(model.path), "eval",
+                                    f"olmes_step_{model.step}.json")
+  files.write_json(out, {"checkpoint": os.path.abspath(model.path), "step": model.step,
+                         "items": _ITEMS.value, "sample_seed": _SAMPLE_SEED.value,
+                         "tasks": results})
+  if _COMPARE.value:
+    with open(_COMPARE.value, encoding="utf-8") as f:
+      other = json.load(f)["tasks"]
+    for name, result in results.items():
+      if name in other:
+        d = stats.paired_delta(result["per_item"], other[name]["per_item"])
+        mark = " *" if d["significant"] else ""
+        print(f"  {name}: {d['delta']:+.3f} ± {d['ci95'] or float('nan'):.3f} over "
+              f"{d['n_common']} common items vs {_COMPARE.value}{mark}")
+  print(f"wrote {out}")
 
 
 def main(argv):
   del argv
-  path = _WORKDIR.value
-  if _STEP.value >= 0:
-    path = os.path.join(path, checkpoint.CKPT_SUBDIR, str(_STEP.value))
+  if _LIST_TASKS.value:
+    print("\n".join(olmes_tasks.task_names()))
+    return
+  path = _source()
   model = suite.load_model(path)
-  options = suite.EvalOptions(suite=_SUITE.value, bpb_items=_BPB_ITEMS.value,
+  names = [n for n in _SUITE.value.split(",") if n]
+  olmes_names = [n for n in names if ":" in n]
+  if olmes_names:
+    _evaluate_olmes(model, olmes_names)
+  rest = ",".join(n for n in names if ":" not in n)
+  if not rest:
+    return
+  options = suite.EvalOptions(suite=rest, bpb_items=_BPB_ITEMS.value,
                               gen_items=_GEN_ITEMS.value, seed=_SAMPLE_SEED.value,
                               max_batches=_MAX_BATCHES.value, base=_BASE.value)
   data_cfg = heldout.eval_data_config(model.config)
@@ -55,7 +131,7 @@ def main(argv):
   if "heldout" in suite.parse_suite(options.suite) or options.base:
     preparation.ensure_prepared(data_cfg)  # The loader only reads prepared data.
   results = suite.evaluate(model, options, data_cfg)
-  written = suite.write_results(_WORKDIR.value, results)
+  written = suite.write_results(_run_dir(path), results)
   print(tables.format_results(results))
   if _COMPARE.value:
     other = suite.read_results(_COMPARE.value)
@@ -68,4 +144,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, required=("workdir",))
+  cli.run(main)

