@@ -32,7 +32,6 @@ from absl import flags
 
 from midtrain_jax import cli, files
 from midtrain_jax.benchmark_data import olmes as olmes_tasks
-from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.evals import heldout, olmes, stats, suite, tables
 from midtrain_jax.interop import hf
@@ -83,7 +82,7 @@ def _run_dir(path: str) -> str:
 
 
 def _evaluate_olmes(model, names: list[str]) -> None:
-  tok = tokenizer_lib.load_tokenizer(model.config.data.tokenizer)
+  tok = olmes.model_tokenizer(model)
   results = {}
   for name in names:
     task = olmes_tasks.sample(olmes_tasks.load_task(name), _ITEMS.value, _SAMPLE_SEED.value)

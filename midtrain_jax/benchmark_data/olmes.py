@@ -258,3 +258,20 @@ def sample(task: Task, n: int, seed: int = 0) -> Task:
   over subsets (MMLU subjects: at least one each), the same for every model."""
   chosen = items.stratified_indices(task.name, [d.subset for d in task.docs], n, seed)
   return dataclasses.replace(task, docs=tuple(task.docs[i] for i in chosen))
+
+
+# Task families whose items are one benchmark of items.SPECS, whatever the variant.
+_SAME_ITEMS = ("mmlu", "hellaswag", "boolq", "openbookqa", "piqa", "socialiqa", "csqa",
+               "winogrande", "sciq")
+
+
+def decontam_benchmark(task: Task) -> str | None:
+  """The benchmark (items.SPECS) holding this task's items, to decontaminate against.
+
+  ARC's test split is `arc_easy` / `arc_challenge`, its validation split
+  `arc_easy_val` / `arc_challenge_val`; None for tasks no benchmark covers yet.
+  """
+  family = task.name.partition(":")[0]
+  if family in ("arc_easy", "arc_challenge"):
+    return family if task.split == "test" else f"{family}_val"
+  return family if family in _SAME_ITEMS else None

@@ -18,14 +18,32 @@ doc_id), whether the primary metric got it right and which choice it picked,
 so runs compare item by item (evals/stats.py).
 """
 import math
+import pathlib
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 from midtrain_jax.benchmark_data import olmes
+from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.evals import loglikelihood, stats
 from midtrain_jax.evals.scoring import LN2, LoadedModel
+
+
+def model_tokenizer(model: LoadedModel):
+  """The tokenizer a checkpoint was trained (or imported) with, checked to exist.
+
+  Raises:
+    FileNotFoundError: naming the checkpoint and its `data.tokenizer` when the
+      tokenizer file is gone (scores need the model's own tokenizer).
+  """
+  spec = model.config.data.tokenizer
+  path = tokenizer_lib.demo_spm_path() if spec == tokenizer_lib.DEMO_SPM else pathlib.Path(spec)
+  if not path.exists():
+    raise FileNotFoundError(f"{model.path}: its tokenizer {spec!r} (data.tokenizer of its "
+                            f"config) is missing at {path}; scoring needs the model's own "
+                            "tokenizer.")
+  return tokenizer_lib.load_tokenizer(spec)
 
 
 def _requests(task: olmes.Task) -> list[olmes.Request]:
@@ -133,8 +151,12 @@ def chance(task: olmes.Task) -> float:
 
 def format_line(result: dict, chance_level: float) -> str:
   """One line: task, primary metric ± interval, items, chance, speed."""
-  ci = "" if result["ci95"] is None or math.isnan(result["ci95"]) else f" ± {result['ci95']:.3f}"
+  half = result["ci95"]
+  ci = "" if half is None or math.isnan(half) else f" ± {half:.3f}"
+  # A score whose interval holds the chance level says so: no signal yet.
+  verdict = " AT CHANCE" if half is not None and abs(result["score"] - chance_level) <= half \
+      else ""
   return (f"{result['task']:22s} {result['metric']:13s} {result['score']:.3f}{ci}  "
-          f"n={result['n_items']:5d}  chance {chance_level:.3f}  "
+          f"n={result['n_items']:5d}  chance {chance_level:.3f}{verdict}  "
           f"{result['requests_per_s']:.1f} req/s  {result['tokens_per_s']:.0f} tok/s  "
           f"({result['seconds']:.0f}s)")

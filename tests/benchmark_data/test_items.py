@@ -9,7 +9,10 @@ from midtrain_jax.data.mixtures import seqio_tasks
 
 _SIZES = {"gsm8k": 1319, "math": 5000, "humaneval": 164, "mbpp": 500,
           "mmlu": 14042, "arc_easy": 2376, "arc_challenge": 1172,
-          "hellaswag": 10042, "triviaqa": 7993, "boolq": 3270}
+          "hellaswag": 10042, "triviaqa": 7993, "boolq": 3270,
+          # The OLMES multiple-choice sets (items.OLMES_CHOICE_SETS).
+          "arc_easy_val": 570, "arc_challenge_val": 299, "openbookqa": 1000, "piqa": 1838,
+          "socialiqa": 1954, "csqa": 1221, "winogrande": 1267, "sciq": 1000}
 
 
 @pytest.mark.parametrize("name", sorted(_SIZES))

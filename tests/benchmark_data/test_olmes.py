@@ -93,3 +93,26 @@ def test_a_broken_config_or_archive_member_is_named():
     olmes.read_request_file("{}", _file(_line(0, 0)), "t:rc", "t/rc")
   with pytest.raises(ValueError, match="not a gzip file"):
     olmes.read_request_file(CONFIG, b"plain", "t:rc", "t/rc")
+
+
+@pytest.mark.parametrize("name", ["arc_easy:rc", "arc_challenge:rc", "arc_easy:val_rc_5shot",
+                                  "hellaswag:rc", "piqa:rc", "winogrande:rc", "csqa:rc",
+                                  "socialiqa:rc", "openbookqa:rc", "sciq:rc", "boolq:rc",
+                                  "mmlu:rc"])
+def test_the_decontaminator_finds_every_scored_item_planted_in_training_text(name):
+  """Decontaminating against the task's benchmark finds the items the evaluation
+  scores: each sampled item (its last prompt and gold answer, as OLMES shows it)
+  planted in unrelated text is a hit of that benchmark."""
+  from midtrain_jax.decontam import decontaminator
+  task = olmes.load_task(name)
+  benchmark = olmes.decontam_benchmark(task)
+  deco = decontaminator.Decontaminator.from_benchmarks([benchmark])
+  filler = ("The weather report for the coming week calls for mild temperatures and "
+            "light winds along the coast, with rain expected on Thursday evening.")
+  texts = []
+  for doc in olmes.sample(task, 20, seed=5).docs[:20]:
+    gold = doc.choices[doc.label]
+    texts.append(f"{filler}\n\n{gold.context.split(chr(10) * 2)[-1]}{gold.continuation}"
+                 f"\n\n{filler}")
+  found = [any(h.benchmark == benchmark for h in hits) for hits in deco.check_batch(texts)]
+  assert all(found), f"{found.count(False)} of {len(found)} planted items not found"

@@ -123,3 +123,12 @@ def test_the_command_lists_tasks_and_names_a_bad_one(tmp_path):
                         f"--from={tmp_path}/missing.gguf", "--suite=arc_easy:rc"],
                        capture_output=True, text=True, cwd=helpers.REPO_ROOT, check=False)
   assert bad.returncode != 0 and "missing.gguf does not exist" in bad.stderr
+
+
+def test_a_checkpoint_whose_tokenizer_is_gone_is_named(tmp_path):
+  import ml_collections
+  model = _loaded()
+  model.config = ml_collections.ConfigDict({"data": {"tokenizer": str(tmp_path / "t.json")}})
+  model.path = "runs/x"
+  with pytest.raises(FileNotFoundError, match=r"runs/x: its tokenizer .*t.json.* is missing"):
+    olmes.model_tokenizer(model)
