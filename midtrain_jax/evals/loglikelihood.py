@@ -33,7 +33,7 @@ from midtrain_jax.model import layer_stack
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.transformer import Transformer, init_cache
 
-_CONTINUATION_BUCKET = 32
+_CONTINUATION_BUCKET = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +65,15 @@ def encode_pair(tok, context: str, continuation: str, add_bos: bool = False
 
 def _round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
+
+
+def _width(n: int, bucket: int) -> int:
+  """A padded length for n tokens: a power of two (at least 8) up to `bucket`, then a
+  multiple of it, so short rows ("Answer:", a few answer tokens) are not padded to
+  a long bucket and the number of compiled shapes stays small."""
+  if n > bucket:
+    return _round_up(n, bucket)
+  return max(8, 1 << (n - 1).bit_length())
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg"))
@@ -99,7 +108,7 @@ def _model_for_decoding(model: LoadedModel):
 
 def _context_block(contexts: list[tuple[int, ...]], rows: int, bucket: int):
   """Left-padded contexts [rows, P]: tokens, segment ids (0 = padding), positions."""
-  width = _round_up(max(len(c) for c in contexts), bucket)
+  width = _width(max(len(c) for c in contexts), bucket)
   tokens = np.zeros((rows, width), np.int32)
   segments = np.zeros((rows, width), np.int32)
   positions = np.zeros((rows, width), np.int32)
@@ -113,7 +122,7 @@ def _context_block(contexts: list[tuple[int, ...]], rows: int, bucket: int):
 def _continuation_block(rows: list[tuple[int, Sequence[int]]], context_lengths: list[int],
                         num_rows: int):
   """Right-padded continuations [R, C] after their contexts, and each row's context."""
-  width = _round_up(max(len(c) for _, c in rows), _CONTINUATION_BUCKET)
+  width = _width(max(len(c) for _, c in rows), _CONTINUATION_BUCKET)
   tokens = np.zeros((num_rows, width), np.int32)
   segments = np.zeros((num_rows, width), np.int32)
   positions = np.zeros((num_rows, width), np.int32)
@@ -127,7 +136,7 @@ def _continuation_block(rows: list[tuple[int, Sequence[int]]], context_lengths: 
 
 
 def loglikelihoods(model: LoadedModel, encoded: Sequence[tuple[Sequence[int], Sequence[int]]],
-                   *, max_len: int = 2048, batch: int = 4, choices: int = 5, bucket: int = 128,
+                   *, max_len: int = 2048, batch: int = 4, choices: int = 0, bucket: int = 128,
                    log: Callable[[str], None] | None = None) -> list[Scored]:
   """Scores (context tokens, continuation tokens) pairs (module docstring).
 
@@ -140,7 +149,8 @@ def loglikelihoods(model: LoadedModel, encoded: Sequence[tuple[Sequence[int], Se
     encoded: `encode_pair` results.
     max_len: the window: context + continuation tokens fed at most.
     batch: contexts per forward pass.
-    choices: continuations per context and pass.
+    choices: continuations per context and pass (0: the most that a context
+      with at most 8 has).
     bucket: context lengths are padded to a multiple of this (fewer compilations).
     log: progress printer (None: silent).
 
@@ -154,6 +164,9 @@ def loglikelihoods(model: LoadedModel, encoded: Sequence[tuple[Sequence[int], Se
       raise ValueError(f"Request {i}: its continuation has {len(cont)} tokens; it needs 1 to "
                        f"{max_len - 1} (the window is {max_len}).")
     groups.setdefault(tuple(ctx), []).append(i)
+  # Rows per context: what an item's contexts hold (a shared one, like the
+  # unconditioned "Answer:", is split into runs of that many).
+  choices = choices or max((len(m) for m in groups.values() if len(m) <= 8), default=8)
   # (context, up to `choices` of its requests), longest contexts first.
   work = [(ctx, members[k:k + choices]) for ctx, members in groups.items()
           for k in range(0, len(members), choices)]
