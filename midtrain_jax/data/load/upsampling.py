@@ -124,11 +124,7 @@ def document_factors(data_cfg, data_dir: str | pathlib.Path,
     FileNotFoundError: naming the prepare command, when the folder's quality
       scores are missing or were made for other `data.qau` scorer settings.
   """
-  for task in data_cfg.qau.task_factors:
-    try:
-      catalog.get_task(task)
-    except ValueError as e:
-      raise ValueError(f"data.qau.task_factors.{task}: {e}") from None
+  catalog.check_tasks(data_cfg.qau.task_factors, "data.qau.task_factors")
   found = layout.read_quality_scorer(pathlib.Path(data_dir))
   wanted = {"positive_tasks": list(data_cfg.qau.positive_tasks),
             "negative_tasks": list(data_cfg.qau.negative_tasks),
@@ -146,9 +142,8 @@ def document_factors(data_cfg, data_dir: str | pathlib.Path,
              if stale else f"task {task} has no current quality scores")
       raise FileNotFoundError(
           f"Quality-aware upsampling needs the quality scores of {data_dir}, but {why}. "
-          f"Run `python -m midtrain_jax.data.prepare --mixture={data_cfg.mixture} "
-          f"--out={data_dir} --data.qau.enabled=True` (with the same data.qau settings) "
-          "first.")
+          f"Run `{layout.prepare_command(data_cfg.mixture, data_dir)} --data.qau.enabled=True` "
+          "(with the same data.qau settings) first.")
     factors[task] = np.asarray(factors_of(data_cfg.qau, task))[
         buckets(saved["scores"], data_cfg.qau.quantiles)]
   return factors

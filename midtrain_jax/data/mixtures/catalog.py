@@ -162,6 +162,15 @@ def get_mixture(name: str) -> MixtureSpec:
   return MIXTURES[name]
 
 
+def check_tasks(names, key: str) -> None:
+  """Fails naming `key.<name>` for the first of `names` that is no known task."""
+  for name in names:
+    try:
+      get_task(name)
+    except ValueError as e:
+      raise ValueError(f"{key}.{name}: {e}") from None
+
+
 def get_task(name: str) -> TaskSpec:
   """Returns a task by name (built-in, or of a mixture file loaded before), or raises."""
   if name in TASKS:

@@ -48,11 +48,7 @@ def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
     {task: {"scores", "tokens"}}: per train document, in record order.
   """
   data_settings.check_qau(data_cfg.qau)
-  for task in data_cfg.qau.task_factors:
-    try:
-      catalog.get_task(task)
-    except ValueError as e:
-      raise ValueError(f"data.qau.task_factors.{task}: {e}") from None
+  catalog.check_tasks(data_cfg.qau.task_factors, "data.qau.task_factors")
   data_dir = pathlib.Path(data_dir)
   manifest = layout.read_manifest(data_dir)
   if manifest is None:

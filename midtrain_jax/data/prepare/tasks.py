@@ -397,9 +397,9 @@ def ensure_prepared(data_cfg, log: Callable[[str], None] = print) -> pathlib.Pat
   if layout.read_manifest(data_dir) is None:
     if not data_cfg.prepare_if_missing:
       raise FileNotFoundError(
-          f"No prepared data in {data_dir} (missing {layout.MANIFEST}). Run `python -m "
-          f"midtrain_jax.data.prepare --mixture={data_cfg.mixture} --out={data_dir}` "
-          "or set data.prepare_if_missing=True.")
+          f"No prepared data in {data_dir} (missing {layout.MANIFEST}). Run "
+          f"`{layout.prepare_command(data_cfg.mixture, data_dir)}` or set "
+          "data.prepare_if_missing=True.")
     log(f"[data] {data_dir} has no prepared data; preparing {data_cfg.mixture} now")
     prepare(data_cfg, data_dir, log)
   elif data_cfg.qau.enabled:
