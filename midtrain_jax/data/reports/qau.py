@@ -174,9 +174,10 @@ def sampled_shares(data_cfg, *, seed: int, tokens: int) -> dict[str, dict[str, n
   counts = np.zeros((len(names), len(cfg.qau.quantiles) + 1))
   docs = np.zeros_like(counts)
   shards = pipeline.loader_shards(cfg, 1)
+  mixture = prepared.open_prepared(cfg)  # Once for every loader shard.
   for shard in range(shards):
     drawn = 0
-    for doc in pipeline.mixed_dataset(cfg, seed=seed, shard=shard, shards=shards):
+    for doc in pipeline.mixed_dataset(cfg, mixture, seed=seed, shard=shard, shards=shards):
       task = int(doc["task_id"])
       bucket = where[(task, hash(doc["tokens"].tobytes()))]
       counts[task, bucket] += len(doc["tokens"])
