@@ -2,8 +2,9 @@
 
 Each token picks its `top_k` experts by router probability; their gates are
 the chosen probabilities renormalised to sum to one (Mixtral, OLMoE), so a
-model whose experts are all equal computes exactly the dense block (the
-premise of upcycling). Every expert is a SwiGLU of width `moe_mlp_dim`.
+model whose experts are all equal computes exactly the dense block on every
+real token (the premise of upcycling). Every expert is a SwiGLU of width
+`moe_mlp_dim`.
 
 Padding (segment id 0, the positions the loss ignores) takes no expert: it
 claims no capacity slot, its routed output is zero, and it is left out of
