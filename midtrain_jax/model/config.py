@@ -147,12 +147,14 @@ class ModelConfig:
                                            "shared_experts * mlp_dim).", check=_NON_NEGATIVE)
   moe_dispatch: str = settings.field(
       "dropless", "dropless (grouped matmuls, every assignment computed) or capacity (fixed "
-      "per-expert buffers of capacity_factor * tokens * top_k / experts).",
-      choices=("dropless", "capacity"))
+      "per-expert buffers of capacity_factor * tokens * top_k / experts; padding takes no "
+      "slot).", choices=("dropless", "capacity"))
   moe_capacity_factor: float = settings.field(1.25, "Expert buffer size for capacity "
                                               "dispatch.", check=settings.POSITIVE)
-  moe_load_balance_loss: float = settings.field(0.01, "Weight of the load-balancing loss "
-                                                "(Switch / OLMoE).", check=_NON_NEGATIVE)
+  moe_load_balance_loss: float = settings.field(
+      0.01, "Weight of the load-balancing loss (Switch / OLMoE), over real tokens. With "
+      "train.microbatches > 1 the logged value is the batch's and the gradient each "
+      "microbatch's own, weighted by its tokens (model/moe.py).", check=_NON_NEGATIVE)
   moe_router_z_loss: float = settings.field(0.001, "Weight of the router z-loss (ST-MoE).",
                                             check=_NON_NEGATIVE)
 

@@ -10,7 +10,7 @@ from midtrain_jax.model import layer_stack
 from midtrain_jax.model.attention import Attention
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 from midtrain_jax.model.layers import Dense, Embed, RMSNorm, SwiGLU, activation_dtype, output_logits
-from midtrain_jax.model.moe import MoE, accumulate_aux, zero_aux
+from midtrain_jax.model.moe import MoE, accumulate_aux, weighted_loss, zero_aux
 from midtrain_jax.parallel import sharding
 
 _REMAT_POLICIES = {
@@ -130,8 +130,10 @@ class Transformer(nnx.Module):
     Returns:
       (hidden [B, T, d_model] in the compute dtype, aux): aux is {} for a dense
       model; otherwise `moe_load_balance` and `moe_router_z` averaged over the
-      MoE layers, `moe_loss` (their weighted sum, what the loss adds) and
-      `expert_tokens` [MoE layers, E] (assignments per expert in each layer).
+      MoE layers, `moe_loss` (their weighted sum, what the loss adds),
+      `expert_tokens` [MoE layers, E] (assignments per expert in each layer)
+      and `expert_probs` [MoE layers, E] (router probabilities summed per
+      expert): all over real tokens (segment id > 0) only.
     """
     x, _, aux = self._hidden(tokens_BT, positions_BT, segment_ids_BT, None)
     if aux:
@@ -139,8 +141,7 @@ class Transformer(nnx.Module):
       n_moe = sum(cfg.layer_is_moe(i) for i in range(cfg.n_layers))
       aux = {**aux, "moe_load_balance": aux["moe_load_balance"] / n_moe,
              "moe_router_z": aux["moe_router_z"] / n_moe}
-      aux["moe_loss"] = (cfg.moe_load_balance_loss * aux["moe_load_balance"]
-                         + cfg.moe_router_z_loss * aux["moe_router_z"])
+      aux["moe_loss"] = weighted_loss(cfg, aux["moe_load_balance"], aux["moe_router_z"])
     return x, aux
 
   def hidden(self, tokens_BT, positions_BT, segment_ids_BT, caches=None):

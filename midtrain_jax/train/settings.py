@@ -55,7 +55,11 @@ OPTIM = settings.Section({
 TRAIN = settings.Section({
     "steps": S(200, "Training steps of this run.", check=_POSITIVE),
     "microbatches": S(1, "Gradient accumulation: each step's batch (data.batch_size rows) "
-                      "runs in this many sequential microbatches.", check=_POSITIVE),
+                      "runs in this many sequential microbatches. A MoE model logs the "
+                      "whole batch's load-balancing loss; its gradient is that of each "
+                      "microbatch's own balance loss weighted by its tokens (model/moe.py), "
+                      "and capacity dispatch fills expert buffers per microbatch.",
+                      check=_POSITIVE),
     "z_loss": S(1e-5, "Weight of the output z-loss.", check=_NON_NEGATIVE),
     "init_from": S("", "Base checkpoint (a step directory or a workdir)."),
     "init_optimizer": S(True, "Also load the base run's optimiser state."),

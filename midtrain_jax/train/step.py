@@ -14,6 +14,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
+from midtrain_jax.model import moe
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.transformer import Transformer
 from midtrain_jax.parallel import sharding
@@ -102,12 +103,17 @@ def loss_sums(params, graphdef, batch, z_loss: float):
 
   The output layer and cross entropy are fused (`train/losses.py`): the
   [tokens, vocab] logits are never materialised. A MoE model's auxiliary
-  losses are per-token means; they enter weighted by the tokens they were
-  taken over, so microbatches add up like the rest.
+  losses (means over this batch's real tokens) enter weighted by its real
+  tokens. The router z-loss so adds up over microbatches exactly; the
+  load-balancing loss, a product of two means, does not: the differentiated
+  total holds each microbatch's own, while the per-expert totals returned let
+  the step report the whole batch's (`moe.batch_aux`; model/moe.py's
+  docstring).
 
   Returns:
     (cross entropy + z_loss * z (+ MoE losses) summed over tokens,
-     {ce_sum, z_sum, tokens} plus MoE sums for a MoE model).
+     {ce_sum, z_sum, tokens} plus, for a MoE model, moe_router_z_sum and the
+     per-layer expert_tokens and expert_probs totals).
   """
   model = nnx.merge(graphdef, params)
   x, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
@@ -116,20 +122,24 @@ def loss_sums(params, graphdef, batch, z_loss: float):
                                           z_loss, model.cfg.vocab_size, model.cfg.matmul)
   sums = {"ce_sum": ce_sum, "z_sum": z_sum, "tokens": weights.sum()}
   if aux:
-    sums.update({f"{k}_sum": aux[k] * sums["tokens"]
-                 for k in ("moe_loss", "moe_load_balance", "moe_router_z")})
-    sums["expert_tokens"] = aux["expert_tokens"]
-    total = total + sums["moe_loss_sum"]
+    sums.update(moe_router_z_sum=aux["moe_router_z"] * sums["tokens"],
+                expert_tokens=aux["expert_tokens"], expert_probs=aux["expert_probs"])
+    total = total + aux["moe_loss"] * sums["tokens"]
   return total, sums
 
 
-def _means(sums) -> dict:
+def _model_config(graphdef, params) -> ModelConfig:
+  return nnx.merge(graphdef, params).cfg
+
+
+def _means(sums, cfg: ModelConfig) -> dict:
   n_tokens = jnp.maximum(sums["tokens"], 1.0)
   means = {"loss": sums["ce_sum"] / n_tokens, "z_loss": sums["z_sum"] / n_tokens,
            "tokens": sums["tokens"]}
   if "expert_tokens" in sums:
-    means.update({k: sums[f"{k}_sum"] / n_tokens
-                  for k in ("moe_loss", "moe_load_balance", "moe_router_z")})
+    # From the batch's totals: the batch's values however it was split.
+    means.update(moe.batch_aux(cfg, sums["expert_tokens"], sums["expert_probs"],
+                               sums["moe_router_z_sum"], sums["tokens"]))
     counts_LE = sums["expert_tokens"]
     means["expert_tokens"] = counts_LE.sum(axis=0)
     # Busiest expert's load over the mean load per layer: 1 when balanced, E
@@ -143,7 +153,7 @@ def _means(sums) -> dict:
 def loss_fn(params, graphdef, batch, z_loss: float):
   """Mean next-token loss over real (non-padding) tokens, plus z-loss (and MoE losses)."""
   total, sums = loss_sums(params, graphdef, batch, z_loss)
-  return total / jnp.maximum(sums["tokens"], 1.0), _means(sums)
+  return total / jnp.maximum(sums["tokens"], 1.0), _means(sums, _model_config(graphdef, params))
 
 
 def split_microbatches(batch, microbatches: int):
@@ -167,6 +177,12 @@ def accumulated_grads(params, graphdef, batch, z_loss: float, microbatches: int)
   and divided by the batch's real-token count at the end: microbatches with
   more padding weigh less, exactly as in the one-shot step.
 
+  A MoE model's reported aux losses are the whole batch's (from per-expert
+  totals); the gradient of its load-balancing loss is that of the
+  microbatches' own balance losses weighted by their real tokens, not the
+  batch's (model/moe.py's docstring says why). The router z-loss and all else
+  match the one-shot step exactly (with dropless dispatch: capacity is per call).
+
   Returns:
     (grads, metrics) as the one-shot step's.
   """
@@ -184,7 +200,7 @@ def accumulated_grads(params, graphdef, batch, z_loss: float, microbatches: int)
   (grad_sums, sums), _ = jax.lax.scan(add, (zeros, zero_sums), microbatches_tree)
   n_tokens = jnp.maximum(sums["tokens"], 1.0)
   grads = jax.tree.map(lambda g, p: (g / n_tokens).astype(p.dtype), grad_sums, params)
-  return grads, _means(sums)
+  return grads, _means(sums, _model_config(graphdef, params))
 
 
 def train_step(state: TrainState, batch, *, graphdef, tx, schedule, z_loss: float,

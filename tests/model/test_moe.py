@@ -66,23 +66,88 @@ def test_dispatch_equals_loop_over_experts_with_gradients(dispatch):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
+def _kept(chosen, slots, real=None):
+  """Which (token, choice) assignments capacity dispatch keeps: first choices of all
+  real tokens claim slots before any second choice, then by position; padding
+  claims none and is never kept."""
+  real = np.ones(len(chosen), bool) if real is None else real
+  kept, used = np.zeros(chosen.shape, bool), np.zeros(E, int)
+  for j in range(K):
+    for n in np.flatnonzero(real):
+      e = chosen[n, j]
+      kept[n, j] = used[e] < slots
+      used[e] += 1
+  return kept
+
+
 def test_capacity_drops_exactly_the_assignments_past_each_experts_capacity():
   x, router, experts = _weights(1)
   factor = 0.5
   slots = int(np.ceil(factor * N * K / E))
   _, _, chosen, _ = moe.route(x, router, K)
-  chosen = np.asarray(chosen)
-  # First choices of all tokens claim slots before any second choice.
-  kept, used = np.zeros((N, K), bool), np.zeros(E, int)
-  for j in range(K):
-    for n in range(N):
-      e = chosen[n, j]
-      kept[n, j] = used[e] < slots
-      used[e] += 1
+  kept = _kept(np.asarray(chosen), slots)
   assert 0 < (~kept).sum() < N * K  # Some, not all, assignments dropped.
   out = _layer("capacity", factor)(x, router, experts)
   np.testing.assert_allclose(out, _reference(x, router, experts, kept=jnp.asarray(kept)),
                              atol=1e-5, rtol=1e-5)
+
+
+def _padded_rows():
+  """Two rows of N / 2 tokens: the first half real then padding, the second all real."""
+  real = np.ones(N, bool)
+  real[N // 4:N // 2] = False
+  return real
+
+
+def test_capacity_gives_padding_no_slot_and_real_tokens_ignore_its_content():
+  x, router, experts = _weights(5)
+  real = _padded_rows()
+  factor = 0.5
+  slots = int(np.ceil(factor * N * K / E))
+
+  def run(x):
+    _, _, chosen, gates = moe.route(x, router, K)
+    return moe.capacity(x, chosen, gates, experts, factor, real_N=jnp.asarray(real)), chosen
+  out, chosen = run(x)
+  kept = _kept(np.asarray(chosen), slots, real)
+  # Capacity is tight: real tokens lose assignments to each other, never to padding.
+  assert 0 < (~kept[real]).sum() < real.sum() * K
+  np.testing.assert_allclose(out, _reference(x, router, experts, kept=jnp.asarray(kept)),
+                             atol=1e-5, rtol=1e-5)
+  np.testing.assert_array_equal(out[~real], 0)
+  other = x.at[~real].set(jax.random.normal(jax.random.key(6), (int((~real).sum()), D)))
+  np.testing.assert_array_equal(run(other)[0][real], out[real])
+
+
+def test_dropless_gives_padding_no_expert_output():
+  x, router, experts = _weights(7)
+  real = _padded_rows()
+  _, _, chosen, gates = moe.route(x, router, K)
+  out = moe.dropless(x, chosen, gates, experts, real_N=jnp.asarray(real))
+  np.testing.assert_allclose(out[real], _reference(x, router, experts)[real], atol=1e-5,
+                             rtol=1e-5)
+  np.testing.assert_array_equal(out[~real], 0)
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_padding_content_never_changes_real_tokens_under_tight_capacity(scan_layers):
+  """Packed rows: row 0 ends in padding, row 1 is real text. Changing the padding's
+  ids must change nothing for the real tokens (outputs, router statistics)."""
+  cfg = _moe_model(moe_dispatch="capacity", moe_capacity_factor=0.5, n_layers=4,
+                   scan_layers=scan_layers)
+  batch = helpers.text_batch(2, 32)
+  batch["segment_ids"][0, 16:] = 0
+  batch["positions"][0, 16:] = 0
+  other = {**batch, "inputs": batch["inputs"].copy()}
+  other["inputs"][0, 16:] = (other["inputs"][0, 16:] * 7 + 101) % cfg.vocab_size
+  graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(0)))
+  run = jax.jit(lambda p, b: nnx.merge(graphdef, p).hidden_and_aux(
+      b["inputs"], b["positions"], b["segment_ids"]))
+  (x, aux), (x_other, aux_other) = run(params, batch), run(params, other)
+  real = batch["segment_ids"] > 0
+  np.testing.assert_array_equal(x_other[real], x[real])
+  for key in ("moe_load_balance", "moe_router_z", "expert_tokens"):
+    np.testing.assert_array_equal(aux_other[key], aux[key])
 
 
 def test_megablox_kernel_in_interpret_mode_equals_ragged_dot():
