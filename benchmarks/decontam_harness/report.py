@@ -99,7 +99,7 @@ def format_side_by_side(reports: dict[str, Report]) -> str:
     clean documents flagged per clean-text kind, then both over everything.
   """
   names = list(reports)
-  head = lambda title: f"{title:<24}" + "".join(f"{n:>22}" for n in names)
+  head = lambda title: f"{title:<30}" + "".join(f"{n:>22}" for n in names)
   cell = lambda found, total: f"{found / total if total else float('nan'):>8.4f} " + (
       f"({found}/{total})".rjust(13))
   lines = [head("recall per edit kind")]
@@ -108,9 +108,9 @@ def format_side_by_side(reports: dict[str, Report]) -> str:
       lines.append(head(title))
     kinds = list(dict.fromkeys(k for r in reports.values() for k, _ in getattr(r, table)))
     for kind in kinds:
-      lines.append(f"  {kind:<22}" + "".join(
+      lines.append(f"  {kind:<28}" + "".join(
           cell(*_counts(getattr(r, table), kind)) for r in reports.values()))
     totals = [(sum(v[0] for v in getattr(r, table).values()),
                sum(v[1] for v in getattr(r, table).values())) for r in reports.values()]
-    lines.append(f"  {'all':<22}" + "".join(cell(*t) for t in totals))
+    lines.append(f"  {'all':<28}" + "".join(cell(*t) for t in totals))
   return "\n".join(lines)

@@ -10,7 +10,11 @@ the ways educational code appears in training data:
   clean_utility_code   a helpers module of short utility functions;
   clean_code_tutorial  a tutorial or exercise sheet: prose, the function in a
                        fenced block (often in two styles), example calls and
-                       their output.
+                       their output;
+  clean_textbook_canonical  every style of every family once, with the
+                       conventional names (fib, n, i, numbers) and no type
+                       hints, in a tutorial: the forms most likely to be
+                       written word for word the same elsewhere.
 
 None of it is benchmark text, yet much of it is what benchmark solutions look
 like (HumanEval asks for Fibonacci numbers, prime checks, sums and products).
@@ -30,7 +34,8 @@ from benchmarks.decontam_harness.code_families import ARG_NAMES, FAMILIES, Famil
 from midtrain_jax.decontam import background as background_lib
 from midtrain_jax.decontam import normalize
 
-KINDS = ("clean_textbook_code", "clean_utility_code", "clean_code_tutorial")
+KINDS = ("clean_textbook_code", "clean_utility_code", "clean_code_tutorial",
+         "clean_textbook_canonical")
 _HINTS = {"n": ": int", "t": ": int", "xs": ": list", "s": ": str"}
 
 
@@ -40,11 +45,16 @@ def families(split: str, seed: int = 0, utility: bool | None = None) -> list[Fam
           and utility in (None, f.utility)]
 
 
-def _names(template: str, family: Family, rng: random.Random) -> dict[str, str]:
-  """Placeholder values, distinct from each other and from the template's own words."""
+def _names(template: str, family: Family, rng: random.Random, canonical: bool = False
+           ) -> dict[str, str]:
+  """Placeholder values, distinct from each other and from the template's own words.
+
+  With `canonical`, every name is the conventional one and there are no type hints.
+  """
   taken = set(re.findall(r"(?<!\$)\b[A-Za-z_]\w*", template)) | set(keyword.kwlist)
   # Textbooks mostly use the conventional names (fib, n, i, numbers, s).
-  conventional = lambda options: options[0] if rng.random() < 0.6 else rng.choice(options)
+  conventional = lambda options: (options[0] if canonical or rng.random() < 0.6
+                                  else rng.choice(options))
   values = {"f": conventional(family.names)}
   taken.add(values["f"])
   for group in ("n", "xs", "s", "ab", "t", "i", "x", "acc"):
@@ -57,7 +67,7 @@ def _names(template: str, family: Family, rng: random.Random) -> dict[str, str]:
     else:
       values[group] = pick
       taken.add(pick)
-  hints = rng.random() < 0.4
+  hints = not canonical and rng.random() < 0.4
   for group, hint in _HINTS.items():
     values["t" + group] = hint if hints else ""
   values["ret"] = f" -> {family.returns}" if hints and family.returns else ""
@@ -100,14 +110,16 @@ def _copy(value):
 
 
 def function(family: Family, rng: random.Random, style: int | None = None,
-             body_only: bool = False) -> tuple[str, list[tuple[str, str]]]:
+             body_only: bool = False, canonical: bool = False
+             ) -> tuple[str, list[tuple[str, str]]]:
   """One rendering of a family: (code, [(example call, its output)]).
 
   With `body_only`, the code is the function's body alone, without its
-  signature or docstring: what a benchmark's answer holds.
+  signature or docstring: what a benchmark's answer holds. With `canonical`,
+  the conventional names, no type hints and four-space indentation.
   """
   template = family.styles[rng.randrange(len(family.styles)) if style is None else style]
-  values = _names(template, family, rng)
+  values = _names(template, family, rng, canonical)
   code = string.Template(template).substitute(values)
   calls = _run(code, values["f"], family.examples)
   lines = code.split("\n")
@@ -120,7 +132,7 @@ def function(family: Family, rng: random.Random, style: int | None = None,
   elif doc:
     lines.insert(at + 1, doc.rstrip("\n"))
   code = "\n".join(lines)
-  if rng.random() < 0.3:  # Two-space indentation.
+  if not canonical and rng.random() < 0.3:  # Two-space indentation.
     code = re.sub(r"(?m)^((?:    )+)", lambda m: "  " * (len(m[1]) // 4), code)
   return code + "\n", calls
 
@@ -171,16 +183,20 @@ _OUTROS = (
 )
 
 
-def tutorial(family: Family, rng: random.Random) -> str:
-  """A tutorial or exercise sheet around one family: prose, code, output."""
+def tutorial(family: Family, rng: random.Random, style: int | None = None) -> str:
+  """A tutorial or exercise sheet around one family: prose, code, output.
+
+  With `style`, that one version in its canonical rendering (`function`).
+  """
   title = rng.choice(["# ", "## ", ""]) + rng.choice(_TITLES).format(
       summary=family.summary, name=family.names[0])
   parts = [title, rng.choice(_INTROS).format(summary=family.summary,
                                              number=rng.randint(1, 12))]
   fence = rng.random() < 0.7
-  styles = rng.sample(range(len(family.styles)), min(len(family.styles), rng.randint(1, 2)))
-  for k, style in enumerate(styles):
-    code, calls = function(family, rng, style)
+  styles = ([style] if style is not None else
+            rng.sample(range(len(family.styles)), min(len(family.styles), rng.randint(1, 2))))
+  for k, shown in enumerate(styles):
+    code, calls = function(family, rng, shown, canonical=style is not None)
     if k:
       parts.append(rng.choice(_SECOND))
     parts.append(f"```python\n{code}```" if fence else code)
@@ -211,6 +227,9 @@ def body_information(split: str, count: int, background: background_lib.Backgrou
 def documents(split: str, per_kind: int, seed: int = 0) -> dict[str, list[str]]:
   """`per_kind` documents of each of `KINDS` from the families of `split`.
 
+  clean_textbook_canonical holds one document per style of the split's
+  textbook families (about 60), at most `per_kind`.
+
   Args:
     split: "tune" or "test".
     per_kind: documents per kind.
@@ -227,7 +246,10 @@ def documents(split: str, per_kind: int, seed: int = 0) -> dict[str, list[str]]:
       docs = [solutions_file(algorithms, rng) for _ in range(per_kind)]
     elif kind == "clean_utility_code":
       docs = [utility_module(utilities, rng) for _ in range(per_kind)]
-    else:
+    elif kind == "clean_code_tutorial":
       docs = [tutorial(rng.choice(algorithms), rng) for _ in range(per_kind)]
+    else:
+      docs = [tutorial(f, rng, style) for f in algorithms
+              for style in range(len(f.styles))][:per_kind]
     out[kind] = docs
   return out
