@@ -74,8 +74,8 @@ def _names(template: str, family: Family, rng: random.Random, canonical: bool = 
   return values
 
 
-def _docstring(family: Family, fname: str, calls: Sequence[tuple[str, str]],
-               rng: random.Random, indent: str) -> str:
+def _docstring(family: Family, calls: Sequence[tuple[str, str]], rng: random.Random,
+               indent: str) -> str:
   """A docstring in one of the styles textbooks use, or none."""
   summary = family.summary[0].upper() + family.summary[1:] + "."
   style = rng.randrange(5)
@@ -126,7 +126,7 @@ def function(family: Family, rng: random.Random, style: int | None = None,
   at = next(i for i, line in enumerate(lines) if line.startswith(f"def {values['f']}("))
   if body_only:
     return "\n".join(lines[at + 1:]) + "\n", calls
-  doc = _docstring(family, values["f"], calls, rng, "    ")
+  doc = _docstring(family, calls, rng, "    ")
   if doc.startswith("    #"):  # A comment goes above the function instead.
     lines.insert(at, doc.strip())
   elif doc:
