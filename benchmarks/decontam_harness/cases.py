@@ -4,7 +4,7 @@ import hashlib
 import random
 from collections.abc import Sequence
 
-from benchmarks.decontam_harness import edits, splits
+from benchmarks.decontam_harness import edits, math_tutorial, splits, textbook
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,3 +104,24 @@ def clean_cases(items_by_benchmark: dict[str, Sequence], ctx: edits.Context,
     for doc in rng.sample(docs, min(per_kind, len(docs))):
       cases.append(Case(kind, kind, "", doc))
   return cases
+
+
+def educational_cases(split: str = "test", per_kind: int = 100, seed: int = 0) -> list[Case]:
+  """Clean educational documents of one split: textbook code, utilities, tutorials.
+
+  Textbook functions, utility modules, code tutorials (`textbook.py`) and
+  math lessons (`math_tutorial.py`) look like benchmark solutions without
+  being any. Their families and topics are split by name, so the test half
+  holds exercises the rules were never chosen on.
+
+  Args:
+    split: "tune" or "test".
+    per_kind: documents per kind.
+    seed: split and rendering seed.
+
+  Returns:
+    Cases with empty item ids, kind = source = the document kind.
+  """
+  docs = textbook.documents(split, per_kind, seed)
+  docs.update(math_tutorial.documents(split, per_kind, seed))
+  return [Case(kind, kind, "", doc) for kind, texts in docs.items() for doc in texts]

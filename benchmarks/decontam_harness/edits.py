@@ -21,7 +21,10 @@ does not apply to the item), and what the decontaminator should do:
   split_second        the first half of the question; the second half and
                       the answer. Each half is a partial quote: both found.
   answer_only         a worked solution or code (GSM8K, MATH, MBPP, HumanEval;
-                      16+ words) without its question: found.
+                      16+ words) without its question: found, unless it says
+                      no more than textbook code does (HumanEval's Fibonacci
+                      is every tutorial's); those cannot be told from
+                      ordinary text and are the kind's misses.
   answer_separated    question, 30..120 words of unrelated text, then the
                       answer: found.
 

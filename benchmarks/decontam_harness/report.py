@@ -81,3 +81,36 @@ def format_report(report: Report) -> str:
   for (kind, source), (bad, total) in report.flagged.items():
     lines.append(f"  {kind:<{width}} {source:<14} {bad:>4} / {total}")
   return "\n".join(lines)
+
+
+def _counts(table: dict, kind: str) -> tuple[int, int]:
+  rows = [v for (k, _), v in table.items() if k == kind]
+  return sum(v[0] for v in rows), sum(v[1] for v in rows)
+
+
+def format_side_by_side(reports: dict[str, Report]) -> str:
+  """Recall per edit kind and false-positive rate per clean kind, one column per split.
+
+  Args:
+    reports: {split name: its report}, e.g. {"tune": ..., "test": ...}.
+
+  Returns:
+    The table: recall (found / planted) per edit kind, then the share of
+    clean documents flagged per clean-text kind, then both over everything.
+  """
+  names = list(reports)
+  head = lambda title: f"{title:<30}" + "".join(f"{n:>22}" for n in names)
+  cell = lambda found, total: f"{found / total if total else float('nan'):>8.4f} " + (
+      f"({found}/{total})".rjust(13))
+  lines = [head("recall per edit kind")]
+  for table, title in (("found", None), ("flagged", "false positives per clean kind")):
+    if title:
+      lines.append(head(title))
+    kinds = list(dict.fromkeys(k for r in reports.values() for k, _ in getattr(r, table)))
+    for kind in kinds:
+      lines.append(f"  {kind:<28}" + "".join(
+          cell(*_counts(getattr(r, table), kind)) for r in reports.values()))
+    totals = [(sum(v[0] for v in getattr(r, table).values()),
+               sum(v[1] for v in getattr(r, table).values())) for r in reports.values()]
+    lines.append(f"  {'all':<28}" + "".join(cell(*t) for t in totals))
+  return "\n".join(lines)

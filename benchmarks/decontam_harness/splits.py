@@ -12,10 +12,14 @@ never depends on which items were sampled or in what order:
         in two halves the same way, by a hash of the text.
 
 The suite's index holds every item of the indexed benchmarks except the clean
-pool, so word weights are those of a production index.
+pool, so word weights are those of a production index. Its reference corpus
+of ordinary code (`decontam/background.py`: the standard library) leaves out
+the files that the suite's clean code and docstring documents come from, so
+those stay text the rules have not seen.
 """
 import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 
@@ -25,6 +29,8 @@ from benchmarks.decontam_harness import plain_words
 from benchmarks.decontam_harness.plain_words import COPY_WORDS
 from midtrain_jax import cache
 from midtrain_jax.benchmark_data import items as benchmark_items
+from midtrain_jax.data.mixtures.corpora import demo
+from midtrain_jax.decontam import background as background_lib
 from midtrain_jax.decontam import index as index_lib
 from midtrain_jax.decontam.params import DecontamParams
 
@@ -63,6 +69,15 @@ def split_items(items_by_benchmark: dict[str, Sequence], seed: int = 0,
   return out
 
 
+def suite_background() -> background_lib.Background:
+  """The standard library but the files of the demo's code and docstring tasks."""
+  used = set()
+  for path in demo.materialise("code_python_stdlib"):
+    with open(path, encoding="utf-8") as f:
+      used.update(json.loads(line)["path"] for line in f if line.strip())
+  return background_lib.stdlib(exclude=used)
+
+
 def suite_index(index_names: Sequence[str], planted_names: Sequence[str],
                 params: DecontamParams, seed: int = 0,
                 clean_fraction: float = 0.1, cache_dir: str | None = None
@@ -80,10 +95,12 @@ def suite_index(index_names: Sequence[str], planted_names: Sequence[str],
   Returns:
     The index, built once per configuration and then loaded.
   """
+  background = suite_background() if params.answer_min_info else None
   key = "|".join([benchmark_items.source_fingerprint(index_names),
                   ",".join(index_names), ",".join(planted_names),
                   repr(dataclasses.astuple(params)), f"seed{seed}",
-                  f"clean{clean_fraction}", f"format{index_lib.INDEX_FORMAT}"])
+                  f"clean{clean_fraction}", f"format{index_lib.INDEX_FORMAT}",
+                  f"background:{background.fingerprint if background else 'none'}"])
   digest = hashlib.sha1(key.encode()).hexdigest()[:16]
   root = cache_dir or str(cache.cache_root())
   path = os.path.join(root, "decontam", f"robustness-{digest}.npz")
@@ -96,7 +113,7 @@ def suite_index(index_names: Sequence[str], planted_names: Sequence[str],
       its = [it for it in its
              if item_role(name, it.id, seed, clean_fraction) in SPLITS]
     items[name] = its
-  index = index_lib.build_index(items, params)
+  index = index_lib.build_index(items, params, background)
   index.save(path)
   return index
 

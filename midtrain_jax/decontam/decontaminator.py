@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from midtrain_jax import cache
 from midtrain_jax.benchmark_data import items as benchmark_items
+from midtrain_jax.decontam import background as background_lib
 from midtrain_jax.decontam import index as index_lib
 from midtrain_jax.decontam import params as params_lib
 from midtrain_jax.decontam import scan as scan_lib
@@ -32,13 +33,24 @@ MODES = ("drop", "cut", "keep")
 
 def index_path(names: Sequence[str], params: DecontamParams,
                cache_dir: str | None = None) -> str:
-  """Returns where the index for these benchmarks and parameters is cached."""
+  """Returns where the index for these benchmarks and parameters is cached.
+
+  The key holds the item sources, the parameters, the index format and the
+  reference corpus (`background.stdlib()`, which depends on the Python
+  install): an index is rebuilt whenever what it would hold may change.
+  """
   key = "|".join([benchmark_items.source_fingerprint(names),
                   ",".join(names), repr(dataclasses.astuple(params)),
-                  f"format{index_lib.INDEX_FORMAT}"])
+                  f"format{index_lib.INDEX_FORMAT}", _background_key(params)])
   digest = hashlib.sha1(key.encode()).hexdigest()[:16]
   root = cache_dir or str(cache.cache_root())
   return os.path.join(root, "decontam", f"index-{digest}.npz")
+
+
+def _background_key(params: DecontamParams) -> str:
+  if not params.answer_min_info:
+    return "background:none"
+  return f"background:{background_lib.stdlib().fingerprint}"
 
 
 class Decontaminator:

@@ -2,9 +2,10 @@
 
 Per item it holds the question and answer token hashes with their weights
 (relative IDF, zero for boilerplate), the passage n-grams, and lookup tables
-from key n-grams to items (see `BenchmarkIndex`). Tokens come from
-`normalize.py`, n-gram hashes from `hashing.py`, the matching rules from
-`params.py`; `scan.py` reads the index. Saved as one .npz file, checked
+from key n-grams to items (see `BenchmarkIndex`); a free-form answer is a key
+of its own only when it says more than ordinary code (`background.py`).
+Tokens come from `normalize.py`, n-gram hashes from `hashing.py`, the
+matching rules from `params.py`; `scan.py` reads the index. Saved as one .npz file, checked
 against `INDEX_FORMAT` and the parameters on load. Numpy and stdlib only.
 """
 
@@ -16,11 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from midtrain_jax import files
+from midtrain_jax.decontam import background as background_lib
 from midtrain_jax.decontam import hashing, normalize
 from midtrain_jax.decontam.params import DecontamParams
 
-# Bump when hashing, tokenisation or the file layout changes.
-INDEX_FORMAT = 4
+# Bump when hashing, tokenisation, what is indexed or the file layout changes.
+INDEX_FORMAT = 5
 
 _U64 = hashing.U64
 
@@ -87,6 +89,7 @@ class BenchmarkIndex:
   key_is_answer: np.ndarray    # bool: looked up by answer (tiny question)
   answer_key: np.ndarray       # bool: the answer is a key of its own too
   tables: tuple[LookupTable, ...]
+  background: str = ""         # fingerprint of the reference corpus ("" without)
 
   @property
   def num_items(self) -> int:
@@ -96,7 +99,8 @@ class BenchmarkIndex:
     """Writes the index to an .npz file (atomically)."""
     arrays = {"format": np.int64(INDEX_FORMAT),
               "params": np.array(repr(dataclasses.astuple(self.params))),
-              "benchmarks": np.array(self.benchmarks)}
+              "benchmarks": np.array(self.benchmarks),
+              "background": np.array(self.background)}
     arrays.update({name: getattr(self, name) for name in _ARRAYS})
     for name in _RAGGED:
       ragged = getattr(self, name)
@@ -135,7 +139,7 @@ class BenchmarkIndex:
       tables = tuple(LookupTable(s, z[f"table{s}_hashes"], z[f"table{s}_items"],
                                  z[f"table{s}_offsets"]) for s in sizes)
       return cls(params, tuple(str(b) for b in z["benchmarks"]), tables=tables,
-                 **fields)
+                 background=str(z["background"]), **fields)
 
 
 def _distinct_per_group(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -197,18 +201,26 @@ def _row_mask(rows: Ragged, keys: Ragged, first_key: int, chosen, covered):
   return mask
 
 
-def build_index(items_by_benchmark: dict[str, Sequence],
-                params: DecontamParams) -> "BenchmarkIndex":
+def build_index(items_by_benchmark: dict[str, Sequence], params: DecontamParams,
+                background: background_lib.Background | None = None
+                ) -> "BenchmarkIndex":
   """Builds the index over benchmark items.
 
   Args:
     items_by_benchmark: {benchmark name: items with `id`, `question`,
       `answer` and `passage` attributes (and optionally `choices`)}.
     params: matching rules.
+    background: ordinary code that free-form answers are compared with;
+      defaults to `background.stdlib()` (none when `params.answer_min_info`
+      is 0).
 
   Returns:
     The index.
   """
+  if background is None and params.answer_min_info:
+    background = background_lib.stdlib()
+  elif not params.answer_min_info:
+    background = None
   benchmarks = tuple(items_by_benchmark)
   items = [(b, it) for b, its in items_by_benchmark.items() for it in its]
   n = len(items)
@@ -226,7 +238,13 @@ def build_index(items_by_benchmark: dict[str, Sequence],
   # (worked solution, code) is benchmark text in its own right.
   free_form = np.array([not it.passage and not getattr(it, "choices", ())
                         for _, it in items], dtype=bool)
+  # Its information, not its length, makes it a key: textbook code is
+  # every tutorial's as much as a benchmark's.
   answer_key = ~key_is_answer & free_form & (a_len >= params.answer_key_tokens)
+  if background is not None:
+    for i in np.flatnonzero(answer_key):
+      answer_key[i] = (background_lib.information(background, answers.row(i))
+                       >= params.answer_min_info)
   # Key i < n: the question (tiny question: the answer); key n + i: answer.
   empty = np.zeros(0, _U64)
   keys = Ragged.from_rows(
@@ -253,7 +271,8 @@ def build_index(items_by_benchmark: dict[str, Sequence],
       answer_weights=answer_weights, passage=passages,
       info=sums(weights).astype(np.float32),
       answer_info=sums(answer_weights).astype(np.float32),
-      key_is_answer=key_is_answer, answer_key=answer_key, tables=tables)
+      key_is_answer=key_is_answer, answer_key=answer_key, tables=tables,
+      background=background.fingerprint if background else "")
 
 
 def _lookup_tables(keys: Ragged, num_items: int, params: DecontamParams

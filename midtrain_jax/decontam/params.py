@@ -44,10 +44,23 @@ Defaults follow OLMo 3's decon (design.md section 4). Why each is what it is:
                            nothing alone; its answer becomes the key, and the
                            question must appear just before it.
   answer_key_tokens 16     a free-form answer (no choices, no passage: worked
-                           solutions, code) of at least this many tokens is a
-                           lookup key too, so a solution leaked without its
-                           question is found (rule "answer"); it is matched
-                           like a question, with IDF weights over such answers.
+                           solutions, code) of at least this many tokens can
+                           be a lookup key too, so a solution leaked without
+                           its question is found (rule "answer"); it is
+                           matched like a question, with IDF weights over
+                           such answers.
+  answer_min_info 1.5      ...but only when it is distinctive: the rarity
+                           against ordinary code (`background.py`: relative
+                           IDF over the standard library's files) of its
+                           distinct tokens sums to at least this. Its
+                           information, not its length: a textbook Fibonacci
+                           (HumanEval/55, 1.1) or prime check (HumanEval/31,
+                           1.0) is every tutorial's code, a worked GSM8K
+                           solution (median 10) or HumanEval/8 with its
+                           `sum_value`/`prod_value` (1.9) is not. Chosen on
+                           the robustness suite's tune split: about the
+                           information of a typical textbook function body
+                           (median 1.45 there). 0 turns the check off.
   edit_min_tokens 8        a short question of at least this many tokens still
                            matches with one token replaced or deleted, but only
                            with its answer (or passage) nearby, only if the
@@ -94,7 +107,8 @@ class DecontamParams:
   passage_threshold: float = 0.5    # Passage n-grams found near the question, at least.
   max_ngram_items: int = 32         # Items sharing an n-gram beyond which it is boilerplate.
   min_question_tokens: int = 3      # Shorter questions are looked up by their answer.
-  answer_key_tokens: int = 16       # Free-form answers this long are lookup keys too.
+  answer_key_tokens: int = 16       # Free-form answers this long can be lookup keys too,
+  answer_min_info: float = 1.5      # if their tokens' rarity in ordinary code sums to this.
   edit_min_tokens: int = 8          # Short questions this long still match with one edit.
   partial_len: int = 20             # Verbatim run of a long key that counts alone.
   min_hit_fraction: float = 0.2     # Share of a long key's n-grams needed to verify it.
@@ -105,6 +119,8 @@ class DecontamParams:
                        f"{self.weighting!r}")
     if not 2 <= self.ngram <= hashing.MAX_NGRAM:
       raise ValueError(f"ngram must be in 2..{hashing.MAX_NGRAM}: {self.ngram}")
+    if self.answer_min_info < 0:
+      raise ValueError(f"answer_min_info must be >= 0: {self.answer_min_info}")
     if not 0.0 < self.threshold <= 1.0:
       raise ValueError(f"threshold must be in (0, 1]: {self.threshold}")
     if not 0.0 <= self.min_hit_fraction <= 1.0:

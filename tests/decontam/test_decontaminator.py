@@ -170,22 +170,24 @@ def test_normalisation_ignores_case_whitespace_and_punctuation():
 
 
 def test_short_items_need_an_exact_match_or_their_answer(deco):
+  # "Which ethical cosmetics company opened its first store in Poole, Dorset
+  # in 1994?" (a tune-split item, see benchmarks/decontam_harness/splits.py).
   item = next(it for it in benchmarks.load_items("triviaqa")
-              if it.id == "tc_33")
+              if it.id == "dpql_5290")
   text = f"Trivia night.\n{item.question}\n{item.answer}\nThanks all."
   hits = deco.check(text)
   assert [(h.benchmark, h.item_id, h.rule) for h in hits] == [
-      ("triviaqa", "tc_33", "exact")]
+      ("triviaqa", "dpql_5290", "exact")]
   start, end = hits[0].span
   assert text[start:end].startswith(item.question[:-1])
   # One word changed: found only with the answer right after it.
-  changed = text.replace("premiered", "opened")
+  changed = text.replace("opened", "launched")
   hits = deco.check(changed)
-  assert [(h.item_id, h.rule) for h in hits] == [("tc_33", "overlap")]
+  assert [(h.item_id, h.rule) for h in hits] == [("dpql_5290", "overlap")]
   assert 0.8 <= hits[0].score < 1.0 and hits[0].answer_score == 1.0
   assert not deco.check(changed.replace(item.answer, "Cats"))
   # A changed number makes another question.
-  assert not deco.check(text.replace("1993", "1994"))
+  assert not deco.check(text.replace("1994", "1995"))
 
 
 def test_generic_question_needs_its_answer_nearby(deco):
@@ -207,11 +209,11 @@ def test_passage_alone_is_not_contamination_but_with_question_it_is(deco):
 
 
 def test_clean_drops_or_cuts_only_the_item(deco):
-  item = benchmarks.load_items("gsm8k")[5]
+  item = benchmarks.load_items("gsm8k")[7]  # A tune-split item.
   before, after = "An unrelated intro line.\n", "\nA closing remark on rivers."
   text = f"{before}Question: {item.question}\nAnswer: {item.answer}{after}"
   cleaned, hits = deco.clean(text, mode="drop")
-  assert cleaned is None and hits[0].item_id == "5"
+  assert cleaned is None and hits[0].item_id == item.id
   assert hits[0].score == 1.0 and hits[0].answer_score == 1.0
   cleaned, hits = deco.clean(text, mode="cut")
   assert cleaned.startswith(before.strip()) and cleaned.endswith(after.strip())
@@ -223,7 +225,7 @@ def test_clean_drops_or_cuts_only_the_item(deco):
 
 
 def test_spans_are_character_offsets_in_non_ascii_text(deco):
-  item = benchmarks.load_items("humaneval")[0]
+  item = benchmarks.load_items("humaneval")[1]  # A tune-split item.
   text = "\u00c9t\u00e9 \u2014 caf\u00e9 na\u00efve \u4e2d\u6587\n" + item.question
   hits = deco.check(text)
   assert hits and text[hits[0].span[0]:].startswith("from typing import List")
@@ -245,7 +247,7 @@ def test_index_is_saved_reused_and_checked(tmp_path):
 
 
 def test_threshold_and_weighting_are_configurable(tmp_path):
-  item = benchmarks.load_items("humaneval")[3]
+  item = benchmarks.load_items("humaneval")[4]  # A tune-split item.
   words = item.question.split()
   # Replace every fourth word: about 75% of the question survives.
   edited = " ".join("zzz" if i % 4 == 1 else w for i, w in enumerate(words))
