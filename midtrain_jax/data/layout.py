@@ -52,8 +52,9 @@ STATS = "stats.json"
 # Bump when the layout or the record encoding changes (part of every task's fingerprint).
 # 2: per-document byte counts of the held-out split (heldout_bytes.json).
 # 3: the held-out split is a bottom-k hash sample of the whole source
-#    (documents.HeldoutSample), no longer the first candidates in read order.
-#    Folders of format 2 still read (their split is the older sample).
+#    (documents.HeldoutSample), stored by hash, no longer the first candidates
+#    in read order (the same documents where a task had at most
+#    data.heldout_max_docs candidates). Folders of format 2 still read.
 FORMAT_VERSION = 3
 
 

@@ -12,9 +12,11 @@ a copy task can (a model that predicts a token from the one a period before
 it, when that one is in its row): with overlapping windows its BPB is that of
 whole documents at any seq_len.
 """
+import functools
 import math
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -23,6 +25,8 @@ from midtrain_jax.data import layout
 from midtrain_jax.data.load import heldout_batches, packing
 from midtrain_jax.evals import heldout
 from midtrain_jax.evals.scoring import LN2
+from midtrain_jax.train import step as ts
+from tests import helpers
 
 SEQ_LEN, BATCH = 32, 8
 MIXTURE = "web_only"
@@ -339,3 +343,46 @@ def test_every_target_is_scored_once_with_its_context(seq_len, stride):
     expected = np.concatenate([docs[d][1:] for d in plans[0].doc_indices])
     assert sorted(scored) == sorted(expected.tolist())  # Each exactly once.
     assert plans[0].num_tokens == len(expected)
+
+
+def _eval_step_nats(cfg, docs, seq_len: int, stride: int = 0, pieces: bool = False):
+  """(nats, tokens) of the jitted `eval_step` over the documents: in windows
+  (EvalBatches), or (`pieces`) in consecutive pieces of seq_len pairs each
+  starting without context (the scoring before windows)."""
+  graphdef, _, _ = ts.abstract_model(cfg)
+  params = jax.jit(lambda key: ts.init_params(cfg, key))(jax.random.key(0))
+  step = jax.jit(functools.partial(ts.eval_step, graphdef=graphdef))
+  if pieces:
+    rows = [packing.assemble_row([(p, 0)], seq_len, 0) for d in docs
+            for p in packing.split_pieces(d, seq_len)]
+    rows += [packing.assemble_row([], seq_len, 0)] * (-len(rows) % 4)
+    batches = [{k: np.stack([r[k] for r in rows[i:i + 4]]) for k in packing.ROW_KEYS}
+               for i in range(0, len(rows), 4)]
+  else:
+    batches = heldout_batches.EvalBatches(docs, [1.0] * len(docs), np.arange(len(docs)),
+                                          seq_len=seq_len, batch_size=4, pad_id=0, task_id=0,
+                                          stride=stride)
+  nats = tokens = 0.0
+  for b in batches:
+    out = step(params, {k: b[k] for k in ts.MODEL_INPUTS})
+    nats, tokens = nats + float(out["nats"]), tokens + float(out["tokens"])
+  return nats, tokens
+
+
+def test_eval_step_in_windows_equals_whole_documents_for_a_bounded_receptive_field():
+  """A tiny transformer whose every layer attends to a window of 8 tokens sees at
+  most 14 tokens back, and RoPE makes it shift-invariant: scoring documents of
+  up to 119 pairs in windows of 32 with 16 tokens of context gives the loss of
+  one whole-document row, to float rounding. Pieces without context do not, and
+  neither do windows for a model whose last layer attends to the whole row."""
+  rng = np.random.default_rng(0)
+  docs = [rng.integers(3, 512, n).astype(np.int32) for n in (120, 77, 33, 20, 5)]
+  local = helpers.tiny_model(window_pattern=(8,), last_layer_full=False)
+  whole, tokens = _eval_step_nats(local, docs, 128)
+  windows, windowed_tokens = _eval_step_nats(local, docs, 32, stride=16)
+  assert tokens == windowed_tokens == sum(len(d) - 1 for d in docs)
+  assert math.isclose(windows, whole, rel_tol=2e-6)  # Float32 rounding: about 1e-7.
+  assert abs(_eval_step_nats(local, docs, 32, pieces=True)[0] / whole - 1) > 1e-4
+  full = helpers.tiny_model()  # Its last layer sees the whole row: more than a window holds.
+  assert abs(_eval_step_nats(full, docs, 32, stride=16)[0] / _eval_step_nats(full, docs, 128)[0]
+             - 1) > 1e-4

@@ -3,10 +3,10 @@
 `read_documents` streams a task's documents from its files or from the seqio
 Task it names. The held-out split is a bottom-k sample over a hash of the
 text (`HeldoutSample`): a document is a candidate when its hash falls under
-`data.heldout_fraction` of the hash range, and of the candidates the
-`data.heldout_max_docs` with the smallest hashes are held out. So the split
-is a uniform sample of the whole source, the same whatever order the source
-is read in, and the preparation and the seqio Tasks split alike.
+`data.heldout_fraction` of the hash range (`is_heldout`), and of the
+candidates the `data.heldout_max_docs` with the smallest hashes are held out.
+So the split is a uniform sample of the whole source, the same whatever order
+the source is read in, and the preparation and the seqio Tasks split alike.
 """
 import hashlib
 import heapq
@@ -15,24 +15,38 @@ from collections.abc import Iterator
 from midtrain_jax.data.mixtures import specs
 from midtrain_jax.documents import readers as sources
 
-# Hash keys are 128-bit: two different texts never tie in practice, so which
-# documents the sample keeps never depends on the order they were read in.
-_KEY_BITS = 128
+# The candidate rule's resolution: a fraction is applied in millionths.
+_BUCKETS = 1_000_000
+
+
+def _digest(text: str) -> int:
+  return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _key(digest: int) -> int:
+  return (digest % _BUCKETS) << 64 | digest
 
 
 def heldout_key(text: str) -> int:
-  """The document's hash key, uniform over [0, 2**128): the held-out sample's order."""
-  return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest(),
-                        "little")
+  """The document's place in the held-out sample's order: its hash bucket
+  (what `is_heldout` compares), ties broken by the whole 64-bit hash, so
+  different texts practically never tie and the sample never depends on the
+  order the source is read in."""
+  return _key(_digest(text))
+
+
+def _candidate(digest: int, fraction: float) -> bool:
+  return digest % _BUCKETS < fraction * _BUCKETS
 
 
 def is_heldout(text: str, fraction: float) -> bool:
-  """True for a held-out candidate: its hash key falls under `fraction` of the range.
+  """True for a held-out candidate: its hash falls under `fraction` of the range.
 
   Every candidate is held out while a task has at most `data.heldout_max_docs`
-  of them; beyond that `HeldoutSample` keeps those with the smallest keys.
+  of them (the split prepared before format 3 then has the same documents);
+  beyond that `HeldoutSample` keeps those with the smallest `heldout_key`.
   """
-  return heldout_key(text) < fraction * 2 ** _KEY_BITS
+  return _candidate(_digest(text), fraction)
 
 
 class HeldoutSample:
@@ -49,7 +63,7 @@ class HeldoutSample:
   """
 
   def __init__(self, fraction: float, max_docs: int):
-    self._bound, self._max_docs = fraction * 2 ** _KEY_BITS, max_docs
+    self._fraction, self._max_docs = fraction, max_docs
     self._heap: list[tuple[int, str]] = []  # (-key, text): the largest key on top.
     self.candidates = 0
 
@@ -59,9 +73,10 @@ class HeldoutSample:
     That is `text` itself when it is not held out, a candidate it pushed out
     of the sample (a larger key), or None when nothing leaves the sample.
     """
-    key = heldout_key(text)
-    if key >= self._bound:
+    digest = _digest(text)
+    if not _candidate(digest, self._fraction):
       return text
+    key = _key(digest)
     self.candidates += 1
     if len(self._heap) < self._max_docs:
       heapq.heappush(self._heap, (-key, text))
