@@ -95,6 +95,7 @@ def build_step(args, mesh_sizes: dict[str, int]) -> dict:
   batch = sharding.host_batch_to_global(dict(
       inputs=tokens[:, :-1], targets=tokens[:, 1:],
       segment_ids=np.ones((args.batch, args.seq), np.int32),
+      loss_mask=np.ones((args.batch, args.seq), np.int32),
       positions=np.tile(np.arange(args.seq, dtype=np.int32), (args.batch, 1))), mesh)
   return dict(step=step, state=state, batch=batch, cfg=cfg, abstract=abstract)
 

@@ -3,12 +3,18 @@
   python -m midtrain_jax.evaluate --from=runs/anneal [--step=N] \
       [--suite=heldout,bpb,gsm8k,humaneval,mbpp] [--base=runs/base] \
       [--bpb_items=32] [--gen_items=8] [--sample_seed=0] [--compare=runs/other]
+  python -m midtrain_jax.evaluate --from=runs/anneal --suite=heldout --seq_len=1024
   python -m midtrain_jax.evaluate --from=model.gguf --suite=arc_easy:rc,hellaswag:rc \
       --items=500 --out=results.json [--compare=other_results.json]
   python -m midtrain_jax.evaluate --list_tasks
 
 `--from` is a run, a `checkpoints/<step>` directory, a Hugging Face model
 folder or a GGUF file (imported once into the cache, with its own tokenizer).
+
+Held-out BPB scores every target of a document once, in windows of the run's
+data.seq_len tokens that overlap by seq_len - eval.heldout_stride (evals/heldout.py);
+`--seq_len` scores them in windows of another length (e.g. the length a model
+was extended to), without changing anything else.
 
 Benchmarks are scored on a seeded sample stratified over their subjects (at
 least one item per subject; 0 items = the whole benchmark): runs evaluated
@@ -60,6 +66,9 @@ _GEN_ITEMS = flags.DEFINE_integer("gen_items", 8, "Items per generative benchmar
 _SAMPLE_SEED = flags.DEFINE_integer("sample_seed", 0, "Which stratified sample of items; runs "
                                     "compared must share it.")
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Held-out batches per task (0 = all).")
+_SEQ_LEN = flags.DEFINE_integer("seq_len", 0, "Held-out evaluation only: rows (windows) of "
+                                "this many tokens instead of the run's data.seq_len (0); "
+                                "the results record it as `heldout_windows`.", lower_bound=0)
 _COMPARE = flags.DEFINE_string("compare", "", "Another run's workdir (or, for OLMES tasks, "
                                "its --out file): print paired deltas against it.")
 
@@ -127,6 +136,8 @@ def main(argv):
   data_cfg = heldout.eval_data_config(model.config)
   if _EVAL_MIXTURE.value:
     data_cfg.mixture = _EVAL_MIXTURE.value
+  if _SEQ_LEN.value:
+    data_cfg.seq_len = _SEQ_LEN.value
   if "heldout" in suite.parse_suite(options.suite) or options.base:
     preparation.ensure_prepared(data_cfg)  # The loader only reads prepared data.
   results = suite.evaluate(model, options, data_cfg)

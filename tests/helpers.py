@@ -65,7 +65,8 @@ def text_batch(batch: int, seq: int, vocab: int = 512, offset: int = 0,
     segment[:, lo:hi] = i + 1
     positions[:, lo:hi] = np.arange(hi - lo)
   return dict(inputs=rows[:, :-1].astype(np.int32), targets=rows[:, 1:].astype(np.int32),
-              segment_ids=segment, positions=positions)
+              segment_ids=segment, positions=positions,
+              loss_mask=(segment > 0).astype(np.int32))
 
 
 def small_config(steps: int, mesh=(8, 1, 1), schedule="constant", **data):

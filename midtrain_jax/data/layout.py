@@ -7,7 +7,8 @@ through here.
   manifest.json                     tokenizer, special ids, tasks; written last
   <task>/train-00000.array_record   one record per document: uint32 token ids
   <task>/train-00000.json           cumulative progress when that shard closed
-  <task>/heldout.array_record       held-out documents (bits-per-byte evaluation)
+  <task>/heldout.array_record       held-out documents (bits-per-byte evaluation), by
+                                    hash key (documents.HeldoutSample; format 3 on)
   <task>/heldout_bytes.json         UTF-8 size of each held-out document, in record
                                     order (format 2 on)
   <task>/stats.json                 docs, tokens, bytes, dropped records and why,
@@ -50,7 +51,11 @@ MANIFEST = "manifest.json"
 STATS = "stats.json"
 # Bump when the layout or the record encoding changes (part of every task's fingerprint).
 # 2: per-document byte counts of the held-out split (heldout_bytes.json).
-FORMAT_VERSION = 2
+# 3: the held-out split is a bottom-k hash sample of the whole source
+#    (documents.HeldoutSample), stored by hash, no longer the first candidates
+#    in read order (the same documents where a task had at most
+#    data.heldout_max_docs candidates). Folders of format 2 still read.
+FORMAT_VERSION = 3
 
 
 def prepared_root() -> pathlib.Path:

@@ -155,9 +155,13 @@ SECTION = settings.Section({
                        "divides it sees the same batches. 0 = one stream per process.",
                        check=_NON_NEGATIVE),
     "heldout_fraction": S(0.05, "Prepare: per-task held-out split for bits-per-byte "
-                          "evaluation.", check=settings.FRACTION),
-    "heldout_max_docs": S(500, "Prepare: at most this many held-out documents per task.",
-                          check=_NON_NEGATIVE),
+                          "evaluation: a document is a candidate when the hash of its "
+                          "text falls under this fraction of the hash range.",
+                          check=settings.FRACTION),
+    "heldout_max_docs": S(500, "Prepare: at most this many held-out documents per task: "
+                          "of more candidates, those with the smallest hashes (a uniform "
+                          "sample of the whole source, whatever its read order); the "
+                          "others are trained on.", check=_NON_NEGATIVE),
     "shard_docs": S(5000, "Documents per ArrayRecord shard (shards are the unit of "
                     "resumption).", check=_POSITIVE),
     "max_docs_per_task": S(0, "Stop reading a task after this many documents (0 = read "

@@ -72,15 +72,15 @@ def benchmark_bpb(model: LoadedModel, tok, names=benchmarks.EVAL_SUITE, *, items
       chunk = rows[start:start + batch_size]
       width = -(-max(len(ids) - 1 for ids, _, _ in chunk) // 64) * 64
       batch = {k: np.zeros((batch_size, width), np.int32) for k in ts.MODEL_INPUTS}
-      mask = np.zeros((batch_size, width), np.float32)
       for i, (ids, answer_mask, _) in enumerate(chunk):
         n = len(ids) - 1
         batch["inputs"][i, :n] = ids[:-1]
         batch["targets"][i, :n] = ids[1:]
         batch["segment_ids"][i, :n] = 1
         batch["positions"][i, :n] = np.arange(n)
-        mask[i, :n] = answer_mask
-      row = np.asarray(row_nats(model.params, batch, mask, graphdef=model.graphdef))
+        batch["loss_mask"][i, :n] = answer_mask  # The answer's tokens; the question is context.
+      row = np.asarray(row_nats(model.params, batch, batch["loss_mask"].astype(np.float32),
+                                graphdef=model.graphdef))
       nats += [float(x) for x in row[:len(chunk)]]
     per_item = {it.id: [n, b] for it, n, (_, _, b) in zip(chosen, nats, rows)}
     total = stats.summary(per_item, {it.id: benchmarks.subset_of(it) for it in chosen})

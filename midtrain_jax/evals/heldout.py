@@ -18,7 +18,8 @@ def eval_data_config(config: ml_collections.ConfigDict) -> ml_collections.Config
 
 
 def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | None = None,
-                process_index: int = 0, process_count: int = 1) -> dict[str, dict]:
+                stride: int = 0, process_index: int = 0,
+                process_count: int = 1) -> dict[str, dict]:
   """Loss and bits per byte on every task's held-out split, or a sample of it.
 
   What is counted: whole documents, in a seeded random order that is the same
@@ -28,18 +29,29 @@ def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | No
   after a fixed amount of text, not before a likely long document, keeps it
   nearly unbiased; that last document usually takes one batch more); with 0,
   all of them. Every (input, target) pair of those documents is scored
-  exactly once and nothing else is: a document longer than seq_len is scored
-  as consecutive pieces of seq_len pairs, each without the text before it.
-  BPB is their summed loss in bits over their exact UTF-8 size (the sum of
-  their per-document byte counts), so a sample estimates the full split's BPB
-  without the bias of scaling the split's bytes by token share.
+  exactly once and nothing else is. A document longer than data.seq_len is
+  scored in overlapping windows of seq_len pairs (`packing.eval_windows`):
+  each window scores the `stride` targets after the previous one's, the
+  pairs before them being context (`loss_mask` 0), so every target sees at
+  least seq_len - stride tokens of its own document before it (all of them
+  near its start). So the figure does not depend on where seq_len cuts a
+  document, only on how much context a window holds; the price is about
+  seq_len / stride rows per seq_len tokens of a long document (2 at the
+  default stride). BPB is their summed loss in bits over their exact UTF-8
+  size (the sum of their per-document byte counts), so a sample estimates
+  the full split's BPB without the bias of scaling the split's bytes by
+  token share.
 
   Args:
     eval_fn: host batch (numpy dict) -> {"nats", "tokens"} summed over the
-      global batch (e.g. the jitted `train.step.eval_step`).
-    data_cfg: `data` section whose mixture names the tasks.
+      global batch's scored targets (`loss_mask`; e.g. the jitted
+      `train.step.eval_step`).
+    data_cfg: `data` section whose mixture names the tasks; its seq_len is
+      the window length.
     max_batches: batches per task to fill (0 = the whole split).
     batch_size: global rows per batch (default data.batch_size).
+    stride: targets scored per window after a long document's first (the
+      `eval.heldout_stride` setting; 0 = seq_len // 2).
     process_index, process_count: this host and the number of hosts. Every
       host plans the same global batches and feeds its rows of each, so all
       run the same number (padding rows where a host has nothing left) and
@@ -52,9 +64,9 @@ def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | No
   results = {}
   for task in prepared.task_names(data_cfg):
     batches = heldout_batches.make_eval_iterator(data_cfg, task, batch_size=batch_size,
-                                          max_batches=max_batches,
-                                          process_index=process_index,
-                                          process_count=process_count)
+                                                 max_batches=max_batches, stride=stride,
+                                                 process_index=process_index,
+                                                 process_count=process_count)
     nats = tokens = 0.0
     for batch in batches:
       out = eval_fn(batch)

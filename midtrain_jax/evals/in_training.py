@@ -24,6 +24,7 @@ def heldout_hook(config, graphdef, mesh, params_sharding):
     fn = lambda b: eval_step(params, sharding.host_batch_to_global(
         {k: b[k] for k in ts.MODEL_INPUTS}, mesh))
     results = heldout.heldout_bpb(fn, data_cfg, max_batches=config.eval.batches,
+                                  stride=config.eval.heldout_stride,
                                   process_index=jax.process_index(),
                                   process_count=jax.process_count())
     capabilities = heldout.capability_bpb(results)

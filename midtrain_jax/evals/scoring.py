@@ -42,10 +42,11 @@ def row_nats(params, batch, mask_BT, *, graphdef):
 
 
 def model_eval_fn(model: LoadedModel):
-  """A `batch -> {nats, tokens}` function for `heldout_bpb` on one device."""
+  """A `batch -> {nats, tokens}` function for `heldout_bpb` on one device (the
+  targets `loss_mask` scores)."""
   def fn(batch):
     inputs = {k: jnp.asarray(batch[k]) for k in ts.MODEL_INPUTS}
-    mask = (inputs["segment_ids"] > 0).astype(jnp.float32)
+    mask = ts.loss_weights(inputs)
     return {"nats": row_nats(model.params, inputs, mask, graphdef=model.graphdef).sum(),
             "tokens": mask.sum()}
   return fn

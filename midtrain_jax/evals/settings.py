@@ -10,6 +10,13 @@ SECTION = settings.Section({
                      check=settings.NON_NEGATIVE),
     "batches": S(4, "Held-out batches per task in training; 0: no evaluation.",
                  check=settings.NON_NEGATIVE),
+    "heldout_stride": S(0, "Held-out documents longer than data.seq_len are scored in "
+                        "overlapping windows of seq_len tokens, each scoring the "
+                        "`heldout_stride` targets after the previous window's (the rest "
+                        "is their context): every target once, with at least seq_len - "
+                        "stride tokens before it. Cost: about seq_len / stride rows per "
+                        "seq_len tokens of a long document. 0 = seq_len // 2 (2 rows, at "
+                        "least half a row of context).", check=settings.NON_NEGATIVE),
     "mixture": S("", "Mixture whose held-out splits are scored; '' = data.mixture. Anneals "
                  "on a narrow mix set it to the full mix to see every capability."),
     "benchmarks": S(items.EVAL_SUITE, "Benchmarks the run is evaluated on, a tuple: "

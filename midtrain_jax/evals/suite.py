@@ -33,6 +33,7 @@ import jax
 
 from midtrain_jax import files, logs
 from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.data.load import heldout_batches
 from midtrain_jax.evals import answer_bpb, contamination, generative, heldout
 from midtrain_jax.evals.scoring import LoadedModel, load_model, model_eval_fn
 
@@ -95,16 +96,21 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
   tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
   out = {"checkpoint": os.path.abspath(model.path), "step": model.step,
          "eval_mixture": data_cfg.mixture}
+  # The run's own window stride; data_cfg.seq_len (the window) may be overridden.
+  stride = model.config.eval.heldout_stride
   if "heldout" in components or options.base:
-    log(f"[eval] held-out BPB on {data_cfg.mixture}")
+    log(f"[eval] held-out BPB on {data_cfg.mixture} (windows of {data_cfg.seq_len} tokens)")
     out["heldout"] = heldout.heldout_bpb(model_eval_fn(model), data_cfg,
-                                         max_batches=options.max_batches)
+                                         max_batches=options.max_batches, stride=stride)
     out["capability_bpb"] = heldout.capability_bpb(out["heldout"])
+    out["heldout_windows"] = {"seq_len": data_cfg.seq_len,
+                              "stride": stride or heldout_batches.default_stride(
+                                  data_cfg.seq_len)}
   if options.base or base_heldout is not None:
     if base_heldout is None:
       log(f"[eval] base held-out BPB ({options.base})")
       base_heldout = heldout.heldout_bpb(model_eval_fn(load_model(options.base)), data_cfg,
-                                 max_batches=options.max_batches)
+                                         max_batches=options.max_batches, stride=stride)
     out["forgetting"] = forgetting(out["heldout"], base_heldout, options.base)
   if "bpb" in components:
     log(f"[eval] benchmark BPB ({_size(options.bpb_items)}, seed {options.seed})")

@@ -20,7 +20,9 @@ from midtrain_jax.model.transformer import Transformer
 from midtrain_jax.parallel import sharding
 from midtrain_jax.train import losses, optim
 
-MODEL_INPUTS = ("inputs", "targets", "segment_ids", "positions")
+# `loss_mask` weighs each position's loss: 1 on scored targets, 0 on padding
+# and on tokens that are only context (held-out windows; prompts in SFT).
+MODEL_INPUTS = ("inputs", "targets", "segment_ids", "positions", "loss_mask")
 
 
 @flax.struct.dataclass
@@ -98,8 +100,14 @@ def token_losses(params, graphdef, batch, with_aux: bool = False):
   return (ce, log_z) + ((aux,) if with_aux else ())
 
 
+def loss_weights(batch):
+  """Each position's loss weight, float32 [B, T]: the batch's `loss_mask`."""
+  return batch["loss_mask"].astype(jnp.float32)
+
+
 def loss_sums(params, graphdef, batch, z_loss: float):
-  """Summed (not averaged) loss over real tokens: what microbatches add up.
+  """Summed (not averaged) loss over scored tokens (`loss_mask`): what microbatches
+  add up.
 
   The output layer and cross entropy are fused (`train/losses.py`): the
   [tokens, vocab] logits are never materialised. A MoE model's auxiliary
@@ -117,7 +125,7 @@ def loss_sums(params, graphdef, batch, z_loss: float):
   """
   model = nnx.merge(graphdef, params)
   x, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
-  weights = (batch["segment_ids"] > 0).astype(jnp.float32)
+  weights = loss_weights(batch)
   total, ce_sum, z_sum = losses.loss_sums(x, model.head_weight(), batch["targets"], weights,
                                           z_loss, model.cfg.vocab_size, model.cfg.matmul)
   sums = {"ce_sum": ce_sum, "z_sum": z_sum, "tokens": weights.sum()}
@@ -151,7 +159,7 @@ def _means(sums, cfg: ModelConfig) -> dict:
 
 
 def loss_fn(params, graphdef, batch, z_loss: float):
-  """Mean next-token loss over real (non-padding) tokens, plus z-loss (and MoE losses)."""
+  """Mean next-token loss over scored tokens, plus z-loss (and MoE losses)."""
   total, sums = loss_sums(params, graphdef, batch, z_loss)
   return total / jnp.maximum(sums["tokens"], 1.0), _means(sums, _model_config(graphdef, params))
 
@@ -174,8 +182,8 @@ def accumulated_grads(params, graphdef, batch, z_loss: float, microbatches: int)
 
   Gradients and loss terms are summed over tokens in float32 across the
   microbatches (a scan, so activations of one microbatch are live at a time)
-  and divided by the batch's real-token count at the end: microbatches with
-  more padding weigh less, exactly as in the one-shot step.
+  and divided by the batch's scored-token count (`loss_mask`) at the end:
+  microbatches with more padding weigh less, exactly as in the one-shot step.
 
   A MoE model's reported aux losses are the whole batch's (from per-expert
   totals); the gradient of its load-balancing loss is that of the
@@ -220,9 +228,10 @@ def train_step(state: TrainState, batch, *, graphdef, tx, schedule, z_loss: floa
 
 
 def eval_step(params, batch, *, graphdef):
-  """Summed loss (nats) and token count over a batch: callers aggregate."""
+  """Summed loss (nats) and count of the scored tokens (`loss_mask`) of a batch:
+  callers aggregate."""
   ce, _ = token_losses(params, graphdef, batch)
-  weights = (batch["segment_ids"] > 0).astype(jnp.float32)
+  weights = loss_weights(batch)
   return {"nats": (ce * weights).sum(), "tokens": weights.sum()}
 
 

@@ -42,7 +42,8 @@ def run(base: str, mixture: str, tokens: int, k: int, workdir: str, *,
   training.prepare_data(configs["seed_0"])  # The eval mixture, scored before any training.
   base_heldout = heldout.heldout_bpb(
       scoring.model_eval_fn(scoring.load_model(base)),
-      heldout.eval_data_config(configs["seed_0"]), max_batches=options.max_batches)
+      heldout.eval_data_config(configs["seed_0"]), max_batches=options.max_batches,
+      stride=configs["seed_0"].eval.heldout_stride)
   results = {name: microanneal_study.train_and_evaluate(cfg, os.path.join(workdir, name), options,
                                                         base_heldout, log)
              for name, cfg in configs.items()}

@@ -107,7 +107,8 @@ def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
   base_data = heldout.eval_data_config(configs[BASELINE])
   log(f"[microanneal] base held-out BPB ({base})")
   base_heldout = heldout.heldout_bpb(scoring.model_eval_fn(scoring.load_model(base)),
-                                      base_data, max_batches=options.max_batches)
+                                      base_data, max_batches=options.max_batches,
+                                      stride=configs[BASELINE].eval.heldout_stride)
   results = {name: train_and_evaluate(cfg, os.path.join(workdir, name.replace("/", "_")),
                                       options, base_heldout, log)
              for name, cfg in configs.items()}

@@ -88,7 +88,8 @@ def _train_and_evaluate(name: str, config, workdir: str, max_batches: int, log) 
   model = scoring.load_model(workdir)
   data_cfg = heldout.eval_data_config(config)
   result = {"heldout": heldout.heldout_bpb(scoring.model_eval_fn(model), data_cfg,
-                                           max_batches=max_batches)}
+                                           max_batches=max_batches,
+                                           stride=config.eval.heldout_stride)}
   result["capability_bpb"] = heldout.capability_bpb(result["heldout"])
   if model.model_cfg.moe_experts:
     result["router"] = expert_load(model, data_cfg, max_batches)

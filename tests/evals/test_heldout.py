@@ -6,18 +6,27 @@ documents are long (split into several rows, some longer than a batch), half
 short, with different bytes per token and, where it matters, different loss
 per byte: the cases where scoring longest pieces first and scaling the
 split's bytes by token share was biased.
+
+A stub that ignores context cannot tell how long documents are cut into rows;
+a copy task can (a model that predicts a token from the one a period before
+it, when that one is in its row): with overlapping windows its BPB is that of
+whole documents at any seq_len.
 """
+import functools
 import math
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.data import layout
-from midtrain_jax.data.load import heldout_batches
+from midtrain_jax.data.load import heldout_batches, packing
 from midtrain_jax.evals import heldout
 from midtrain_jax.evals.scoring import LN2
+from midtrain_jax.train import step as ts
+from tests import helpers
 
 SEQ_LEN, BATCH = 32, 8
 MIXTURE = "web_only"
@@ -48,7 +57,7 @@ def _eval_fn(splits: dict[str, dict]):
     table[t, 1:len(s["pairs"]) + 1] = s["nats"] / s["pairs"]
 
   def fn(batch):
-    mask = batch["segment_ids"] > 0
+    mask = batch["loss_mask"] > 0
     return {"nats": table[batch["task_ids"][mask], batch["targets"][mask]].sum(),
             "tokens": float(mask.sum())}
   return fn
@@ -109,12 +118,13 @@ def test_sample_bytes_are_exact(same_loss_per_byte):
 
 
 def test_sample_estimate_is_unbiased_over_orders():
-  """Mean over 400 random orders of the 4-batch estimate = the full split's BPB.
+  """Mean over 400 random orders of the 8-batch estimate = the full split's BPB.
 
   Each order gives an independent estimate, so their mean has standard error
   sd / sqrt(400). What remains of a ratio estimator's O(1/m) bias (m ~ 20
-  documents here) is far smaller with this stopping rule (the document that
-  crosses the end of batch 4 is included); 4 standard errors bound the mean.
+  documents here: long ones take about two rows per seq_len pairs, in
+  overlapping windows) is far smaller with this stopping rule (the document
+  that crosses the end of batch 8 is included); 4 standard errors bound the mean.
   Longest-first order put long documents (1 nat per byte) first: a figure
   near 1 / ln 2, many tolerances away.
   """
@@ -125,8 +135,8 @@ def test_sample_estimate_is_unbiased_over_orders():
   for seed in range(400):
     order = np.random.default_rng(seed).permutation(len(docs))
     batches = heldout_batches.EvalBatches(docs, s["bytes"], order, seq_len=SEQ_LEN,
-                                   batch_size=BATCH, pad_id=0, task_id=0, max_batches=4)
-    nats = sum((table[b["targets"]] * (b["segment_ids"] > 0)).sum() for b in batches)
+                                   batch_size=BATCH, pad_id=0, task_id=0, max_batches=8)
+    nats = sum((table[b["targets"]] * b["loss_mask"]).sum() for b in batches)
     estimates.append(nats / LN2 / batches.num_bytes)
   tolerance = 4 * np.std(estimates) / math.sqrt(len(estimates))
   assert abs(np.mean(estimates) - full) < tolerance
@@ -135,7 +145,7 @@ def test_sample_estimate_is_unbiased_over_orders():
 
 
 def test_sample_matches_full_split_within_sampling_error(loss_by_length):
-  """One seeded sample (8 batches, ~30 documents) against the whole split.
+  """One seeded sample (16 batches, ~30 documents) against the whole split.
 
   The sample BPB is a ratio estimator over m documents drawn without
   replacement from n: its standard deviation is about
@@ -145,8 +155,8 @@ def test_sample_matches_full_split_within_sampling_error(loss_by_length):
   splits, cfg = loss_by_length
   eval_fn = _eval_fn(splits)
   full = heldout.heldout_bpb(eval_fn, cfg)
-  sample = heldout.heldout_bpb(eval_fn, cfg, max_batches=8)
-  assert sample == heldout.heldout_bpb(eval_fn, cfg, max_batches=8)  # Same order each time.
+  sample = heldout.heldout_bpb(eval_fn, cfg, max_batches=16)
+  assert sample == heldout.heldout_bpb(eval_fn, cfg, max_batches=16)  # Same order each time.
   for task, s in splits.items():
     assert math.isclose(full[task]["bpb"], _full_bpb(s), rel_tol=1e-9)
     n, m = len(s["pairs"]), sample[task]["docs"]
@@ -213,3 +223,166 @@ def test_folder_without_document_bytes_falls_back_with_a_warning(loss_by_length,
   assert math.isclose(sample["web_c4"]["bytes"], share, rel_tol=1e-9)
   heldout.heldout_bpb(eval_fn, old, max_batches=2)
   assert "WARNING" not in capsys.readouterr().out  # Once per folder and task.
+
+
+# A copy task: each document is a random block of PERIOD tokens repeated, and
+# the "model" predicts a target exactly when the token PERIOD back is in the
+# row's visible context of the same document, else it is uniform over VOCAB.
+PERIOD, VOCAB = 24, 512
+HIT = 0.05  # Nats of a predicted target.
+
+
+def _copy_docs(seed: int, n: int) -> list[np.ndarray]:
+  rng = np.random.default_rng(seed)
+  docs = []
+  for length in rng.integers(10, 3000, n):
+    block = rng.integers(3, VOCAB, PERIOD)
+    body = np.resize(block, length)
+    docs.append(np.concatenate([[2], body, [1]]).astype(np.int32))  # [bos] body [eos]
+  return docs
+
+
+def _copy_nats(inputs, targets, positions, mask) -> float:
+  """The copy model's summed loss over `mask` of [B, T] rows."""
+  back = np.arange(inputs.shape[1]) + 1 - PERIOD  # Where the token PERIOD back sits.
+  seen = positions >= PERIOD - 1  # It is in the row, in the same document.
+  earlier = np.take_along_axis(inputs, np.maximum(back, 0)[None].repeat(len(inputs), 0), 1)
+  hit = seen & (earlier == targets)
+  return float(np.where(hit, HIT, math.log(VOCAB))[mask > 0].sum())
+
+
+def _copy_eval_fn(batch):
+  return {"nats": _copy_nats(batch["inputs"], batch["targets"], batch["positions"],
+                             batch["loss_mask"]),
+          "tokens": float(batch["loss_mask"].sum())}
+
+
+def _whole_document_nats(doc: np.ndarray) -> float:
+  """The copy model's loss with the whole document as context (the reference)."""
+  j = np.arange(len(doc) - 1)
+  hit = (j >= PERIOD - 1) & (doc[np.maximum(j + 1 - PERIOD, 0)] == doc[j + 1])
+  return float(np.where(hit, HIT, math.log(VOCAB)).sum())
+
+
+def _piece_nats(doc: np.ndarray, seq_len: int) -> float:
+  """The copy model's loss when every piece of seq_len pairs starts without context
+  (how long documents were scored before windows)."""
+  rows = [packing.assemble_row([(p, 0)], seq_len, 0) for p in packing.split_pieces(doc, seq_len)]
+  batch = {k: np.stack([r[k] for r in rows]) for k in packing.ROW_KEYS}
+  return _copy_nats(batch["inputs"], batch["targets"], batch["positions"], batch["loss_mask"])
+
+
+@pytest.fixture(scope="module")
+def copy_task(tmp_path_factory):
+  """Held-out splits of copy documents (10 to 3000 tokens) and their prepared folder."""
+  docs = {task: _copy_docs(100 + i, 60) for i, task in enumerate(TASKS)}
+  doc_bytes = {task: [3 * len(d) for d in task_docs] for task, task_docs in docs.items()}
+  root = tmp_path_factory.mktemp("copy")
+  for task in TASKS:
+    (root / task).mkdir()
+    layout.write_heldout(root / task, docs[task], doc_bytes[task])
+    layout.write_stats(root / task, dict(task=task, heldout_docs=len(docs[task]),
+                                         heldout_bytes=sum(doc_bytes[task])))
+  cfg = config_lib.data_config()
+  layout.write_manifest(root, dict(tokenizer=cfg.tokenizer, pad_id=0))
+  cfg.update(mixture=MIXTURE, data_dir=str(root), prepare_if_missing=False, batch_size=BATCH)
+  return docs, doc_bytes, cfg
+
+
+def test_bpb_of_a_model_that_needs_context_does_not_depend_on_seq_len(copy_task):
+  """Windows give every target the context it needs (PERIOD tokens <= seq_len / 2):
+  the same BPB at seq_len 64, 256 and 1024, equal to scoring each document whole.
+  Pieces restarting without context (the scoring before windows) lose PERIOD
+  targets per piece: their BPB moved with seq_len, by far more than the tolerance."""
+  docs, doc_bytes, cfg = copy_task
+  by_seq_len = {}
+  for seq_len in (64, 256, 1024):
+    cfg.seq_len = seq_len
+    by_seq_len[seq_len] = heldout.heldout_bpb(_copy_eval_fn, cfg)
+  for task in TASKS:
+    whole = sum(_whole_document_nats(d) for d in docs[task]) / LN2 / sum(doc_bytes[task])
+    pairs = sum(len(d) - 1 for d in docs[task])
+    for seq_len, results in by_seq_len.items():
+      r = results[task]
+      assert r["tokens"] == pairs and r["docs"] == len(docs[task])
+      assert math.isclose(r["bpb"], whole, rel_tol=1e-9), seq_len
+    pieces = {seq_len: sum(_piece_nats(d, seq_len) for d in docs[task]) / LN2
+              / sum(doc_bytes[task]) for seq_len in by_seq_len}
+    assert pieces[64] > 1.3 * pieces[1024] and pieces[1024] > 1.01 * whole
+    assert max(len(d) for d in docs[task]) > 2 * 1024  # Longer than a row at every seq_len.
+
+
+@pytest.mark.parametrize("seq_len,stride", [(16, 0), (16, 5), (16, 16), (7, 3)])
+def test_every_target_is_scored_once_with_its_context(seq_len, stride):
+  """Documents of unique token ids: the targets `loss_mask` scores, over every
+  batch of every host, are each target of the evaluated documents exactly once,
+  and each has at least seq_len - stride tokens of its document before it in
+  its row (all of them near the document's start)."""
+  rng = np.random.default_rng(seq_len + stride)
+  lengths = rng.integers(2, 6 * seq_len, 40)
+  offsets = np.concatenate([[0], np.cumsum(lengths)])
+  docs = [np.arange(o, o + n, dtype=np.int32) + 1 for o, n in zip(offsets, lengths)]
+  doc_of = np.repeat(np.arange(len(docs)), lengths)  # Token id - 1 -> document.
+  order = rng.permutation(len(docs))
+  for max_batches in (0, 3):
+    scored, hosts = [], 2
+    plans = [heldout_batches.EvalBatches(docs, [1.0] * len(docs), order, seq_len=seq_len,
+                                         batch_size=4, pad_id=0, task_id=5,
+                                         max_batches=max_batches, stride=stride,
+                                         process_index=p, process_count=hosts)
+             for p in range(hosts)]
+    kept = seq_len - plans[0].stride
+    for plan in plans:
+      for b in plan:
+        mask = b["loss_mask"] > 0
+        assert (b["segment_ids"][mask] > 0).all() and (b["task_ids"][mask] == 5).all()
+        targets = b["targets"][mask]
+        j = targets - 1 - offsets[doc_of[targets - 1]] - 1  # The target's pair index.
+        assert (b["positions"][mask] >= np.minimum(j, kept)).all()
+        scored += targets.tolist()
+    expected = np.concatenate([docs[d][1:] for d in plans[0].doc_indices])
+    assert sorted(scored) == sorted(expected.tolist())  # Each exactly once.
+    assert plans[0].num_tokens == len(expected)
+
+
+def _eval_step_nats(cfg, docs, seq_len: int, stride: int = 0, pieces: bool = False):
+  """(nats, tokens) of the jitted `eval_step` over the documents: in windows
+  (EvalBatches), or (`pieces`) in consecutive pieces of seq_len pairs each
+  starting without context (the scoring before windows)."""
+  graphdef, _, _ = ts.abstract_model(cfg)
+  params = jax.jit(lambda key: ts.init_params(cfg, key))(jax.random.key(0))
+  step = jax.jit(functools.partial(ts.eval_step, graphdef=graphdef))
+  if pieces:
+    rows = [packing.assemble_row([(p, 0)], seq_len, 0) for d in docs
+            for p in packing.split_pieces(d, seq_len)]
+    rows += [packing.assemble_row([], seq_len, 0)] * (-len(rows) % 4)
+    batches = [{k: np.stack([r[k] for r in rows[i:i + 4]]) for k in packing.ROW_KEYS}
+               for i in range(0, len(rows), 4)]
+  else:
+    batches = heldout_batches.EvalBatches(docs, [1.0] * len(docs), np.arange(len(docs)),
+                                          seq_len=seq_len, batch_size=4, pad_id=0, task_id=0,
+                                          stride=stride)
+  nats = tokens = 0.0
+  for b in batches:
+    out = step(params, {k: b[k] for k in ts.MODEL_INPUTS})
+    nats, tokens = nats + float(out["nats"]), tokens + float(out["tokens"])
+  return nats, tokens
+
+
+def test_eval_step_in_windows_equals_whole_documents_for_a_bounded_receptive_field():
+  """A tiny transformer whose every layer attends to a window of 8 tokens sees at
+  most 14 tokens back, and RoPE makes it shift-invariant: scoring documents of
+  up to 119 pairs in windows of 32 with 16 tokens of context gives the loss of
+  one whole-document row, to float rounding. Pieces without context do not, and
+  neither do windows for a model whose last layer attends to the whole row."""
+  rng = np.random.default_rng(0)
+  docs = [rng.integers(3, 512, n).astype(np.int32) for n in (120, 77, 33, 20, 5)]
+  local = helpers.tiny_model(window_pattern=(8,), last_layer_full=False)
+  whole, tokens = _eval_step_nats(local, docs, 128)
+  windows, windowed_tokens = _eval_step_nats(local, docs, 32, stride=16)
+  assert tokens == windowed_tokens == sum(len(d) - 1 for d in docs)
+  assert math.isclose(windows, whole, rel_tol=2e-6)  # Float32 rounding: about 1e-7.
+  assert abs(_eval_step_nats(local, docs, 32, pieces=True)[0] / whole - 1) > 1e-4
+  full = helpers.tiny_model()  # Its last layer sees the whole row: more than a window holds.
+  assert abs(_eval_step_nats(full, docs, 32, stride=16)[0] / _eval_step_nats(full, docs, 128)[0]
+             - 1) > 1e-4

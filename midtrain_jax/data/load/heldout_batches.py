@@ -2,8 +2,12 @@
 
 Every evaluation of every run on the same prepared data scores the same
 documents in the same order (`eval_order`), whole, each (input, target) pair
-exactly once; a sample of the split ends after a fixed amount of text. The
-batches have the keys of the training batches (pipeline.py).
+exactly once; a sample of the split ends after a fixed amount of text. A
+document longer than seq_len is scored in overlapping windows
+(`packing.eval_windows`), so every target is predicted from up to seq_len - 1
+tokens of its own document: the figure depends on the model and the text,
+not on where seq_len happens to cut the document. The batches have the keys
+of the training batches (pipeline.py); `loss_mask` marks the targets scored.
 """
 import zlib
 from collections.abc import Iterator, Sequence
@@ -30,24 +34,36 @@ def eval_order(num_docs: int, task_name: str) -> np.ndarray:
   return rng.permutation(num_docs)
 
 
+def default_stride(seq_len: int) -> int:
+  """Pairs scored per window after a long document's first: seq_len // 2, so every
+  target has at least half a row of context (or its whole document before it)."""
+  return max(1, seq_len // 2)
+
+
 class EvalBatches:
   """Whole held-out documents of one task in a given order, as packed batches.
 
   The plan (`packing.pack_in_order`) is made for the global batch on every
   process alike; process p yields rows [p * R, (p + 1) * R) of each global
   batch (R = batch_size // process_count), so processes score disjoint
-  pieces, all yield `num_batches` batches (padding rows where they have no
-  piece), and each knows the totals of the whole evaluation without
+  windows, all yield `num_batches` batches (padding rows where they have no
+  window), and each knows the totals of the whole evaluation without
   communicating. A document with at most seq_len (input, target) pairs is one
-  piece in one row; a longer one is split into consecutive pieces of seq_len
-  pairs (`packing.split_pieces`), each scored from its own start, without the
-  text before it. Every pair of an evaluated document is scored exactly once.
+  window in one row, every target scored. A longer one is cut into windows
+  of seq_len pairs (`packing.eval_windows`): the first scores all its
+  targets, each later one ends `stride` pairs further and scores only its
+  new targets, the pairs before them being context (`loss_mask` 0). Every
+  pair of an evaluated document is scored exactly once, with at least
+  seq_len - stride pairs of context (or all of the document before it); a
+  document of n > seq_len pairs costs 1 + ceil((n - seq_len) / stride) rows
+  instead of ceil(n / seq_len): about twice as many at the default stride.
 
   Attributes:
     num_batches: batches every process yields.
     num_docs: documents evaluated: the first ones of `order`, up to the one
       that crosses the end of batch `max_batches` (all of them when 0).
-    num_tokens: their (input, target) pairs, over all processes.
+    num_tokens: their (input, target) pairs, over all processes: the targets
+      scored (`loss_mask` 1), each once.
     num_bytes: their UTF-8 size, over all processes; bits per byte is
       `sum(token losses in nats) / ln(2) / num_bytes`.
     doc_indices: the evaluated documents, as indices into `docs`.
@@ -56,7 +72,7 @@ class EvalBatches:
 
   def __init__(self, docs: list[np.ndarray], doc_bytes: Sequence[float], order: np.ndarray, *,
                seq_len: int, batch_size: int, pad_id: int, task_id: int, max_batches: int = 0,
-               process_index: int = 0, process_count: int = 1):
+               stride: int = 0, process_index: int = 0, process_count: int = 1):
     """Plans the batches.
 
     Args:
@@ -69,6 +85,8 @@ class EvalBatches:
       task_id: the task's index in `task_ids`.
       max_batches: batches to fill (0: the whole split); see
         `packing.pack_in_order` for where the sample ends.
+      stride: targets scored per window after a long document's first, at
+        most seq_len (0: `default_stride(seq_len)`).
       process_index: this process.
       process_count: number of processes.
     """
@@ -77,8 +95,12 @@ class EvalBatches:
                        f"{process_count} processes.")
     if len(doc_bytes) != len(docs):
       raise ValueError(f"{len(docs)} held-out documents but {len(doc_bytes)} byte counts.")
+    if not 0 <= stride <= seq_len:
+      raise ValueError(f"The held-out stride (eval.heldout_stride) is {stride}: it must be "
+                       f"at most seq_len={seq_len} (0: seq_len // 2).")
+    self.stride = stride or default_stride(seq_len)
     self._plan, count = packing.pack_in_order([len(docs[i]) - 1 for i in order], seq_len,
-                                              batch_size, max_batches)
+                                              batch_size, max_batches, stride=self.stride)
     self.doc_indices = np.asarray(order[:count], np.int64)
     self.split_docs = len(docs)
     self.num_batches = len(self._plan)
@@ -93,9 +115,10 @@ class EvalBatches:
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
     span = self._seq_len + 1
     for batch in self._plan:
-      pieces = [[(self._docs[self._order[pos]][start:start + span], self._task_id)
-                 for pos, start in row] for row in batch[self._rows]]
-      rows = [packing.assemble_row(p, self._seq_len, self._pad_id) for p in pieces]
+      rows = [packing.assemble_row(
+          [(self._docs[self._order[pos]][first:first + span], self._task_id)
+           for pos, first, _ in row], self._seq_len, self._pad_id,
+          context=[scored - first for _, first, scored in row]) for row in batch[self._rows]]
       yield {k: np.stack([r[k] for r in rows]) for k in packing.ROW_KEYS}
 
 
@@ -115,7 +138,7 @@ def _heldout_doc_bytes(data_dir, task_name: str, docs: list[np.ndarray]) -> tupl
 
 
 def make_eval_iterator(data_cfg, task_name: str, *, batch_size: int | None = None,
-                       max_batches: int = 0, process_index: int = 0,
+                       max_batches: int = 0, stride: int = 0, process_index: int = 0,
                        process_count: int = 1) -> EvalBatches:
   """Returns a task's held-out documents as packed batches (no FIM), whole.
 
@@ -129,6 +152,8 @@ def make_eval_iterator(data_cfg, task_name: str, *, batch_size: int | None = Non
     task_name: the task whose held-out documents to load.
     batch_size: global rows per batch (default data.batch_size).
     max_batches: batches to fill (0: the whole split).
+    stride: targets scored per window after a long document's first
+      (`EvalBatches`; 0: data_cfg.seq_len // 2).
     process_index: this host's index; hosts take disjoint rows of every batch.
     process_count: number of hosts.
 
@@ -146,7 +171,7 @@ def make_eval_iterator(data_cfg, task_name: str, *, batch_size: int | None = Non
   batches = EvalBatches(docs, doc_bytes, eval_order(len(docs), task_name),
                         seq_len=data_cfg.seq_len, batch_size=batch_size or data_cfg.batch_size,
                         pad_id=manifest["pad_id"], task_id=names.index(task_name),
-                        max_batches=max_batches, process_index=process_index,
+                        max_batches=max_batches, stride=stride, process_index=process_index,
                         process_count=process_count)
   key = (str(data_dir), task_name)
   if not exact and batches.num_docs < len(docs) and key not in _warned_bytes:

@@ -9,7 +9,9 @@ piece first, into the fullest row it still fits). Only the last rows of a
 window are partly empty, so padding is about 0.5 / window_rows.
 
 Each row carries `segment_ids` (1, 2, ... per piece, 0 = padding),
-`positions` (restarting at 0 per piece) and `task_ids` (-1 = padding).
+`positions` (restarting at 0 per piece), `task_ids` (-1 = padding) and
+`loss_mask` (1 where the target is scored, 0 on padding and on context;
+training scores every target of a piece, so it is `segment_ids > 0`).
 Targets never cross a piece boundary, so with segment-aware attention no token
 sees or predicts another document.
 
@@ -19,7 +21,10 @@ and re-packs that window (deterministically) and skips the emitted rows.
 
 Evaluation packs differently (`pack_in_order`): documents stay in the order
 given and whole, so the first k batches always hold exactly the first
-documents of that order.
+documents of that order. A document longer than seq_len is scored in
+overlapping windows (`eval_windows`): each window's first pairs are the
+context of the targets it scores, so every target is predicted from up to
+seq_len - 1 tokens of its own document before it.
 """
 import bisect
 from collections.abc import Sequence
@@ -28,7 +33,7 @@ from typing import Any
 import grain
 import numpy as np
 
-ROW_KEYS = ("inputs", "targets", "segment_ids", "positions", "task_ids")
+ROW_KEYS = ("inputs", "targets", "segment_ids", "positions", "task_ids", "loss_mask")
 
 
 def split_pieces(tokens: np.ndarray, seq_len: int) -> list[np.ndarray]:
@@ -76,21 +81,54 @@ def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
   return bins
 
 
-# A piece of a document: (index of the document, its first (input, target) pair).
-Piece = tuple[int, int]
+def eval_windows(pairs: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
+  """Where the evaluation windows of a document lie, and which targets each scores.
+
+  A document of at most seq_len (input, target) pairs is one window, all
+  scored. A longer one: the first window holds pairs [0, seq_len), all
+  scored; every later one ends `stride` pairs further (the last one at the
+  document's end), holds the seq_len pairs up to its end and scores only
+  those after the previous window's end. So every pair is scored exactly
+  once, with at least seq_len - stride pairs of context before it (or all of
+  the document before it), at the cost of 1 + ceil((pairs - seq_len) /
+  stride) windows of seq_len pairs instead of ceil(pairs / seq_len).
+
+  Args:
+    pairs: the document's (input, target) pairs (its tokens - 1).
+    seq_len: window (row) length in pairs.
+    stride: pairs scored per window after the first, 1 <= stride <= seq_len.
+
+  Returns:
+    (first pair, first scored pair) per window; a window holds the pairs
+    [first pair, min(first pair + seq_len, pairs)).
+  """
+  if not 1 <= stride <= seq_len:
+    raise ValueError(f"The evaluation stride {stride} must be between 1 and seq_len={seq_len}.")
+  windows = [(0, 0)] if pairs > 0 else []
+  end = min(pairs, seq_len)
+  while end < pairs:
+    new_end = min(end + stride, pairs)
+    windows.append((new_end - seq_len, end))
+    end = new_end
+  return windows
 
 
-def pack_in_order(lengths: Sequence[int], seq_len: int, rows: int,
-                  max_batches: int = 0) -> tuple[list[list[list[Piece]]], int]:
+# A window of a document: (index of the document, its first pair, its first scored pair).
+Piece = tuple[int, int, int]
+
+
+def pack_in_order(lengths: Sequence[int], seq_len: int, rows: int, max_batches: int = 0, *,
+                  stride: int) -> tuple[list[list[list[Piece]]], int]:
   """Packs documents into batches of `rows` rows in the given order, each whole.
 
-  A document is split by `split_pieces`. Its pieces of seq_len pairs take
-  empty rows of the last batch, then rows of fresh batches; its shorter last
-  piece goes best-fit into the tightest row of the last batch it fits, else
-  into the next empty row. Only the last batch and fresh ones take pieces, so
+  A document is cut into windows by `eval_windows` (one, unless it is longer
+  than seq_len). Its windows of seq_len pairs take empty rows of the last
+  batch, then rows of fresh batches; a shorter window (a document's only one)
+  goes best-fit into the tightest row of the last batch it fits, else into
+  the next empty row. Only the last batch and fresh ones take windows, so
   how the first k documents are packed never depends on later ones: packing
   stopped early holds exactly the first documents of the order, each with
-  every piece, in the same rows as when packing them all.
+  every window, in the same rows as when packing them all.
 
   Args:
     lengths: (input, target) pairs of each document, in packing order.
@@ -101,49 +139,53 @@ def pack_in_order(lengths: Sequence[int], seq_len: int, rows: int,
       once a fixed amount of text is reached, not before a document that is
       likely long because it crosses the end, keeps the sample's loss per
       byte nearly unbiased. So there are usually max_batches + 1 batches.
+    stride: pairs scored per window after a document's first (`eval_windows`).
 
   Returns:
-    (batches, count): each batch is `rows` rows, each row a list of pieces
-    (index into `lengths`, first pair); `count` is the number of leading
-    documents packed.
+    (batches, count): each batch is `rows` rows, each row a list of windows
+    (index into `lengths`, first pair, first scored pair); `count` is the
+    number of leading documents packed.
   """
   batches: list[list[list[Piece]]] = []
   free = np.zeros(0, np.int64)  # Free pairs per row of the last batch.
   for doc, pairs in enumerate(lengths):
-    starts = list(range(0, pairs, seq_len))
-    if not starts:
+    windows = eval_windows(pairs, seq_len, stride)
+    if not windows:
       continue
-    short = pairs - starts[-1] if pairs - starts[-1] < seq_len else 0
-    # Rows of the last batch: the empty ones, and the tightest other one for the short piece.
+    size = [min(seq_len, pairs - first) for first, _ in windows]
+    short = size[-1] if size[-1] < seq_len else 0
+    # Rows of the last batch: the empty ones, and the tightest other one for the short window.
     empty = [int(r) for r in np.flatnonzero(free == seq_len)]
     fits = np.flatnonzero((free >= short) & (free < seq_len)) if short else []
     short_row = int(fits[np.argmin(free[fits])]) if len(fits) else None
-    fresh = max(0, len(starts) - (short_row is not None) - len(empty))
+    fresh = max(0, len(windows) - (short_row is not None) - len(empty))
     new = -(-fresh // rows)
     last = len(batches) - 1
     slots = [(last, r) for r in empty] + [(last + 1 + i // rows, i % rows) for i in range(fresh)]
     batches += [[[] for _ in range(rows)] for _ in range(new)]
     if new:
       free = np.full(rows, seq_len, np.int64)
-    if short_row is not None:  # The short piece is the last one.
-      slots = slots[:len(starts) - 1] + [(last, short_row)]
-    for (batch, row), start in zip(slots, starts):
-      batches[batch][row].append((doc, start))
+    if short_row is not None:  # The short window is the last one.
+      slots = slots[:len(windows) - 1] + [(last, short_row)]
+    for (batch, row), (first, scored), n in zip(slots, windows, size):
+      batches[batch][row].append((doc, first, scored))
       if batch == len(batches) - 1:
-        free[row] -= min(seq_len, pairs - start)
+        free[row] -= n
     if max_batches and len(batches) > max_batches:
       return batches, doc + 1
   return batches, len(lengths)
 
 
-def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int,
-                 pad_id: int) -> dict[str, np.ndarray]:
+def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int, pad_id: int,
+                 context: Sequence[int] | None = None) -> dict[str, np.ndarray]:
   """Builds one packed row from (piece tokens, task id) pairs.
 
   Args:
     pieces: the row's pieces, each with at most seq_len + 1 tokens.
     seq_len: row length.
     pad_id: token id used for padding inputs and targets.
+    context: per piece, its leading (input, target) pairs that are context
+      only (`loss_mask` 0); default none (every target is scored).
 
   Returns:
     The row: int32 arrays of shape [seq_len] for every key in ROW_KEYS.
@@ -152,7 +194,8 @@ def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int,
          "targets": np.full(seq_len, pad_id, np.int32),
          "segment_ids": np.zeros(seq_len, np.int32),
          "positions": np.zeros(seq_len, np.int32),
-         "task_ids": np.full(seq_len, -1, np.int32)}
+         "task_ids": np.full(seq_len, -1, np.int32),
+         "loss_mask": np.zeros(seq_len, np.int32)}
   at = 0
   for segment, (piece, task_id) in enumerate(pieces, start=1):
     n = len(piece) - 1
@@ -161,6 +204,7 @@ def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int,
     row["segment_ids"][at:at + n] = segment
     row["positions"][at:at + n] = np.arange(n)
     row["task_ids"][at:at + n] = task_id
+    row["loss_mask"][at + (context[segment - 1] if context else 0):at + n] = 1
     at += n
   return row
 

@@ -13,6 +13,8 @@ numpy arrays of shape [batch_size // process_count, seq_len]:
   segment_ids  1, 2, ... per packed document in the row; 0 = padding
   positions    position inside the document piece, from 0
   task_ids     index into `prepared.task_names(data_cfg)`; -1 = padding
+  loss_mask    1 where the target is scored: every real token here
+               (segment_ids > 0); held-out windows score only their new targets
 
 The mixture must be prepared (prepared.py opens it once per iterator); held-out
 batches for evaluation are built by heldout_batches.py. No TensorFlow or seqio

@@ -5,7 +5,7 @@ Listing: `python -m midtrain_jax.data.mixtures --list [--mixture=mix.yaml]`
 registered by `register_all` when the config's `data.mixture` names it.
 
 Tasks read raw documents (documents.py), split them into "train" and
-"validation" with the same held-out rule as the preparation, (optionally)
+"validation" with the same held-out sample as the preparation, (optionally)
 decontaminate, tokenise and append EOS. Mixtures carry the catalog's rates.
 seqio names allow no "/", so `microanneal/<task>` is registered as
 `microanneal:<task>`; the config accepts the catalog spelling.
@@ -52,10 +52,16 @@ def _text_dataset(split: str, shuffle_files: bool = False, seed: int | None = No
   want_heldout = split == "validation"
 
   def texts():
+    # The preparation's split (documents.HeldoutSample): training gets what the
+    # sample returns as the source is read, validation what it holds at the end.
+    sample = documents.HeldoutSample(data_cfg.heldout_fraction, data_cfg.heldout_max_docs)
     for item in documents.read_documents(spec, data_cfg)[1]:
-      if (isinstance(item, sources.Document) and
-          documents.is_heldout(item.text, data_cfg.heldout_fraction) == want_heldout):
-        yield {"text": item.text}
+      if isinstance(item, sources.Document):
+        train = sample.offer(item.text)
+        if train is not None and not want_heldout:
+          yield {"text": train}
+    if want_heldout:
+      yield from ({"text": text} for text in sample.documents())
 
   return tf.data.Dataset.from_generator(
       texts, output_signature={"text": tf.TensorSpec([], tf.string)})

@@ -162,6 +162,12 @@ class _TaskWriter:
   Records before `resume_at` were counted in the progress saved with the last
   finished shard; they are read again only to rebuild the held-out split (and
   the deduplication index), never written or counted twice.
+
+  The held-out split is a bottom-k hash sample of the task's kept documents
+  (`documents.HeldoutSample`): a candidate that a document with a smaller key
+  pushes out of it goes to the train shards then. Replaying the records
+  before `resume_at` pushes out the same candidates at the same records, and
+  those were written before the crash, so they are not written again.
   """
 
   def __init__(self, spec, task_dir: pathlib.Path, tok, data_cfg, clean: _Cleaner | None):
@@ -170,7 +176,7 @@ class _TaskWriter:
     self.shard_index, state = layout.finished_shards(task_dir)
     self.progress = _Progress(state)
     self.resume_at = self.progress.records
-    self.heldout: list[str] = []
+    self.heldout = documents.HeldoutSample(data_cfg.heldout_fraction, data_cfg.heldout_max_docs)
     self.pending: list[str] = []
 
   def take(self, index: int, item, verdict) -> None:
@@ -183,11 +189,9 @@ class _TaskWriter:
       elif verdict is not None:
         self.progress.dedup.add(verdict, item.text)
     if kept:
-      if (len(self.heldout) < self.data_cfg.heldout_max_docs
-          and documents.is_heldout(item.text, self.data_cfg.heldout_fraction)):
-        self.heldout.append(item.text)
-      elif not replaying:
-        self.pending.append(item.text)
+      train = self.heldout.offer(item.text)
+      if train is not None and not replaying:
+        self.pending.append(train)
     if not replaying:
       self.progress.records = index + 1
       if len(self.pending) >= self.data_cfg.shard_docs:
@@ -213,7 +217,7 @@ class _TaskWriter:
 
   def finish(self, fingerprint: str, files: list[str], dedup) -> dict:
     """Writes the held-out split and the task's stats.json; returns the stats."""
-    heldout = self.heldout
+    heldout = self.heldout.documents()  # By hash key: the same in any read order.
     if self.clean is not None and heldout:
       # Not trained on: its hits are neither counted nor recorded as in the training data.
       heldout = self.clean(heldout, collections.Counter())
@@ -227,7 +231,7 @@ class _TaskWriter:
         train_shards=self.shard_index, train_docs=progress.docs, train_tokens=progress.tokens,
         train_bytes=progress.bytes, heldout_docs=len(heldout_docs),
         heldout_tokens=int(sum(len(d) for d in heldout_docs)),
-        heldout_bytes=sum(heldout_doc_bytes),
+        heldout_bytes=sum(heldout_doc_bytes), heldout_candidates=self.heldout.candidates,
         records_read=progress.records, malformed=progress.malformed,
         malformed_by_reason=progress.malformed_by_reason,
         malformed_examples=progress.malformed_examples,

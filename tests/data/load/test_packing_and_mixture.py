@@ -39,6 +39,22 @@ def test_assemble_row_segments_positions_and_targets():
   assert row["segment_ids"].tolist() == [1, 1, 1, 2, 2, 0, 0, 0]
   assert row["positions"].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]
   assert row["task_ids"].tolist() == [3, 3, 3, 0, 0, -1, -1, -1]
+  assert row["loss_mask"].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]  # Training: every target.
+  windowed = packing.assemble_row([(np.array([2, 10, 11, 1]), 3), (np.array([2, 20, 1]), 0)],
+                                  seq_len=8, pad_id=0, context=[2, 0])
+  assert windowed["loss_mask"].tolist() == [0, 0, 1, 1, 1, 0, 0, 0]
+  assert all((windowed[k] == row[k]).all() for k in packing.ROW_KEYS if k != "loss_mask")
+
+
+def test_eval_windows_overlap_so_every_target_is_scored_once_with_context():
+  # 23 pairs in windows of 8 scoring 4 new targets each: [0, 8) all scored,
+  # then [4, 12) scoring 8..11, [8, 16), [12, 20), and [15, 23) scoring 20..22.
+  assert packing.eval_windows(23, 8, 4) == [(0, 0), (4, 8), (8, 12), (12, 16), (15, 20)]
+  assert packing.eval_windows(8, 8, 4) == [(0, 0)] and packing.eval_windows(0, 8, 4) == []
+  assert packing.eval_windows(23, 8, 8) == [(0, 0), (8, 8), (15, 16)]
+  for bad in (0, 9):
+    with pytest.raises(ValueError, match="stride"):
+      packing.eval_windows(23, 8, bad)
 
 
 def test_resolve_stages_errors_name_the_problem():

@@ -23,7 +23,8 @@ def test_batch_layout_and_document_boundaries():
   names = it.task_names
   assert names == prepared.task_names(cfg) and len(names) == 8
   for batch in _batches(it, 5):
-    assert sorted(batch) == ["inputs", "positions", "segment_ids", "targets", "task_ids"]
+    assert sorted(batch) == ["inputs", "loss_mask", "positions", "segment_ids", "targets",
+                             "task_ids"]
     for value in batch.values():
       assert value.shape == (8, 128) and value.dtype == np.int32
     seg, pos = batch["segment_ids"], batch["positions"]
@@ -35,6 +36,7 @@ def test_batch_layout_and_document_boundaries():
     starts = (seg > 0) & ~np.pad(same_doc, ((0, 0), (1, 0)))
     assert np.all(pos[starts] == 0)
     assert np.all((batch["task_ids"] == -1) == (seg == 0))
+    np.testing.assert_array_equal(batch["loss_mask"], seg > 0)  # Training scores every target.
     assert batch["inputs"].max() < prepared.vocab_size(cfg)
   assert prepared.vocab_size(cfg) == 8192
 
@@ -100,7 +102,7 @@ def test_eval_iterator_covers_heldout_split_with_byte_count():
   stats = json.loads((pathlib.Path(cfg.data_dir) / "math_synthetic" / "stats.json").read_text())
   batches = heldout_batches.make_eval_iterator(cfg, "math_synthetic")
   rows = list(batches)
-  predicted = sum(int((b["segment_ids"] > 0).sum()) for b in rows)
+  predicted = sum(int(b["loss_mask"].sum()) for b in rows)
   assert batches.num_tokens == predicted == stats["heldout_tokens"] - stats["heldout_docs"]
   assert batches.num_bytes == stats["heldout_bytes"] > batches.num_tokens
   assert all(b["inputs"].shape == (4, 256) for b in rows)
@@ -120,19 +122,25 @@ def test_pack_in_order_keeps_documents_whole_and_in_order():
   rng = np.random.default_rng(0)
   for _ in range(300):
     seq_len, rows, cut = int(rng.integers(2, 20)), int(rng.integers(1, 6)), int(rng.integers(5))
+    stride = int(rng.integers(1, seq_len + 1))
     lengths = [int(n) for n in rng.integers(0, 2 * seq_len * rows + 3, int(rng.integers(1, 30)))]
-    batches, count = packing.pack_in_order(lengths, seq_len, rows, cut)
-    # Every pair of the first `count` documents, once; rows no longer than seq_len.
+    batches, count = packing.pack_in_order(lengths, seq_len, rows, cut, stride=stride)
+    # Every pair of the first `count` documents scored once, with at least
+    # seq_len - stride pairs of its document before it in its window (or all of
+    # them); rows no longer than seq_len.
     pairs = []
     for row in (row for batch in batches for row in batch):
-      spans = [range(start, min(start + seq_len, lengths[doc])) for doc, start in row]
+      spans = [range(first, min(first + seq_len, lengths[doc])) for doc, first, _ in row]
       assert sum(len(r) for r in spans) <= seq_len
-      pairs += [(doc, k) for (doc, _), r in zip(row, spans) for k in r]
+      for (doc, first, scored), span in zip(row, spans):
+        assert span.start <= scored < span.stop
+        pairs += [(doc, k) for k in range(scored, span.stop)]
+        assert all(k - first >= min(k, seq_len - stride) for k in range(scored, span.stop))
     assert sorted(pairs) == [(d, k) for d in range(count) for k in range(lengths[d])]
     assert all(len(batch) == rows for batch in batches)
     # Cut after the document that needs a batch past `cut`; the same rows as packing all.
     assert count == len(lengths) or len(batches) > cut > 0
-    whole, _ = packing.pack_in_order(lengths, seq_len, rows)
+    whole, _ = packing.pack_in_order(lengths, seq_len, rows, stride=stride)
     for batch, full_batch in zip(batches, whole):
       assert batch == [[p for p in row if p[0] < count] for row in full_batch]
 

@@ -148,3 +148,52 @@ def test_keep_mode_keeps_documents_and_reports_their_items(tmp_path):
   config.data.decontam.mode = "remove"
   with pytest.raises(ValueError, match="data.decontam.mode='remove'"):
     config_lib.validate(config)
+
+
+def _heldout(task_dir):
+  import grain
+  source = grain.sources.ArrayRecordDataSource([str(layout.heldout_file(task_dir))])
+  return [np.frombuffer(source[i], np.uint32).tolist() for i in range(len(source))]
+
+
+def test_heldout_split_is_the_same_in_any_read_order(tmp_path):
+  """A bottom-k hash sample of the whole source: the same documents (in the same
+  order) whatever order the source is read in; the other candidates are trained on."""
+  lines = [json.dumps({"text": f"page {i} about topic {i % 13}"}) for i in range(400)]
+  cfg, tok = _cfg(heldout_fraction=0.2, heldout_max_docs=25, shard_docs=64), _tok()
+  splits = []
+  for seed in range(3):
+    order = np.random.default_rng(seed).permutation(len(lines)) if seed else range(len(lines))
+    (tmp_path / f"src{seed}").mkdir()
+    spec = _spec(tmp_path / f"src{seed}", [lines[i] for i in order])
+    stats = preparation.prepare_task(spec, tmp_path / f"out{seed}", tok, cfg,
+                                     log=lambda _: None)
+    task_dir = tmp_path / f"out{seed}" / "tmp_task"
+    splits.append((_heldout(task_dir), sorted(_tokens(task_dir)), stats))
+  (held, train, stats), *others = splits
+  assert stats["heldout_docs"] == len(held) == 25 and stats["train_docs"] == 375
+  assert 40 < stats["heldout_candidates"] < 120  # About 0.2 of 400.
+  for held_p, train_p, _ in others:
+    assert held_p == held and train_p == train
+
+
+def test_resuming_rebuilds_the_heldout_sample_without_writing_twice(tmp_path):
+  """Candidates pushed out of the sample before the crash were written then;
+  replaying the records before the resume point does not write them again."""
+  lines = [json.dumps({"text": f"resumable page {i} " * (i % 4 + 1)}) for i in range(120)]
+  spec, cfg, tok = _spec(tmp_path, lines), _cfg(heldout_fraction=0.3, heldout_max_docs=6,
+                                                shard_docs=10), _tok()
+  full = preparation.prepare_task(spec, tmp_path / "full", tok, cfg, log=lambda _: None)
+  assert full["heldout_docs"] == 6 and full["heldout_candidates"] > 20
+  crashed = tmp_path / "crashed" / "tmp_task"
+  preparation.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=lambda _: None)
+  (crashed / "stats.json").unlink()
+  last = full["train_shards"]
+  for i in range(4, last):
+    (crashed / f"train-{i:05d}.array_record").unlink()
+    (crashed / f"train-{i:05d}.json").unlink()
+  resumed = preparation.prepare_task(spec, tmp_path / "crashed", tok, cfg, log=lambda _: None)
+  assert {k: v for k, v in resumed.items() if k != "fingerprint"} == {
+      k: v for k, v in full.items() if k != "fingerprint"}
+  assert _tokens(crashed) == _tokens(tmp_path / "full" / "tmp_task")
+  assert _heldout(crashed) == _heldout(tmp_path / "full" / "tmp_task")
