@@ -8,7 +8,9 @@ Every factor comes from what the CPU and the OS report, never from an allowance:
   process may run on (`os.sched_getaffinity`), from /proc/cpuinfo's
   `physical id` / `core id` or else /sys/devices/system/cpu/cpuN/topology:
   SMT siblings share one core's FMA units. Where neither says, each logical
-  CPU counts as a core (an upper bound, said so).
+  CPU counts as a core (an upper bound, said so). In a VM the topology is
+  the hypervisor's: vCPUs it places on one host core's SMT threads count as
+  two cores, which keeps the limit an upper bound.
 - FMA units and lanes: per microarchitecture (cpu_models.py), since the
   flags say which instructions a core accepts, not how wide it runs them;
   capped by the widest vector extension the flags allow (a VM that hides
@@ -159,7 +161,7 @@ class CpuLimit:
     bf16_how: where `bf16_per_cycle` comes from.
     clock_hz: the maximum clock (None: unknown).
     clock_how: where `clock_hz` comes from, or why it is unknown.
-    notes: the assumptions that made a factor an upper bound.
+    notes: the datapath taken as an upper bound rather than known.
   """
   model_name: str
   uarch: str
@@ -197,8 +199,9 @@ class CpuLimit:
       per_core = f"{self.bf16_per_cycle} FLOPs/cycle ({self.bf16_how})"
     clock = f"{self.clock_hz / 1e9:.2f} GHz" if self.clock_hz else "clock unknown"
     total = f"{limit / 1e9:,.0f} GFLOP/s {unit}" if limit else f"unknown {unit}"
+    assumed = "".join(f"; assumed: {note}" for note in self.notes)
     return (f"{total} = {self.cores} cores x {per_core} x {clock} [{self.summary()}; "
-            f"clock: {self.clock_how}]")
+            f"clock: {self.clock_how}{assumed}]")
 
   def summary(self) -> str:
     """The CPU in one phrase: model name, microarchitecture and cores."""
@@ -223,13 +226,12 @@ def _datapath(report: CpuReport):
   uarch = cpu_models.uarch_of(report.vendor, report.family, report.model, report.model_name,
                               report.arm_part)
   isa = _isa_bits(report.flags)
-  notes = [uarch.note] if uarch and uarch.note else []
+  notes = [uarch.assumed] if uarch and uarch.assumed else []
   if uarch is not None:
     bits = min(uarch.fma_bits, isa or uarch.fma_bits)
     return uarch, uarch.name, uarch.fma_pipes, bits // 32, notes
   if report.vendor in ("GenuineIntel", "AuthenticAMD") and isa:
-    notes.append("unlisted x86 microarchitecture: 2 FMA units (no x86 core has more) at "
-                 f"the flags' {isa}-bit width")
+    notes.append(f"2 FMA units (no x86 core has more) at the flags' {isa}-bit width")
     return (None, f"unlisted x86 (family {report.family}, model {report.model})", 2,
             isa // 32, notes)
   return None, "unlisted microarchitecture", None, None, notes

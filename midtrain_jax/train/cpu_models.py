@@ -31,13 +31,16 @@ class Uarch:
       instructions are split in two halves).
     max_clock_ghz: the highest max boost clock of any SKU of it (None: no
       bound known; the clock must then come from the OS or the SKU).
-    note: how the datapath or the bound was chosen, where it is an upper bound.
+    note: where the figures come from.
+    assumed: what is taken as an upper bound rather than known (shown with
+      the limit).
   """
   name: str
   fma_pipes: int
   fma_bits: int
   max_clock_ghz: float | None
   note: str = ""
+  assumed: str = ""
 
 
 _ZEN5_NOTE = ("AMD's EPYC 9005 (Turin) and Ryzen 9000 run AVX-512 on full 512-bit "
@@ -69,9 +72,8 @@ UARCHES = (
      Uarch("Zen 5 (EPYC 9005 Turin)", 2, 512, 5.0,
            _ZEN5_NOTE + "; EPYC 9175F and 9575F boost to 5.0 GHz, the fastest Turin SKUs")),
     ("AuthenticAMD", 0x1A, 0x10, 0x1F,
-     Uarch("Zen 5c (EPYC 9005 Turin Dense)", 2, 512, 3.7,
-           "taken as full 512-bit pipes like Turin (the upper bound); EPYC 9965 "
-           "boosts to 3.7 GHz")),
+     Uarch("Zen 5c (EPYC 9005 Turin Dense)", 2, 512, 3.7, "EPYC 9965 boosts to 3.7 GHz",
+           "full 512-bit FMA pipes as on Turin")),
     ("AuthenticAMD", 0x1A, 0x20, 0x2F,
      Uarch("Zen 5 mobile (Ryzen AI 300 Strix Point)", 2, 256, 5.2,
            "512-bit ops split on 256-bit pipes; Ryzen AI 9 HX 370 boosts to 5.1 GHz")),
@@ -79,12 +81,13 @@ UARCHES = (
      Uarch("Zen 5 (Ryzen 9000 Granite Ridge, EPYC 4005)", 2, 512, 5.7,
            _ZEN5_NOTE + "; Ryzen 9 9950X boosts to 5.7 GHz")),
     ("AuthenticAMD", 0x1A, 0x50, 0xFF,
-     Uarch("Zen 5 (other)", 2, 512, 5.7,
-           "an unlisted Zen 5 model: full 512-bit pipes and the fastest Zen 5 boost "
-           "(5.7 GHz) taken as upper bounds")),
+     Uarch("Zen 5 (other)", 2, 512, 5.7, "Ryzen 9 9950X boosts to 5.7 GHz",
+           "an unlisted Zen 5 model: full 512-bit FMA pipes")),
     ("GenuineIntel", 6, 0x55, 0x55,
      Uarch("Skylake-SP / Cascade Lake / Cooper Lake", 2, 512, 4.8,
-           "Core i9-10980XE boosts to 4.8 GHz (Turbo Boost Max 3.0)")),
+           "Core i9-10980XE boosts to 4.8 GHz (Turbo Boost Max 3.0)",
+           "two 512-bit FMA units: the model name names no one-unit SKU (Xeon Bronze, "
+           "Silver, Gold 5100/5200 but 5122/5222)")),
     ("GenuineIntel", 6, 0x6A, 0x6C,
      Uarch("Ice Lake-SP / D", 2, 512, 4.0, "Xeon W-3375 boosts to 4.0 GHz")),
     ("GenuineIntel", 6, 0x8F, 0x8F,
@@ -127,8 +130,7 @@ def uarch_of(vendor: str, family: int | None, model: int | None, model_name: str
   for v, fam, first, last, uarch in UARCHES:
     if vendor == v and family == fam and model is not None and first <= model <= last:
       if fam == 6 and model == 0x55 and _ONE_FMA_UNIT.search(model_name):
-        return dataclasses.replace(uarch, fma_pipes=1, note=uarch.note +
-                                   "; one 512-bit FMA unit on this SKU")
+        return dataclasses.replace(uarch, fma_pipes=1, assumed="")
       return uarch
   return None
 

@@ -24,7 +24,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.data.load import pipeline, prepared
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import checkpoint, metrics, optim, peaks
+from midtrain_jax.train import checkpoint, cpu_limit, metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
 
@@ -104,8 +104,11 @@ def _measure_peak(config, mesh) -> peaks.Peak | None:
   """The MFU denominator, on the step's GEMM path; measured (on CPU) before the
   data pipeline and restore add their load to the host's. None (MFU not
   reported, training goes on) where the measured peak fails the physical check."""
+  dtype = config.model.compute_dtype
+  if mesh.devices.flat[0].platform == "cpu":
+    logging.info("physical limit: %s", cpu_limit.host().describe(dtype))
   try:
-    peak = peaks.run_peak(config.model.compute_dtype, config.model.matmul, mesh.devices.flat)
+    peak = peaks.run_peak(dtype, config.model.matmul, mesh.devices.flat)
     text = f"MFU against {peak.describe()} ({peak.check})"
   except peaks.AboveLimitError as e:
     peak, text = None, f"WARNING: MFU is not reported: {e}"

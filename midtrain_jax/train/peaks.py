@@ -188,7 +188,7 @@ def check_against_limit(measured: float, dtype: str = "float32",
     raise AboveLimitError(
         f"Measured {format_rate(measured)} in {name}, above this CPU's physical limit of "
         f"{limit.describe(name)}: the measurement is wrong.")
-  return f"{measured / bound:.0%} of the physical limit {limit.describe(name)}"
+  return f"{measured / bound:.0%} of the physical limit {format_rate(bound)} {_SHORT[name]}"
 
 
 @functools.cache

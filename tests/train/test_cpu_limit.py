@@ -59,6 +59,15 @@ def test_amd_datapath_and_clock_per_microarchitecture(family, model, name, units
   assert limit.flops("bfloat16") == limit.flops()  # No avx512_bf16 flag: fp32 units.
 
 
+def test_what_is_assumed_rather_than_known_is_said():
+  turin = _limit(_cpuinfo([(0, 0)]))
+  assert "assumed" not in turin.describe()
+  assert "clock: no cpufreq, SKU unknown" in turin.describe()  # The clock is a bound.
+  dense = _limit(_cpuinfo([(0, 0)], model=0x11, name="AMD EPYC"))
+  assert dense.lanes == 16 and dense.clock_hz == 3.7e9
+  assert "assumed: full 512-bit FMA pipes as on Turin" in dense.describe()
+
+
 def test_intel_fma_units_amx_and_bf16():
   spr = _limit(_cpuinfo([(0, 0)], "GenuineIntel", 6, 0x8F, "Intel(R) Xeon(R) Platinum "
                         "8480+", AVX512 + " avx512_bf16 amx_bf16 amx_tile"), cpufreq_hz=3.8e9)
