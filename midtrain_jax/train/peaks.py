@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from midtrain_jax.kernels import cpu_gemm, select
+from midtrain_jax.kernels import cpu_gemm, native, select
 from midtrain_jax.train import cpu_limit
 
 DTYPES = ("bfloat16", "float32")
@@ -83,10 +83,9 @@ def chip_for(device_kind: str) -> str | None:
 
 
 def format_rate(flops: float) -> str:
-  """FLOP/s as GFLOP/s below a TFLOP/s (three digits below 10), else TFLOP/s."""
-  if flops >= 1e12:
-    return f"{flops / 1e12:,.0f} TFLOP/s"
-  return f"{flops / 1e9:,.0f} GFLOP/s" if flops >= 1e10 else f"{flops / 1e9:.3g} GFLOP/s"
+  """FLOP/s as GFLOP/s below a TFLOP/s, else TFLOP/s; three digits below 10 of either."""
+  value, unit = (flops / 1e12, "TFLOP/s") if flops >= 1e12 else (flops / 1e9, "GFLOP/s")
+  return f"{value:,.0f} {unit}" if value >= 10 else f"{value:.3g} {unit}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +130,9 @@ def step_kernel(matmul: str, dtype, platform: str, device_count: int) -> str:
 def _product(kernel: str, platform: str):
   """(a, b) -> a @ b in float32, as `layers.dot_2d` runs it with `kernel`."""
   if kernel == "cpu_native":
+    ready, why = native.status()  # Registers the kernels with XLA (built once).
+    if not ready:
+      raise RuntimeError(f"MKL's GEMM cannot be measured: {why}.")
     return cpu_gemm.matmul
   if platform == "cpu":
     return lambda a, b: (cpu_gemm.bf16_matmul if a.dtype == jnp.bfloat16
