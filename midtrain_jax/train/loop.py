@@ -57,6 +57,8 @@ class RunResult:
   metrics: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
   # Held-out results ({task: {loss, bpb, ...}}) at every evaluated step.
   evals: dict[int, dict] = dataclasses.field(default_factory=dict)
+  # The MFU denominator measured at the run's start (None: it failed the physical check).
+  peak: peaks.Peak | None = None
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -286,4 +288,4 @@ def _train(config, workdir: str, run_: _Run, data_iter) -> RunResult:
     last = _host_metrics(*pending)
   losses = {s: m["loss"] for s, m in losses.items()}
   return RunResult(step=int(state.step), loss=last["loss"], workdir=workdir, losses=losses,
-                   metrics=logged, evals=evals)
+                   metrics=logged, evals=evals, peak=run_.logger.peak)

@@ -140,6 +140,14 @@ def _product(kernel: str, platform: str):
   return lambda a, b: jax.lax.dot(a, b, preferred_element_type=jnp.float32)
 
 
+@functools.partial(jax.jit, static_argnames=("chain", "kernel", "platform"))
+def _chain(x, y, chain: int, kernel: str, platform: str):
+  """x @ y @ y ... (`chain` products) through `kernel`'s GEMM on `platform`, each
+  rounded to x's dtype."""
+  product = _product(kernel, platform)
+  return jax.lax.fori_loop(0, chain, lambda _, acc: product(acc, y).astype(acc.dtype), x)
+
+
 def measure_matmul_flops(dtype="float32", n: int = 1024, chain: int = 8, samples: int = 5,
                          device=None, kernel: str = "xla") -> list[float]:
   """FLOP/s of `samples` timed runs of `chain` dependent n x n matmuls in one jit.
@@ -152,15 +160,11 @@ def measure_matmul_flops(dtype="float32", n: int = 1024, chain: int = 8, samples
   device = device or jax.local_devices()[0]
   rng = np.random.default_rng(0)
   a = jax.device_put(jnp.asarray(rng.standard_normal((n, n)) / n, dtype), device)
-  # An orthogonal matrix keeps the chained product's scale constant.
-  b = jax.device_put(jnp.asarray(np.linalg.qr(rng.standard_normal((n, n)))[0], dtype), device)
-  product = _product(kernel, device.platform)
-
-  @jax.jit
-  def run(x, y):
-    return jax.lax.fori_loop(0, chain, lambda _, acc: product(acc, y).astype(acc.dtype), x)
-
-  run(a, b).block_until_ready()
+  # Entries of variance 1/n keep the chained product's scale (E|xb|^2 = |x|^2), no
+  # overflow or subnormals; cheaper than an orthogonal matrix (a QR took seconds).
+  b = jax.device_put(jnp.asarray(rng.standard_normal((n, n)) / np.sqrt(n), dtype), device)
+  run = functools.partial(_chain, chain=chain, kernel=kernel, platform=device.platform)
+  run(a, b).block_until_ready()  # Compiled once per shape, kernel and device.
   rates = []
   for _ in range(samples):
     start = time.perf_counter()
@@ -193,9 +197,12 @@ def check_against_limit(measured: float, dtype: str = "float32",
   return f"{measured / bound:.0%} of the physical limit {format_rate(bound)} {_SHORT[name]}"
 
 
-@functools.cache
 def measured_cpu_peak(dtype: str = "float32", kernel: str = "xla") -> tuple[float, str]:
-  """(best measured matmul FLOP/s of this host in `dtype` on `kernel`, the source)."""
+  """(best measured matmul FLOP/s of this host in `dtype` on `kernel`, the source).
+
+  Measured at every call (about a second): the rate moves with the host's
+  load, so each run takes its own at its start.
+  """
   name = _dtype_name(dtype)
   source = f"measured {_SHORT[name]} {_KERNEL_NAMES[kernel]}"
   cpu = jax.local_devices(backend="cpu")[0]  # Also where an accelerator is the default.

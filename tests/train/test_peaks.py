@@ -33,26 +33,40 @@ def test_measured_peak_is_within_the_physical_limit_of_this_host():
       assert "of the physical limit" in peak.check
     else:
       assert peak.check.startswith("unchecked")
-  # bf16 may always run in fp32 units, so its peak is never below fp32's.
-  assert peaks.cpu_peak("bfloat16").flops >= peaks.cpu_peak("float32").flops
   # The MKL GEMM (the step's where model.matmul runs cpu_native) is held to it too.
   if native.status()[0] and limit.flops() is not None:
     assert max(peaks.measure_matmul_flops(kernel="cpu_native", n=512, samples=3)) <= (
         limit.flops())
 
 
-def test_peak_is_measured_on_the_gemm_path_the_step_runs():
+@pytest.fixture
+def measured(monkeypatch):
+  """Replaces the timing: records each (dtype, kernel) measured; fp32 100, bf16 50 GFLOP/s."""
+  calls = []
+
+  def fake(dtype="float32", kernel="xla", **_):
+    calls.append((dtype, kernel))
+    return [100e9 if dtype == "float32" else 50e9]
+  monkeypatch.setattr(peaks, "measure_matmul_flops", fake)
+  return calls
+
+
+def test_peak_is_measured_on_the_gemm_path_the_step_runs(measured):
   one = jax.devices()[:1]
   assert peaks.run_peak("float32", "xla", one).source == "measured fp32 xla"
-  assert peaks.run_peak("bfloat16", "auto", one).source.startswith("measured bf16 xla")
-  # MKL runs only on one device: the 8 fake devices of the tests run XLA's dot.
+  # MKL runs only on one device in float32: the 8 fake devices of the tests run XLA's dot.
   assert peaks.run_peak("float32", "cpu_native", jax.devices()).source == "measured fp32 xla"
+  assert measured == [("float32", "xla")] * 2
   if native.status()[0]:
     mkl = peaks.run_peak("float32", "cpu_native", one)
-    assert mkl.source == "measured fp32 mkl"
-    assert mkl.describe() == f"peak {peaks.format_rate(mkl.flops)} measured fp32 mkl"
+    assert measured[-1] == ("float32", "cpu_native")
+    assert mkl.describe() == "peak 100 GFLOP/s measured fp32 mkl"
+  # bf16 may always run in fp32 units: its peak is never below fp32's.
+  bf16 = peaks.run_peak("bfloat16", "cpu_native", one)
+  assert measured[-2:] == [("float32", "xla"), ("bfloat16", "xla")]
+  assert bf16.flops == 100e9 and bf16.source == "measured bf16 xla (its fp32 rate, faster)"
   # Fake CPU devices share one host's cores: one host's peak, not 8 of them.
-  assert peaks.run_peak("float32", "xla", jax.devices()).units == 1
+  assert peaks.run_peak("float32", "xla", jax.devices()).flops == 100e9
   v5p = peaks.chip_peak("v5p", "bfloat16", 256)
   assert v5p.describe() == "peak 459 TFLOP/s v5p bf16 x 256" and v5p.flops == 256 * 459e12
 
@@ -69,12 +83,12 @@ def test_planner_uses_the_table_in_the_compute_dtype():
   tiny = anneal.get_config("size=tiny")
   host = plan.make_plan(tiny, {"data": 1, "fsdp": 1, "tensor": 1}, "cpu", 0.4)
   assert host.step_time_s > 0
-  # The planner's CPU peak is the training logs' denominator for the same kernels.
+  # The planner's CPU peak is the training logs' denominator, measured on the same GEMM.
   logged = peaks.run_peak(tiny.model.compute_dtype, tiny.model.matmul, jax.devices()[:1])
-  assert (host.peak.flops, host.peak.source) == (logged.flops, logged.source)
+  assert host.peak.source == logged.source and host.peak.units == 1
   assert host.step_time_s == pytest.approx(
-      host.flops_per_token * host.tokens_per_step / (logged.flops * 0.4))
-  assert logged.describe() in plan.format_plan(host, tiny, "cpu", 0.4)
+      host.flops_per_token * host.tokens_per_step / (host.peak.flops * 0.4))
+  assert host.peak.describe() in plan.format_plan(host, tiny, "cpu", 0.4)
 
 
 def test_mfu_is_one_formula_and_never_above_one():
