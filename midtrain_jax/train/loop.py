@@ -222,11 +222,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   model_cfg = config_lib.model_config(config.model)
   mesh = sharding.make_mesh(config.mesh)
   _check_batch(config, mesh)
-  peak = _measure_peak(config, mesh)
   data_vocab = prepared.vocab_size(config.data)
   if data_vocab > model_cfg.vocab_size:
     raise ValueError(f"The tokenizer has {data_vocab} tokens but config.model.vocab_size="
                      f"{model_cfg.vocab_size}.")
+  peak = _measure_peak(config, mesh)
   data_iter = pipeline.make_train_iterator(
       config.data, seed=config.seed, process_index=jax.process_index(),
       process_count=jax.process_count())
