@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks import train_step
 from midtrain_jax.kernels import cpu_gemm, native
-from midtrain_jax.train import peaks
+from midtrain_jax.train import cpu_limit, peaks
 
 
 def _jax_forms(m: int, k: int, n: int) -> dict:
@@ -86,15 +86,21 @@ def main():
   jax_forms = _jax_weight_gradient_forms if args.weight_gradient else _jax_forms
   forms = {**jax_forms(*shape), **_torch_forms(*shape, args.weight_gradient)}
   best = train_step.best_seconds(forms, args.samples, args.reps)
-  info = peaks.cpu_info()
-  print(f"machine: {info.describe()}; theoretical fp32 {info.theoretical_flops() / 1e9:.0f} "
-        f"GFLOP/s at the reported clock")
+  limit = cpu_limit.host()
+  print(f"machine: physical limit {limit.describe('float32')}; bf16 "
+        f"{limit.describe('bfloat16').split(' = ')[0]}")
   product = (f"[{args.m}, {args.k}]^T x [{args.m}, {args.n}]" if args.weight_gradient
              else f"[{args.m}, {args.k}] x [{args.k}, {args.n}]")
   print(f"{product}, best of {args.samples} x {args.reps}")
   flops = 2 * args.m * args.k * args.n
   for name, seconds in best.items():
-    print(f"{name:20s} {flops / seconds / 1e9:7.0f} GFLOP/s")
+    rate = flops / seconds
+    try:  # Every form is held to the physical limit of its operands' dtype.
+      peaks.check_against_limit(rate, "bfloat16" if "bf16" in name else "float32", limit)
+      verdict = ""
+    except peaks.AboveLimitError:
+      verdict = "  ABOVE the physical limit: a timing error"
+    print(f"{name:20s} {rate / 1e9:7.0f} GFLOP/s{verdict}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Three models, same attention and the same active FLOPs per token in the
 feed-forward: `tiny` (dense SwiGLU 1024 wide) and `tiny_moe` (8 experts of
 512, top-2) with dropless and with capacity dispatch. MFU counts active
 parameters only (`metrics.flops_per_token`), against the one measured fp32
-peak of this CPU (train/peaks.py). Every sample is synchronised.
+peak of this CPU (train/peaks.py: the training logs' denominator). Every
+sample is synchronised.
 
 Last line: `dense_tokens_per_s=... dropless_tokens_per_s=... capacity_tokens_per_s=...`.
 """
@@ -16,8 +17,10 @@ import statistics
 import sys
 import types
 
+import jax
+
 from benchmarks import train_step
-from midtrain_jax.train import peaks
+from midtrain_jax.train import cpu_limit, peaks
 
 VARIANTS = {"dense": ("tiny", ""), "dropless": ("tiny_moe", "dropless"),
             "capacity": ("tiny_moe", "capacity")}
@@ -32,23 +35,24 @@ def main():
   args = p.parse_args()
   if args.samples < 3:
     p.error("--samples must be >= 3: a median and spread need several samples.")
-  info = peaks.cpu_info()
-  print(f"machine: {info.describe()}", flush=True)
+  print(f"machine: {cpu_limit.host().summary()}", flush=True)
+  # The training logs' denominator, measured before any step is built.
+  peak = peaks.run_peak("float32", "auto", jax.devices()[:1])
   results = {}
   for name, (size, dispatch) in VARIANTS.items():
     variant = types.SimpleNamespace(size=size, dispatch=dispatch, dtype="float32",
                                     attention="auto", seq=args.seq, batch=args.batch,
                                     steps=args.steps, samples=args.samples)
     results[name] = train_step.jax_samples(variant)
-  peak = peaks.measured_cpu_peak("float32")
   print(f"shape: seq={args.seq} batch={args.batch} fp32, {args.samples} samples x "
-        f"{args.steps} steps; peak_gflops={peak / 1e9:.0f} (fp32 matmul, synchronised)")
+        f"{args.steps} steps; {peak.describe()} ({peak.check})")
   dense = statistics.median(results["dense"]["rates"])
   for name, r in results.items():
     tok = statistics.median(r["rates"])
     print(f"{name:9s} params={r['params'] / 1e6:6.2f}M  active FLOPs/token="
           f"{r['flops_per_token'] / 1e6:6.1f}M  tokens/s {train_step._spread(r['rates'])}  "
-          f"mfu={peaks.mfu(tok, r['flops_per_token'], peak):.3f}  vs dense {tok / dense:.2f}")
+          f"mfu={peaks.mfu_field(tok, r['flops_per_token'], peak.flops)}  "
+          f"vs dense {tok / dense:.2f}")
   print(" ".join(f"{name}_tokens_per_s={statistics.median(r['rates']):.0f}"
                  for name, r in results.items()))
 

@@ -26,7 +26,7 @@ import numpy as np
 from midtrain_jax.benchmark_data import olmes as olmes_tasks
 from midtrain_jax.evals import loglikelihood, olmes, scoring
 from midtrain_jax.interop import gguf, hf
-from midtrain_jax.train import peaks
+from midtrain_jax.train import cpu_limit
 
 
 def per_row(model, encoded, batch: int = 4, bucket: int = 128) -> list[float]:
@@ -59,8 +59,7 @@ def main():
   p.add_argument("--items", type=int, default=24)
   p.add_argument("--samples", type=int, default=3)
   args = p.parse_args()
-  info = peaks.cpu_info()
-  print(f"machine: {info.describe()}", flush=True)
+  print(f"machine: {cpu_limit.host().summary()}", flush=True)
   model = scoring.load_model(hf.imported_run(str(gguf.smollm2_path()), log=lambda _: None))
   tok = olmes.model_tokenizer(model)
   task = olmes_tasks.sample(olmes_tasks.load_task(args.task), args.items)

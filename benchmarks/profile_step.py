@@ -44,7 +44,7 @@ import types
 import jax
 
 from benchmarks import train_step
-from midtrain_jax.train import peaks
+from midtrain_jax.train import cpu_limit
 
 # An instruction's name and dims; tuple-shaped ones (e.g. a custom call with two
 # results) match with no dims.
@@ -209,8 +209,7 @@ def main():
     flops[kind] += f / args.steps
     single[(e["name"], kind)] += e["dur"] / 1e6 / args.steps
   total = sum(seconds.values())
-  info = peaks.cpu_info()
-  print(f"machine: {info.describe()}; allocator: {train_step.allocator()}")
+  print(f"machine: {cpu_limit.host().summary()}; allocator: {train_step.allocator()}")
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}; "
         f"step {step_s * 1e3:.0f} ms untraced, {total * 1e3:.0f} ms in traced XLA ops")
   print(f"{'op class':24s} {'ms/step':>8s} {'share':>6s} {'GFLOP/s':>8s}"

@@ -15,13 +15,16 @@ each (every sample synchronised), alternating between the two so a drifting
 host slows both alike, reported as median and min-max spread; the ratio's
 spread is over the pairs of samples taken one after the other.
 
-MFU of both is against one peak (`peak_gflops=`): the highest synchronised
-matmul rate either framework reached on this CPU in the run's dtype (for
-bf16, never below float32's: bf16 arithmetic can run in float32 units;
-train/peaks.py defines the peak), checked against the host's theoretical
-limit in that dtype. The torch reference runs in `--torch-python`
-(default: `.torchref/bin/python` if present, else this interpreter when it has
-torch and transformers); without one, only the JAX figures are printed.
+MFU of both is against one peak (`peak ...` line), the denominator of the
+training logs (`peaks.run_peak`): this CPU's synchronised matmul rate on the
+GEMM path the JAX step runs (`--matmul`: MKL where it runs MKL, else XLA's
+dot) in the run's dtype, measured before any step is built and checked
+against the host's physical limit (train/peaks.py, train/cpu_limit.py). The
+PyTorch reference's own matmul rate is printed beside it, checked against the
+same limit. A step rate above the peak prints `mfu=error(...)`, never an MFU
+above 1. The torch reference runs in `--torch-python` (default:
+`.torchref/bin/python` if present, else this interpreter when it has torch
+and transformers); without one, only the JAX figures are printed.
 
 The C allocator matters on CPU: with glibc's malloc every step's large
 temporaries are fresh mmap'd pages, faulted in again each step (a 50 MB
@@ -52,8 +55,8 @@ import numpy as np
 from midtrain_jax import config as config_lib
 from midtrain_jax.kernels import select
 from midtrain_jax.parallel import sharding
+from midtrain_jax.train import cpu_limit, metrics, optim, peaks
 from midtrain_jax.train import memory_plan as plan
-from midtrain_jax.train import metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
 _REFERENCE = os.path.join(os.path.dirname(__file__), "torch_reference.py")
@@ -301,33 +304,30 @@ def main():
     if args.batch % (mesh_sizes["data"] * mesh_sizes["fsdp"]):
       p.error(f"--batch={args.batch} is not divisible by data x fsdp of --mesh={args.mesh}.")
 
-  info = peaks.cpu_info()
-  print(f"machine: {info.describe()}; theoretical fp32 "
-        f"{info.theoretical_flops() / 1e9:.0f} GFLOP/s at the reported clock; "
-        f"allocator: {allocator()}", flush=True)
+  limit = cpu_limit.host()
+  print(f"machine: physical limit {limit.describe(args.dtype)}; allocator: {allocator()}",
+        flush=True)
   print(f"shape: {args.size} seq={args.seq} batch={args.batch} dtype={args.dtype}, "
         f"{args.samples} samples x {args.steps} steps", flush=True)
+  # Before the steps are built and the reference starts: on an otherwise idle host.
+  peak = peaks.run_peak(args.dtype, args.matmul, jax.devices()[:1])
   ours, torch = paired_samples(args)
-  jax_peak = peaks.measured_cpu_peak(args.dtype)
-  peak = jax_peak
-  if torch is not None:
-    peaks.check_against_limit(torch["peak"], args.dtype)
-    peak = max(peak, torch["peak"])
-  print(f"jax {jax.__version__}: XLA CPU intra-op threads = {info.cores} (one per core), "
+  threads = len(os.sched_getaffinity(0))
+  print(f"jax {jax.__version__}: XLA CPU intra-op threads = {threads} (one per logical CPU), "
         f"params={ours['params'] / 1e6:.2f}M, {kernels_in_use(args)}")
   if torch is not None:
     print(f"torch {torch['version']}: intra-op threads = {torch['threads']}, "
-          f"params={torch['params']:.2f}M")
-  print(f"peak_gflops={peak / 1e9:.0f} ({args.dtype} matmul, synchronised: "
-        f"jax {jax_peak / 1e9:.0f}"
-        + (f", torch {torch['peak'] / 1e9:.0f}" if torch else "") + ")")
+          f"params={torch['params']:.2f}M, matmul {peaks.format_rate(torch['peak'])} "
+          f"({peaks.check_against_limit(torch['peak'], args.dtype)})")
+  print(f"{peak.describe()} ({peak.check})")
   fpt = ours["flops_per_token"]
   jax_tok = statistics.median(ours["rates"])
-  print(f"jax   tokens/s {_spread(ours['rates'])}  mfu={peaks.mfu(jax_tok, fpt, peak):.3f}")
+  print(f"jax   tokens/s {_spread(ours['rates'])}  mfu={peaks.mfu_field(jax_tok, fpt, peak.flops)}")
   if torch is not None:
     torch_tok = statistics.median(torch["rates"])
     ratios = [j / t for j, t in zip(ours["rates"], torch["rates"])]
-    print(f"torch tokens/s {_spread(torch['rates'])}  mfu={peaks.mfu(torch_tok, fpt, peak):.3f}")
+    print(f"torch tokens/s {_spread(torch['rates'])}  "
+          f"mfu={peaks.mfu_field(torch_tok, fpt, peak.flops)}")
     print(f"jax/torch ratio={jax_tok / torch_tok:.2f} (per-sample min {min(ratios):.2f}, "
           f"max {max(ratios):.2f})")
   else:
@@ -336,9 +336,9 @@ def main():
     rates = jax_samples(args, mesh_sizes)["rates"]
     sharded = statistics.median(rates)
     print(f"jax sharded over {args.mesh} ({len(jax.devices())} CPU devices on "
-          f"{info.cores} cores): tokens/s {_spread(rates)}  vs unsharded "
+          f"{limit.cores} cores): tokens/s {_spread(rates)}  vs unsharded "
           f"{sharded / jax_tok:.2f}")
-  print(f"tokens_per_s={jax_tok:.0f} mfu={peaks.mfu(jax_tok, fpt, peak):.3f}")
+  print(f"tokens_per_s={jax_tok:.0f} mfu={peaks.mfu_field(jax_tok, fpt, peak.flops)}")
 
 
 if __name__ == "__main__":

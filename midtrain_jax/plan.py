@@ -27,7 +27,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. "
                                           "configs/anneal.py:size=7b.", lock_config=True)
 _MESH = flags.DEFINE_string("mesh", None, "Mesh, e.g. data:1,fsdp:256,tensor:1 "
                             "(default: the config's mesh, which must have no -1).")
-_CHIP = flags.DEFINE_enum("chip", "v5p", plan.CHIPS, "Device type (cpu: this host).")
+_CHIP = flags.DEFINE_enum("chip", "v5p", plan.CHIPS, "Device type (cpu: this host, at "
+                          "the peak its training logs measure).")
 _MFU = flags.DEFINE_float("mfu", 0.4, "Assumed model FLOPs utilisation.")
 _COMPILE = flags.DEFINE_bool(
     "compile", False, "Also compile the real train step on one fake CPU device per mesh "

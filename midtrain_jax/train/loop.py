@@ -24,7 +24,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.data.load import pipeline, prepared
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import checkpoint, metrics, optim, peaks
+from midtrain_jax.train import checkpoint, cpu_limit, metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
 
@@ -52,10 +52,13 @@ class RunResult:
   loss: float
   workdir: str
   losses: dict[int, float]  # Loss at every logged step.
-  # The train step's metrics (loss, lr applied, grad/param/update norms) at every logged step.
+  # The train step's metrics (loss, lr applied, grad/param/update norms) at every logged
+  # step, with tokens_per_s, step_time_s and mfu since the previous one (none at the first).
   metrics: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
   # Held-out results ({task: {loss, bpb, ...}}) at every evaluated step.
   evals: dict[int, dict] = dataclasses.field(default_factory=dict)
+  # The MFU denominator measured at the run's start (None: it failed the physical check).
+  peak: peaks.Peak | None = None
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -97,6 +100,24 @@ def _check_decontamination(config) -> None:
     raise ContaminationRiskError(message)
   if jax.process_index() == 0:
     print(f"WARNING: {message}", flush=True)
+
+
+def _measure_peak(config, mesh) -> peaks.Peak | None:
+  """The MFU denominator, on the step's GEMM path; measured (on CPU) before the
+  data pipeline and restore add their load to the host's. None (MFU not
+  reported, training goes on) where the measured peak fails the physical check."""
+  dtype = config.model.compute_dtype
+  if mesh.devices.flat[0].platform == "cpu":
+    logging.info("physical limit: %s", cpu_limit.host().describe(dtype))
+  try:
+    peak = peaks.run_peak(dtype, config.model.matmul, mesh.devices.flat)
+    text = f"MFU against {peak.describe()} ({peak.check})"
+  except peaks.AboveLimitError as e:
+    peak, text = None, f"WARNING: MFU is not reported: {e}"
+  logging.info("%s", text)
+  if jax.process_index() == 0:
+    print(text, flush=True)
+  return peak
 
 
 def _start_lr(config) -> float | None:
@@ -151,8 +172,8 @@ class _Run:
   evaluate: Callable[[Any], Evaluation] | None
 
 
-def _build(config, workdir: str, model_cfg, mesh, data_iter, evaluation: EvalHook | None
-           ) -> _Run:
+def _build(config, workdir: str, model_cfg, mesh, data_iter, evaluation: EvalHook | None,
+           peak: peaks.Peak | None) -> _Run:
   """Schedule, optimiser, sharded state (restored, initialised or fresh), jitted step."""
   total = config.train.steps
   start_lr = _start_lr(config)
@@ -176,8 +197,7 @@ def _build(config, workdir: str, model_cfg, mesh, data_iter, evaluation: EvalHoo
         f"steps {int(state.step)}->{total}", flush=True)
   step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding,
                               config.train.microbatches)
-  logger = metrics.MetricLogger(workdir, total, fpt,
-                                peaks.system_peak(config.model.compute_dtype))
+  logger = metrics.MetricLogger(workdir, total, fpt, peak)
   evaluate = evaluation and evaluation(config, graphdef, mesh, params_sharding)
   return _Run(state=state, step_fn=step_fn, ckpt=ckpt, logger=logger, mesh=mesh,
               start_lr=start_lr, evaluate=evaluate)
@@ -206,11 +226,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if data_vocab > model_cfg.vocab_size:
     raise ValueError(f"The tokenizer has {data_vocab} tokens but config.model.vocab_size="
                      f"{model_cfg.vocab_size}.")
+  peak = _measure_peak(config, mesh)
   data_iter = pipeline.make_train_iterator(
       config.data, seed=config.seed, process_index=jax.process_index(),
       process_count=jax.process_count())
   _check_decontamination(config)
-  built = _build(config, workdir, model_cfg, mesh, data_iter, evaluation)
+  built = _build(config, workdir, model_cfg, mesh, data_iter, evaluation, peak)
   try:
     result = _train(config, workdir, built, data_iter)
   finally:
@@ -246,13 +267,13 @@ def _train(config, workdir: str, run_: _Run, data_iter) -> RunResult:
     done = step + 1
     if done % config.train.log_every_steps == 0 or done == total:
       last = _host_metrics(*pending)
-      losses[done] = logged[done] = last
+      losses[done] = last
       extra = {f"tokens/{name}": float(n)
                for name, n in zip(task_names, _all_processes_sum(task_tokens))}
       # Epochs started per task, as the loader counts them (restored on resume).
       extra.update({f"epochs/{name}": float(c["epochs"])
                     for name, c in data_iter.counters().items()})
-      run_.logger.log(done, last, extra)
+      logged[done] = run_.logger.log(done, last, extra)
     if done % config.ckpt.every_steps == 0 or done == total:
       last = _host_metrics(*pending)  # Never checkpoint a diverged state.
       run_.ckpt.save(done, state, config, data_iter, start_lr=run_.start_lr)
@@ -267,4 +288,4 @@ def _train(config, workdir: str, run_: _Run, data_iter) -> RunResult:
     last = _host_metrics(*pending)
   losses = {s: m["loss"] for s, m in losses.items()}
   return RunResult(step=int(state.step), loss=last["loss"], workdir=workdir, losses=losses,
-                   metrics=logged, evals=evals)
+                   metrics=logged, evals=evals, peak=run_.logger.peak)

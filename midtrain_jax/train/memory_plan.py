@@ -11,7 +11,9 @@ what every layer keeps for its backward pass, plus the larger of the loss's and
 the backward's working sets; `working_bytes` adds the weights FSDP gathers.
 Step time and tokens/day follow from FLOPs per token (metrics.flops_per_token,
 sliding-window layers counted by their window) at the stated MFU of the chip's
-peak in the config's compute dtype (train/peaks.py).
+peak in the config's compute dtype (train/peaks.py): the vendor's figure for
+an accelerator; for `cpu`, this host's peak measured on the GEMM path the step
+runs, the denominator of the training logs' MFU (fake CPU devices share it).
 
 `compile_train_step` (`--compile`) compiles the real train step for abstract
 inputs and reads XLA's memory analysis, to check the estimate against; on CPU
@@ -19,6 +21,7 @@ inputs and reads XLA's memory analysis, to check the estimate against; on CPU
 in float32 (`as_compiled`). How close the estimate comes: benchmarks/README.md.
 """
 import dataclasses
+import os
 import time
 
 import jax
@@ -34,7 +37,7 @@ from midtrain_jax.parallel import sharding
 from midtrain_jax.train import losses, metrics, optim, peaks
 from midtrain_jax.train import step as ts
 
-# Every chip of the peak table, plus "cpu": this host (theoretical peak, its memory).
+# Every chip of the peak table, plus "cpu": this host (measured peak, its memory).
 CHIPS = (*peaks.CHIPS, "cpu")
 REMAT_POLICIES = ("none", "save_dots", "full")
 # Headroom for XLA temporaries, fragmentation and collectives' buffers.
@@ -57,6 +60,7 @@ class Plan:
   tokens_per_step: int
   step_time_s: float
   tokens_per_day: float
+  peak: peaks.Peak  # All the mesh's devices together, in the compute dtype.
 
   def total_bytes(self, remat: str) -> float:
     state = self.params_bytes + self.opt_state_bytes + self.grads_bytes
@@ -311,14 +315,14 @@ def make_plan(config: ml_collections.ConfigDict, mesh_sizes: dict[str, int], chi
           for r in REMAT_POLICIES}
   fpt = metrics.flops_per_token(model_cfg, n_params, config.data.seq_len)
   tokens_per_step = config.data.batch_size * config.data.seq_len
-  peak = chip_spec(chip).peak_flops(config.model.compute_dtype)
-  step_time = fpt * tokens_per_step / (n_devices * peak * mfu)
+  peak = chip_peak(chip, config.model.compute_dtype, kernels.matmul, n_devices)
+  step_time = fpt * tokens_per_step / (peak.flops * mfu)
   working = working_bytes(model_cfg, mesh_sizes, grads, config.train.microbatches)
   return Plan(n_params=n_params, mesh=dict(mesh_sizes), params_bytes=params,
               opt_state_bytes=opt_state, grads_bytes=grads, working_bytes=working,
               activation_bytes=acts, attention=model_cfg.attention, matmul=model_cfg.matmul,
               flops_per_token=fpt, tokens_per_step=tokens_per_step, step_time_s=step_time,
-              tokens_per_day=tokens_per_step / step_time * 86400)
+              tokens_per_day=tokens_per_step / step_time * 86400, peak=peak)
 
 
 def kernel_choice(cfg: ModelConfig, platform: str, n_devices: int) -> select.Choice:
@@ -334,9 +338,19 @@ def chip_platform(chip: str) -> str:
   return "tpu" if chip.startswith("v") else "gpu"
 
 
-def chip_spec(chip: str) -> peaks.Chip:
-  """The peak table's entry for `chip` ("cpu": this host)."""
-  return peaks.host_chip() if chip == "cpu" else peaks.CHIPS[chip]
+def chip_memory(chip: str) -> float:
+  """Bytes of memory per device of `chip` ("cpu": this host's physical memory)."""
+  if chip == "cpu":
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  return peaks.CHIPS[chip].hbm_bytes
+
+
+def chip_peak(chip: str, dtype: str, matmul: str, n_devices: int) -> peaks.Peak:
+  """The peak of `n_devices` of `chip` in `dtype`: the vendor table, or for "cpu"
+  this host's measured peak on the `matmul` kernel (fake devices share the host)."""
+  if chip == "cpu":
+    return peaks.cpu_peak(dtype, matmul)
+  return peaks.chip_peak(chip, dtype, n_devices)
 
 
 def _gib(n: float) -> str:
@@ -346,15 +360,14 @@ def _gib(n: float) -> str:
 
 def format_plan(plan: Plan, config: ml_collections.ConfigDict, chip: str, mfu: float) -> str:
   """The plan as text, with a warning for every remat policy that does not fit."""
-  hbm = chip_spec(chip).hbm_bytes
-  peak = chip_spec(chip).peak_flops(config.model.compute_dtype)
+  hbm = chip_memory(chip)
   n_devices = int(np.prod(list(plan.mesh.values())))
   lines = [
       f"model {config.model.size}: {plan.n_params / 1e9:.3f}B params, seq_len "
       f"{config.data.seq_len}, batch {config.data.batch_size} rows "
       f"({plan.tokens_per_step:,} tokens/step)",
-      f"mesh {plan.mesh} = {n_devices} x {chip} ({hbm / 1e9:.0f} GB HBM, "
-      f"{peak / 1e12:.0f} TFLOP/s {config.model.compute_dtype} peak)",
+      f"mesh {plan.mesh} = {n_devices} x {chip} ({hbm / 1e9:.0f} GB "
+      f"{'memory' if chip == 'cpu' else 'HBM'}; {plan.peak.describe()})",
       f"per-device memory (activations with the {plan.attention} attention kernel, "
       f"{plan.matmul} GEMMs):",
       f"  params       {_gib(plan.params_bytes)}  ({config.model.param_dtype})",

@@ -7,7 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from midtrain_jax.train import checkpoint, loop
+from midtrain_jax import config as config_lib
+from midtrain_jax.train import checkpoint, loop, metrics
+from midtrain_jax.train import step as ts
 from tests.helpers import small_config
 
 pytestmark = pytest.mark.slow
@@ -35,6 +37,22 @@ def test_resume_on_another_mesh_equals_uninterrupted(tmp_path, uninterrupted):
   written = json.loads(open(os.path.join(tmp_path, "config.json")).read())
   assert written["mesh"]["tensor"] == 2 and written["train"]["steps"] == 6
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+
+
+def test_mfu_of_the_tiny_run_is_within_one(uninterrupted):
+  config = small_config(6)
+  cfg = config_lib.model_config(config.model)
+  _, abstract, _ = ts.abstract_model(cfg)
+  fpt = metrics.flops_per_token(cfg, metrics.param_count(abstract), config.data.seq_len)
+  # The denominator the run measured before its data started, on XLA's GEMM (8 devices).
+  peak = uninterrupted.peak
+  assert peak.source == "measured fp32 xla" and "of the physical limit" in peak.check
+  # The first log has no interval to time; every later one has a rate and an MFU.
+  assert "mfu" not in uninterrupted.metrics[1]
+  for step in range(2, 7):
+    m = uninterrupted.metrics[step]
+    assert 0 < m["mfu"] <= 1, (step, m)
+    assert m["mfu"] == pytest.approx(m["tokens_per_s"] * fpt / peak.flops)
 
 
 def test_anneal_from_base_checkpoint_lr(tmp_path, uninterrupted):

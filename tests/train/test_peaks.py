@@ -1,11 +1,11 @@
 """The one FLOP-peak table and MFU definition (train/peaks.py)."""
-import dataclasses
-
+import jax
 import pytest
 
 from configs import anneal
+from midtrain_jax.kernels import native
+from midtrain_jax.train import cpu_limit, peaks
 from midtrain_jax.train import memory_plan as plan
-from midtrain_jax.train import peaks
 
 
 def test_device_kinds_map_to_the_vendor_table():
@@ -22,36 +22,53 @@ def test_device_kinds_map_to_the_vendor_table():
     h100.peak_flops("int8")
 
 
-def test_theoretical_limit_from_cores_vectors_and_clock():
-  avx2 = peaks.CpuInfo("x", cores=2, clock_hz=3.45e9, flags=("fma", "avx2"))
-  # 2 cores x 2 FMA pipes x 8 fp32 lanes x 2 FLOPs x 3.45 GHz.
-  assert avx2.theoretical_flops() == pytest.approx(220.8e9)
-  assert avx2.theoretical_flops("bfloat16") == avx2.theoretical_flops()
-  avx512 = peaks.CpuInfo("x", cores=2, clock_hz=3.45e9, flags=("fma", "avx2", "avx512f",
-                                                               "avx512_bf16"))
-  assert avx512.theoretical_flops() == 2 * avx2.theoretical_flops()
-  assert avx512.theoretical_flops("bfloat16") == 2 * avx512.theoretical_flops()
-  # The old unsynchronised measurement (486 GFLOP/s on the AVX2 host) is refused.
-  with pytest.raises(RuntimeError, match="the measurement is wrong"):
-    peaks.check_against_limit(486e9, info=avx2)
-  peaks.check_against_limit(223e9, info=avx2)  # Torch's synchronised figure: plausible.
-  # Zen 5 in a VM reports its 2.6 GHz base clock and boosts to about 3.8 GHz under a GEMM.
-  zen5 = peaks.CpuInfo("x", cores=2, clock_hz=2.6e9, flags=("fma", "avx2", "avx512f"))
-  peaks.check_against_limit(490e9, info=zen5)
-  # Where the OS reports the maximum clock, nothing above it (but rounding) is real.
-  at_max = dataclasses.replace(zen5, clock_is_max=True)
-  with pytest.raises(RuntimeError, match="with 1.05x for turbo"):
-    peaks.check_against_limit(490e9, info=at_max)
+def test_measured_peak_is_within_the_physical_limit_of_this_host():
+  limit = cpu_limit.host()
+  for dtype in ("float32", "bfloat16"):
+    peak = peaks.cpu_peak(dtype)
+    short = "fp32" if dtype == "float32" else "bf16"
+    assert peak.flops > 0 and peak.source.startswith(f"measured {short} xla")
+    if limit.flops(dtype) is not None:
+      assert peak.flops <= limit.flops(dtype), (dtype, peak, limit.describe(dtype))
+      assert "of the physical limit" in peak.check
+    else:
+      assert peak.check.startswith("unchecked")
+  # The MKL GEMM (the step's where model.matmul runs cpu_native) is held to it too.
+  if native.status()[0] and limit.flops() is not None:
+    assert max(peaks.measure_matmul_flops(kernel="cpu_native", n=512, samples=3)) <= (
+        limit.flops())
 
 
-def test_measured_cpu_peak_is_physically_possible():
-  rates = peaks.measure_matmul_flops("float32", n=512, chain=4, samples=3)
-  assert len(rates) == 3 and min(rates) > 0
-  info = peaks.cpu_info()
-  if info.theoretical_flops():
-    assert max(rates) <= info.theoretical_flops() * info.turbo_allowance()
-  # bf16 may always run in fp32 units, so its peak is never below fp32's.
-  assert peaks.measured_cpu_peak("bfloat16") >= peaks.measured_cpu_peak("float32")
+@pytest.fixture
+def measured(monkeypatch):
+  """Replaces the timing: records each (dtype, kernel) measured; fp32 100, bf16 50 GFLOP/s."""
+  calls = []
+
+  def fake(dtype="float32", kernel="xla", **_):
+    calls.append((dtype, kernel))
+    return [100e9 if dtype == "float32" else 50e9]
+  monkeypatch.setattr(peaks, "measure_matmul_flops", fake)
+  return calls
+
+
+def test_peak_is_measured_on_the_gemm_path_the_step_runs(measured):
+  one = jax.devices()[:1]
+  assert peaks.run_peak("float32", "xla", one).source == "measured fp32 xla"
+  # MKL runs only on one device in float32: the 8 fake devices of the tests run XLA's dot.
+  assert peaks.run_peak("float32", "cpu_native", jax.devices()).source == "measured fp32 xla"
+  assert measured == [("float32", "xla")] * 2
+  if native.status()[0]:
+    mkl = peaks.run_peak("float32", "cpu_native", one)
+    assert measured[-1] == ("float32", "cpu_native")
+    assert mkl.describe() == "peak 100 GFLOP/s measured fp32 mkl"
+  # bf16 may always run in fp32 units: its peak is never below fp32's.
+  bf16 = peaks.run_peak("bfloat16", "cpu_native", one)
+  assert measured[-2:] == [("float32", "xla"), ("bfloat16", "xla")]
+  assert bf16.flops == 100e9 and bf16.source == "measured bf16 xla (its fp32 rate, faster)"
+  # Fake CPU devices share one host's cores: one host's peak, not 8 of them.
+  assert peaks.run_peak("float32", "xla", jax.devices()).flops == 100e9
+  v5p = peaks.chip_peak("v5p", "bfloat16", 256)
+  assert v5p.describe() == "peak 459 TFLOP/s v5p bf16 x 256" and v5p.flops == 256 * 459e12
 
 
 def test_planner_uses_the_table_in_the_compute_dtype():
@@ -63,10 +80,21 @@ def test_planner_uses_the_table_in_the_compute_dtype():
   # Same FLOPs, half the TF32 peak: twice the step time.
   assert f32.step_time_s == pytest.approx(bf16.step_time_s * 989 / 495)
   assert "cpu" in plan.CHIPS
-  host = plan.make_plan(anneal.get_config("size=tiny"), {"data": 1, "fsdp": 1, "tensor": 1},
-                        "cpu", 0.4)
+  tiny = anneal.get_config("size=tiny")
+  host = plan.make_plan(tiny, {"data": 1, "fsdp": 1, "tensor": 1}, "cpu", 0.4)
   assert host.step_time_s > 0
+  # The planner's CPU peak is the training logs' denominator, measured on the same GEMM.
+  logged = peaks.run_peak(tiny.model.compute_dtype, tiny.model.matmul, jax.devices()[:1])
+  assert host.peak.source == logged.source and host.peak.units == 1
+  assert host.step_time_s == pytest.approx(
+      host.flops_per_token * host.tokens_per_step / (host.peak.flops * 0.4))
+  assert host.peak.describe() in plan.format_plan(host, tiny, "cpu", 0.4)
 
 
-def test_mfu_is_one_formula():
+def test_mfu_is_one_formula_and_never_above_one():
   assert peaks.mfu(1000.0, 6e6, 12e9) == pytest.approx(0.5)
+  assert peaks.mfu(2000.0, 6e6, 12e9) == pytest.approx(1.0)
+  with pytest.raises(peaks.AbovePeakError, match="above the peak 12 GFLOP/s"):
+    peaks.mfu(2001.0, 6e6, 12e9)
+  assert peaks.mfu_field(1000.0, 6e6, 12e9) == "0.500"
+  assert peaks.mfu_field(3000.0, 6e6, 12e9).startswith("error(18 GFLOP/s of model FLOPs")
