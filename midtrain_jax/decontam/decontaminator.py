@@ -39,12 +39,19 @@ def index_path(names: Sequence[str], params: DecontamParams,
   reference corpus (`background.stdlib()`, which depends on the Python
   install): an index is rebuilt whenever what it would hold may change.
   """
+  root = cache_dir or str(cache.cache_root())
+  return os.path.join(root, "decontam", f"index-{rules_key(names, params)}.npz")
+
+
+def rules_key(names: Sequence[str], params: DecontamParams | None = None) -> str:
+  """A digest of everything that decides what is found: item sources, benchmark
+  names, parameters, index format and reference corpus. Prepared data records
+  it, so a change of the rules re-prepares instead of reusing old decisions."""
+  params = params or params_lib.from_overrides()
   key = "|".join([benchmark_items.source_fingerprint(names),
                   ",".join(names), repr(dataclasses.astuple(params)),
                   f"format{index_lib.INDEX_FORMAT}", _background_key(params)])
-  digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-  root = cache_dir or str(cache.cache_root())
-  return os.path.join(root, "decontam", f"index-{digest}.npz")
+  return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def _background_key(params: DecontamParams) -> str:

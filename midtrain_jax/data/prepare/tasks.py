@@ -115,6 +115,9 @@ def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg,
     settings["seqio"] = (spec.seqio_task, spec.seqio_split, spec.seqio_text_field)
   if dedup is not None:  # Likewise: without deduplication the fingerprint is unchanged.
     settings["dedup"] = dedup.settings()
+  if data_cfg.decontam.benchmarks:  # The rules themselves, not only which benchmarks.
+    settings["decontam_rules"] = decontaminator.rules_key(
+        tuple(dict.fromkeys(data_cfg.decontam.benchmarks)))
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
