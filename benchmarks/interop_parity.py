@@ -46,7 +46,7 @@ _QWEN_SLIDING = dict(use_sliding_window=True, sliding_window=8, max_window_layer
 _OLMO3_LAYERS = dict(sliding_window=8, layer_types=[_SLIDING] * 3 + [_FULL])
 _YARN = {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 16}
 _CASES = {
-    "llama": lambda: transformers.LlamaConfig(**_COMMON, rope_scaling={
+    "llama_llama3": lambda: transformers.LlamaConfig(**_COMMON, rope_scaling={
         "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 16}),
     "llama_linear": lambda: transformers.LlamaConfig(**_COMMON, rope_theta=50_000.0, rope_scaling={
@@ -56,8 +56,8 @@ _CASES = {
                                                 tie_word_embeddings=True),
     "qwen2": lambda: transformers.Qwen2Config(**_COMMON, **_QWEN_SLIDING, rope_theta=1e6,
                                               tie_word_embeddings=True),
-    "qwen3": lambda: transformers.Qwen3Config(**_COMMON, **_QWEN_SLIDING, head_dim=32,
-                                              rope_scaling=dict(_YARN)),
+    "qwen3_yarn": lambda: transformers.Qwen3Config(**_COMMON, **_QWEN_SLIDING, head_dim=32,
+                                                   rope_scaling=dict(_YARN)),
     "olmo2": lambda: transformers.Olmo2Config(**_COMMON, rope_theta=500_000.0),
     # transformers gives OLMo 3's sliding layers their own theta (500000).
     "olmo3": lambda: transformers.Olmo3Config(**_COMMON, **_OLMO3_LAYERS, rope_theta=10_000.0),

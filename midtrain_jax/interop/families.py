@@ -9,6 +9,9 @@ Every family is the same decoder with a few switches:
   olmo2   reordered  projection  no          none                 Olmo2ForCausalLM
   olmo3   reordered  projection  no          layer_types          Olmo3ForCausalLM
 
+RoPE parameters (one set, or one per layer type for OLMo 3) are read and
+written by `interop/rope_params.py`.
+
 A window of `sliding_window` tokens means a query sees itself and the
 `sliding_window - 1` tokens before it, in HF and here. HF rotates pairs
 (i, i + head_dim / 2) (`rotate_half`), as `model/rope.py` does, so q/k weights
@@ -52,28 +55,37 @@ def get_family(model_type: str) -> Family:
   return FAMILIES[model_type]
 
 
-def _layer_types(hf: dict, family: Family) -> list[str]:
-  """Each layer's type as the family's transformers class reads config.json.
+# The sliding_window of transformers' config classes when config.json has none.
+_DEFAULT_WINDOW = 4096
 
-  Qwen 2/3 configs without `layer_types` slide from layer `max_window_layers`
-  on when `use_sliding_window` is set; families without windows ignore them.
+
+def _sliding_window(hf: dict) -> int | None:
+  """The window of sliding layers as the family's config class reads it (None: none).
+
+  Qwen 2/3 drop it without `use_sliding_window`.
+  """
+  if hf.get("model_type") in ("qwen2", "qwen3") and not hf.get("use_sliding_window"):
+    return None
+  return hf.get("sliding_window", _DEFAULT_WINDOW)
+
+
+def _layer_types(hf: dict, family: Family) -> list[str]:
+  """Each layer's type as the family's config class reads config.json.
+
+  Without `layer_types`, Qwen 2/3 slide from layer `max_window_layers` on
+  when they have a window, and OLMo 3 slides on all but every fourth layer;
+  families without windows ignore them.
   """
   n_layers = hf["num_hidden_layers"]
   if not family.windows:
     return [FULL] * n_layers
   if hf.get("layer_types"):
     return list(hf["layer_types"])
-  if hf.get("model_type") in ("qwen2", "qwen3") and hf.get("use_sliding_window"):
-    first = hf.get("max_window_layers", 28)  # Qwen2Config's default.
-    return [SLIDING if i >= first else FULL for i in range(n_layers)]
-  return [FULL] * n_layers
-
-
-def _sliding_window(hf: dict) -> int:
-  """The window of sliding layers (0: none); Qwen 2/3 drop it without use_sliding_window."""
-  if hf.get("model_type") in ("qwen2", "qwen3") and not hf.get("use_sliding_window"):
-    return 0
-  return hf.get("sliding_window") or 0
+  if hf.get("model_type") == "olmo3":
+    return [SLIDING if (i + 1) % 4 else FULL for i in range(n_layers)]
+  first = hf.get("max_window_layers", 28)  # Qwen2Config's default.
+  return [SLIDING if _sliding_window(hf) is not None and i >= first else FULL
+          for i in range(n_layers)]
 
 
 def model_section(hf: dict) -> dict[str, Any]:
@@ -91,7 +103,7 @@ def model_section(hf: dict) -> dict[str, Any]:
   if unknown or len(layer_types) != n_layers:
     raise ValueError(f"config.json layer_types must name {n_layers} layers, each "
                      f"{FULL!r} or {SLIDING!r}; it has {unknown or len(layer_types)}.")
-  sliding = _sliding_window(hf)
+  sliding = _sliding_window(hf) or 0
   if SLIDING in layer_types and not sliding:
     raise ValueError(f"config.json has sliding layers but no sliding_window ({model_type}; "
                      "Qwen 2/3 read it only with use_sliding_window).")

@@ -334,29 +334,36 @@ def _config(reader, path) -> dict[str, Any]:
 # llama.cpp's rope.scaling.* keys that have an HF rope_scaling counterpart.
 _SCALING_KEYS = {"factor": "factor", "original_context_length": "original_max_position_embeddings",
                  "yarn_beta_fast": "beta_fast", "yarn_beta_slow": "beta_slow"}
+# The other llama.rope.* keys read here (scaling.finetuned is a note, not a parameter).
+_ROPE_KEYS = ("freq_base", "dimension_count", "scale_linear", "scaling.type",
+              "scaling.finetuned")
 
 
 def _rope_scaling(reader, get, path) -> dict[str, Any] | None:
-  """HF's rope_scaling from llama.cpp's rope.scaling.* keys (None when unscaled).
+  """HF's rope_scaling from llama.cpp's rope.* keys (None when unscaled).
 
   Raises:
-    ValueError: naming a rope.scaling.* key with no HF counterpart here (a
-      YaRN attention or extrapolation factor), rather than dropping it.
+    ValueError: naming a rope.* key with no HF counterpart here (a YaRN
+      attention or extrapolation factor, sliding-window RoPE), rather than
+      dropping it.
   """
+  prefix = "llama.rope."
+  for key in sorted(k for k in reader.fields if k.startswith(prefix)):
+    name = key[len(prefix):]
+    scaling = name.startswith("scaling.") and name[len("scaling."):] in _SCALING_KEYS
+    if name not in _ROPE_KEYS and not scaling:
+      raise ValueError(f"{path}: GGUF metadata {key}={get(f'rope.{name}')!r} has no "
+                       "Hugging Face counterpart here.")
   kind = get("rope.scaling.type", None)
   if kind is None and get("rope.scale_linear", None) is not None:  # Older files.
     return {"rope_type": "linear", "factor": get("rope.scale_linear")}
   if kind in (None, "none"):
     return None
   scaling = {"rope_type": kind}
-  prefix = "llama.rope.scaling."
-  for key in sorted(k for k in reader.fields if k.startswith(prefix)):
-    name = key[len(prefix):]
-    if name in _SCALING_KEYS:
-      scaling[_SCALING_KEYS[name]] = get(f"rope.scaling.{name}")
-    elif name not in ("type", "finetuned"):  # finetuned: a note, not a parameter.
-      raise ValueError(f"{path}: GGUF metadata {key}={get(f'rope.scaling.{name}')!r} has no "
-                       "Hugging Face rope_scaling counterpart here.")
+  for name, hf_name in _SCALING_KEYS.items():
+    value = get(f"rope.scaling.{name}", None)
+    if value is not None:
+      scaling[hf_name] = value
   return scaling
 
 

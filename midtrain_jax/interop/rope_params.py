@@ -51,7 +51,8 @@ def by_layer_type(hf: dict, family: str) -> dict[str, dict]:
       raise ValueError(f"config.json rope_parameters has flat key(s) {flat}; {family} reads "
                        f"RoPE parameters per layer type ({FULL!r}, {SLIDING!r}).")
     default = _DEFAULT_THETA[family]
-    full = dict(params.get(FULL) or {}) | dict(hf.get("rope_scaling") or {})
+    # As transformers: rope_scaling updates a dict that already names its rope_type.
+    full = dict(params.get(FULL) or {"rope_type": "default"}) | dict(hf.get("rope_scaling") or {})
     full.setdefault("rope_theta", default if theta is None else theta)
     # transformers hands rope_theta to the full-attention layers only.
     sliding = dict(params.get(SLIDING) or {})
@@ -82,6 +83,9 @@ def _checked(params: dict, where: str) -> dict:
                      f"{', '.join(_TYPE_KEYS)}).")
   out = {}
   for key, value in params.items():
+    if key == "type" and value != kind:
+      raise ValueError(f"config.json {where}.type={value!r} but rope_type={kind!r}: "
+                       f"transformers runs {kind!r}; name one rope_type.")
     if key == "type":  # The older name of rope_type, which it already set.
       continue
     if key in _NEUTRAL and value in (None, _NEUTRAL[key]):
