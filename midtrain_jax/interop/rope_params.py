@@ -105,6 +105,10 @@ def _checked(params: dict, where: str) -> dict:
              and k not in _NEUTRAL]
   if missing:
     raise ValueError(f"config.json {where} lacks {missing[0]!r} (rope_type {kind!r}).")
+  if kind == "yarn" and out["factor"] == 1 and out.get("attention_factor", 1) != 1:
+    # The model's YaRN is off at factor 1, scale included; transformers' is not.
+    raise ValueError(f"config.json {where}.attention_factor={out['attention_factor']} with "
+                     "factor 1 is not supported (YaRN at factor 1 is plain RoPE here).")
   if kind == "yarn":
     out = {**{k: v for k, v in _YARN_DEFAULTS.items() if v is not None}, **out}
   return out

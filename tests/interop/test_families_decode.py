@@ -187,6 +187,8 @@ def test_rope_parameters_are_read_as_transformers_reads_them(form):
      r"full_attention\.type='yarn' but rope_type='default'"),
     ({"model_type": "llama", "rope_scaling": {**_YARN, "mscale": 0.7}}, r"\.mscale=0\.7"),
     ({"model_type": "llama", "rope_scaling": {**_YARN, "truncate": False}}, "truncate=False"),
+    ({"model_type": "llama", "rope_scaling": {**_YARN, "factor": 1.0, "attention_factor": 1.5}},
+     "attention_factor=1.5 with factor 1"),
     ({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
      "lacks 'low_freq_factor'"),
     ({"model_type": "olmo3", "rope_parameters": {FULL: dict(_LLAMA3), SLIDING: {}}},
