@@ -9,6 +9,9 @@ Every family is the same decoder with a few switches:
   olmo2   reordered  projection  no          none                 Olmo2ForCausalLM
   olmo3   reordered  projection  no          layer_types          Olmo3ForCausalLM
 
+RoPE parameters (one set, or one per layer type for OLMo 3) are read and
+written by `interop/rope_params.py`.
+
 A window of `sliding_window` tokens means a query sees itself and the
 `sliding_window - 1` tokens before it, in HF and here. HF rotates pairs
 (i, i + head_dim / 2) (`rotate_half`), as `model/rope.py` does, so q/k weights
@@ -22,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from midtrain_jax.interop import rope_params
+from midtrain_jax.interop.rope_params import FULL, SLIDING
 from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 
 
@@ -41,7 +46,6 @@ FAMILIES = {
     "olmo2": Family("Olmo2ForCausalLM", "reordered", "projection", False, False),
     "olmo3": Family("Olmo3ForCausalLM", "reordered", "projection", False, True),
 }
-SLIDING, FULL = "sliding_attention", "full_attention"
 
 
 def get_family(model_type: str) -> Family:
@@ -51,32 +55,58 @@ def get_family(model_type: str) -> Family:
   return FAMILIES[model_type]
 
 
-def _rope_parameters(hf: dict, layer_type: str) -> dict:
-  """The RoPE parameters of one layer type, from transformers 5 or 4 configs."""
-  params = hf.get("rope_parameters")
-  if isinstance(params, dict) and layer_type in params:  # Per layer type (OLMo 3).
-    params = params[layer_type]
-  if not params:
-    params = dict(hf.get("rope_scaling") or {})
-    params.setdefault("rope_theta", hf.get("rope_theta", 10_000.0))
-  params = dict(params)
-  params.setdefault("rope_type", params.pop("type", "default"))
-  return params
+# The sliding_window of transformers' config classes when config.json has none.
+_DEFAULT_WINDOW = 4096
+
+
+def _sliding_window(hf: dict) -> int | None:
+  """The window of sliding layers as the family's config class reads it (None: none).
+
+  Qwen 2/3 drop it without `use_sliding_window`.
+  """
+  if hf.get("model_type") in ("qwen2", "qwen3") and not hf.get("use_sliding_window"):
+    return None
+  return hf.get("sliding_window", _DEFAULT_WINDOW)
+
+
+def _layer_types(hf: dict, family: Family) -> list[str]:
+  """Each layer's type as the family's config class reads config.json.
+
+  Without `layer_types`, Qwen 2/3 slide from layer `max_window_layers` on
+  when they have a window, and OLMo 3 slides on all but every fourth layer;
+  families without windows ignore them.
+  """
+  n_layers = hf["num_hidden_layers"]
+  if not family.windows:
+    return [FULL] * n_layers
+  if hf.get("layer_types"):
+    return list(hf["layer_types"])
+  if hf.get("model_type") == "olmo3":
+    return [SLIDING if (i + 1) % 4 else FULL for i in range(n_layers)]
+  first = hf.get("max_window_layers", 28)  # Qwen2Config's default.
+  return [SLIDING if _sliding_window(hf) is not None and i >= first else FULL
+          for i in range(n_layers)]
 
 
 def model_section(hf: dict) -> dict[str, Any]:
   """Values for the `model` config section from an HF `config.json` dict.
 
   Raises:
-    ValueError: naming an unknown model_type or an unsupported RoPE type.
+    ValueError: naming an unknown model_type, layer types or RoPE parameters
+      the model cannot express (interop/rope_params.py).
   """
   model_type = hf.get("model_type")
   family = get_family(model_type)
   n_layers = hf["num_hidden_layers"]
-  layer_types = hf.get("layer_types") or [FULL] * n_layers
-  sliding = hf.get("sliding_window") or 0
-  if family.windows and SLIDING in layer_types and not sliding:
-    raise ValueError(f"config.json has sliding layers but no sliding_window ({model_type}).")
+  layer_types = _layer_types(hf, family)
+  unknown = sorted(set(layer_types) - {FULL, SLIDING})
+  if unknown or len(layer_types) != n_layers:
+    raise ValueError(f"config.json layer_types must name {n_layers} layers, each "
+                     f"{FULL!r} or {SLIDING!r}; it has {unknown or len(layer_types)}.")
+  sliding = _sliding_window(hf) or 0
+  if SLIDING in layer_types and not sliding:
+    raise ValueError(f"config.json has sliding layers but no sliding_window ({model_type}; "
+                     "Qwen 2/3 read it only with use_sliding_window).")
   windows = tuple(sliding if t == SLIDING else FULL_ATTENTION for t in layer_types)
   heads = hf["num_attention_heads"]
   values = dict(
@@ -88,24 +118,7 @@ def model_section(hf: dict) -> dict[str, Any]:
       qk_norm=family.qk_norm, qkv_bias=family.qkv_bias or bool(hf.get("attention_bias")),
       norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
       tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
-  full = _rope_parameters(hf, FULL)
-  values["rope_theta"] = float(full["rope_theta"])
-  if full["rope_type"] == "llama3":
-    values.update(llama3_factor=float(full["factor"]),
-                  llama3_low_freq_factor=float(full["low_freq_factor"]),
-                  llama3_high_freq_factor=float(full["high_freq_factor"]),
-                  llama3_original_max_len=int(full["original_max_position_embeddings"]))
-  elif full["rope_type"] == "yarn":
-    sliding_type = _rope_parameters(hf, SLIDING)["rope_type"] if SLIDING in layer_types else ""
-    values.update(yarn_factor=float(full["factor"]),
-                  yarn_beta_fast=float(full.get("beta_fast") or 32.0),
-                  yarn_beta_slow=float(full.get("beta_slow") or 1.0),
-                  yarn_original_max_len=int(full["original_max_position_embeddings"]),
-                  yarn_attention_factor=float(full.get("attention_factor") or 0.0),
-                  yarn_full_layers_only=sliding_type != "yarn")
-  elif full["rope_type"] != "default":
-    raise ValueError(f"Unsupported rope_type {full['rope_type']!r} in config.json "
-                     "(supported: default, llama3, yarn).")
+  values.update(rope_params.model_values(hf, model_type, layer_types))
   return values
 
 
@@ -136,22 +149,6 @@ def hf_config(cfg: ModelConfig, family: str, *, bos_id: int, eos_id: int,
   sliding = sorted({w for w in windows if w != FULL_ATTENTION})
   if len(sliding) > 1:
     raise ValueError(f"HF configs hold one sliding_window; this model has {sliding}.")
-  rope: dict[str, Any] = {"rope_type": "default", "rope_theta": cfg.rope_theta}
-  if cfg.llama3_factor != 1.0:
-    rope = {"rope_type": "llama3", "rope_theta": cfg.rope_theta, "factor": cfg.llama3_factor,
-            "low_freq_factor": cfg.llama3_low_freq_factor,
-            "high_freq_factor": cfg.llama3_high_freq_factor,
-            "original_max_position_embeddings": cfg.llama3_original_max_len}
-  yarn = {"rope_type": "yarn", "rope_theta": cfg.rope_theta, "factor": cfg.yarn_factor,
-          "beta_fast": cfg.yarn_beta_fast, "beta_slow": cfg.yarn_beta_slow,
-          "original_max_position_embeddings": cfg.yarn_original_max_len,
-          "attention_factor": cfg.yarn_attention_factor or None}
-  windowed = bool(sliding)
-  per_layer_yarn = cfg.yarn_factor != 1.0 and cfg.yarn_full_layers_only and windowed
-  if per_layer_yarn and family != "olmo3":
-    raise ValueError(f"{family} configs cannot apply YaRN to full-attention layers only.")
-  if cfg.yarn_factor != 1.0 and not per_layer_yarn:
-    rope = yarn
   out = {
       "architectures": [FAMILIES[family].architecture], "model_type": family,
       "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
@@ -161,7 +158,7 @@ def hf_config(cfg: ModelConfig, family: str, *, bos_id: int, eos_id: int,
       "tie_word_embeddings": cfg.tie_embeddings, "attention_bias": False,
       "max_position_embeddings": max(8192, cfg.yarn_original_max_len),
       "bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": pad_id,
-      "rope_theta": cfg.rope_theta, "rope_parameters": rope, "torch_dtype": "float32",
+      **rope_params.hf_values(cfg, family), "torch_dtype": "float32",
   }
   if family == "qwen2":
     out["attention_bias"] = True  # Biases on q/k/v (the o projection has none).
@@ -170,10 +167,6 @@ def hf_config(cfg: ModelConfig, family: str, *, bos_id: int, eos_id: int,
     out["sliding_window"] = sliding[0] if sliding else None
     out["use_sliding_window"] = bool(sliding)
     out["max_window_layers"] = 0 if sliding else cfg.n_layers
-  if family == "olmo3":  # OLMo 3 reads RoPE parameters per layer type.
-    out["rope_parameters"] = {FULL: yarn if per_layer_yarn else rope,
-                              SLIDING: {"rope_type": "default", "rope_theta": cfg.rope_theta}
-                              if per_layer_yarn else rope}
   return out
 
 

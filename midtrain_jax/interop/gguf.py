@@ -105,12 +105,14 @@ def read_config(path: str | pathlib.Path) -> dict[str, Any]:
     A JSON-serialisable dict: model_type "llama", architectures, the shape
     hyper-parameters, rope_theta, rms_norm_eps, max_position_embeddings,
     tie_word_embeddings (true when the file has no `output.weight`), the
-    bos/eos/pad token ids, and rope_scaling when the file sets one. Values
+    bos/eos/pad token ids, rope_scaling when the file sets one, and
+    partial_rotary_factor when RoPE rotates part of each head. Values
     stored as float32 are given as the shortest decimal that reads back as the
     same float32 (1e-05, not 9.999999747378752e-06).
 
   Raises:
-    ValueError: when the file is not a GGUF, or its architecture is not llama.
+    ValueError: when the file is not a GGUF, its architecture is not llama,
+      or it has RoPE scaling metadata with no HF counterpart.
   """
   return _config(_open(path), path)
 
@@ -319,23 +321,49 @@ def _config(reader, path) -> dict[str, Any]:
       "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id", None),
       "pad_token_id": _field(reader, "tokenizer.ggml.padding_token_id", None),
   }
-  rope_scaling = _rope_scaling(get)
+  rotary = get("rope.dimension_count", None)
+  if rotary is not None and rotary != config["head_dim"]:
+    # Rotating part of each head: model_section names it and refuses.
+    config["partial_rotary_factor"] = rotary / config["head_dim"]
+  rope_scaling = _rope_scaling(reader, get, path)
   if rope_scaling is not None:
     config["rope_scaling"] = rope_scaling
   return config
 
 
-def _rope_scaling(get) -> dict[str, Any] | None:
-  """HF's rope_scaling from llama.cpp's rope.scaling.* keys (None when unscaled)."""
-  kind, factor = get("rope.scaling.type", None), get("rope.scaling.factor", None)
+# llama.cpp's rope.scaling.* keys that have an HF rope_scaling counterpart.
+_SCALING_KEYS = {"factor": "factor", "original_context_length": "original_max_position_embeddings",
+                 "yarn_beta_fast": "beta_fast", "yarn_beta_slow": "beta_slow"}
+# The other llama.rope.* keys read here (scaling.finetuned is a note, not a parameter).
+_ROPE_KEYS = ("freq_base", "dimension_count", "scale_linear", "scaling.type",
+              "scaling.finetuned")
+
+
+def _rope_scaling(reader, get, path) -> dict[str, Any] | None:
+  """HF's rope_scaling from llama.cpp's rope.* keys (None when unscaled).
+
+  Raises:
+    ValueError: naming a rope.* key with no HF counterpart here (a YaRN
+      attention or extrapolation factor, sliding-window RoPE), rather than
+      dropping it.
+  """
+  prefix = "llama.rope."
+  for key in sorted(k for k in reader.fields if k.startswith(prefix)):
+    name = key[len(prefix):]
+    scaling = name.startswith("scaling.") and name[len("scaling."):] in _SCALING_KEYS
+    if name not in _ROPE_KEYS and not scaling:
+      raise ValueError(f"{path}: GGUF metadata {key}={get(f'rope.{name}')!r} has no "
+                       "Hugging Face counterpart here.")
+  kind = get("rope.scaling.type", None)
   if kind is None and get("rope.scale_linear", None) is not None:  # Older files.
-    kind, factor = "linear", get("rope.scale_linear")
+    return {"rope_type": "linear", "factor": get("rope.scale_linear")}
   if kind in (None, "none"):
     return None
-  scaling = {"rope_type": kind, "factor": factor}
-  original = get("rope.scaling.original_context_length", None)
-  if original is not None:
-    scaling["original_max_position_embeddings"] = original
+  scaling = {"rope_type": kind}
+  for name, hf_name in _SCALING_KEYS.items():
+    value = get(f"rope.scaling.{name}", None)
+    if value is not None:
+      scaling[hf_name] = value
   return scaling
 
 
@@ -345,6 +373,9 @@ def _hf_name(name: str, layers: int, path) -> str:
   match = _LAYER_PATTERN.fullmatch(name)
   if match and int(match[1]) < layers and match[2] in _LAYER_NAMES:
     return f"model.layers.{int(match[1])}.{_LAYER_NAMES[match[2]]}"
+  if name == "rope_freqs.weight":  # Llama 3.1+ GGUFs: per-frequency RoPE divisors.
+    raise ValueError(f"Tensor {name!r} of {path} holds RoPE frequency factors (llama.cpp's "
+                     "form of Llama 3 RoPE scaling), which this import does not read.")
   raise ValueError(f"Tensor {name!r} of {path} has no Hugging Face Llama counterpart.")
 
 

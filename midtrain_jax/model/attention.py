@@ -180,21 +180,9 @@ class Attention(nnx.Module):
       self.k_norm = norm((k, h), axes=("kv_heads", "head_dim"))
 
   def _rope_tables(self, positions_BT):
-    """RoPE's (cos, sin) tables of this layer (YaRN / Llama 3 scaled as configured)."""
-    cfg = self.cfg
-    use_yarn = cfg.yarn_factor > 1.0 and not (
-        cfg.yarn_full_layers_only and self.window != FULL_ATTENTION)
-    factor = cfg.yarn_factor if use_yarn else 1.0
-    inv_freq = rope.inverse_frequencies(
-        cfg.head_dim, cfg.rope_theta, yarn_factor=factor, beta_fast=cfg.yarn_beta_fast,
-        beta_slow=cfg.yarn_beta_slow, original_len=cfg.yarn_original_max_len)
-    if cfg.llama3_factor != 1.0:
-      inv_freq = rope.llama3_scaled(inv_freq, cfg.llama3_factor, cfg.llama3_low_freq_factor,
-                                    cfg.llama3_high_freq_factor, cfg.llama3_original_max_len)
-    scale = rope.yarn_attention_scale(factor)
-    if use_yarn and cfg.yarn_attention_factor:
-      scale = cfg.yarn_attention_factor
-    return rope.rotation_tables(positions_BT, inv_freq, scale)
+    """RoPE's (cos, sin) tables of this layer (`rope.layer_frequencies`: its theta and
+    YaRN / Llama 3 / linear scaling)."""
+    return rope.rotation_tables(positions_BT, *rope.layer_frequencies(self.cfg, self.window))
 
   def __call__(self, x_BTD, positions_BT, segment_ids_BT, cache=None):
     """Attends within documents.

@@ -85,17 +85,27 @@ class ModelConfig:
       "attention." + _PRESET)
   last_layer_full: bool = settings.field(True, "The last layer attends to the whole row, "
                                          "whatever window_pattern gives it.")
-  rope_theta: float = settings.field(_TINY["rope_theta"], "RoPE base frequency." + _PRESET,
-                                     check=_POSITIVE)
+  rope_theta: float = settings.field(_TINY["rope_theta"], "RoPE base frequency of every "
+                                     "layer (of full-attention layers when rope_theta_sliding "
+                                     "is set)." + _PRESET, check=_POSITIVE)
+  rope_theta_sliding: float = settings.field(
+      0.0, "RoPE base frequency of sliding-window layers; 0: rope_theta. (transformers' "
+      "OLMo 3 keeps one per layer type: an imported model may have two.)", check=_NON_NEGATIVE)
+  rope_linear_factor: float = settings.field(
+      1.0, "Linear RoPE scaling (position interpolation, HF rope_type 'linear'): every "
+      "frequency divided by this, in every layer; 1 disables it.", check=_POSITIVE)
   llama3_factor: float = settings.field(
-      1.0, "Llama 3 RoPE frequency scaling (HF rope_type 'llama3'); 1 disables it.")
+      1.0, "Llama 3 RoPE frequency scaling (HF rope_type 'llama3'), in every layer; 1 "
+      "disables it.")
   llama3_low_freq_factor: float = settings.field(1.0, "Llama 3 RoPE scaling: low-frequency "
                                                  "factor.")
   llama3_high_freq_factor: float = settings.field(4.0, "Llama 3 RoPE scaling: high-frequency "
                                                   "factor.")
   llama3_original_max_len: int = settings.field(8192, "Llama 3 RoPE scaling: the context "
                                                 "length the model was trained at.")
-  yarn_factor: float = settings.field(1.0, "YaRN context extension factor; 1 disables it.",
+  yarn_factor: float = settings.field(1.0, "YaRN context extension factor; 1 disables it. "
+                                      "At most one of llama3_factor, yarn_factor and "
+                                      "rope_linear_factor scales RoPE.",
                                       check=settings.Check("must be >= 1", lambda v: v >= 1))
   yarn_beta_fast: float = settings.field(32.0, "YaRN: rotations above which frequencies are "
                                          "kept (beta_fast).")
@@ -198,6 +208,15 @@ def _check_shape(m, path: str) -> None:
                      "non-empty list of window sizes >= 0 (0 = full attention).")
 
 
+def _check_rope(m, path: str) -> None:
+  """One RoPE scaling at a time: HF configs name one rope_type per layer type."""
+  scaled = [name for name in ("llama3_factor", "yarn_factor", "rope_linear_factor")
+            if m[name] != 1.0]
+  if len(scaled) > 1:
+    raise ValueError(f"{path}: {' and '.join(f'{n}={m[n]}' for n in scaled)} both scale RoPE; "
+                     "set at most one of them (the others 1).")
+
+
 def _check_moe(moe, path: str) -> None:
   if moe.experts and not 1 <= moe.top_k <= moe.experts:
     raise ValueError(f"{path}: top_k={moe.top_k} must be between 1 and "
@@ -226,7 +245,7 @@ SECTION = settings.Section(
                               choices=(*PRESETS, CUSTOM_SIZE)),
      **{name: s for name, s in _FIELDS.items() if not name.startswith("moe_")},
      "moe": MOE},
-    help="the model (ModelConfig, model/config.py).", checks=(_check_shape,),
+    help="the model (ModelConfig, model/config.py).", checks=(_check_shape, _check_rope),
     migrate=_migrate)
 
 

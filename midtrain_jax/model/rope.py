@@ -1,14 +1,21 @@
-"""Rotary position embeddings with optional YaRN context extension.
+"""Rotary position embeddings with optional YaRN, Llama 3 or linear scaling.
 
 YaRN (Peng et al., 2023): frequencies that rotate fewer than `beta_slow` times
 over the original context are interpolated by `factor`, those rotating more than
 `beta_fast` times are kept, a linear ramp blends the band between; q and k are
 both scaled by 0.1 * ln(factor) + 1, sharpening attention at long range.
+
+`layer_frequencies` gives one layer's frequencies from the model's settings:
+sliding-window and full-attention layers may differ in theta
+(`rope_theta_sliding`) and in whether YaRN applies (`yarn_full_layers_only`),
+as HF configs with RoPE parameters per layer type (OLMo 3) do.
 """
 import math
 
 import jax.numpy as jnp
 import numpy as np
+
+from midtrain_jax.model.config import FULL_ATTENTION, ModelConfig
 
 
 def _correction_dim(num_rotations: float, dim: int, theta: float, original_len: int) -> float:
@@ -45,6 +52,34 @@ def llama3_scaled(inv_freq: np.ndarray, factor: float, low_freq_factor: float,
   smoothed = (1 - smooth) * scaled / factor + smooth * scaled
   medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
   return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def layer_frequencies(cfg: ModelConfig, window: int) -> tuple[np.ndarray, float]:
+  """Inverse frequencies [head_dim // 2] and q/k scale of a layer with `window`.
+
+  Args:
+    cfg: the model; its rope_* / llama3_* / yarn_* settings.
+    window: the layer's sliding window (FULL_ATTENTION: a full-attention layer).
+
+  Returns:
+    (inverse frequencies float32, the factor q and k are multiplied by).
+  """
+  sliding = window != FULL_ATTENTION
+  theta = cfg.rope_theta_sliding if sliding and cfg.rope_theta_sliding else cfg.rope_theta
+  use_yarn = cfg.yarn_factor > 1.0 and not (cfg.yarn_full_layers_only and sliding)
+  factor = cfg.yarn_factor if use_yarn else 1.0
+  inv_freq = inverse_frequencies(cfg.head_dim, theta, yarn_factor=factor,
+                                 beta_fast=cfg.yarn_beta_fast, beta_slow=cfg.yarn_beta_slow,
+                                 original_len=cfg.yarn_original_max_len)
+  if cfg.llama3_factor != 1.0:
+    inv_freq = llama3_scaled(inv_freq, cfg.llama3_factor, cfg.llama3_low_freq_factor,
+                             cfg.llama3_high_freq_factor, cfg.llama3_original_max_len)
+  if cfg.rope_linear_factor != 1.0:  # Positions divided by the factor: so are frequencies.
+    inv_freq = (inv_freq / np.float32(cfg.rope_linear_factor)).astype(np.float32)
+  scale = yarn_attention_scale(factor)
+  if use_yarn and cfg.yarn_attention_factor:
+    scale = cfg.yarn_attention_factor
+  return inv_freq, scale
 
 
 def yarn_attention_scale(yarn_factor: float) -> float:

@@ -1,13 +1,14 @@
 """GGUF reading: small files written here, then SmolLM2 against transformers' own GGUF loader."""
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
 
 gguf_lib = pytest.importorskip("gguf")
 
-from midtrain_jax.interop import gguf  # noqa: E402  (after the importorskip above)
+from midtrain_jax.interop import families, gguf  # noqa: E402  (after the importorskip above)
 
 # Digits, code with indentation, Unicode and chat markup: what the model sees in midtraining.
 TEXTS = [
@@ -53,11 +54,12 @@ def _tiny_hf(rng, tied=True):
   return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
 
 
-def _write(path, hf=None, arch="llama", extra=None, tokenizer=None):
+def _write(path, hf=None, arch="llama", extra=None, tokenizer=None, metadata=None):
   """Writes a GGUF from an HF state dict the way llama.cpp's converter lays it out.
 
   `extra` maps GGUF tensor names to arrays written as they are; `tokenizer`
-  holds keyword overrides for a 6-token byte-level BPE vocabulary.
+  holds keyword overrides for a 6-token byte-level BPE vocabulary; `metadata`
+  is called with the writer to add keys of its own.
   """
   writer = gguf_lib.GGUFWriter(str(path), arch)
   writer.add_block_count(1)
@@ -71,6 +73,8 @@ def _write(path, hf=None, arch="llama", extra=None, tokenizer=None):
   writer.add_layer_norm_rms_eps(1e-6)
   writer.add_rope_scaling_type(gguf_lib.RopeScalingType.LINEAR)
   writer.add_rope_scaling_factor(4.0)
+  if metadata is not None:
+    metadata(writer)
   vocab = {"model": "gpt2", "pre": "smollm", "tokens": ["<s>", "</s>", "a", "b", "ab", "Ġ"],
            "types": [3, 3, 1, 1, 1, 1], "merges": ["a b"], "bos": 0, "eos": 1,
            "add_bos": True, "add_eos": False, **(tokenizer or {})}
@@ -134,6 +138,57 @@ def test_config_of_a_small_file(tmp_path):
       "eos_token_id": 1, "pad_token_id": None,
       "rope_scaling": {"rope_type": "linear", "factor": 4.0}}
   json.dumps(config)  # Writable as config.json.
+
+
+def test_linear_rope_scaling_imports_as_the_models_setting(tmp_path):
+  config = gguf.read_config(_write(tmp_path / "tiny.gguf", _tiny_hf(np.random.default_rng(2))))
+  section = families.model_section(config)
+  assert (section["rope_theta"], section["rope_linear_factor"]) == (500000.0, 4.0)
+
+
+def test_yarn_keys_map_to_rope_scaling(tmp_path):
+  def yarn(writer):
+    writer.add_rope_scaling_type(gguf_lib.RopeScalingType.YARN)
+    writer.add_rope_scaling_orig_ctx_len(16)
+    writer.add_rope_scaling_yarn_beta_fast(24.0)
+    writer.add_rope_scaling_finetuned(True)
+  # The writer keeps the last value of a key: YaRN replaces the default linear type.
+  config = gguf.read_config(_write(tmp_path / "yarn.gguf", _tiny_hf(np.random.default_rng(2)),
+                                   metadata=yarn))
+  assert config["rope_scaling"] == {"rope_type": "yarn", "factor": 4.0,
+                                    "original_max_position_embeddings": 16, "beta_fast": 24.0}
+  section = families.model_section(config)
+  assert (section["yarn_factor"], section["yarn_beta_fast"], section["yarn_original_max_len"]) == (
+      4.0, 24.0, 16)
+
+
+@pytest.mark.parametrize("metadata, named", [
+    (lambda w: w.add_rope_scaling_yarn_ext_factor(0.5), "llama.rope.scaling.yarn_ext_factor"),
+    (lambda w: w.add_rope_freq_base_swa(10000.0), "llama.rope.freq_base_swa"),
+])
+def test_rope_metadata_without_a_counterpart_is_named(tmp_path, metadata, named):
+  path = _write(tmp_path / "odd.gguf", _tiny_hf(np.random.default_rng(2)), metadata=metadata)
+  with pytest.raises(ValueError, match=re.escape(named)):
+    gguf.read_config(path)
+
+
+def test_partial_rotary_dimensions_are_refused(tmp_path):
+  def partial(writer):
+    writer.add_key_length(4)
+    writer.add_value_length(4)
+    writer.add_rope_dimension_count(2)
+  config = gguf.read_config(_write(tmp_path / "partial.gguf", _tiny_hf(np.random.default_rng(2)),
+                                   metadata=partial))
+  assert config["head_dim"] == 4 and config["partial_rotary_factor"] == 0.5
+  with pytest.raises(ValueError, match="partial_rotary_factor=0.5"):
+    families.model_section(config)
+
+
+def test_llama3_frequency_factors_are_refused_by_name(tmp_path):
+  path = _write(tmp_path / "llama3.gguf", _tiny_hf(np.random.default_rng(2)),
+                extra={"rope_freqs.weight": np.ones(2, np.float32)})
+  with pytest.raises(ValueError, match="'rope_freqs.weight' .* RoPE frequency factors"):
+    list(gguf.iter_tensors(path))
 
 
 def test_not_a_gguf_file_is_named(tmp_path):

@@ -85,3 +85,26 @@ def test_yarn_applies_to_full_layers_only():
   everywhere = dataclasses.replace(cfg, yarn_full_layers_only=False)
   assert np.abs(np.asarray(rotated(Transformer(everywhere, rngs=nnx.Rngs(0)).blocks[0].attn)
                            - plain)).max() > 1e-3
+
+
+def test_sliding_layers_take_their_own_theta():
+  # tiny_model: layer 0 slides (window 8), layer 1 attends fully.
+  cfg = helpers.tiny_model(rope_theta=10_000.0, rope_theta_sliding=500_000.0)
+  sliding, sliding_scale = rope.layer_frequencies(cfg, 8)
+  full, full_scale = rope.layer_frequencies(cfg, 0)
+  pairs = np.arange(cfg.head_dim // 2)
+  np.testing.assert_allclose(sliding, 500_000.0 ** (-2 * pairs / cfg.head_dim), rtol=1e-6)
+  np.testing.assert_allclose(full, 10_000.0 ** (-2 * pairs / cfg.head_dim), rtol=1e-6)
+  assert sliding_scale == full_scale == 1.0
+  unset = helpers.tiny_model(rope_theta=10_000.0)  # 0: every layer takes rope_theta.
+  np.testing.assert_array_equal(rope.layer_frequencies(unset, 8)[0], full)
+
+
+def test_linear_scaling_divides_every_layers_frequencies():
+  cfg = helpers.tiny_model(rope_theta=10_000.0, rope_linear_factor=4.0)
+  pairs = np.arange(cfg.head_dim // 2)
+  for window in (8, 0):
+    inv_freq, scale = rope.layer_frequencies(cfg, window)
+    # Position p rotates as position p / 4 would unscaled.
+    np.testing.assert_allclose(inv_freq, 10_000.0 ** (-2 * pairs / cfg.head_dim) / 4, rtol=1e-6)
+    assert scale == 1.0
