@@ -1,10 +1,10 @@
 """Plain-text tables of evaluation results (what the CLIs and the demo print).
 
 Benchmark scores print as `value ± ci95` (the 95% bootstrap interval over
-items, `stats.py`) with their item and subject counts; a change between two
-runs prints as `delta ± ci95 *`, where the interval is the paired one over the
-items both runs scored and `*` marks an interval that excludes zero
-(`SIGNIFICANCE_LEGEND`).
+items, `stats.py`) with their item and subject counts and whether the score is
+a micro or a macro average; a change between two runs prints as
+`delta ± ci95 *`, where the interval is the paired one over the items both
+runs scored and `*` marks an interval that excludes zero (`SIGNIFICANCE_LEGEND`).
 """
 from midtrain_jax.data import layout
 from midtrain_jax.evals import stats
@@ -30,9 +30,10 @@ def plus_minus(value, ci, digits: int = 3, signed: bool = False) -> str:
 def _counts(r: dict) -> str:
   n = r.get("n_items", r.get("items"))
   subsets = r.get("subsets")
-  if subsets is None:
-    return f"{n} items"
-  return f"{n} items, {subsets} subject{'s' if subsets != 1 else ''}"
+  text = f"{n} items" if subsets is None else \
+      f"{n} items, {subsets} subject{'s' if subsets != 1 else ''}"
+  # How the score averages them (results written before this field say nothing).
+  return f"{text}; {r['average'].split(' over ')[0]}" if r.get("average") else text
 
 
 def contamination_text(r: dict) -> str:
@@ -224,13 +225,13 @@ def benchmark_table(named: dict[str, dict], group: str = "benchmark_bpb") -> str
   """
   key = "bpb" if group == "benchmark_bpb" else "score"
   names = list(dict.fromkeys(b for res in named.values() for b in res.get(group, {})))
-  header = ["benchmark", "items", "subjects"] + list(named)
+  header = ["benchmark", "items", "subjects", "average"] + list(named)
   cells = []
   for b in names:
     first = next(res[group][b] for res in named.values() if b in res.get(group, {}))
     label = b if group == "benchmark_bpb" else f"{b} {first['metric']}"
     cells.append([label, str(first.get("n_items", first.get("items"))),
-                  str(first.get("subsets", "-"))] +
+                  str(first.get("subsets", "-")), first.get("average", "-")] +
                  [plus_minus(res[group][b][key], res[group][b].get("ci95"))
                   if b in res.get(group, {}) else "-" for res in named.values()])
   return _aligned(header, cells)
