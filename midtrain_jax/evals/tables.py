@@ -306,6 +306,8 @@ def format_deduplication(rows: list[dict]) -> str:
     if r["reference"]:
       verb = "removed" if r["reference_mode"] == "drop" else "counted"
       line += f"; in the reference set: {sum(r['reference'].values())} ({verb})"
+    if r.get("skipped_comparisons"):
+      line += f"; bucket cap skipped {r['skipped_comparisons']} comparisons"
     lines.append(line)
   return "\n".join(lines)
 
