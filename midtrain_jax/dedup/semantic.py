@@ -97,6 +97,7 @@ class SemanticIndex:
     self._weights = (1 << np.arange(ROWS, dtype=np.int64))
     self._matrix: np.ndarray | None = None
     self._size = 0
+    self.compared = 0  # Embeddings scored by lookups (an all-pairs scan scores all).
 
   def band_keys(self, vector: np.ndarray) -> list[int]:
     """The vector's band keys (band number above its ROWS sign bits)."""
@@ -122,6 +123,7 @@ class SemanticIndex:
     if not found:
       return None
     candidates = np.fromiter(sorted(found), np.int64, len(found))
+    self.compared += len(candidates)
     scores = self._matrix[candidates] @ vector
     best = int(np.argmax(scores))  # The first (earliest stored) of the most similar.
     similarity = float(scores[best])
