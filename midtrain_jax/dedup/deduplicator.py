@@ -59,6 +59,7 @@ class Fingerprint:
   band_keys: tuple[int, ...] | None = None
   simhash: int | None = None
   embedding: np.ndarray | None = None  # float32 [D], unit length
+  semantic_keys: tuple[int, ...] | None = None  # Its band keys in the semantic index.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,7 @@ class _Indices:
         and (hit := self.simhash.query(fp.simhash))):
       return ("near", self._simhash_docs[hit[0]], hit[1])
     if (self.semantic is not None and fp.embedding is not None
-        and (hit := self.semantic.query(fp.embedding))):
+        and (hit := self.semantic.query(fp.embedding, _keys(fp.semantic_keys)))):
       return ("semantic", self._semantic_docs[hit[0]], hit[1])
     return None
 
@@ -139,8 +140,12 @@ class _Indices:
       self.simhash.insert(fp.simhash)
       self._simhash_docs.append(position)
     if self.semantic is not None and fp.embedding is not None:
-      self.semantic.insert(fp.embedding)
+      self.semantic.insert(fp.embedding, _keys(fp.semantic_keys))
       self._semantic_docs.append(position)
+
+
+def _keys(keys: tuple[int, ...] | None) -> list[int] | None:
+  return None if keys is None else list(keys)
 
 
 class Deduplicator:
@@ -180,7 +185,7 @@ class Deduplicator:
       return [Fingerprint(exact=key) for key in keys]
     codes = [code_lib.code_key(t, p.code_min_tokens) for t in texts] if "code" in p.levels \
         else [None] * n
-    signatures = band_keys = prints = vectors = [None] * n
+    signatures = band_keys = prints = vectors = semantic_keys = [None] * n
     if "near" in p.levels:
       words = text_lib.word_hashes(texts)
       # A document without words has no shingles: its empty signature (and SimHash
@@ -193,10 +198,14 @@ class Deduplicator:
         band_keys = [None if skip[i] else tuple(keys_of[i]) for i in range(n)]
       if p.uses_simhash:
         prints = [None if s else h for s, h in zip(skip, simhash.fingerprints(words).tolist())]
-    if self._embed is not None:
-      vectors = list(semantic.embed(self._embed, texts))
+    if self._embed is not None and n:
+      matrix = semantic.embed(self._embed, texts)
+      vectors = list(matrix)
+      semantic_keys = [tuple(k) for k in semantic.band_keys(
+          matrix, semantic.bands_for(p.semantic_threshold), p.seed).tolist()]
     return [Fingerprint(exact=keys[i], code=codes[i], signature=signatures[i],
-                        band_keys=band_keys[i], simhash=prints[i], embedding=vectors[i])
+                        band_keys=band_keys[i], simhash=prints[i], embedding=vectors[i],
+                        semantic_keys=semantic_keys[i])
             for i in range(n)]
 
   def decide(self, fp: Fingerprint, doc_id: str, task: str) -> Verdict:

@@ -79,6 +79,23 @@ def bands_for(threshold: float, rows: int = ROWS, recall: float = RECALL) -> int
   return min(_MAX_BANDS, max(1, math.ceil(math.log(1.0 - recall) / math.log(1.0 - hit))))
 
 
+@functools.cache
+def _planes(dim: int, count: int, seed: int) -> np.ndarray:
+  """float32 [dim, count] Gaussian hyperplanes, the same for a seed in every process."""
+  return np.random.default_rng(seed).standard_normal((dim, count)).astype(np.float32)
+
+
+def band_keys(vectors: np.ndarray, bands: int, seed: int = 1) -> np.ndarray:
+  """int64 [N, bands] band keys of unit vectors [N, D] (band number above ROWS sign bits).
+
+  A batch is one matrix product, so `Deduplicator.fingerprint` computes them
+  with the embeddings (on the workers, under Beam).
+  """
+  bits = (vectors @ _planes(vectors.shape[1], bands * ROWS, seed) >= 0)
+  codes = bits.reshape(len(vectors), bands, ROWS) @ (1 << np.arange(ROWS, dtype=np.int64))
+  return codes + (np.arange(bands, dtype=np.int64) << ROWS)
+
+
 class SemanticIndex:
   """Unit embeddings of kept documents; finds the most similar above a threshold.
 
@@ -91,25 +108,18 @@ class SemanticIndex:
   def __init__(self, threshold: float = 0.95, max_bucket: int = 0, seed: int = 1):
     self.threshold = threshold
     self.bands = bands_for(threshold)
+    self.seed = seed
     self.buckets = buckets_lib.Buckets(max_bucket)
-    self._seed = seed
-    self._planes: np.ndarray | None = None  # [D, bands * ROWS], made at the first vector.
-    self._weights = (1 << np.arange(ROWS, dtype=np.int64))
     self._matrix: np.ndarray | None = None
     self._size = 0
     self.compared = 0  # Embeddings scored by lookups (an all-pairs scan scores all).
 
   def band_keys(self, vector: np.ndarray) -> list[int]:
-    """The vector's band keys (band number above its ROWS sign bits)."""
-    if self._planes is None:
-      rng = np.random.default_rng(self._seed)
-      self._planes = rng.standard_normal((len(vector), self.bands * ROWS)).astype(np.float32)
-    elif len(vector) != len(self._planes):
+    """One vector's band keys (`band_keys` of a batch of one)."""
+    if self._matrix is not None and len(vector) != self._matrix.shape[1]:
       raise ValueError(f"Embedding of size {len(vector)}; the index holds size "
-                       f"{len(self._planes)}: one embedder per deduplication.")
-    bits = (vector @ self._planes >= 0).reshape(self.bands, ROWS)
-    codes = bits @ self._weights
-    return (codes + (np.arange(self.bands, dtype=np.int64) << ROWS)).tolist()
+                       f"{self._matrix.shape[1]}: one embedder per deduplication.")
+    return band_keys(vector[None], self.bands, self.seed)[0].tolist()
 
   def query(self, vector: np.ndarray, keys: list[int] | None = None
             ) -> tuple[int, float] | None:
@@ -117,6 +127,9 @@ class SemanticIndex:
     at or above the threshold (ties to the earliest stored), or None."""
     if not self._size:
       return None
+    if len(vector) != self._matrix.shape[1]:
+      raise ValueError(f"Embedding of size {len(vector)}; the index holds size "
+                       f"{self._matrix.shape[1]}: one embedder per deduplication.")
     found = set()
     for key in keys if keys is not None else self.band_keys(vector):
       found.update(self.buckets.get(key))
