@@ -22,7 +22,11 @@ one, variation the sample design never has, so the plain interval is too wide
 when subjects differ. The point estimate of a stratified sample is either
 micro (every item weighs the same: the ratio of the pooled sums) or macro
 (every stratum weighs the same: the mean of the per-stratum scores, as MMLU
-averages its subjects); `summary` names which in its `average` field.
+averages its subjects); `summary` names which in its `average` field. A
+stratum of one item shows no variance of its own (resampling it always gives
+it back), so one-item strata are resampled together as one stratum (collapsed
+strata): a sample of one item per subject, as MMLU's smallest, gets the plain
+bootstrap.
 
 A comparison of two runs uses the items both scored: the paired bootstrap
 resamples item ids once per replicate for both runs, so differences in item
@@ -92,17 +96,35 @@ def _draw(rng, groups: list[np.ndarray], count: int) -> np.ndarray:
   return np.concatenate(parts, axis=1)
 
 
+def _layout(strata, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """(resampling groups, the columns of each stratum in a draw).
+
+  Strata of two or more items are resampled alone; one-item strata together
+  (collapsed). A draw lays the groups side by side, so a stratum's columns are
+  its block, or its single column in the collapsed block.
+  """
+  strata_groups = _groups(strata, n)
+  groups = [g for g in strata_groups if len(g) > 1]
+  singles = [g for g in strata_groups if len(g) == 1]
+  if singles:
+    groups.append(np.concatenate(singles))
+  bounds = np.cumsum([0] + [len(g) for g in groups])
+  columns = [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+  if singles:
+    columns = columns[:-1] + [np.array([c]) for c in columns[-1]]
+  return groups, columns
+
+
 def _replicates(num_a, den_a, num_b=None, den_b=None, *, samples: int, seed: int,
                 strata=None, macro: bool = False) -> np.ndarray:
   """Bootstrap replicates of num_a/den_a (minus num_b/den_b, on the same draws).
 
   With `strata` each replicate resamples within every stratum, keeping the
-  stratum sizes; the drawn positions stay grouped by stratum, so the macro
-  statistic reads each stratum's columns back from the same places.
+  stratum sizes (`_layout`); the macro statistic reads each stratum's columns
+  of the draw.
   """
-  groups = _groups(strata, len(num_a))
-  bounds = np.cumsum([0] + [len(g) for g in groups])
-  columns = [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])] if macro else None
+  groups, columns = _layout(strata, len(num_a))
+  columns = columns if macro else None
   rng = np.random.default_rng(seed)
   out = []
   for start in range(0, samples, _CHUNK):

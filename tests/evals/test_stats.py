@@ -209,3 +209,14 @@ def test_summary_names_its_average_and_resamples_within_subjects():
   shifted["0"] = 1 - shifted["0"]
   d = stats.paired_delta(shifted, per_item, subsets=subsets)
   assert d["n_common"] == 200 and d["ci95"] > 0
+
+
+def test_one_item_strata_are_resampled_together():
+  values = [1, 0, 1, 1, 0, 0, 1, 0, 1, 1]
+  # One item per subject (MMLU's smallest sample): the plain bootstrap, not a zero interval.
+  singles = [f"s{i}" for i in range(10)]
+  assert stats.ci95(values, strata=singles) == stats.ci95(values) > 0
+  assert stats.ci95(values, strata=singles, macro=True) == pytest.approx(stats.ci95(values))
+  # Mixed: the two-item strata alone, the singletons pooled; still a positive interval.
+  mixed = ["a", "a", "b", "b"] + singles[4:]
+  assert 0 < stats.ci95(values, strata=mixed) <= stats.ci95(values)
