@@ -92,9 +92,10 @@ def _run_dir(path: str) -> str:
 
 def _evaluate_olmes(model, names: list[str]) -> None:
   tok = olmes.model_tokenizer(model)
-  results = {}
+  results, tasks = {}, {}
   for name in names:
     task = olmes_tasks.sample(olmes_tasks.load_task(name), _ITEMS.value, _SAMPLE_SEED.value)
+    tasks[name] = task
     print(f"[olmes] {name}: {len(task.docs)} items from {task.variant} ({task.split})",
           flush=True)
     results[name] = olmes.evaluate_task(model, tok, task, max_len=_MAX_LEN.value)
@@ -109,7 +110,11 @@ def _evaluate_olmes(model, names: list[str]) -> None:
       other = json.load(f)["tasks"]
     for name, result in results.items():
       if name in other:
-        d = stats.paired_delta(result["per_item"], other[name]["per_item"])
+        # Within subjects (the sample is stratified), averaged as the score is.
+        task = tasks[name]
+        d = stats.paired_delta(result["per_item"], other[name]["per_item"],
+                               subsets={t.doc_id: t.subset for t in task.docs},
+                               macro=task.macro_average)
         mark = " *" if d["significant"] else ""
         print(f"  {name}: {d['delta']:+.3f} ± {d['ci95'] or float('nan'):.3f} over "
               f"{d['n_common']} common items vs {_COMPARE.value}{mark}")

@@ -329,8 +329,9 @@ def deduplication_summary(data_dir: str | pathlib.Path) -> list[dict]:
   Returns:
     One dict per task: task, train_docs, levels, docs, removed, by_level
     ({level: duplicates}), cross_task (copies of another task's documents),
-    reference ({level: matches}), reference_mode, across_tasks (the setting);
-    an empty list when no task was deduplicated.
+    reference ({level: matches}), reference_mode, across_tasks (the setting),
+    skipped_comparisons (cut by the bucket cap, dedup/buckets.py); an empty
+    list when no task was deduplicated.
   """
   manifest = read_manifest(data_dir)
   if manifest is None:
@@ -351,7 +352,8 @@ def deduplication_summary(data_dir: str | pathlib.Path) -> list[dict]:
         "reference": {k.split("/", 1)[1]: n for k, n in sorted(found.items())
                       if k.startswith("reference/")},
         "reference_mode": record["params"]["reference_mode"],
-        "across_tasks": bool(record.get("cross_task"))})
+        "across_tasks": bool(record.get("cross_task")),
+        "skipped_comparisons": found.get("skipped_comparisons", 0)})
   return rows
 
 

@@ -39,6 +39,9 @@ _SIMHASH_DISTANCE = flags.DEFINE_integer("simhash_distance", _DEFAULTS.simhash_d
                                          "Largest Hamming distance of SimHash duplicates.")
 _SEMANTIC_THRESHOLD = flags.DEFINE_float("semantic_threshold", _DEFAULTS.semantic_threshold,
                                          "Cosine similarity of semantic duplicates.")
+_MAX_BUCKET = flags.DEFINE_integer("max_bucket", _DEFAULTS.max_bucket,
+                                   "The most documents one hash bucket holds (0: unbounded); "
+                                   "the comparisons the cap skips are counted.")
 _EMBEDDER = flags.DEFINE_string("embedder", "", "Embedding function of the semantic level, "
                                 "'package.module:function' (texts -> [N, D]).")
 _PRIORITY = flags.DEFINE_list("priority", [], "Tasks (file names without extension), "
@@ -82,7 +85,7 @@ def main(argv):
       levels=tuple(cli.names(_LEVELS.value)), ngram=_NGRAM.value, jaccard=_JACCARD.value,
       num_perm=_NUM_PERM.value, near_method=_NEAR_METHOD.value,
       simhash_distance=_SIMHASH_DISTANCE.value, semantic_threshold=_SEMANTIC_THRESHOLD.value,
-      embedder=_EMBEDDER.value, reference_mode=_REFERENCE_MODE.value)
+      max_bucket=_MAX_BUCKET.value, embedder=_EMBEDDER.value, reference_mode=_REFERENCE_MODE.value)
   references = sources.expand(cli.names(_REFERENCE.value)) if _REFERENCE.value else []
   run = {"params": settings.as_dict(), "inputs": inputs, "reference": references,
          "cross_task": _CROSS_TASK.value, "exact_only": sorted(exact_only),

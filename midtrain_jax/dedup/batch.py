@@ -189,8 +189,10 @@ def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
         print(f"[dedup] WARNING: {task}: {tally['malformed']} malformed records skipped, "
               f"listed in {os.path.join(out, 'malformed.jsonl')}", file=sys.stderr, flush=True)
       elapsed = max(time.time() - start, 1e-9)
+      capped = (f"; bucket cap skipped {tally['skipped_comparisons']:,} comparisons"
+                if tally["skipped_comparisons"] else "")
       print(f"[dedup] {task}: {tally['docs']:,} docs, {tally['removed_docs']:,} removed; "
-            f"{total / 1e6:,.1f} MB at {total / 1e6 / elapsed:.1f} MB/s",
+            f"{total / 1e6:,.1f} MB at {total / 1e6 / elapsed:.1f} MB/s{capped}",
             file=sys.stderr, flush=True)
   return by_task
 

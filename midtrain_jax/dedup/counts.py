@@ -16,6 +16,10 @@ bundle, per task) add up:
                         counted, per the reference mode)
   malformed             unreadable records (broken JSON, no text, bad UTF-8;
                         the batch command lists each with its file and line)
+  skipped_comparisons   comparisons the bucket cap (`max_bucket`) skipped:
+                        how much a hot bucket was cut short (0: none; then
+                        absent, as are the next)
+  capped_inserts        bucket insertions of kept documents the cap turned away
 """
 import collections
 from collections.abc import Mapping
@@ -24,7 +28,7 @@ from midtrain_jax.dedup.deduplicator import Verdict
 from midtrain_jax.dedup.params import LEVELS
 
 SUMMARY_COLUMNS = ("task", "level", "docs", "kept_docs", "removed_docs", "duplicates",
-                   "cross_task", "reference", "malformed")
+                   "cross_task", "reference", "malformed", "skipped_comparisons")
 
 
 def document_counts(verdict: Verdict, nbytes: int) -> collections.Counter:
@@ -41,6 +45,11 @@ def document_counts(verdict: Verdict, nbytes: int) -> collections.Counter:
   counts["kept_docs" if verdict.kept else "removed_docs"] = 1
   if not verdict.kept:
     counts["removed_bytes"] = nbytes
+  # Only when the cap acted: counts (and stats.json) of uncapped runs stay as they were.
+  if verdict.skipped:
+    counts["skipped_comparisons"] = verdict.skipped
+  if verdict.capped:
+    counts["capped_inserts"] = verdict.capped
   match = verdict.match
   if match is not None and match.reference:
     counts[f"reference/{match.level}"] = 1
@@ -66,7 +75,8 @@ def summary_rows(by_task: Mapping[str, Mapping[str, int]]) -> list[dict]:
                  "removed_docs": counts.get("removed_docs", 0),
                  "duplicates": sum(duplicates.values()),
                  "cross_task": counts.get("cross_task", 0),
-                 "reference": sum(reference.values()), "malformed": counts.get("malformed", 0)})
+                 "reference": sum(reference.values()), "malformed": counts.get("malformed", 0),
+                 "skipped_comparisons": counts.get("skipped_comparisons", 0)})
     for level in LEVELS:
       if level in duplicates or level in reference:
         rows.append({"task": task, "level": level, "duplicates": duplicates.get(level, 0),

@@ -27,6 +27,13 @@ no words has no shingles, so it is compared by exact copies only (otherwise
 every such document would be a near duplicate of every other), and an
 `exact_only` one (templated tasks, whose documents share a template rather than
 content) gets only its exact key.
+
+The near and semantic levels look candidates up in hash buckets of at most
+`max_bucket` documents (buckets.py), so a hot bucket (boilerplate shared by
+many documents) costs a bounded number of comparisons per document. Each
+verdict carries what the cap cost: `skipped` comparisons not made while
+deciding the document, `capped` bucket insertions of a kept document turned
+away; the counts report both (counts.py).
 """
 import dataclasses
 from collections.abc import Sequence
@@ -52,6 +59,7 @@ class Fingerprint:
   band_keys: tuple[int, ...] | None = None
   simhash: int | None = None
   embedding: np.ndarray | None = None  # float32 [D], unit length
+  semantic_keys: tuple[int, ...] | None = None  # Its band keys in the semantic index.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +79,8 @@ class Verdict:
   task: str
   kept: bool
   match: Match | None = None
+  skipped: int = 0  # Comparisons the bucket cap skipped while deciding it.
+  capped: int = 0  # Its bucket insertions turned away by the cap (kept documents).
 
 
 class _Indices:
@@ -81,17 +91,24 @@ class _Indices:
     self.docs: list[tuple[str, str]] = []  # Position -> (doc id, task).
     self.exact = exact.KeyIndex()
     self.code = exact.KeyIndex()
-    self.lsh = minhash.LSHIndex(params.jaccard, params.num_perm) if params.uses_minhash \
-        else None
-    self.simhash = simhash.SimHashIndex(params.simhash_distance) if params.uses_simhash \
-        else None
-    self.semantic = semantic.SemanticIndex(params.semantic_threshold) \
+    cap = params.max_bucket
+    self.lsh = minhash.LSHIndex(params.jaccard, params.num_perm, cap) \
+        if params.uses_minhash else None
+    self.simhash = simhash.SimHashIndex(params.simhash_distance, cap) \
+        if params.uses_simhash else None
+    self.semantic = semantic.SemanticIndex(params.semantic_threshold, cap, params.seed) \
         if "semantic" in params.levels else None
     # These three number their entries themselves and hold only documents with a
     # fingerprint there: each entry's position in `docs`.
     self._lsh_docs: list[int] = []
     self._simhash_docs: list[int] = []
     self._semantic_docs: list[int] = []
+
+  def bucket_counts(self) -> tuple[int, int, int]:
+    """(comparisons skipped, insertions capped, largest bucket) over the capped indices."""
+    found = [i.buckets for i in (self.lsh, self.simhash, self.semantic) if i is not None]
+    return (sum(b.skipped for b in found), sum(b.capped for b in found),
+            max((b.largest for b in found), default=0))
 
   def find(self, fp: Fingerprint) -> tuple[str, int, float] | None:
     """(level, position, similarity) of the first level that matches, or None."""
@@ -107,7 +124,7 @@ class _Indices:
         and (hit := self.simhash.query(fp.simhash))):
       return ("near", self._simhash_docs[hit[0]], hit[1])
     if (self.semantic is not None and fp.embedding is not None
-        and (hit := self.semantic.query(fp.embedding))):
+        and (hit := self.semantic.query(fp.embedding, _keys(fp.semantic_keys)))):
       return ("semantic", self._semantic_docs[hit[0]], hit[1])
     return None
 
@@ -123,8 +140,12 @@ class _Indices:
       self.simhash.insert(fp.simhash)
       self._simhash_docs.append(position)
     if self.semantic is not None and fp.embedding is not None:
-      self.semantic.insert(fp.embedding)
+      self.semantic.insert(fp.embedding, _keys(fp.semantic_keys))
       self._semantic_docs.append(position)
+
+
+def _keys(keys: tuple[int, ...] | None) -> list[int] | None:
+  return None if keys is None else list(keys)
 
 
 class Deduplicator:
@@ -164,7 +185,7 @@ class Deduplicator:
       return [Fingerprint(exact=key) for key in keys]
     codes = [code_lib.code_key(t, p.code_min_tokens) for t in texts] if "code" in p.levels \
         else [None] * n
-    signatures = band_keys = prints = vectors = [None] * n
+    signatures = band_keys = prints = vectors = semantic_keys = [None] * n
     if "near" in p.levels:
       words = text_lib.word_hashes(texts)
       # A document without words has no shingles: its empty signature (and SimHash
@@ -177,10 +198,14 @@ class Deduplicator:
         band_keys = [None if skip[i] else tuple(keys_of[i]) for i in range(n)]
       if p.uses_simhash:
         prints = [None if s else h for s, h in zip(skip, simhash.fingerprints(words).tolist())]
-    if self._embed is not None:
-      vectors = list(semantic.embed(self._embed, texts))
+    if self._embed is not None and n:
+      matrix = semantic.embed(self._embed, texts)
+      vectors = list(matrix)
+      semantic_keys = [tuple(k) for k in semantic.band_keys(
+          matrix, semantic.bands_for(p.semantic_threshold), p.seed).tolist()]
     return [Fingerprint(exact=keys[i], code=codes[i], signature=signatures[i],
-                        band_keys=band_keys[i], simhash=prints[i], embedding=vectors[i])
+                        band_keys=band_keys[i], simhash=prints[i], embedding=vectors[i],
+                        semantic_keys=semantic_keys[i])
             for i in range(n)]
 
   def decide(self, fp: Fingerprint, doc_id: str, task: str) -> Verdict:
@@ -194,11 +219,13 @@ class Deduplicator:
     Returns:
       The verdict; a kept document joins the index.
     """
+    skipped_before = self._skipped()
     hit = self.seen.find(fp)
     if hit is not None:
       level, position, similarity = hit
       of_id, of_task = self.seen.docs[position]
-      return Verdict(doc_id, task, False, Match(of_id, of_task, level, similarity))
+      return Verdict(doc_id, task, False, Match(of_id, of_task, level, similarity),
+                     skipped=self._skipped() - skipped_before)
     hit = self.reference.find(fp)
     match = None
     if hit is not None:
@@ -206,9 +233,19 @@ class Deduplicator:
       of_id, of_task = self.reference.docs[position]
       match = Match(of_id, of_task, level, similarity, reference=True)
       if self.params.reference_mode == "drop":
-        return Verdict(doc_id, task, False, match)
+        return Verdict(doc_id, task, False, match, skipped=self._skipped() - skipped_before)
+    skipped = self._skipped() - skipped_before
+    capped_before = self.seen.bucket_counts()[1]
     self.seen.add(fp, doc_id, task)
-    return Verdict(doc_id, task, True, match)
+    return Verdict(doc_id, task, True, match, skipped=skipped,
+                   capped=self.seen.bucket_counts()[1] - capped_before)
+
+  def _skipped(self) -> int:
+    return self.seen.bucket_counts()[0] + self.reference.bucket_counts()[0]
+
+  def largest_bucket(self) -> int:
+    """The most documents any bucket of the kept or reference indices was given."""
+    return max(self.seen.bucket_counts()[2], self.reference.bucket_counts()[2])
 
   def process(self, docs: Sequence[tuple[str, str]], task: str,
               exact_only: bool = False) -> list[Verdict]:

@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from midtrain_jax.dedup import buckets as buckets_lib
 from midtrain_jax.dedup import text as text_lib
 
 _CHUNK_SHINGLES = 2048  # [2048, 128] uint64 = 2 MB: stays in L2.
@@ -106,15 +107,16 @@ class LSHIndex:
   """Banded LSH over the signatures of kept documents; candidates verified by Jaccard.
 
   Each band key is a 64-bit hash of the band's rows plus the band number, in
-  one dict from key to the documents stored under it. The candidates of a
-  query are verified together: one comparison of their stacked signatures.
+  one set of buckets from key to the documents stored under it, each holding
+  at most `max_bucket` documents (buckets.py). The candidates of a query are
+  verified together: one comparison of their stacked signatures.
   """
 
-  def __init__(self, threshold: float, num_perm: int):
+  def __init__(self, threshold: float, num_perm: int, max_bucket: int = 0):
     self.threshold = threshold
     self.num_perm = num_perm
     self.bands, self.rows = lsh_params(threshold, num_perm)
-    self._buckets: dict[int, list[int]] = {}
+    self.buckets = buckets_lib.Buckets(max_bucket)
     self._signatures = np.zeros((1024, num_perm), np.uint32)
     self._size = 0
     mix = np.arange(1, self.rows + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
@@ -141,7 +143,7 @@ class LSHIndex:
     """
     found = set()
     for k in keys:
-      found.update(self._buckets.get(k, ()))
+      found.update(self.buckets.get(k))
     if not found:
       return None
     candidates = np.fromiter(sorted(found), np.int64, len(found))
@@ -158,9 +160,5 @@ class LSHIndex:
     self._signatures[position] = signature
     self._size += 1
     for k in keys:
-      bucket = self._buckets.get(k)
-      if bucket is None:
-        self._buckets[k] = [position]
-      else:
-        bucket.append(position)
+      self.buckets.add(k, position)
     return position

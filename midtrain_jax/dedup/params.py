@@ -33,6 +33,19 @@ Defaults and why:
   semantic_threshold 0.95    cosine similarity (Duplodocus' setting).
   embedder ""                "package.module:function" (semantic.py); needed
                              for the semantic level.
+  max_bucket 256             the most documents one LSH / SimHash / semantic
+                             bucket holds (buckets.py; 0: unbounded). Shared
+                             boilerplate (licence headers, templates,
+                             signatures) puts many documents under the same
+                             band keys, and an unbounded bucket makes every
+                             lookup there compare with all of them
+                             (quadratic). The earliest documents stay (those
+                             the keep rule keeps); later ones are still stored
+                             under their other keys, and the turned-away
+                             insertions and skipped comparisons are counted
+                             in the report. The largest bucket of the demo
+                             corpus holds 201 documents (all tasks in one
+                             index), so the cap changes none of its decisions.
   reference_mode "drop"      documents matching the reference set are removed
                              ("drop") or kept and counted ("count").
   seed 1                     MinHash permutations.
@@ -84,6 +97,11 @@ class DedupParams:
       check=settings.between(0, 1, low_open=True))
   embedder: str = settings.field("", "Semantic level: the embedding function "
                                  "'package.module:function' (texts -> [N, D]).")
+  max_bucket: int = settings.field(256, "The most documents one near/semantic hash bucket "
+                                   "holds (later ones are turned away and counted; 0: "
+                                   "unbounded): bounds the comparisons per document when "
+                                   "boilerplate makes a hot bucket.",
+                                   check=settings.between(0, 10**9))
   reference_mode: str = settings.field("drop", "Documents found in the reference set are "
                                        "removed (drop) or kept and counted (count).",
                                        choices=REFERENCE_MODES)
@@ -106,7 +124,17 @@ class DedupParams:
     return "near" in self.levels and self.near_method in ("simhash", "both")
 
   def as_dict(self) -> dict:
-    return {**dataclasses.asdict(self), "levels": list(self.levels)}
+    """The settings as a JSON-able dict (`DedupParams(**d)` gives them back).
+
+    Settings added after data was prepared with this record (`_LATER`) are left
+    out at their default, so the fingerprints of folders prepared before they
+    existed stay valid; their defaults change no decision there (see above).
+    """
+    out = {**dataclasses.asdict(self), "levels": list(self.levels)}
+    for name, default in _LATER.items():
+      if out[name] == default:
+        del out[name]
+    return out
 
   def key(self) -> str:
     """A short hash of every setting (part of fingerprints of prepared data and runs)."""
@@ -114,6 +142,8 @@ class DedupParams:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+# Settings newer than the first prepared folders, with their defaults (see as_dict).
+_LATER = {"max_bucket": 256}
 # The declaration of every DedupParams field.
 PARAMS = settings.Section(settings.dataclass_settings(DedupParams), checks=(_check_embedder,))
 
@@ -128,8 +158,9 @@ def from_config(section, prefix: str = "data.dedup.") -> DedupParams:
   Returns:
     DedupParams.
   """
+  # A record written by `as_dict` may leave out settings at their default (`_LATER`).
   values = {f.name: section[f.name] for f in dataclasses.fields(DedupParams)
-            if f.name != "seed"}
+            if f.name != "seed" and (f.name not in _LATER or f.name in section)}
   values["levels"] = tuple(values["levels"])
   try:
     return DedupParams(**values)

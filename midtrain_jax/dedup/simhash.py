@@ -16,10 +16,13 @@ cut into k + 1 bands; two fingerprints within distance k agree exactly on at
 least one band (pigeonhole), so every band is a dict key and candidates are
 verified by their exact distance. Practical thresholds are small (3 is the
 classic one for 64 bits): each band must stay wide enough to be selective.
-The similarity reported is 1 - distance / 64.
+The similarity reported is 1 - distance / 64. Each band's buckets hold at
+most `max_bucket` fingerprints (buckets.py): boilerplate-heavy documents share
+fingerprint bits and would otherwise pile into a few buckets.
 """
 import numpy as np
 
+from midtrain_jax.dedup import buckets as buckets_lib
 from midtrain_jax.dedup import text as text_lib
 
 BITS = 64
@@ -53,26 +56,33 @@ def hamming(a: int, b: int) -> int:
 
 
 class SimHashIndex:
-  """Fingerprints of kept documents, found again within `max_distance` bits."""
+  """Fingerprints of kept documents, found again within `max_distance` bits.
 
-  def __init__(self, max_distance: int = 3):
+  Args:
+    max_distance: the largest Hamming distance of duplicates.
+    max_bucket: the most fingerprints one band key stores (0: unbounded).
+  """
+
+  def __init__(self, max_distance: int = 3, max_bucket: int = 0):
     if not 0 <= max_distance < BITS // 4:
       raise ValueError(f"simhash max_distance={max_distance} must be in [0, {BITS // 4}).")
     self.max_distance = max_distance
     edges = np.linspace(0, BITS, max_distance + 2).astype(int)
     self._bands = [(int(lo), (1 << int(hi - lo)) - 1) for lo, hi in zip(edges[:-1], edges[1:])]
-    self._buckets: list[dict[int, list[int]]] = [{} for _ in self._bands]
+    # One key space for all bands: the band number rides above the band's bits.
+    self.buckets = buckets_lib.Buckets(max_bucket)
     self._prints: list[int] = []
 
   def _keys(self, fingerprint: int) -> list[int]:
-    return [(fingerprint >> lo) & mask for lo, mask in self._bands]
+    return [(band << BITS) | ((fingerprint >> lo) & mask)
+            for band, (lo, mask) in enumerate(self._bands)]
 
   def query(self, fingerprint: int) -> tuple[int, float] | None:
     """(stored position, similarity) of the closest stored fingerprint within the
     threshold (ties to the earliest stored), or None."""
     best = None
-    for bucket, key in zip(self._buckets, self._keys(fingerprint)):
-      for position in bucket.get(key, ()):
+    for key in self._keys(fingerprint):
+      for position in self.buckets.get(key):
         distance = hamming(fingerprint, self._prints[position])
         if distance <= self.max_distance and (best is None or (distance, position) < best):
           best = (distance, position)
@@ -82,6 +92,6 @@ class SimHashIndex:
     """Stores a fingerprint; returns its position in insertion order."""
     position = len(self._prints)
     self._prints.append(int(fingerprint))
-    for bucket, key in zip(self._buckets, self._keys(int(fingerprint))):
-      bucket.setdefault(key, []).append(position)
+    for key in self._keys(int(fingerprint)):
+      self.buckets.add(key, position)
     return position

@@ -11,8 +11,10 @@ For each item every choice's continuation is scored given its context
                  "Answer:" (PMI; tasks whose files carry unconditioned requests)
 
 The task's primary metric (its config.json) is the headline score, with a
-95% bootstrap interval over items; MMLU is the mean over its subjects (the
-interval resamples items within each subject). `bpb` is the bits per byte of
+95% bootstrap interval over items; MMLU is the mean over its subjects (a
+macro average), the others the mean over items (micro), and results say
+which (`average`). Samples are stratified over subsets, so every interval
+resamples items within each subset (stats.py). `bpb` is the bits per byte of
 the gold continuation. Results keep, per item (keyed by the request file's
 doc_id), whether the primary metric got it right and which choice it picked,
 so runs compare item by item (evals/stats.py).
@@ -80,39 +82,14 @@ def predictions(task: olmes.Task, scored: list[loglikelihood.Scored]) -> dict[st
   return {m: c for m, c in chosen.items() if len(c) == len(task.docs)}
 
 
-def _macro_ci95(correct: dict[str, int], subsets: dict[str, str], samples: int = 1000,
-                seed: int = 0) -> float:
-  """95% half-width of the mean over subsets, resampling items within each subset."""
-  groups: dict[str, list[int]] = {}
-  for doc_id, value in correct.items():
-    groups.setdefault(subsets[doc_id], []).append(value)
-  rng = np.random.default_rng(seed)
-  replicates = np.zeros(samples)
-  for values in groups.values():
-    values = np.asarray(values, np.float64)
-    picks = rng.integers(0, len(values), size=(samples, len(values)))
-    replicates += values[picks].mean(axis=1)
-  return float(stats.Z95 * (replicates / len(groups)).std())
+def _summary(task: olmes.Task, correct: dict[str, int]) -> dict:
+  """`stats.summary` of per-item 0/1 values: the mean, or MMLU's mean over subjects.
 
-
-def _value(task: olmes.Task, correct: dict[str, int]) -> float:
-  """The score of per-item 0/1 values: their mean, or MMLU's mean over subjects."""
-  if not task.macro_average:
-    return stats.point(list(correct.values()))
+  The sample is stratified over subsets (`olmes.sample`), so the interval
+  resamples items within each subset whatever the average.
+  """
   subsets = {d.doc_id: d.subset for d in task.docs}
-  by_subset: dict[str, list[int]] = {}
-  for doc_id, value in correct.items():
-    by_subset.setdefault(subsets[doc_id], []).append(value)
-  return float(np.mean([np.mean(v) for v in by_subset.values()]))
-
-
-def _score(task: olmes.Task, correct: dict[str, int]) -> tuple[float, float | None]:
-  """(score, 95% half-width) of per-item 0/1 values (`_value` and its bootstrap)."""
-  if not task.macro_average:
-    summary = stats.summary(correct)
-    return summary["value"], summary["ci95"]
-  subsets = {d.doc_id: d.subset for d in task.docs}
-  return _value(task, correct), (_macro_ci95(correct, subsets) if len(correct) > 1 else None)
+  return stats.summary(correct, subsets, macro=task.macro_average)
 
 
 def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2048,
@@ -120,10 +97,11 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
   """Scores one task (already sampled) on a checkpoint.
 
   Returns:
-    {task, variant, split, num_shots, metric (primary), score, ci95, n_items,
-    subsets, metrics {name: score}, bpb, per_item {doc_id: 0/1 by the primary
-    metric}, predictions {doc_id: chosen idx}, seconds, requests,
-    requests_per_s, tokens_per_s}.
+    {task, variant, split, num_shots, metric (primary), score, ci95, average
+    ("macro over N subjects" or "micro over N items"), n_items, subsets,
+    metrics {name: score}, bpb, per_item {doc_id: 0/1 by the primary metric},
+    predictions {doc_id: chosen idx}, seconds, requests, requests_per_s,
+    tokens_per_s}.
   """
   requests = _requests(task)
   encoded = [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
@@ -132,11 +110,12 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
   scored = loglikelihood.loglikelihoods(model, encoded, max_len=max_len, batch=batch, log=log)
   seconds = time.time() - started
   chosen = predictions(task, scored)
-  metrics = {m: _value(task, {d.doc_id: int(c[d.doc_id] == d.label) for d in task.docs})
-             for m, c in chosen.items()}
+  strata = [d.subset for d in task.docs]
+  metrics = {m: stats.point([int(c[d.doc_id] == d.label) for d in task.docs], strata,
+                            task.macro_average) for m, c in chosen.items()}
   primary = chosen[task.primary_metric]
   per_item = {d.doc_id: int(primary[d.doc_id] == d.label) for d in task.docs}
-  score, ci95 = _score(task, per_item)
+  summary = _summary(task, per_item)
   gold_nats = gold_bytes = 0.0
   for doc, mine, _ in _per_doc(task, scored):
     gold_nats -= mine[doc.label].logprob
@@ -145,8 +124,9 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
   fed = (sum(len(c) for c in {tuple(c) for c, _ in encoded})
          + sum(len(cont) for _, cont in encoded))
   return dict(task=task.name, variant=task.variant, split=task.split, num_shots=task.num_shots,
-              metric=task.primary_metric, score=score, ci95=ci95, n_items=len(task.docs),
-              subsets=len({d.subset for d in task.docs}), metrics=metrics,
+              metric=task.primary_metric, score=summary["value"], ci95=summary["ci95"],
+              average=summary["average"], n_items=len(task.docs),
+              subsets=summary["subsets"], metrics=metrics,
               bpb=gold_nats / LN2 / max(gold_bytes, 1.0), per_item=per_item,
               predictions=dict(primary), seconds=round(seconds, 2), requests=len(requests),
               requests_per_s=len(requests) / max(seconds, 1e-9),
@@ -159,13 +139,14 @@ def chance(task: olmes.Task) -> float:
 
 
 def format_line(result: dict, chance_level: float) -> str:
-  """One line: task, primary metric ± interval, items, chance, speed."""
+  """One line: task, primary metric ± interval, how it averages, chance, speed."""
   half = result["ci95"]
   ci = "" if half is None or math.isnan(half) else f" ± {half:.3f}"
   # A score whose interval holds the chance level says so: no signal yet.
   verdict = " AT CHANCE" if half is not None and abs(result["score"] - chance_level) <= half \
       else ""
   return (f"{result['task']:22s} {result['metric']:13s} {result['score']:.3f}{ci}  "
-          f"n={result['n_items']:5d}  chance {chance_level:.3f}{verdict}  "
+          f"{result.get('average', 'n=' + str(result['n_items']))}  "
+          f"chance {chance_level:.3f}{verdict}  "
           f"{result['requests_per_s']:.1f} req/s  {result['tokens_per_s']:.0f} tok/s  "
           f"({result['seconds']:.0f}s)")

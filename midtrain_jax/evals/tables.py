@@ -1,11 +1,12 @@
 """Plain-text tables of evaluation results (what the CLIs and the demo print).
 
 Benchmark scores print as `value ± ci95` (the 95% bootstrap interval over
-items, `stats.py`) with their item and subject counts; a change between two
-runs prints as `delta ± ci95 *`, where the interval is the paired one over the
-items both runs scored and `*` marks an interval that excludes zero
-(`SIGNIFICANCE_LEGEND`).
+items, `stats.py`) with their item and subject counts and whether the score is
+a micro or a macro average; a change between two runs prints as
+`delta ± ci95 *`, where the interval is the paired one over the items both
+runs scored and `*` marks an interval that excludes zero (`SIGNIFICANCE_LEGEND`).
 """
+from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data import layout
 from midtrain_jax.evals import stats
 
@@ -30,9 +31,10 @@ def plus_minus(value, ci, digits: int = 3, signed: bool = False) -> str:
 def _counts(r: dict) -> str:
   n = r.get("n_items", r.get("items"))
   subsets = r.get("subsets")
-  if subsets is None:
-    return f"{n} items"
-  return f"{n} items, {subsets} subject{'s' if subsets != 1 else ''}"
+  text = f"{n} items" if subsets is None else \
+      f"{n} items, {subsets} subject{'s' if subsets != 1 else ''}"
+  # How the score averages them (results written before this field say nothing).
+  return f"{text}; {r['average'].split(' over ')[0]}" if r.get("average") else text
 
 
 def contamination_text(r: dict) -> str:
@@ -103,8 +105,10 @@ def format_results(results: dict) -> str:
   return "\n".join(lines)
 
 
-def _paired(row: dict, column: str, result: dict, base: dict) -> None:
-  paired = stats.paired_delta(result, base)
+def _paired(row: dict, column: str, result: dict, base: dict, bench: str) -> None:
+  # The items were sampled per subject: the paired bootstrap resamples within subjects.
+  subsets = {i: benchmarks.subset_of_id(bench, i) for i in result}
+  paired = stats.paired_delta(result, base, subsets=subsets)
   row[column] = float("nan") if paired["delta"] is None else paired["delta"]
   row[_CI + column] = paired["ci95"]
   row[_SIG + column] = paired["significant"]
@@ -116,7 +120,7 @@ def _contaminated_ids(result: dict) -> set[str] | None:
   return set(record.get("contaminated_ids", ())) if record.get("status") == "recorded" else None
 
 
-def _delta(row: dict, column: str, result: dict, base: dict, key: str) -> None:
+def _delta(row: dict, column: str, result: dict, base: dict, key: str, bench: str) -> None:
   """Sets `column` to result - base; paired interval and verdict where items are kept.
 
   When both runs have a contamination record and either held some scored
@@ -130,14 +134,14 @@ def _delta(row: dict, column: str, result: dict, base: dict, key: str) -> None:
     # Results written before per-item values were kept (or averaged ones).
     row[column] = result[key] - base[key]
     return
-  _paired(row, column, result["per_item"], base["per_item"])
+  _paired(row, column, result["per_item"], base["per_item"], bench)
   ours, theirs = _contaminated_ids(result), _contaminated_ids(base)
   if ours is None or theirs is None or not ours | theirs:
     return
   dirty = ours | theirs
   for part, keep in (("clean", lambda i: i not in dirty), ("contaminated", dirty.__contains__)):
     _paired(row, f"{column}/{part}", {i: v for i, v in result["per_item"].items() if keep(i)},
-            base["per_item"])
+            base["per_item"], bench)
 
 
 def comparison_rows(named: dict[str, dict], baseline: str) -> list[dict]:
@@ -166,10 +170,10 @@ def comparison_rows(named: dict[str, dict], baseline: str) -> list[dict]:
       row[f"delta/{cap}"] = v - base["capability_bpb"].get(cap, float("nan"))
     for bench, r in res.get("benchmark_bpb", {}).items():
       if bench in base.get("benchmark_bpb", {}):
-        _delta(row, f"delta_bench/{bench}", r, base["benchmark_bpb"][bench], "bpb")
+        _delta(row, f"delta_bench/{bench}", r, base["benchmark_bpb"][bench], "bpb", bench)
     for bench, r in res.get("generative", {}).items():
       if bench in base.get("generative", {}):
-        _delta(row, f"delta_gen/{bench}", r, base["generative"][bench], "score")
+        _delta(row, f"delta_gen/{bench}", r, base["generative"][bench], "score", bench)
     if "forgetting" in res:
       row["forgetting"] = res["forgetting"]["delta_web_bpb"]
     rows.append(row)
@@ -224,13 +228,13 @@ def benchmark_table(named: dict[str, dict], group: str = "benchmark_bpb") -> str
   """
   key = "bpb" if group == "benchmark_bpb" else "score"
   names = list(dict.fromkeys(b for res in named.values() for b in res.get(group, {})))
-  header = ["benchmark", "items", "subjects"] + list(named)
+  header = ["benchmark", "items", "subjects", "average"] + list(named)
   cells = []
   for b in names:
     first = next(res[group][b] for res in named.values() if b in res.get(group, {}))
     label = b if group == "benchmark_bpb" else f"{b} {first['metric']}"
     cells.append([label, str(first.get("n_items", first.get("items"))),
-                  str(first.get("subsets", "-"))] +
+                  str(first.get("subsets", "-")), first.get("average", "-")] +
                  [plus_minus(res[group][b][key], res[group][b].get("ci95"))
                   if b in res.get(group, {}) else "-" for res in named.values()])
   return _aligned(header, cells)
@@ -305,6 +309,8 @@ def format_deduplication(rows: list[dict]) -> str:
     if r["reference"]:
       verb = "removed" if r["reference_mode"] == "drop" else "counted"
       line += f"; in the reference set: {sum(r['reference'].values())} ({verb})"
+    if r.get("skipped_comparisons"):
+      line += f"; bucket cap skipped {r['skipped_comparisons']} comparisons"
     lines.append(line)
   return "\n".join(lines)
 

@@ -178,3 +178,101 @@ def rename_function(source: str, rng: random.Random) -> str:
     elif isinstance(node, ast.Constant) and type(node.value) is int:
       node.value += rng.randrange(1, 9)
   return f"# helper copied from elsewhere ({rng.randrange(99)})\n" + ast.unparse(tree)
+
+
+APACHE_HEADER = """# Copyright 2024 The Project Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+#
+# This file is part of the project's public source release. Changes to it
+# are reviewed before they are merged; see the contributing guide for how
+# to send a change, run the tests and sign the contributor agreement.
+# Report security problems privately to the maintainers, not in the public
+# issue tracker, so that a fix can be released before details are known.
+# =============================================================================
+"""
+
+_PRODUCT_TEMPLATE = """{title}
+Home > Store > Books & Media > {title}
+Price: ${price}.99   In stock. Ships in 1-2 business days.
+Add to cart | Add to wish list | Compare
+
+Product description
+{body}
+
+Shipping & returns
+Free standard shipping on orders over $35. Items can be returned within 30 days
+of delivery for a full refund, provided they are unused and in their original
+packaging. Contact customer service for a prepaid return label.
+Customers who viewed this item also viewed: gift cards, best sellers, new releases.
+Write a review | Ask a question | Report incorrect product information
+"""
+
+_SIGNATURE = """
+--
+Posted from the community forum. Please read the forum rules before posting,
+search the archives before asking a question, and mark your thread as solved
+when you get an answer. Moderators: keep it civil, stay on topic, no spam.
+Sent from my phone, please excuse typos. My setup: Linux desktop, 32 GB RAM.
+"""
+
+
+def _demo_texts(task: str) -> list[str]:
+  spec = catalog.get_task(task)
+  return [d.text for d in sources.read_files(spec.files(), spec.text_fn)
+          if isinstance(d, sources.Document)]
+
+
+@functools.cache
+def stdlib_modules(min_words: int = 120, max_words: int = 3000) -> tuple[str, ...]:
+  """Whole standard library modules (a file each) of a source-file size, sorted by path."""
+  out = []
+  for path in sorted(_STDLIB.glob("*.py")):
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if min_words <= len(re.findall(r"\w+", text)) <= max_words:
+      out.append(text)
+  return tuple(out)
+
+
+@functools.cache
+def boilerplate_documents(per_kind: int = 150) -> tuple[tuple[str, str], ...]:
+  """(kind, text) of distinct documents that share boilerplate, drawn without any
+  similarity filter (only distinct texts and a length range, as found):
+
+  licensed  standard library modules under one 20-line Apache licence header;
+  product   demo web documents (their first 40-150 words) as the description of
+            product pages from one store template;
+  forum     demo encyclopedia paragraphs (40-150 words) as forum posts under one
+            signature.
+  """
+  rng = random.Random(7)
+  modules = list(stdlib_modules())
+  rng.shuffle(modules)
+  docs = [("licensed", APACHE_HEADER + "\n" + m) for m in modules[:per_kind]]
+  for kind, task in (("product", "web_openwebtext"), ("forum", "web_wikipedia")):
+    texts = list(dict.fromkeys(_demo_texts(task)))  # Distinct texts, nothing more.
+    rng.shuffle(texts)
+    picked = []
+    for text in texts:
+      words = text.split()
+      if len(words) >= 40:
+        picked.append(" ".join(words[:rng.randint(40, 150)]))
+      if len(picked) == per_kind:
+        break
+    if kind == "product":
+      docs += [(kind, _PRODUCT_TEMPLATE.format(title=" ".join(b.split()[:6]).title(),
+                                               price=rng.randint(5, 99), body=b))
+               for b in picked]
+    else:
+      docs += [(kind, f"Re: {' '.join(b.split()[:5])}\n\n{b}\n{_SIGNATURE}") for b in picked]
+  return tuple(docs)

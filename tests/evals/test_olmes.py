@@ -111,8 +111,11 @@ def test_pmi_subtracts_the_unconditioned_requests_and_length_normalises_by_chara
 
 def test_mmlu_style_scores_average_over_subjects():
   task = _task([0] * 6, macro=True)  # Items 0, 2, 4 in s0; 1, 3, 5 in s1.
-  score, ci = olmes._score(task, {"0": 1, "2": 1, "4": 1, "1": 0, "3": 0, "5": 1})
-  assert score == pytest.approx((1.0 + 1 / 3) / 2) and ci > 0
+  summary = olmes._summary(task, {"0": 1, "2": 1, "4": 1, "1": 0, "3": 0, "5": 1})
+  assert summary["value"] == pytest.approx((1.0 + 1 / 3) / 2) and summary["ci95"] > 0
+  assert summary["average"] == "macro over 2 subjects"
+  micro = olmes._summary(_task([0] * 6), {str(i): int(i < 4) for i in range(6)})
+  assert micro["value"] == pytest.approx(4 / 6) and micro["average"] == "micro over 6 items"
 
 
 def test_the_command_lists_tasks_and_names_a_bad_one(tmp_path):

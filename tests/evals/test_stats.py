@@ -155,3 +155,68 @@ def test_comparison_splits_the_delta_into_clean_and_contaminated_items():
   # Without a record for both runs there is no split (never a guess).
   named["control"] = results(control, set(), status="unknown")
   assert "delta_bench/gsm8k/clean" not in tables.comparison_rows(named, "control")[1]
+
+
+def _stratified_sample(rng):
+  """Three subjects of very different accuracy (0.05, 0.5, 0.95), 60/100/40 items each."""
+  sizes, means = (60, 100, 40), (0.05, 0.5, 0.95)
+  values, strata = [], []
+  for k, (n, p) in enumerate(zip(sizes, means)):
+    values += rng.binomial(1, p, size=n).tolist()
+    strata += [f"s{k}"] * n
+  return values, strata
+
+
+def test_stratified_bootstrap_matches_the_analytic_standard_error_and_is_narrower():
+  values, strata = _stratified_sample(np.random.default_rng(4))
+  n = len(values)
+  array, labels = np.asarray(values, float), np.asarray(strata)
+  # Stratified standard error of the pooled mean: sum_h (n_h / n)^2 var_h / n_h, with
+  # the plug-in variance (ddof 0), which is what resampling n_h of n_h draws has.
+  analytic = math.sqrt(sum((np.sum(labels == s) / n) ** 2 * array[labels == s].var()
+                           / np.sum(labels == s) for s in set(strata)))
+  stratified = stats.ci95(values, strata=strata, samples=8000)
+  plain = stats.ci95(values, samples=8000)
+  assert math.isclose(stratified, stats.Z95 * analytic, rel_tol=0.05), (stratified, analytic)
+  assert math.isclose(plain, stats.Z95 * array.std() / math.sqrt(n), rel_tol=0.05)
+  # Between-subject variance no longer counts: sqrt(0.149 / 0.248) = 0.78 expected.
+  assert stratified < 0.9 * plain
+  # The macro average: mean of subject means; its SE sums var_h / n_h / H^2.
+  macro = stats.ci95(values, strata=strata, macro=True, samples=8000)
+  analytic_macro = math.sqrt(sum(array[labels == s].var() / np.sum(labels == s)
+                                 for s in set(strata))) / 3
+  assert math.isclose(macro, stats.Z95 * analytic_macro, rel_tol=0.05)
+  assert stats.point(values, strata, macro=True) == pytest.approx(
+      np.mean([array[labels == s].mean() for s in ("s0", "s1", "s2")]))
+
+
+def test_summary_names_its_average_and_resamples_within_subjects():
+  values, strata = _stratified_sample(np.random.default_rng(5))
+  per_item = {str(i): v for i, v in enumerate(values)}
+  subsets = dict(zip(per_item, strata))
+  micro = stats.summary(per_item, subsets)
+  assert micro["average"] == "micro over 200 items" and micro["subsets"] == 3
+  assert micro["ci95"] == stats.ci95(values, strata=strata)
+  macro = stats.summary(per_item, subsets, macro=True)
+  assert macro["average"] == "macro over 3 subjects"
+  assert macro["value"] == pytest.approx(stats.point(values, strata, macro=True))
+  with pytest.raises(ValueError, match="macro average needs the subsets"):
+    stats.summary(per_item, macro=True)
+  with pytest.raises(ValueError, match="one per value"):
+    stats.ci95(values, strata=strata[:-1])
+  # Paired deltas resample within subjects too: a constant shift has no spread.
+  shifted = {i: v for i, v in per_item.items()}
+  shifted["0"] = 1 - shifted["0"]
+  d = stats.paired_delta(shifted, per_item, subsets=subsets)
+  assert d["n_common"] == 200 and d["ci95"] > 0
+
+
+def test_one_item_strata_are_resampled_together():
+  values = [1, 0, 1, 1, 0, 0, 1, 0, 1, 1]
+  # One item per subject (MMLU's smallest sample): the plain bootstrap, not a zero interval.
+  singles = [f"s{i}" for i in range(10)]
+  assert stats.ci95(values, strata=singles) == stats.ci95(values) > 0
+  assert stats.ci95(values, strata=singles, macro=True) == pytest.approx(stats.ci95(values))
+  # Mixed: the two-item strata alone, the singletons pooled; still a positive interval.
+  mixed = ["a", "a", "b", "b"] + singles[4:]
+  assert 0 < stats.ci95(values, strata=mixed) <= stats.ci95(values)

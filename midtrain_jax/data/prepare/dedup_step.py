@@ -144,8 +144,12 @@ def manifest_entry(record: dict) -> dict:
   if not record:
     return {}
   found = record.get("counts", {})
-  return {"levels": record["params"]["levels"], "docs": found.get("docs", 0),
-          "removed_docs": found.get("removed_docs", 0),
-          "duplicates": counts.by_level(found), "cross_task": found.get("cross_task", 0),
-          "reference": counts.by_level(found, "reference"),
-          "reference_mode": record["params"]["reference_mode"]}
+  entry = {"levels": record["params"]["levels"], "docs": found.get("docs", 0),
+           "removed_docs": found.get("removed_docs", 0),
+           "duplicates": counts.by_level(found), "cross_task": found.get("cross_task", 0),
+           "reference": counts.by_level(found, "reference"),
+           "reference_mode": record["params"]["reference_mode"]}
+  for name in ("skipped_comparisons", "capped_inserts"):  # Only where the bucket cap acted.
+    if found.get(name):
+      entry[name] = found[name]
+  return entry
