@@ -89,12 +89,14 @@ class Child:
     self.proc = subprocess.Popen(command(values, workdir), cwd=ROOT, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     self.lines: list[str] = []
+    self.times: list[float] = []  # time.perf_counter() when each line arrived.
     self.step = 0  # The last step whose progress line was printed.
     self._reader = threading.Thread(target=self._read, daemon=True)
     self._reader.start()
 
   def _read(self) -> None:
     for line in self.proc.stdout:
+      self.times.append(time.perf_counter())
       self.lines.append(line.rstrip("\n"))
       if match := _STEP_LINE.match(line):
         self.step = int(match.group(1))
@@ -163,6 +165,7 @@ class Termination:
   """A SIGTERM and how the command ended."""
   status: int
   seconds: float  # From the signal to the process's exit.
+  saved_seconds: float | None  # From the signal to the message that the checkpoint is complete.
   step: int | None  # The step the run stopped at (its checkpoint), from its message.
   checkpoint_bytes: int
   output: str
@@ -178,13 +181,12 @@ def terminate(values: dict, workdir: str, after_step: int, devices: int = 8) -> 
   child.proc.send_signal(signal.SIGTERM)
   status = child.finish()
   seconds = time.perf_counter() - sent
-  found = re.search(r"Preempted \(SIGTERM\) at step (\d+): checkpoint (\S+) is complete",
-                    child.output)
-  step, size = None, 0
-  if found:
-    step = int(found.group(1))
-    size = manifest.read(found.group(2))["bytes"]
-  return Termination(status, seconds, step, size, child.output)
+  pattern = re.compile(r"Preempted \(SIGTERM\) at step (\d+): checkpoint (\S+) is complete")
+  for line, arrived in zip(child.lines, child.times):
+    if found := pattern.match(line):
+      return Termination(status, seconds, arrived - sent, int(found.group(1)),
+                         manifest.read(found.group(2))["bytes"], child.output)
+  return Termination(status, seconds, None, None, 0, child.output)
 
 
 def same_params(workdir_a: str, workdir_b: str) -> bool:
@@ -221,8 +223,9 @@ def main():
         f"final_loss={resumed.loss!r} uninterrupted={reference.loss!r} "
         f"bit_identical={identical} ({time.perf_counter() - start:.0f}s)")
   stop = terminate(values, f"{root}/terminated", after_step=args.steps // 2)
-  print(f"sigterm: exit status {stop.status} after {stop.seconds:.2f}s, checkpoint of step "
-        f"{stop.step}: {stop.checkpoint_bytes / 1e6:.1f} MB")
+  print(f"sigterm: checkpoint of step {stop.step} ({stop.checkpoint_bytes / 1e6:.1f} MB) "
+        f"complete after {stop.saved_seconds:.2f}s, exit status {stop.status} after "
+        f"{stop.seconds:.2f}s")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ path:
 `newest_complete` walks the steps newest first and returns the first whose
 files match; the run that writes the directory moves the damaged ones newer
 than it to `<checkpoints>.damaged/<step>` (kept for inspection), so it can
-save those steps again. A step without a manifest was written before
-manifests existed: it is loaded unverified, with a warning.
+save those steps again. A step without a manifest is loaded, unverified and
+with a warning, only when no step of the directory has one (a run written
+before manifests existed); beside steps that have one it is damaged: a kill
+while orbax deleted an old step (`ckpt.keep`) can leave it half removed.
 """
 import time
 from collections.abc import Sequence
@@ -49,6 +51,16 @@ def problems(step_dir: str | epath.Path) -> list[str] | None:
   return None if saved is None else manifest.problems(step_dir, saved)
 
 
+def _without_manifest(step_dir: epath.Path, others_have_one: bool) -> list[str]:
+  """A step without a manifest: [] (loaded unverified) when no step has one, else why not."""
+  if others_have_one:
+    return [f"{step_dir / manifest.NAME}: missing while other steps have one (a save or "
+            "a deletion was cut off)"]
+  _warn(f"Checkpoint {step_dir} has no file manifest (written by an older version): "
+        "loaded without checking its files.")
+  return []
+
+
 def _set_aside(step_dir: epath.Path) -> str:
   """Moves a damaged step out of orbax's view; returns where it went."""
   target_root = step_dir.parent.with_name(step_dir.parent.name + ".damaged")
@@ -78,13 +90,12 @@ def newest_complete(directory: str | epath.Path, steps: Sequence[int],
     The step to load, or None if no step is complete.
   """
   directory = epath.Path(directory)
+  with_manifests = any((directory / str(s) / manifest.NAME).exists() for s in steps)
   for step in sorted(steps, reverse=True):
     step_dir = directory / str(step)
     found = problems(step_dir)
     if found is None:
-      _warn(f"Checkpoint {step_dir} has no file manifest (written by an older version): "
-            "loaded without checking its files.")
-      return step
+      found = _without_manifest(step_dir, with_manifests)
     if not found:
       return step
     where = ""
