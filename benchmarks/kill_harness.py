@@ -139,7 +139,7 @@ def kill_once(values: dict, workdir: str, rng: np.random.Generator, at_save: boo
   total = values["train.steps"]
   start = _resumed_step(workdir)
   target = int(rng.integers(start + 1, total))  # A step still to come, never the last.
-  delay = float(rng.uniform(0.0, 0.05 if at_save else 0.15))
+  delay = float(rng.uniform(0.0, 0.01 if at_save else 0.15))
   child = Child(values, workdir)
   if child.wait_for_step(target) and at_save:
     before = set(incomplete_saves(workdir))
