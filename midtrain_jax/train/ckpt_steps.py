@@ -71,7 +71,7 @@ def _set_aside(step_dir: epath.Path) -> str:
   try:
     step_dir.rename(target)
     return f"moved to {target}"
-  except OSError as error:  # Stores without directory renames: the copy would be as slow.
+  except OSError as error:  # Object stores rename no directories; no copy is worth it.
     step_dir.rmtree()
     return f"removed (moving it failed: {error})"
 
