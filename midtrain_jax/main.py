@@ -5,6 +5,10 @@ Override any config value with `--config.section.key=value`, e.g.
 without arguments is the embedded demo (`config.workflow == "demo"`); every
 other config is one training run. `--help_config` lists every config key with
 its type, default, allowed values and help.
+
+Exit status: 0 when the run finished, 75 when a SIGTERM (or the multi-host
+preemption sync point) stopped it after checkpointing the step in flight
+(`train/preemption.py`): run the same command again to resume.
 """
 from absl import flags
 from ml_collections import config_flags

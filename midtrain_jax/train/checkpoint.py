@@ -5,10 +5,16 @@ A checkpoint step directory holds four items:
   opt_state  optimiser state
   data       the Grain iterator state, one JSON file per process
   meta       JSON: step and the run's resolved config
+and its file manifest (train/manifest.py), written last: a step is complete
+when its files match it. Interrupted saves and damaged steps are reported
+and never loaded (train/ckpt_steps.py); a save that fails (a full disk)
+raises CheckpointWriteError naming the step directory, and the previous
+checkpoint stays as it was: orbax deletes old steps beyond `ckpt.keep` only
+after a newer one is published, manifest included.
 
 Resume order (`restore_or_init`):
-  1. the workdir holds a checkpoint  -> resume it exactly (params, optimiser,
-     data iterator, step);
+  1. the workdir holds a complete checkpoint -> resume the newest exactly
+     (params, optimiser, data iterator, step);
   2. else `train.init_from` is set   -> load the base run's params (and its
      optimiser state if `train.init_optimizer`), start at step 0 with a fresh
      data iterator: this is how an anneal branches off a pretraining run;
@@ -31,11 +37,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.model import layer_stack
-from midtrain_jax.train import optim
+from midtrain_jax.train import ckpt_steps, manifest, optim
 
 CKPT_SUBDIR = "checkpoints"
 
@@ -60,27 +67,99 @@ def _item_handlers():
               meta=ocp.JsonCheckpointHandler(), data=grain.checkpoint.CheckpointHandler())
 
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (a full disk, a lost mount); names the path."""
+
+
+class CheckpointDamagedError(ValueError):
+  """A checkpoint asked for by path does not match its manifest."""
+
+
 class Checkpointer:
-  """Saves and restores train states (and data iterators) under `workdir/checkpoints`."""
+  """Saves and restores train states (and data iterators) under `workdir/checkpoints`.
+
+  With `ckpt_cfg` it writes (a training run): every save goes through orbax's
+  asynchronous path, whose last act before publishing the step directory is
+  writing the step's file manifest (train/manifest.py); `ckpt.async_save`
+  False only waits for each save. Without it, it reads.
+  """
 
   def __init__(self, workdir: str, ckpt_cfg: ml_collections.ConfigDict | None = None):
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=ckpt_cfg.keep if ckpt_cfg else None,
-        enable_async_checkpointing=bool(ckpt_cfg.async_save) if ckpt_cfg else False,
-        create=ckpt_cfg is not None)
     self.directory = str(_absolute(workdir) / CKPT_SUBDIR)
+    self._writes = ckpt_cfg is not None
+    self._async = bool(ckpt_cfg.async_save) if self._writes else False
+    self._checksums = bool(ckpt_cfg.checksums) if self._writes else False
+    self._saving: int | None = None  # The step whose save is in flight.
+    self._complete: tuple[int | None] | None = None  # Cached newest complete step.
+    ckpt_steps.report_incomplete(self.directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=ckpt_cfg.keep if self._writes else None,
+        enable_async_checkpointing=self._writes, create=self._writes,
+        # Interrupted saves (reported above) go before this run's first save.
+        cleanup_tmp_directories=self._writes,
+        async_options=ocp.AsyncOptions(post_finalization_callback=self._write_manifest)
+        if self._writes else None)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_handlers=_item_handlers())
 
+  def _write_manifest(self) -> None:
+    """Runs in orbax's save thread (process 0) once every file is written, before the
+    step directory is published: a published step always carries its manifest."""
+    root = epath.Path(self.directory)
+    pending = root / f"{self._saving}{ocp.step.TMP_DIR_SUFFIX}"
+    # Object stores publish with a commit file instead: the step is written in place.
+    manifest.write(pending if pending.exists() else root / str(self._saving), self._checksums)
+
   def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    """The newest complete step (files match its manifest); damaged newer ones are
+    reported and, when this checkpointer writes, set aside (train/ckpt_steps.py)."""
+    if self._complete is None:
+      self.manager.reload()
+      step = ckpt_steps.newest_complete(self.directory, self.manager.all_steps(),
+                                        set_aside=self._writes)
+      if self._writes:
+        if jax.process_count() > 1:  # Every process sees the set-aside steps gone.
+          multihost_utils.sync_global_devices("checkpoints set aside")
+        self.manager.reload()
+      self._complete = (step,)
+    return self._complete[0]
+
+  def all_steps(self) -> list[int]:
+    """Every published step (complete or not; `latest_step` is the one to resume)."""
+    return list(self.manager.all_steps())
+
+  def _written(self, action, step: int):
+    """Runs `action()`, turning a failed write into an error naming the step directory."""
+    try:
+      return action()
+    except Exception as error:  # Orbax and tensorstore raise many kinds; all mean the same.
+      previous = self._complete[0] if self._complete else None
+      kept = (f"the previous checkpoint {self.directory}/{previous} is intact"
+              if previous is not None else "no earlier checkpoint exists")
+      raise CheckpointWriteError(
+          f"Writing checkpoint {self.directory}/{step} failed ({type(error).__name__}: "
+          f"{error}); {kept}. A full disk? Free space under {self.directory} and run "
+          "again: it resumes from the newest complete checkpoint.") from error
+
+  def _finish(self) -> None:
+    """Waits for the save in flight; once it is complete it is the one to resume."""
+    if self._saving is None:
+      return
+    step = self._saving
+    self._written(self.manager.wait_until_finished, step)
+    self._saving = None
+    self._complete = (step,)
 
   def save(self, step: int, state, config: ml_collections.ConfigDict, data_iterator=None,
            start_lr: float | None = None):
-    """Saves asynchronously; the data iterator's state is captured now.
+    """Saves asynchronously (`ckpt.async_save`); the data iterator's state is captured now.
 
     `start_lr`: an anneal's start LR read from its base (anneal_start
     "from_checkpoint"), kept so an anneal of this anneal can recompute its LR.
+
+    Raises:
+      CheckpointWriteError naming the step directory when this save, or the
+      one before it, could not be written.
     """
     meta = {"step": int(step), "config": config_lib.to_json(config)}
     if start_lr is not None:
@@ -90,7 +169,16 @@ class Checkpointer:
                  meta=ocp.args.JsonSave(meta))
     if data_iterator is not None:
       items["data"] = _data_args(data_iterator, restore=False)
-    self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+    self.save_items(step, items)
+
+  def save_items(self, step: int, items: dict) -> None:
+    """Saves orbax `items` (name -> save args) as `step`, waiting unless saves are async."""
+    self._finish()  # The manifest hook reads `_saving`: the previous save must be done.
+    self._saving = int(step)
+    self._written(lambda: self.manager.save(step, args=ocp.args.Composite(**items), force=True),
+                  step)
+    if not self._async:
+      self._finish()
 
   def meta(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
@@ -167,7 +255,8 @@ class Checkpointer:
     return mine[0] if per_process == 1 else {"shards": mine}
 
   def wait(self):
-    self.manager.wait_until_finished()
+    """Waits until the save in flight is complete (CheckpointWriteError if it failed)."""
+    self._finish()
 
   def close(self):
     self.manager.close()
@@ -214,10 +303,18 @@ def resolve_base(path: str) -> tuple[Checkpointer, int]:
     raise FileNotFoundError(f"train.init_from={path!r}: no checkpoints found "
                             f"(expected {root / CKPT_SUBDIR}/<step>).")
   ckpt = Checkpointer(str(root))
-  step = ckpt.latest_step() if step is None else step
-  if step is None or step not in ckpt.manager.all_steps():
+  if step is None:
+    step = ckpt.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{path!r}: no complete checkpoint among the saved steps "
+                              f"{ckpt.all_steps()} (see the warnings above).")
+    return ckpt, step
+  if step not in ckpt.all_steps():
     raise FileNotFoundError(f"train.init_from={path!r}: step {step} is not among the "
-                            f"saved steps {list(ckpt.manager.all_steps())}.")
+                            f"saved steps {ckpt.all_steps()}.")
+  if found := ckpt_steps.problems(f"{ckpt.directory}/{step}"):
+    raise CheckpointDamagedError(f"Checkpoint {ckpt.directory}/{step} is damaged:\n  "
+                                 + "\n  ".join(found))
   return ckpt, step
 
 
@@ -372,12 +469,11 @@ def write_params(workdir: str, params, config: ml_collections.ConfigDict, **meta
     The step directory written.
   """
   target = Checkpointer(workdir, config.ckpt)
-  if target.latest_step() is not None:
+  if target.all_steps():
     raise FileExistsError(f"{workdir!r} already holds a checkpoint; choose a new directory.")
-  target.manager.save(0, args=ocp.args.Composite(
+  target.save_items(0, dict(
       params=ocp.args.StandardSave(params),
-      meta=ocp.args.JsonSave({"step": 0, "config": config_lib.to_json(config), **meta})),
-      force=True)
+      meta=ocp.args.JsonSave({"step": 0, "config": config_lib.to_json(config), **meta})))
   target.wait()
   files.write_text(_absolute(workdir) / "config.json", config_lib.to_json(config))
   return f"{target.directory}/0"

@@ -9,7 +9,6 @@ and what is evaluated during training is a hook the caller passes in
 evaluation.
 """
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.data.load import pipeline, prepared
 from midtrain_jax.parallel import sharding
-from midtrain_jax.train import checkpoint, cpu_limit, metrics, optim, peaks
+from midtrain_jax.train import checkpoint, cpu_limit, metrics, nonfinite, optim, peaks, preemption
 from midtrain_jax.train import step as ts
 
 
@@ -42,8 +41,8 @@ EvalHook = Callable[[ml_collections.ConfigDict, Any, Any, Any],
                     Callable[[Any], Evaluation] | None]
 
 
-class TrainingDivergedError(FloatingPointError):
-  """The loss or gradient norm became NaN or infinite."""
+TrainingDivergedError = nonfinite.TrainingDivergedError
+Preempted = preemption.Preempted
 
 
 @dataclasses.dataclass
@@ -138,25 +137,14 @@ def _all_processes_sum(counts: np.ndarray) -> np.ndarray:
   return ((gathered[:, 0] << 20) + gathered[:, 1]).sum(axis=0)
 
 
-# A non-finite update or parameter norm means the new state itself is broken,
-# even when the step's loss and gradients (computed before the update) were finite.
-_MUST_BE_FINITE = ("loss", "grad_norm", "update_norm", "param_norm")
-
-
-def _host_metrics(step: int, device_metrics) -> dict[str, float]:
-  """Fetches a step's metrics and stops the run if it diverged."""
+def _host_metrics(device_metrics) -> dict[str, float]:
+  """A step's metrics as host floats (per-expert counts one scalar per expert)."""
   values = {}
   for k, v in jax.device_get(device_metrics).items():
     if np.ndim(v):  # Per-expert token counts: one scalar per expert.
       values.update({f"{k}/{i}": float(x) for i, x in enumerate(np.ravel(v))})
     else:
       values[k] = float(v)
-  bad = {k: values[k] for k in _MUST_BE_FINITE if not math.isfinite(values[k])}
-  if bad:
-    found = ", ".join(f"{k}={v}" for k, v in bad.items())
-    raise TrainingDivergedError(
-        f"Training diverged at step {step}: {found}. No checkpoint was written from this "
-        "point; the last good checkpoint is intact (lower optim.lr or check the data).")
   return values
 
 
@@ -170,6 +158,7 @@ class _Run:
   mesh: Any
   start_lr: float | None
   evaluate: Callable[[Any], Evaluation] | None
+  all_finite: Callable[[Any], dict]  # Jitted step.all_finite: checked before each save.
 
 
 def _build(config, workdir: str, model_cfg, mesh, data_iter, evaluation: EvalHook | None,
@@ -196,16 +185,21 @@ def _build(config, workdir: str, model_cfg, mesh, data_iter, evaluation: EvalHoo
   print(f"{origin} | {n_params / 1e6:.2f}M params | mesh {dict(mesh.shape)} | "
         f"steps {int(state.step)}->{total}", flush=True)
   step_fn = ts.jit_train_step(graphdef, tx, schedule, config.train.z_loss, mesh, state_sharding,
-                              config.train.microbatches)
+                              config.train.microbatches,
+                              skip_nonfinite=config.train.on_nonfinite == "skip")
   logger = metrics.MetricLogger(workdir, total, fpt, peak)
   evaluate = evaluation and evaluation(config, graphdef, mesh, params_sharding)
   return _Run(state=state, step_fn=step_fn, ckpt=ckpt, logger=logger, mesh=mesh,
-              start_lr=start_lr, evaluate=evaluate)
+              start_lr=start_lr, evaluate=evaluate, all_finite=jax.jit(ts.all_finite))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
         evaluation: EvalHook | None = None) -> RunResult:
   """Trains for `config.train.steps` steps (resuming if `workdir` has a checkpoint).
+
+  A SIGTERM while it runs ends it after the step in flight, with that step
+  checkpointed: `Preempted` (train/preemption.py), a SystemExit with status
+  `preemption.PREEMPTED_EXIT_STATUS`; running it again resumes.
 
   Args:
     config: a config from `configs/*.py`, overrides applied.
@@ -232,51 +226,100 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       process_count=jax.process_count())
   _check_decontamination(config)
   built = _build(config, workdir, model_cfg, mesh, data_iter, evaluation, peak)
-  try:
-    result = _train(config, workdir, built, data_iter)
-  finally:
-    built.ckpt.wait()
-    built.ckpt.close()
-    built.logger.close()
+  # From here to the last save a SIGTERM is a request to stop at a step boundary.
+  with preemption.Watch(built.ckpt.manager.reached_preemption) as watch:
+    try:
+      result = _train(config, workdir, built, data_iter, watch)
+    finally:
+      built.ckpt.wait()
+      built.ckpt.close()
+      built.logger.close()
   print(f"final step={result.step} loss={result.loss:.4f}", flush=True)
   return result
 
 
-def _train(config, workdir: str, run_: _Run, data_iter) -> RunResult:
+class _Progress:
+  """A run's per-step bookkeeping: batches in, metrics out (each step's read once, in
+  order, one step late so the device never waits), losses, the non-finite guard."""
+
+  def __init__(self, config, run_: _Run, data_iter):
+    self.config, self.run_, self.data_iter = config, run_, data_iter
+    self.task_tokens = np.zeros(len(data_iter.task_names), np.int64)
+    self.guard = nonfinite.Guard(config.train.on_nonfinite, config.train.max_consecutive_skips)
+    self.pending = None  # (step, device metrics) of the last dispatched step.
+    self.last = {"loss": float("nan")}
+    self.logged = {}
+
+  def next_batch(self):
+    """The next global batch, its tokens counted per task."""
+    host_batch = next(self.data_iter)
+    task_ids = host_batch.get("task_ids")
+    if task_ids is not None and self.data_iter.task_names:
+      self.task_tokens += np.bincount(task_ids[task_ids >= 0],
+                                      minlength=len(self.data_iter.task_names))
+    return sharding.host_batch_to_global({k: host_batch[k] for k in ts.MODEL_INPUTS},
+                                         self.run_.mesh)
+
+  def dispatched(self, step: int, device_metrics) -> None:
+    """Step `step` is on its way: the one before it is read now."""
+    self.settle()
+    self.pending = (step, device_metrics)
+    self.run_.logger.count_tokens(self.config.data.batch_size * self.config.data.seq_len)
+
+  def settle(self) -> None:
+    """Reads the pending step's metrics and applies train.on_nonfinite to them."""
+    if self.pending is None:
+      return
+    step, device_metrics = self.pending
+    self.pending = None
+    values = _host_metrics(device_metrics)
+    self.guard.check(step, values)
+    self.last = values
+
+  def log(self, step: int) -> None:
+    self.settle()
+    names = self.data_iter.task_names
+    extra = {f"tokens/{name}": float(n)
+             for name, n in zip(names, _all_processes_sum(self.task_tokens))}
+    # Epochs started per task, as the loader counts them (restored on resume).
+    extra.update({f"epochs/{name}": float(c["epochs"])
+                  for name, c in self.data_iter.counters().items()})
+    if self.config.train.on_nonfinite == "skip":
+      extra["skipped_steps"] = float(self.guard.skipped)
+    # With the rate and MFU the logger derived (RunResult.metrics).
+    self.logged[step] = self.run_.logger.log(step, self.last, extra)
+
+  def save(self, step: int, state) -> None:
+    """Checkpoints `step` once its metrics, and every value of the state, are finite."""
+    self.settle()
+    nonfinite.check_saveable(step, self.run_.all_finite(state))
+    self.run_.ckpt.save(step, state, self.config, self.data_iter,
+                        start_lr=self.run_.start_lr)
+
+
+def _train(config, workdir: str, run_: _Run, data_iter, watch: preemption.Watch
+           ) -> RunResult:
   """The step loop: dispatch, log the previous step's metrics, checkpoint, evaluate."""
   total = config.train.steps
-  task_names = data_iter.task_names
-  tokens_per_step = config.data.batch_size * config.data.seq_len
-  task_tokens = np.zeros(len(task_names), np.int64)
-  pending = None  # (step, device metrics) of the last dispatched step.
-  last = {"loss": float("nan")}
-  losses, logged, evals = {}, {}, {}
+  progress = _Progress(config, run_, data_iter)
+  evals = {}
   state = run_.state
+  if watch.requested(int(state.step)) and int(state.step) < total:
+    raise preemption.stop(int(state.step), None, watch.reason, workdir)
   for step in range(int(state.step), total):
-    host_batch = next(data_iter)
-    task_ids = host_batch.get("task_ids")
-    if task_ids is not None and task_names:
-      task_tokens += np.bincount(task_ids[task_ids >= 0], minlength=len(task_names))
-    batch = sharding.host_batch_to_global({k: host_batch[k] for k in ts.MODEL_INPUTS},
-                                          run_.mesh)
-    state, device_metrics = run_.step_fn(state, batch)
-    if pending is not None:
-      last = _host_metrics(*pending)
-    pending = (step + 1, device_metrics)
-    run_.logger.count_tokens(tokens_per_step)
+    state, device_metrics = run_.step_fn(state, progress.next_batch())
     done = step + 1
+    progress.dispatched(done, device_metrics)
     if done % config.train.log_every_steps == 0 or done == total:
-      last = _host_metrics(*pending)
-      losses[done] = last
-      extra = {f"tokens/{name}": float(n)
-               for name, n in zip(task_names, _all_processes_sum(task_tokens))}
-      # Epochs started per task, as the loader counts them (restored on resume).
-      extra.update({f"epochs/{name}": float(c["epochs"])
-                    for name, c in data_iter.counters().items()})
-      logged[done] = run_.logger.log(done, last, extra)
-    if done % config.ckpt.every_steps == 0 or done == total:
-      last = _host_metrics(*pending)  # Never checkpoint a diverged state.
-      run_.ckpt.save(done, state, config, data_iter, start_lr=run_.start_lr)
+      progress.log(done)
+    saved = done % config.ckpt.every_steps == 0 or done == total
+    if saved:
+      progress.save(done, state)
+    if done < total and watch.requested(done):
+      if not saved:
+        progress.save(done, state)
+      run_.ckpt.wait()
+      raise preemption.stop(done, f"{run_.ckpt.directory}/{done}", watch.reason, workdir)
     every = config.eval.every_steps
     if run_.evaluate and (done == total or (every and done % every == 0)):
       evaluation = run_.evaluate(state.params)
@@ -284,8 +327,8 @@ def _train(config, workdir: str, run_: _Run, data_iter) -> RunResult:
       run_.logger.write(done, evaluation.scalars)
       if jax.process_index() == 0:
         print(f"eval step {done} | {evaluation.summary}", flush=True)
-  if pending is not None:
-    last = _host_metrics(*pending)
-  losses = {s: m["loss"] for s, m in losses.items()}
-  return RunResult(step=int(state.step), loss=last["loss"], workdir=workdir, losses=losses,
-                   metrics=logged, evals=evals, peak=run_.logger.peak)
+  progress.settle()
+  losses = {s: m["loss"] for s, m in progress.logged.items()}
+  return RunResult(step=int(state.step), loss=progress.last["loss"], workdir=workdir,
+                   losses=losses, metrics=progress.logged, evals=evals,
+                   peak=run_.logger.peak)

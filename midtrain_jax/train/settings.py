@@ -64,12 +64,25 @@ TRAIN = settings.Section({
     "init_from": S("", "Base checkpoint (a step directory or a workdir)."),
     "init_optimizer": S(True, "Also load the base run's optimiser state."),
     "log_every_steps": S(10, "Steps between progress lines and metrics.", check=_POSITIVE),
+    "on_nonfinite": S("stop", "A step whose loss, gradient, update or parameter norm is NaN "
+                      "or infinite: stop ends the run before anything of that step is saved, "
+                      "naming the step and what was non-finite; skip leaves the state as it "
+                      "was (the update is not applied; only the step count and the data "
+                      "position advance), counts the step and goes on.",
+                      choices=("stop", "skip")),
+    "max_consecutive_skips": S(5, "With on_nonfinite=skip: the run stops after this many "
+                               "skipped steps in a row.", check=_POSITIVE),
 }, help="the training run (train/loop.py).")
 
 CKPT = settings.Section({
     "every_steps": S(100, "Steps between checkpoints.", check=_POSITIVE),
-    "keep": S(3, "Checkpoints kept.", check=_POSITIVE),
+    "keep": S(3, "Checkpoints kept: older ones are deleted once a newer one is complete, "
+              "so the newest complete checkpoint is never deleted.", check=_POSITIVE),
     "async_save": S(True, "Write checkpoints in the background."),
+    "checksums": S(True, "Record each checkpoint file's CRC32 in the step's manifest and "
+                   "check it before restoring (reads every file once more after the save and "
+                   "before loading); off, only sizes are checked: for very large checkpoints "
+                   "on remote storage."),
 }, help="checkpointing (train/checkpoint.py).")
 
 

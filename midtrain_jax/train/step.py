@@ -211,9 +211,31 @@ def accumulated_grads(params, graphdef, batch, z_loss: float, microbatches: int)
   return grads, _means(sums, _model_config(graphdef, params))
 
 
+# The norms a step must keep finite, and what each one is of (train.on_nonfinite).
+MUST_BE_FINITE = {"loss": "loss", "grad_norm": "gradient", "update_norm": "update",
+                  "param_norm": "parameters"}
+
+
+def _unless_nonfinite(new: TrainState, old: TrainState, metrics) -> TrainState:
+  """`new`, or `old` with only the step advanced when any of MUST_BE_FINITE is not finite.
+
+  The optimiser state (its schedule count included) stays as it was, as
+  optax.apply_if_finite leaves it; `metrics["skipped"]` says which happened.
+  """
+  finite = jnp.all(jnp.stack([jnp.isfinite(metrics[k]) for k in MUST_BE_FINITE]))
+  metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
+  keep = lambda n, o: jnp.where(finite, n, o)
+  return TrainState(step=new.step, params=jax.tree.map(keep, new.params, old.params),
+                    opt_state=jax.tree.map(keep, new.opt_state, old.opt_state))
+
+
 def train_step(state: TrainState, batch, *, graphdef, tx, schedule, z_loss: float,
-               microbatches: int = 1):
-  """One optimiser step over the batch (in `microbatches` pieces). Returns (new state, metrics)."""
+               microbatches: int = 1, skip_nonfinite: bool = False):
+  """One optimiser step over the batch (in `microbatches` pieces). Returns (new state, metrics).
+
+  With `skip_nonfinite` a step with a non-finite loss, gradient, update or
+  parameter norm leaves params and optimiser state as they were.
+  """
   if microbatches > 1:
     grads, metrics = accumulated_grads(state.params, graphdef, batch, z_loss, microbatches)
   else:
@@ -224,7 +246,19 @@ def train_step(state: TrainState, batch, *, graphdef, tx, schedule, z_loss: floa
   metrics.update(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
                  update_norm=optax.global_norm(updates),
                  lr=optim.applied_lr(schedule, state.opt_state))
-  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+  if skip_nonfinite:
+    new = _unless_nonfinite(new, state, metrics)
+  return new, metrics
+
+
+def all_finite(state: TrainState) -> dict[str, jax.Array]:
+  """Whether every value of the params and of the optimiser state is finite (jit it):
+  checked before a save, so that nothing non-finite is ever written."""
+  finite = lambda tree: jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+       if jnp.issubdtype(x.dtype, jnp.inexact)] or [jnp.bool_(True)]))
+  return {"parameters": finite(state.params), "optimiser state": finite(state.opt_state)}
 
 
 def eval_step(params, batch, *, graphdef):
@@ -246,11 +280,12 @@ def _under_mesh(jitted, mesh: Mesh):
 
 
 def jit_train_step(graphdef, tx, schedule, z_loss: float, mesh: Mesh,
-                   shardings: TrainState, microbatches: int = 1):
+                   shardings: TrainState, microbatches: int = 1, skip_nonfinite: bool = False):
   """The train step jitted with explicit shardings; the old state is donated."""
   batch_sharding = {k: sharding.batch_sharding(mesh) for k in MODEL_INPUTS}
   step = functools.partial(train_step, graphdef=graphdef, tx=tx, schedule=schedule,
-                           z_loss=z_loss, microbatches=microbatches)
+                           z_loss=z_loss, microbatches=microbatches,
+                           skip_nonfinite=skip_nonfinite)
   return _under_mesh(jax.jit(step, in_shardings=(shardings, batch_sharding),
                              out_shardings=(shardings, sharding.replicated(mesh)),
                              donate_argnums=0), mesh)

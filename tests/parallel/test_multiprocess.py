@@ -1,4 +1,5 @@
-"""Two processes (4 fake CPU devices each, gloo collectives) train like one with 8.
+"""Two processes (4 fake CPU devices each, gloo collectives) train like one with 8,
+and stop together at one checkpointed step when one of them gets a SIGTERM.
 
 With `data.loader_shards=2` the global batch is the same for one process
 (reading both loader shards) and two (one shard each), so the 2-process run
@@ -7,13 +8,17 @@ process, which deals the two saved shard states to itself and continues the
 2-process run's losses exactly.
 """
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from midtrain_jax.train import loop
+from benchmarks import kill_harness
+from midtrain_jax.train import ckpt_steps, loop, manifest, preemption
 from midtrain_jax.workflows import analysis
 from tests import helpers
 from tests.helpers import small_config
@@ -87,11 +92,44 @@ def test_resume_on_fewer_processes_restarts_data_with_warning(tmp_path, caplog):
   config.ckpt.every_steps = 2
   first = loop.run(config, str(tmp_path))
   data_dir = tmp_path / "checkpoints" / "2" / "data"
-  # As if written by two processes: no state for a 1-process run.
+  # As if written by two processes: no state for a 1-process run (and their manifest).
   for name in os.listdir(data_dir):
     if name.startswith("process_"):
       os.rename(data_dir / name, data_dir / name.replace("-of-1", "-of-2"))
+  manifest.write(data_dir.parent, checksums=True)
   with caplog.at_level("WARNING"):
     resumed = loop.run(small_config(3), str(tmp_path))
   assert first.step == 2 and resumed.step == 3 and sorted(resumed.losses) == [3]
   assert "data order restarts" in caplog.text
+
+
+def test_sigterm_to_one_process_stops_both_at_one_checkpointed_step(tmp_path):
+  """JAX's preemption service: one host gets the SIGTERM, every host stops at the step they
+  agree on (the sync point), with that step checkpointed, and exits with status 75."""
+  workdir = tmp_path / "run"
+  values = kill_harness.overrides(30, 50)  # No regular checkpoint before the end.
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  port = 12000 + (os.getpid() + 1) % 5000
+  outputs = [tmp_path / f"process_{i}.log" for i in range(2)]
+  procs = [subprocess.Popen(
+      kill_harness.command(values, str(workdir)) + [
+          f"--coordinator=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
+      cwd=ROOT, env=env, stdout=open(outputs[i], "w"), stderr=subprocess.STDOUT)
+      for i in range(2)]
+  try:
+    while "step 5/30" not in outputs[0].read_text():
+      assert all(p.poll() is None for p in procs), outputs[0].read_text()[-3000:]
+      time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=300) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  text = outputs[0].read_text()
+  assert codes == [preemption.PREEMPTED_EXIT_STATUS] * 2, text[-3000:]
+  stopped = re.search(r"Preempted \(preemption sync point\) at step (\d+): checkpoint", text)
+  assert stopped, text[-3000:]
+  step = int(stopped.group(1))
+  assert 5 <= step < 30 and os.listdir(workdir / "checkpoints") == [str(step)]
+  assert ckpt_steps.problems(workdir / "checkpoints" / str(step)) == []
