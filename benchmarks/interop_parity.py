@@ -70,7 +70,7 @@ def main():
   loaded = scoring.load_model(str(root / "smollm2"))
   tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
   text = "The capital of France is Paris. In 2024, 12 apples cost $3.50.\ndef f(x):\n    return x\n"
-  smol_ids = np.asarray([[tok.bos_id] + tok.encode(text)])
+  smol_ids = np.asarray([tok.encode_prompt(text)])  # As its tokenizer starts a text: no BOS.
   with torch.no_grad():
     theirs = reference(torch.tensor(smol_ids)).logits.numpy()
   diff = np.abs(_ours(root / "smollm2", smol_ids) - theirs).max()

@@ -42,6 +42,10 @@ class EvalBatches:
   piece in one row; a longer one is split into consecutive pieces of seq_len
   pairs (`packing.split_pieces`), each scored from its own start, without the
   text before it. Every pair of an evaluated document is scored exactly once.
+  A document stored as the model's tokenizer starts a text (data/layout.py)
+  is scored as the model reads it: after BOS when it has one; without BOS its
+  first token is context only (no pair predicts it), while `num_bytes` still
+  counts the whole text.
 
   Attributes:
     num_batches: batches every process yields.
