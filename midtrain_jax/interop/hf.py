@@ -81,16 +81,18 @@ def _write_tokenizer(out: pathlib.Path, tokenizer_text: str, special_ids: dict,
   `ends` ({"add_bos_token", "add_eos_token"}: whether a text gets BOS/EOS)
   goes into both files: tokenizer_config.json states it and tokenizer.json's
   post-processor does it (transformers 5 reads only the latter), so every
-  reader encodes a text alike. A key left out lets the post-processor decide.
+  reader encodes a text alike. A key left out is what the post-processor
+  does, stated as well.
   """
-  tokenizer_text = tokenizer_lib.with_ends(tokenizer_text, special_ids["bos"],
-                                           special_ids["eos"], ends)
+  bos, eos = special_ids["bos"], special_ids["eos"]
+  tokenizer_text = tokenizer_lib.with_ends(tokenizer_text, bos, eos, ends)
   files.write_text(out / TOKENIZER_FILE, tokenizer_text)
   bare = tokenizers.Tokenizer.from_str(tokenizer_text)
   names = {f"{key}_token": bare.id_to_token(i) if i is not None else None
            for key, i in special_ids.items()}
+  rule = dict(zip(tokenizer_lib.ADD_KEYS, tokenizer_lib.post_processor_ends(bare, bos, eos)))
   files.write_json(out / TOKENIZER_CONFIG, {"tokenizer_class": "PreTrainedTokenizerFast",
-                                            **names, **ends})
+                                            **names, **rule})
   return str(out / TOKENIZER_FILE)
 
 
@@ -98,9 +100,10 @@ def import_tokenizer(src: str | pathlib.Path, out: str | pathlib.Path) -> str | 
   """Writes the tokenizer of an HF model folder or a .gguf file into `out`.
 
   tokenizer.json, and a tokenizer_config.json naming the special tokens of
-  the model's config and carrying the source's BOS/EOS rule: a GGUF's
+  the model's config, both carrying the source's BOS/EOS rule: a GGUF's
   `tokenizer.ggml.add_bos_token`/`add_eos_token`, an HF folder's
-  `add_bos_token`/`add_eos_token` where its tokenizer_config.json has them.
+  `add_bos_token`/`add_eos_token` where its tokenizer_config.json has them,
+  else what its tokenizer.json's post-processor does.
 
   Returns:
     The tokenizer.json written (what `data.tokenizer` names), or None when
@@ -290,9 +293,9 @@ def _write_safetensors(out_dir: pathlib.Path, tensors: dict[str, np.ndarray]) ->
 def _export_tokenizer(tok: tokenizer_lib.Tokenizer, out_dir: pathlib.Path) -> None:
   """tokenizer.json and tokenizer_config.json of the vocabulary the model was trained with.
 
-  tokenizer_config.json states the BOS/EOS rule the model was trained and
-  evaluated with (`Tokenizer.adds_bos`: an imported model's own, BOS first for
-  a vocabulary trained here), so transformers' AutoTokenizer encodes alike.
+  Both files carry the BOS/EOS rule the model was trained and evaluated with
+  (`Tokenizer.adds_bos`: an imported model's own, BOS first for a vocabulary
+  trained here), so transformers' AutoTokenizer encodes a text alike.
   """
   special = {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
   ends = {"add_bos_token": tok.adds_bos, "add_eos_token": tok.adds_eos}
