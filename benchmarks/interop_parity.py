@@ -155,7 +155,7 @@ def _smollm2(root: pathlib.Path) -> str:
   loaded = scoring.load_model(str(root / "smollm2"))
   tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
   text = "The capital of France is Paris. In 2024, 12 apples cost $3.50.\ndef f(x):\n    return x\n"
-  ids = np.asarray([[tok.bos_id] + tok.encode(text)])
+  ids = np.asarray([tok.encode_prompt(text)])  # As its tokenizer starts a text: no BOS.
   theirs = _hf_logits(reference, ids)
   diff = np.abs(_ours(loaded, ids) - theirs).max()
   return (f"max_abs_logit_diff={diff:.2e} logit_std={theirs.std():.3f} "

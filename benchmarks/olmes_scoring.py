@@ -64,7 +64,7 @@ def main():
   tok = olmes.model_tokenizer(model)
   task = olmes_tasks.sample(olmes_tasks.load_task(args.task), args.items)
   requests = [r for doc in task.docs for r in (*doc.choices, *(doc.uncond or ()))]
-  encoded = [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
+  encoded = [loglikelihood.encode_pair(tok, r.context, r.continuation)
              for r in requests]
   fed = {"shared": sum(len(c) for c in {tuple(c) for c, _ in encoded})
          + sum(len(x) for _, x in encoded),

@@ -3,6 +3,10 @@
   python -m midtrain_jax.generate --from=RUN_OR_CKPT --prompt="def fib(n):" --max_new_tokens=32
   python -m midtrain_jax.generate --from=RUN_OR_CKPT --prompt_ids=1,504,28 --temperature=0.8
 
+A text prompt starts as the model's own tokenizer starts a text
+(`Tokenizer.encode_prompt`): with BOS for a model trained here, without for
+SmolLM2, whose tokenizer adds none, so greedy text equals transformers'.
+
 Greedy by default. Prints the continuation and, as its last line,
 `token_ids=` followed by the generated ids separated by commas.
 """
@@ -16,8 +20,8 @@ from midtrain_jax.evals import scoring
 from midtrain_jax.model import sampling
 
 _FROM = flags.DEFINE_string("from", None, "A run directory or checkpoint step directory.")
-_PROMPT = flags.DEFINE_string("prompt", None, "Prompt text (tokenised with the run's tokenizer; "
-                              "BOS first).")
+_PROMPT = flags.DEFINE_string("prompt", None, "Prompt text, encoded as the run's tokenizer "
+                              "encodes a text (BOS first only where it adds one).")
 _PROMPT_IDS = flags.DEFINE_list("prompt_ids", None, "Prompt token ids, used as given.")
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 32, "Tokens to generate.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0: greedy; else the softmax temperature.")
@@ -35,7 +39,7 @@ def main(argv):
   if _PROMPT_IDS.value is not None:
     prompt = [int(i) for i in cli.names(_PROMPT_IDS.value)]
   else:
-    prompt = [tok.bos_id] + tok.encode(_PROMPT.value)
+    prompt = tok.encode_prompt(_PROMPT.value)
   bad = [i for i in prompt if not 0 <= i < model.model_cfg.vocab_size]
   if bad:
     sys.exit(f"Prompt ids {bad} are outside the model's vocabulary "

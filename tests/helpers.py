@@ -96,3 +96,15 @@ def assert_resumes_exactly(config, tmp_path) -> None:
   for step in range(1, 7):
     got = (first.losses | resumed.losses)[step]
     assert math.isclose(got, full.losses[step], rel_tol=2e-5), step
+
+
+def smollm2_tokenizer(folder: pathlib.Path) -> str:
+  """SmolLM2-135M-Instruct's own tokenizer, which adds no BOS, written into `folder`.
+
+  Read from the cached GGUF's metadata (no weights), as `convert import` writes it.
+
+  Returns:
+    The tokenizer.json path (a `data.tokenizer` value).
+  """
+  from midtrain_jax.interop import gguf, hf
+  return hf.import_tokenizer(gguf.smollm2_path(), folder)

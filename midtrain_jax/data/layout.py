@@ -4,7 +4,8 @@ The preparation (data/prepare/) writes it, the loader (data/load/) reads it
 for training and evaluation, reports and listings read its statistics; all
 through here.
 
-  manifest.json                     tokenizer, special ids, tasks; written last
+  manifest.json                     tokenizer, special ids, `adds_bos` (the document
+                                    layout below), tasks; written last
   <task>/train-00000.array_record   one record per document: uint32 token ids
   <task>/train-00000.json           cumulative progress when that shard closed
   <task>/heldout.array_record       held-out documents (bits-per-byte evaluation), by
@@ -32,6 +33,15 @@ on and not listed). With mode "keep" those items stayed in the training data,
 with "drop" or "cut" they were removed; evaluation scores them apart
 (evals/contamination.py). Folders prepared before items were recorded have no
 `items`: which items they held is unknown.
+
+A stored document is `[bos] tokens [eos]` when the tokenizer starts a
+sequence with BOS (`Tokenizer.adds_bos`: the demo vocabulary does), else
+`tokens [eos]` (SmolLM2's own tokenizer adds no BOS): documents start as the
+model's tokenizer starts a text, and EOS separates them. The manifest records
+which (`adds_bos`); folders prepared before it was recorded start with BOS
+(`starts_with_bos`). A tokenizer without BOS prepares into its own folder
+(`default_dir`), and the rule is part of each task's fingerprint, so a folder
+of the other layout is never reused.
 
 Every file is written whole under a temporary name and renamed, so a killed
 run never leaves a half shard that would be read as complete.
@@ -70,7 +80,8 @@ def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
 
   <cache>/prepared/v<FORMAT_VERSION>/<mixture> for the demo tokenizer without
   decontamination (folders of older formats are left alone, never half-reused);
-  any other tokenizer adds `@<its fingerprint>` and decontamination
+  any other tokenizer adds `@<its fingerprint>` (then `-nobos` when its
+  documents start without BOS: `tokenizer_key`) and decontamination
   `+decon-<hash of the benchmarks and mode>` and deduplication (`dedup`, the
   `data.dedup` section when levels are on) `+dedup-<hash of its settings>`,
   so shards are never shared across vocabularies or cleaning settings. A mixture file's folder is
@@ -78,12 +89,22 @@ def default_dir(mixture: str, tokenizer: str = tokenizer_lib.DEMO_SPM,
   """
   name = mixture_file.folder_name(mixture) if mixture_file.is_mixture_file(mixture) else mixture
   if tokenizer != tokenizer_lib.DEMO_SPM:
-    name += f"@{tokenizer_lib.load_tokenizer(tokenizer).fingerprint()}"
+    name += f"@{tokenizer_key(tokenizer_lib.load_tokenizer(tokenizer))}"
   if decontam:
     key = json.dumps([sorted(decontam), decontam_mode])
     name += f"+decon-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
   name += dedup_suffix(dedup)
   return prepared_root() / name
+
+
+def tokenizer_key(tok: tokenizer_lib.Tokenizer) -> str:
+  """A tokenizer's part of a folder name: its fingerprint, `-nobos` when it adds no BOS.
+
+  The rule decides what is stored (module docstring), so the two layouts never
+  share a folder, whether the tokenizer's files state the rule or leave it to
+  the post-processor.
+  """
+  return tok.fingerprint() + ("" if tok.adds_bos else "-nobos")
 
 
 def dedup_suffix(dedup: dict | None) -> str:
@@ -123,9 +144,20 @@ def heldout_bytes_file(task_dir: pathlib.Path) -> pathlib.Path:
   return task_dir / "heldout_bytes.json"
 
 
-def encode_document(ids: list[int], bos_id: int, eos_id: int) -> np.ndarray:
-  """A document as stored: `[bos] + tokens + [eos]`, uint32."""
-  return np.asarray([bos_id, *ids, eos_id], np.uint32)
+def encode_document(ids: list[int], tok: tokenizer_lib.Tokenizer) -> np.ndarray:
+  """A document as stored: `tok.start_ids() + tokens + [eos]`, uint32 (module docstring)."""
+  return np.asarray([*tok.start_ids(), *ids, tok.eos_id], np.uint32)
+
+
+def starts_with_bos(manifest: dict) -> bool:
+  """Whether the stored documents of a prepared folder start with BOS (its manifest's
+  `adds_bos`; folders prepared before it was recorded always did)."""
+  return bool(manifest.get("adds_bos", True))
+
+
+def document_body(doc: np.ndarray, with_bos: bool) -> np.ndarray:
+  """A stored document's text tokens: without its BOS (when `with_bos`) and its EOS."""
+  return doc[int(with_bos):-1]
 
 
 def decode_record(record: bytes) -> np.ndarray:
@@ -226,7 +258,8 @@ def write_quality_scores(data_dir: pathlib.Path, task: str, scores: np.ndarray,
     data_dir: the prepared folder.
     task: the task.
     scores: one float per train document.
-    tokens: each document's stored length (BOS and EOS included).
+    tokens: each document's stored length (its EOS, and its BOS where it has one,
+      included).
     scorer: fingerprint of the scorer that made them.
     task_fingerprint: the task's `fingerprint` in stats.json when scored.
   """

@@ -28,6 +28,8 @@ FIM_PAD = "<|fim_pad|>"
 FIM_SENTINELS = (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD)
 # Newline and tab as whole pieces keep code layout cheap and exact.
 _DEMO_USER_SYMBOLS = FIM_SENTINELS + ("\n", "\t")
+# tokenizer_config.json's keys of the rule: whether a text gets BOS first, EOS last.
+ADD_KEYS = ("add_bos_token", "add_eos_token")
 
 
 class Tokenizer:
@@ -54,12 +56,33 @@ class Tokenizer:
 
   @property
   def adds_bos(self) -> bool:
-    """Whether a text starts with BOS when this tokenizer encodes it for its model.
+    """Whether a sequence starts with BOS when this tokenizer encodes it for its model.
 
-    Models trained here start every document with BOS; an imported model's own
-    tokenizer says (HFJsonTokenizer).
+    The one rule for where BOS goes: prompts (generation), contexts
+    (evaluation) and prepared documents all start with `start_ids()`. Models
+    trained here with a SentencePiece vocabulary start every document with
+    BOS; a Hugging Face tokenizer says (HFJsonTokenizer.adds_bos).
     """
     return True
+
+  @property
+  def adds_eos(self) -> bool:
+    """Whether this tokenizer ends an encoded text with EOS for its model.
+
+    Only carried through import and export (tokenizer_config.json's
+    `add_eos_token`): prompts never end with EOS, and a prepared document
+    always does, because EOS is what separates documents.
+    """
+    return False
+
+  def start_ids(self) -> list[int]:
+    """What a sequence holds before its first text token: [bos] when `adds_bos`, else []."""
+    return [self.bos_id] if self.adds_bos else []
+
+  def encode_prompt(self, text: str) -> list[int]:
+    """`text` encoded as the start of a sequence (a prompt, a context, a document's
+    text): `start_ids()` then its tokens, as the model's own tokenizer encodes it."""
+    return self.start_ids() + self.encode(text)
 
   def fim_ids(self) -> dict[str, int] | None:
     """The ids of the FIM sentinels keyed prefix/middle/suffix/pad (None: it has none)."""
@@ -150,19 +173,24 @@ class HFJsonTokenizer(Tokenizer):
     self.name = self.json_path
     self._tokenizer = None
     self._special = None
+    self._ends = None
 
   def __getstate__(self):
     return {"json_path": self.json_path, "name": self.name, "_tokenizer": None,
-            "_special": None}
+            "_special": None, "_ends": None}
+
+  def _config(self) -> dict | None:
+    """tokenizer_config.json beside the file, or None without one."""
+    path = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
+    return json.loads(path.read_text()) if path.exists() else None
 
   @property
   def special_tokens(self) -> dict[str, str] | None:
     """{"bos", "eos", "pad": token} from tokenizer_config.json, or None without one."""
     if self._special is None:
-      path = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
-      if not path.exists():
+      config = self._config()
+      if config is None:
         return None
-      config = json.loads(path.read_text())
 
       def content(key):
         value = config.get(f"{key}_token")
@@ -218,15 +246,29 @@ class HFJsonTokenizer(Tokenizer):
   @property
   def adds_bos(self) -> bool:
     """`add_bos_token` of tokenizer_config.json where it says, else whether the
-    tokenizer's post-processor puts BOS before a text (a bare file: it does not)."""
-    config = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
-    if config.exists():
-      value = json.loads(config.read_text()).get("add_bos_token")
-      if value is not None:
-        return bool(value)
-    plain = self.tokenizer.encode("a", add_special_tokens=False).ids
-    special = self.tokenizer.encode("a", add_special_tokens=True).ids
-    return len(special) > len(plain) and special[0] == self.bos_id
+    tokenizer's post-processor puts BOS before a text (a bare file: it does not).
+
+    An explicit `add_bos_token` wins, as a model's authors state it and as
+    transformers 4's Llama-style tokenizers apply it (transformers 5 reads
+    only the post-processor). `convert import` and `export` write both,
+    agreeing (interop/hf.py), so every reader encodes alike.
+    """
+    return self._added_ends()[0]
+
+  @property
+  def adds_eos(self) -> bool:
+    """`add_eos_token` of tokenizer_config.json where it says, else whether the
+    post-processor puts EOS after a text."""
+    return self._added_ends()[1]
+
+  def _added_ends(self) -> tuple[bool, bool]:
+    """(adds BOS, adds EOS), read once (every prepared document asks)."""
+    if self._ends is None:
+      config = self._config() or {}
+      processed = post_processor_ends(self.tokenizer, self.bos_id, self.eos_id)
+      self._ends = tuple(bool(config[key]) if config.get(key) is not None else found
+                         for key, found in zip(ADD_KEYS, processed))
+    return self._ends
 
   def encode(self, text: str) -> list[int]:
     return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -249,6 +291,62 @@ class HFJsonTokenizer(Tokenizer):
     if config.exists():  # It names the special tokens, so it is part of the tokenizer.
       digest.update(config.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def post_processor_ends(tok: tokenizers.Tokenizer, bos_id: int | None,
+                        eos_id: int | None) -> tuple[bool, bool]:
+  """(puts BOS first, puts EOS last): what the post-processor of `tok` adds to a text."""
+  plain = tok.encode("a", add_special_tokens=False).ids
+  special = tok.encode("a", add_special_tokens=True).ids
+  extra = len(special) > len(plain)
+  return (extra and bos_id is not None and special[0] == bos_id,
+          extra and eos_id is not None and special[-1] == eos_id)
+
+
+def template_processor(bos: tuple[str, int] | None, eos: tuple[str, int] | None) -> dict:
+  """A `tokenizers` TemplateProcessing, as JSON, putting `bos` before and `eos` after
+  each sequence of a text or pair ((token, id) pairs; None: nothing there)."""
+  def template(type_id: int) -> list[dict]:
+    piece = lambda end: [{"SpecialToken": {"id": end[0], "type_id": type_id}}] if end else []
+    return piece(bos) + [{"Sequence": {"id": "AB"[type_id], "type_id": type_id}}] + piece(eos)
+
+  special = {token: {"id": token, "ids": [i], "tokens": [token]}
+             for token, i in (e for e in (bos, eos) if e)}
+  return {"type": "TemplateProcessing", "single": template(0),
+          "pair": template(0) + template(1), "special_tokens": special}
+
+
+def with_ends(tokenizer_text: str, bos_id: int | None, eos_id: int | None,
+              ends: dict[str, bool]) -> str:
+  """A tokenizer.json text whose post-processor adds BOS/EOS as `ends` says.
+
+  Args:
+    tokenizer_text: the `tokenizers` JSON.
+    bos_id: the BOS token's id (None: the vocabulary names none).
+    eos_id: the EOS token's id, likewise.
+    ends: {"add_bos_token", "add_eos_token"} (tokenizer_config.json's names);
+      a key left out keeps what the post-processor does.
+
+  Returns:
+    The text unchanged when its post-processor already agrees, else with a
+    TemplateProcessing post-processor that does.
+
+  Raises:
+    ValueError: BOS or EOS is to be added but the vocabulary has no such token.
+  """
+  tok = tokenizers.Tokenizer.from_str(tokenizer_text)
+  found = dict(zip(ADD_KEYS, post_processor_ends(tok, bos_id, eos_id)))
+  wanted = {**found, **ends}
+  if wanted == found:
+    return tokenizer_text
+  ends_ids = dict(zip(ADD_KEYS, (bos_id, eos_id)))
+  missing = [key for key in ADD_KEYS if wanted[key] and ends_ids[key] is None]
+  if missing:
+    raise ValueError(f"{missing} is set but the tokenizer has no such special token.")
+  pick = lambda key: (tok.id_to_token(ends_ids[key]), ends_ids[key]) if wanted[key] else None
+  data = json.loads(tokenizer_text)
+  data["post_processor"] = template_processor(*(pick(key) for key in ADD_KEYS))
+  return json.dumps(data, ensure_ascii=False)
 
 
 def demo_spm_path() -> pathlib.Path:

@@ -26,16 +26,24 @@ def context_and_answer(item: benchmarks.BenchmarkItem) -> tuple[str, str]:
 def answer_rows(items, tok, max_len: int):
   """Tokenises items into (tokens, answer mask, answer bytes) rows.
 
-  The context is cut from the left and the answer from the right so a row
-  fits `max_len + 1` tokens; the byte count is that of the answer kept.
+  A row starts as the model's tokenizer starts a text (`Tokenizer.start_ids`:
+  BOS only where it adds one). The context's text is cut from the left, after
+  that start, which is kept, and the answer from the right, so a row fits
+  `max_len + 1` tokens; the byte count is that of the answer kept. An empty
+  context without BOS becomes EOS (something must predict the answer's first
+  token), as `loglikelihood.encode_pair` does.
   """
   rows = []
   for item in items:
     context, answer = context_and_answer(item)
     answer_ids = tok.encode(answer)[:max_len // 2]
     kept = answer if len(answer_ids) == len(tok.encode(answer)) else tok.decode(answer_ids)
-    context_ids = [tok.bos_id] + tok.encode(context)
-    context_ids = context_ids[-(max_len + 1 - len(answer_ids)):]
+    start = tok.start_ids()
+    text_ids = tok.encode(context)
+    room = max_len + 1 - len(answer_ids) - len(start)
+    context_ids = start + (text_ids[-room:] if room > 0 else [])
+    if not context_ids:
+      context_ids = [tok.eos_id]
     ids = context_ids + answer_ids
     mask = [0] * (len(context_ids) - 1) + [1] * len(answer_ids)
     rows.append((ids, mask, len(kept.encode("utf-8"))))

@@ -1,6 +1,8 @@
 """Generative evaluations: GSM8K exact match and HumanEval/MBPP pass@1.
 
-Completions come from `sampling.generate` (KV cache, greedy by default); code
+Completions come from `sampling.generate` (KV cache, greedy by default) on
+prompts encoded as the model's tokenizer encodes a text
+(`Tokenizer.encode_prompt`: BOS first only where it adds one); code
 is scored by running the benchmark's tests in a sandboxed subprocess
 (`sandbox.run_program`). Items are the seeded stratified sample of
 `items.sample_items`, the same for every model. Each scorer returns `{metric,
@@ -61,7 +63,7 @@ def truncate(text: str, stops) -> str:
 
 def _complete(model, tok, prompts: list[str], max_new_tokens: int) -> list[str]:
   sample = sampling.SampleConfig(max_new_tokens=max_new_tokens, eos_id=tok.eos_id)
-  ids = [[tok.bos_id] + tok.encode(p) for p in prompts]
+  ids = [tok.encode_prompt(p) for p in prompts]
   out = sampling.generate(model.params, model.graphdef, model.model_cfg, ids, sample)
   return [tok.decode([t for t in row if t != tok.eos_id]) for row in out]
 

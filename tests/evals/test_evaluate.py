@@ -75,7 +75,7 @@ def test_benchmark_bpb_matches_full_forward_log_probs():
   item = benchmarks.sample_items("gsm8k", 1)[0]
   got = answer_bpb.benchmark_bpb(model, tok, ("gsm8k",), items=1)["gsm8k"]["bpb"]
   context, answer = answer_bpb.context_and_answer(item)
-  ctx_ids = [tok.bos_id] + tok.encode(context)
+  ctx_ids = [tok.bos_id] + tok.encode(context)  # The demo vocabulary starts with BOS.
   ans_ids = tok.encode(answer)
   ids = np.asarray(ctx_ids + ans_ids)
   net = nnx.merge(graphdef, model.params)
@@ -86,6 +86,27 @@ def test_benchmark_bpb_matches_full_forward_log_probs():
   targets = ids[1:]
   nats = -sum(logp[t, targets[t]] for t in range(len(ctx_ids) - 1, len(ids) - 1))
   assert math.isclose(got, nats / math.log(2) / len(answer.encode()), rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("own_start", ["demo_bos", "smollm2_none"])
+def test_gold_answer_rows_keep_the_start_of_a_text_when_the_context_is_cut(tmp_path, own_start):
+  """A row starts as the model's tokenizer starts a text: BOS for the demo
+  vocabulary, kept when a long context is cut from the left; nothing for SmolLM2's,
+  whose tokenizer adds no BOS."""
+  tok = tokenizer_lib.load_tokenizer("demo_spm" if own_start == "demo_bos"
+                                     else helpers.smollm2_tokenizer(tmp_path))
+  start = [tok.bos_id] if own_start == "demo_bos" else []
+  item = benchmarks.sample_items("arc_easy", 1)[0]
+  context, answer = answer_bpb.context_and_answer(item)
+  (ids, mask, _), = answer_bpb.answer_rows([item], tok, max_len=4096)
+  assert ids == start + tok.encode(context) + tok.encode(answer)
+  assert mask == [0] * (len(ids) - 1 - len(tok.encode(answer))) + [1] * len(tok.encode(answer))
+  (cut, cut_mask, _), = answer_bpb.answer_rows([item], tok, max_len=16)
+  answer_ids = tok.encode(answer)[:8]
+  tail = tok.encode(context)[-(17 - len(answer_ids) - len(start)):]
+  assert len(tok.encode(context)) > len(tail)  # The context was cut,
+  assert cut == start + tail + answer_ids  # after the start, which stays.
+  assert cut_mask == [0] * (16 - len(answer_ids)) + [1] * len(answer_ids)
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -241,6 +241,11 @@ def test_small_tokenizer_adds_bos_where_the_file_says(tmp_path):
   tok = Tokenizer.from_str(gguf.tokenizer_json(_write(tmp_path / "tok.gguf")))
   assert tok.encode("ab b</s>").tokens == ["<s>", "ab", "Ġ", "b", "</s>"]
   assert tok.decode(tok.encode("ab b").ids, skip_special_tokens=False) == "<s>ab b"
+  assert gguf.tokenizer_ends(tmp_path / "tok.gguf") == {"add_bos_token": True,
+                                                       "add_eos_token": False}
+  path = _write(tmp_path / "eos.gguf", tokenizer={"add_bos": False, "add_eos": True})
+  assert gguf.tokenizer_ends(path) == {"add_bos_token": False, "add_eos_token": True}
+  assert Tokenizer.from_str(gguf.tokenizer_json(path)).encode("ab").tokens == ["ab", "</s>"]
 
 
 @pytest.mark.parametrize("pre", ["gpt2", "smollm", "llama-bpe"])
@@ -371,3 +376,19 @@ def test_smollm2_tokenizer_splits_digits_like_the_model(smollm2, hf_tokenizer):
   assert hf_tokenizer.tokenize("x =  10") == ["x", "Ġ=", "Ġ", "Ġ", "1", "0"]
   assert ours.encode("a ½").tokens == ["a", "Ġ", "Â½"]  # ½ is one character: two bytes.
   assert hf_tokenizer.tokenize("a ½") == ["a", "ĠÂ", "½"]
+
+
+@pytest.mark.slow
+def test_smollm2_imported_tokenizer_starts_texts_as_transformers_does(smollm2, hf_tokenizer,
+                                                                     tmp_path):
+  """The GGUF says add_bos_token = False: the imported tokenizer_config.json says so
+  too, and a prompt is encoded without BOS, as transformers encodes it."""
+  from midtrain_jax.data import tokenizer as tokenizer_lib
+  from midtrain_jax.interop import hf
+  path = hf.import_tokenizer(smollm2, tmp_path)
+  config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+  assert (config["add_bos_token"], config["add_eos_token"]) == (False, False)
+  tok = tokenizer_lib.load_tokenizer(path)
+  assert not tok.adds_bos and tok.start_ids() == []
+  for text in TEXTS:
+    assert tok.encode_prompt(text) == hf_tokenizer(text).input_ids, text

@@ -164,6 +164,37 @@ def test_bad_sources_are_named(tmp_path):
     hf.import_model(str(tmp_path), str(tmp_path / "d"), log=lambda _: None)
 
 
+@pytest.mark.parametrize("add_bos", [True, False])
+def test_the_bos_rule_of_an_hf_folder_is_imported_and_exported_back(tmp_path, add_bos):
+  """tokenizer_config.json's add_bos_token (here against a post-processor that adds
+  nothing) is the rule of the imported run and goes back out on export, in both
+  files, so transformers 5 (which reads only tokenizer.json) encodes alike."""
+  import tokenizers
+  from tokenizers import decoders, models, pre_tokenizers, trainers
+
+  from midtrain_jax.data import tokenizer as tokenizer_lib
+  model = _hf_model("llama")  # bos_token_id 1, eos_token_id 2.
+  model.save_pretrained(tmp_path / "hf")
+  vocab = tokenizers.Tokenizer(models.BPE())
+  vocab.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  vocab.decoder = decoders.ByteLevel()
+  vocab.train_from_iterator(["hello world", "the quick brown fox"] * 50, trainers.BpeTrainer(
+      vocab_size=280, special_tokens=["<unk>", "<s>", "</s>"]))
+  vocab.save(str(tmp_path / "hf" / "tokenizer.json"))
+  (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps(
+      {"tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": add_bos}))
+  hf.import_model(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda _: None)
+  run = scoring.load_model(str(tmp_path / "run"))
+  tok = tokenizer_lib.load_tokenizer(run.config.data.tokenizer)
+  assert tok.adds_bos is add_bos
+  assert tok.encode_prompt("hello") == [1] * add_bos + tok.encode("hello")
+  hf.export_model(str(tmp_path / "run"), str(tmp_path / "export"), log=lambda _: None)
+  config = json.loads((tmp_path / "export" / "tokenizer_config.json").read_text())
+  assert config["add_bos_token"] is add_bos and config["add_eos_token"] is False
+  theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "export")
+  assert theirs("hello fox").input_ids == tok.encode_prompt("hello fox")
+
+
 def test_families_without_an_hf_class_are_refused():
   from tests import helpers
   cfg = helpers.tiny_model(norm="reordered", qk_norm="head")
@@ -185,6 +216,9 @@ def test_a_model_trained_here_exports_with_its_sentencepiece_vocabulary(tmp_path
   text = "def add(a, b):\n    return a + b\n\n  Two  spaces, Grüße 東京 12345.\t"
   ids = tokenizer(text, add_special_tokens=False).input_ids
   assert ids == ours.encode(text) and tokenizer.decode(ids) == text
+  # Trained with BOS first: the export says so, and transformers encodes a text alike.
+  assert json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())["add_bos_token"]
+  assert tokenizer(text).input_ids == ours.encode_prompt(text) == [ours.bos_id] + ids
   loaded = scoring.load_model(str(tmp_path / "run"))
   x = np.asarray([[ours.bos_id] + ids], np.int32)
   with torch.no_grad():

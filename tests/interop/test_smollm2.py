@@ -1,14 +1,17 @@
 """A real pretrained model end to end: SmolLM2-135M-Instruct (GGUF, from PyPI) imported,
 checked against transformers loading the same file, generated from, annealed, exported."""
 import dataclasses
+import json
 import subprocess
 import sys
 
+import grain
 import numpy as np
 import pytest
 from flax import nnx
 
 from configs import anneal
+from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.evals import scoring
 from midtrain_jax.interop import gguf, hf, upcycle
@@ -34,23 +37,33 @@ def smollm2(tmp_path_factory):
 
 
 def test_logits_and_greedy_continuation_equal_transformers(smollm2):
+  """Text prompts start as SmolLM2's tokenizer starts a text (no BOS): the ids equal
+  transformers' tokenizer's, and 64 greedy tokens of `python -m midtrain_jax.generate
+  --prompt` equal transformers' greedy `generate` on the same file."""
   run, loaded, reference = smollm2
   tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
   assert (tok.bos_id, tok.eos_id) == (1, 2)  # <|im_start|>, <|im_end|>, as the GGUF says.
-  ids = np.asarray([[tok.bos_id] + tok.encode(TEXT)], np.int32)
+  assert not tok.adds_bos  # Its add_bos_token is False.
+  ids = np.asarray([tok.encode_prompt(TEXT)], np.int32)
   with torch.no_grad():
     theirs = reference(torch.tensor(ids)).logits.numpy()
   model = nnx.merge(loaded.graphdef, loaded.params)
   positions = np.arange(ids.shape[1], dtype=np.int32)[None]
   ours = np.asarray(model(ids, positions, np.ones_like(ids))[0])
   assert np.abs(ours - theirs).max() < 1e-3
-  prompt = [tok.bos_id] + tok.encode("The capital of France is")
+  path = gguf.smollm2_path()
+  their_tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+  text = "The capital of France is"
+  prompt = their_tok(text).input_ids
+  assert tok.encode_prompt(text) == prompt == [504, 3575, 282, 4649, 314]
+  reference.generation_config.eos_token_id = None  # All 64 tokens, past <|im_end|>.
   with torch.no_grad():
-    expected = reference.generate(torch.tensor([prompt]), max_new_tokens=12,
+    expected = reference.generate(torch.tensor([prompt]), max_new_tokens=64,
                                   do_sample=False)[0, len(prompt):].tolist()
+  assert len(expected) == 64
   result = subprocess.run(
-      [sys.executable, "-m", "midtrain_jax.generate", f"--from={run}",
-       "--prompt=The capital of France is", "--max_new_tokens=12", "--stop_at_eos=false"],
+      [sys.executable, "-m", "midtrain_jax.generate", f"--from={run}", f"--prompt={text}",
+       "--max_new_tokens=64", "--stop_at_eos=false"],
       capture_output=True, text=True, check=False, cwd=helpers.REPO_ROOT)
   assert result.returncode == 0, result.stderr[-2000:]
   last = result.stdout.strip().splitlines()[-1]
@@ -68,13 +81,23 @@ def test_a_short_anneal_starts_pretrained_and_exports_to_transformers(smollm2, t
   config.mesh.update(data=1, fsdp=8)  # 8 replicas of a 135M model and its Adam state won't fit.
   result = training.run(config, str(tmp_path / "anneal"))  # Prepares, then trains.
   assert result.losses[1] < 0.5 * np.log(49152)  # Pretrained: far below a uniform guess.
+  # Its documents start as its tokenizer starts a text: no BOS, EOS between them.
+  manifest = layout.read_manifest(tmp_path / "data")
+  assert manifest["adds_bos"] is False
+  task = next(iter(manifest["tasks"]))
+  source = grain.sources.ArrayRecordDataSource(layout.shard_files(tmp_path / "data", task,
+                                                                  "train"))
+  docs = [layout.decode_record(source[i]) for i in range(min(len(source), 200))]
+  assert all(d[-1] == 2 for d in docs) and not any(d[0] == 1 for d in docs)
   hf.export_model(str(tmp_path / "anneal"), str(tmp_path / "hf"), log=lambda _: None)
   exported = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
   tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+  assert json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())[
+      "add_bos_token"] is False  # The imported rule, written back.
   ids = tokenizer(TEXT, return_tensors="pt").input_ids
   loaded = scoring.load_model(str(tmp_path / "anneal"))
   tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
-  assert ids[0].tolist() == tok.encode(TEXT)
+  assert ids[0].tolist() == tok.encode_prompt(TEXT) == tok.encode(TEXT)
   with torch.no_grad():
     theirs = exported(ids).logits.numpy()
   model = nnx.merge(loaded.graphdef, loaded.params)
@@ -90,7 +113,7 @@ def test_plain_upcycling_of_the_imported_model_keeps_the_reference_logits(smollm
   moe = scoring.load_model(str(tmp_path / "moe"))
   assert moe.model_cfg.moe_experts == 3
   tok = tokenizer_lib.load_tokenizer(moe.config.data.tokenizer)
-  ids = np.asarray([[tok.bos_id] + tok.encode(TEXT)], np.int32)
+  ids = np.asarray([tok.encode_prompt(TEXT)], np.int32)
   with torch.no_grad():
     theirs = reference(torch.tensor(ids)).logits.numpy()
   positions = np.arange(ids.shape[1], dtype=np.int32)[None]
@@ -124,8 +147,7 @@ def test_olmes_loglikelihoods_and_predictions_equal_transformers(smollm2):
     task = olmes_tasks.sample(olmes_tasks.load_task(name), 3, seed=1)
     task = dataclasses.replace(task, docs=task.docs[:3])  # MMLU's sample: 1 per subject.
     requests = [r for doc in task.docs for r in doc.choices]
-    ours = [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
-            for r in requests]
+    ours = [loglikelihood.encode_pair(tok, r.context, r.continuation) for r in requests]
     assert ours == [_lm_eval_encoding(raw, r.context, r.continuation) for r in requests]
     scored = loglikelihood.loglikelihoods(loaded, ours, max_len=8192)  # No context is cut.
     theirs = []

@@ -1,8 +1,10 @@
 """KV-cache decoding against the full forward pass, and sampling behaviour."""
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
+from benchmarks import decode_parity
 from midtrain_jax.model import sampling
 from midtrain_jax.model.transformer import Transformer
 from tests import helpers
@@ -38,6 +40,26 @@ def test_generate_matches_full_forward_with_padding_and_windows():
     expected = full[len(prompt) - 1:len(prompt) - 1 + 12]
     np.testing.assert_allclose(logits[i], expected, atol=5e-5, rtol=1e-5)
     assert new == expected.argmax(-1).tolist()  # Greedy.
+
+
+@pytest.mark.slow  # Two 30-layer decoders compile (about a minute on two cores).
+def test_deep_decoding_stays_on_the_full_forward_over_64_tokens():
+  """A 30-layer GQA model in float32: every logit row a token was decoded from
+  (prefill, then 64 steps through the KV cache) equals the full forward pass over
+  the same tokens to 1e-4 of the logits' scale, for one prompt (width 32, cache
+  96) and for four prompts of four buckets' lengths left-padded to width 48 (one
+  unpadded; cache 112)."""
+  cfg, graphdef, params = _model(n_layers=30, window_pattern=(16, 0))
+  stream = (helpers.stdlib_bytes(2000) % cfg.vocab_size).tolist()
+  for starts, lengths in (((0,), (20,)), ((100, 200, 300, 400), (3, 17, 31, 48))):
+    prompts = [stream[a:a + n] for a, n in zip(starts, lengths)]
+    new, decoded, forward = decode_parity.decode_vs_forward(params, graphdef, cfg, prompts,
+                                                            64, bucket=16)
+    assert new.shape == (len(prompts), 64)
+    for i in range(len(prompts)):
+      scale = np.abs(forward[i]).max()
+      assert np.abs(decoded[i] - forward[i]).max() <= 1e-4 * scale, (lengths[i], scale)
+    assert (forward.argmax(-1) == new).all()  # Greedy picked the forward's argmax.
 
 
 def test_eos_stops_a_row_and_temperature_samples_vary():

@@ -57,6 +57,10 @@ class EvalBatches:
   seq_len - stride pairs of context (or all of the document before it); a
   document of n > seq_len pairs costs 1 + ceil((n - seq_len) / stride) rows
   instead of ceil(n / seq_len): about twice as many at the default stride.
+  A document stored as the model's tokenizer starts a text (data/layout.py)
+  is scored as the model reads it: after BOS when it has one; without BOS its
+  first token is context only (no pair predicts it), while `num_bytes` still
+  counts the whole text.
 
   Attributes:
     num_batches: batches every process yields.

@@ -1,6 +1,7 @@
 """Best-fit-decreasing packing of documents into rows of `seq_len` tokens.
 
-Documents arrive as `[bos] body [eos]` token arrays. Each becomes (input,
+Documents arrive as stored token arrays, `[bos] body [eos]` or `body [eos]`
+(data/layout.py); nothing here depends on which. Each becomes (input,
 target) pairs `doc[:-1] -> doc[1:]`; a document with more than `seq_len`
 pairs is split into pieces of at most `seq_len` pairs (a piece keeps one
 overlapping token so no target is lost). Pieces are collected until a window

@@ -184,7 +184,8 @@ def mixed_dataset(data_cfg, mixture: prepared.PreparedMixture | None = None, *, 
       ds = ds.shuffle(seed=task_seed).repeat(epochs).map(_decode)
     if task.fim and data_cfg.fim_rate > 0 and fim_ids:
       ds = ds.random_map(fim.FimTransform(rate=data_cfg.fim_rate,
-                                          spm_rate=data_cfg.fim_spm_rate, ids=fim_ids),
+                                          spm_rate=data_cfg.fim_spm_rate, ids=fim_ids,
+                                          with_bos=mixture.starts_with_bos),
                          seed=task_seed ^ 0x5F1A)
     tasks.append(ds)
   return mixture_lib.StagedMixIterDataset(

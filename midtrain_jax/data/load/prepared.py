@@ -25,7 +25,7 @@ class PreparedMixture:
 
   Attributes:
     directory: the prepared folder.
-    manifest: its manifest (tokenizer, special ids, tasks).
+    manifest: its manifest (tokenizer, special ids, document layout, tasks).
     spec: the mixture's definition (task rates, weight stages).
     tasks: {task name: its definition}, in the mixture's order; `task_ids`
       index this order.
@@ -39,6 +39,11 @@ class PreparedMixture:
   def task_names(self) -> list[str]:
     return list(self.tasks)
 
+  @property
+  def starts_with_bos(self) -> bool:
+    """Whether its documents are `[bos] tokens [eos]` (else `tokens [eos]`)."""
+    return layout.starts_with_bos(self.manifest)
+
 
 def open_prepared(data_cfg) -> PreparedMixture:
   """Opens the prepared folder of `data_cfg.mixture` (checked, not prepared).
@@ -50,7 +55,9 @@ def open_prepared(data_cfg) -> PreparedMixture:
     The PreparedMixture.
 
   Raises:
-    ValueError: an unknown mixture, or a folder prepared with another tokenizer.
+    ValueError: an unknown mixture, or a folder prepared with another tokenizer
+      or whose documents start otherwise than the tokenizer starts a text
+      (with or without BOS).
     NotPreparedError: the folder has no finished preparation.
   """
   spec = catalog.get_mixture(data_cfg.mixture)  # An unknown mixture fails first, clearly.
@@ -67,9 +74,24 @@ def open_prepared(data_cfg) -> PreparedMixture:
     raise ValueError(f"{data_dir} was prepared with tokenizer {manifest['tokenizer']!r}"
                      f" but data.tokenizer is {data_cfg.tokenizer!r}; set "
                      "data.data_dir to another folder or re-prepare.")
+  _check_layout(manifest, data_cfg, data_dir)
   tasks = {name: catalog.get_task(name) for name in spec.rates}
   return PreparedMixture(directory=pathlib.Path(data_dir), manifest=manifest, spec=spec,
                          tasks=tasks)
+
+
+def _check_layout(manifest: dict, data_cfg, data_dir: pathlib.Path) -> None:
+  """Raises a ValueError when the folder's documents start otherwise than the tokenizer
+  starts a text (`layout.starts_with_bos` against `Tokenizer.adds_bos`)."""
+  stored = layout.starts_with_bos(manifest)
+  wanted = tokenizer_lib.load_tokenizer(data_cfg.tokenizer).adds_bos
+  if stored != wanted:
+    has = lambda bos: "[bos] tokens [eos]" if bos else "tokens [eos]"
+    raise ValueError(
+        f"{data_dir} holds documents as {has(stored)}, but tokenizer {data_cfg.tokenizer!r} "
+        f"starts a text {'with' if wanted else 'without'} BOS ({has(wanted)}); set "
+        f"data.data_dir to another folder or re-prepare it with "
+        f"`{layout.prepare_command(data_cfg.mixture, data_dir)}` into an empty folder.")
 
 
 def task_names(data_cfg) -> list[str]:

@@ -66,8 +66,9 @@ def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
     if (saved is None or saved["scorer"] != wanted or saved["task"] != stats["fingerprint"]
         or len(saved["scores"]) != stats["train_docs"]):
       scores, tokens = [], []
+      with_bos = layout.starts_with_bos(manifest)
       for docs in train_documents(data_dir, task):
-        scores.append(scorer.score([d[1:-1] for d in docs]))  # Without BOS and EOS.
+        scores.append(scorer.score([layout.document_body(d, with_bos) for d in docs]))
         tokens.append([len(d) for d in docs])
       # Float32 as stored: a run that scored and one that reads the file bucket alike.
       saved = {"scores": np.concatenate(scores or [[]]).astype(np.float32),

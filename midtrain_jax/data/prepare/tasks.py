@@ -5,7 +5,8 @@ folder it writes is described in `data/layout.py`.
 
 Idempotent and resumable: a task with stats.json is done; otherwise finished
 shards are kept and reading restarts after the last one. Each document is
-`[bos] + tokens + [eos]`.
+`tokens + [eos]` after the tokenizer's start (`[bos]` when it adds one:
+`layout.encode_document`).
 """
 import collections
 import hashlib
@@ -118,6 +119,8 @@ def _task_fingerprint(spec: catalog.TaskSpec, files: list[str], tok, data_cfg,
   if data_cfg.decontam.benchmarks:  # The rules themselves, not only which benchmarks.
     settings["decontam_rules"] = decontaminator.rules_key(
         tuple(dict.fromkeys(data_cfg.decontam.benchmarks)))
+  if not tok.adds_bos:  # Documents without BOS; with one, fingerprints stay as they were.
+    settings["adds_bos"] = False
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -215,8 +218,7 @@ class _TaskWriter:
     self.pending = []
 
   def _encode(self, texts: list[str]) -> list:
-    return [layout.encode_document(ids, self.tok.bos_id, self.tok.eos_id)
-            for ids in self.tok.encode_batch(texts)]
+    return [layout.encode_document(ids, self.tok) for ids in self.tok.encode_batch(texts)]
 
   def finish(self, fingerprint: str, files: list[str], dedup) -> dict:
     """Writes the held-out split and the task's stats.json; returns the stats."""
@@ -284,10 +286,10 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
   if (task_dir / layout.STATS).exists():
     stats = layout.read_stats(out_dir, spec.name)
     if stats["fingerprint"] != fingerprint:
-      raise ValueError(f"{task_dir} was prepared with other settings (tokenizer, "
-                       "split, decontamination, deduplication (data.dedup, and with "
-                       "cross_task the tasks deduplicated before it) or format version); "
-                       "delete it or choose another --out.")
+      raise ValueError(f"{task_dir} was prepared with other settings (tokenizer or its "
+                       "BOS rule, split, decontamination, deduplication (data.dedup, and "
+                       "with cross_task the tasks deduplicated before it) or format "
+                       "version); delete it or choose another --out.")
     log(f"[prepare] {spec.name}: already prepared ({stats['train_docs']} docs)")
     return stats
   task_dir.mkdir(parents=True, exist_ok=True)
@@ -372,7 +374,8 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
   manifest = dict(
       version=layout.FORMAT_VERSION, mixture=mixture.name, tokenizer=data_cfg.tokenizer,
       tokenizer_fingerprint=tok.fingerprint(), vocab_size=tok.vocab_size,
-      pad_id=tok.pad_id, eos_id=tok.eos_id, bos_id=tok.bos_id, fim_ids=tok.fim_ids(),
+      pad_id=tok.pad_id, eos_id=tok.eos_id, bos_id=tok.bos_id, adds_bos=tok.adds_bos,
+      fim_ids=tok.fim_ids(),
       tasks={name: {**{k: s[k] for k in ("train_docs", "train_tokens", "heldout_docs",
                                          "capability", "max_epochs")},
                     "decontam": _manifest_decontam(s),

@@ -50,7 +50,7 @@ def _expected_docs(tok) -> set[tuple[int, ...]]:
   from tests.data import user_seqio_tasks
   texts = [user_seqio_tasks.preprocessed_text(t, b)
            for t, b in user_seqio_tasks.titled_paragraphs()]
-  return {tuple(layout.encode_document(ids, tok.bos_id, tok.eos_id).tolist())
+  return {tuple(layout.encode_document(ids, tok).tolist())
           for ids in tok.encode_batch(texts)}
 
 

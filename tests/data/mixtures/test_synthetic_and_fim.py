@@ -41,38 +41,48 @@ def test_generators_are_deterministic():
   assert list(synthetic.math_documents(50, seed=1)) != list(synthetic.math_documents(50, seed=2))
 
 
-def _doc(n=40):
-  return np.concatenate([[2], np.arange(100, 100 + n), [1]]).astype(np.int32)
+def _doc(n=40, with_bos=True):
+  return np.concatenate([[2] if with_bos else [], np.arange(100, 100 + n), [1]]).astype(np.int32)
 
 
-def test_fim_psm_and_spm_layouts_keep_every_token():
-  tokens = _doc()
+@pytest.mark.parametrize("with_bos", [True, False])
+def test_fim_psm_and_spm_layouts_keep_every_token(with_bos):
+  """With BOS, it stays first; without (a tokenizer that adds none), the example
+  starts with <PRE> and the document's first token is text like any other."""
+  tokens = _doc(with_bos=with_bos)
+  body_ids = list(range(100, 140))
+  if not with_bos:  # A first token equal to the BOS id (2) is text here, not a BOS.
+    tokens[0], body_ids[0] = 2, 2
+  head = [2] if with_bos else []
   seen = set()
   for seed in range(200):
     out = fim.apply_fim(tokens, np.random.default_rng(seed), rate=1.0, spm_rate=0.5,
-                        ids=_IDS)
-    assert out[0] == 2 and out[-1] == 1 and len(out) == len(tokens) + 3
-    body = [t for t in out[1:-1] if t not in (4, 5, 6)]
-    assert sorted(body) == list(range(100, 140))
-    if out[1] == 4 and out[2] == 6:  # SPM: <PRE><SUF> suffix <MID> prefix middle
+                        ids=_IDS, with_bos=with_bos)
+    assert list(out[:len(head)]) == head and out[-1] == 1 and len(out) == len(tokens) + 3
+    rest = list(out[len(head):-1])
+    assert rest[0] == 4  # <PRE> right after the document's start.
+    body = [t for t in rest if t not in (4, 5, 6)]
+    assert sorted(body) == sorted(body_ids)
+    if rest[1] == 6:  # SPM: <PRE><SUF> suffix <MID> prefix middle
       seen.add("spm")
-      mid = list(out).index(5)
-      suffix, prefix_middle = out[3:mid], out[mid + 1:-1]
-      assert list(prefix_middle) + list(suffix) == list(range(100, 140))
+      mid = rest.index(5)
+      suffix, prefix_middle = rest[2:mid], rest[mid + 1:]
+      assert prefix_middle + suffix == body_ids
     else:  # PSM: <PRE> prefix <SUF> suffix <MID> middle
       seen.add("psm")
-      suf, mid = list(out).index(6), list(out).index(5)
-      prefix, suffix, middle = out[2:suf], out[suf + 1:mid], out[mid + 1:-1]
-      assert list(prefix) + list(middle) + list(suffix) == list(range(100, 140))
+      suf, mid = rest.index(6), rest.index(5)
+      prefix, suffix, middle = rest[1:suf], rest[suf + 1:mid], rest[mid + 1:]
+      assert prefix + middle + suffix == body_ids
   assert seen == {"psm", "spm"}
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
 def test_fim_rate_is_respected_and_seeded(rate):
   tokens = _doc()
-  outs = [fim.apply_fim(tokens, np.random.default_rng(s), rate=rate, spm_rate=0.5, ids=_IDS)
-          for s in range(1000)]
+  outs = [fim.apply_fim(tokens, np.random.default_rng(s), rate=rate, spm_rate=0.5, ids=_IDS,
+                        with_bos=True) for s in range(1000)]
   transformed = np.mean([len(o) != len(tokens) for o in outs])
   assert abs(transformed - rate) < 0.05
-  again = fim.apply_fim(tokens, np.random.default_rng(7), rate=rate, spm_rate=0.5, ids=_IDS)
+  again = fim.apply_fim(tokens, np.random.default_rng(7), rate=rate, spm_rate=0.5, ids=_IDS,
+                        with_bos=True)
   assert np.array_equal(again, outs[7])
