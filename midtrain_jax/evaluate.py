@@ -2,7 +2,8 @@
 
   python -m midtrain_jax.evaluate --from=runs/anneal [--step=N] \
       [--suite=heldout,bpb,gsm8k,humaneval,mbpp] [--base=runs/base] \
-      [--bpb_items=32] [--gen_items=8] [--sample_seed=0] [--compare=runs/other]
+      [--bpb_items=32] [--gen_items=8] [--sample_seed=0] [--compare=runs/other] \
+      [--unsafe_exec]
   python -m midtrain_jax.evaluate --from=model.gguf --suite=arc_easy:rc,hellaswag:rc \
       --items=500 --out=results.json [--compare=other_results.json]
   python -m midtrain_jax.evaluate --list_tasks
@@ -60,6 +61,9 @@ _GEN_ITEMS = flags.DEFINE_integer("gen_items", 8, "Items per generative benchmar
 _SAMPLE_SEED = flags.DEFINE_integer("sample_seed", 0, "Which stratified sample of items; runs "
                                     "compared must share it.")
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Held-out batches per task (0 = all).")
+_UNSAFE_EXEC = flags.DEFINE_bool(
+    "unsafe_exec", False, "Run generated code (humaneval, mbpp) even where the operating-"
+    "system sandbox is unavailable (README: Generated code); otherwise that is an error.")
 _COMPARE = flags.DEFINE_string("compare", "", "Another run's workdir (or, for OLMES tasks, "
                                "its --out file): print paired deltas against it.")
 
@@ -123,7 +127,8 @@ def main(argv):
     return
   options = suite.EvalOptions(suite=rest, bpb_items=_BPB_ITEMS.value,
                               gen_items=_GEN_ITEMS.value, seed=_SAMPLE_SEED.value,
-                              max_batches=_MAX_BATCHES.value, base=_BASE.value)
+                              max_batches=_MAX_BATCHES.value, base=_BASE.value,
+                              unsafe_exec=_UNSAFE_EXEC.value)
   data_cfg = heldout.eval_data_config(model.config)
   if _EVAL_MIXTURE.value:
     data_cfg.mixture = _EVAL_MIXTURE.value

@@ -6,7 +6,7 @@ namespaces. What it sees:
 * a fresh root holding, read-only, only what Python needs: /usr, the /bin and
   /lib links (or directories), the loader cache, the interpreter's own
   installation with its site-packages hidden; a private /proc (its own
-  processes only) and a minimal /dev. No home directories, no /work-style
+  processes only) and a minimal /dev. No home directories, no project or data
   trees, no checkout of this package, no caches, no /etc beyond the loader's;
 * one writable place, /tmp, an empty tmpfs of bounded size: the work directory;
 * no network: a new network namespace has only its own loopback;
@@ -22,7 +22,8 @@ never applies it to the host's root. Started by an ordinary user, the sandbox
 runs as that user (uid 1000 inside, `--disable-userns`: no nested user
 namespaces). Started by root, bwrap waits (`--userns-block-fd`) while
 `map_users` maps the namespace's root to host root (bwrap needs it to mount
-root-only paths such as an interpreter under /root) and uid 1000 to `nobody`;
+root-only paths such as an interpreter in root's home directory) and uid
+1000 to `nobody`;
 the judge starts as that namespace root holding only CAP_SETUID and
 CAP_SETGID, and drops to 1000 before anything else runs.
 """
@@ -81,8 +82,8 @@ def _python_mounts() -> list[str]:
   roots = [r for r in roots if not _under(r, [o for o in roots if o != r])]
   args, made = [], set()
   for root in roots:
-    # bwrap would copy the modes of the host's parents (/root is 0700); the sandbox's
-    # user must be able to walk down to the interpreter.
+    # bwrap would copy the modes of the host's parents (a home directory may be 0700);
+    # the sandbox's user must be able to walk down to the interpreter.
     parts = root.strip("/").split("/")[:-1]
     for i in range(1, len(parts) + 1):
       parent = "/" + "/".join(parts[:i])
@@ -97,21 +98,23 @@ def _python_mounts() -> list[str]:
   return args
 
 
-def command(argv: list[str], *, disk_mb: int, as_root: bool, info_fd: int = -1,
+def command(argv: list[str], *, disk_mb: int, info_fd: int, as_root: bool,
             block_fd: int = -1) -> list[str]:
   """The bwrap command line that runs `argv` (an interpreter command) in the jail.
 
   Args:
     argv: the command inside, starting with `interpreter()`.
     disk_mb: size of the writable /tmp.
-    as_root: the evaluating process is root (see the module docstring);
-      then `info_fd` and `block_fd` are bwrap's ends of the pipes `map_users` uses.
+    info_fd: where bwrap writes the host PID of the sandbox's PID 1 (`sandbox_pid`).
+    as_root: the evaluating process is root (see the module docstring); then
+      bwrap waits to read `block_fd` until `map_users` has mapped the namespace.
   """
+  users = ["--info-fd", str(info_fd)]
   if as_root:
-    users = ["--userns-block-fd", str(block_fd), "--info-fd", str(info_fd),
-             "--uid", "0", "--gid", "0", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    users += ["--userns-block-fd", str(block_fd), "--uid", "0", "--gid", "0",
+              "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
   else:
-    users = ["--disable-userns", "--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID)]
+    users += ["--disable-userns", "--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID)]
   env = ["--clearenv"] + [a for k, v in ENV.items() for a in ("--setenv", k, v)]
   files = (_system_mounts() + _python_mounts() +
            ["--proc", "/proc", "--dev", "/dev", "--perms", "1777",
@@ -119,19 +122,26 @@ def command(argv: list[str], *, disk_mb: int, as_root: bool, info_fd: int = -1,
   return [bwrap() or "bwrap", *_NAMESPACES, *users, *env, *files, "--", *argv]
 
 
-def map_users(info_fd: int, block_fd: int) -> None:
-  """Root only: maps the new user namespace (see the module docstring), then lets bwrap go on.
+def sandbox_pid(info_fd: int) -> int:
+  """The host PID of the sandbox's PID 1, once bwrap has created it (read from `--info-fd`).
+
+  Killing it kills the whole sandbox: killing bwrap alone does not once the judge
+  changed its user (a credential change clears the parent-death signal).
 
   Raises:
-    RuntimeError: bwrap ended before creating the namespace.
+    RuntimeError: bwrap ended before creating the sandbox.
   """
   info = b""
   while chunk := os.read(info_fd, 4096):
     info += chunk
   try:
-    pid = int(json.loads(info)["child-pid"])
-  except (ValueError, KeyError) as error:
+    return int(json.loads(info)["child-pid"])
+  except (ValueError, KeyError, TypeError) as error:
     raise RuntimeError(f"bwrap did not start the sandbox (info: {info[:200]!r})") from error
+
+
+def map_users(pid: int, block_fd: int) -> None:
+  """Root only: maps `pid`'s new user namespace (see the module docstring); bwrap goes on."""
   mapping = f"0 0 1\n{SANDBOX_ID} {NOBODY} 1\n"
   for name in ("uid_map", "gid_map"):
     with open(f"/proc/{pid}/{name}", "w", encoding="ascii") as f:

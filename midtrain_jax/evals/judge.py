@@ -97,7 +97,7 @@ def run_subject(program: str, rfd: int, wfd: int, settings: dict) -> None:
   os.close(null)
   table = _Table()
   if settings["guard"]:
-    sys.addaudithook(guard.make_guard(os.path.realpath(os.getcwd())))
+    guard.install(os.path.realpath(os.getcwd()))
   namespace = {"__name__": "__main__", "__builtins__": builtins}
   try:
     exec(compile(program, "<program>", "exec"), namespace)  # noqa: S102 (the point)
@@ -242,6 +242,8 @@ def _describe(error: BaseException) -> str:
   import traceback  # noqa: PLC0415 (only for failures)
   lines = traceback.format_exception(type(error), error, error.__traceback__)
   kept = [line for line in lines if "judge.py" not in line and 'File "<string>"' not in line]
+  if not any(line.lstrip().startswith("File ") for line in kept):
+    kept = kept[1:]  # Only the program's exception: no frames of the tests to show.
   return "".join(kept)[-1500:]
 
 
@@ -305,12 +307,20 @@ def _set_limits(limits: dict) -> None:
     resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def _make_undumpable() -> None:
-  """The subject runs as the same user: this keeps it out of the judge's memory and fds."""
+def _lock_down() -> None:
+  """Makes the judge non-dumpable and mortal with its parent.
+
+  The subject runs as the same user: non-dumpable keeps it out of the judge's
+  memory and file descriptors (/proc, ptrace). Dropping privileges cleared the
+  parent-death signal bwrap set, so it is set again: if bwrap dies, so does the
+  judge, and with it (PID 1) every process of the sandbox.
+  """
   import ctypes  # noqa: PLC0415
-  libc = ctypes.CDLL(None, use_errno=True)
-  if libc.prctl(4, 0, 0, 0, 0) != 0 or libc.prctl(3, 0, 0, 0, 0) != 0:  # PR_{SET,GET}_DUMPABLE
-    raise SystemExit("sandbox: could not make the judge non-dumpable")
+  prctl = ctypes.CDLL(None, use_errno=True).prctl
+  set_dumpable, get_dumpable, set_parent_death_signal = 4, 3, 1
+  if (prctl(set_dumpable, 0, 0, 0, 0) != 0 or prctl(get_dumpable, 0, 0, 0, 0) != 0 or
+      prctl(set_parent_death_signal, signal.SIGKILL, 0, 0, 0) != 0):
+    raise SystemExit("sandbox: could not lock the judge down (prctl)")
   for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
     del sys.modules[name]  # Importing it again in the subject is then an audited event.
 
@@ -322,7 +332,7 @@ def main() -> None:
     signal.signal(sig, signal.SIG_IGN)  # The program may not stop the judge early.
   _drop_privileges(settings["uid"])
   _set_limits(settings["limits"])
-  _make_undumpable()
+  _lock_down()
   os.write(settings["verdict_fd"], STARTED)  # Tells the sandbox apart from its contents failing.
   program = wire.read_frame(0)["program"]
   to_subject, from_subject = os.pipe(), os.pipe()
@@ -338,6 +348,10 @@ def main() -> None:
   spec = wire.read_frame(0)
   os.close(0)
   verdict = judge(Link(from_subject[0], to_subject[1]), spec, pid)
+  try:
+    os.kill(pid, signal.SIGKILL)  # Its threads may live on (in the jail PID 1's exit does this).
+  except ProcessLookupError:
+    pass
   _flush()
   os.write(settings["verdict_fd"], json.dumps(verdict).encode()[:wire.MAX_FRAME])
   os._exit(0)

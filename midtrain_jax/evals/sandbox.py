@@ -60,6 +60,7 @@ FILE_MB = 1  # Largest file a program may write.
 OPEN_FILES = 64
 PROCESSES = 16  # Processes and threads of one sandbox, the judge's included.
 _TAIL = 2000  # Characters of stderr and of the verdict's detail kept.
+_GRACE_S = 5.0  # For bwrap to end once its sandbox was killed.
 UNSAFE_HINT = ("To run generated code anyway, with only resource limits and Python-level "
                "guards between it and this machine, pass --unsafe_exec (setting "
                "eval.unsafe_exec=True); never do that for untrusted models on a machine that "
@@ -135,22 +136,26 @@ def _payload(job: Job) -> int:
   return fd
 
 
-def _argv(settings: dict, isolated: bool, as_root: bool, user_fds: tuple[int, int]) -> list:
+def _argv(settings: dict, isolated: bool, as_root: bool, fds: tuple[int, int]) -> list:
   python = [jail.interpreter() if isolated else sys.executable, "-s", "-S", "-B", "-c",
             _inside_source(), json.dumps(settings)]
   if not isolated:
     return python
-  return jail.command(python, disk_mb=DISK_MB, as_root=as_root, info_fd=user_fds[0],
-                      block_fd=user_fds[1])
+  return jail.command(python, disk_mb=DISK_MB, info_fd=fds[0], as_root=as_root,
+                      block_fd=fds[1])
 
 
-def _launch(job: Job, settings: dict, isolated: bool, workdir: str) -> subprocess.Popen:
-  """Starts the judge (in the jail when `isolated`); returns the process."""
+def _launch(job: Job, settings: dict, isolated: bool, workdir: str):
+  """Starts the judge (in the jail when `isolated`).
+
+  Returns:
+    The process (bwrap, or the judge) and the host PID of the sandbox's PID 1 (or None).
+  """
   as_root = isolated and os.geteuid() == 0
-  # Root: bwrap's ends (info, block) and ours (info, block) of the pipes of jail.map_users.
-  theirs, ours = ((-1, -1), ())
-  if as_root:
-    (info_r, info_w), (block_r, block_w) = os.pipe(), os.pipe()
+  # bwrap's ends and ours of the pipes of jail.sandbox_pid (info) and jail.map_users (block).
+  theirs, ours = (-1, -1), (-1, -1)
+  if isolated:
+    (info_r, info_w), (block_r, block_w) = os.pipe(), (os.pipe() if as_root else (-1, -1))
     theirs, ours = (info_w, block_r), (info_r, block_w)
   passed = [settings["verdict_fd"], *(fd for fd in theirs if fd >= 0)]
   env = ({"PATH": "/usr/bin:/bin"} if isolated else
@@ -162,26 +167,39 @@ def _launch(job: Job, settings: dict, isolated: bool, workdir: str) -> subproces
         stderr=subprocess.PIPE, pass_fds=passed, cwd="/" if isolated else workdir, env=env,
         start_new_session=True, extra_groups=[] if as_root else None)
   except OSError:
-    for fd in ours:
-      os.close(fd)
+    _close(ours)
     raise
   finally:
-    for fd in [stdin, *passed[1:]]:
-      os.close(fd)
+    _close([stdin, *passed[1:]])
   try:
+    pid = jail.sandbox_pid(ours[0]) if isolated else None
     if as_root:
-      jail.map_users(*ours)
+      jail.map_users(pid, ours[1])
   except (OSError, RuntimeError):
-    _kill(proc)
+    _kill(proc, None)
     raise
   finally:
-    for fd in ours:
+    _close(ours)
+  return proc, pid
+
+
+def _close(fds) -> None:
+  for fd in fds:
+    if fd >= 0:
       os.close(fd)
-  return proc
 
 
-def _kill(proc: subprocess.Popen) -> None:
-  """Kills bwrap (its sandbox follows: --die-with-parent) or, unisolated, the judge's group."""
+def _kill(proc: subprocess.Popen, sandbox_pid: int | None) -> None:
+  """Kills the sandbox's PID 1 (the kernel then kills the rest), then bwrap or the judge's group.
+
+  bwrap is given a moment to reap its child first, so nothing is left for the host's init.
+  """
+  if sandbox_pid is not None:
+    try:
+      os.kill(sandbox_pid, signal.SIGKILL)
+      proc.wait(_GRACE_S)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+      pass
   try:
     os.killpg(proc.pid, signal.SIGKILL)
   except ProcessLookupError:
@@ -252,12 +270,12 @@ def _run(job: Job, timeout_s: float, memory_mb: int, isolated: bool,
   try:
     with tempfile.TemporaryDirectory(prefix="midtrain_exec_") as workdir:
       try:
-        proc = _launch(job, settings, isolated, os.path.realpath(workdir))
+        proc, pid = _launch(job, settings, isolated, os.path.realpath(workdir))
       finally:
         os.close(verdict_w)
       stderr, timed_out = _collect(proc, time.monotonic() + timeout_s)
       if timed_out:
-        _kill(proc)
+        _kill(proc, pid)
       proc.stdout.close()
       proc.stderr.close()
       data = _read_verdict(verdict_r)

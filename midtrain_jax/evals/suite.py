@@ -33,7 +33,7 @@ import jax
 
 from midtrain_jax import files, logs
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.evals import answer_bpb, contamination, generative, heldout
+from midtrain_jax.evals import answer_bpb, contamination, generative, heldout, sandbox
 from midtrain_jax.evals.scoring import LoadedModel, load_model, model_eval_fn
 
 COMPONENTS = ("heldout", "bpb", "gsm8k", "humaneval", "mbpp")
@@ -65,6 +65,8 @@ class EvalOptions:
     seed: which sample; runs compared must share it (and the sizes).
     max_batches: held-out batches per task (0 = all).
     base: base checkpoint for the forgetting figure.
+    unsafe_exec: run generated code (humaneval, mbpp) even where the operating-system
+      sandbox is unavailable (`sandbox.py`); otherwise that is an error.
   """
   suite: str = "default"
   bpb_items: int = 32
@@ -72,6 +74,7 @@ class EvalOptions:
   seed: int = 0
   max_batches: int = 0
   base: str = ""
+  unsafe_exec: bool = False
 
 
 def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
@@ -91,6 +94,8 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
     A JSON-serialisable dict of results.
   """
   components = parse_suite(options.suite)
+  if any(c in generative.CODE_BENCHMARKS for c in components):
+    sandbox.require_isolation(options.unsafe_exec)  # Fail before the slow parts, not after.
   data_cfg = data_cfg or heldout.eval_data_config(model.config)
   tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
   out = {"checkpoint": os.path.abspath(model.path), "step": model.step,
@@ -114,9 +119,11 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
   if generative_names:
     log(f"[eval] generative {','.join(generative_names)} ({_size(options.gen_items)}, "
         f"seed {options.seed})")
-    out["generative"] = {name: generative.GENERATIVE[name](model, tok, items=options.gen_items,
-                                                           seed=options.seed)
-                         for name in generative_names}
+    out["generative"] = {}
+    for name in generative_names:
+      code = {"unsafe_exec": options.unsafe_exec} if name in generative.CODE_BENCHMARKS else {}
+      out["generative"][name] = generative.GENERATIVE[name](
+          model, tok, items=options.gen_items, seed=options.seed, **code)
   names = [*out.get("benchmark_bpb", {}), *out.get("generative", {})]
   if names:
     record = contamination.training_record(model.config, model.path, dict.fromkeys(names))

@@ -101,7 +101,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   options = suite.EvalOptions(
       suite="all" if config.demo.gen_items else "default",
       bpb_items=config.demo.bpb_items, gen_items=config.demo.gen_items,
-      max_batches=config.demo.eval_batches)
+      max_batches=config.demo.eval_batches, unsafe_exec=config.eval.unsafe_exec)
   data_cfg = ml_collections.ConfigDict(config.data.to_dict())
   data_cfg.mixture = config.eval.mixture
   base_results = suite.evaluate(suite.load_model(branch), options, data_cfg, log=_say)
