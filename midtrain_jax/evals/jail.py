@@ -13,19 +13,20 @@ namespaces. What it sees:
 * an environment of a few fixed variables (nothing of the evaluating process).
 
 The judge is PID 1 of the new PID namespace (`--as-pid-1`): when it exits, or
-when bwrap or the evaluating process dies (`--die-with-parent`), the kernel
-kills every process left in the namespace, including any that called setsid.
+is killed on a timeout, the kernel kills every process left in the namespace,
+including any that called setsid; if the evaluating process dies, bwrap and
+then the judge follow (`--die-with-parent`, which the judge sets again after
+changing its user).
 
 Users. RLIMIT_NPROC counts processes per user namespace and user, so the limit
 the judge sets bounds the sandbox's own processes (a fork bomb), but the kernel
 never applies it to the host's root. Started by an ordinary user, the sandbox
-runs as that user (uid 1000 inside, `--disable-userns`: no nested user
+runs as that user (uid 1000 inside; `--disable-userns`: no nested user
 namespaces). Started by root, bwrap waits (`--userns-block-fd`) while
 `map_users` maps the namespace's root to host root (bwrap needs it to mount
-root-only paths such as an interpreter in root's home directory) and uid
-1000 to `nobody`;
-the judge starts as that namespace root holding only CAP_SETUID and
-CAP_SETGID, and drops to 1000 before anything else runs.
+root-only paths such as an interpreter in root's home directory) and uid 1000
+to `nobody`; the judge starts as that namespace root holding only CAP_SETUID
+and CAP_SETGID, and drops to 1000 before anything else runs.
 """
 import json
 import os

@@ -144,9 +144,9 @@ def _whole(data) -> int:
   return data
 
 
-def _decimal(text):
+def _decimal(data):
   import decimal  # noqa: PLC0415 (rarely needed: not loaded at start-up)
-  return decimal.Decimal(text(text))
+  return decimal.Decimal(text(data))
 
 
 def _fraction(body, d):

@@ -27,7 +27,7 @@ from midtrain_jax import cache
 from midtrain_jax.evals import jail, sandbox
 
 PROBLEM = sandbox.isolation_problem()
-pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=f"no sandbox here: {PROBLEM}")
+needs_jail = pytest.mark.skipif(PROBLEM is not None, reason=f"no sandbox here: {PROBLEM}")
 FAILING_TESTS = "assert answer() == 1\n"
 ANSWER = "def answer():\n  return 0\n"
 TIMEOUT_S = 2.0
@@ -62,6 +62,14 @@ ATTACKS = {
     "write: new stdlib module": ("files", "import os\nopen(os.path.join(os.path.dirname("
                                  "os.__file__), $mark + '.py'), 'w').write('gone')"),
     "write: host /tmp": ("files", "open($tmp + '/' + $mark, 'w').write('gone')"),
+    "write: append": ("files", "open($victim, 'a').write('more')"),
+    "write: chdir out": ("files", "import os\nos.chdir($outside)\n"
+                         "open('victim.txt', 'w').write('gone')"),
+    "delete: os.remove": ("files", "import os\nos.remove($victim)"),
+    "delete: shutil.rmtree": ("files", "import shutil\nshutil.rmtree($outside)"),
+    "rename: out of the work directory": ("files", "import os\nopen('x', 'w').close()\n"
+                                          "os.rename('x', $outside + '/moved')"),
+    "chmod": ("files", "import os\nos.chmod($victim, 0o777)"),
     "spawn: subprocess": ("processes", "import subprocess\nsubprocess.Popen(['/bin/sh', '-c',"
                           " 'echo gone > ' + $victim + '; exec sleep ' + $sleep])"),
     "spawn: os.fork": ("processes", "import os\nif os.fork() == 0:\n"
@@ -82,6 +90,8 @@ ATTACKS = {
     "network: external UDP": ("network", "import socket, sys\nsocket.socket(socket.AF_INET,"
                               " socket.SOCK_DGRAM).sendto(b'x', ('8.8.8.8', 53))\n"
                               "print('CONNECTED', file=sys.stderr)"),
+    "network: urllib": ("network", "import urllib.request\n"
+                        "urllib.request.urlopen(f'http://127.0.0.1:{$port}', timeout=2)"),
     "network: DNS": ("network", "import socket, sys\nsocket.getaddrinfo('example.com', 80)\n"
                      "print('CONNECTED', file=sys.stderr)"),
     "read: files holding secrets": ("secrets", "import os, sys\nfor p in $host_paths:\n"
@@ -127,6 +137,11 @@ ATTACKS = {
     "forge: signals to the judge": ("verdict", "import os, signal\nfor s in (signal.SIGINT,"
                                     " signal.SIGTERM, signal.SIGKILL, signal.SIGSTOP):\n"
                                     "  try:\n    os.kill(1, s)\n  except OSError:\n    pass"),
+    "signal: every process": ("processes", "import os, signal\nos.kill(-1, signal.SIGKILL)"),
+    "signal: the parent": ("processes", "import os, signal\nos.kill(os.getppid(), "
+                           "signal.SIGKILL)"),
+    "resources: raise a limit": ("resources", "import resource\nresource.setrlimit("
+                                 "resource.RLIMIT_CPU, (resource.RLIM_INFINITY,) * 2)"),
     "resources: fork bomb": ("resources", "import os\nkeep = open($tmp + '/' + $mark, 'w')\n"
                              "while True:\n  try:\n    os.fork()\n  except OSError:\n"
                              "    pass"),
@@ -195,6 +210,7 @@ def world(tmp_path_factory):
                                  checkout.parent, cache.cache_root(), "/etc/shadow",
                                  "/etc/passwd") if os.path.exists(p)]
   yield {"victim": str(victim), "victim_rel": str(victim).lstrip("/"), "secret": str(secret),
+         "outside": str(root),
          "port": listener.getsockname()[1], "host_paths": host_paths, "root": root,
          "listener": listener}
   listener.close()
@@ -204,10 +220,11 @@ def world(tmp_path_factory):
 def attacked(world):
   """Runs every attack under both layers at once; returns what happened and what is left."""
   stdlib = os.path.dirname(os.__file__)
-  before = {"os.py": _hash(os.__file__), "root": sorted(os.listdir(world["root"]))}
+  before = {"os.py": _hash(os.__file__), "root": sorted(os.listdir(world["root"])),
+            "mode": os.stat(world["victim"]).st_mode}
   jobs, runs = [], []
   program_world = {k: world[k] for k in ("victim", "victim_rel", "secret", "port",
-                                         "host_paths")}
+                                         "host_paths", "outside")}
   for layer, python_guard in LAYERS.items():
     for name, (_, source) in ATTACKS.items():
       mark, sleep = _mark(), _sleep_marker()
@@ -230,6 +247,7 @@ def attacked(world):
           "survivors": survivors([m for run in runs for m in run[2:]])}
 
 
+@needs_jail
 @pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("name", ATTACKS)
 def test_attack_fails_and_does_no_harm(attacked, world, name, layer):
@@ -239,6 +257,7 @@ def test_attack_fails_and_does_no_harm(attacked, world, name, layer):
   if layer == "jail and audit hook" and kind in ("processes", "network"):
     assert "sandbox:" in result.detail, result  # Refused by the hook before the jail.
   assert pathlib.Path(world["victim"]).read_text() == "keep me"
+  assert os.stat(world["victim"]).st_mode == attacked["before"]["mode"]
   assert sorted(os.listdir(world["root"])) == attacked["before"]["root"]
   assert _hash(os.__file__) == attacked["before"]["os.py"]
   assert not os.path.exists(os.path.join(attacked["stdlib"], mark + ".py"))
@@ -256,11 +275,13 @@ def test_attack_fails_and_does_no_harm(attacked, world, name, layer):
     assert result.status == "killed", result
 
 
+@needs_jail
 def test_attacks_end_within_their_time_limit(attacked):
   # 2 x 40 programs, two at a time; each is stopped at TIMEOUT_S at the latest.
   assert attacked["seconds"] < len(attacked["results"]) * (TIMEOUT_S + 2) / 2
 
 
+@needs_jail
 def test_the_same_program_passes_when_it_is_right():
   for python_guard in LAYERS.values():
     result = sandbox.run_program(ANSWER.replace("0", "1"), FAILING_TESTS,
@@ -268,6 +289,7 @@ def test_the_same_program_passes_when_it_is_right():
     assert result.passed and result.status == "passed", result
 
 
+@needs_jail
 def test_the_harm_checks_see_harm_without_the_jail(world, tmp_path):
   """Positive controls: unisolated and unguarded, the same attacks do harm the checks see."""
   victim = tmp_path / "victim.txt"
@@ -292,6 +314,7 @@ def test_the_harm_checks_see_harm_without_the_jail(world, tmp_path):
     keeper.wait()
 
 
+@needs_jail
 def test_a_setsid_child_dies_with_its_sandbox():
   """Seen on the host while its sandbox runs (so the check works), gone once it ended."""
   mark = _mark()
@@ -323,6 +346,7 @@ _SNOOP = textwrap.dedent("""
     """)
 
 
+@needs_jail
 @pytest.mark.parametrize("isolated", [True, False])
 def test_the_evaluating_process_environment_stays_secret(isolated):
   secret = f"token-{uuid.uuid4().hex}"
@@ -339,6 +363,7 @@ def test_the_evaluating_process_environment_stays_secret(isolated):
     assert f"FOUND MIDTRAIN_SANDBOX_SECRET={secret}" in out, out
 
 
+@needs_jail
 def test_the_jail_mounts_only_what_python_needs():
   program = ("import os, sys\nprint((sorted(os.listdir('/')), os.getuid(), os.getcwd(),"
              " sorted(os.environ), os.listdir('.')), file=sys.stderr)")
