@@ -10,7 +10,8 @@ namespaces. What it sees:
   trees, no checkout of this package, no caches, no /etc beyond the loader's;
 * one writable place, /tmp, an empty tmpfs of bounded size: the work directory;
 * no network: a new network namespace has only its own loopback;
-* an environment of a few fixed variables (nothing of the evaluating process).
+* an environment of a few fixed variables (nothing of the evaluating process);
+* a seccomp filter (`seccomp.py`, passed by the caller) on its system calls.
 
 The judge is PID 1 of the new PID namespace (`--as-pid-1`): when it exits, or
 is killed on a timeout, the kernel kills every process left in the namespace,
@@ -100,7 +101,7 @@ def _python_mounts() -> list[str]:
 
 
 def command(argv: list[str], *, disk_mb: int, info_fd: int, as_root: bool,
-            block_fd: int = -1) -> list[str]:
+            block_fd: int = -1, seccomp_fd: int = -1) -> list[str]:
   """The bwrap command line that runs `argv` (an interpreter command) in the jail.
 
   Args:
@@ -109,8 +110,11 @@ def command(argv: list[str], *, disk_mb: int, info_fd: int, as_root: bool,
     info_fd: where bwrap writes the host PID of the sandbox's PID 1 (`sandbox_pid`).
     as_root: the evaluating process is root (see the module docstring); then
       bwrap waits to read `block_fd` until `map_users` has mapped the namespace.
+    seccomp_fd: a file holding `seccomp.program()`, or -1 for none.
   """
   users = ["--info-fd", str(info_fd)]
+  if seccomp_fd >= 0:
+    users += ["--seccomp", str(seccomp_fd)]
   if as_root:
     users += ["--userns-block-fd", str(block_fd), "--uid", "0", "--gid", "0",
               "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]

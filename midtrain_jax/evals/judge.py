@@ -177,11 +177,13 @@ class Link:
     raise TypeError(f"a {type(value).__name__} cannot be passed to the program (only plain "
                     "data and the program's own objects cross)")
 
-  def _exchange(self, message):
+  def _exchange(self, message=None):
+    """Sends `message` (if any) and reads the reply."""
     if self.broken:
       raise ProgramGone(self.broken)
     try:
-      wire.write_frame(self.wfd, message)
+      if message is not None:
+        wire.write_frame(self.wfd, message)
       return wire.read_frame(self.rfd)
     except (OSError, EOFError, ValueError) as error:
       self.broken = f"the program's process stopped answering ({error})"
@@ -220,8 +222,8 @@ class Link:
 
   def names(self) -> dict:
     """The program's globals, once it has run (raises its exception if it failed)."""
-    reply = wire.read_frame(self.rfd)
-    if reply[0] != "ready":
+    reply = self._exchange()
+    if not reply or reply[0] != "ready":
       return self.answer(reply)
     found = {}
     for name, value in reply[1].items():

@@ -14,8 +14,8 @@ Two layers hold it:
   system and the interpreter read-only plus a private size-limited /tmp, has no
   network and an environment of a few fixed variables, runs as an unprivileged
   user with limits on address space, CPU time, processes, open files and file
-  size, and its whole process tree dies with it (PID namespace) or on the
-  wall-clock timeout;
+  size, under a seccomp filter (`seccomp.py`), and its whole process tree dies
+  with it (PID namespace) or on the wall-clock timeout;
 * a Python audit hook in the program's process (`guard.py`), which refuses the
   same operations with a clear `sandbox:` error; not a boundary on its own.
 
@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 
-from midtrain_jax.evals import guard, jail, judge, wire
+from midtrain_jax.evals import guard, jail, judge, seccomp, wire
 
 DISK_MB = 16  # The writable /tmp of one sandbox.
 FILE_MB = 1  # Largest file a program may write.
@@ -128,7 +128,7 @@ def _limits(timeout_s: float, memory_mb: int, isolated: bool) -> dict:
 
 def _payload(job: Job) -> int:
   """The job as two frames in a memory file: the program, then (read after the fork) the tests."""
-  fd = os.memfd_create("job")
+  fd = _memory_file(b"")
   wire.write_frame(fd, {"program": job.program})
   wire.write_frame(fd, {"tests": job.tests, "prelude": job.prelude,
                         "entry_point": job.entry_point})
@@ -136,13 +136,20 @@ def _payload(job: Job) -> int:
   return fd
 
 
-def _argv(settings: dict, isolated: bool, as_root: bool, fds: tuple[int, int]) -> list:
+def _argv(settings: dict, isolated: bool, as_root: bool, fds: tuple[int, int, int]) -> list:
   python = [jail.interpreter() if isolated else sys.executable, "-s", "-S", "-B", "-c",
             _inside_source(), json.dumps(settings)]
   if not isolated:
     return python
   return jail.command(python, disk_mb=DISK_MB, info_fd=fds[0], as_root=as_root,
-                      block_fd=fds[1])
+                      block_fd=fds[1], seccomp_fd=fds[2])
+
+
+def _memory_file(data: bytes) -> int:
+  fd = os.memfd_create("sandbox")
+  os.write(fd, data)
+  os.lseek(fd, 0, os.SEEK_SET)
+  return fd
 
 
 def _launch(job: Job, settings: dict, isolated: bool, workdir: str):
@@ -152,11 +159,14 @@ def _launch(job: Job, settings: dict, isolated: bool, workdir: str):
     The process (bwrap, or the judge) and the host PID of the sandbox's PID 1 (or None).
   """
   as_root = isolated and os.geteuid() == 0
-  # bwrap's ends and ours of the pipes of jail.sandbox_pid (info) and jail.map_users (block).
-  theirs, ours = (-1, -1), (-1, -1)
+  # bwrap's ends and ours of the pipes of jail.sandbox_pid (info) and jail.map_users
+  # (block), and the seccomp filter bwrap reads.
+  theirs, ours = (-1, -1, -1), (-1, -1)
   if isolated:
     (info_r, info_w), (block_r, block_w) = os.pipe(), (os.pipe() if as_root else (-1, -1))
-    theirs, ours = (info_w, block_r), (info_r, block_w)
+    filter_program = seccomp.program()
+    theirs = (info_w, block_r, _memory_file(filter_program) if filter_program else -1)
+    ours = (info_r, block_w)
   passed = [settings["verdict_fd"], *(fd for fd in theirs if fd >= 0)]
   env = ({"PATH": "/usr/bin:/bin"} if isolated else
          {**jail.ENV, "HOME": workdir, "TMPDIR": workdir})

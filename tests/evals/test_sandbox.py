@@ -83,6 +83,13 @@ ATTACKS = {
     "spawn: setsid survivor": ("processes", "import os, time\nif os.fork() == 0:\n"
                                "  os.setsid()\n  keep = open($tmp + '/' + $mark, 'w')\n"
                                "  time.sleep(60)"),
+    "namespaces: unshare() a user namespace": ("processes", "import ctypes, sys\n"
+                                                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                                                "if libc.unshare(0x10000000) == 0:\n"
+                                                "  print('UNSHARED', file=sys.stderr)"),
+    "namespaces: unshare(1) --user": ("processes", "import os, sys\nif os.system('unshare "
+                                      "--user --map-root-user true') == 0:\n"
+                                      "  print('UNSHARED', file=sys.stderr)"),
     "network: localhost": ("network", "import socket\nsocket.create_connection(('127.0.0.1',"
                            " $port), timeout=2).sendall(b'gone')"),
     "network: external TCP": ("network", "import socket, sys\nsocket.create_connection(("
@@ -264,7 +271,8 @@ def test_attack_fails_and_does_no_harm(attacked, world, name, layer):
   assert not os.path.exists(os.path.join(jail.WORKDIR, mark))  # The host's, shadowed inside.
   assert attacked["connected"] is None, "something connected to the test's listening socket"
   assert not attacked["survivors"], attacked["survivors"]
-  assert "CONNECTED" not in result.detail and "VISIBLE" not in result.detail, result
+  for word in ("CONNECTED", "VISIBLE", "UNSHARED"):
+    assert word not in result.detail, result
   assert pathlib.Path(world["secret"]).read_text() not in result.detail
   if name == "read: files holding secrets":
     assert "SEARCHED" in result.detail, result  # The program's stderr does come back.
