@@ -117,7 +117,7 @@ def code_job(item: benchmarks.BenchmarkItem, completion: str) -> sandbox.Job:
     return sandbox.Job(f"{item.question}{completion}\n",
                        f"{item.test}\n\ncheck({item.entry_point})\n",
                        prelude=item.question, entry_point=item.entry_point)
-  return sandbox.Job(f"{completion}\n", f"{item.test}\n")
+  return sandbox.Job(f"{completion}\n", f"{item.test}\n", entry_point=item.entry_point)
 
 
 def score_code(item: benchmarks.BenchmarkItem, completion: str, *, timeout_s: float = 5.0,

@@ -77,12 +77,13 @@ class Job:
 
   Attributes:
     program: untrusted Python source (e.g. prompt + completion); runs in its own process.
-    tests: trusted test code, run by the judge with the program's globals as proxies
-      ("" = the program passes if it runs to its end, which only it reports).
+    tests: trusted test code, run by the judge with the program's globals as proxies,
+      except those named like a builtin ("" = the program passes if it runs to its
+      end, which only it reports).
     prelude: trusted definitions run by the judge before the tests (HumanEval's
       prompt: its helper functions are the benchmark's, not the program's).
     entry_point: the function under test; taken from the program even when the
-      prelude defines it too.
+      prelude defines it or it is named like a builtin (MBPP's `sum`).
   """
   program: str
   tests: str = ""
@@ -146,7 +147,12 @@ def _argv(settings: dict, isolated: bool, as_root: bool, fds: tuple[int, int, in
 
 
 def _memory_file(data: bytes) -> int:
-  fd = os.memfd_create("sandbox")
+  """An unnamed file holding `data`, read from its start (a descriptor the caller closes)."""
+  if hasattr(os, "memfd_create"):
+    fd = os.memfd_create("sandbox")
+  else:  # Not Linux: only unisolated runs (unsafe_exec) get here.
+    with tempfile.TemporaryFile() as f:
+      fd = os.dup(f.fileno())
   os.write(fd, data)
   os.lseek(fd, 0, os.SEEK_SET)
   return fd
@@ -328,9 +334,14 @@ def require_isolation(unsafe_exec: bool = False) -> bool:
   if not unsafe_exec:
     raise SandboxUnavailable(f"Generated code is only run inside an operating-system "
                              f"sandbox, which is unavailable here: {problem}. {UNSAFE_HINT}")
+  _warn_unsafe(problem)
+  return False
+
+
+@functools.cache
+def _warn_unsafe(problem: str) -> None:
   logging.getLogger(__name__).warning(
       "unsafe_exec: running generated code WITHOUT operating-system isolation (%s)", problem)
-  return False
 
 
 def run_programs(jobs, *, timeout_s: float = 5.0, memory_mb: int = 512,

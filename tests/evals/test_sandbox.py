@@ -1,6 +1,6 @@
 """The sandbox of generated code, attacked: no attack may do harm, and none may pass.
 
-Each attack is a program followed by tests it fails (`assert answer() == 1`,
+Each attack is a program followed by tests it fails (`abs(answer() - 1) < 0.5`,
 where its `answer()` returns 0 unless the attack redefines it): the run must
 report failed, killed or timeout. Every attack runs twice, with both layers and
 with the operating-system jail alone (`python_guard=False`), which must hold by
@@ -28,7 +28,7 @@ from midtrain_jax.evals import jail, sandbox
 
 PROBLEM = sandbox.isolation_problem()
 needs_jail = pytest.mark.skipif(PROBLEM is not None, reason=f"no sandbox here: {PROBLEM}")
-FAILING_TESTS = "assert answer() == 1\n"
+FAILING_TESTS = "assert abs(answer() - 1) < 0.5\n"
 ANSWER = "def answer():\n  return 0\n"
 TIMEOUT_S = 2.0
 FAKE_VERDICT = '+{"status": "passed", "detail": ""}'
@@ -132,6 +132,7 @@ ATTACKS = {
     "forge: int subclass equal to all": ("verdict", "class One(int):\n  def __eq__(self, o):"
                                          "\n    return True\ndef answer():\n"
                                          "  return One(0)"),
+    "forge: shadowed builtin": ("verdict", "def abs(x):\n  return 0"),
     "forge: SystemExit(0) in the function": ("verdict", "def answer():\n"
                                              "  raise SystemExit(0)"),
     "forge: SystemExit(0) at top level": ("verdict", "raise SystemExit(0)"),
