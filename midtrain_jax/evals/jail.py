@@ -121,9 +121,12 @@ def command(argv: list[str], *, disk_mb: int, info_fd: int, as_root: bool,
   else:
     users += ["--disable-userns", "--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID)]
   env = ["--clearenv"] + [a for k, v in ENV.items() for a in ("--setenv", k, v)]
+  # The root and /dev are tmpfs of bwrap's own (owned by the sandbox's user when it is
+  # not started by root): read-only, so /tmp and its size limit are the only place to write.
   files = (_system_mounts() + _python_mounts() +
            ["--proc", "/proc", "--dev", "/dev", "--perms", "1777",
-            "--size", str(disk_mb << 20), "--tmpfs", WORKDIR, "--chdir", WORKDIR])
+            "--size", str(disk_mb << 20), "--tmpfs", WORKDIR, "--remount-ro", "/dev",
+            "--remount-ro", "/", "--chdir", WORKDIR])
   return [bwrap() or "bwrap", *_NAMESPACES, *users, *env, *files, "--", *argv]
 
 

@@ -10,8 +10,10 @@ socket, what the program printed. Positive controls show that each check does
 see harm when a program runs without the jail.
 """
 import hashlib
+import json
 import os
 import pathlib
+import shutil
 import socket
 import string
 import subprocess
@@ -62,6 +64,11 @@ ATTACKS = {
     "write: new stdlib module": ("files", "import os\nopen(os.path.join(os.path.dirname("
                                  "os.__file__), $mark + '.py'), 'w').write('gone')"),
     "write: host /tmp": ("files", "open($tmp + '/' + $mark, 'w').write('gone')"),
+    "write: the jail's own directories": ("files", "import sys\nfor d in ('/', '/dev', "
+                                            "'/dev/shm', '/etc', '/proc'):\n  try:\n"
+                                            "    open(d + '/fill', 'w').write('x')\n"
+                                            "    print('WRITABLE', d, file=sys.stderr)\n"
+                                            "  except OSError:\n    pass"),
     "write: append": ("files", "open($victim, 'a').write('more')"),
     "write: chdir out": ("files", "import os\nos.chdir($outside)\n"
                          "open('victim.txt', 'w').write('gone')"),
@@ -272,7 +279,7 @@ def test_attack_fails_and_does_no_harm(attacked, world, name, layer):
   assert not os.path.exists(os.path.join(jail.WORKDIR, mark))  # The host's, shadowed inside.
   assert attacked["connected"] is None, "something connected to the test's listening socket"
   assert not attacked["survivors"], attacked["survivors"]
-  for word in ("CONNECTED", "VISIBLE", "UNSHARED"):
+  for word in ("CONNECTED", "VISIBLE", "UNSHARED", "WRITABLE"):
     assert word not in result.detail, result
   assert pathlib.Path(world["secret"]).read_text() not in result.detail
   if name == "read: files holding secrets":
@@ -383,6 +390,42 @@ def test_the_jail_mounts_only_what_python_needs():
                           "sbin", "tmp", "usr", *pathlib.Path(sys.base_prefix).parts[1:2]}
   assert uid == jail.SANDBOX_ID and cwd == jail.WORKDIR and tmp == []
   assert set(env) == set(jail.ENV) | {"PWD"}
+
+
+_AS_USER = textwrap.dedent("""
+    import json
+    from midtrain_jax.evals import sandbox
+    programs = {
+        "uid": "import os, sys\\nprint(os.getuid(), file=sys.stderr)",
+        "writes": "import sys\\nfor d in ('/', '/dev', '/etc', '/tmp'):\\n  try:\\n"
+                  "    open(d + '/fill', 'w').write('x')\\n    print(d, file=sys.stderr)\\n"
+                  "  except OSError:\\n    pass",
+        "processes": "import os, sys, time\\nn = 0\\ntry:\\n  while True:\\n"
+                     "    if os.fork() == 0:\\n      time.sleep(5)\\n      os._exit(0)\\n"
+                     "    n += 1\\nexcept OSError:\\n  print(n, file=sys.stderr)",
+    }
+    print(json.dumps({k: sandbox.run_program(p, python_guard=False).detail
+                      for k, p in programs.items()}))
+    """)
+
+
+@needs_jail
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3") or
+                    not shutil.which("runuser"), reason="needs root, runuser and /usr/bin/python3")
+def test_the_jail_holds_when_an_ordinary_user_starts_it():
+  """Started by a user (not root), bwrap makes the tmpfs root as that user: still read-only."""
+  checkout = pathlib.Path(__file__).resolve().parents[2]
+  if any(not os.stat(p).st_mode & 0o005 for p in [checkout, *checkout.parents]):
+    pytest.skip("the checkout is not readable by other users")
+  out = subprocess.run([shutil.which("runuser"), "-u", "nobody", "--", "/usr/bin/python3", "-c",
+                        _AS_USER],
+                       capture_output=True, text=True, timeout=300, cwd="/",
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(checkout)})
+  assert out.returncode == 0, out.stderr
+  detail = json.loads(out.stdout.splitlines()[-1])
+  assert detail["uid"] == str(jail.SANDBOX_ID)
+  assert detail["writes"].split() == [jail.WORKDIR]  # Only the work directory.
+  assert 0 < int(detail["processes"]) < sandbox.PROCESSES  # The judge is one of them.
 
 
 def test_without_a_jail_code_execution_refuses_unless_allowed(monkeypatch):
