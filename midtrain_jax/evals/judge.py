@@ -159,6 +159,10 @@ class Remote:
   def __repr__(self) -> str:
     return f"<the program's {self._kind}>"
 
+  def __bool__(self) -> bool:
+    raise TypeError(f"the program's {self._kind} has no truth value in the tests (only plain "
+                    "data is judged)")
+
 
 class Link:
   """The judge's end of the channel to the subject."""
@@ -185,8 +189,8 @@ class Link:
       if message is not None:
         wire.write_frame(self.wfd, message)
       return wire.read_frame(self.rfd)
-    except (OSError, EOFError, ValueError) as error:
-      self.broken = f"the program's process stopped answering ({error})"
+    except Exception as error:  # noqa: BLE001 (also a reply too large or deep to decode)
+      self.broken = f"the program's process stopped answering ({error!r})"
       raise ProgramGone(self.broken) from None
 
   def request(self, op: str, rid: int, *args):
@@ -202,8 +206,8 @@ class Link:
       if reply[0] != "raise" or len(reply) != 3:
         raise wire.WireError(f"unknown reply {str(reply)[:80]}")
       error = self._exception(wire.text(reply[1]), wire.text(reply[2]))
-    except (wire.WireError, TypeError, ValueError, IndexError, KeyError, RecursionError) as problem:
-      self.broken = f"the program sent a malformed answer ({problem})"
+    except Exception as problem:  # noqa: BLE001 (malformed, too large or too deep)
+      self.broken = f"the program sent a malformed answer ({problem!r})"
       raise ProgramGone(self.broken) from None
     raise error
 
@@ -233,11 +237,25 @@ class Link:
   def _global(self, value):
     if type(value) is list and len(value) == 2 and value[0] == "m":
       name, ref = wire.text(value[1][0]), value[1][1]
-      if name.split(".")[0] in sys.stdlib_module_names:
-        import importlib  # noqa: PLC0415
-        return importlib.import_module(name)
-      return wire.decode(ref, self.remote)
+      return stdlib_module(name) or wire.decode(ref, self.remote)
     return wire.decode(value, self.remote)
+
+
+# Standard modules whose import does something (opens a browser, prints, starts a GUI).
+_NOISY_MODULES = ("antigravity", "this", "idlelib", "turtle", "turtledemo", "tkinter",
+                  "__hello__", "__phello__")
+
+
+def stdlib_module(name: str):
+  """The judge's own copy of standard module `name`, or None for any other name."""
+  top = name.split(".")[0]
+  if top not in sys.stdlib_module_names or top in _NOISY_MODULES:
+    return None
+  import importlib  # noqa: PLC0415
+  try:
+    return importlib.import_module(name)
+  except ImportError:
+    return None
 
 
 def _describe(error: BaseException) -> str:
@@ -277,9 +295,12 @@ def judge(link: Link, spec: dict, pid: int) -> dict:
   error = None
   try:
     names = link.names()
-    # A program's `abs` or `len` must not answer for the tests' own use of them.
-    visible = {k: v for k, v in names.items()
-               if k == spec["entry_point"] or not hasattr(builtins, k)}
+    # A program's `abs` or `len` must not answer for the tests' own use of them, nor
+    # an object of its own called `math` for the module (MBPP tests use the program's).
+    entry = spec["entry_point"]
+    visible = {k: v for k, v in names.items() if k == entry or not hasattr(builtins, k)}
+    for name in [k for k in visible if k != entry and k in sys.stdlib_module_names]:
+      visible[name] = stdlib_module(name) or visible[name]
     namespace = {"__name__": "__main__", "__builtins__": builtins, **visible}
     if spec["prelude"]:
       _remember_source("<prelude>", spec["prelude"])

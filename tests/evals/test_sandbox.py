@@ -306,6 +306,25 @@ def test_the_same_program_passes_when_it_is_right():
 
 
 @needs_jail
+@pytest.mark.parametrize("tests,cheat", [
+    ("assert math.isclose(answer(), 1)", "math = type('M', (), {'isclose': staticmethod("
+                                         "lambda *a, **k: True)})()"),
+    ("assert abs(answer() - 1) < 0.5", "abs = lambda x: 0"),
+    ("assert answer()", "class Truthy:\n  def __bool__(self):\n    return True\n"
+                        "def answer():\n  return Truthy()"),
+    ("assert answer() == 1", "class Same:\n  def __eq__(self, other):\n    return True\n"
+                             "def answer():\n  return Same()"),
+])
+def test_the_program_cannot_stand_in_for_what_the_tests_use(tests, cheat):
+  """Names the tests use (a module, a builtin) stay the real ones; objects are not judged."""
+  import_math = "import math\n"
+  right = sandbox.run_program(import_math + ANSWER.replace("0", "1"), tests)
+  assert right.passed, right
+  wrong = sandbox.run_program(import_math + ANSWER + cheat, tests)
+  assert not wrong.passed and wrong.status == "failed", wrong
+
+
+@needs_jail
 def test_the_harm_checks_see_harm_without_the_jail(world, tmp_path):
   """Positive controls: unisolated and unguarded, the same attacks do harm the checks see."""
   victim = tmp_path / "victim.txt"
