@@ -34,6 +34,7 @@ import os
 import resource
 import signal
 import sys
+import time
 
 from midtrain_jax.evals import guard, wire
 
@@ -273,6 +274,18 @@ def _remember_source(name: str, source: str) -> None:
   linecache.cache[name] = (len(source), None, source.splitlines(True), name)
 
 
+def _ended(pid: int) -> int | None:
+  """The subject's wait status once it ended by itself (briefly awaited), else None (killed)."""
+  for _ in range(50):
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+      return status
+    time.sleep(0.01)
+  os.kill(pid, signal.SIGKILL)  # Still serving after breaking the protocol: done with it.
+  os.waitpid(pid, 0)
+  return None
+
+
 def _outcome(link: Link, pid: int, error: BaseException | None) -> dict:
   """The verdict: passed only if the tests ran to their end and the program kept answering."""
   if error is None and not link.broken:
@@ -280,11 +293,8 @@ def _outcome(link: Link, pid: int, error: BaseException | None) -> dict:
   detail = _describe(error) if error is not None else link.broken
   status = "killed" if link.memory_error or isinstance(error, MemoryError) else "failed"
   if link.broken:
-    try:
-      done, code = os.waitpid(pid, 0)
-    except ChildProcessError:
-      done, code = 0, 0
-    if done and os.WIFSIGNALED(code):
+    code = _ended(pid)
+    if code is not None and os.WIFSIGNALED(code):
       status = "killed"
       detail += f"\nthe program's process was killed by signal {os.WTERMSIG(code)}"
   return {"status": status, "detail": detail}
