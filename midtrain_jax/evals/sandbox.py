@@ -39,6 +39,7 @@ process limit, not by a cgroup; a sandbox's tmpfs bounds bytes but not the
 number of empty files; CPU time is bounded per process.
 """
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -283,8 +284,11 @@ def _run(job: Job, timeout_s: float, memory_mb: int, isolated: bool,
   settings = {"verdict_fd": verdict_w, "limits": _limits(timeout_s, memory_mb, isolated),
               "uid": jail.SANDBOX_ID if isolated and os.geteuid() == 0 else None,
               "guard": python_guard}
+  # Unisolated, the program's work directory is a fresh host directory (the jail has its own).
+  workspace = (contextlib.nullcontext(jail.WORKDIR) if isolated else
+               tempfile.TemporaryDirectory(prefix="midtrain_exec_"))
   try:
-    with tempfile.TemporaryDirectory(prefix="midtrain_exec_") as workdir:
+    with workspace as workdir:
       try:
         proc, pid = _launch(job, settings, isolated, os.path.realpath(workdir))
       finally:
