@@ -174,6 +174,7 @@ ATTACKS = {
                                 "  sys.stdout.write('x' * 65536)"),
 }
 LAYERS = {"jail and audit hook": True, "jail alone": False}
+LAYERS_NAMES = list(LAYERS)
 
 
 def _mark() -> str:
@@ -291,6 +292,26 @@ def test_attack_fails_and_does_no_harm(attacked, world, name, layer):
     assert 0 < written * 4096 <= sandbox.DISK_MB << 20, result
   if name in ("resources: memory hog",):
     assert result.status == "killed", result
+
+
+def _reason(result: sandbox.ExecResult) -> str:
+  """One line on how an attack ended: the refusal, the error it met, or the timeout."""
+  lines = [line.strip() for line in result.detail.splitlines() if line.strip()]
+  if result.status == "timeout":
+    return "timeout"
+  refusals = [line for line in lines if "sandbox:" in line]
+  errors = [line for line in lines if "Error" in line or "ProgramGone" in line]
+  line = (refusals or errors or lines or [""])[-1].split(" (network access")[0]
+  return f"{result.status}: {line[:80]}"
+
+
+@needs_jail
+def test_attack_table(attacked):
+  """With `-s`, prints how each attack ended under both layers."""
+  rows = [f"| {name} | {_reason(attacked['results'][(name, LAYERS_NAMES[0])][1])} | "
+          f"{_reason(attacked['results'][(name, LAYERS_NAMES[1])][1])} |" for name in ATTACKS]
+  print("\n| attack | jail + audit hook | jail alone |\n|---|---|---|\n" + "\n".join(rows))
+  assert len(rows) == len(ATTACKS)
 
 
 @needs_jail
