@@ -116,13 +116,15 @@ def main(argv):
   if _LIST_TASKS.value:
     print("\n".join(olmes_tasks.task_names()))
     return
+  names = [n for n in _SUITE.value.split(",") if n]
+  rest = ",".join(n for n in names if ":" not in n)
+  if rest:  # Before loading anything: the suite may need the code sandbox.
+    suite.check_code_execution(suite.EvalOptions(suite=rest, unsafe_exec=_UNSAFE_EXEC.value))
   path = _source()
   model = suite.load_model(path)
-  names = [n for n in _SUITE.value.split(",") if n]
   olmes_names = [n for n in names if ":" in n]
   if olmes_names:
     _evaluate_olmes(model, olmes_names)
-  rest = ",".join(n for n in names if ":" not in n)
   if not rest:
     return
   options = suite.EvalOptions(suite=rest, bpb_items=_BPB_ITEMS.value,

@@ -77,6 +77,17 @@ class EvalOptions:
   unsafe_exec: bool = False
 
 
+def check_code_execution(options: EvalOptions) -> None:
+  """Fails now, not after training or loading, if the suite will need the code sandbox.
+
+  Raises:
+    sandbox.SandboxUnavailable: the suite runs generated code (humaneval, mbpp), the
+      operating-system sandbox is unavailable here and `options.unsafe_exec` is False.
+  """
+  if any(c in generative.CODE_BENCHMARKS for c in parse_suite(options.suite)):
+    sandbox.require_isolation(options.unsafe_exec)
+
+
 def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
              data_cfg=None, base_heldout: dict | None = None, log=print) -> dict:
   """Runs the chosen evaluation components on a loaded checkpoint.
@@ -94,8 +105,7 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
     A JSON-serialisable dict of results.
   """
   components = parse_suite(options.suite)
-  if any(c in generative.CODE_BENCHMARKS for c in components):
-    sandbox.require_isolation(options.unsafe_exec)  # Fail before the slow parts, not after.
+  check_code_execution(options)  # Fail before the slow parts, not after them.
   data_cfg = data_cfg or heldout.eval_data_config(model.config)
   tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
   out = {"checkpoint": os.path.abspath(model.path), "step": model.step,
