@@ -2,7 +2,8 @@
 
   python -m midtrain_jax.evaluate --from=runs/anneal [--step=N] \
       [--suite=heldout,bpb,gsm8k,humaneval,mbpp] [--base=runs/base] \
-      [--bpb_items=32] [--gen_items=8] [--sample_seed=0] [--compare=runs/other]
+      [--bpb_items=32] [--gen_items=8] [--sample_seed=0] [--compare=runs/other] \
+      [--unsafe_exec]
   python -m midtrain_jax.evaluate --from=runs/anneal --suite=heldout --seq_len=1024
   python -m midtrain_jax.evaluate --from=model.gguf --suite=arc_easy:rc,hellaswag:rc \
       --items=500 --out=results.json [--compare=other_results.json]
@@ -69,6 +70,9 @@ _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Held-out batches per task
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 0, "Held-out evaluation only: rows (windows) of "
                                 "this many tokens instead of the run's data.seq_len (0); "
                                 "the results record it as `heldout_windows`.", lower_bound=0)
+_UNSAFE_EXEC = flags.DEFINE_bool(
+    "unsafe_exec", False, "Run generated code (humaneval, mbpp) even where the operating-"
+    "system sandbox is unavailable (README: Generated code); otherwise that is an error.")
 _COMPARE = flags.DEFINE_string("compare", "", "Another run's workdir (or, for OLMES tasks, "
                                "its --out file): print paired deltas against it.")
 
@@ -126,18 +130,21 @@ def main(argv):
   if _LIST_TASKS.value:
     print("\n".join(olmes_tasks.task_names()))
     return
+  names = [n for n in _SUITE.value.split(",") if n]
+  rest = ",".join(n for n in names if ":" not in n)
+  if rest:  # Before loading anything: the suite may need the code sandbox.
+    suite.check_code_execution(suite.EvalOptions(suite=rest, unsafe_exec=_UNSAFE_EXEC.value))
   path = _source()
   model = suite.load_model(path)
-  names = [n for n in _SUITE.value.split(",") if n]
   olmes_names = [n for n in names if ":" in n]
   if olmes_names:
     _evaluate_olmes(model, olmes_names)
-  rest = ",".join(n for n in names if ":" not in n)
   if not rest:
     return
   options = suite.EvalOptions(suite=rest, bpb_items=_BPB_ITEMS.value,
                               gen_items=_GEN_ITEMS.value, seed=_SAMPLE_SEED.value,
-                              max_batches=_MAX_BATCHES.value, base=_BASE.value)
+                              max_batches=_MAX_BATCHES.value, base=_BASE.value,
+                              unsafe_exec=_UNSAFE_EXEC.value)
   data_cfg = heldout.eval_data_config(model.config)
   if _EVAL_MIXTURE.value:
     data_cfg.mixture = _EVAL_MIXTURE.value

@@ -25,13 +25,17 @@ _BASELINE_MIXTURE = flags.DEFINE_string("baseline_mixture", "web_only",
 _SUITE = flags.DEFINE_string("suite", "default", "Evaluation suite (see midtrain_jax.evaluate).")
 _BPB_ITEMS = flags.DEFINE_integer("bpb_items", 16, "Benchmark BPB items per benchmark.")
 _GEN_ITEMS = flags.DEFINE_integer("gen_items", 4, "Generative items per benchmark (suite=all).")
+_UNSAFE_EXEC = flags.DEFINE_bool(
+    "unsafe_exec", False, "Run generated code (suite=all: humaneval, mbpp) even where the "
+    "operating-system sandbox is unavailable (README: Generated code).")
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", 0, "Held-out batches per task (0 = all).")
 
 
 def main(argv):
   del argv
   options = suite.EvalOptions(suite=_SUITE.value, bpb_items=_BPB_ITEMS.value,
-                              gen_items=_GEN_ITEMS.value, max_batches=_MAX_BATCHES.value)
+                              gen_items=_GEN_ITEMS.value, max_batches=_MAX_BATCHES.value,
+                              unsafe_exec=_UNSAFE_EXEC.value)
   microanneal_study.run(_BASE.value, cli.names(_TASKS.value), _TOKENS.value, _WORKDIR.value,
                         eval_mixture=_EVAL_MIXTURE.value, baseline_mixture=_BASELINE_MIXTURE.value,
                         options=options)

@@ -3,8 +3,9 @@
 Completions come from `sampling.generate` (KV cache, greedy by default) on
 prompts encoded as the model's tokenizer encodes a text
 (`Tokenizer.encode_prompt`: BOS first only where it adds one); code
-is scored by running the benchmark's tests in a sandboxed subprocess
-(`sandbox.run_program`). Items are the seeded stratified sample of
+is scored by running the benchmark's tests against it in the operating-system
+sandbox (`sandbox.py`: the program in its own namespaces, the tests in a judge
+process), several programs at once. Items are the seeded stratified sample of
 `items.sample_items`, the same for every model. Each scorer returns `{metric,
 score, ci95, n_items, subsets, per_item, samples}`: `per_item` is {item id:
 1 if correct else 0} (paired comparisons, the contamination split), `ci95` the
@@ -23,6 +24,7 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # the function body.
 CODE_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```", "\nassert ")
 GSM8K_STOPS = ("\n\n", "\nQuestion:")
+CODE_BENCHMARKS = ("humaneval", "mbpp")
 _SAMPLES_KEPT = 3
 
 
@@ -105,30 +107,44 @@ def code_prompt(item: benchmarks.BenchmarkItem) -> str:
   return f'"""\n{item.question}\n{first_test}\n"""\n'
 
 
-def code_program(item: benchmarks.BenchmarkItem, completion: str) -> str:
-  """The script that passes iff `completion` solves `item`."""
+def code_job(item: benchmarks.BenchmarkItem, completion: str) -> sandbox.Job:
+  """The program and the tests that pass iff `completion` solves `item`.
+
+  HumanEval: the program is the prompt plus the completion; the judge also runs
+  the prompt (its helper functions are the benchmark's, not the program's), then
+  the benchmark's `check(entry_point)`. MBPP: the program is the completion, the
+  tests its asserts (after the item's setup code).
+  """
   if item.benchmark == "humaneval":
-    return (f"{item.question}{completion}\n\n{item.test}\n\n"
-            f"check({item.entry_point})\n")
-  return f"{completion}\n\n{item.test}\n"
+    return sandbox.Job(f"{item.question}{completion}\n",
+                       f"{item.test}\n\ncheck({item.entry_point})\n",
+                       prelude=item.question, entry_point=item.entry_point)
+  return sandbox.Job(f"{completion}\n", f"{item.test}\n", entry_point=item.entry_point)
 
 
 def score_code(item: benchmarks.BenchmarkItem, completion: str, *, timeout_s: float = 5.0,
-               memory_mb: int = 512) -> sandbox.ExecResult:
-  """Runs the item's tests against a completion in a limited subprocess."""
-  return sandbox.run_program(code_program(item, completion), timeout_s=timeout_s,
-                               memory_mb=memory_mb)
+               memory_mb: int = 512, unsafe_exec: bool = False) -> sandbox.ExecResult:
+  """Runs the item's tests against a completion in the sandbox (`sandbox.py`)."""
+  return sandbox.run_programs([code_job(item, completion)], timeout_s=timeout_s,
+                              memory_mb=memory_mb, unsafe_exec=unsafe_exec)[0]
 
 
 def code_pass_at_1(model, tok, benchmark: str, *, items: int = 8, seed: int = 0,
-                   max_new_tokens: int = 128) -> dict:
-  """Greedy pass@1 on HumanEval or MBPP (sample as for `gsm8k_exact_match`)."""
-  if benchmark not in ("humaneval", "mbpp"):
-    raise ValueError(f"pass@1 needs a code benchmark (humaneval, mbpp), not {benchmark!r}.")
+                   max_new_tokens: int = 128, unsafe_exec: bool = False) -> dict:
+  """Greedy pass@1 on HumanEval or MBPP (sample as for `gsm8k_exact_match`).
+
+  Raises:
+    sandbox.SandboxUnavailable: before generating anything, when the operating-system
+      sandbox cannot run here and `unsafe_exec` is False.
+  """
+  if benchmark not in CODE_BENCHMARKS:
+    raise ValueError(f"pass@1 needs a code benchmark {CODE_BENCHMARKS}, not {benchmark!r}.")
+  sandbox.require_isolation(unsafe_exec)
   chosen = benchmarks.sample_items(benchmark, items, seed)
   completions = [truncate(c, CODE_STOPS) for c in
                  _complete(model, tok, [code_prompt(it) for it in chosen], max_new_tokens)]
-  results = [score_code(it, c) for it, c in zip(chosen, completions)]
+  results = sandbox.run_programs([code_job(it, c) for it, c in zip(chosen, completions)],
+                                 unsafe_exec=unsafe_exec)
   statuses = [r.status for r in results]
   out = _scored("pass@1", chosen, [r.passed for r in results], completions, seed, items)
   out["statuses"] = {s: statuses.count(s) for s in set(statuses)}
@@ -137,8 +153,8 @@ def code_pass_at_1(model, tok, benchmark: str, *, items: int = 8, seed: int = 0,
 
 GENERATIVE = {
     "gsm8k": gsm8k_exact_match,
-    "humaneval": lambda model, tok, items, seed=0: code_pass_at_1(
-        model, tok, "humaneval", items=items, seed=seed),
-    "mbpp": lambda model, tok, items, seed=0: code_pass_at_1(
-        model, tok, "mbpp", items=items, seed=seed),
+    "humaneval": lambda model, tok, items, seed=0, unsafe_exec=False: code_pass_at_1(
+        model, tok, "humaneval", items=items, seed=seed, unsafe_exec=unsafe_exec),
+    "mbpp": lambda model, tok, items, seed=0, unsafe_exec=False: code_pass_at_1(
+        model, tok, "mbpp", items=items, seed=seed, unsafe_exec=unsafe_exec),
 }

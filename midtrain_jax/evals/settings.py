@@ -25,4 +25,8 @@ SECTION = settings.Section({
     "decontam_check": S("warn", "Training checks that every task of the mixture was "
                         "decontaminated against eval.benchmarks and warns, fails, or does "
                         "not check.", choices=("warn", "error", "off")),
+    "unsafe_exec": S(False, "Run generated code (humaneval, mbpp) even where the operating-"
+                     "system sandbox (bubblewrap, user namespaces) is unavailable: then only "
+                     "resource limits and Python-level guards hold it. Never for untrusted "
+                     "models on a machine that holds credentials."),
 }, help="evaluation during and after training.")

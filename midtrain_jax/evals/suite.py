@@ -34,7 +34,7 @@ import jax
 from midtrain_jax import files, logs
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.load import heldout_batches
-from midtrain_jax.evals import answer_bpb, contamination, generative, heldout
+from midtrain_jax.evals import answer_bpb, contamination, generative, heldout, sandbox
 from midtrain_jax.evals.scoring import LoadedModel, load_model, model_eval_fn
 
 COMPONENTS = ("heldout", "bpb", "gsm8k", "humaneval", "mbpp")
@@ -66,6 +66,8 @@ class EvalOptions:
     seed: which sample; runs compared must share it (and the sizes).
     max_batches: held-out batches per task (0 = all).
     base: base checkpoint for the forgetting figure.
+    unsafe_exec: run generated code (humaneval, mbpp) even where the operating-system
+      sandbox is unavailable (`sandbox.py`); otherwise that is an error.
   """
   suite: str = "default"
   bpb_items: int = 32
@@ -73,6 +75,18 @@ class EvalOptions:
   seed: int = 0
   max_batches: int = 0
   base: str = ""
+  unsafe_exec: bool = False
+
+
+def check_code_execution(options: EvalOptions) -> None:
+  """Fails now, not after training or loading, if the suite will need the code sandbox.
+
+  Raises:
+    sandbox.SandboxUnavailable: the suite runs generated code (humaneval, mbpp), the
+      operating-system sandbox is unavailable here and `options.unsafe_exec` is False.
+  """
+  if any(c in generative.CODE_BENCHMARKS for c in parse_suite(options.suite)):
+    sandbox.require_isolation(options.unsafe_exec)
 
 
 def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
@@ -92,6 +106,7 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
     A JSON-serialisable dict of results.
   """
   components = parse_suite(options.suite)
+  check_code_execution(options)  # Fail before the slow parts, not after them.
   data_cfg = data_cfg or heldout.eval_data_config(model.config)
   tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
   out = {"checkpoint": os.path.abspath(model.path), "step": model.step,
@@ -120,9 +135,11 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
   if generative_names:
     log(f"[eval] generative {','.join(generative_names)} ({_size(options.gen_items)}, "
         f"seed {options.seed})")
-    out["generative"] = {name: generative.GENERATIVE[name](model, tok, items=options.gen_items,
-                                                           seed=options.seed)
-                         for name in generative_names}
+    out["generative"] = {}
+    for name in generative_names:
+      code = {"unsafe_exec": options.unsafe_exec} if name in generative.CODE_BENCHMARKS else {}
+      out["generative"][name] = generative.GENERATIVE[name](
+          model, tok, items=options.gen_items, seed=options.seed, **code)
   names = [*out.get("benchmark_bpb", {}), *out.get("generative", {})]
   if names:
     record = contamination.training_record(model.config, model.path, dict.fromkeys(names))

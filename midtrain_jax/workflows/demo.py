@@ -79,6 +79,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     The report dict (also written to `workdir/report.json`).
   """
   started = time.time()
+  options = suite.EvalOptions(
+      suite="all" if config.demo.gen_items else "default",
+      bpb_items=config.demo.bpb_items, gen_items=config.demo.gen_items,
+      max_batches=config.demo.eval_batches, unsafe_exec=config.eval.unsafe_exec)
+  suite.check_code_execution(options)  # Before training, not after.
   os.makedirs(workdir, exist_ok=True)
   config = ml_collections.ConfigDict(config.to_dict())
   if not config.data.data_dir:
@@ -98,10 +103,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     _run(anneal_config(config, mixture, branch), os.path.join(workdir, name), name)
 
   _say("4/4 evaluation")
-  options = suite.EvalOptions(
-      suite="all" if config.demo.gen_items else "default",
-      bpb_items=config.demo.bpb_items, gen_items=config.demo.gen_items,
-      max_batches=config.demo.eval_batches)
   data_cfg = ml_collections.ConfigDict(config.data.to_dict())
   data_cfg.mixture = config.eval.mixture
   base_results = suite.evaluate(suite.load_model(branch), options, data_cfg, log=_say)

@@ -94,6 +94,7 @@ def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
   """
   if not tasks:
     raise ValueError("--tasks needs at least one candidate task.")
+  suite.check_code_execution(options)  # Before training, not after.
   mixtures = {BASELINE: baseline_mixture}
   for task in tasks:
     name = f"microanneal/{task}"

@@ -1,0 +1,54 @@
+"""Code benchmarks in the sandbox: every canonical solution passes, wrong ones fail."""
+import os
+import time
+
+import pytest
+
+from midtrain_jax.benchmark_data import items as benchmarks
+from midtrain_jax.evals import generative, sandbox
+
+# The jail when it runs here; else (a machine without namespaces) the same judge unisolated.
+UNSAFE = sandbox.isolation_problem() is not None
+
+
+def _wrong(item: benchmarks.BenchmarkItem) -> str:
+  if item.benchmark == "humaneval":
+    return "    return None\n"
+  return f"def {item.entry_point}(*args, **kwargs):\n  return None\n"
+
+
+@pytest.mark.slow
+def test_every_canonical_solution_passes_and_a_wrong_one_fails():
+  chosen = benchmarks.load_items("humaneval") + benchmarks.load_items("mbpp")
+  assert len(chosen) == 164 + 500
+  started = time.monotonic()
+  # Generous: a few canonical MBPP solutions take seconds on a loaded CPU.
+  results = sandbox.run_programs([generative.code_job(it, it.answer) for it in chosen],
+                                 timeout_s=60.0, unsafe_exec=UNSAFE)
+  seconds = time.monotonic() - started
+  failed = {it.id: r for it, r in zip(chosen, results) if not r.passed}
+  assert not failed, failed
+  print(f"664 canonical solutions passed in {seconds:.1f}s on {os.cpu_count()} cores")
+  wrong = chosen[::16]
+  results = sandbox.run_programs([generative.code_job(it, _wrong(it)) for it in wrong],
+                                 unsafe_exec=UNSAFE)
+  passed = [it.id for it, r in zip(wrong, results) if r.passed]
+  assert not passed, passed
+
+
+def test_humaneval_helpers_come_from_the_prompt_not_the_program():
+  item = next(it for it in benchmarks.load_items("humaneval") if it.id == "HumanEval/32")
+  # find_zero's tests check poly(xs, x) == 0 with the prompt's poly: redefining poly in
+  # the program (so that every x is a zero) must not help.
+  cheat = "    return 0.0\n\npoly = lambda xs, x: 0.0\n"
+  assert not generative.score_code(item, cheat, unsafe_exec=UNSAFE).passed
+  assert generative.score_code(item, item.answer, unsafe_exec=UNSAFE).passed
+
+
+def test_mbpp_programs_see_their_own_classes_through_references():
+  item = next(it for it in benchmarks.load_items("mbpp") if it.id == "367")
+  assert "Node(" in item.test  # The tests build the program's own tree objects.
+  assert generative.score_code(item, item.answer, unsafe_exec=UNSAFE).passed
+  broken = item.answer.replace("return True\r\n\treturn False", "return False\r\n\treturn False")
+  assert broken != item.answer
+  assert not generative.score_code(item, broken, unsafe_exec=UNSAFE).passed
