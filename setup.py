@@ -30,6 +30,9 @@ _CPU = ["mkl>=2025; platform_system == 'Linux' and platform_machine == 'x86_64'"
 # reference the interop tests compare against; torch is pinned to the CPU
 # build these machines carry.
 _INTEROP = ["torch==2.13.0", "transformers>=5,<6", "accelerate>=1"]
+# lm-eval-harness for `lm_eval --model midtrain_jax` (midtrain_jax/lm_eval_model.py):
+# without its `hf` extra, so it pulls no torch of its own (interop pins the CPU one).
+_LM_EVAL = ["lm-eval~=0.4.13"]
 
 setuptools.setup(
     name="midtrain_jax",
@@ -49,8 +52,10 @@ setuptools.setup(
         "cpu": _CPU,
         # The tests exercise the native CPU kernels too.
         "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6", "nbclient>=0.10",
-                 "ipykernel>=6", "nbformat>=5", "matplotlib>=3.8", "pandas>=2"] + _INTEROP + _CPU,
+                 "ipykernel>=6", "nbformat>=5", "matplotlib>=3.8", "pandas>=2"] + _INTEROP + _CPU
+        + _LM_EVAL,
         "interop": _INTEROP,
+        "lm_eval": _LM_EVAL,
         "notebooks": ["matplotlib>=3.8", "pandas>=2", "ipykernel>=6",
                       "nbclient>=0.10", "nbformat>=5"],
         "beam": ["apache-beam>=2.60"],

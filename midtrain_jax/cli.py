@@ -42,7 +42,8 @@ class _SettingsHelpFlag(flags.BooleanFlag):
 
 
 def run(main, required: tuple[str, ...] = (),
-        settings_flag: tuple[settings.Section, str] | None = None) -> None:
+        settings_flag: tuple[settings.Section, str] | None = None,
+        forward_unknown: bool = False) -> None:
   """Parses flags (failing on a missing `required` one) and runs `main(argv)`.
 
   Args:
@@ -50,6 +51,8 @@ def run(main, required: tuple[str, ...] = (),
     required: flags that must be given.
     settings_flag: (declared section, name of the flag holding it) for
       `--help_config`, e.g. (config.ROOT, "config").
+    forward_unknown: leave flags no module declared in `argv`, in order, for
+      a command that hands them to another program's parser (lm_harness).
   """
   if required:
     flags.mark_flags_as_required(list(required))
@@ -63,4 +66,7 @@ def run(main, required: tuple[str, ...] = (),
     logs.configure(_LOG_LEVEL.value)
     return main(argv)
 
-  app.run(configured_main)
+  if forward_unknown:
+    app.run(configured_main, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
+  else:
+    app.run(configured_main)

@@ -175,8 +175,10 @@ def loglikelihoods(model: LoadedModel, encoded: Sequence[tuple[Sequence[int], Se
   for start in range(0, len(work), batch):
     chunk = work[start:start + batch]
     rows = [(j, encoded[i][1]) for j, (_, members) in enumerate(chunk) for i in members]
-    keep = max_len - max(len(cont) for _, cont in rows)
-    contexts = [ctx[-keep:] for ctx, _ in chunk]
+    # Each context keeps what the window leaves beside its own longest
+    # continuation (not the chunk's: another row's long one must not cut it).
+    contexts = [ctx[-(max_len - max(len(encoded[i][1]) for i in members)):]
+                for ctx, members in chunk]
     ctx_block = _context_block(contexts + [(0,)] * (batch - len(chunk)), batch, bucket)
     cont_block = _continuation_block(rows, [len(c) for c in contexts], batch * choices)
     logp, greedy = jax.device_get(_score(params, *ctx_block, cont_block[3], *cont_block[:3],

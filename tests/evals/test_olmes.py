@@ -71,6 +71,17 @@ def test_a_context_longer_than_the_window_is_cut_from_the_left():
     loglikelihood.loglikelihoods(model, [(ctx, [])])
 
 
+def test_a_long_continuation_in_the_batch_does_not_cut_another_context():
+  """Each context keeps what the window leaves beside its own continuations (as
+  lm-eval's rolling windows need: a long context with a short continuation
+  batched with a short context and a long one)."""
+  model = _loaded()
+  encoded = [(list(range(3, 50)), [7, 8]), ([2], list(range(60, 108)))]
+  scored = loglikelihood.loglikelihoods(model, encoded, max_len=49, batch=2, bucket=16)
+  for (ctx, cont), s in zip(encoded, scored):
+    assert abs(s.logprob - _full_forward_logprob(model, ctx, cont)) < 2e-4
+
+
 def _task(labels, uncond=True, macro=False) -> olmes_tasks.Task:
   docs = []
   for i, label in enumerate(labels):
