@@ -115,22 +115,41 @@ def _score(task: olmes.Task, correct: dict[str, int]) -> tuple[float, float | No
   return _value(task, correct), (_macro_ci95(correct, subsets) if len(correct) > 1 else None)
 
 
+def encode_task(tok, task: olmes.Task) -> list[tuple[list[int], list[int]]]:
+  """Every request of the task (`_requests` order) as lm-eval-harness encodes it."""
+  return [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
+          for r in _requests(task)]
+
+
 def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2048,
-                  batch: int = 4, log: Callable[[str], None] | None = print) -> dict:
+                  batch: int = 4, mesh=None, log: Callable[[str], None] | None = print) -> dict:
   """Scores one task (already sampled) on a checkpoint.
+
+  Args:
+    model: the checkpoint (one device, or its params sharded over `mesh`).
+    tok: the model's tokenizer.
+    task: the items to score.
+    max_len: the window in tokens.
+    batch: contexts per forward pass.
+    mesh: see `loglikelihood.loglikelihoods`.
+    log: progress printer (None: silent).
 
   Returns:
     {task, variant, split, num_shots, metric (primary), score, ci95, n_items,
     subsets, metrics {name: score}, bpb, per_item {doc_id: 0/1 by the primary
-    metric}, predictions {doc_id: chosen idx}, seconds, requests,
-    requests_per_s, tokens_per_s}.
+    metric}, predictions {doc_id: chosen idx}, logprobs {doc_id: each
+    choice's loglikelihood}, seconds, requests, requests_per_s, tokens_per_s}.
   """
-  requests = _requests(task)
-  encoded = [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
-             for r in requests]
+  encoded = encode_task(tok, task)
   started = time.time()
-  scored = loglikelihood.loglikelihoods(model, encoded, max_len=max_len, batch=batch, log=log)
-  seconds = time.time() - started
+  scored = loglikelihood.loglikelihoods(model, encoded, max_len=max_len, batch=batch,
+                                        mesh=mesh, log=log)
+  return task_result(task, encoded, scored, time.time() - started)
+
+
+def task_result(task: olmes.Task, encoded: list, scored: list[loglikelihood.Scored],
+                seconds: float) -> dict:
+  """`evaluate_task`'s result from the task's encoded and scored requests."""
   chosen = predictions(task, scored)
   metrics = {m: _value(task, {d.doc_id: int(c[d.doc_id] == d.label) for d in task.docs})
              for m, c in chosen.items()}
@@ -138,9 +157,11 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
   per_item = {d.doc_id: int(primary[d.doc_id] == d.label) for d in task.docs}
   score, ci95 = _score(task, per_item)
   gold_nats = gold_bytes = 0.0
+  logprobs = {}
   for doc, mine, _ in _per_doc(task, scored):
     gold_nats -= mine[doc.label].logprob
     gold_bytes += len(doc.choices[doc.label].continuation.encode("utf-8"))
+    logprobs[doc.doc_id] = [s.logprob for s in mine]
   # Tokens run through the model: each distinct context once, every continuation.
   fed = (sum(len(c) for c in {tuple(c) for c, _ in encoded})
          + sum(len(cont) for _, cont in encoded))
@@ -148,8 +169,8 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
               metric=task.primary_metric, score=score, ci95=ci95, n_items=len(task.docs),
               subsets=len({d.subset for d in task.docs}), metrics=metrics,
               bpb=gold_nats / LN2 / max(gold_bytes, 1.0), per_item=per_item,
-              predictions=dict(primary), seconds=round(seconds, 2), requests=len(requests),
-              requests_per_s=len(requests) / max(seconds, 1e-9),
+              predictions=dict(primary), logprobs=logprobs, seconds=round(seconds, 2),
+              requests=len(encoded), requests_per_s=len(encoded) / max(seconds, 1e-9),
               tokens_per_s=fed / max(seconds, 1e-9))
 
 
@@ -158,13 +179,17 @@ def chance(task: olmes.Task) -> float:
   return float(np.mean([1.0 / len(d.choices) for d in task.docs]))
 
 
+def at_chance(result: dict, chance_level: float) -> bool:
+  """The score's 95% interval holds the chance level: no signal yet."""
+  half = result["ci95"]
+  return half is not None and abs(result["score"] - chance_level) <= half
+
+
 def format_line(result: dict, chance_level: float) -> str:
   """One line: task, primary metric ± interval, items, chance, speed."""
   half = result["ci95"]
   ci = "" if half is None or math.isnan(half) else f" ± {half:.3f}"
-  # A score whose interval holds the chance level says so: no signal yet.
-  verdict = " AT CHANCE" if half is not None and abs(result["score"] - chance_level) <= half \
-      else ""
+  verdict = " AT CHANCE" if at_chance(result, chance_level) else ""
   return (f"{result['task']:22s} {result['metric']:13s} {result['score']:.3f}{ci}  "
           f"n={result['n_items']:5d}  chance {chance_level:.3f}{verdict}  "
           f"{result['requests_per_s']:.1f} req/s  {result['tokens_per_s']:.0f} tok/s  "
