@@ -100,8 +100,10 @@ def _score(params, ctx_BP, ctx_segments_BP, ctx_positions_BP, row_context_R, con
 
 def _run_score(params, blocks, graphdef, cfg: ModelConfig, mesh):
   """`_score` on one device, or under `mesh` (its activation constraints need it) with
-  the blocks replicated over it, every process passing the same ones."""
-  if mesh is None:
+  the blocks replicated over it, every process passing the same ones. A one-device
+  mesh constrains nothing: it takes the plain path, whose compiled programs an offline
+  evaluation in the same process (a workflow's report) then reuses."""
+  if mesh is None or mesh.size == 1:
     return _score(params, *blocks, graphdef=graphdef, cfg=cfg)
   blocks = jax.device_put(blocks, sharding.replicated(mesh))
   with jax.set_mesh(mesh):

@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.benchmark_data import olmes as olmes_tasks
-from midtrain_jax.evals import downstream, olmes, scoring
+from midtrain_jax.evals import downstream, olmes, scoring, tables
 from midtrain_jax.workflows import training
 from tests.helpers import small_config
 
@@ -79,3 +79,25 @@ def test_an_unknown_task_is_named_with_the_known_ones():
   with pytest.raises(ValueError, match=r"config.eval.downstream: 'arc_eesy:rc' is not an "
                      r"OLMES task .*Known tasks: .*arc_easy:rc"):
     config_lib.validate(c)
+
+
+def _result(score, per_item, at_chance):
+  return dict(metric="acc_per_char", score=score, ci95=0.1, n_items=len(per_item), chance=0.25,
+              at_chance=at_chance, per_item=per_item)
+
+
+def test_reports_show_accuracy_beside_bpb_and_say_when_at_chance():
+  named = {"base": {"capability_bpb": {"web": 2.0},
+                    "downstream": {TASK: _result(0.25, {"1": 0, "2": 1, "3": 0, "4": 0}, True)}},
+           "anneal": {"capability_bpb": {"web": 1.9},
+                      "downstream": {TASK: _result(0.75, {"1": 1, "2": 1, "3": 1, "4": 0},
+                                                   False)}}}
+  table = tables.downstream_table(named).splitlines()
+  assert table[1].split()[:4] == [TASK, "acc_per_char", "4", "0.250"]
+  assert "0.250 ± 0.100 AT CHANCE" in table[1] and "0.750 ± 0.100" in table[1]
+  assert table[1].count("AT CHANCE") == 1 and table[-1] == tables.AT_CHANCE_LEGEND
+  rows = {r["run"]: r for r in tables.comparison_rows(named, baseline="base")}
+  assert rows["anneal"]["acc/" + TASK] == "0.750 ± 0.100"
+  assert rows["anneal"]["delta_acc/" + TASK] == pytest.approx(0.5)  # Paired over 4 items.
+  assert rows["anneal"]["delta/web"] == pytest.approx(-0.1)
+  assert f"{TASK} acc_per_char" in tables.format_comparison(named, baseline="base")
