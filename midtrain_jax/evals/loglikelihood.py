@@ -32,6 +32,7 @@ from midtrain_jax.evals.scoring import LoadedModel
 from midtrain_jax.model import layer_stack
 from midtrain_jax.model.config import ModelConfig
 from midtrain_jax.model.transformer import Transformer, init_cache
+from midtrain_jax.parallel import sharding
 
 _CONTINUATION_BUCKET = 64
 
@@ -96,6 +97,18 @@ def _score(params, ctx_BP, ctx_segments_BP, ctx_positions_BP, row_context_R, con
   return logp_RC, jnp.argmax(predicted_RCV, axis=-1) == cont_RC
 
 
+def _run_score(params, blocks, graphdef, cfg: ModelConfig, mesh):
+  """`_score` on one device, or under `mesh` (its activation constraints need it) with
+  the blocks replicated over it, every process passing the same ones. A one-device
+  mesh constrains nothing: it takes the plain path, whose compiled programs an offline
+  evaluation in the same process (a workflow's report) then reuses."""
+  if mesh is None or mesh.size == 1:
+    return _score(params, *blocks, graphdef=graphdef, cfg=cfg)
+  blocks = jax.device_put(blocks, sharding.replicated(mesh))
+  with jax.set_mesh(mesh):
+    return _score(params, *blocks, graphdef=graphdef, cfg=cfg)
+
+
 def _model_for_decoding(model: LoadedModel):
   """(params, graphdef, cfg) with the layers as a list (the KV cache is per layer)."""
   if not model.model_cfg.scan_layers:
@@ -136,7 +149,7 @@ def _continuation_block(rows: list[tuple[int, Sequence[int]]], context_lengths: 
 
 def loglikelihoods(model: LoadedModel, encoded: Sequence[tuple[Sequence[int], Sequence[int]]],
                    *, max_len: int = 2048, batch: int = 4, choices: int = 0, bucket: int = 128,
-                   log: Callable[[str], None] | None = None) -> list[Scored]:
+                   mesh=None, log: Callable[[str], None] | None = None) -> list[Scored]:
   """Scores (context tokens, continuation tokens) pairs (module docstring).
 
   Every forward pass has one shape per context length bucket: `batch` contexts,
@@ -144,13 +157,16 @@ def loglikelihoods(model: LoadedModel, encoded: Sequence[tuple[Sequence[int], Se
   short "Answer:" of unconditioned requests, is run again for the rest).
 
   Args:
-    model: the loaded checkpoint (one device).
+    model: the loaded checkpoint (one device, or its params sharded over `mesh`).
     encoded: `encode_pair` results.
     max_len: the window: context + continuation tokens fed at most.
     batch: contexts per forward pass.
     choices: continuations per context and pass (0: the most that a context
       with at most 8 has).
     bucket: context lengths are padded to a multiple of this (fewer compilations).
+    mesh: the mesh `model.params` are sharded over (training's layout); each
+      block then runs under it, replicated, as the train step runs (None: one
+      device).
     log: progress printer (None: silent).
 
   Returns:
@@ -181,8 +197,8 @@ def loglikelihoods(model: LoadedModel, encoded: Sequence[tuple[Sequence[int], Se
                 for ctx, members in chunk]
     ctx_block = _context_block(contexts + [(0,)] * (batch - len(chunk)), batch, bucket)
     cont_block = _continuation_block(rows, [len(c) for c in contexts], batch * choices)
-    logp, greedy = jax.device_get(_score(params, *ctx_block, cont_block[3], *cont_block[:3],
-                                         graphdef=graphdef, cfg=cfg))
+    logp, greedy = jax.device_get(_run_score(params, (*ctx_block, cont_block[3],
+                                                       *cont_block[:3]), graphdef, cfg, mesh))
     for r, i in enumerate(i for _, members in chunk for i in members):
       n = len(encoded[i][1])
       out[i] = Scored(float(logp[r, :n].sum()), n, bool(greedy[r, :n].all()))

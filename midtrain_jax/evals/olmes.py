@@ -92,23 +92,42 @@ def _summary(task: olmes.Task, correct: dict[str, int]) -> dict:
   return stats.summary(correct, subsets, macro=task.macro_average)
 
 
+def encode_task(tok, task: olmes.Task) -> list[tuple[list[int], list[int]]]:
+  """Every request of the task (`_requests` order) as lm-eval-harness encodes it."""
+  return [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
+          for r in _requests(task)]
+
+
 def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2048,
-                  batch: int = 4, log: Callable[[str], None] | None = print) -> dict:
+                  batch: int = 4, mesh=None, log: Callable[[str], None] | None = print) -> dict:
   """Scores one task (already sampled) on a checkpoint.
+
+  Args:
+    model: the checkpoint (one device, or its params sharded over `mesh`).
+    tok: the model's tokenizer.
+    task: the items to score.
+    max_len: the window in tokens.
+    batch: contexts per forward pass.
+    mesh: see `loglikelihood.loglikelihoods`.
+    log: progress printer (None: silent).
 
   Returns:
     {task, variant, split, num_shots, metric (primary), score, ci95, average
     ("macro over N subjects" or "micro over N items"), n_items, subsets,
     metrics {name: score}, bpb, per_item {doc_id: 0/1 by the primary metric},
-    predictions {doc_id: chosen idx}, seconds, requests, requests_per_s,
-    tokens_per_s}.
+    predictions {doc_id: chosen idx}, logprobs {doc_id: each choice's
+    loglikelihood}, seconds, requests, requests_per_s, tokens_per_s}.
   """
-  requests = _requests(task)
-  encoded = [loglikelihood.encode_pair(tok, r.context, r.continuation)
-             for r in requests]
+  encoded = encode_task(tok, task)
   started = time.time()
-  scored = loglikelihood.loglikelihoods(model, encoded, max_len=max_len, batch=batch, log=log)
-  seconds = time.time() - started
+  scored = loglikelihood.loglikelihoods(model, encoded, max_len=max_len, batch=batch,
+                                        mesh=mesh, log=log)
+  return task_result(task, encoded, scored, time.time() - started)
+
+
+def task_result(task: olmes.Task, encoded: list, scored: list[loglikelihood.Scored],
+                seconds: float) -> dict:
+  """`evaluate_task`'s result from the task's encoded and scored requests."""
   chosen = predictions(task, scored)
   strata = [d.subset for d in task.docs]
   metrics = {m: stats.point([int(c[d.doc_id] == d.label) for d in task.docs], strata,
@@ -117,9 +136,11 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
   per_item = {d.doc_id: int(primary[d.doc_id] == d.label) for d in task.docs}
   summary = _summary(task, per_item)
   gold_nats = gold_bytes = 0.0
+  logprobs = {}
   for doc, mine, _ in _per_doc(task, scored):
     gold_nats -= mine[doc.label].logprob
     gold_bytes += len(doc.choices[doc.label].continuation.encode("utf-8"))
+    logprobs[doc.doc_id] = [s.logprob for s in mine]
   # Tokens run through the model: each distinct context once, every continuation.
   fed = (sum(len(c) for c in {tuple(c) for c, _ in encoded})
          + sum(len(cont) for _, cont in encoded))
@@ -128,8 +149,8 @@ def evaluate_task(model: LoadedModel, tok, task: olmes.Task, *, max_len: int = 2
               average=summary["average"], n_items=len(task.docs),
               subsets=summary["subsets"], metrics=metrics,
               bpb=gold_nats / LN2 / max(gold_bytes, 1.0), per_item=per_item,
-              predictions=dict(primary), seconds=round(seconds, 2), requests=len(requests),
-              requests_per_s=len(requests) / max(seconds, 1e-9),
+              predictions=dict(primary), logprobs=logprobs, seconds=round(seconds, 2),
+              requests=len(encoded), requests_per_s=len(encoded) / max(seconds, 1e-9),
               tokens_per_s=fed / max(seconds, 1e-9))
 
 
@@ -138,13 +159,17 @@ def chance(task: olmes.Task) -> float:
   return float(np.mean([1.0 / len(d.choices) for d in task.docs]))
 
 
+def at_chance(result: dict, chance_level: float) -> bool:
+  """The score's 95% interval holds the chance level: no signal yet."""
+  half = result["ci95"]
+  return half is not None and abs(result["score"] - chance_level) <= half
+
+
 def format_line(result: dict, chance_level: float) -> str:
   """One line: task, primary metric ± interval, how it averages, chance, speed."""
   half = result["ci95"]
   ci = "" if half is None or math.isnan(half) else f" ± {half:.3f}"
-  # A score whose interval holds the chance level says so: no signal yet.
-  verdict = " AT CHANCE" if half is not None and abs(result["score"] - chance_level) <= half \
-      else ""
+  verdict = " AT CHANCE" if at_chance(result, chance_level) else ""
   return (f"{result['task']:22s} {result['metric']:13s} {result['score']:.3f}{ci}  "
           f"{result.get('average', 'n=' + str(result['n_items']))}  "
           f"chance {chance_level:.3f}{verdict}  "

@@ -9,7 +9,10 @@ of the text, so it compares models with different tokenizers. Three signals:
   own), aggregated per capability (web, math, code, ...);
 * benchmark BPB: BPB of the gold answer given the question (OLMES "bpb"
   formulation), which moves long before a small model's accuracy does;
-* generative: GSM8K exact match and HumanEval/MBPP pass@1 (`generative.py`).
+* generative: GSM8K exact match and HumanEval/MBPP pass@1 (`generative.py`);
+* downstream: OLMES multiple-choice accuracy (`olmes.py`) of the tasks
+  `downstream` names, on `downstream_items` items each (as `eval.downstream`
+  scores them during training), marked when at chance.
 
 Benchmarks are scored on a seeded sample stratified over their subjects
 (`items.sample_items`: `bpb_items` / `gen_items` per benchmark, at least one
@@ -32,9 +35,10 @@ import os
 import jax
 
 from midtrain_jax import files, logs
+from midtrain_jax.benchmark_data import olmes as olmes_tasks
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.load import heldout_batches
-from midtrain_jax.evals import answer_bpb, contamination, generative, heldout, sandbox
+from midtrain_jax.evals import answer_bpb, contamination, generative, heldout, olmes, sandbox
 from midtrain_jax.evals.scoring import LoadedModel, load_model, model_eval_fn
 
 COMPONENTS = ("heldout", "bpb", "gsm8k", "humaneval", "mbpp")
@@ -68,6 +72,8 @@ class EvalOptions:
     base: base checkpoint for the forgetting figure.
     unsafe_exec: run generated code (humaneval, mbpp) even where the operating-system
       sandbox is unavailable (`sandbox.py`); otherwise that is an error.
+    downstream: OLMES tasks whose accuracy is scored (`eval.downstream` names).
+    downstream_items: items per downstream task (0 = all).
   """
   suite: str = "default"
   bpb_items: int = 32
@@ -75,6 +81,8 @@ class EvalOptions:
   seed: int = 0
   max_batches: int = 0
   base: str = ""
+  downstream: tuple[str, ...] = ()
+  downstream_items: int = 100
   unsafe_exec: bool = False
 
 
@@ -140,12 +148,29 @@ def evaluate(model: LoadedModel, options: EvalOptions = EvalOptions(),
       code = {"unsafe_exec": options.unsafe_exec} if name in generative.CODE_BENCHMARKS else {}
       out["generative"][name] = generative.GENERATIVE[name](
           model, tok, items=options.gen_items, seed=options.seed, **code)
+  if options.downstream:
+    log(f"[eval] downstream accuracy {','.join(options.downstream)} "
+        f"({_size(options.downstream_items)}, seed {options.seed})")
+    out["downstream"] = downstream_accuracy(model, tok, options)
   names = [*out.get("benchmark_bpb", {}), *out.get("generative", {})]
   if names:
     record = contamination.training_record(model.config, model.path, dict.fromkeys(names))
     for group in ("benchmark_bpb", "generative"):
       for name, result in out.get(group, {}).items():
         contamination.annotate(result, name, record)
+  return out
+
+
+def downstream_accuracy(model: LoadedModel, tok, options: EvalOptions) -> dict[str, dict]:
+  """{task: `olmes.evaluate_task`'s result with `chance` and `at_chance`}."""
+  out = {}
+  for name in options.downstream:
+    task = olmes_tasks.sample(olmes_tasks.load_task(name), options.downstream_items,
+                              options.seed)
+    r = olmes.evaluate_task(model, tok, task, log=None)
+    r["chance"] = olmes.chance(task)
+    r["at_chance"] = olmes.at_chance(r, r["chance"])
+    out[name] = r
   return out
 
 
@@ -179,6 +204,8 @@ def scalars(results: dict) -> dict[str, float]:
     flat[f"eval/{name}/{r['metric']}"] = r["score"]
     if r.get("ci95") is not None:
       flat[f"eval/{name}/{r['metric']}_ci95"] = r["ci95"]
+  for name, r in results.get("downstream", {}).items():
+    flat.update({f"eval/downstream/{name}/{m}": v for m, v in r["metrics"].items()})
   if "forgetting" in results:
     flat["eval/forgetting/delta_web_bpb"] = results["forgetting"]["delta_web_bpb"]
   return flat

@@ -174,6 +174,10 @@ def comparison_rows(named: dict[str, dict], baseline: str) -> list[dict]:
     for bench, r in res.get("generative", {}).items():
       if bench in base.get("generative", {}):
         _delta(row, f"delta_gen/{bench}", r, base["generative"][bench], "score", bench)
+    for task, r in res.get("downstream", {}).items():
+      row[f"acc/{task}"] = accuracy_text(r)
+      if task in base.get("downstream", {}):
+        _delta(row, f"delta_acc/{task}", r, base["downstream"][task], "score", task)
     if "forgetting" in res:
       row["forgetting"] = res["forgetting"]["delta_web_bpb"]
     rows.append(row)
@@ -194,11 +198,13 @@ def format_comparison(named: dict[str, dict], baseline: str) -> str:
   rows = comparison_rows(named, baseline)
   others = [r for r in rows if r["run"] != baseline]
   columns = list(dict.fromkeys(k for r in others for k in r
-                               if k.startswith(("delta_bench/", "delta_gen/"))))
+                               if k.startswith(("delta_bench/", "delta_gen/", "delta_acc/"))))
   if not columns:
     return "no benchmark scores in common"
   metrics = {f"delta_gen/{b}": r.get("metric", "score") for res in named.values()
              for b, r in res.get("generative", {}).items()}
+  metrics.update({f"delta_acc/{t}": r["metric"] for res in named.values()
+                  for t, r in res.get("downstream", {}).items()})
   header = [f"benchmark (change vs {baseline})", "items in common"] + [r["run"] for r in others]
   cells = []
   for c in columns:
@@ -238,6 +244,35 @@ def benchmark_table(named: dict[str, dict], group: str = "benchmark_bpb") -> str
                  [plus_minus(res[group][b][key], res[group][b].get("ci95"))
                   if b in res.get(group, {}) else "-" for res in named.values()])
   return _aligned(header, cells)
+
+
+AT_CHANCE_LEGEND = ("AT CHANCE = the 95% interval holds the chance level (a uniform guess): "
+                    "no signal yet")
+
+
+def accuracy_text(r: dict) -> str:
+  """An OLMES accuracy as `score ± ci95`, with `AT CHANCE` where its interval holds chance."""
+  return plus_minus(r["score"], r.get("ci95")) + (" AT CHANCE" if r.get("at_chance") else "")
+
+
+def downstream_table(named: dict[str, dict]) -> str:
+  """Each run's OLMES accuracy (`accuracy_text`), one row per task, and the legend.
+
+  Args:
+    named: {run name: evaluation results with `downstream`}.
+
+  Returns:
+    The table, with each task's primary metric, item count and chance level.
+  """
+  names = list(dict.fromkeys(t for res in named.values() for t in res.get("downstream", {})))
+  header = ["task", "metric", "items", "chance"] + list(named)
+  cells = []
+  for t in names:
+    first = next(res["downstream"][t] for res in named.values() if t in res.get("downstream", {}))
+    cells.append([t, first["metric"], str(first["n_items"]), _fmt(first["chance"])] +
+                 [accuracy_text(res["downstream"][t]) if t in res.get("downstream", {})
+                  else "-" for res in named.values()])
+  return _aligned(header, cells) + "\n" + AT_CHANCE_LEGEND
 
 
 def _aligned(header: list[str], cells: list[list[str]]) -> str:

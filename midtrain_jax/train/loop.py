@@ -5,8 +5,8 @@ checkpoint.py) -> jitted train step -> metrics / checkpoints. The host reads a
 step's metrics only after the next step has been dispatched, so the device
 never waits on logging. The data must be prepared (the loader only loads),
 and what is evaluated during training is a hook the caller passes in
-(`EvalHook`; evals/in_training.py has the held-out one): the loop imports no
-evaluation.
+(`EvalHook`; evals/in_training.py has training's: held-out BPB and downstream
+accuracy): the loop imports no evaluation.
 """
 import dataclasses
 from collections.abc import Callable
@@ -54,7 +54,8 @@ class RunResult:
   # The train step's metrics (loss, lr applied, grad/param/update norms) at every logged
   # step, with tokens_per_s, step_time_s and mfu since the previous one (none at the first).
   metrics: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
-  # Held-out results ({task: {loss, bpb, ...}}) at every evaluated step.
+  # The evaluation hook's results at every evaluated step (training's:
+  # {"heldout": {task: {loss, bpb, ...}}, "downstream": {...}}, evals/in_training.py).
   evals: dict[int, dict] = dataclasses.field(default_factory=dict)
   # The MFU denominator measured at the run's start (None: it failed the physical check).
   peak: peaks.Peak | None = None

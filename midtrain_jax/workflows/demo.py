@@ -7,7 +7,9 @@ Steps, each skipped when its output already exists:
   3. anneal from the base's last stable-phase checkpoint, once on
      `dolmino_demo` and once on `web_only`, same steps and LR decay
      (`workdir/anneal_dolmino`, `workdir/anneal_web`);
-  4. evaluate the base and both anneals; print and save the report
+  4. evaluate the base and both anneals (held-out BPB, benchmark BPB and the
+     accuracy of `eval.downstream`, which the anneals also score in their
+     loop at the end); print and save the report
      (`workdir/report.txt`, `workdir/report.json`), with the share of each
      quality bucket the runs drew (quality-aware upsampling, `data.qau`).
 """
@@ -82,7 +84,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   options = suite.EvalOptions(
       suite="all" if config.demo.gen_items else "default",
       bpb_items=config.demo.bpb_items, gen_items=config.demo.gen_items,
-      max_batches=config.demo.eval_batches, unsafe_exec=config.eval.unsafe_exec)
+      max_batches=config.demo.eval_batches, downstream=tuple(config.eval.downstream),
+      downstream_items=config.eval.downstream_items, unsafe_exec=config.eval.unsafe_exec)
   suite.check_code_execution(options)  # Before training, not after.
   os.makedirs(workdir, exist_ok=True)
   config = ml_collections.ConfigDict(config.to_dict())
@@ -149,8 +152,9 @@ def quality_upsampling(config: ml_collections.ConfigDict) -> dict:
 
 
 def format_report(out: dict) -> str:
-  """The demo report: capability BPB per run, deltas, benchmark scores with their
-  intervals and paired changes, the contamination split, forgetting, decontamination."""
+  """The demo report: capability BPB per run, deltas, downstream accuracy beside them
+  (marked at chance), benchmark scores with their intervals and paired changes, the
+  contamination split, forgetting, decontamination."""
   results = out["results"]
   rows = tables.comparison_rows(results, baseline="anneal_web")
   caps = sorted(results["base"]["capability_bpb"])
@@ -159,12 +163,16 @@ def format_report(out: dict) -> str:
            tables.format_table(rows, [f"bpb/{c}" for c in caps]),
            "", "Change vs the web-only anneal (negative = the Dolmino mix helped):",
            tables.format_table(rows[1:], [f"delta/{c}" for c in caps])]
+  if results["base"].get("downstream"):
+    lines += ["", "Downstream accuracy (OLMES multiple choice, higher is better), ± 95% "
+              "bootstrap interval; every run scores the same items:",
+              tables.downstream_table(results)]
   for group, what in (("benchmark_bpb", "Benchmark BPB of gold answers (lower is better)"),
                       ("generative", "Generative scores (higher is better)")):
     if results["base"].get(group):
       lines += ["", f"{what}, ± 95% bootstrap interval; every run scores the same items:",
                 tables.benchmark_table(results, group)]
-  if results["base"].get("benchmark_bpb") or results["base"].get("generative"):
+  if any(results["base"].get(g) for g in ("benchmark_bpb", "generative", "downstream")):
     lines += ["", "Benchmark change vs the web-only anneal (paired over the same items):",
               tables.format_comparison({k: v for k, v in results.items() if k != "base"},
                                        baseline="anneal_web")]

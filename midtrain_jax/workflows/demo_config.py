@@ -41,6 +41,9 @@ def demo_config(scale: float = 1.0) -> ml_collections.ConfigDict:
   c.train.update(steps=max(1, int(60 * scale)), log_every_steps=10)
   c.ckpt.update(every_steps=c.train.steps, keep=1, async_save=False)
   c.eval.update(every_steps=0, batches=4, mixture="dolmino_demo")
+  # One cheap OLMES task, scored at each run's end and in the report: the tiny
+  # model is at chance on it (the report says so); it shows the wiring and its cost.
+  c.eval.update(downstream=("arc_easy:rc",), downstream_items=50)
 
   # Settings only this workflow reads (workflows/settings.py).
   c.demo.update(base_steps=max(10, int(250 * scale)), base_warmup_steps=max(1, int(25 * scale)))

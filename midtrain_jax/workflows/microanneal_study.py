@@ -6,11 +6,15 @@ Runs a web-only baseline and one `microanneal/<task>` anneal (50% task + 50%
 web) per candidate, all branching off `--base` with the same token budget and
 the same linear LR decay to zero (starting from the LR the base's schedule had
 at that checkpoint). Each run is evaluated on the held-out splits of
-`--eval_mixture` and on benchmark BPB; the table gives per-capability BPB
-deltas against the baseline (negative = the candidate helped) and forgetting
-(web BPB change against the base). Finished runs and their evaluations are
-reused on re-run, so adding a candidate only trains that one.
+`--eval_mixture`, on benchmark BPB and on the OLMES accuracy of the base
+run's `eval.downstream` tasks (scored in the loop too); the table gives
+per-capability BPB deltas against the baseline (negative = the candidate
+helped), each run's accuracy beside them (marked AT CHANCE where its interval
+holds the chance level) and forgetting (web BPB change against the base).
+Finished runs and their evaluations are reused on re-run, so adding a
+candidate only trains that one.
 """
+import dataclasses
 import math
 import os
 
@@ -67,6 +71,9 @@ def train_and_evaluate(config, workdir: str, options: suite.EvalOptions,
   if not checkpoint.is_finished(workdir, steps):
     log(f"[microanneal] training {config.data.mixture} for {steps} steps -> {workdir}")
     training.run(config, workdir)
+  if not options.downstream:  # The tasks the run scored in its loop, on the same items.
+    options = dataclasses.replace(options, downstream=tuple(config.eval.downstream),
+                                  downstream_items=config.eval.downstream_items)
   data_cfg = heldout.eval_data_config(config)
   results = suite.evaluate(suite.load_model(workdir), options, data_cfg,
                            base_heldout=base_heldout, log=log)
@@ -129,12 +136,16 @@ def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
 
 
 def format_table(rows: list[dict], tokens: int, steps: int) -> str:
-  """The microanneal table: target-capability delta, every capability, forgetting."""
+  """The microanneal table: target-capability delta, every capability, downstream
+  accuracy (`acc/<task>`, at chance marked), forgetting."""
   caps = sorted({k.split("/", 1)[1] for row in rows for k in row
                  if k.startswith("delta/") and k != "delta/target"})
-  columns = ["delta/target"] + [f"delta/{c}" for c in caps] + ["forgetting"]
+  accuracy = sorted({k for row in rows for k in row if k.startswith("acc/")})
+  columns = ["delta/target"] + [f"delta/{c}" for c in caps] + accuracy + ["forgetting"]
   for row in rows:
     row.setdefault("delta/target", math.nan)
+  legend = f"\n{tables.AT_CHANCE_LEGEND}" if accuracy else ""
   return (f"Microanneal table ({tokens:,} tokens, {steps} steps per run; BPB change vs "
-          f"the web-only baseline, negative = better; forgetting = web BPB change vs "
-          f"the base):\n" + tables.format_table(rows, columns))
+          f"the web-only baseline, negative = better; acc = OLMES accuracy ± 95% interval, "
+          f"higher = better; forgetting = web BPB change vs the base):\n"
+          + tables.format_table(rows, columns) + legend)

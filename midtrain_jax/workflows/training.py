@@ -3,7 +3,7 @@
 The loader only loads and the loop imports no evaluation; this is where the
 two are wired: the run's mixture (and its eval mixture) are prepared when
 missing (`data.prepare_if_missing`), then `train.loop.run` trains with the
-held-out evaluation hook.
+evaluation hook (held-out BPB and `eval.downstream` accuracy).
 """
 import ml_collections
 
@@ -20,6 +20,7 @@ def prepare_data(config: ml_collections.ConfigDict) -> None:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> loop.RunResult:
-  """Prepares the run's data when missing, then trains (resuming) with held-out evaluation."""
+  """Prepares the run's data when missing, then trains (resuming), evaluating held-out BPB
+  and `eval.downstream` tasks (`in_training.training_hook`)."""
   prepare_data(config)
-  return loop.run(config, workdir, evaluation=in_training.heldout_hook)
+  return loop.run(config, workdir, evaluation=in_training.training_hook)

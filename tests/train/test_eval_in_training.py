@@ -17,16 +17,17 @@ def test_periodic_heldout_eval(tmp_path):
   c.eval.mixture = "dolmino_demo"  # Score every capability of a web-only run.
   result = training.run(c, str(tmp_path))  # Prepares the eval mixture, evaluates held-out.
   assert sorted(result.evals) == [2, 4]
-  for heldout in result.evals.values():
+  for evaluation in result.evals.values():
+    heldout = evaluation["heldout"]
     assert len(heldout) == 8 and all(math.isfinite(r["bpb"]) and r["bpb"] > 0
                                      for r in heldout.values())
   # Both evaluations score the same documents (a seeded order), so they compare.
-  for task, r in result.evals[2].items():
-    later = result.evals[4][task]
+  for task, r in result.evals[2]["heldout"].items():
+    later = result.evals[4]["heldout"][task]
     assert (r["docs"], r["tokens"], r["bytes"]) == (later["docs"], later["tokens"],
                                                     later["bytes"])
   # Web is trained on, so its BPB falls between the two evaluations.
-  web = lambda s: result.evals[s]["web_c4"]["bpb"]
+  web = lambda s: result.evals[s]["heldout"]["web_c4"]["bpb"]
   assert web(4) < web(2)
 
 

@@ -23,6 +23,7 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
                "Held-out bits per byte by capability", "Forgetting", "decontamination against",
                "deduplication (exact, near) across tasks:",
                "Benchmark BPB of gold answers", " ± ",
+               "Downstream accuracy (OLMES multiple choice", "AT CHANCE = the 95% interval",
                "paired bootstrap over the items", "in / out of the training data",
                "Total wall time"):
     assert text in printed
@@ -45,6 +46,12 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
     # The prepared data records the items it found, so the split is known.
     assert r["contamination"]["status"] == "recorded"
     assert r["clean"]["n_items"] + r["contaminated"]["n_items"] == r["n_items"]
+  # Accuracy beside BPB: the same arc_easy:rc items for every run, scored in the
+  # anneals' loops at their end too (the progress line with its cost).
+  accuracy = [results[run]["downstream"]["arc_easy:rc"] for run in results]
+  assert len({tuple(r["per_item"]) for r in accuracy}) == 1 and accuracy[0]["n_items"] == 50
+  assert re.search(r"eval step 2 \| .*arc_easy:rc acc_per_char [0-9.]+ \(chance 0\.25"
+                   r".*\| downstream [0-9.]+s", printed)
   assert {r["task"] for r in out["decontamination"]} >= {"math_synthetic", "web_c4"}
   assert all("gsm8k" in r["benchmarks"] for r in out["decontamination"])
   removed = {r["task"]: r["removed"] for r in out["deduplication"]}

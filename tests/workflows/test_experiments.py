@@ -5,6 +5,7 @@ import glob
 import math
 import os
 import pathlib
+import re
 
 import pytest
 
@@ -38,7 +39,7 @@ def artifacts(tmp_path_factory):
   root = tmp_path_factory.mktemp("artifacts")
   base = small_config(6, schedule="wsd")
   base.optim.update(warmup_steps=1, decay_steps=2)
-  base.eval.update(every_steps=3, batches=1)
+  base.eval.update(every_steps=3, batches=1, downstream=("arc_easy:rc",), downstream_items=4)
   training.run(base, str(root / "base"))
   stable = str(root / "base" / "checkpoints" / "3")
   rows = microanneal_study.run(stable, ["math_synthetic", "code_python_stdlib"], TOKENS,
@@ -75,6 +76,10 @@ def test_microanneal_table(artifacts):
   assert rows["math_synthetic"]["delta/math"] < 0
   text = (artifacts["root"] / "microanneal" / "microanneal.txt").read_text()
   assert "delta/target" in text and "code_python_stdlib" in text
+  # The base's eval.downstream task, scored on its items in every run, beside BPB.
+  assert all(re.fullmatch(r"[01]\.\d{3} ± \d\.\d{3}( AT CHANCE)?", row["acc/arc_easy:rc"])
+             for row in rows.values())
+  assert "acc/arc_easy:rc" in text and "AT CHANCE = " in text
 
 
 def test_microanneal_rerun_reuses_finished_runs(artifacts, monkeypatch):
