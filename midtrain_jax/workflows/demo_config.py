@@ -40,7 +40,10 @@ def demo_config(scale: float = 1.0) -> ml_collections.ConfigDict:
   c.optim.update(schedule="anneal", lr=3e-3, warmup_steps=0)
   c.train.update(steps=max(1, int(60 * scale)), log_every_steps=10)
   c.ckpt.update(every_steps=c.train.steps, keep=1, async_save=False)
-  c.eval.update(every_steps=0, batches=4, mixture="dolmino_demo")
+  # Held-out BPB every 5 steps: the anneals' last evaluations give each metric's
+  # checkpoint-to-checkpoint noise, against which the report ranks the metrics
+  # by signal-to-noise (evals/signal_noise.py).
+  c.eval.update(every_steps=max(1, int(5 * scale)), batches=4, mixture="dolmino_demo")
 
   # Settings only this workflow reads (workflows/settings.py).
   c.demo.update(base_steps=max(10, int(250 * scale)), base_warmup_steps=max(1, int(25 * scale)))

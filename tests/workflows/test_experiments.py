@@ -75,6 +75,11 @@ def test_microanneal_table(artifacts):
   assert rows["math_synthetic"]["delta/math"] < 0
   text = (artifacts["root"] / "microanneal" / "microanneal.txt").read_text()
   assert "delta/target" in text and "code_python_stdlib" in text
+  # Two steps evaluated at each step: two checkpoints per run, too few for a noise.
+  snr = text[text.index("Signal and noise of every metric"):].splitlines()
+  assert snr[1].split()[:4] == ["metric", "baseline", "math_synthetic", "code_python_stdlib"]
+  web = next(line for line in snr if line.startswith("in_training/bpb/web "))
+  assert " 2/2/2 " in web and "unknown" in web and "(noise unknown)" in web
 
 
 def test_microanneal_rerun_reuses_finished_runs(artifacts, monkeypatch):
