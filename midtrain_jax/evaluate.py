@@ -25,12 +25,23 @@ clean / contaminated split where the training data recorded one) and writes
 `workdir/eval/step_<N>.json` plus TensorBoard scalars under `workdir/eval`
 (midtrain_jax/evals/suite.py). `--compare` also prints the change of every
 benchmark against another run's latest saved evaluation, with its paired 95%
-interval over the items both scored (`*` = it excludes zero).
+interval over the items both scored (`*` = it excludes zero). With several
+runs (`--compare=runs/b,runs/c`) the changes are against the first of them,
+and every metric the runs share is ranked by signal-to-noise
+(evals/signal_noise.py): noise = its spread over each run's last
+`--noise_checkpoints` evaluated checkpoints (in-training evaluations from the
+TensorBoard events and saved evaluations, evals/history.py; unknown below 3),
+signal = the spread of the runs' final values; the best run on a metric whose
+margin is under 2 x noise is marked WITHIN NOISE. `--suite=none` evaluates
+nothing and compares the saved evaluations:
+
+  python -m midtrain_jax.evaluate --from=runs/demo/anneal_dolmino --suite=none \
+      --compare=runs/demo/anneal_web
 
 Names with a colon in `--suite` are OLMES multiple-choice tasks read from the
 official request files (benchmark_data/olmes.py, scored by evals/olmes.py):
 `--items` per task, results in `--out` (JSON), and `--compare` then names
-another `--out` file.
+other `--out` files.
 """
 import json
 import os
@@ -40,7 +51,8 @@ from absl import flags
 from midtrain_jax import cli, files
 from midtrain_jax.benchmark_data import olmes as olmes_tasks
 from midtrain_jax.data.prepare import tasks as preparation
-from midtrain_jax.evals import heldout, olmes, stats, suite, tables
+from midtrain_jax.evals import heldout, history, olmes, stats, suite, tables
+from midtrain_jax.evals import settings as eval_settings
 from midtrain_jax.interop import hf
 from midtrain_jax.train import checkpoint
 
@@ -50,7 +62,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A run directory (the same as --
 _STEP = flags.DEFINE_integer("step", -1, "Checkpoint step (default: the latest).")
 _SUITE = flags.DEFINE_string("suite", "default", f"{sorted(suite.SUITES)} or a comma list "
                              f"of {suite.COMPONENTS} and OLMES tasks (arc_easy:rc, ...; "
-                             "--list_tasks).")
+                             "--list_tasks); none: evaluate nothing, compare the saved "
+                             "evaluations (--compare).")
 _LIST_TASKS = flags.DEFINE_bool("list_tasks", False, "List the OLMES tasks and exit.")
 _ITEMS = flags.DEFINE_integer("items", 500, "Items per OLMES task, stratified over its "
                               "subjects (0 = all).")
@@ -73,8 +86,13 @@ _SEQ_LEN = flags.DEFINE_integer("seq_len", 0, "Held-out evaluation only: rows (w
 _UNSAFE_EXEC = flags.DEFINE_bool(
     "unsafe_exec", False, "Run generated code (humaneval, mbpp) even where the operating-"
     "system sandbox is unavailable (README: Generated code); otherwise that is an error.")
-_COMPARE = flags.DEFINE_string("compare", "", "Another run's workdir (or, for OLMES tasks, "
-                               "its --out file): print paired deltas against it.")
+_COMPARE = flags.DEFINE_list("compare", [], "Other runs' workdirs (or, for OLMES tasks, "
+                             "their --out files): paired deltas against the first, and the "
+                             "metrics of all the runs ranked by signal-to-noise.")
+_NOISE_CHECKPOINTS = flags.DEFINE_integer(
+    "noise_checkpoints", eval_settings.SECTION.entries["noise_checkpoints"].default,
+    "Evaluated checkpoints per run (the last ones) whose spread is a metric's noise; "
+    "0 = all (eval.noise_checkpoints).")
 
 
 def _source() -> str:
@@ -109,8 +127,8 @@ def _evaluate_olmes(model, names: list[str]) -> None:
   files.write_json(out, {"checkpoint": os.path.abspath(model.path), "step": model.step,
                          "items": _ITEMS.value, "sample_seed": _SAMPLE_SEED.value,
                          "tasks": results})
-  if _COMPARE.value:
-    with open(_COMPARE.value, encoding="utf-8") as f:
+  for path in cli.names(_COMPARE.value):
+    with open(path, encoding="utf-8") as f:
       other = json.load(f)["tasks"]
     for name, result in results.items():
       if name in other:
@@ -121,8 +139,38 @@ def _evaluate_olmes(model, names: list[str]) -> None:
                                macro=task.macro_average)
         mark = " *" if d["significant"] else ""
         print(f"  {name}: {d['delta']:+.3f} ± {d['ci95'] or float('nan'):.3f} over "
-              f"{d['n_common']} common items vs {_COMPARE.value}{mark}")
+              f"{d['n_common']} common items vs {path}{mark}")
   print(f"wrote {out}")
+
+
+def _compare(run_dir: str, results: dict) -> None:
+  """Changes against the first --compare run; every run's metrics ranked by SNR."""
+  others = cli.names(_COMPARE.value)
+  runs = history.run_names([run_dir, *others])
+  named = {}
+  for name, path in runs.items():
+    saved = results if path == run_dir else suite.read_results(path)
+    if saved is None:
+      raise FileNotFoundError(f"--compare={path}: no saved evaluation "
+                              f"({suite.results_path(path, '*')}).")
+    named[name] = saved
+  first = next(n for n, p in runs.items() if p == others[0])
+  print(f"change vs {first} (step {named[first]['step']}):")
+  print(tables.format_comparison(named, baseline=first))
+  k = _NOISE_CHECKPOINTS.value
+  print(f"\nsignal and noise of {', '.join(runs)} (highest signal-to-noise first):")
+  print(tables.format_snr(history.compare_runs(runs, k), k))
+
+
+def _saved_results(path: str) -> dict:
+  """--suite=none: the saved evaluation of the checkpoint (the latest without --step)."""
+  step = _STEP.value if _STEP.value >= 0 else None
+  results = suite.read_results(_run_dir(path), step)
+  if results is None:
+    raise FileNotFoundError(f"--suite=none: {_run_dir(path)} has no saved evaluation"
+                            f"{'' if step is None else f' of step {step}'} "
+                            f"({suite.results_path(_run_dir(path), '*')}); evaluate it first.")
+  return results
 
 
 def main(argv):
@@ -135,6 +183,11 @@ def main(argv):
   if rest:  # Before loading anything: the suite may need the code sandbox.
     suite.check_code_execution(suite.EvalOptions(suite=rest, unsafe_exec=_UNSAFE_EXEC.value))
   path = _source()
+  if _SUITE.value == "none":
+    if not cli.names(_COMPARE.value):
+      raise flags.ValidationError("--suite=none evaluates nothing: give --compare.")
+    _compare(_run_dir(path), _saved_results(path))
+    return
   model = suite.load_model(path)
   olmes_names = [n for n in names if ":" in n]
   if olmes_names:
@@ -155,13 +208,8 @@ def main(argv):
   results = suite.evaluate(model, options, data_cfg)
   written = suite.write_results(_run_dir(path), results)
   print(tables.format_results(results))
-  if _COMPARE.value:
-    other = suite.read_results(_COMPARE.value)
-    if other is None:
-      raise FileNotFoundError(f"--compare={_COMPARE.value}: no saved evaluation "
-                              f"({suite.results_path(_COMPARE.value, '*')}).")
-    print(f"change vs {_COMPARE.value} (step {other['step']}):")
-    print(tables.format_comparison({"this": results, "other": other}, baseline="other"))
+  if cli.names(_COMPARE.value):
+    _compare(_run_dir(path), results)
   print(f"wrote {written}")
 
 

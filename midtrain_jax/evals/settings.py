@@ -1,5 +1,6 @@
 """The `eval` settings, declared once (read by train/loop.py's in-training
-evaluation, evals/heldout.py, evals/downstream.py and evals/contamination.py)."""
+evaluation, evals/heldout.py, evals/downstream.py, evals/contamination.py and the
+signal-and-noise tables of the reports)."""
 from midtrain_jax import settings
 from midtrain_jax.benchmark_data import items, olmes
 
@@ -43,6 +44,12 @@ SECTION = settings.Section({
                           "stratified over its subjects (as evaluate --items), drawn once "
                           "so every evaluation scores the same items; 0 = all.",
                           check=settings.NON_NEGATIVE),
+    "noise_checkpoints": S(5, "A metric's noise is its standard deviation over the last "
+                           "this many evaluated checkpoints of a run (0: all of them; at "
+                           "least 3 either way, else the noise is unknown); the reports "
+                           "rank metrics by signal-to-noise (evals/signal_noise.py).",
+                           check=settings.Check("must be 0 (all) or at least 3",
+                                                lambda v: v == 0 or v >= 3)),
     "mixture": S("", "Mixture whose held-out splits are scored; '' = data.mixture. Anneals "
                  "on a narrow mix set it to the full mix to see every capability."),
     "benchmarks": S(items.EVAL_SUITE, "Benchmarks the run is evaluated on, a tuple: "

@@ -8,7 +8,7 @@ runs scored and `*` marks an interval that excludes zero (`SIGNIFICANCE_LEGEND`)
 """
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data import layout
-from midtrain_jax.evals import stats
+from midtrain_jax.evals import signal_noise, stats
 
 SIGNIFICANCE_LEGEND = ("± = 95% interval, paired bootstrap over the items both runs scored; "
                        "* = it excludes zero (a difference beyond item sampling noise)")
@@ -307,6 +307,55 @@ def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
   if any(r.get(_CI + c) is not None for r in rows for c in columns):
     text += "\n" + SIGNIFICANCE_LEGEND
   return text
+
+
+def snr_legend(k: int) -> str:
+  """How the SNR table's columns are computed (`evals/signal_noise.py`)."""
+  window = "every evaluated checkpoint" if k == 0 else f"the last {k} evaluated checkpoints"
+  return (f"ckpts = checkpoints per run; noise = standard deviation over {window} "
+          "of each run (root mean square over the runs; "
+          f"unknown with fewer than {signal_noise.MIN_CHECKPOINTS}); signal = max - min of "
+          "the runs' final values; SNR = (signal / mean of the final values) / (noise / mean of "
+          "the values behind it); best = the run "
+          "with the best final value (lowest BPB, highest score) and its margin over the "
+          f"next; \"within noise\" = margin < {signal_noise.WITHIN_NOISE:g} x noise, a "
+          "decision a neighbouring checkpoint could reverse")
+
+
+def _decision(row) -> str:
+  if row.winner is None:
+    return "-"
+  text = f"{row.winner} by {row.margin:.3g}"
+  if row.within_noise is None:
+    return text + " (noise unknown)"
+  return text + (" WITHIN NOISE" if row.within_noise else "")
+
+
+def format_snr(rows: list, k: int) -> str:
+  """The SNR table: one line per metric, highest signal-to-noise first.
+
+  Args:
+    rows: `signal_noise.snr_table` rows.
+    k: checkpoints per run behind the noise (0 = all), for the legend.
+
+  Returns:
+    Each metric's final value per run, the checkpoints behind each run's
+    noise, signal and noise (in the metric's units), SNR and the decision,
+    then the legend.
+  """
+  if not rows:
+    return "signal and noise: no metric that two of the runs share"
+  runs = list(dict.fromkeys(r for row in rows for r in row.finals))
+  header = ["metric", *runs, "ckpts", "signal", "noise", "SNR", "best (margin)"]
+  cells = []
+  for row in rows:
+    finals = [_fmt(row.finals[r][1]) if r in row.finals else "-" for r in runs]
+    ckpts = "/".join(str(row.checkpoints.get(r, 0)) for r in runs)
+    cells.append([row.metric, *finals, ckpts, _fmt(row.signal, 4),
+                  "unknown" if row.noise is None else _fmt(row.noise, 4),
+                  "-" if row.snr is None else f"{row.snr:.1f}", _decision(row)])
+  table = "\n".join(line.rstrip() for line in _aligned(header, cells).splitlines())
+  return table + "\n" + snr_legend(k)
 
 
 def decontamination_summary(data_dir: str) -> list[dict]:

@@ -11,8 +11,11 @@ Steps, each skipped when its output already exists:
      accuracy of `eval.downstream`, which the anneals also score in their
      loop at the end); print and save the report
      (`workdir/report.txt`, `workdir/report.json`), with the share of each
-     quality bucket the runs drew (quality-aware upsampling, `data.qau`).
+     quality bucket the runs drew (quality-aware upsampling, `data.qau`) and
+     the anneals' metrics ranked by signal-to-noise (the noise from their
+     last `eval.noise_checkpoints` in-training evaluations, evals/signal_noise.py).
 """
+import dataclasses
 import os
 import time
 
@@ -23,7 +26,7 @@ from midtrain_jax.data import layout
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.data.reports import qau as qau_report
-from midtrain_jax.evals import suite, tables
+from midtrain_jax.evals import history, signal_noise, suite, tables
 from midtrain_jax.train import checkpoint
 from midtrain_jax.workflows import training
 
@@ -52,6 +55,8 @@ def base_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                  decay_fraction=d.base_decay_fraction, anneal_start="config")
   c.train.steps = d.base_steps
   c.ckpt.update(every_steps=stable_step(config), keep=2)
+  # The base is not one of the compared runs: held-out BPB only at its end.
+  c.eval.every_steps = 0
   return c
 
 
@@ -116,7 +121,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         base_heldout=base_results["heldout"], log=_say)
     suite.write_results(os.path.join(workdir, name), results[name])
   decontam = tables.decontamination_summary(config.data.data_dir)
+  snr = history.compare_runs({name: os.path.join(workdir, name) for name in MIXTURES},
+                             config.eval.noise_checkpoints)
   out = {"results": results, "decontamination": decontam,
+         "snr": [dataclasses.asdict(row) for row in snr],
+         "noise_checkpoints": config.eval.noise_checkpoints,
          "deduplication": layout.deduplication_summary(config.data.data_dir),
          "qau": quality_upsampling(config) if config.data.qau.enabled else None,
          "wall_time_s": time.time() - started}
@@ -176,6 +185,11 @@ def format_report(out: dict) -> str:
     lines += ["", "Benchmark change vs the web-only anneal (paired over the same items):",
               tables.format_comparison({k: v for k, v in results.items() if k != "base"},
                                        baseline="anneal_web")]
+  if out.get("snr"):
+    k = out["noise_checkpoints"]
+    lines += ["", "Signal and noise of the anneals' metrics (highest signal-to-noise first; "
+              "in_training/ = evaluated during training, eval/ = the evaluation above):",
+              tables.format_snr([signal_noise.MetricSNR(**row) for row in out["snr"]], k)]
   lines += ["", "Benchmark scores on items in / out of the training data:"]
   lines += contamination_lines(results)
   lines += ["", "Forgetting (web BPB change vs the base checkpoint; positive = forgot):"]

@@ -40,9 +40,13 @@ def demo_config(scale: float = 1.0) -> ml_collections.ConfigDict:
   c.optim.update(schedule="anneal", lr=3e-3, warmup_steps=0)
   c.train.update(steps=max(1, int(60 * scale)), log_every_steps=10)
   c.ckpt.update(every_steps=c.train.steps, keep=1, async_save=False)
-  c.eval.update(every_steps=0, batches=4, mixture="dolmino_demo")
-  # One cheap OLMES task, scored at each run's end and in the report: the tiny
-  # model is at chance on it (the report says so); it shows the wiring and its cost.
+  # Held-out BPB every 5 steps: the anneals' last evaluations give each metric's
+  # checkpoint-to-checkpoint noise, against which the report ranks the metrics
+  # by signal-to-noise (evals/signal_noise.py).
+  c.eval.update(every_steps=max(1, int(5 * scale)), batches=4, mixture="dolmino_demo")
+  # One cheap OLMES task, scored with the held-out evaluation and in the report:
+  # the tiny model is at chance on it (the report says so); it shows the wiring
+  # and its cost.
   c.eval.update(downstream=("arc_easy:rc",), downstream_items=50)
 
   # Settings only this workflow reads (workflows/settings.py).

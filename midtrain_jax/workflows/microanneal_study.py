@@ -13,6 +13,12 @@ helped), each run's accuracy beside them (marked AT CHANCE where its interval
 holds the chance level) and forgetting (web BPB change against the base).
 Finished runs and their evaluations are reused on re-run, so adding a
 candidate only trains that one.
+
+Each run also evaluates held-out BPB during training, at 2 x
+`eval.noise_checkpoints` points spread over its steps: the spread of the last
+`eval.noise_checkpoints` of them is each metric's noise, and a second table
+ranks the metrics by signal-to-noise and marks the best run on a metric whose
+margin is within noise (evals/signal_noise.py).
 """
 import dataclasses
 import math
@@ -23,7 +29,7 @@ import ml_collections
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.data.mixtures import catalog
-from midtrain_jax.evals import heldout, scoring, suite, tables
+from midtrain_jax.evals import heldout, history, scoring, signal_noise, suite, tables
 from midtrain_jax.train import checkpoint
 from midtrain_jax.workflows import training
 
@@ -57,6 +63,10 @@ def anneal_config(base_path: str, mixture: str, tokens: int, *, eval_mixture: st
   c.train.update(steps=steps, init_from=os.path.abspath(f"{base.directory}/{step}"),
                  init_optimizer=True, log_every_steps=max(1, min(10, steps // 4)))
   c.ckpt.update(every_steps=steps, keep=1, async_save=False)
+  # Evaluations over the second half of the anneal: the last noise_checkpoints of
+  # them give each metric's checkpoint-to-checkpoint noise.
+  evaluations = 2 * (c.eval.noise_checkpoints or signal_noise.MIN_CHECKPOINTS)
+  c.eval.every_steps = max(1, steps // evaluations)
   return config_lib.finalize(c)
 
 
@@ -79,6 +89,10 @@ def train_and_evaluate(config, workdir: str, options: suite.EvalOptions,
                            base_heldout=base_heldout, log=log)
   suite.write_results(workdir, results)
   return results
+
+
+def _run_dir(workdir: str, name: str) -> str:
+  return os.path.join(workdir, name.replace("/", "_"))
 
 
 def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
@@ -117,8 +131,7 @@ def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
   base_heldout = heldout.heldout_bpb(scoring.model_eval_fn(scoring.load_model(base)),
                                       base_data, max_batches=options.max_batches,
                                       stride=configs[BASELINE].eval.heldout_stride)
-  results = {name: train_and_evaluate(cfg, os.path.join(workdir, name.replace("/", "_")),
-                                      options, base_heldout, log)
+  results = {name: train_and_evaluate(cfg, _run_dir(workdir, name), options, base_heldout, log)
              for name, cfg in configs.items()}
   rows = tables.comparison_rows(results, baseline=BASELINE)
   for row in rows:
@@ -127,9 +140,14 @@ def run(base: str, tasks: list[str], tokens: int, workdir: str, *,
       row["target"] = cap
       row["delta/target"] = row.get(f"delta/{cap}", math.nan)
   text = format_table(rows, tokens, configs[BASELINE].train.steps)
+  k = configs[BASELINE].eval.noise_checkpoints
+  snr = history.compare_runs({name: _run_dir(workdir, name) for name in configs}, k)
+  text += ("\n\nSignal and noise of every metric over the runs (highest signal-to-noise "
+           "first):\n" + tables.format_snr(snr, k))
   os.makedirs(workdir, exist_ok=True)
   files.write_json(os.path.join(workdir, "microanneal.json"),
-                   {"base": base, "tokens": tokens, "rows": rows, "results": results})
+                   {"base": base, "tokens": tokens, "rows": rows, "results": results,
+                    "snr": [dataclasses.asdict(row) for row in snr]})
   files.write_text(os.path.join(workdir, "microanneal.txt"), text + "\n")
   log(text)
   return rows

@@ -25,6 +25,7 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
                "Benchmark BPB of gold answers", " ± ",
                "Downstream accuracy (OLMES multiple choice", "AT CHANCE = the 95% interval",
                "paired bootstrap over the items", "in / out of the training data",
+               "Signal and noise of the anneals' metrics", "margin < 2 x noise",
                "Total wall time"):
     assert text in printed
   assert re.search(r"\nmmlu +57 +57 ", printed)  # Items and subjects of the benchmark.
@@ -64,6 +65,10 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
   frame = analysis.benchmark_frame(str(tmp_path / "runs"))
   assert frame.loc[("anneal_web", "mmlu"), "n_items"] == 57
   assert (frame["contamination"] == "recorded").all()
+  # The anneals evaluated at both of their 2 steps: too few checkpoints for a noise.
+  snr = {row["metric"]: row for row in out["snr"]}
+  assert snr["in_training/bpb/math"]["checkpoints"] == {"anneal_dolmino": 2, "anneal_web": 2}
+  assert snr["in_training/bpb/math"]["noise"] is None and snr["eval/bpb/math"]["snr"] is None
   saved = json.loads((tmp_path / "runs" / "report.json").read_text())
   assert saved["results"]["base"]["step"] == 8  # The base's last stable-phase step.
   # A second run reuses everything it finished.

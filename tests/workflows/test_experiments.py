@@ -80,6 +80,11 @@ def test_microanneal_table(artifacts):
   assert all(re.fullmatch(r"[01]\.\d{3} ± \d\.\d{3}( AT CHANCE)?", row["acc/arc_easy:rc"])
              for row in rows.values())
   assert "acc/arc_easy:rc" in text and "AT CHANCE = " in text
+  # Two steps evaluated at each step: two checkpoints per run, too few for a noise.
+  snr = text[text.index("Signal and noise of every metric"):].splitlines()
+  assert snr[1].split()[:4] == ["metric", "baseline", "math_synthetic", "code_python_stdlib"]
+  web = next(line for line in snr if line.startswith("in_training/bpb/web "))
+  assert " 2/2/2 " in web and "unknown" in web and "(noise unknown)" in web
 
 
 def test_microanneal_rerun_reuses_finished_runs(artifacts, monkeypatch):
