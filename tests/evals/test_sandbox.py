@@ -366,6 +366,10 @@ def test_the_harm_checks_see_harm_without_the_jail(world, tmp_path):
   world["listener"].setblocking(False)
   keeper = subprocess.Popen(["sleep", sleep])
   try:
+    # Until the child has exec'd, its command line is still the forking process's.
+    deadline = time.monotonic() + 10
+    while not survivors([sleep]) and time.monotonic() < deadline:
+      time.sleep(0.05)
     assert survivors([sleep])
   finally:
     keeper.kill()
