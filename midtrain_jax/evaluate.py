@@ -180,7 +180,7 @@ def main(argv):
     return
   names = [n for n in _SUITE.value.split(",") if n]
   rest = ",".join(n for n in names if ":" not in n)
-  if rest:  # Before loading anything: the suite may need the code sandbox.
+  if rest and rest != "none":  # Before loading anything: the suite may need the code sandbox.
     suite.check_code_execution(suite.EvalOptions(suite=rest, unsafe_exec=_UNSAFE_EXEC.value))
   path = _source()
   if _SUITE.value == "none":

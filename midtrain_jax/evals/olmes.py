@@ -94,7 +94,7 @@ def _summary(task: olmes.Task, correct: dict[str, int]) -> dict:
 
 def encode_task(tok, task: olmes.Task) -> list[tuple[list[int], list[int]]]:
   """Every request of the task (`_requests` order) as lm-eval-harness encodes it."""
-  return [loglikelihood.encode_pair(tok, r.context, r.continuation, tok.adds_bos)
+  return [loglikelihood.encode_pair(tok, r.context, r.continuation)
           for r in _requests(task)]
 
 
