@@ -149,7 +149,8 @@ def decode(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]],
     prompts: token id lists (`Tokenizer.encode_prompt`).
     sample: decoding settings (`max_new_tokens`, temperature, `eos_id`, bucket).
     detok: token ids -> text, to find stop sequences (needed when `stops` is set).
-    stops: stop sequences: a row stops once its text contains one.
+    stops: stop sequences: a row stops once its text contains one (empty ones,
+      such as the text of an EOS that decodes to nothing, are ignored).
     batch: rows per batch; 0 = planned (`plan_batch` within `memory_bytes`).
     memory_bytes: the planned batch's budget (0: half the device's free memory).
     check_every: decoding steps between stop checks (each a device round trip).
@@ -163,6 +164,7 @@ def decode(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]],
   if batch < 0 or check_every <= 0:
     raise ValueError(f"batch={batch} must be >= 0 (0: planned) and check_every="
                      f"{check_every} positive.")
+  stops = tuple(s for s in stops if s)
   if stops and detok is None:
     raise ValueError(f"Stop sequences {tuple(stops)} need `detok` to read the tokens as text.")
   if not prompts:
@@ -179,7 +181,7 @@ def decode(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]],
     rows = order[start:start + batch]
     chosen = [prompts[i] for i in rows]
     width = sampling.bucket_width(chosen, sample.bucket)
-    tokens, n = _decode_batch(model, chosen, sample, detok, tuple(stops), batch, width,
+    tokens, n = _decode_batch(model, chosen, sample, detok, stops, batch, width,
                               check_every, seed + start)
     for i, row in zip(rows, tokens):
       out[i] = row
