@@ -19,15 +19,17 @@ by the prefix token), with the model's own BOS rule (`Tokenizer.adds_bos`
 where `hf` follows the tokenizer's post-processor). Scoring is batched:
 `evals/loglikelihood.py` runs each distinct context once into a KV cache and
 scores its continuations against copies of it; `generate_until` decodes
-batches of prompts with `model/sampling.py`, grouped by generation settings
-and sorted by length, then cuts each text at its first stop sequence.
+prompts grouped by generation settings with `evals/batch_decode.py` (batches
+of `batch_size` sorted by length, each row stopping at its first stop sequence
+or EOS, each batch ending when all its rows have), then cuts each text at its
+first stop sequence.
 """
 import json
 import os
 from collections.abc import Sequence
 
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.evals import loglikelihood, olmes, scoring
+from midtrain_jax.evals import batch_decode, loglikelihood, olmes, scoring
 from midtrain_jax.interop import hf
 from midtrain_jax.model import sampling
 from midtrain_jax.train import checkpoint
@@ -188,13 +190,11 @@ class MidtrainLM(TemplateLM):
         top_p=float(kwargs.get("top_p") or 1.0))
     # As `hf`: the prompt is cut from the left to leave room for the new tokens.
     prompts = [self.tok_encode(c)[-(self._max_length - new_tokens):] for c in contexts]
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    texts: list[str | None] = [None] * len(prompts)
-    for start in range(0, len(order), self._batch):
-      rows = order[start:start + self._batch]
-      decoded = sampling.generate(self.model.params, self.model.graphdef, self.model.model_cfg,
-                                  [prompts[i] for i in rows], sample, seed=self._seed + start)
-      for i, ids in zip(rows, decoded):
-        ids = ids[:-1] if ids and ids[-1] == self.tok.eos_id else ids
-        texts[i] = postprocess_generated_text(self.tok.decode(ids), until, None)
-    return texts
+
+    def detok(ids):
+      return self.tok.decode([t for t in ids if t != self.tok.eos_id])
+
+    decoded = batch_decode.decode(self.model.params, self.model.graphdef,
+                                  self.model.model_cfg, prompts, sample, detok=detok,
+                                  stops=until, batch=self._batch, seed=self._seed)
+    return [postprocess_generated_text(detok(ids), until, None) for ids in decoded.tokens]

@@ -1,8 +1,10 @@
 """Generative evaluations: GSM8K exact match and HumanEval/MBPP pass@1.
 
-Completions come from `sampling.generate` (KV cache, greedy by default) on
-prompts encoded as the model's tokenizer encodes a text
-(`Tokenizer.encode_prompt`: BOS first only where it adds one); code
+Completions come from `batch_decode.decode` (KV cache, greedy) on prompts
+encoded as the model's tokenizer encodes a text (`Tokenizer.encode_prompt`:
+BOS first only where it adds one), in batches of the run's
+`eval.decode_batch` prompts (0: planned within `eval.decode_memory_gb`), each
+row stopping at the benchmark's stop sequences or EOS; code
 is scored by running the benchmark's tests against it in the operating-system
 sandbox (`sandbox.py`: the program in its own namespaces, the tests in a judge
 process), several programs at once. Items are the seeded stratified sample of
@@ -16,7 +18,7 @@ older readers).
 import re
 
 from midtrain_jax.benchmark_data import items as benchmarks
-from midtrain_jax.evals import sandbox, stats
+from midtrain_jax.evals import batch_decode, sandbox, stats
 from midtrain_jax.model import sampling
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -63,11 +65,19 @@ def truncate(text: str, stops) -> str:
   return text[:cut]
 
 
-def _complete(model, tok, prompts: list[str], max_new_tokens: int) -> list[str]:
+def _complete(model, tok, prompts: list[str], max_new_tokens: int, stops) -> list[str]:
+  """Greedy completions of `prompts`, each cut at its first stop sequence."""
   sample = sampling.SampleConfig(max_new_tokens=max_new_tokens, eos_id=tok.eos_id)
-  ids = [tok.encode_prompt(p) for p in prompts]
-  out = sampling.generate(model.params, model.graphdef, model.model_cfg, ids, sample)
-  return [tok.decode([t for t in row if t != tok.eos_id]) for row in out]
+
+  def detok(ids):
+    return tok.decode([t for t in ids if t != tok.eos_id])
+
+  settings = model.config.eval
+  out = batch_decode.decode(
+      model.params, model.graphdef, model.model_cfg, [tok.encode_prompt(p) for p in prompts],
+      sample, detok=detok, stops=stops, batch=settings.decode_batch,
+      memory_bytes=batch_decode.memory_budget_bytes(settings.decode_memory_gb))
+  return [truncate(detok(row), stops) for row in out.tokens]
 
 
 def _scored(metric: str, chosen, correct: list[bool], completions: list[str], seed: int,
@@ -93,7 +103,7 @@ def gsm8k_exact_match(model, tok, *, items: int = 8, seed: int = 0,
   """
   chosen = benchmarks.sample_items("gsm8k", items, seed)
   prompts = [f"Question: {it.question}\nAnswer:" for it in chosen]
-  completions = [truncate(c, GSM8K_STOPS) for c in _complete(model, tok, prompts, max_new_tokens)]
+  completions = _complete(model, tok, prompts, max_new_tokens, GSM8K_STOPS)
   correct = [extract_final_number(c) == _normalise_number(it.final_answer)
              for c, it in zip(completions, chosen)]
   return _scored("exact_match", chosen, correct, completions, seed, items)
@@ -141,8 +151,8 @@ def code_pass_at_1(model, tok, benchmark: str, *, items: int = 8, seed: int = 0,
     raise ValueError(f"pass@1 needs a code benchmark {CODE_BENCHMARKS}, not {benchmark!r}.")
   sandbox.require_isolation(unsafe_exec)
   chosen = benchmarks.sample_items(benchmark, items, seed)
-  completions = [truncate(c, CODE_STOPS) for c in
-                 _complete(model, tok, [code_prompt(it) for it in chosen], max_new_tokens)]
+  completions = _complete(model, tok, [code_prompt(it) for it in chosen], max_new_tokens,
+                          CODE_STOPS)
   results = sandbox.run_programs([code_job(it, c) for it, c in zip(chosen, completions)],
                                  unsafe_exec=unsafe_exec)
   statuses = [r.status for r in results]

@@ -1,6 +1,6 @@
 """The `eval` settings, declared once (read by train/loop.py's in-training
-evaluation, evals/heldout.py, evals/downstream.py, evals/contamination.py and the
-signal-and-noise tables of the reports)."""
+evaluation, evals/heldout.py, evals/downstream.py, evals/contamination.py,
+evals/generative.py's decoding and the signal-and-noise tables of the reports)."""
 from midtrain_jax import settings
 from midtrain_jax.benchmark_data import items, olmes
 
@@ -58,6 +58,13 @@ SECTION = settings.Section({
     "decontam_check": S("warn", "Training checks that every task of the mixture was "
                         "decontaminated against eval.benchmarks and warns, fails, or does "
                         "not check.", choices=("warn", "error", "off")),
+    "decode_batch": S(0, "Prompts per decoding batch of the generative benchmarks (gsm8k, "
+                      "humaneval, mbpp: evals/batch_decode.py); 0 = planned: the most rows "
+                      "whose KV cache and prefill activations fit eval.decode_memory_gb.",
+                      check=settings.NON_NEGATIVE),
+    "decode_memory_gb": S(0.0, "Memory budget (GiB) of a planned decoding batch "
+                          "(eval.decode_batch = 0); 0 = half the device's free memory.",
+                          check=settings.NON_NEGATIVE),
     "unsafe_exec": S(False, "Run generated code (humaneval, mbpp) even where the operating-"
                      "system sandbox (bubblewrap, user namespaces) is unavailable: then only "
                      "resource limits and Python-level guards hold it. Never for untrusted "

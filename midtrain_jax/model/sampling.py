@@ -6,13 +6,17 @@ slots carry segment id 0 and real tokens segment id 1, so the attention mask
 windows measure real distance, because slots after the padding are contiguous.
 Positions restart at 0 on each prompt's first real token.
 
-The whole of decoding, prefill plus a `lax.scan` over new tokens, is one jitted
-function per (prompt bucket, new tokens, temperature), so a suite of prompts
-compiles a handful of times.
+`generate` runs the whole of decoding, prefill plus a `lax.scan` over new
+tokens, as one jitted function per (prompt bucket, new tokens, temperature), so
+a suite of prompts compiles a handful of times. `prefill` and `decode_steps`
+are the same decoding in pieces, for callers that stop a batch early
+(`evals/batch_decode.py`: a host loop that checks stop sequences every few
+steps): a `DecodeState` carries the caches and a done mask between them.
 """
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +87,94 @@ def _pick(logits_BV, key, temperature: float, top_p: float):
   return jax.random.categorical(key, logits_BV, axis=-1).astype(jnp.int32)
 
 
+class DecodeState(NamedTuple):
+  """What decoding carries from one step to the next.
+
+  Attributes:
+    caches: the per-layer KV caches.
+    logits_BV: the logits the next token of each row is picked from.
+    pos_B: the position of each row's next token.
+    done_B: rows that stopped: they emit token 0 from now on, which only their
+      own row attends to, so they change no other row's results.
+  """
+  caches: list
+  logits_BV: jax.Array
+  pos_B: jax.Array
+  done_B: jax.Array
+
+
+def _step(model, state: DecodeState, key, temperature: float, top_p: float, eos_id: int):
+  """Picks each row's next token and feeds it through the cache."""
+  token_B = _pick(state.logits_BV, key, temperature, top_p)
+  token_B = jnp.where(state.done_B, 0, token_B)
+  done_B = state.done_B | (token_B == eos_id)
+  ones_B1 = jnp.ones_like(token_B)[:, None]
+  new_logits, caches = model(token_B[:, None], state.pos_B[:, None], ones_B1, state.caches)
+  return DecodeState(caches, new_logits[:, 0], state.pos_B + 1, done_B), token_B
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "cache_len"))
+def prefill(params, tokens_BP, segments_BP, positions_BP, done_B, *, graphdef,
+            cfg: ModelConfig, cache_len: int) -> DecodeState:
+  """Runs left-padded prompts into fresh caches of `cache_len` slots.
+
+  Only the last position's logits are computed: a [B, P, V] block of
+  float32 logits would dominate a batch's memory.
+
+  Args:
+    params: model params (unscanned layers: `for_decoding`).
+    tokens_BP: left-padded prompts (`left_pad`).
+    segments_BP: their segment ids.
+    positions_BP: their positions.
+    done_B: rows that start done (filler rows of a short batch).
+    graphdef: the model's graph definition.
+    cfg: the model config.
+    cache_len: cache slots: at least the prompt width plus the steps to come.
+
+  Returns:
+    The DecodeState before the first new token.
+  """
+  model = nnx.merge(graphdef, params)
+  caches = init_cache(cfg, tokens_BP.shape[0], cache_len, jnp.dtype(cfg.compute_dtype))
+  hidden, caches = model.hidden(tokens_BP, positions_BP, segments_BP, caches)
+  logits_BV = model.logits_of(hidden[:, -1:])[:, 0]
+  return DecodeState(caches, logits_BV, positions_BP[:, -1] + 1, done_B)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "steps", "temperature",
+                                              "top_p", "eos_id"), donate_argnums=(1,))
+def decode_steps(params, state: DecodeState, key, *, graphdef, cfg: ModelConfig, steps: int,
+                 temperature: float, top_p: float, eos_id: int):
+  """`steps` more tokens of every row (a `lax.scan`); the state is donated.
+
+  Returns:
+    (the new DecodeState, tokens [B, steps]: 0 once a row is done).
+  """
+  del cfg  # Part of the cache key: the graphdef alone does not name the dtypes.
+  model = nnx.merge(graphdef, params)
+
+  def step(state, key_t):
+    return _step(model, state, key_t, temperature, top_p, eos_id)
+
+  state, tokens_NB = jax.lax.scan(step, state, jax.random.split(key, steps))
+  return state, tokens_NB.T
+
+
+def for_decoding(params, graphdef, cfg: ModelConfig):
+  """(params, graphdef, cfg) with the layers as a list: the KV cache is per layer."""
+  if not cfg.scan_layers:
+    return params, graphdef, cfg
+  params = layer_stack.unscan_tree(params, cfg)
+  cfg = dataclasses.replace(cfg, scan_layers=False)
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))))
+  return params, graphdef, cfg
+
+
+def bucket_width(prompts: Sequence[Sequence[int]], bucket: int) -> int:
+  """The padded width of `prompts`: the longest rounded up to a multiple of `bucket`."""
+  return -(-max(len(p) for p in prompts) // bucket) * bucket
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "max_new_tokens",
                                               "temperature", "top_p", "eos_id"))
 def _generate(params, tokens_BP, segments_BP, positions_BP, key, *, graphdef,
@@ -93,21 +185,14 @@ def _generate(params, tokens_BP, segments_BP, positions_BP, key, *, graphdef,
   b, p = tokens_BP.shape
   caches = init_cache(cfg, b, p + max_new_tokens, jnp.dtype(cfg.compute_dtype))
   logits, caches = model(tokens_BP, positions_BP, segments_BP, caches)
-  last_BV = logits[:, -1]
-  next_pos_B = positions_BP[:, -1] + 1
-  ones_B1 = jnp.ones((b, 1), jnp.int32)
+  state = DecodeState(caches, logits[:, -1], positions_BP[:, -1] + 1, jnp.zeros((b,), bool))
 
-  def step(carry, key_t):
-    caches, logits_BV, pos_B, done_B = carry
-    token_B = _pick(logits_BV, key_t, temperature, top_p)
-    token_B = jnp.where(done_B, 0, token_B)
-    done_B = done_B | (token_B == eos_id)
-    new_logits, caches = model(token_B[:, None], pos_B[:, None], ones_B1, caches)
-    return (caches, new_logits[:, 0], pos_B + 1, done_B), (token_B, logits_BV)
+  def step(state, key_t):
+    new_state, token_B = _step(model, state, key_t, temperature, top_p, eos_id)
+    return new_state, (token_B, state.logits_BV)
 
   keys = jax.random.split(key, max_new_tokens)
-  done = jnp.zeros((b,), bool)
-  _, (tokens_NB, logits_NBV) = jax.lax.scan(step, (caches, last_BV, next_pos_B, done), keys)
+  _, (tokens_NB, logits_NBV) = jax.lax.scan(step, state, keys)
   return tokens_NB.T, jnp.swapaxes(logits_NBV, 0, 1)
 
 
@@ -131,13 +216,8 @@ def generate(params, graphdef, cfg: ModelConfig, prompts: Sequence[Sequence[int]
   """
   if sample.max_new_tokens <= 0:
     raise ValueError(f"max_new_tokens={sample.max_new_tokens} must be positive.")
-  if cfg.scan_layers:
-    # The KV cache is per layer: decode with the layers as a list.
-    params = layer_stack.unscan_tree(params, cfg)
-    cfg = dataclasses.replace(cfg, scan_layers=False)
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))))
-  longest = max(len(p) for p in prompts)
-  width = -(-longest // sample.bucket) * sample.bucket
+  params, graphdef, cfg = for_decoding(params, graphdef, cfg)
+  width = bucket_width(prompts, sample.bucket)
   tokens, segments, positions = left_pad(prompts, width)
   new, logits = _generate(params, tokens, segments, positions, jax.random.key(seed),
                           graphdef=graphdef, cfg=cfg, max_new_tokens=sample.max_new_tokens,

@@ -524,3 +524,27 @@ def format_compiled(compiled: Compiled, plan: Plan, config: ml_collections.Confi
                  "buffer assignment,\n  but float32 for bfloat16 and its own schedule "
                  "(see benchmarks/README.md).")
   return "\n".join(lines)
+
+
+def decode_row_bytes(cfg: ModelConfig, prompt_len: int, cache_len: int) -> float:
+  """Bytes one row of a decoding batch (`model/sampling.py`) needs at its peak.
+
+  The KV cache: 2 (keys and values) x kv_heads x head_dim x slots x dtype
+  bytes per layer, slots = `cache_len` (prompt bucket + new tokens) for a
+  full-attention layer, the window for a sliding one (`init_cache`). Plus the
+  prefill's activations, the largest of decoding: a layer's float32 attention
+  scores and probabilities of the prompt over the cache, its hidden-size and
+  MLP tensors, and the last position's float32 logits.
+
+  Args:
+    cfg: the model config.
+    prompt_len: the padded prompt width.
+    cache_len: cache slots per full-attention layer.
+  """
+  b = np.dtype(cfg.compute_dtype).itemsize
+  slots = sum(cache_len if w == 0 else min(w, cache_len) for w in cfg.layer_windows())
+  kv = 2 * cfg.n_kv_heads * cfg.head_dim * slots * b
+  scores = 2 * 4 * cfg.n_heads * prompt_len * cache_len
+  mlp = max(cfg.mlp_dim, cfg.moe_top_k * cfg.expert_mlp_dim if cfg.moe_experts else 0)
+  hidden = b * prompt_len * (4 * cfg.d_model + 3 * cfg.n_heads * cfg.head_dim + 3 * mlp)
+  return kv + scores + hidden + 4 * cfg.padded_vocab_size

@@ -1,11 +1,18 @@
-"""Code benchmarks in the sandbox: every canonical solution passes, wrong ones fail."""
+"""Code benchmarks in the sandbox: every canonical solution passes, wrong ones fail;
+GSM8K completions through batched decoding."""
 import os
 import time
 
 import pytest
+from flax import nnx
 
+from midtrain_jax import config as config_lib
 from midtrain_jax.benchmark_data import items as benchmarks
-from midtrain_jax.evals import generative, sandbox
+from midtrain_jax.data import tokenizer as tokenizer_lib
+from midtrain_jax.evals import generative, sandbox, scoring
+from midtrain_jax.model import sampling
+from midtrain_jax.model.transformer import Transformer
+from tests import helpers
 
 # The jail when it runs here; else (a machine without namespaces) the same judge unisolated.
 UNSAFE = sandbox.isolation_problem() is not None
@@ -52,3 +59,25 @@ def test_mbpp_programs_see_their_own_classes_through_references():
   broken = item.answer.replace("return True\r\n\treturn False", "return False\r\n\treturn False")
   assert broken != item.answer
   assert not generative.score_code(item, broken, unsafe_exec=UNSAFE).passed
+
+
+def test_gsm8k_completions_equal_one_at_a_time_decoding_cut_at_the_stops():
+  """GSM8K through batched decoding (batches of 2 of 5 prompts, each row stopping
+  at the stop sequences or EOS) gives each prompt's completion decoded alone for
+  the full length, then cut at its first stop sequence."""
+  tok = tokenizer_lib.load_tokenizer("demo_spm")
+  cfg = helpers.tiny_model(vocab_size=tokenizer_lib.DEMO_VOCAB_SIZE)
+  graphdef, state = nnx.split(Transformer(cfg, rngs=nnx.Rngs(1)))
+  config = config_lib.base_config("tiny")
+  config.eval.decode_batch = 2
+  model = scoring.LoadedModel(nnx.to_pure_dict(state), graphdef, cfg, config, 0, "random")
+  got = generative.gsm8k_exact_match(model, tok, items=5, max_new_tokens=24)
+  sample = sampling.SampleConfig(max_new_tokens=24, eos_id=tok.eos_id)
+  expected = []
+  for it in benchmarks.sample_items("gsm8k", 5, 0)[:generative._SAMPLES_KEPT]:
+    ids = tok.encode_prompt(f"Question: {it.question}\nAnswer:")
+    row = sampling.generate(model.params, graphdef, cfg, [ids], sample)[0]
+    text = tok.decode([t for t in row if t != tok.eos_id])
+    expected.append(generative.truncate(text, generative.GSM8K_STOPS))
+  assert any(expected), "nothing generated: the comparison would be empty"
+  assert got["samples"] == expected and got["n_items"] == 5
