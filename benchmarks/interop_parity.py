@@ -39,35 +39,35 @@ from midtrain_jax.interop import gguf, hf
 from midtrain_jax.model import sampling
 
 _SLIDING, _FULL = "sliding_attention", "full_attention"
-_COMMON = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
+COMMON = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                rms_norm_eps=1e-6)
 _QWEN_SLIDING = dict(use_sliding_window=True, sliding_window=8, max_window_layers=2)
 _OLMO3_LAYERS = dict(sliding_window=8, layer_types=[_SLIDING] * 3 + [_FULL])
-_YARN = {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 16}
-_CASES = {
-    "llama_llama3": lambda: transformers.LlamaConfig(**_COMMON, rope_scaling={
-        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 16}),
-    "llama_linear": lambda: transformers.LlamaConfig(**_COMMON, rope_theta=50_000.0, rope_scaling={
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+          "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+YARN = {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 16}
+CASES = {
+    "llama_llama3": lambda: transformers.LlamaConfig(**COMMON, rope_scaling=dict(LLAMA3)),
+    "llama_linear": lambda: transformers.LlamaConfig(**COMMON, rope_theta=50_000.0, rope_scaling={
         "rope_type": "linear", "factor": 4.0}),
     # SmolLM2 is a Llama: tied embeddings, theta 1e5.
-    "smollm2": lambda: transformers.LlamaConfig(**_COMMON, rope_theta=100_000.0,
+    "smollm2": lambda: transformers.LlamaConfig(**COMMON, rope_theta=100_000.0,
                                                 tie_word_embeddings=True),
-    "qwen2": lambda: transformers.Qwen2Config(**_COMMON, **_QWEN_SLIDING, rope_theta=1e6,
+    "qwen2": lambda: transformers.Qwen2Config(**COMMON, **_QWEN_SLIDING, rope_theta=1e6,
                                               tie_word_embeddings=True),
-    "qwen3_yarn": lambda: transformers.Qwen3Config(**_COMMON, **_QWEN_SLIDING, head_dim=32,
-                                                   rope_scaling=dict(_YARN)),
-    "olmo2": lambda: transformers.Olmo2Config(**_COMMON, rope_theta=500_000.0),
+    "qwen3_yarn": lambda: transformers.Qwen3Config(**COMMON, **_QWEN_SLIDING, head_dim=32,
+                                                   rope_scaling=dict(YARN)),
+    "olmo2": lambda: transformers.Olmo2Config(**COMMON, rope_theta=500_000.0),
     # transformers gives OLMo 3's sliding layers their own theta (500000).
-    "olmo3": lambda: transformers.Olmo3Config(**_COMMON, **_OLMO3_LAYERS, rope_theta=10_000.0),
-    "olmo3_yarn": lambda: transformers.Olmo3Config(**_COMMON, **_OLMO3_LAYERS,
-                                                   rope_theta=10_000.0, rope_scaling=dict(_YARN)),
+    "olmo3": lambda: transformers.Olmo3Config(**COMMON, **_OLMO3_LAYERS, rope_theta=10_000.0),
+    "olmo3_yarn": lambda: transformers.Olmo3Config(**COMMON, **_OLMO3_LAYERS,
+                                                   rope_theta=10_000.0, rope_scaling=dict(YARN)),
 }
 
-def _hf_model(case: str):
+def hf_model(case: str):
   torch.manual_seed(0)
-  model = transformers.AutoModelForCausalLM.from_config(_CASES[case]()).eval()
+  model = transformers.AutoModelForCausalLM.from_config(CASES[case]()).eval()
   model.generation_config.eos_token_id = None  # Decode every step, as ours does.
   with torch.no_grad():
     for name, param in model.named_parameters():
@@ -76,19 +76,19 @@ def _hf_model(case: str):
   return model
 
 
-def _hf_logits(model, ids: np.ndarray) -> np.ndarray:
+def hf_logits(model, ids: np.ndarray) -> np.ndarray:
   with torch.no_grad():
     return model(torch.tensor(ids)).logits.numpy()
 
 
-def _ours(loaded: scoring.LoadedModel, ids: np.ndarray) -> np.ndarray:
+def our_logits(loaded: scoring.LoadedModel, ids: np.ndarray) -> np.ndarray:
   model = nnx.merge(loaded.graphdef, loaded.params)
   positions = np.tile(np.arange(ids.shape[1], dtype=np.int32), (ids.shape[0], 1))
   logits = model(ids.astype(np.int32), positions, np.ones_like(positions))[0]
   return np.asarray(logits)[..., :loaded.model_cfg.vocab_size]
 
 
-def _rope_by_layer_type(config) -> dict:
+def rope_by_layer_type(config) -> dict:
   """transformers' RoPE parameters of each layer type of a loaded config, with
   YaRN's defaults filled in and unset (None) entries left out."""
   params = dict(config.rope_parameters)
@@ -110,15 +110,15 @@ def _decode(model, loaded, prompt: list[int], new_tokens: int) -> str:
                          pad_token_id=0, output_logits=True, return_dict_in_generate=True)
   theirs = out.sequences[0, len(prompt):].tolist()
   their_logits = torch.stack(out.logits, 1)[0].numpy()
-  ours, our_logits = sampling.generate(
+  ours, decoded_logits = sampling.generate(
       loaded.params, loaded.graphdef, loaded.model_cfg, [prompt],
       sampling.SampleConfig(max_new_tokens=new_tokens), return_logits=True)
   ours = ours[0]
   agree = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), len(theirs))
   vocab = loaded.model_cfg.vocab_size
-  decode = np.abs(our_logits[0, :max(agree, 1), :vocab] - their_logits[:max(agree, 1)]).max()
-  prefill = np.abs(_ours(loaded, np.asarray([prompt + theirs]))
-                   - _hf_logits(model, np.asarray([prompt + theirs]))).max()
+  decode = np.abs(decoded_logits[0, :max(agree, 1), :vocab] - their_logits[:max(agree, 1)]).max()
+  prefill = np.abs(our_logits(loaded, np.asarray([prompt + theirs]))
+                   - hf_logits(model, np.asarray([prompt + theirs]))).max()
   return f"match={agree:2d}/{len(theirs)} prefill={prefill:.1e} decode={decode:.1e}"
 
 
@@ -126,14 +126,14 @@ def _export(model, run: pathlib.Path, out: pathlib.Path) -> str:
   """The `export` column: RoPE parameters and logits of the exported model."""
   hf.export_model(str(run), str(out), log=lambda _: None)
   back = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
-  same = _rope_by_layer_type(back.config) == _rope_by_layer_type(model.config)
+  same = rope_by_layer_type(back.config) == rope_by_layer_type(model.config)
   ids = np.random.RandomState(1).randint(0, 300, size=(2, 40))
-  diff = np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max()
+  diff = np.abs(hf_logits(back, ids) - hf_logits(model, ids)).max()
   return f"export: rope_same={same} diff={diff:.1e}"
 
 
 def _case(case: str, root: pathlib.Path, new_tokens: int) -> str:
-  model = _hf_model(case)
+  model = hf_model(case)
   model.save_pretrained(root / case)
   try:
     hf.import_model(str(root / case), str(root / f"{case}_run"), log=lambda _: None)
@@ -156,8 +156,8 @@ def _smollm2(root: pathlib.Path) -> str:
   tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
   text = "The capital of France is Paris. In 2024, 12 apples cost $3.50.\ndef f(x):\n    return x\n"
   ids = np.asarray([tok.encode_prompt(text)])  # As its tokenizer starts a text: no BOS.
-  theirs = _hf_logits(reference, ids)
-  diff = np.abs(_ours(loaded, ids) - theirs).max()
+  theirs = hf_logits(reference, ids)
+  diff = np.abs(our_logits(loaded, ids) - theirs).max()
   return (f"max_abs_logit_diff={diff:.2e} logit_std={theirs.std():.3f} "
           f"import_s={seconds:.1f} tokens={ids.shape[1]}")
 
@@ -166,8 +166,8 @@ def main():
   transformers.logging.set_verbosity_error()
   transformers.logging.disable_progress_bar()
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--cases", default=",".join(_CASES),
-                      help=f"comma-separated cases, of {sorted(_CASES)}")
+  parser.add_argument("--cases", default=",".join(CASES),
+                      help=f"comma-separated cases, of {sorted(CASES)}")
   parser.add_argument("--new_tokens", type=int, default=32,
                       help="tokens decoded greedily after the prompt")
   parser.add_argument("--nosmollm2", action="store_true", help="skip SmolLM2-135M (GGUF)")

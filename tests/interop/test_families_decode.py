@@ -12,7 +12,6 @@ import json
 
 import numpy as np
 import pytest
-from flax import nnx
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.evals import scoring
@@ -25,77 +24,24 @@ transformers = pytest.importorskip("transformers")
 
 VOCAB, PROMPT, NEW_TOKENS = 300, 8, 32
 SLIDING, FULL = rope_params.SLIDING, rope_params.FULL
-_COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
-               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-               rms_norm_eps=1e-6)
-# Windows of 8 tokens on layers 2 and 3; the sequence is 40 tokens long.
-_QWEN_SLIDING = dict(use_sliding_window=True, sliding_window=8, max_window_layers=2)
-_OLMO3_LAYERS = dict(sliding_window=8, layer_types=[SLIDING] * 3 + [FULL])
-_YARN = {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 16}
-_LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-           "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
-CASES = {
-    "llama_llama3": lambda: transformers.LlamaConfig(**_COMMON, rope_scaling=dict(_LLAMA3)),
-    "llama_linear": lambda: transformers.LlamaConfig(**_COMMON, rope_theta=50_000.0,
-                                                     rope_scaling={"rope_type": "linear",
-                                                                   "factor": 4.0}),
-    "smollm2": lambda: transformers.LlamaConfig(**_COMMON, rope_theta=100_000.0,
-                                                tie_word_embeddings=True),
-    "qwen2": lambda: transformers.Qwen2Config(**_COMMON, **_QWEN_SLIDING, rope_theta=1e6,
-                                              tie_word_embeddings=True),
-    "qwen3_yarn": lambda: transformers.Qwen3Config(**_COMMON, **_QWEN_SLIDING, head_dim=32,
-                                                   rope_scaling=dict(_YARN)),
-    "olmo2": lambda: transformers.Olmo2Config(**_COMMON, rope_theta=500_000.0),
-    # transformers gives rope_theta to full-attention layers; sliding ones get 500000.
-    "olmo3": lambda: transformers.Olmo3Config(**_COMMON, **_OLMO3_LAYERS, rope_theta=10_000.0),
-    "olmo3_yarn": lambda: transformers.Olmo3Config(**_COMMON, **_OLMO3_LAYERS,
-                                                   rope_theta=10_000.0, rope_scaling=dict(_YARN)),
-}
-
-
-def _hf_model(case: str):
-  torch.manual_seed(0)
-  model = transformers.AutoModelForCausalLM.from_config(CASES[case]()).eval()
-  model.generation_config.eos_token_id = None  # Decode every step, as ours does.
-  with torch.no_grad():
-    for name, param in model.named_parameters():
-      if "norm" in name or name.endswith("bias"):
-        param.add_(0.3 * torch.randn_like(param))
-  return model
-
-
-def _hf_logits(model, ids):
-  with torch.no_grad():
-    return model(torch.tensor(ids)).logits.numpy()
-
-
-def _our_logits(loaded: scoring.LoadedModel, ids):
-  model = nnx.merge(loaded.graphdef, loaded.params)
-  positions = np.tile(np.arange(ids.shape[1], dtype=np.int32), (ids.shape[0], 1))
-  logits, _ = model(ids.astype(np.int32), positions, np.ones_like(positions))
-  return np.asarray(logits)[..., :loaded.model_cfg.vocab_size]
-
-
-def rope_by_layer_type(config) -> dict:
-  """A loaded transformers config's RoPE parameters for each of its layers' types,
-  YaRN's defaults filled in and unset (None) entries left out."""
-  params = dict(config.rope_parameters)
-  types = sorted(set(getattr(config, "layer_types", None) or [FULL]))
-  nested = any(t in params for t in types)
-  out = {}
-  for t in types:
-    p = {k: v for k, v in (params[t] if nested else params).items() if v is not None}
-    if p.get("rope_type") == "yarn":
-      p = {"beta_fast": 32.0, "beta_slow": 1.0, **p}
-    out[t] = {k: float(v) if isinstance(v, int) else v for k, v in p.items()}
-  return out
+# The cases and the comparison helpers are the benchmark's, so both measure the same models.
+from benchmarks.interop_parity import (  # noqa: E402
+  CASES,
+  COMMON,
+  LLAMA3,
+  YARN,
+  hf_logits,
+  hf_model,
+  our_logits,
+  rope_by_layer_type,
+)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def imported(request, tmp_path_factory):
   case = request.param
   root = tmp_path_factory.mktemp(case)
-  model = _hf_model(case)
+  model = hf_model(case)
   model.save_pretrained(root / "hf")
   hf.import_model(str(root / "hf"), str(root / "run"), log=lambda _: None)
   return case, model, root, scoring.load_model(str(root / "run"))
@@ -114,7 +60,7 @@ def test_greedy_decoding_and_its_logits_equal_transformers(imported):
   assert ours[0] == theirs, case
   decode = np.abs(step_logits[0, :, :VOCAB] - torch.stack(out.logits, 1)[0].numpy()).max()
   ids = np.asarray([prompt + theirs])
-  prefill = np.abs(_our_logits(loaded, ids) - _hf_logits(model, ids)).max()
+  prefill = np.abs(our_logits(loaded, ids) - hf_logits(model, ids)).max()
   assert decode < 2e-5 and prefill < 2e-5, (case, decode, prefill)
 
 
@@ -124,11 +70,11 @@ def test_export_writes_back_the_rope_parameters_of_each_layer_type(imported, tmp
   back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
   assert rope_by_layer_type(back.config) == rope_by_layer_type(model.config), case
   ids = np.random.RandomState(1).randint(0, VOCAB, size=(2, PROMPT + NEW_TOKENS))
-  assert np.abs(_hf_logits(back, ids) - _our_logits(loaded, ids)).max() < 2e-5, case
+  assert np.abs(hf_logits(back, ids) - our_logits(loaded, ids)).max() < 2e-5, case
 
 
 def test_olmo3_sliding_layers_keep_their_own_theta(tmp_path):
-  model = _hf_model("olmo3")
+  model = hf_model("olmo3")
   assert model.config.rope_parameters[SLIDING]["rope_theta"] == 500_000.0  # transformers' rule.
   model.save_pretrained(tmp_path / "hf")
   hf.import_model(str(tmp_path / "hf"), str(tmp_path / "run"), log=lambda _: None)
@@ -148,7 +94,7 @@ _FORMS = [
         FULL: {"rope_type": "linear", "factor": 2.0, "rope_theta": 7.0e4},
         SLIDING: {"rope_type": "linear", "factor": 2.0, "rope_theta": 3.0e4}}},
     {"model_type": "llama", "rope_theta": 5e5, "rope_scaling": {"type": "linear", "factor": 2.0}},
-    {"model_type": "llama", "rope_scaling": dict(_LLAMA3)},
+    {"model_type": "llama", "rope_scaling": dict(LLAMA3)},
     {"model_type": "qwen2", "rope_theta": 1e6, "use_sliding_window": True, "sliding_window": 8,
      "max_window_layers": 1},
     {"model_type": "qwen3", "rope_parameters": {"rope_type": "default", "rope_theta": 2e4}},
@@ -158,7 +104,7 @@ _FORMS = [
 
 @pytest.mark.parametrize("form", _FORMS, ids=lambda f: json.dumps(f)[:60])
 def test_rope_parameters_are_read_as_transformers_reads_them(form):
-  hf_config = {**_COMMON, **form}
+  hf_config = {**COMMON, **form}
   reference = transformers.AutoConfig.for_model(**json.loads(json.dumps(hf_config)))
   expected = rope_by_layer_type(reference)
   per_type = rope_params.by_layer_type(hf_config, form["model_type"])
@@ -185,15 +131,15 @@ def test_rope_parameters_are_read_as_transformers_reads_them(form):
     ({"model_type": "olmo3", "rope_scaling": {"type": "yarn", "factor": 8.0,
                                               "original_max_position_embeddings": 16}},
      r"full_attention\.type='yarn' but rope_type='default'"),
-    ({"model_type": "llama", "rope_scaling": {**_YARN, "mscale": 0.7}}, r"\.mscale=0\.7"),
-    ({"model_type": "llama", "rope_scaling": {**_YARN, "truncate": False}}, "truncate=False"),
-    ({"model_type": "llama", "rope_scaling": {**_YARN, "factor": 1.0, "attention_factor": 1.5}},
+    ({"model_type": "llama", "rope_scaling": {**YARN, "mscale": 0.7}}, r"\.mscale=0\.7"),
+    ({"model_type": "llama", "rope_scaling": {**YARN, "truncate": False}}, "truncate=False"),
+    ({"model_type": "llama", "rope_scaling": {**YARN, "factor": 1.0, "attention_factor": 1.5}},
      "attention_factor=1.5 with factor 1"),
     ({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0}},
      "lacks 'low_freq_factor'"),
-    ({"model_type": "olmo3", "rope_parameters": {FULL: dict(_LLAMA3), SLIDING: {}}},
+    ({"model_type": "olmo3", "rope_parameters": {FULL: dict(LLAMA3), SLIDING: {}}},
      r"rope_parameters\.sliding_attention scales RoPE as \{'rope_type': 'default'\}"),
-    ({"model_type": "olmo3", "rope_parameters": {FULL: {}, SLIDING: dict(_YARN)}},
+    ({"model_type": "olmo3", "rope_parameters": {FULL: {}, SLIDING: dict(YARN)}},
      r"rope_parameters\.sliding_attention scales RoPE as \{.*'yarn'"),
     ({"model_type": "olmo3", "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}},
      r"flat key\(s\) \['rope_theta', 'rope_type'\]"),
@@ -202,12 +148,12 @@ def test_rope_parameters_are_read_as_transformers_reads_them(form):
 ])
 def test_rope_the_model_cannot_express_is_refused_by_name(form, named):
   with pytest.raises(ValueError, match=named):
-    families.model_section({**_COMMON, **form, "layer_types": [SLIDING] * 3 + [FULL],
+    families.model_section({**COMMON, **form, "layer_types": [SLIDING] * 3 + [FULL],
                             "sliding_window": 8, "use_sliding_window": True})
 
 
 def test_refusal_reaches_the_import(tmp_path):
-  model = _hf_model("llama_linear")
+  model = hf_model("llama_linear")
   model.save_pretrained(tmp_path / "hf")
   config = json.loads((tmp_path / "hf" / "config.json").read_text())
   config["rope_parameters"] = {**config["rope_parameters"], "rope_type": "dynamic"}
