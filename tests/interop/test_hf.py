@@ -23,6 +23,8 @@ from midtrain_jax.train import step as ts
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+# The comparison helpers of the parity benchmark, shared with its tests.
+from benchmarks.interop_parity import hf_logits, our_logits  # noqa: E402
 
 VOCAB, LENGTH = 300, 24
 _COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
@@ -61,18 +63,6 @@ def _ids(batch=2, seed=0):
   return np.random.RandomState(seed).randint(0, VOCAB, size=(batch, LENGTH))
 
 
-def _hf_logits(model, ids):
-  with torch.no_grad():
-    return model(torch.tensor(ids)).logits.numpy()
-
-
-def _our_logits(loaded: scoring.LoadedModel, ids):
-  model = nnx.merge(loaded.graphdef, loaded.params)
-  positions = np.tile(np.arange(ids.shape[1], dtype=np.int32), (ids.shape[0], 1))
-  logits, _ = model(ids.astype(np.int32), positions, np.ones_like(positions))
-  return np.asarray(logits)[..., :loaded.model_cfg.vocab_size]
-
-
 @pytest.fixture(scope="module", params=sorted(families.FAMILIES))
 def imported(request, tmp_path_factory):
   family = request.param
@@ -89,7 +79,7 @@ def test_imported_logits_equal_transformers(imported):
   assert families.family_of(scoring.load_model(str(root / "run")).model_cfg) == family
   assert config["size"] == "custom"
   ids = _ids()
-  diff = np.abs(_our_logits(scoring.load_model(str(root / "run")), ids) - _hf_logits(model, ids))
+  diff = np.abs(our_logits(scoring.load_model(str(root / "run")), ids) - hf_logits(model, ids))
   assert diff.max() < 1e-4, (family, diff.max())
 
 
@@ -110,8 +100,8 @@ def test_imported_logits_on_the_native_cpu_kernels_equal_transformers(imported):
     forward = nnx.merge(loaded.graphdef, loaded.params)
     jaxpr = str(jax.make_jaxpr(forward)(ids.astype(np.int32), positions, np.ones_like(positions)))
     assert "midtrain_cpu_attention_fwd" in jaxpr and "midtrain_cpu_gemm" in jaxpr
-    ours = _our_logits(loaded, ids)
-  diff = np.abs(ours - _hf_logits(model, ids))
+    ours = our_logits(loaded, ids)
+  diff = np.abs(ours - hf_logits(model, ids))
   assert diff.max() < 1e-4, (family, diff.max())
 
 
@@ -121,7 +111,7 @@ def test_exported_model_loads_in_transformers_with_the_same_logits(imported):
   back = transformers.AutoModelForCausalLM.from_pretrained(root / "export").eval()
   assert type(back).__name__ == type(model).__name__
   ids = _ids(seed=1)
-  assert np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max() < 1e-5
+  assert np.abs(hf_logits(back, ids) - hf_logits(model, ids)).max() < 1e-5
 
 
 def test_greedy_decoding_equals_transformers(imported):
@@ -223,7 +213,7 @@ def test_a_model_trained_here_exports_with_its_sentencepiece_vocabulary(tmp_path
   x = np.asarray([[ours.bos_id] + ids], np.int32)
   with torch.no_grad():
     theirs = model(torch.tensor(x)).logits.numpy()
-  assert np.abs(_our_logits(loaded, x) - theirs).max() < 1e-4
+  assert np.abs(our_logits(loaded, x) - theirs).max() < 1e-4
 
 
 @pytest.mark.parametrize("size", ["7b", "32b"])
@@ -251,7 +241,7 @@ def test_large_exports_are_sharded_with_an_index(imported, tmp_path, monkeypatch
   assert len(set(index["weight_map"].values())) > 2
   back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
   ids = _ids(seed=3)
-  assert np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max() < 1e-5
+  assert np.abs(hf_logits(back, ids) - hf_logits(model, ids)).max() < 1e-5
 
 
 def test_scanned_layout_imports_exports_and_decodes_alike(imported, tmp_path):
@@ -262,7 +252,7 @@ def test_scanned_layout_imports_exports_and_decodes_alike(imported, tmp_path):
   loaded = scoring.load_model(str(tmp_path / "scanned"))
   assert loaded.model_cfg.scan_layers and "layers" in loaded.params
   ids = _ids()
-  assert np.abs(_our_logits(loaded, ids) - _hf_logits(model, ids)).max() < 1e-4
+  assert np.abs(our_logits(loaded, ids) - hf_logits(model, ids)).max() < 1e-4
   prompt = ids[0, :7].tolist()
   ours = sampling.generate(loaded.params, loaded.graphdef, loaded.model_cfg, [prompt],
                            sampling.SampleConfig(max_new_tokens=6))[0]
@@ -272,4 +262,4 @@ def test_scanned_layout_imports_exports_and_decodes_alike(imported, tmp_path):
   assert ours == theirs
   hf.export_model(str(tmp_path / "scanned"), str(tmp_path / "export"), log=lambda _: None)
   back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
-  assert np.abs(_hf_logits(back, ids) - _hf_logits(model, ids)).max() < 1e-5
+  assert np.abs(hf_logits(back, ids) - hf_logits(model, ids)).max() < 1e-5
