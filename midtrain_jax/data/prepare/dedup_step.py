@@ -5,22 +5,21 @@ held-out document is a copy of a training one) and before decontamination.
 Duplicates are skipped but counted (counter names of dedup/counts.py) and
 recorded in the task's stats.json; the manifest repeats the totals.
 
-Within a task the first copy is kept. With `data.dedup.cross_task` one index
-spans the mixture: tasks are deduplicated in `dedup_order` (the tasks of
+Documents are decided in their canonical key order (records.py): within a
+task the first copy is kept. With `data.dedup.cross_task` one index spans the
+mixture: tasks are deduplicated in `dedup_order` (the tasks of
 `data.dedup.priority` first, then mixture order), so a copy is kept in the
-highest-priority task that has it. A task's result then depends on the tasks
-before it, so its fingerprint includes theirs: changing the settings, the
-order or an earlier task prepares it again. When an earlier task is already
-prepared, its documents are read again to rebuild the index (no output). A
-resumed task replays its records before the resume point the same way, so an
-interrupted prepare gives the same shards as an uninterrupted one.
+highest-priority task that has it. A task's result then depends on the other
+tasks, so its fingerprint includes those of every task of the mixture:
+changing the settings, the order or another task prepares it again. Every
+task is read again to decide whenever one is prepared, so the decisions never
+depend on which tasks were prepared before.
 
 Tasks of `data.dedup.exact_only` (templated or generated text, whose documents
 share a template rather than content) are compared by exact copies only: their
 documents get only the exact fingerprint and join only the exact index.
 """
 import collections
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
 from midtrain_jax.dedup import batch as dedup_batch
@@ -52,7 +51,9 @@ def dedup_order(task_names: Sequence[str], data_cfg) -> list[str]:
 
 
 class DedupStep:
-  """One Deduplicator for a prepare run and what it has seen so far.
+  """The deduplication settings of a prepare run and the stages that apply them.
+
+  Picklable (settings only), so Beam workers fingerprint with the same step.
 
   Args:
     data_cfg: the `data` config section (its `dedup` subsection).
@@ -64,62 +65,65 @@ class DedupStep:
     self.cross_task = bool(section.cross_task)
     self.exact_only = sorted(section.exact_only)
     self.reference_files = sources.expand(list(section.reference)) if section.reference else []
-    self.dedup = deduplicator.Deduplicator(self.params)
-    self._reference_loaded = False
-    self.done: list[str] = []  # Fingerprints of the tasks fed in so far (cross-task).
+    self._dedup = None
 
-  def settings(self) -> dict:
-    """What a task's fingerprint records of this step (the tasks before it included)."""
-    return {**self.record(), "after": list(self.done) if self.cross_task else []}
+  def __getstate__(self):
+    return {**vars(self), "_dedup": None}  # The index is rebuilt where it is used.
+
+  def settings(self, mixture: Sequence[str]) -> dict:
+    """What a task's fingerprint records of this step.
+
+    Args:
+      mixture: with cross_task, the fingerprints (without deduplication) of
+        every task of the mixture in deduplication order: a task's duplicates
+        depend on all of them.
+    """
+    return {**self.record(), "after": list(mixture) if self.cross_task else []}
 
   def record(self) -> dict:
-    """The settings as stats.json lists them (without the earlier tasks' fingerprints)."""
+    """The settings as stats.json lists them (without the other tasks' fingerprints)."""
     return {"params": self.params.as_dict(), "reference": self.reference_files,
             "cross_task": self.cross_task, "exact_only": self.exact_only}
 
-  def _ensure_reference(self) -> None:
-    if self._reference_loaded:
-      return
-    self._reference_loaded = True  # Read lazily: a fully prepared mixture never needs it.
+  def fingerprint(self, texts: Sequence[str], task: str) -> list[deduplicator.Fingerprint]:
+    """The fingerprints of a batch of one task's documents (exact only for its tasks)."""
+    if self._dedup is None:
+      self._dedup = deduplicator.Deduplicator(self.params)
+    return self._dedup.fingerprint(list(texts), exact_only=task in self.exact_only)
+
+  def decider(self) -> deduplicator.Deduplicator:
+    """A fresh Deduplicator holding the reference set, to decide a run's documents."""
+    found = deduplicator.Deduplicator(self.params)
     for docs in dedup_batch.batches(dedup_batch.reference_docs(self.reference_files),
                                     dedup_batch.BATCH_DOCS):
-      self.dedup.add_reference(docs)
+      found.add_reference(docs)
+    return found
 
-  def begin_task(self) -> None:
-    """Starts a task: a fresh index of kept documents unless deduplicating across tasks."""
-    self._ensure_reference()
-    if not self.cross_task:
-      self.dedup.new_scope()
 
-  def end_task(self, fingerprint: str) -> None:
-    """Records that a task's documents are in the index."""
-    self.done.append(fingerprint)
+def decide_in_order(step: DedupStep, decider: deduplicator.Deduplicator,
+                    items: Iterable[tuple[tuple, str, str, deduplicator.Fingerprint]]
+                    ) -> Iterator[tuple[tuple, deduplicator.Verdict]]:
+  """Decides documents in key order (the keep rule): the one deduplication stage of prepare.
 
-  def filter(self, records: Iterable[tuple[int, object]], task: str
-             ) -> Iterator[tuple[int, object, deduplicator.Verdict | None]]:
-    """Decides the documents of a stream in order.
+  Both runners call it with the same keys, so they decide alike: the local
+  runner as it reads, the Beam runner on the gathered fingerprints.
 
-    Args:
-      records: (record index, Document or Malformed) pairs.
-      task: the task's name.
+  Args:
+    step: the settings.
+    decider: from `step.decider()`, fed every earlier document of the run.
+    items: (key, task, doc id, fingerprint) in increasing key order; key[0] is
+      the task's rank in deduplication order.
 
-    Yields:
-      (record index, item, verdict): verdict None for a Malformed item.
-    """
-    exact_only = task in self.exact_only
-    for chunk in dedup_batch.batches(records, dedup_batch.BATCH_DOCS):
-      docs = [(item.where, item.text) for _, item in chunk if isinstance(item, sources.Document)]
-      verdicts = iter(self.dedup.process(docs, task, exact_only=exact_only))
-      for index, item in chunk:
-        yield index, item, next(verdicts) if isinstance(item, sources.Document) else None
-
-  def replay(self, task: str, stream: Iterable, max_docs: int, fingerprint: str) -> None:
-    """Feeds an already prepared task's documents into the index (cross-task only)."""
-    self.begin_task()
-    records = itertools.islice(enumerate(stream), max_docs or None)
-    for _ in self.filter(records, task):
-      pass
-    self.end_task(fingerprint)
+  Yields:
+    (key, verdict) per item.
+  """
+  rank = None
+  for key, task, doc_id, fp in items:
+    if key[0] != rank:
+      rank = key[0]
+      if not step.cross_task:
+        decider.new_scope()
+    yield key, decider.decide(fp, doc_id, task)
 
 
 class Tally:
