@@ -202,14 +202,23 @@ def read_heldout_bytes(data_dir: pathlib.Path, task: str) -> list[int] | None:
 def write_shard(task_dir: pathlib.Path, index: int, docs: list[np.ndarray],
                 progress: dict) -> None:
   """Writes train shard `index` and, first, the progress it completes."""
-  files.write_json(_shard_progress(task_dir, index), progress)
+  write_shard_progress(task_dir, index, progress)
   write_documents(train_shard(task_dir, index), docs)
 
 
+def write_shard_progress(task_dir: pathlib.Path, index: int, progress: dict) -> None:
+  """Writes the progress saved with train shard `index` (a shard counts once both exist)."""
+  files.write_json(_shard_progress(task_dir, index), progress)
+
+
 def finished_shards(task_dir: pathlib.Path) -> tuple[int, dict | None]:
-  """(number of complete train shards, progress saved with the last one)."""
+  """(number of complete train shards, progress saved with the last one).
+
+  A shard is complete once its records and its progress both exist (a
+  parallel writer may write either first).
+  """
   count, progress = 0, None
-  while train_shard(task_dir, count).exists():
+  while train_shard(task_dir, count).exists() and _shard_progress(task_dir, count).exists():
     progress = json.loads(_shard_progress(task_dir, count).read_text())
     count += 1
   return count, progress

@@ -134,13 +134,14 @@ class Tally:
     self.counts = collections.Counter(state.get("counts", {}))
     self.examples = list(state.get("examples", []))
 
-  def add(self, verdict: deduplicator.Verdict, text: str) -> None:
-    self.counts.update(counts.document_counts(verdict, len(text.encode("utf-8"))))
+  def add(self, verdict: deduplicator.Verdict, nbytes: int) -> None:
+    """Counts one decided document of `nbytes` UTF-8 bytes (decided in key order)."""
+    self.counts.update(counts.document_counts(verdict, nbytes))
     if verdict.match is not None and len(self.examples) < _EXAMPLES:
       self.examples.append(dedup_batch.verdict_record(verdict))
 
   def as_dict(self) -> dict:
-    return {"counts": dict(self.counts), "examples": self.examples}
+    return {"counts": dict(sorted(self.counts.items())), "examples": self.examples}
 
 
 def manifest_entry(record: dict) -> dict:

@@ -42,7 +42,7 @@ def _decide_task(plan: Plan, spec, decider, fingerprint: str) -> decisions.Decis
       verdicts = [v for _, v in dedup_step.decide_in_order(step, decider, items)]
     for (key, item), verdict in zip(docs, verdicts):
       if verdict is not None:
-        tally.add(verdict, item.text)
+        tally.add(verdict, len(item.text.encode("utf-8")))
         if not verdict.kept:
           continue
       kept.append(key)

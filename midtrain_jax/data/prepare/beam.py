@@ -1,0 +1,166 @@
+"""The Beam runner of prepare: every stage of a mixture's preparation as one Apache Beam pipeline.
+
+The same stages as the local runner (local.py), on keyed documents, so the
+folder written is the same file for file (stats and manifest but for timing):
+  read        one element per source file (or seqio task), read by the
+              readers of the local run (local files or gs://), records keyed
+              `(task rank, file rank, position)`; the task cap by per-file
+              counts (prefix sums as a side input);
+  dedup       fingerprints on the workers (batched), verdicts in key order
+              (`dedup_step.decide_in_order` on the gathered fingerprints:
+              small, no texts), joined back by key;
+  held-out    per task the `data.heldout_max_docs` smallest candidates by
+              (hash key, key): a per-task smallest-k combiner;
+  clean/tokenise  the decontamination index loaded on each worker (built
+              once by the launcher), the model's tokenizer;
+  shard       a train document's number = kept documents of the files before
+              its own (side input) + those before it in its file; shard i
+              holds numbers [i * shard_docs, (i + 1) * shard_docs);
+  write       shards, held-out split, per-shard progress, then stats.json.
+The launcher writes the manifest afterwards (tasks.py). A task whose
+stats.json has its fingerprint is reused untouched; the folders of the other
+tasks are emptied and prepared again whole, so an interrupted run is re-run.
+
+Quality scores (`data.qau.enabled`) are made after the pipeline from the
+written folder, as for the local runner (qau_scores.py).
+"""
+import shutil
+from collections.abc import Callable, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from midtrain_jax.data.prepare import beam_stages as stages
+from midtrain_jax.data.prepare import decisions, records
+from midtrain_jax.data.prepare.plan import Plan
+
+_BATCH = dict(min_batch_size=16, max_batch_size=512)
+
+
+def _is_doc(keyed) -> bool:
+  return keyed[1][0] == "doc"
+
+
+def _read(pipeline, plan: Plan, specs: dict):
+  """(records within the cap, {task rank: records read} as a side input)."""
+  cfg = plan.data_cfg
+  units = [u for rank, spec in sorted(specs.items())
+           for u in records.units(spec, cfg, rank)[1]]
+  recs = (pipeline | "Units" >> beam.Create(units) | "Spread units" >> beam.Reshuffle()
+          | "Read" >> beam.FlatMap(stages.read_unit, specs, cfg))
+  counts = (recs | "Unit of" >> beam.Map(lambda kv: (stages.unit_of(kv), 1))
+            | "Count units" >> beam.CombinePerKey(sum))
+  cap = cfg.max_docs_per_task
+  if cap:
+    recs = recs | "Cap" >> beam.ParDo(stages.WithinCap(cap), beam.pvalue.AsDict(counts))
+  read = (counts | "Read by task" >> beam.Map(lambda kv: (kv[0][0], kv[1]))
+          | "Sum tasks" >> beam.CombinePerKey(sum)
+          | "Capped" >> beam.Map(lambda kv: (kv[0], min(kv[1], cap) if cap else kv[1])))
+  return recs, read
+
+
+def _dedup(docs, plan: Plan, names: dict):
+  """(kept (key, text), per-task dedup tallies or None)."""
+  if plan.dedup is None:
+    return docs | "Texts" >> beam.Map(lambda kv: (kv[0], kv[1][1])), None
+  decided = (docs | "Batch docs" >> beam.BatchElements(**_BATCH)
+             | "Fingerprint" >> beam.ParDo(stages.Fingerprint(plan.dedup, names))
+             | "Gather prints" >> beam.combiners.ToList()
+             | "Decide" >> beam.FlatMap(stages.decide_all, plan.dedup, names).with_outputs(
+                 "tally", main="kept"))
+  kept = ({"docs": docs, "kept": decided.kept} | "Join verdicts" >> beam.CoGroupByKey()
+          | "Kept" >> beam.FlatMap(stages.kept_documents))
+  return kept, decided.tally
+
+
+def _heldout(kept, plan: Plan):
+  """(train (key, text), held-out (rank, (key, text)), chosen keys, candidate counts)."""
+  cfg = plan.data_cfg
+  cands = kept | "Candidates" >> beam.FlatMap(stages.candidate, cfg.heldout_fraction)
+  if cfg.heldout_max_docs > 0:
+    chosen = (cands | "Smallest" >> beam.combiners.Top.SmallestPerKey(cfg.heldout_max_docs)
+              | "Chosen keys" >> beam.Map(lambda kv: (kv[0], decisions.choose_heldout(
+                  kv[1], cfg.heldout_max_docs))))
+  else:
+    chosen = cands | "None chosen" >> beam.Filter(lambda _: False)
+  counted = cands | "Count candidates" >> beam.combiners.Count.PerKey()
+  parts = kept | "Split" >> beam.FlatMap(
+      stages.split_heldout, beam.pvalue.AsDict(chosen)).with_outputs("heldout", main="train")
+  return parts.train, parts.heldout, chosen, counted
+
+
+def _shards(train, seeds, plan: Plan, names: dict):
+  """Cleans, tokenises, numbers and writes the train shards; (shard counts, tail counts)."""
+  payload = (train | "Batch train" >> beam.BatchElements(**_BATCH)
+             | "Clean and encode" >> beam.ParDo(stages.CleanEncode(
+                 plan.cleaner, plan.data_cfg.tokenizer)))
+  flags = (payload | "Kept flags" >> beam.Map(
+               lambda kv: (kv[0][:2], (kv[0][2], kv[1][0] is not None)))
+           | "By unit" >> beam.GroupByKey()
+           | "Ranks" >> beam.FlatMap(stages.survivor_ranks).with_outputs("total", main="ranks"))
+  assigned = ({"payload": payload, "rank": flags.ranks} | "Join ranks" >> beam.CoGroupByKey()
+              | "Assign" >> beam.ParDo(stages.AssignShard(plan.data_cfg.shard_docs),
+                                       beam.pvalue.AsDict(flags.total)).with_outputs(
+                                           "tail", main="sharded"))
+  first = seeds | "First shards" >> beam.Map(lambda rank: ((rank, 0), None))
+  written = ((assigned.sharded, first) | "All shards" >> beam.Flatten()
+             | "By shard" >> beam.GroupByKey()
+             | "Write shards" >> beam.ParDo(stages.WriteShard(str(plan.out), names)))
+  return written, assigned.tail
+
+
+def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
+  names = {rank: spec.name for rank, spec in specs.items()}
+  recs, read = _read(pipeline, plan, specs)
+  bad = (recs | "Malformed" >> beam.Filter(lambda kv: not _is_doc(kv))
+         | "Bad by task" >> beam.Map(lambda kv: (kv[0][0], (kv[0], kv[1][1], kv[1][2])))
+         | "Group bad" >> beam.GroupByKey() | "Tally bad" >> beam.Map(stages.malformed_tally))
+  docs = recs | "Documents" >> beam.Filter(_is_doc)
+  kept, tallies = _dedup(docs, plan, names)
+  kept = kept | "Pending tasks" >> beam.Filter(lambda kv: kv[0][0] in pending)
+  train, heldout, chosen, counted = _heldout(kept, plan)
+  seeds = pipeline | "Seeds" >> beam.Create(pending)
+  held = ((heldout, seeds | "Held seeds" >> beam.Map(lambda rank: (rank, None)))
+          | "All held" >> beam.Flatten() | "Held by task" >> beam.GroupByKey()
+          | "Write held out" >> beam.ParDo(stages.WriteHeldout(
+              str(plan.out), names, plan.cleaner, plan.data_cfg.tokenizer),
+              beam.pvalue.AsDict(chosen)))
+  shards, tail = _shards(train, seeds, plan, names)
+  groups = {"shards": shards, "tail": tail, "heldout": held, "malformed": bad}
+  if tallies is not None:
+    groups["dedup"] = tallies
+  tasks = {rank: (specs[rank], str(plan.task_dir(names[rank])), plan.fingerprints[names[rank]],
+                  plan.files[names[rank]]) for rank in pending}
+  _ = (groups | "By task" >> beam.CoGroupByKey()
+       | "Only pending" >> beam.Filter(lambda kv: kv[0] in pending)
+       | "Write stats" >> beam.ParDo(
+           stages.WriteStats(tasks, plan.cleaner,
+                             plan.dedup.record() if plan.dedup is not None else None,
+                             plan.data_cfg.max_malformed),
+           beam.pvalue.AsDict(read), beam.pvalue.AsDict(counted)))
+
+
+def run(plan: Plan, options: Sequence[str], log: Callable[[str], None]) -> None:
+  """Prepares the plan's pending tasks with one Beam pipeline.
+
+  Args:
+    plan: the run.
+    options: Beam pipeline options (the runner and its settings).
+    log: progress printer (the pipeline's counters when it ends).
+  """
+  cross = plan.dedup is not None and plan.dedup.cross_task
+  # With cross-task deduplication every task is read: its documents decide the others'.
+  specs = {plan.rank(s.name): s for s in plan.specs if cross or s.name in plan.pending}
+  pending = sorted(plan.rank(name) for name in plan.pending)
+  for name in plan.pending:  # Unfinished: prepared again whole.
+    shutil.rmtree(plan.task_dir(name), ignore_errors=True)
+    plan.task_dir(name).mkdir(parents=True)
+  log(f"[prepare] beam: preparing {plan.pending} with {' '.join(options) or 'defaults'}")
+  pipeline = beam.Pipeline(options=PipelineOptions(list(options)))
+  _build(pipeline, plan, specs, pending)
+  result = pipeline.run()
+  result.wait_until_finish()
+  found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("prepare"))
+  for counter in sorted(found["counters"], key=lambda c: c.key.metric.name):
+    value = counter.committed if counter.committed is not None else counter.attempted
+    log(f"[prepare] beam: {counter.key.metric.name} {value:,}")
