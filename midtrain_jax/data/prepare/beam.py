@@ -24,6 +24,9 @@ tasks are emptied and prepared again whole, so an interrupted run is re-run.
 Quality scores (`data.qau.enabled`) are made after the pipeline from the
 written folder, as for the local runner (qau_scores.py).
 """
+import contextlib
+import os
+import pathlib
 import shutil
 from collections.abc import Callable, Sequence
 
@@ -35,6 +38,26 @@ from midtrain_jax.data.prepare import decisions, records
 from midtrain_jax.data.prepare.plan import Plan
 
 _BATCH = dict(min_batch_size=16, max_batch_size=512)
+# The folder holding the midtrain_jax package the launcher imported.
+_PACKAGE_ROOT = str(pathlib.Path(__file__).resolve().parents[3])
+
+
+@contextlib.contextmanager
+def _workers_import_this_package():
+  """Local worker processes (FnApiRunner multi_processing) import the launcher's package.
+
+  They start a fresh interpreter, which would otherwise import whichever
+  midtrain_jax its path finds first: the stages must be the launcher's.
+  """
+  before = os.environ.get("PYTHONPATH")
+  os.environ["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *([before] if before else [])])
+  try:
+    yield
+  finally:
+    if before is None:
+      os.environ.pop("PYTHONPATH", None)
+    else:
+      os.environ["PYTHONPATH"] = before
 
 
 def _is_doc(keyed) -> bool:
@@ -158,8 +181,9 @@ def run(plan: Plan, options: Sequence[str], log: Callable[[str], None]) -> None:
   log(f"[prepare] beam: preparing {plan.pending} with {' '.join(options) or 'defaults'}")
   pipeline = beam.Pipeline(options=PipelineOptions(list(options)))
   _build(pipeline, plan, specs, pending)
-  result = pipeline.run()
-  result.wait_until_finish()
+  with _workers_import_this_package():
+    result = pipeline.run()
+    result.wait_until_finish()
   found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("prepare"))
   for counter in sorted(found["counters"], key=lambda c: c.key.metric.name):
     value = counter.committed if counter.committed is not None else counter.attempted
