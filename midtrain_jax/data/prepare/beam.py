@@ -35,7 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from midtrain_jax.data.prepare import beam_stages as stages
 from midtrain_jax.data.prepare import decisions, records
-from midtrain_jax.data.prepare.plan import Plan
+from midtrain_jax.data.prepare.run_plan import Plan
 
 _BATCH = dict(min_batch_size=16, max_batch_size=512)
 # The folder holding the midtrain_jax package the launcher imported.

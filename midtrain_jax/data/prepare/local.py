@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from midtrain_jax.data import layout
 from midtrain_jax.data.prepare import decisions, dedup_step, progress, records, writing
-from midtrain_jax.data.prepare.plan import Plan
+from midtrain_jax.data.prepare.run_plan import Plan
 from midtrain_jax.dedup import batch as dedup_batch
 from midtrain_jax.documents import readers as sources
 

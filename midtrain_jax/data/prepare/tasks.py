@@ -21,7 +21,7 @@ from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.mixtures.corpora import demo as demo_corpus
 from midtrain_jax.data.prepare import dedup_step, local, qau_scores
-from midtrain_jax.data.prepare import plan as plan_lib
+from midtrain_jax.data.prepare import run_plan as plan_lib
 from midtrain_jax.documents import readers as sources
 
 _SPM_TRAIN_CHARS_PER_TASK = 1_500_000
