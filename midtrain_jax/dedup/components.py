@@ -57,13 +57,14 @@ class Item:
   fp: deduplicator.Fingerprint
 
 
-def make_verdict(item: Item, kept_of: tuple[str, str] | None, own: tuple | None,
+def make_verdict(doc_id: str, task: str, kept_of: tuple[str, str] | None, own: tuple | None,
                  reference: tuple | None, skipped: int, capped: int,
                  params: DedupParams) -> deduplicator.Verdict:
   """The verdict on one document from what the runners found.
 
   Args:
-    item: the document.
+    doc_id: the document's id.
+    task: its task.
     kept_of: (doc id, task) of its component's kept document; None when it
       is kept itself (or joins no component).
     own: (level rank, -similarity) of its strictest, best verified pair.
@@ -78,11 +79,11 @@ def make_verdict(item: Item, kept_of: tuple[str, str] | None, own: tuple | None,
     ref = deduplicator.Match(reference[2], REFERENCE_TASK, pairs.STRICTNESS[reference[0]],
                              -reference[1], reference=True)
     if params.reference_mode == "drop":
-      return deduplicator.Verdict(item.doc_id, item.task, False, ref, skipped, capped)
+      return deduplicator.Verdict(doc_id, task, False, ref, skipped, capped)
   if kept_of is None:
-    return deduplicator.Verdict(item.doc_id, item.task, True, ref, skipped, capped)
+    return deduplicator.Verdict(doc_id, task, True, ref, skipped, capped)
   match = deduplicator.Match(kept_of[0], kept_of[1], pairs.STRICTNESS[own[0]], -own[1])
-  return deduplicator.Verdict(item.doc_id, item.task, False, match, skipped, capped)
+  return deduplicator.Verdict(doc_id, task, False, match, skipped, capped)
 
 
 class _Graph:
@@ -218,6 +219,6 @@ def resolve(items: Iterable[Item], params: DedupParams,
   for i, item in enumerate(items):
     root = graph.find(i)
     kept_of = None if root == i else (items[root].doc_id, items[root].task)
-    out[item.key] = make_verdict(item, kept_of, graph.own[i], references[i], skipped[i],
-                                 capped[i], params)
+    out[item.key] = make_verdict(item.doc_id, item.task, kept_of, graph.own[i], references[i],
+                                 skipped[i], capped[i], params)
   return out
