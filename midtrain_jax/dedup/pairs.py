@@ -1,0 +1,91 @@
+"""Which documents are compared and how a pair is verified: shared by every runner.
+
+Two kinds of keys come from a fingerprint:
+  group keys    (level, key) of the levels that need no verification: the
+                exact key, and the code key. Documents with the same group key
+                are duplicates at that level (similarity 1).
+  bucket keys   (kind, key) of the levels found by hashing: MinHash band keys
+                ("minhash"), SimHash band keys ("simhash"), semantic band keys
+                ("semantic"). Documents sharing a bucket key are candidates; a
+                candidate pair is a duplicate when `similarity` verifies it.
+
+A level is skipped for a document without a fingerprint there (no words, or an
+exact-only task): it gets no key of that level.
+"""
+import functools
+
+import numpy as np
+
+from midtrain_jax.dedup import simhash
+from midtrain_jax.dedup.params import DedupParams
+
+# The levels from strictest to loosest: a removed document's match names the
+# strictest level among its own verified pairs.
+STRICTNESS = ("exact", "code", "near", "semantic")
+RANK = {level: rank for rank, level in enumerate(STRICTNESS)}
+LEVEL_OF = {"minhash": "near", "simhash": "near", "semantic": "semantic"}
+
+
+@functools.cache
+def _simhash_bands(max_distance: int) -> simhash.SimHashIndex:
+  return simhash.SimHashIndex(max_distance)
+
+
+def group_keys(fp, params: DedupParams) -> list[tuple[str, bytes]]:
+  """(level, key) of the exact and code levels on for this fingerprint."""
+  out = []
+  if "exact" in params.levels:
+    out.append(("exact", fp.exact))
+  if "code" in params.levels and fp.code is not None:
+    out.append(("code", fp.code))
+  return out
+
+
+def bucket_keys(fp, params: DedupParams) -> list[tuple[str, int]]:
+  """(kind, key) of the hash buckets the fingerprint lands in."""
+  out = []
+  if params.uses_minhash and fp.band_keys is not None:
+    out += [("minhash", int(k)) for k in fp.band_keys]
+  if params.uses_simhash and fp.simhash is not None:
+    out += [("simhash", k) for k in _simhash_bands(params.simhash_distance).keys(fp.simhash)]
+  if "semantic" in params.levels and fp.embedding is not None and fp.semantic_keys is not None:
+    out += [("semantic", int(k)) for k in fp.semantic_keys]
+  return out
+
+
+def similarities(kind: str, fp, others, params: DedupParams) -> list[float | None]:
+  """The verified similarity of `fp` with each of `others` (None: not a duplicate).
+
+  Args:
+    kind: the bucket kind ("minhash", "simhash" or "semantic").
+    fp: a fingerprint.
+    others: fingerprints it is compared with (its bucket's anchors), compared
+      together in one array operation.
+    params: the thresholds.
+  """
+  if not others:
+    return []
+  if kind == "minhash":
+    equal = np.count_nonzero(np.stack([o.signature for o in others]) == fp.signature, axis=1)
+    scores = equal / fp.signature.shape[-1]
+    return [float(s) if s >= params.jaccard else None for s in scores]
+  if kind == "simhash":
+    out = []
+    for other in others:
+      distance = simhash.hamming(fp.simhash, other.simhash)
+      out.append(1.0 - distance / simhash.BITS if distance <= params.simhash_distance else None)
+    return out
+  if kind == "semantic":
+    scores = np.stack([o.embedding for o in others]) @ fp.embedding
+    return [float(s) if s >= params.semantic_threshold else None for s in scores]
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def better(a: tuple | None, b: tuple | None) -> tuple | None:
+  """The better of two (level rank, -similarity, ...) records (None: no record)."""
+  if a is None:
+    return b
+  if b is None:
+    return a
+  return min(a, b)
+
