@@ -6,9 +6,11 @@ folder written is the same file for file (stats and manifest but for timing):
               readers of the local run (local files or gs://), records keyed
               `(task rank, file rank, position)`; the task cap by per-file
               counts (prefix sums as a side input);
-  dedup       fingerprints on the workers (batched), verdicts in key order
-              (`dedup_step.decide_in_order` on the gathered fingerprints:
-              small, no texts), joined back by key;
+  dedup       fingerprints on the workers (batched), connected components
+              over verified pairs (dedup/beam_components.py: the same
+              verdicts as the local `components.resolve`, no single-worker
+              stage), joined back by key; per task summed counts and the
+              first examples by key;
   held-out    per task the `data.heldout_max_docs` smallest candidates by
               (hash key, key): a per-task smallest-k combiner;
   clean/tokenise  the decontamination index loaded on each worker (built
@@ -34,8 +36,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from midtrain_jax.data.prepare import beam_stages as stages
-from midtrain_jax.data.prepare import decisions, records
+from midtrain_jax.data.prepare import decisions, dedup_step, records
 from midtrain_jax.data.prepare.run_plan import Plan
+from midtrain_jax.dedup import beam_components
 
 _BATCH = dict(min_batch_size=16, max_batch_size=512)
 # The folder holding the midtrain_jax package the launcher imported.
@@ -82,18 +85,32 @@ def _read(pipeline, plan: Plan, specs: dict):
   return recs, read
 
 
+def _reference(pipeline, plan: Plan):
+  """The reference set's (doc id, fingerprint), or None without one."""
+  if not plan.dedup.reference_files:
+    return None
+  return (pipeline | "Reference files" >> beam.Create(plan.dedup.reference_files)
+          | "Read reference" >> beam.FlatMap(stages.reference_docs)
+          | "Batch reference" >> beam.BatchElements(**_BATCH)
+          | "Reference prints" >> beam.ParDo(stages.ReferencePrints(plan.dedup)))
+
+
 def _dedup(docs, plan: Plan, names: dict):
-  """(kept (key, text), per-task dedup tallies or None)."""
+  """(kept (key, text), {tally tag: per-task PCollection}): components on Beam."""
   if plan.dedup is None:
-    return docs | "Texts" >> beam.Map(lambda kv: (kv[0], kv[1][1])), None
-  decided = (docs | "Batch docs" >> beam.BatchElements(**_BATCH)
-             | "Fingerprint" >> beam.ParDo(stages.Fingerprint(plan.dedup, names))
-             | "Gather prints" >> beam.combiners.ToList()
-             | "Decide" >> beam.FlatMap(stages.decide_all, plan.dedup, names).with_outputs(
-                 "tally", main="kept"))
-  kept = ({"docs": docs, "kept": decided.kept} | "Join verdicts" >> beam.CoGroupByKey()
-          | "Kept" >> beam.FlatMap(stages.kept_documents))
-  return kept, decided.tally
+    return docs | "Texts" >> beam.Map(lambda kv: (kv[0], kv[1][1])), {}
+  items = (docs | "Batch docs" >> beam.BatchElements(**_BATCH)
+           | "Fingerprint" >> beam.ParDo(stages.Fingerprint(plan.dedup, names)))
+  verdicts = items | "Resolve" >> beam_components.Resolve(
+      plan.dedup.params, plan.dedup.cross_task, _reference(docs.pipeline, plan))
+  judged = ({"docs": docs, "verdict": verdicts} | "Join verdicts" >> beam.CoGroupByKey()
+            | "Judge" >> beam.FlatMap(stages.judged).with_outputs(
+                "counts", "example", main="kept"))
+  tallies = {
+      "dedup_counts": judged.counts | "Sum counts" >> beam.CombinePerKey(stages.sum_counts),
+      "dedup_examples": judged.example | "First examples" >> beam.combiners.Top.SmallestPerKey(
+          dedup_step.EXAMPLES, key=lambda example: example[0])}
+  return judged.kept, tallies
 
 
 def _heldout(kept, plan: Plan):
@@ -149,9 +166,7 @@ def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
               str(plan.out), names, plan.cleaner, plan.data_cfg.tokenizer),
               beam.pvalue.AsDict(chosen)))
   shards, tail = _shards(train, seeds, plan, names)
-  groups = {"shards": shards, "tail": tail, "heldout": held, "malformed": bad}
-  if tallies is not None:
-    groups["dedup"] = tallies
+  groups = {"shards": shards, "tail": tail, "heldout": held, "malformed": bad, **tallies}
   tasks = {rank: (specs[rank], str(plan.task_dir(names[rank])), plan.fingerprints[names[rank]],
                   plan.files[names[rank]]) for rank in pending}
   _ = (groups | "By task" >> beam.CoGroupByKey()

@@ -15,6 +15,9 @@ from apache_beam.metrics import Metrics
 from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.prepare import decisions, dedup_step, records, writing
+from midtrain_jax.dedup import batch as dedup_batch
+from midtrain_jax.dedup import components
+from midtrain_jax.dedup import counts as dedup_counts
 from midtrain_jax.documents import readers as sources
 
 _NAMESPACE = "prepare"
@@ -92,7 +95,7 @@ def malformed_tally(grouped) -> tuple[int, dict]:
 
 
 class Fingerprint(beam.DoFn):
-  """Fingerprints a batch of documents: (key, doc id, UTF-8 bytes, Fingerprint)."""
+  """Fingerprints a batch of documents: one `components.Item` each."""
 
   def __init__(self, step: dedup_step.DedupStep, names: dict):
     self._step, self._names = step, names
@@ -104,31 +107,51 @@ class Fingerprint(beam.DoFn):
     for rank, docs in by_task.items():
       prints = self._step.fingerprint([p[1] for _, p in docs], self._names[rank])
       for (key, payload), fp in zip(docs, prints):
-        yield key, payload[2], len(payload[1].encode("utf-8")), fp
+        yield components.Item(key, payload[2], self._names[rank], fp)
+
+
+class ReferencePrints(beam.DoFn):
+  """(doc id, fingerprint) of a batch of reference documents."""
+
+  def __init__(self, step: dedup_step.DedupStep):
+    self._step = step
+
+  def process(self, batch):
+    yield from self._step.reference_fingerprint(batch)
+
+
+def reference_docs(path: str):
+  """(doc id "file:line", text) of one reference file."""
+  yield from dedup_batch.reference_docs([path])
 
 
 @_TAGGED
-def decide_all(items: list, step: dedup_step.DedupStep, names: dict):
-  """All verdicts in key order (the keep rule); tagged ("tally", (rank, tally dict)) too."""
-  decider = step.decider()
-  ordered = sorted(items, key=lambda item: item[0])
-  tallies = collections.defaultdict(dedup_step.Tally)
-  removed = Metrics.counter(_NAMESPACE, "duplicates_removed")
-  found = ((key, names[key[0]], doc_id, fp) for key, doc_id, _, fp in ordered)
-  for (key, verdict), item in zip(dedup_step.decide_in_order(step, decider, found), ordered):
-    tallies[key[0]].add(verdict, item[2])
-    if not verdict.kept:
-      removed.inc()
-    yield key, verdict.kept
-  for rank in sorted(names):
-    yield beam.pvalue.TaggedOutput("tally", (rank, tallies[rank].as_dict()))
-
-
-def kept_documents(joined):
-  """(key, text) of a document the deduplication kept."""
+def judged(joined):
+  """(key, text) of a kept document; tagged "counts" and "example" for the task's tally."""
   key, groups = joined
-  if groups["kept"] and groups["kept"][0] and groups["docs"]:
-    yield key, groups["docs"][0][1]
+  (_, text, _), verdict = groups["docs"][0], groups["verdict"][0]
+  counted = dedup_counts.document_counts(verdict, len(text.encode("utf-8")))
+  yield beam.pvalue.TaggedOutput("counts", (key[0], dict(counted)))
+  if verdict.match is not None:
+    yield beam.pvalue.TaggedOutput("example", (key[0], (key, dedup_batch.verdict_record(verdict))))
+  if verdict.kept:
+    yield key, text
+  else:
+    Metrics.counter(_NAMESPACE, "duplicates_removed").inc()
+
+
+def sum_counts(found) -> dict:
+  """The sum of counter dicts (a combiner: partial sums add up)."""
+  total = collections.Counter()
+  for part in found:
+    total.update(part)
+  return dict(total)
+
+
+def tally(found_counts: list, examples: list) -> dict:
+  """A task's `dedup_step.Tally.as_dict()` from its summed counts and first examples."""
+  return {"counts": dict(sorted((found_counts or [{}])[0].items())),
+          "examples": [record for _, record in sorted((examples or [[]])[0])]}
 
 
 def candidate(keyed, fraction: float):
@@ -281,7 +304,8 @@ class WriteStats(beam.DoFn):
     records.MalformedTally(malformed).check(self._max_malformed, spec.name)
     found = decisions.Decisions(
         fingerprint, read.get(rank, 0), malformed,
-        (groups["dedup"] or [{}])[0] if self._dedup_record is not None else {},
+        tally(groups["dedup_counts"], groups["dedup_examples"])
+        if self._dedup_record is not None else {},
         candidates.get(rank, 0), [], [])
     progress, total = cumulative_progress(groups["shards"], groups["tail"])
     task_dir = pathlib.Path(task_dir)

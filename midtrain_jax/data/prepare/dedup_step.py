@@ -5,28 +5,29 @@ held-out document is a copy of a training one) and before decontamination.
 Duplicates are skipped but counted (counter names of dedup/counts.py) and
 recorded in the task's stats.json; the manifest repeats the totals.
 
-Documents are decided in their canonical key order (records.py): within a
-task the first copy is kept. With `data.dedup.cross_task` one index spans the
-mixture: tasks are deduplicated in `dedup_order` (the tasks of
-`data.dedup.priority` first, then mixture order), so a copy is kept in the
-highest-priority task that has it. A task's result then depends on the other
-tasks, so its fingerprint includes those of every task of the mixture:
-changing the settings, the order or another task prepares it again. Every
-task is read again to decide whenever one is prepared, so the decisions never
-depend on which tasks were prepared before.
+Documents carry their canonical key (records.py: task rank in `dedup_order`,
+file rank, position) and are decided as connected components over verified
+pairs, the best copy kept (dedup/components.py; `resolve` here, Resolve of
+dedup/beam_components.py on Beam): the smallest key of a component is kept,
+so within a task the first copy, and with `data.dedup.cross_task` (one scope
+for the mixture; tasks in `dedup_order`: the tasks of `data.dedup.priority`
+first, then mixture order) the copy of the highest-priority task. A task's
+result then depends on every task of the mixture, so its fingerprint includes
+theirs: changing the settings, the order or another task prepares it again.
+Every task is read to decide whenever one is prepared.
 
 Tasks of `data.dedup.exact_only` (templated or generated text, whose documents
 share a template rather than content) are compared by exact copies only: their
 documents get only the exact fingerprint and join only the exact index.
 """
 import collections
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 from midtrain_jax.dedup import batch as dedup_batch
-from midtrain_jax.dedup import counts, deduplicator, params
+from midtrain_jax.dedup import components, counts, deduplicator, params
 from midtrain_jax.documents import readers as sources
 
-_EXAMPLES = 20
+EXAMPLES = 20  # Matched documents listed per task: the first by key.
 
 
 def enabled(data_cfg) -> bool:
@@ -91,39 +92,24 @@ class DedupStep:
       self._dedup = deduplicator.Deduplicator(self.params)
     return self._dedup.fingerprint(list(texts), exact_only=task in self.exact_only)
 
-  def decider(self) -> deduplicator.Deduplicator:
-    """A fresh Deduplicator holding the reference set, to decide a run's documents."""
-    found = deduplicator.Deduplicator(self.params)
+  def reference_fingerprint(self, docs: Sequence[tuple[str, str]]
+                            ) -> list[tuple[str, deduplicator.Fingerprint]]:
+    """(doc id, fingerprint) of a batch of reference documents ((doc id, text) pairs)."""
+    if self._dedup is None:
+      self._dedup = deduplicator.Deduplicator(self.params)
+    return list(zip([d for d, _ in docs], self._dedup.fingerprint([t for _, t in docs])))
+
+  def reference(self) -> list[tuple[str, deduplicator.Fingerprint]]:
+    """The reference set's (doc id, fingerprint): ids are "file:line"."""
+    found = []
     for docs in dedup_batch.batches(dedup_batch.reference_docs(self.reference_files),
                                     dedup_batch.BATCH_DOCS):
-      found.add_reference(docs)
+      found.extend(self.reference_fingerprint(docs))
     return found
 
-
-def decide_in_order(step: DedupStep, decider: deduplicator.Deduplicator,
-                    items: Iterable[tuple[tuple, str, str, deduplicator.Fingerprint]]
-                    ) -> Iterator[tuple[tuple, deduplicator.Verdict]]:
-  """Decides documents in key order (the keep rule): the one deduplication stage of prepare.
-
-  Both runners call it with the same keys, so they decide alike: the local
-  runner as it reads, the Beam runner on the gathered fingerprints.
-
-  Args:
-    step: the settings.
-    decider: from `step.decider()`, fed every earlier document of the run.
-    items: (key, task, doc id, fingerprint) in increasing key order; key[0] is
-      the task's rank in deduplication order.
-
-  Yields:
-    (key, verdict) per item.
-  """
-  rank = None
-  for key, task, doc_id, fp in items:
-    if key[0] != rank:
-      rank = key[0]
-      if not step.cross_task:
-        decider.new_scope()
-    yield key, decider.decide(fp, doc_id, task)
+  def resolve(self, items: Iterable[components.Item]) -> dict[tuple, deduplicator.Verdict]:
+    """The verdicts of a run's documents: components over verified pairs (local runner)."""
+    return components.resolve(items, self.params, self.reference(), self.cross_task)
 
 
 class Tally:
@@ -135,9 +121,9 @@ class Tally:
     self.examples = list(state.get("examples", []))
 
   def add(self, verdict: deduplicator.Verdict, nbytes: int) -> None:
-    """Counts one decided document of `nbytes` UTF-8 bytes (decided in key order)."""
+    """Counts one decided document of `nbytes` UTF-8 bytes (added in key order)."""
     self.counts.update(counts.document_counts(verdict, nbytes))
-    if verdict.match is not None and len(self.examples) < _EXAMPLES:
+    if verdict.match is not None and len(self.examples) < EXAMPLES:
       self.examples.append(dedup_batch.verdict_record(verdict))
 
   def as_dict(self) -> dict:

@@ -1,9 +1,11 @@
 """The local runner of prepare: one process, two passes over each task's records.
 
-Pass 1 (decide) reads the tasks in key order (records.py), fingerprints and
-deduplicates them, chooses the held-out documents and saves each pending
-task's decisions in its folder (decisions.py). With cross-task deduplication
-every task of the mixture is read, since a task's duplicates depend on all.
+Pass 1 (decide) reads the tasks in key order (records.py) and fingerprints
+their documents, deduplicates them as connected components
+(`components.resolve`: memory O(documents), fingerprints only), chooses the
+held-out documents and saves each pending task's decisions in its folder
+(decisions.py). With cross-task deduplication every task of the mixture is
+read, since a task's duplicates depend on all.
 
 Pass 2 (write) reads a task again, cleans and tokenises its train documents
 in key order and writes them as shards of `data.shard_docs` (writing.py),
@@ -12,50 +14,68 @@ reused, and the shards already written are skipped (their progress says how
 many train records they consumed). The Beam runner (beam.py) applies the same
 stages, so both write the same folder.
 """
+import dataclasses
 from collections.abc import Callable
 
 from midtrain_jax.data import layout
 from midtrain_jax.data.prepare import decisions, dedup_step, progress, records, writing
 from midtrain_jax.data.prepare.run_plan import Plan
 from midtrain_jax.dedup import batch as dedup_batch
+from midtrain_jax.dedup import components
 from midtrain_jax.documents import readers as sources
 
 _ENCODE_CHUNK = 256
 
 
-def _decide_task(plan: Plan, spec, decider, fingerprint: str) -> decisions.Decisions:
-  """Pass 1 over one task: every record decided in key order."""
-  data_cfg, step = plan.data_cfg, plan.dedup
-  malformed, tally = records.MalformedTally(), dedup_step.Tally()
-  kept, candidates, read = [], [], 0
-  stream = records.read_task(spec, data_cfg, plan.rank(spec.name))
+@dataclasses.dataclass
+class _Read:
+  """What pass 1 keeps of a task: its malformed records, records read and, per
+  document in key order, (key, UTF-8 bytes, held-out candidate or None)."""
+  malformed: records.MalformedTally
+  read: int
+  docs: list
+
+
+def _read_task(plan: Plan, spec, items: list) -> _Read:
+  """Reads one task for pass 1; adds its documents' dedup items to `items`."""
+  found = _Read(records.MalformedTally(), 0, [])
+  fraction = plan.data_cfg.heldout_fraction
+  stream = records.read_task(spec, plan.data_cfg, plan.rank(spec.name))
   for chunk in dedup_batch.batches(stream, dedup_batch.BATCH_DOCS):
-    read += len(chunk)
-    docs = [(key, item) for key, item in chunk if isinstance(item, sources.Document)]
-    for _, item in chunk:
+    found.read += len(chunk)
+    docs = []
+    for key, item in chunk:
       if isinstance(item, sources.Malformed):
-        malformed.add(item)
-    verdicts = [None] * len(docs)
-    if step is not None:
-      prints = step.fingerprint([item.text for _, item in docs], spec.name)
-      items = [(key, spec.name, item.where, fp) for (key, item), fp in zip(docs, prints)]
-      verdicts = [v for _, v in dedup_step.decide_in_order(step, decider, items)]
-    for (key, item), verdict in zip(docs, verdicts):
-      if verdict is not None:
-        tally.add(verdict, len(item.text.encode("utf-8")))
-        if not verdict.kept:
-          continue
-      kept.append(key)
-      candidate = decisions.heldout_candidate(item.text, key, data_cfg.heldout_fraction)
-      if candidate is not None:
-        candidates.append(candidate)
-  malformed.check(data_cfg.max_malformed, spec.name)
-  heldout = decisions.choose_heldout(candidates, data_cfg.heldout_max_docs)
+        found.malformed.add(item)
+      else:
+        docs.append((key, item))
+    if plan.dedup is not None:
+      prints = plan.dedup.fingerprint([item.text for _, item in docs], spec.name)
+      items.extend(components.Item(key, item.where, spec.name, fp)
+                   for (key, item), fp in zip(docs, prints))
+    found.docs.extend((key, len(item.text.encode("utf-8")),
+                       decisions.heldout_candidate(item.text, key, fraction))
+                      for key, item in docs)
+  return found
+
+
+def _decisions(plan: Plan, name: str, read: _Read, verdicts: dict | None
+               ) -> decisions.Decisions:
+  """A task's decisions from what pass 1 read and the verdicts of the run."""
+  tally, kept, candidates = dedup_step.Tally(), [], []
+  for key, nbytes, candidate in read.docs:
+    if verdicts is not None:
+      tally.add(verdicts[key], nbytes)
+      if not verdicts[key].kept:
+        continue
+    kept.append(key)
+    if candidate is not None:
+      candidates.append(candidate)
+  heldout = decisions.choose_heldout(candidates, plan.data_cfg.heldout_max_docs)
   return decisions.Decisions(
-      fingerprint=fingerprint, records_read=read, malformed=malformed.as_dict(),
-      dedup=tally.as_dict() if step is not None else {},
-      heldout_candidates=len(candidates), heldout=heldout,
-      train=decisions.split(kept, heldout))
+      fingerprint=plan.fingerprints[name], records_read=read.read,
+      malformed=read.malformed.as_dict(), dedup=tally.as_dict() if verdicts is not None else {},
+      heldout_candidates=len(candidates), heldout=heldout, train=decisions.split(kept, heldout))
 
 
 def decide(plan: Plan, log: Callable[[str], None]) -> dict[str, decisions.Decisions]:
@@ -64,19 +84,21 @@ def decide(plan: Plan, log: Callable[[str], None]) -> dict[str, decisions.Decisi
            for name in plan.pending}
   if all(saved.values()):
     return saved
+  # With cross-task deduplication every task is read: its documents decide the others'.
   cross = plan.dedup is not None and plan.dedup.cross_task
-  # The decider is fed every document before the next; the first is that of task rank 0.
-  decider = plan.dedup.decider() if plan.dedup is not None else None
-  found = {}
+  items, reads = [], {}
   for spec in plan.specs:
-    if spec.name not in plan.pending and not cross:
-      continue
-    result = _decide_task(plan, spec, decider, plan.fingerprints[spec.name])
-    if spec.name in plan.pending:
-      decisions.save(plan.task_dir(spec.name), result)
-      found[spec.name] = result
-      log(f"[prepare] {spec.name}: decided {result.records_read:,} records: "
-          f"{len(result.train):,} train, {len(result.heldout)} held out")
+    if spec.name in plan.pending or cross:
+      reads[spec.name] = _read_task(plan, spec, items)
+      if spec.name in plan.pending:
+        reads[spec.name].malformed.check(plan.data_cfg.max_malformed, spec.name)
+  verdicts = plan.dedup.resolve(items) if plan.dedup is not None else None
+  found = {}
+  for name in plan.pending:
+    found[name] = _decisions(plan, name, reads[name], verdicts)
+    decisions.save(plan.task_dir(name), found[name])
+    log(f"[prepare] {name}: decided {found[name].records_read:,} records: "
+        f"{len(found[name].train):,} train, {len(found[name].heldout)} held out")
   return found
 
 

@@ -52,6 +52,7 @@ def sources(tmp_path_factory) -> pathlib.Path:
   _write(root / "web-0.jsonl", texts[30:60] + [texts[31].lower()], ("{broken",))
   _write(root / "web-1.jsonl", [leak] + texts[60:90] + [texts[5] + " Share this.", texts[40],
                                                         leak])
+  _write(root / "base.jsonl", [texts[50], texts[2].upper()])  # A "pretraining" reference.
   (root / "mix.yaml").write_text(_MIX)
   return root
 
@@ -124,6 +125,22 @@ def test_the_task_cap_is_the_same_on_both_runners(sources, tmp_path):
   _prepare(cfg, tmp_path / "local")
   _prepare(cfg, tmp_path / "beam", "beam", _ONE_WORKER)
   assert layout.read_stats(tmp_path / "local", "web")["records_read"] == 40
+  assert _files(tmp_path / "beam") == _files(tmp_path / "local")
+
+
+@pytest.mark.parametrize("mode", ["drop", "count"])
+def test_the_reference_set_and_exact_only_tasks_are_the_same_on_both_runners(sources, tmp_path,
+                                                                             mode):
+  cfg = _cfg(sources)
+  cfg.dedup.update(reference=(str(sources / "base.jsonl"),), reference_mode=mode,
+                   exact_only=("curated",))
+  _prepare(cfg, tmp_path / "local")
+  _prepare(cfg, tmp_path / "beam", "beam", _ONE_WORKER)
+  curated, web = (layout.read_stats(tmp_path / "local", t)["dedup"]["counts"]
+                  for t in ("curated", "web"))
+  assert web["reference/exact"] == 1 and curated["reference/exact"] == 1
+  # The near copy of a curated document stays: curated is compared by exact copies only.
+  assert "duplicates/near" not in web and web["removed_docs"] == (4 if mode == "drop" else 3)
   assert _files(tmp_path / "beam") == _files(tmp_path / "local")
 
 
