@@ -13,8 +13,9 @@ folder written is the same file for file (stats and manifest but for timing):
               first examples by key;
   held-out    per task the `data.heldout_max_docs` smallest candidates by
               (hash key, key): a per-task smallest-k combiner;
-  clean/tokenise  the decontamination index loaded on each worker (built
-              once by the launcher), the model's tokenizer;
+  clean/tokenise/score  the decontamination index loaded on each worker
+              (built once by the launcher), the model's tokenizer, the
+              quality scorer with `data.qau.enabled`;
   shard       a train document's number = kept documents of the files before
               its own (side input) + those before it in its file; shard i
               holds numbers [i * shard_docs, (i + 1) * shard_docs);
@@ -23,8 +24,11 @@ The launcher writes the manifest afterwards (tasks.py). A task whose
 stats.json has its fingerprint is reused untouched; the folders of the other
 tasks are emptied and prepared again whole, so an interrupted run is re-run.
 
-Quality scores (`data.qau.enabled`) are made after the pipeline from the
-written folder, as for the local runner (qau_scores.py).
+Quality scores (`data.qau.enabled`): the scorer is trained (or found) by the
+launcher as for the local run, then applied to each train document in the
+pipeline (with tokenisation); the scores are written with the task's stats.
+The local runner scores the written shards afterwards: the same numbers, each
+document being scored alone (qau_scores.py).
 """
 import contextlib
 import os
@@ -132,8 +136,9 @@ def _heldout(kept, plan: Plan):
 def _shards(train, seeds, plan: Plan, names: dict):
   """Cleans, tokenises, numbers and writes the train shards; (shard counts, tail counts)."""
   payload = (train | "Batch train" >> beam.BatchElements(**_BATCH)
-             | "Clean and encode" >> beam.ParDo(stages.CleanEncode(
-                 plan.cleaner, plan.data_cfg.tokenizer)))
+             | "Clean, encode, score" >> beam.ParDo(stages.CleanEncode(
+                 plan.cleaner, plan.data_cfg.tokenizer,
+                 plan.quality[0] if plan.quality is not None else None)))
   flags = (payload | "Kept flags" >> beam.Map(
                lambda kv: (kv[0][:2], (kv[0][2], kv[1][0] is not None)))
            | "By unit" >> beam.GroupByKey()
@@ -174,7 +179,8 @@ def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
        | "Write stats" >> beam.ParDo(
            stages.WriteStats(tasks, plan.cleaner,
                              plan.dedup.record() if plan.dedup is not None else None,
-                             plan.data_cfg.max_malformed),
+                             plan.data_cfg.max_malformed,
+                             plan.quality[1] if plan.quality is not None else None),
            beam.pvalue.AsDict(read), beam.pvalue.AsDict(counted)))
 
 

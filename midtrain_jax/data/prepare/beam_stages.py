@@ -10,11 +10,12 @@ import pathlib
 import typing
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 
 from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.data.prepare import decisions, dedup_step, records, writing
+from midtrain_jax.data.prepare import decisions, dedup_step, qau_scores, records, writing
 from midtrain_jax.dedup import batch as dedup_batch
 from midtrain_jax.dedup import components
 from midtrain_jax.dedup import counts as dedup_counts
@@ -173,14 +174,14 @@ def split_heldout(keyed, chosen: dict):
 
 
 class CleanEncode(beam.DoFn):
-  """Decontaminates and tokenises a batch of train documents.
+  """Decontaminates, tokenises and (with QAU) scores a batch of train documents.
 
   Emits (key, (stored document or None, counts of that record as a
-  `ShardProgress` dict)).
+  `ShardProgress` dict, quality score or None)).
   """
 
-  def __init__(self, cleaner: writing.Cleaner | None, tokenizer: str):
-    self._cleaner, self._tokenizer = cleaner, tokenizer
+  def __init__(self, cleaner: writing.Cleaner | None, tokenizer: str, scorer=None):
+    self._cleaner, self._tokenizer, self._scorer = cleaner, tokenizer, scorer
     self._tok = None
 
   def setup(self):
@@ -189,12 +190,15 @@ class CleanEncode(beam.DoFn):
   def process(self, batch):
     texts = [text for _, text in batch]
     cleaned = writing.clean(self._cleaner, texts)
-    docs = iter(writing.encode(self._tok, [c for c, _ in cleaned if c is not None]))
+    stored = writing.encode(self._tok, [c for c, _ in cleaned if c is not None])
+    scores = (qau_scores.score_documents(self._scorer, stored, self._tok.adds_bos).tolist()
+              if self._scorer is not None else [None] * len(stored))
+    found = iter(zip(stored, scores))
     for (key, text), (kept, hits) in zip(batch, cleaned):
-      doc = next(docs) if kept is not None else None
+      doc, score = next(found) if kept is not None else (None, None)
       counts = writing.ShardProgress()
       counts.add(text, kept, hits, doc, self._cleaner is not None)
-      yield key, (doc, counts.as_dict())
+      yield key, (doc, counts.as_dict(), score)
 
 
 @_TAGGED
@@ -210,7 +214,7 @@ def survivor_ranks(grouped):
 
 @_TAGGED
 class AssignShard(beam.DoFn):
-  """((task rank, shard), (key, doc, counts)); tagged "tail" past the last shard.
+  """((task rank, shard), (key, doc, counts, score)); tagged "tail" past the last shard.
 
   The side input holds the kept documents of every read unit; a record's
   number is those of the units before it plus those before it in its unit.
@@ -221,17 +225,20 @@ class AssignShard(beam.DoFn):
 
   def process(self, joined, totals):
     key, groups = joined
-    doc, counts = groups["payload"][0]
+    doc, counts, score = groups["payload"][0]
     memo = self._memo.of(totals)
     shard = writing.shard_of(memo.offsets[key[:2]] + groups["rank"][0], self._shard_docs)
     if shard >= writing.shard_count(memo.totals[key[0]], self._shard_docs):
       yield beam.pvalue.TaggedOutput("tail", (key[0], counts))
     else:
-      yield (key[0], shard), (key, doc, counts)
+      yield (key[0], shard), (key, doc, counts, score)
 
 
 class WriteShard(beam.DoFn):
-  """Writes one train shard's records; emits (task rank, (shard, its counts))."""
+  """Writes one train shard's records.
+
+  Emits (task rank, (shard, its counts, (quality score, length) of each document)).
+  """
 
   def __init__(self, out: str, names: dict):
     self._out, self._names = out, names
@@ -240,14 +247,15 @@ class WriteShard(beam.DoFn):
     (rank, shard), members = grouped
     members = sorted((m for m in members if m is not None), key=lambda m: m[0])
     task_dir = pathlib.Path(self._out) / self._names[rank]
-    docs = [doc for _, doc, _ in members if doc is not None]
+    docs = [m[1] for m in members if m[1] is not None]
     layout.write_documents(layout.train_shard(task_dir, shard), docs)
     total = writing.ShardProgress()
-    for _, _, counts in members:
-      total.merge(writing.ShardProgress(counts))
+    for member in members:
+      total.merge(writing.ShardProgress(member[2]))
     Metrics.counter(_NAMESPACE, "train_docs").inc(len(docs))
     Metrics.counter(_NAMESPACE, "train_tokens").inc(sum(len(d) for d in docs))
-    yield rank, (shard, total.as_dict())
+    yield rank, (shard, total.as_dict(),
+                 [(m[3], len(m[1])) for m in members if m[1] is not None])
 
 
 class WriteHeldout(beam.DoFn):
@@ -275,11 +283,11 @@ class WriteHeldout(beam.DoFn):
 def cumulative_progress(shards: list, tail: list) -> tuple[list, writing.ShardProgress]:
   """(each shard's cumulative progress, the task's total) from per-shard counts."""
   total, found = writing.ShardProgress(), []
-  for _, counts in sorted(shards):
-    total.merge(writing.ShardProgress(counts))
+  for _, state, _ in sorted(shards, key=lambda shard: shard[0]):
+    total.merge(writing.ShardProgress(state))
     found.append(total.as_dict())
-  for counts in tail:
-    total.merge(writing.ShardProgress(counts))
+  for state in tail:
+    total.merge(writing.ShardProgress(state))
   return found, total
 
 
@@ -291,11 +299,14 @@ class WriteStats(beam.DoFn):
     cleaner: the decontamination (None: off).
     dedup_record: `DedupStep.record()` (None: no deduplication).
     max_malformed: `data.max_malformed`.
+    scorer: the quality scorer's fingerprint when the documents were scored (QAU).
   """
 
-  def __init__(self, tasks: dict, cleaner, dedup_record: dict | None, max_malformed: int):
+  def __init__(self, tasks: dict, cleaner, dedup_record: dict | None, max_malformed: int,
+               scorer: str | None = None):
     self._tasks, self._cleaner = tasks, cleaner
     self._dedup_record, self._max_malformed = dedup_record, max_malformed
+    self._scorer = scorer
 
   def process(self, grouped, read: dict, candidates: dict):
     rank, groups = grouped
@@ -313,5 +324,15 @@ class WriteStats(beam.DoFn):
       layout.write_shard_progress(task_dir, index, state)
     stats = writing.task_stats(spec, fingerprint, files, found, len(progress), total,
                                groups["heldout"][0], self._cleaner, self._dedup_record)
+    if self._scorer is not None:
+      self._write_scores(task_dir.parent, spec.name, fingerprint, groups["shards"])
     layout.write_stats(task_dir, stats)
     yield spec.name
+
+  def _write_scores(self, out: pathlib.Path, task: str, fingerprint: str, shards) -> None:
+    """Each train document's quality score and length, in record order (qau_scores.py)."""
+    ordered = sorted(shards, key=lambda shard: shard[0])
+    scores = np.asarray([s for _, _, found in ordered for s, _ in found], np.float32)
+    tokens = np.asarray([n for _, _, found in ordered for _, n in found], np.int64)
+    layout.write_quality_scores(out, task, scores, tokens, scorer=self._scorer,
+                                task_fingerprint=fingerprint)

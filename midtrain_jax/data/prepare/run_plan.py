@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from midtrain_jax import cache
 from midtrain_jax.data import layout
-from midtrain_jax.data.prepare import dedup_step, records, writing
+from midtrain_jax.data.prepare import dedup_step, qau_scores, records, writing
 from midtrain_jax.decontam import decontaminator
 
 
@@ -34,6 +34,8 @@ class Plan:
     done: tasks already prepared with these fingerprints.
     dedup: the deduplication step (None: off).
     cleaner: the decontamination (None: off).
+    quality: (scorer, its fingerprint) with `data.qau.enabled` and tasks to
+      prepare: the Beam runner scores the documents it writes (qau_scores.py).
   """
   out: pathlib.Path
   data_cfg: object
@@ -44,6 +46,7 @@ class Plan:
   done: set[str]
   dedup: dedup_step.DedupStep | None
   cleaner: writing.Cleaner | None
+  quality: tuple | None = None
 
   @property
   def pending(self) -> list[str]:
@@ -157,5 +160,9 @@ def make_plan(specs: Sequence, out: pathlib.Path, tok, data_cfg,
   files = {s.name: records.units(s, data_cfg, 0)[0] for s in specs}
   found = fingerprints(specs, files, tok, data_cfg, step)
   done = _done(pathlib.Path(out), specs, found)
-  cleaner = make_cleaner(data_cfg, log) if len(done) < len(specs) else None
-  return Plan(pathlib.Path(out), data_cfg, tok, list(specs), files, found, done, step, cleaner)
+  pending = len(done) < len(specs)
+  cleaner = make_cleaner(data_cfg, log) if pending else None
+  quality = (qau_scores.scorer_for(data_cfg, out, tok, log)
+             if pending and data_cfg.qau.enabled else None)
+  return Plan(pathlib.Path(out), data_cfg, tok, list(specs), files, found, done, step, cleaner,
+              quality)

@@ -4,8 +4,7 @@ A small mixture of two tasks of two files each, built from real documents with
 planted copies: exact and near copies within a task and across tasks, a
 benchmark item (twice: one copy is deduplicated, the other decontaminated)
 and a malformed record. Every stage is on: cross-task deduplication,
-decontamination, the held-out split, sharding; QAU scores are made from the
-written folder by the same code for both runners (qau_scores.py).
+decontamination, the held-out split, sharding and quality scores (QAU).
 """
 import json
 import os
@@ -19,7 +18,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data import layout
 from midtrain_jax.data.load import pipeline
-from midtrain_jax.data.prepare import progress
+from midtrain_jax.data.prepare import progress, qau_scores
 from midtrain_jax.data.prepare import tasks as preparation
 from tests.dedup import planted
 
@@ -63,6 +62,8 @@ def _cfg(root: pathlib.Path, **overrides):
   cfg.update({"heldout_fraction": 0.2, "heldout_max_docs": 4, "shard_docs": 7, **overrides})
   cfg.dedup.levels = ("exact", "near")
   cfg.decontam.benchmarks = ("humaneval",)
+  cfg.qau.update(enabled=True, positive_tasks=("curated",), negative_tasks=("web",),
+                 scorer_docs=30)
   return cfg
 
 
@@ -70,8 +71,18 @@ def _prepare(cfg, out, runner="local", options=(), log=lambda _: None):
   return preparation.prepare(cfg, out, log=log, runner=runner, beam_options=options)
 
 
-def _files(folder: pathlib.Path) -> dict[str, bytes]:
-  return {str(p.relative_to(folder)): p.read_bytes()
+def _content(path: pathlib.Path):
+  """A file's bytes; arrays for .npz (zip entries carry a time); no timing in scorer.json."""
+  if path.suffix == ".npz":
+    with np.load(path) as arrays:
+      return {name: arrays[name].tolist() for name in arrays.files}
+  if path.name == "scorer.json":
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "seconds"}
+  return path.read_bytes()
+
+
+def _files(folder: pathlib.Path) -> dict[str, object]:
+  return {str(p.relative_to(folder)): _content(p)
           for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
@@ -95,10 +106,17 @@ def test_the_local_run_applies_every_stage(local_run):
   assert web["train_shards"] == -(-web["train_docs"] // 7)
   shard = layout.finished_shards(local_run / "web")[1]
   assert shard["docs"] == web["train_docs"] and shard["records"] == web["train_docs"] + 1
+  scores = layout.read_quality_scores(local_run, "web")
+  assert len(scores["scores"]) == web["train_docs"] and 0 < scores["scores"].min()
 
 
 @pytest.mark.parametrize("options", [_ONE_WORKER, _TWO_WORKERS], ids=["1worker", "2workers"])
-def test_beam_writes_the_local_folder(sources, local_run, tmp_path, options):
+def test_beam_writes_the_local_folder(sources, local_run, tmp_path, options, monkeypatch):
+  def no_rescoring(*args):
+    raise AssertionError(f"the pipeline left documents to score: {args}")
+
+  # The pipeline scores the documents itself: nothing is left to score from the shards.
+  monkeypatch.setattr(qau_scores, "train_documents", no_rescoring)
   logs = []
   _prepare(_cfg(sources), tmp_path / "beam", "beam", options, logs.append)
   assert _files(tmp_path / "beam") == _files(local_run)
