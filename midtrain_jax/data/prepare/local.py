@@ -36,9 +36,10 @@ class _Read:
   docs: list
 
 
-def _read_task(plan: Plan, spec, items: list) -> _Read:
+def _read_task(plan: Plan, spec, items: list, log: Callable[[str], None]) -> _Read:
   """Reads one task for pass 1; adds its documents' dedup items to `items`."""
   found = _Read(records.MalformedTally(), 0, [])
+  meter = progress.Meter(f"{spec.name} (deciding)", None, log)
   fraction = plan.data_cfg.heldout_fraction
   stream = records.read_task(spec, plan.data_cfg, plan.rank(spec.name))
   for chunk in dedup_batch.batches(stream, dedup_batch.BATCH_DOCS):
@@ -56,6 +57,8 @@ def _read_task(plan: Plan, spec, items: list) -> _Read:
     found.docs.extend((key, len(item.text.encode("utf-8")),
                        decisions.heldout_candidate(item.text, key, fraction))
                       for key, item in docs)
+    meter.update(len(chunk), len(docs), 0, sum(n for _, n, _ in found.docs[-len(docs):])
+                 if docs else 0)
   return found
 
 
@@ -89,7 +92,7 @@ def decide(plan: Plan, log: Callable[[str], None]) -> dict[str, decisions.Decisi
   items, reads = [], {}
   for spec in plan.specs:
     if spec.name in plan.pending or cross:
-      reads[spec.name] = _read_task(plan, spec, items)
+      reads[spec.name] = _read_task(plan, spec, items, log)
       if spec.name in plan.pending:
         reads[spec.name].malformed.check(plan.data_cfg.max_malformed, spec.name)
   verdicts = plan.dedup.resolve(items) if plan.dedup is not None else None

@@ -14,14 +14,15 @@ class Meter:
   """Prints a task's progress at most every `every` seconds.
 
   Args:
-    task: the task's name.
-    total: train records it has to write (the ETA's denominator).
+    task: the task's name (and stage).
+    total: records it has to process (the ETA's denominator); None when
+      unknown (the first pass reads until the sources end): no ETA.
     log: the printer.
     every: seconds between lines.
     clock: the time source (tests pass their own).
   """
 
-  def __init__(self, task: str, total: int, log: Callable[[str], None], every: float = 10.0,
+  def __init__(self, task: str, total: int | None, log: Callable[[str], None], every: float = 10.0,
                clock: Callable[[], float] = time.monotonic):
     self.task, self.total, self.log, self.every, self.clock = task, total, log, every, clock
     self.started = self.last = clock()
@@ -39,11 +40,13 @@ class Meter:
       self.log(self.line())
 
   def line(self) -> str:
-    """`task: docs, tokens, MB/s, ETA` of the work so far."""
+    """`task: records, docs, tokens, MB/s, ETA` of the work so far."""
     elapsed = max(self.clock() - self.started, 1e-9)
+    speed = f"{self.bytes / elapsed / 1e6:.2f} MB/s"
+    if self.total is None:
+      return f"[prepare] {self.task}: {self.records:,} records, {self.docs:,} docs, {speed}"
     rate = self.records / elapsed
     left = max(self.total - self.records, 0)
     eta = _duration(left / rate) if rate > 0 else "?"
     return (f"[prepare] {self.task}: {self.records:,}/{self.total:,} records, "
-            f"{self.docs:,} docs, {self.tokens:,} tokens, "
-            f"{self.bytes / elapsed / 1e6:.2f} MB/s, ETA {eta}")
+            f"{self.docs:,} docs, {self.tokens:,} tokens, {speed}, ETA {eta}")

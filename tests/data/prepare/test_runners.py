@@ -225,3 +225,8 @@ def test_progress_lines_give_documents_tokens_rate_and_eta():
   meter.update(300, 280, 28_000, 6_000_000)
   assert lines == ["[prepare] web: 400/1,000 records, 370 docs, 37,000 tokens, "
                    "0.40 MB/s, ETA 30s"]
+  first_pass = progress.Meter("web (deciding)", None, lines.append, every=1,
+                              clock=lambda: now[0])
+  now[0] = 22.0
+  first_pass.update(10, 9, 0, 4_000_000)  # Its total is unknown: no ETA.
+  assert lines[-1] == "[prepare] web (deciding): 10 records, 9 docs, 2.00 MB/s"
