@@ -188,5 +188,7 @@ def write(plan: Plan, name: str, found: decisions.Decisions, log: Callable[[str]
 
 def run(plan: Plan, log: Callable[[str], None]) -> dict[str, dict]:
   """Prepares the plan's pending tasks; returns their stats."""
+  for name in plan.done:  # A run stopped between a task's stats.json and this removal.
+    decisions.remove(plan.task_dir(name))
   found = decide(plan, log)
   return {name: write(plan, name, found[name], log) for name in plan.pending}
