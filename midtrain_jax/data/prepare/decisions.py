@@ -2,7 +2,8 @@
 
 Pure stages over keyed records (records.py), shared by the local and the
 Beam runner, so both decide alike:
-  deduplication verdicts in key order (dedup_step.decide_in_order),
+  deduplication verdicts: connected components over verified pairs, the
+    smallest key of a component kept (dedup_step; dedup/components.py),
   held-out choice: of the kept documents that are held-out candidates
     (`documents.is_heldout`), the `data.heldout_max_docs` smallest by
     (held-out hash key, record key): `documents.HeldoutSample`'s bottom-k rule

@@ -178,8 +178,8 @@ def test_heldout_split_is_the_same_in_any_read_order(tmp_path):
 
 
 def test_resuming_rebuilds_the_heldout_sample_without_writing_twice(tmp_path):
-  """Candidates pushed out of the sample before the crash were written then;
-  replaying the records before the resume point does not write them again."""
+  """The held-out choice is made before any shard is written: a resumed run
+  holds out the same documents and writes no train document twice."""
   lines = [json.dumps({"text": f"resumable page {i} " * (i % 4 + 1)}) for i in range(120)]
   spec, cfg, tok = _spec(tmp_path, lines), _cfg(heldout_fraction=0.3, heldout_max_docs=6,
                                                 shard_docs=10), _tok()
