@@ -268,6 +268,7 @@ class NotConverged(RuntimeError):
 
 
 def _fail(quad, rounds: int):
+  """Raises NotConverged naming the setting to raise."""
   raise NotConverged(
       f"Connected components did not converge in {rounds} rounds: documents {quad[0]!r} and "
       f"{quad[1]!r} are duplicates but still carry different labels; raise "
@@ -275,7 +276,8 @@ def _fail(quad, rounds: int):
 
 
 def _components(links, rounds: int):
-  """(node, smallest key of its component) of every node of a pair."""
+  """(node, smallest key of its component) of every node of a pair, and the check: a
+  singleton list of a pair whose labels still differ, empty when converged."""
   labels = (links | "init" >> beam.FlatMap(lambda ab: [(ab[0], ab[0]), (ab[1], ab[0])])
             | "init min" >> beam.CombinePerKey(min))
   for r in range(rounds):
@@ -284,10 +286,13 @@ def _components(links, rounds: int):
     labels = ((labels, proposed) | f"round {r} flatten" >> beam.Flatten()
               | f"round {r} min" >> beam.CombinePerKey(min))
     labels = _jump(_jump(labels, f"round {r} jump 1"), f"round {r} jump 2")
-  _ = (_edge_labels(links, labels, "check")
-       | "check differ" >> beam.Filter(lambda q: q[2] != q[3])
-       | "check fail" >> beam.Map(_fail, rounds))
-  return labels
+  unjoined = (_edge_labels(links, labels, "check")
+              | "check differ" >> beam.Filter(lambda q: q[2] != q[3]))
+  _ = unjoined | "check fail" >> beam.Map(_fail, rounds)
+  # The verdicts wait for the check (at most one pair of it), so no verdict is
+  # written from labels that have not converged.
+  check = unjoined | "check one" >> beam.combiners.Top.Smallest(1)
+  return labels, check
 
 
 def _by_label(joined):
@@ -311,12 +316,11 @@ def _by_label(joined):
   yield label, (key, doc, own, reference, skipped, capped)
 
 
-def _verdicts(joined, params: DedupParams):
+def _verdicts(joined, params: DedupParams, check: list, rounds: int):
+  if check:
+    _fail(check[0], rounds)
   label, members = joined
-  kept = next((m[1] for m in members if m[0] == label), None)
-  if kept is None:  # Only when the labels have not converged (the check fails the run).
-    raise NotConverged(f"Component label {label!r} is not a document's key: raise "
-                       "data.dedup.component_rounds (--component_rounds).")
+  kept = next(m[1] for m in members if m[0] == label)
   for key, doc, own, reference, skipped, capped in members:
     kept_of = None if key == label else kept
     yield key, components.make_verdict(doc[0], doc[1], kept_of, own, reference, skipped,
@@ -354,10 +358,11 @@ class Resolve(beam.PTransform):
     own = (found | "own" >> beam.FlatMap(lambda p: [(p[0], p[2:]), (p[1], p[2:])])
            | "own best" >> beam.CombinePerKey(min))
     links = found | "links" >> beam.Map(lambda p: (p[0], p[1]))
-    labels = _components(links, self.rounds)
+    labels, check = _components(links, self.rounds)
     counts = counts | "counts sum" >> beam.CombinePerKey(_sum_counts)
     docs = items | "docs" >> beam.Map(lambda it: (it.key, (it.doc_id, it.task)))
     return (_join("item info", {"item": docs, "own": own, "reference": reference,
                                 "counts": counts, "label": labels})
             | "by label" >> beam.FlatMap(_by_label) | "components" >> beam.GroupByKey()
-            | "verdicts" >> beam.FlatMap(_verdicts, params))
+            | "verdicts" >> beam.FlatMap(_verdicts, params, beam.pvalue.AsSingleton(check),
+                                         self.rounds))

@@ -76,7 +76,10 @@ def similarities(kind: str, fp, others, params: DedupParams) -> list[float | Non
       out.append(1.0 - distance / simhash.BITS if distance <= params.simhash_distance else None)
     return out
   if kind == "semantic":
-    scores = np.stack([o.embedding for o in others]) @ fp.embedding
+    # Elementwise products summed per row in float64: the same score for a pair
+    # whatever the other rows (a matrix product's rounding depends on its shape).
+    matrix = np.stack([o.embedding for o in others]).astype(np.float64)
+    scores = (matrix * fp.embedding.astype(np.float64)).sum(axis=1)
     return [float(s) if s >= params.semantic_threshold else None for s in scores]
   raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
 
