@@ -178,6 +178,7 @@ def _bucket_pairs(joined, params: DedupParams):
 
   Yields (anchor key, member key, level rank, -similarity), and to the "counts"
   output (member key, (skipped, capped)) for a member beyond the anchors.
+  Members are compared `components.CHUNK` at a time.
   """
   (_, kind, _), values = joined
   size = _first(values, "size")
@@ -185,18 +186,32 @@ def _bucket_pairs(joined, params: DedupParams):
     return
   anchors = _first(values, "anchors")
   keys = [a.key for a in anchors]
-  others = [a.fp for a in anchors]
+  stacked = pairs.stack(kind, [a.fp for a in anchors])
   limit = params.max_bucket or size
-  rank = pairs.RANK[pairs.LEVEL_OF[kind]]
+  chunk = []
   for tag, item in values:
     if tag != "member":
       continue
     below = bisect.bisect_left(keys, item.key)
     if below == len(keys) or keys[below] != item.key:  # Not an anchor.
       yield beam.pvalue.TaggedOutput("counts", (item.key, (size - 1 - limit, 1)))
-    for key, score in zip(keys, pairs.similarities(kind, item.fp, others[:below], params)):
-      if score is not None:
-        yield key, item.key, rank, -score
+    if below:
+      chunk.append((item, below))
+    if len(chunk) == components.CHUNK:
+      yield from _compare(kind, chunk, keys, stacked, params)
+      chunk = []
+  if chunk:
+    yield from _compare(kind, chunk, keys, stacked, params)
+
+
+def _compare(kind: str, chunk: list, keys: list, stacked, params: DedupParams):
+  """(anchor key, member key, level rank, -similarity) of a chunk's verified pairs."""
+  scores = pairs.bucket_scores(kind, [item.fp for item, _ in chunk], stacked, params)
+  rank = pairs.RANK[pairs.LEVEL_OF[kind]]
+  for row, (item, below) in enumerate(chunk):
+    for column in range(below):
+      if scores[row, column] >= 0:
+        yield keys[column], item.key, rank, -float(scores[row, column])
 
 
 def _verified_pairs(live, params: DedupParams, cross_task: bool):
