@@ -41,13 +41,28 @@ def group_keys(fp, params: DedupParams) -> list[tuple[str, bytes]]:
   return out
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(key: int) -> int:
+  """A 64-bit key as a signed 64-bit int: Beam encodes those as integers, larger ones
+  by pickling, which does not always give equal keys equal bytes (they would not meet)."""
+  return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def _simhash_key(key: int) -> int:
+  band, bits = key >> simhash.BITS, key & _MASK64  # Band number above the band's bits.
+  return _signed((bits ^ (band * 0x9E3779B97F4A7C15)) & _MASK64)
+
+
 def bucket_keys(fp, params: DedupParams) -> list[tuple[str, int]]:
-  """(kind, key) of the hash buckets the fingerprint lands in."""
+  """(kind, key) of the hash buckets the fingerprint lands in (keys fit in int64)."""
   out = []
   if params.uses_minhash and fp.band_keys is not None:
-    out += [("minhash", int(k)) for k in fp.band_keys]
+    out += [("minhash", _signed(int(k))) for k in fp.band_keys]
   if params.uses_simhash and fp.simhash is not None:
-    out += [("simhash", k) for k in _simhash_bands(params.simhash_distance).keys(fp.simhash)]
+    out += [("simhash", _simhash_key(k))
+            for k in _simhash_bands(params.simhash_distance).keys(fp.simhash)]
   if "semantic" in params.levels and fp.embedding is not None and fp.semantic_keys is not None:
     out += [("semantic", int(k)) for k in fp.semantic_keys]
   return out
