@@ -37,7 +37,8 @@ signature is 4 * num_perm bytes, an embedding 4 * D); a join holds one such
 header (a group's smallest key, a bucket's anchors and size, a node's label)
 while the other values of its key are iterated, never collected into a list
 (runners that page large groups, such as Dataflow, stream a hot key's values).
-Verifying a member costs one [anchors, num_perm] comparison. `max_bucket=0`
+Members are verified `components.CHUNK` (64) at a time: one [64, anchors,
+num_perm] comparison. `max_bucket=0`
 (unbounded buckets) gives up that bound: a bucket's anchors are all its members.
 """
 import bisect
