@@ -254,14 +254,16 @@ def main():
                       help="Peak memory per Beam worker of Resolve vs corpus size.")
   parser.add_argument("--sizes", default="5000,20000,80000",
                       help="Corpus sizes (documents) of --worker_memory.")
+  parser.add_argument("--beam_workers", type=int, default=2,
+                      help="Worker processes of --worker_memory.")
   parser.add_argument("--one_size", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
 
   if args.one_size:
-    print(json.dumps(beam_memory.run_once(args.one_size)))
+    print(json.dumps(beam_memory.run_once(args.one_size, args.beam_workers)))
     return
   if args.worker_memory:
-    beam_memory.report([int(n) for n in args.sizes.split(",")])
+    beam_memory.report([int(n) for n in args.sizes.split(",")], args.beam_workers)
     return
 
   if args.semantic:

@@ -1,8 +1,8 @@
 """Peak memory per Beam worker of `beam_components.Resolve` against corpus size.
 
 Run through `python -m benchmarks.dedup --worker_memory` (see its docstring):
-each size runs in a fresh process (`--one_size`), whose FnApiRunner starts 2
-worker processes; a sampler reads the peak resident memory (VmHWM) of every
+each size runs in a fresh process (`--one_size`), whose FnApiRunner starts
+`--beam_workers` (2) worker processes; a sampler reads the peak resident memory (VmHWM) of every
 child process while the pipeline runs.
 """
 import json
@@ -101,10 +101,10 @@ def _sample(peaks: dict, stop: threading.Event) -> None:
     stop.wait(0.2)
 
 
-def run_once(n: int) -> dict:
-  """Runs Resolve over a synthetic corpus of n documents (and their copies) on 2 workers."""
+def run_once(n: int, workers: int = 2) -> dict:
+  """Runs Resolve over a synthetic corpus of n documents (and their copies) on `workers`."""
   os.environ["PYTHONPATH"] = _ROOT  # The workers import this checkout.
-  options = PipelineOptions(["--runner=FnApiRunner", "--direct_num_workers=2",
+  options = PipelineOptions(["--runner=FnApiRunner", f"--direct_num_workers={workers}",
                              "--direct_running_mode=multi_processing"])
   peaks, stop = {}, threading.Event()
   sampler = threading.Thread(target=_sample, args=(peaks, stop), daemon=True)
@@ -127,12 +127,13 @@ def run_once(n: int) -> dict:
           "wall_s": round(wall, 1)}
 
 
-def report(sizes: list[int]) -> None:
+def report(sizes: list[int], workers: int = 2) -> None:
   """Runs each size in a fresh process and prints one line per size."""
-  print("Resolve on FnApiRunner, 2 worker processes, default settings (max_bucket 256, "
-        "component_rounds 12)")
+  print(f"Resolve on FnApiRunner, {workers} worker processes, default settings (max_bucket "
+        "256, component_rounds 12)")
   for n in sizes:
-    result = subprocess.run([sys.executable, "-m", "benchmarks.dedup", f"--one_size={n}"],
+    result = subprocess.run([sys.executable, "-m", "benchmarks.dedup", f"--one_size={n}",
+                             f"--beam_workers={workers}"],
                             capture_output=True, text=True, check=False, cwd=_ROOT,
                             env={**os.environ, "PYTHONPATH": _ROOT})
     if result.returncode:
