@@ -37,7 +37,8 @@ signature is 4 * num_perm bytes, an embedding 4 * D); a join holds one such
 header (a group's smallest key, a bucket's anchors and size, a node's label)
 while the other values of its key are iterated, never collected into a list
 (runners that page large groups, such as Dataflow, stream a hot key's values).
-Verifying a member costs one [anchors, num_perm] comparison. `max_bucket=0`
+Members are verified `components.CHUNK` (64) at a time: one [64, anchors,
+num_perm] comparison. `max_bucket=0`
 (unbounded buckets) gives up that bound: a bucket's anchors are all its members.
 """
 import bisect
@@ -178,6 +179,7 @@ def _bucket_pairs(joined, params: DedupParams):
 
   Yields (anchor key, member key, level rank, -similarity), and to the "counts"
   output (member key, (skipped, capped)) for a member beyond the anchors.
+  Members are compared `components.CHUNK` at a time.
   """
   (_, kind, _), values = joined
   size = _first(values, "size")
@@ -185,18 +187,32 @@ def _bucket_pairs(joined, params: DedupParams):
     return
   anchors = _first(values, "anchors")
   keys = [a.key for a in anchors]
-  others = [a.fp for a in anchors]
+  stacked = pairs.stack(kind, [a.fp for a in anchors])
   limit = params.max_bucket or size
-  rank = pairs.RANK[pairs.LEVEL_OF[kind]]
+  chunk = []
   for tag, item in values:
     if tag != "member":
       continue
     below = bisect.bisect_left(keys, item.key)
     if below == len(keys) or keys[below] != item.key:  # Not an anchor.
       yield beam.pvalue.TaggedOutput("counts", (item.key, (size - 1 - limit, 1)))
-    for key, score in zip(keys, pairs.similarities(kind, item.fp, others[:below], params)):
-      if score is not None:
-        yield key, item.key, rank, -score
+    if below:
+      chunk.append((item, below))
+    if len(chunk) == components.CHUNK:
+      yield from _compare(kind, chunk, keys, stacked, params)
+      chunk = []
+  if chunk:
+    yield from _compare(kind, chunk, keys, stacked, params)
+
+
+def _compare(kind: str, chunk: list, keys: list, stacked, params: DedupParams):
+  """(anchor key, member key, level rank, -similarity) of a chunk's verified pairs."""
+  scores = pairs.bucket_scores(kind, [item.fp for item, _ in chunk], stacked, params)
+  rank = pairs.RANK[pairs.LEVEL_OF[kind]]
+  for row, (item, below) in enumerate(chunk):
+    for column in range(below):
+      if scores[row, column] >= 0:
+        yield keys[column], item.key, rank, -float(scores[row, column])
 
 
 def _verified_pairs(live, params: DedupParams, cross_task: bool):
@@ -268,6 +284,7 @@ class NotConverged(RuntimeError):
 
 
 def _fail(quad, rounds: int):
+  """Raises NotConverged naming the setting to raise."""
   raise NotConverged(
       f"Connected components did not converge in {rounds} rounds: documents {quad[0]!r} and "
       f"{quad[1]!r} are duplicates but still carry different labels; raise "
@@ -275,7 +292,8 @@ def _fail(quad, rounds: int):
 
 
 def _components(links, rounds: int):
-  """(node, smallest key of its component) of every node of a pair."""
+  """(node, smallest key of its component) of every node of a pair, and the check: a
+  singleton list of a pair whose labels still differ, empty when converged."""
   labels = (links | "init" >> beam.FlatMap(lambda ab: [(ab[0], ab[0]), (ab[1], ab[0])])
             | "init min" >> beam.CombinePerKey(min))
   for r in range(rounds):
@@ -284,10 +302,13 @@ def _components(links, rounds: int):
     labels = ((labels, proposed) | f"round {r} flatten" >> beam.Flatten()
               | f"round {r} min" >> beam.CombinePerKey(min))
     labels = _jump(_jump(labels, f"round {r} jump 1"), f"round {r} jump 2")
-  _ = (_edge_labels(links, labels, "check")
-       | "check differ" >> beam.Filter(lambda q: q[2] != q[3])
-       | "check fail" >> beam.Map(_fail, rounds))
-  return labels
+  unjoined = (_edge_labels(links, labels, "check")
+              | "check differ" >> beam.Filter(lambda q: q[2] != q[3]))
+  _ = unjoined | "check fail" >> beam.Map(_fail, rounds)
+  # The verdicts wait for the check (at most one pair of it), so no verdict is
+  # written from labels that have not converged.
+  check = unjoined | "check one" >> beam.combiners.Top.Smallest(1)
+  return labels, check
 
 
 def _by_label(joined):
@@ -311,12 +332,11 @@ def _by_label(joined):
   yield label, (key, doc, own, reference, skipped, capped)
 
 
-def _verdicts(joined, params: DedupParams):
+def _verdicts(joined, params: DedupParams, check: list, rounds: int):
+  if check:
+    _fail(check[0], rounds)
   label, members = joined
-  kept = next((m[1] for m in members if m[0] == label), None)
-  if kept is None:  # Only when the labels have not converged (the check fails the run).
-    raise NotConverged(f"Component label {label!r} is not a document's key: raise "
-                       "data.dedup.component_rounds (--component_rounds).")
+  kept = next(m[1] for m in members if m[0] == label)
   for key, doc, own, reference, skipped, capped in members:
     kept_of = None if key == label else kept
     yield key, components.make_verdict(doc[0], doc[1], kept_of, own, reference, skipped,
@@ -354,10 +374,11 @@ class Resolve(beam.PTransform):
     own = (found | "own" >> beam.FlatMap(lambda p: [(p[0], p[2:]), (p[1], p[2:])])
            | "own best" >> beam.CombinePerKey(min))
     links = found | "links" >> beam.Map(lambda p: (p[0], p[1]))
-    labels = _components(links, self.rounds)
+    labels, check = _components(links, self.rounds)
     counts = counts | "counts sum" >> beam.CombinePerKey(_sum_counts)
     docs = items | "docs" >> beam.Map(lambda it: (it.key, (it.doc_id, it.task)))
     return (_join("item info", {"item": docs, "own": own, "reference": reference,
                                 "counts": counts, "label": labels})
             | "by label" >> beam.FlatMap(_by_label) | "components" >> beam.GroupByKey()
-            | "verdicts" >> beam.FlatMap(_verdicts, params))
+            | "verdicts" >> beam.FlatMap(_verdicts, params, beam.pvalue.AsSingleton(check),
+                                         self.rounds))

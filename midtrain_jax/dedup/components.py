@@ -35,10 +35,14 @@ import collections
 import dataclasses
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from midtrain_jax.dedup import deduplicator, pairs
 from midtrain_jax.dedup.params import DedupParams
 
 REFERENCE_TASK = "reference"  # The task named in matches against the reference set.
+CHUNK = 64  # Bucket members compared with the anchors at once: [64, max_bucket, num_perm].
+PAIR_VALUES = 1 << 22  # Fingerprint values of the candidate pairs verified at once (~32 MB).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,27 +90,52 @@ def make_verdict(doc_id: str, task: str, kept_of: tuple[str, str] | None, own: t
   return deduplicator.Verdict(doc_id, task, False, match, skipped, capped)
 
 
-class _Graph:
-  """Union-find whose root is the smallest index of its set; each node's best pair."""
+class _Edges:
+  """Verified pairs (a, b) of item indices with a < b, their level rank and similarity."""
 
-  def __init__(self, size: int):
-    self.parent = list(range(size))
-    self.own: list[tuple | None] = [None] * size
+  def __init__(self):
+    self.parts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
 
-  def find(self, node: int) -> int:
-    while self.parent[node] != node:
-      self.parent[node] = self.parent[self.parent[node]]  # Path halving.
-      node = self.parent[node]
-    return node
+  def add(self, a, b, level: str, similarity) -> None:
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    self.parts.append((a, b, pairs.RANK[level],
+                       np.broadcast_to(np.asarray(similarity, np.float64), a.shape)))
 
-  def union(self, a: int, b: int, level: str, similarity: float) -> None:
-    record = (pairs.RANK[level], -similarity)
-    self.own[a] = pairs.better(self.own[a], record)
-    self.own[b] = pairs.better(self.own[b], record)
-    root_a, root_b = self.find(a), self.find(b)
-    if root_a != root_b:
-      low, high = min(root_a, root_b), max(root_a, root_b)
-      self.parent[high] = low
+  def own(self, size: int) -> list[tuple | None]:
+    """Each item's (strictest level rank, -best similarity there) over its pairs, or None."""
+    own = [None] * size
+    for rank in range(len(pairs.STRICTNESS)):
+      found = [(a, b, sim) for a, b, r, sim in self.parts if r == rank]
+      if not found:
+        continue
+      nodes = np.concatenate([np.concatenate([a, b]) for a, b, _ in found])
+      sims = np.concatenate([np.concatenate([sim, sim]) for _, _, sim in found])
+      best = np.full(size, -np.inf)
+      np.maximum.at(best, nodes, sims)
+      for node in np.flatnonzero(best > -np.inf).tolist():
+        if own[node] is None:
+          own[node] = (rank, -float(best[node]))
+    return own
+
+  def roots(self, size: int) -> list[int]:
+    """Each item's component root: the smallest index joined to it (union-find)."""
+    parent = list(range(size))
+
+    def find(node):
+      while parent[node] != node:
+        parent[node] = parent[parent[node]]  # Path halving.
+        node = parent[node]
+      return node
+
+    if self.parts:  # Each distinct pair once (a pair shares several buckets).
+      a = np.concatenate([p[0] for p in self.parts])
+      b = np.concatenate([p[1] for p in self.parts])
+      unique = np.unique(a * size + b)
+      for x, y in zip((unique // size).tolist(), (unique % size).tolist()):
+        root_x, root_y = find(x), find(y)
+        if root_x != root_y:
+          parent[max(root_x, root_y)] = min(root_x, root_y)
+    return [find(node) for node in range(size)]
 
 
 class _Reference:
@@ -126,6 +155,8 @@ class _Reference:
   def match(self, fp: deduplicator.Fingerprint) -> tuple[tuple | None, int]:
     """((level rank, -similarity, reference id) of the best match or None, skipped)."""
     best, skipped = None, 0
+    if not self.groups and not self.buckets:
+      return best, skipped
     for level, key in pairs.group_keys(fp, self.params):
       found = self.groups.get((level, key))
       if found is not None:
@@ -142,40 +173,67 @@ class _Reference:
 
 
 def _group_pairs(items: Sequence[Item], live: Sequence[int], params: DedupParams,
-                 cross_task: bool, graph: _Graph) -> None:
+                 cross_task: bool, edges: _Edges) -> None:
   """Joins every member of an exact / code group to the group's smallest key."""
   first: dict = {}
+  found = collections.defaultdict(lambda: ([], []))
   for i in live:
     scope = None if cross_task else items[i].task
     for level, key in pairs.group_keys(items[i].fp, params):
       smallest = first.setdefault((scope, level, key), i)
       if smallest != i:
-        graph.union(smallest, i, level, 1.0)
+        found[level][0].append(smallest)
+        found[level][1].append(i)
+  for level, (a, b) in found.items():
+    edges.add(a, b, level, 1.0)
+
+
+def _bucket_entries(items: Sequence[Item], live: Sequence[int], params: DedupParams,
+                    cross_task: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{kind: (bucket number, item index)} of every bucket membership, sorted by both."""
+  numbers: dict = {}
+  found = collections.defaultdict(lambda: ([], []))
+  for i in live:
+    scope = None if cross_task else items[i].task
+    for kind, key in pairs.bucket_keys(items[i].fp, params):
+      found[kind][0].append(numbers.setdefault((scope, kind, key), len(numbers)))
+      found[kind][1].append(i)
+  out = {}
+  for kind, (bucket, member) in found.items():
+    bucket, member = np.array(bucket, np.int64), np.array(member, np.int64)
+    order = np.lexsort((member, bucket))
+    out[kind] = bucket[order], member[order]
+  return out
 
 
 def _bucket_pairs(items: Sequence[Item], live: Sequence[int], params: DedupParams,
-                  cross_task: bool, graph: _Graph, skipped: list[int],
-                  capped: list[int]) -> None:
-  """Compares each bucket member with the bucket's anchors of smaller key; joins duplicates."""
-  buckets = collections.defaultdict(list)
-  for i in live:  # In key order: each bucket's members end up sorted by key.
-    scope = None if cross_task else items[i].task
-    for kind, key in pairs.bucket_keys(items[i].fp, params):
-      buckets[(scope, kind, key)].append(i)
-  verified = set()  # A pair sharing several buckets is verified once.
-  for (_, kind, _), members in buckets.items():
-    limit = params.max_bucket or len(members)
-    for m in members[limit:]:
-      capped[m] += 1
-      skipped[m] += len(members) - 1 - limit
-    for position in range(1, len(members)):
-      m = members[position]
-      todo = [a for a in members[:min(position, limit)] if (kind, a, m) not in verified]
-      verified.update((kind, a, m) for a in todo)
-      scores = pairs.similarities(kind, items[m].fp, [items[a].fp for a in todo], params)
-      for a, score in zip(todo, scores):
-        if score is not None:
-          graph.union(a, m, pairs.LEVEL_OF[kind], score)
+                  cross_task: bool, edges: _Edges, skipped: np.ndarray,
+                  capped: np.ndarray) -> None:
+  """Compares each bucket member with the bucket's anchors of smaller key; keeps duplicates.
+
+  Vectorised over all buckets of a kind: the member at position p of a bucket
+  (members sorted by key) is paired with positions 0 .. min(p, max_bucket) - 1.
+  """
+  for kind, (bucket, member) in _bucket_entries(items, live, params, cross_task).items():
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    sizes = np.diff(np.r_[starts, len(bucket)])
+    start_of = np.repeat(starts, sizes)
+    position = np.arange(len(bucket)) - start_of
+    limit = params.max_bucket or len(bucket)
+    over = position >= limit
+    np.add.at(capped, member[over], 1)
+    np.add.at(skipped, member[over], np.repeat(sizes, sizes)[over] - 1 - limit)
+    count = np.minimum(position, limit)
+    member_entry = np.repeat(np.arange(len(bucket)), count)
+    offset = np.arange(len(member_entry)) - np.repeat(np.cumsum(count) - count, count)
+    a, b = member[start_of[member_entry] + offset], member[member_entry]
+    table = pairs.table(kind, items)
+    step = max(1, PAIR_VALUES // (table.shape[1] if table.ndim == 2 else 1))
+    for lo in range(0, len(a), step):
+      part_a, part_b = a[lo:lo + step], b[lo:lo + step]
+      scores = pairs.pair_scores(kind, table, part_a, part_b, params)
+      hit = scores >= 0
+      edges.add(part_a[hit], part_b[hit], pairs.LEVEL_OF[kind], scores[hit])
 
 
 def check_unique(keys: Sequence[tuple], doc_ids: Sequence[str]) -> None:
@@ -208,17 +266,18 @@ def resolve(items: Iterable[Item], params: DedupParams,
   index = _Reference(reference, params)
   found = [index.match(item.fp) for item in items]
   references = [best for best, _ in found]
-  skipped = [count for _, count in found]
-  capped = [0] * len(items)
+  skipped = np.array([count for _, count in found], np.int64)
+  capped = np.zeros(len(items), np.int64)
   drop = params.reference_mode == "drop"
   live = [i for i in range(len(items)) if not (drop and references[i] is not None)]
-  graph = _Graph(len(items))
-  _group_pairs(items, live, params, cross_task, graph)
-  _bucket_pairs(items, live, params, cross_task, graph, skipped, capped)
+  edges = _Edges()
+  _group_pairs(items, live, params, cross_task, edges)
+  _bucket_pairs(items, live, params, cross_task, edges, skipped, capped)
+  roots, own = edges.roots(len(items)), edges.own(len(items))
   out = {}
   for i, item in enumerate(items):
-    root = graph.find(i)
+    root = roots[i]
     kept_of = None if root == i else (items[root].doc_id, items[root].task)
-    out[item.key] = make_verdict(item.doc_id, item.task, kept_of, graph.own[i], references[i],
-                                 skipped[i], capped[i], params)
+    out[item.key] = make_verdict(item.doc_id, item.task, kept_of, own[i], references[i],
+                                 int(skipped[i]), int(capped[i]), params)
   return out

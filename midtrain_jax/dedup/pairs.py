@@ -41,13 +41,28 @@ def group_keys(fp, params: DedupParams) -> list[tuple[str, bytes]]:
   return out
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(key: int) -> int:
+  """A 64-bit key as a signed 64-bit int: Beam encodes those as integers, larger ones
+  by pickling, which does not always give equal keys equal bytes (they would not meet)."""
+  return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def _simhash_key(key: int) -> int:
+  band, bits = key >> simhash.BITS, key & _MASK64  # Band number above the band's bits.
+  return _signed((bits ^ (band * 0x9E3779B97F4A7C15)) & _MASK64)
+
+
 def bucket_keys(fp, params: DedupParams) -> list[tuple[str, int]]:
-  """(kind, key) of the hash buckets the fingerprint lands in."""
+  """(kind, key) of the hash buckets the fingerprint lands in (keys fit in int64)."""
   out = []
   if params.uses_minhash and fp.band_keys is not None:
-    out += [("minhash", int(k)) for k in fp.band_keys]
+    out += [("minhash", _signed(int(k))) for k in fp.band_keys]
   if params.uses_simhash and fp.simhash is not None:
-    out += [("simhash", k) for k in _simhash_bands(params.simhash_distance).keys(fp.simhash)]
+    out += [("simhash", _simhash_key(k))
+            for k in _simhash_bands(params.simhash_distance).keys(fp.simhash)]
   if "semantic" in params.levels and fp.embedding is not None and fp.semantic_keys is not None:
     out += [("semantic", int(k)) for k in fp.semantic_keys]
   return out
@@ -76,7 +91,10 @@ def similarities(kind: str, fp, others, params: DedupParams) -> list[float | Non
       out.append(1.0 - distance / simhash.BITS if distance <= params.simhash_distance else None)
     return out
   if kind == "semantic":
-    scores = np.stack([o.embedding for o in others]) @ fp.embedding
+    # Elementwise products summed per row in float64: the same score for a pair
+    # whatever the other rows (a matrix product's rounding depends on its shape).
+    matrix = np.stack([o.embedding for o in others]).astype(np.float64)
+    scores = (matrix * fp.embedding.astype(np.float64)).sum(axis=1)
     return [float(s) if s >= params.semantic_threshold else None for s in scores]
   raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
 
@@ -89,3 +107,77 @@ def better(a: tuple | None, b: tuple | None) -> tuple | None:
     return a
   return min(a, b)
 
+
+
+def stack(kind: str, fps) -> np.ndarray:
+  """The fingerprints of a bucket's anchors as one array (compared with `bucket_scores`)."""
+  if kind == "minhash":
+    return np.stack([fp.signature for fp in fps])
+  if kind == "simhash":
+    return np.array([fp.simhash for fp in fps], np.uint64)
+  if kind == "semantic":
+    return np.stack([fp.embedding for fp in fps]).astype(np.float64)
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def bucket_scores(kind: str, members, anchors: np.ndarray, params: DedupParams) -> np.ndarray:
+  """float64 [members, anchors]: each pair's verified similarity, -1 where not a duplicate.
+
+  Args:
+    kind: the bucket kind.
+    members: fingerprints of some members of a bucket.
+    anchors: `stack(kind, anchor fingerprints)`.
+    params: the thresholds.
+
+  A pair's score does not depend on the other rows or columns (the semantic
+  level sums each pair's products on its own), so every runner finds the same.
+  """
+  if kind == "minhash":
+    signatures = np.stack([fp.signature for fp in members])
+    scores = (signatures[:, None, :] == anchors[None]).sum(axis=2) / signatures.shape[1]
+    return np.where(scores >= params.jaccard, scores, -1.0)
+  if kind == "simhash":
+    prints = np.array([fp.simhash for fp in members], np.uint64)
+    distance = np.bitwise_count(prints[:, None] ^ anchors[None]).astype(np.float64)
+    return np.where(distance <= params.simhash_distance, 1.0 - distance / simhash.BITS, -1.0)
+  if kind == "semantic":
+    scores = np.stack([(anchors * fp.embedding.astype(np.float64)).sum(axis=1)
+                       for fp in members])
+    return np.where(scores >= params.semantic_threshold, scores, -1.0)
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def table(kind: str, items) -> np.ndarray:
+  """The fingerprints of a kind of every item, one row each (zeros where it has none)."""
+  if kind == "minhash":
+    width = next(it.fp.signature.shape[0] for it in items if it.fp.signature is not None)
+    out = np.zeros((len(items), width), np.uint32)
+    for i, it in enumerate(items):
+      if it.fp.signature is not None:
+        out[i] = it.fp.signature
+    return out
+  if kind == "simhash":
+    return np.array([it.fp.simhash or 0 for it in items], np.uint64)
+  if kind == "semantic":
+    width = next(it.fp.embedding.shape[0] for it in items if it.fp.embedding is not None)
+    out = np.zeros((len(items), width), np.float64)
+    for i, it in enumerate(items):
+      if it.fp.embedding is not None:
+        out[i] = it.fp.embedding
+    return out
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def pair_scores(kind: str, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
+                params: DedupParams) -> np.ndarray:
+  """float64 [pairs]: the verified similarity of rows a[i] and b[i] of `table`, -1 if not."""
+  if kind == "minhash":
+    scores = (rows[a] == rows[b]).sum(axis=1) / rows.shape[1]
+    return np.where(scores >= params.jaccard, scores, -1.0)
+  if kind == "simhash":
+    distance = np.bitwise_count(rows[a] ^ rows[b]).astype(np.float64)
+    return np.where(distance <= params.simhash_distance, 1.0 - distance / simhash.BITS, -1.0)
+  if kind == "semantic":
+    scores = (rows[a] * rows[b]).sum(axis=1)
+    return np.where(scores >= params.semantic_threshold, scores, -1.0)
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")

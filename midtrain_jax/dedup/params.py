@@ -39,13 +39,14 @@ Defaults and why:
                              signatures) puts many documents under the same
                              band keys, and an unbounded bucket makes every
                              lookup there compare with all of them
-                             (quadratic). The earliest documents stay (those
-                             the keep rule keeps); later ones are still stored
-                             under their other keys, and the turned-away
-                             insertions and skipped comparisons are counted
-                             in the report. The largest bucket of the demo
-                             corpus holds 201 documents (all tasks in one
-                             index), so the cap changes none of its decisions.
+                             (quadratic). A bucket's members, sorted by key
+                             (best copy first), are compared only with its
+                             first `max_bucket` (the anchors); the members
+                             beyond them and the comparisons skipped are
+                             counted in the report (components.py). The
+                             largest bucket of the demo corpus holds 201
+                             documents (all tasks together), so the cap
+                             changes none of its decisions.
   component_rounds 12        rounds of the distributed connected components
                              (beam_components.py): each round halves, or
                              better, the distance labels still have to travel,

@@ -22,6 +22,23 @@ def _items(docs, settings, exact_only=()):
   return out
 
 
+def decide(groups, settings=None, reference=(), cross_task=True, exact_only=()):
+  """{doc id: Verdict} of (task, [(doc id, text)]) groups, best first (key: group, position).
+
+  `reference` holds (doc id, text) pairs.
+  """
+  settings = settings or params.DedupParams()
+  dedup = deduplicator.Deduplicator(settings)
+  items = []
+  for rank, (task, docs) in enumerate(groups):
+    prints = dedup.fingerprint([text for _, text in docs], exact_only=task in exact_only)
+    items += [components.Item((rank, i), doc_id, task, fp)
+              for i, ((doc_id, _), fp) in enumerate(zip(docs, prints))]
+  refs = list(zip([doc_id for doc_id, _ in reference],
+                  dedup.fingerprint([text for _, text in reference]))) if reference else ()
+  return {v.doc_id: v for v in components.resolve(items, settings, refs, cross_task).values()}
+
+
 def test_a_chain_is_one_component_kept_at_its_best_copy():
   settings = params.DedupParams()
   a, b, c = _words(0, 200), _words(50, 250), _words(100, 300)

@@ -84,7 +84,8 @@ class DedupStep:
   def record(self) -> dict:
     """The settings as stats.json lists them (without the other tasks' fingerprints)."""
     return {"params": self.params.as_dict(), "reference": self.reference_files,
-            "cross_task": self.cross_task, "exact_only": self.exact_only}
+            "cross_task": self.cross_task, "exact_only": self.exact_only,
+            "decision": "components"}
 
   def fingerprint(self, texts: Sequence[str], task: str) -> list[deduplicator.Fingerprint]:
     """The fingerprints of a batch of one task's documents (exact only for its tasks)."""
@@ -101,11 +102,9 @@ class DedupStep:
 
   def reference(self) -> list[tuple[str, deduplicator.Fingerprint]]:
     """The reference set's (doc id, fingerprint): ids are "file:line"."""
-    found = []
-    for docs in dedup_batch.batches(dedup_batch.reference_docs(self.reference_files),
-                                    dedup_batch.BATCH_DOCS):
-      found.extend(self.reference_fingerprint(docs))
-    return found
+    if self._dedup is None:
+      self._dedup = deduplicator.Deduplicator(self.params)
+    return dedup_batch.reference_prints(self._dedup, self.reference_files)
 
   def resolve(self, items: Iterable[components.Item]) -> dict[tuple, deduplicator.Verdict]:
     """The verdicts of a run's documents: components over verified pairs (local runner)."""
