@@ -20,7 +20,10 @@ folder written is the same file for file (stats and manifest but for timing):
               its own (side input) + those before it in its file; shard i
               holds numbers [i * shard_docs, (i + 1) * shard_docs);
   write       shards, held-out split, per-shard progress, then stats.json.
-The launcher writes the manifest afterwards (tasks.py). A task whose
+A task with more than `data.max_malformed` malformed records fails the
+pipeline where its stats.json would be written, naming the first ones (the
+local runner fails before writing anything). The launcher writes the
+manifest afterwards (tasks.py). A task whose
 stats.json has its fingerprint is reused untouched; the folders of the other
 tasks are emptied and prepared again whole, so an interrupted run is re-run.
 
@@ -155,6 +158,7 @@ def _shards(train, seeds, plan: Plan, names: dict):
 
 
 def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
+  """Adds every stage: `specs` are read ({rank: spec}), the `pending` ranks written."""
   names = {rank: spec.name for rank, spec in specs.items()}
   recs, read = _read(pipeline, plan, specs)
   bad = (recs | "Malformed" >> beam.Filter(lambda kv: not _is_doc(kv))
