@@ -207,6 +207,15 @@ def test_changed_settings_are_an_error_on_both_runners(sources, local_run, tmp_p
       _prepare(_cfg(sources, shard_docs=5), tmp_path / "out", runner, options)
 
 
+def test_too_many_malformed_records_fail_both_runners_naming_them(sources, tmp_path):
+  cfg = _cfg(sources, max_malformed=0)
+  for runner, options in (("local", ()), ("beam", _ONE_WORKER)):
+    with pytest.raises(Exception, match=r"(?s)Task web: 1 malformed records, more than "
+                       r"data.max_malformed=0.*web-0.jsonl:32: bad JSON"):
+      _prepare(cfg, tmp_path / runner, runner, options)
+    assert not (tmp_path / runner / "web" / "stats.json").exists()
+
+
 def test_bad_runner_and_beam_options_are_clear_errors(sources, tmp_path):
   with pytest.raises(ValueError, match="Unknown prepare runner 'spark'"):
     _prepare(_cfg(sources), tmp_path, "spark")
