@@ -34,6 +34,10 @@ def get_config(arg=None):
   c = config_lib.base_config("tiny")  # The model section is replaced by the base's.
   c.workflow = "sft"
   c.data.update(mixture=mixture, seq_len=256, batch_size=16)
+  # The training conversations are decontaminated against the benchmark scored at the end
+  # (drop: a chat document is never cut), and the run checks exactly that one.
+  c.data.decontam.update(benchmarks=(benchmark,) if benchmark else (), mode="drop")
+  c.eval.benchmarks = c.data.decontam.benchmarks
   # Constant, then linear to zero over the last 30% (WSD without warmup).
   c.optim.update(schedule="wsd", lr=1e-4, warmup_steps=0, decay_fraction=0.3,
                  decay_shape="linear", weight_decay=0.0)
