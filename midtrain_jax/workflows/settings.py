@@ -1,5 +1,6 @@
-"""The `workflow` key and the `demo` settings, declared once (read by main.py
-and workflows/demo.py; configs/demo.py sets them)."""
+"""The `workflow` key and the `demo` and `sft` settings, declared once (read by
+main.py, workflows/demo.py and workflows/sft.py; configs/demo.py and
+configs/sft.py set them)."""
 from midtrain_jax import settings
 
 S = settings.Setting
