@@ -71,6 +71,9 @@ def test_probe_learns_the_responses(probe):
                                sft.probe_config(config).data)[TASK]
   assert results["heldout"][TASK]["bpb"] < before["bpb"] - 0.1
   assert results["heldout"][TASK]["tokens"] == before["tokens"]
+  # The base, evaluated by the probe itself (sft.eval_base), scores the same.
+  assert results["base"]["heldout"][TASK]["bpb"] == pytest.approx(before["bpb"], rel=1e-6)
+  assert results["base"]["benchmark"]["n_items"] == 2
 
 
 def test_probe_resumed_from_an_earlier_checkpoint_ends_bit_identical(probe, tmp_path):
