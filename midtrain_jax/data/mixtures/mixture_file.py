@@ -296,6 +296,9 @@ def _text_fn(path: str, task: str, node: dict) -> sources.TextFn:
     _fail(path, where, f"keys {chosen} conflict: give one of text_field, template, "
                        "chat_template, sft.")
   if node.get("sft"):
+    if node.get("fim"):
+      _fail(path, where, "keys ['sft', 'fim'] conflict: a conversation is trained on its "
+                         "responses as they are, never rearranged.")
     return chat_records.record_text
   if "template" in node:
     try:

@@ -3,12 +3,13 @@ import json
 
 import grain
 import numpy as np
+import pytest
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.data import chat, layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.load import pipeline
-from midtrain_jax.data.mixtures import catalog
+from midtrain_jax.data.mixtures import catalog, mixture_file
 from midtrain_jax.data.prepare import tasks as preparation
 
 
@@ -70,3 +71,18 @@ def test_chat_documents_are_stored_with_their_masks_and_loaded_with_them(tmp_pat
     text = (batch["segment_ids"] > 0) & ~is_chat
     assert (batch["loss_mask"][text] == 1).all()
     assert 0 < batch["loss_mask"][is_chat].sum() < is_chat.sum()
+
+
+def test_a_chat_task_is_never_fimmed_or_given_a_text_template(tmp_path):
+  (tmp_path / "chat.jsonl").write_text("{}\n")
+  for extra, error in (("fim: true", r"\['sft', 'fim'\] conflict"),
+                       ("text_field: body", r"\['text_field', 'sft'\] conflict"),
+                       ("", None)):
+    (tmp_path / "bad.yaml").write_text(
+        "tasks:\n  c: {files: chat.jsonl, capability: code, weight: 1.0, sft: true"
+        + (f", {extra}" if extra else "") + "}\n")
+    if error is None:
+      catalog.load_file(str(tmp_path / "bad.yaml"))
+      continue
+    with pytest.raises(mixture_file.MixtureFileError, match=error):
+      catalog.load_file(str(tmp_path / "bad.yaml"))
