@@ -33,6 +33,13 @@ def code_program(completion: str) -> str:
   return textwrap.dedent(completion.strip("\n")).strip() + "\n"
 
 
+def check_runnable(config) -> None:
+  """Fails before any training when the benchmark's code cannot run isolated here
+  (sandbox.SandboxUnavailable, naming eval.unsafe_exec)."""
+  if config.sft.benchmark in generative.CODE_BENCHMARKS:
+    sandbox.require_isolation(config.eval.unsafe_exec)
+
+
 def score(model, config) -> dict:
   """Scores `config.sft.benchmark` on `config.sft.benchmark_items` of its test split.
 
@@ -46,8 +53,7 @@ def score(model, config) -> dict:
   name = config.sft.benchmark
   tok = tokenizer_lib.load_tokenizer(config.data.tokenizer)
   template = chat.template_for(tok)
-  if name in generative.CODE_BENCHMARKS:
-    sandbox.require_isolation(config.eval.unsafe_exec)
+  check_runnable(config)
   chosen = benchmarks.sample_items(name, config.sft.benchmark_items)
   encode = lambda text: chat.prompt_ids([{"role": "user", "content": text}], tok, template)
   replies = generative.complete(model, tok, [user_message(it) for it in chosen],

@@ -98,6 +98,7 @@ def _report(results: dict, benchmark: str) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Prepares the SFT mixture, fine-tunes (resuming), evaluates; returns the results."""
   config = probe_config(config)
+  sft_benchmark.check_runnable(config)  # Not after the training.
   preparation.ensure_prepared(config.data)
   set_epochs(config)
   config.lock()
