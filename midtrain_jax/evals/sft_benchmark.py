@@ -6,6 +6,7 @@ evals/generative.py scores its plain-prompt form: GSM8K by exact match of the
 reply's final number, HumanEval and MBPP by pass@1 of the reply's code in
 the sandbox. The reply is cut at the template's next user turn (besides EOS).
 """
+import ast
 import textwrap
 
 from midtrain_jax.benchmark_data import items as benchmarks
@@ -26,11 +27,19 @@ def user_message(item: benchmarks.BenchmarkItem) -> str:
 
 
 def code_program(completion: str) -> str:
-  """The code of a reply: a fenced block's contents when it has one, left-aligned."""
+  """The code of a reply: a fenced block's contents when it has one, its first line
+  left-aligned (a SentencePiece response starts with a space), else all dedented."""
   if "```" in completion:
     block = completion.split("```", 2)[1]
     completion = block.split("\n", 1)[1] if block.startswith("python") else block
-  return textwrap.dedent(completion.strip("\n")).strip() + "\n"
+  text = completion.strip("\n")
+  first, newline, rest = text.partition("\n")
+  program = first.lstrip() + newline + rest
+  try:
+    ast.parse(program)
+  except SyntaxError:
+    program = textwrap.dedent(text)
+  return program.strip() + "\n"
 
 
 def check_runnable(config) -> None:
