@@ -72,13 +72,13 @@ def score(model, config) -> dict:
         it.final_answer) for r, it in zip(replies, chosen)]
     return generative.scored("exact_match", chosen, correct, replies, 0,
                              config.sft.benchmark_items)
-  jobs = [_code_job(it, code_program(r)) for it, r in zip(chosen, replies)]
+  jobs = [code_job(it, code_program(r)) for it, r in zip(chosen, replies)]
   results = sandbox.run_programs(jobs, unsafe_exec=config.eval.unsafe_exec)
   return generative.scored("pass@1", chosen, [r.passed for r in results], replies, 0,
                            config.sft.benchmark_items)
 
 
-def _code_job(item: benchmarks.BenchmarkItem, program: str) -> sandbox.Job:
+def code_job(item: benchmarks.BenchmarkItem, program: str) -> sandbox.Job:
   """A whole function as the program: HumanEval's prompt first (its imports and
   helpers), the reply's definition replacing the prompt's stub."""
   if item.benchmark == "humaneval":

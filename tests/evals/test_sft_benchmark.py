@@ -14,11 +14,11 @@ def test_whole_function_replies_pass_humaneval_and_wrong_ones_fail():
   # A reply in the SFT data's form: the whole function, fenced or bare.
   replies = [_fenced(it.question + it.answer) if i % 2 else it.question + it.answer
              for i, it in enumerate(chosen)]
-  jobs = [sft_benchmark._code_job(it, sft_benchmark.code_program(r))
+  jobs = [sft_benchmark.code_job(it, sft_benchmark.code_program(r))
           for it, r in zip(chosen, replies)]
   assert all(r.passed for r in sandbox.run_programs(jobs, timeout_s=60.0, unsafe_exec=UNSAFE))
   # A function that returns nothing fails its tests.
-  stubs = [sft_benchmark._code_job(
+  stubs = [sft_benchmark.code_job(
       it, sft_benchmark.code_program(it.question + "    return None\n")) for it in chosen]
   assert not any(r.passed for r in sandbox.run_programs(stubs, unsafe_exec=UNSAFE))
 
