@@ -136,12 +136,12 @@ def _heldout(kept, plan: Plan):
   return parts.train, parts.heldout, chosen, counted
 
 
-def _shards(train, seeds, plan: Plan, names: dict):
+def _shards(train, seeds, plan: Plan, names: dict, chat: dict):
   """Cleans, tokenises, numbers and writes the train shards; (shard counts, tail counts)."""
   payload = (train | "Batch train" >> beam.BatchElements(**_BATCH)
              | "Clean, encode, score" >> beam.ParDo(stages.CleanEncode(
                  plan.cleaner, plan.data_cfg.tokenizer,
-                 plan.quality[0] if plan.quality is not None else None)))
+                 plan.quality[0] if plan.quality is not None else None, chat)))
   flags = (payload | "Kept flags" >> beam.Map(
                lambda kv: (kv[0][:2], (kv[0][2], kv[1][0] is not None)))
            | "By unit" >> beam.GroupByKey()
@@ -160,6 +160,7 @@ def _shards(train, seeds, plan: Plan, names: dict):
 def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
   """Adds every stage: `specs` are read ({rank: spec}), the `pending` ranks written."""
   names = {rank: spec.name for rank, spec in specs.items()}
+  chat = {rank: spec.name for rank, spec in specs.items() if spec.chat}  # Masked documents.
   recs, read = _read(pipeline, plan, specs)
   bad = (recs | "Malformed" >> beam.Filter(lambda kv: not _is_doc(kv))
          | "Bad by task" >> beam.Map(lambda kv: (kv[0][0], (kv[0], kv[1][1], kv[1][2])))
@@ -172,9 +173,9 @@ def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
   held = ((heldout, seeds | "Held seeds" >> beam.Map(lambda rank: (rank, None)))
           | "All held" >> beam.Flatten() | "Held by task" >> beam.GroupByKey()
           | "Write held out" >> beam.ParDo(stages.WriteHeldout(
-              str(plan.out), names, plan.cleaner, plan.data_cfg.tokenizer),
+              str(plan.out), names, plan.cleaner, plan.data_cfg.tokenizer, chat),
               beam.pvalue.AsDict(chosen)))
-  shards, tail = _shards(train, seeds, plan, names)
+  shards, tail = _shards(train, seeds, plan, names, chat)
   groups = {"shards": shards, "tail": tail, "heldout": held, "malformed": bad, **tallies}
   tasks = {rank: (specs[rank], str(plan.task_dir(names[rank])), plan.fingerprints[names[rank]],
                   plan.files[names[rank]]) for rank in pending}

@@ -180,8 +180,10 @@ class CleanEncode(beam.DoFn):
   `ShardProgress` dict, quality score or None)).
   """
 
-  def __init__(self, cleaner: writing.Cleaner | None, tokenizer: str, scorer=None):
+  def __init__(self, cleaner: writing.Cleaner | None, tokenizer: str, scorer=None,
+               chat_tasks: dict[int, str] | None = None):
     self._cleaner, self._tokenizer, self._scorer = cleaner, tokenizer, scorer
+    self._chat_tasks = dict(chat_tasks or {})  # {task rank: name} of chat tasks.
     self._tok = None
 
   def setup(self):
@@ -190,7 +192,9 @@ class CleanEncode(beam.DoFn):
   def process(self, batch):
     texts = [text for _, text in batch]
     cleaned = writing.clean(self._cleaner, texts)
-    stored = writing.encode(self._tok, [c for c, _ in cleaned if c is not None])
+    stored = writing.encode_keyed(
+        self._tok, [(key, c) for (key, _), (c, _) in zip(batch, cleaned) if c is not None],
+        self._chat_tasks)
     scores = (qau_scores.score_documents(self._scorer, stored, self._tok.adds_bos).tolist()
               if self._scorer is not None else [None] * len(stored))
     found = iter(zip(stored, scores))
@@ -261,8 +265,10 @@ class WriteShard(beam.DoFn):
 class WriteHeldout(beam.DoFn):
   """Writes one task's held-out split in the chosen order; emits (rank, heldout record)."""
 
-  def __init__(self, out: str, names: dict, cleaner, tokenizer: str):
+  def __init__(self, out: str, names: dict, cleaner, tokenizer: str,
+               chat_tasks: dict[int, str] | None = None):
     self._out, self._names, self._cleaner, self._tokenizer = out, names, cleaner, tokenizer
+    self._chat_tasks = dict(chat_tasks or {})  # {task rank: name} of chat tasks.
     self._tok = None
 
   def setup(self):
@@ -273,7 +279,7 @@ class WriteHeldout(beam.DoFn):
     texts = dict(m for m in members if m is not None)
     ordered = [texts[key] for key in chosen.get(rank, [])]
     kept = [c for c, _ in writing.clean(self._cleaner, ordered) if c is not None]
-    docs = writing.encode(self._tok, kept)
+    docs = writing.encode(self._tok, kept, self._chat_tasks.get(rank))
     doc_bytes = [len(t.encode("utf-8")) for t in kept]
     layout.write_heldout(pathlib.Path(self._out) / self._names[rank], docs, doc_bytes)
     Metrics.counter(_NAMESPACE, "heldout_docs").inc(len(docs))

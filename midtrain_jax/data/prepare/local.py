@@ -133,11 +133,11 @@ class _ShardWriter:
 
 
 def _write_chunk(plan: Plan, texts: list[str], writer: _ShardWriter,
-                 meter: progress.Meter) -> None:
+                 meter: progress.Meter, chat_task: str | None) -> None:
   if not texts:
     return
   cleaned = writing.clean(plan.cleaner, texts)
-  docs = iter(writing.encode(plan.tok, [c for c, _ in cleaned if c is not None]))
+  docs = iter(writing.encode(plan.tok, [c for c, _ in cleaned if c is not None], chat_task))
   before = (writer.progress.docs, writer.progress.tokens)
   for text, (kept, hits) in zip(texts, cleaned):
     writer.take(text, kept, hits, next(docs) if kept is not None else None,
@@ -146,10 +146,10 @@ def _write_chunk(plan: Plan, texts: list[str], writer: _ShardWriter,
                writer.progress.tokens - before[1], sum(len(t.encode("utf-8")) for t in texts))
 
 
-def _write_heldout(plan: Plan, task_dir, texts: list[str]) -> dict:
+def _write_heldout(plan: Plan, task_dir, texts: list[str], chat_task: str | None) -> dict:
   """Writes the held-out split (decontaminated; its hits are not counted: not trained on)."""
   kept = [c for c, _ in writing.clean(plan.cleaner, texts) if c is not None]
-  docs = writing.encode(plan.tok, kept)
+  docs = writing.encode(plan.tok, kept, chat_task)
   doc_bytes = [len(t.encode("utf-8")) for t in kept]
   layout.write_heldout(task_dir, docs, doc_bytes)
   return writing.heldout_record(docs, doc_bytes)
@@ -163,6 +163,7 @@ def write(plan: Plan, name: str, found: decisions.Decisions, log: Callable[[str]
     log(f"[prepare] {name}: resuming after {writer.index} finished shards")
   skip, train, held = writer.progress.records, set(found.train), set(found.heldout)
   meter = progress.Meter(name, len(found.train) - skip, log)
+  chat_task = name if spec.chat else None
   heldout, chunk, seen = {}, [], 0
   for key, item in records.read_task(spec, plan.data_cfg, plan.rank(name)):
     if key in held:
@@ -172,11 +173,11 @@ def write(plan: Plan, name: str, found: decisions.Decisions, log: Callable[[str]
       if seen > skip:
         chunk.append(item.text)
       if len(chunk) == _ENCODE_CHUNK:
-        _write_chunk(plan, chunk, writer, meter)
+        _write_chunk(plan, chunk, writer, meter, chat_task)
         chunk = []
-  _write_chunk(plan, chunk, writer, meter)
+  _write_chunk(plan, chunk, writer, meter, chat_task)
   writer.finish()
-  held_record = _write_heldout(plan, task_dir, [heldout[k] for k in found.heldout])
+  held_record = _write_heldout(plan, task_dir, [heldout[k] for k in found.heldout], chat_task)
   stats = writing.task_stats(spec, plan.fingerprints[name], plan.files[name], found,
                              writer.index, writer.progress, held_record, plan.cleaner,
                              plan.dedup.record() if plan.dedup is not None else None)

@@ -3,7 +3,8 @@
 Pure stages shared by the local and the Beam runner:
   `Cleaner` decontaminates a batch of texts (each document on its own, so any
     batching gives the same result);
-  `encode` tokenises them as stored (`layout.encode_document`);
+  `encode` tokenises them as stored (`layout.encode_document`; a chat task's
+    as `layout.MaskedDocument`s with their response loss masks, chat_docs.py);
   shard assignment: the train documents that survive decontamination, in key
     order, are numbered 0, 1, ...; shard i holds numbers
     [i * shard_docs, (i + 1) * shard_docs). Each train record r is counted in
@@ -20,6 +21,7 @@ import numpy as np
 
 from midtrain_jax import cache
 from midtrain_jax.data import layout
+from midtrain_jax.data.prepare import chat_docs
 from midtrain_jax.decontam import counts, decontaminator
 
 
@@ -47,10 +49,30 @@ def clean(cleaner: Cleaner | None, texts: Sequence[str]) -> list[tuple[str | Non
   return cleaner.clean(texts) if cleaner is not None else [(t, []) for t in texts]
 
 
-def encode(tok, texts: Sequence[str]) -> list[np.ndarray]:
-  """The documents as stored, one per text."""
-  return [layout.encode_document(ids, tok) for ids in tok.encode_batch(list(texts))] \
-      if texts else []
+def encode(tok, texts: Sequence[str], chat_task: str | None = None) -> list[np.ndarray]:
+  """The documents as stored, one per text; `chat_task` names a chat task (masked documents)."""
+  if not texts:
+    return []
+  if chat_task is not None:
+    return chat_docs.encode(texts, tok, chat_task)
+  return [layout.encode_document(ids, tok) for ids in tok.encode_batch(list(texts))]
+
+
+def encode_keyed(tok, keyed: Sequence[tuple[tuple, str]], chat_tasks: dict[int, str]
+                 ) -> list[np.ndarray]:
+  """`encode` of (key, text) pairs of any tasks (a Beam batch): in order, each by its task's rule.
+
+  A key's first element is its task's rank; `chat_tasks` maps the ranks of chat tasks
+  to their names.
+  """
+  found: list = [None] * len(keyed)
+  groups: dict = {}
+  for i, (key, _) in enumerate(keyed):
+    groups.setdefault(chat_tasks.get(key[0]), []).append(i)
+  for chat_task, members in groups.items():
+    for i, doc in zip(members, encode(tok, [keyed[i][1] for i in members], chat_task)):
+      found[i] = doc
+  return found
 
 
 def shard_of(survivors_before: int, shard_docs: int) -> int:
