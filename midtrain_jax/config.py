@@ -8,7 +8,7 @@ Each key is declared once, with its default, help and allowed values
   optim, train, ckpt train/settings.py
   eval               evals/settings.py
   mesh               parallel/settings.py
-  workflow, demo     workflows/settings.py
+  workflow, demo, sft  workflows/settings.py
   seed               here
 
 Configs are ml_collections ConfigDicts built by `configs/*.py` from
@@ -58,6 +58,7 @@ ROOT = settings.Section({
     "eval": eval_settings.SECTION,
     "mesh": mesh_settings.SECTION,
     "demo": workflow_settings.DEMO,
+    "sft": workflow_settings.SFT,
 }, help="every setting of a run (midtrain_jax/config.py composes the sections).",
    checks=(workflow_settings.check_workflow, _check_across_sections))
 

@@ -2,8 +2,9 @@
 
 Override any config value with `--config.section.key=value`, e.g.
 `--config.train.steps=500 --config.optim.lr=1e-3`. `configs/anneal.py`
-without arguments is the embedded demo (`config.workflow == "demo"`); every
-other config is one training run. `--help_config` lists every config key with
+without arguments is the embedded demo (`config.workflow == "demo"`),
+`configs/sft.py` a supervised fine-tuning probe (`"sft"`); every other config
+is one training run. `--help_config` lists every config key with
 its type, default, allowed values and help.
 
 Exit status: 0 when the run finished, 75 when a SIGTERM (or the multi-host
@@ -16,7 +17,7 @@ from ml_collections import config_flags
 from midtrain_jax import cli
 from midtrain_jax import config as config_lib
 from midtrain_jax.parallel import multihost
-from midtrain_jax.workflows import demo, training
+from midtrain_jax.workflows import demo, sft, training
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/anneal.py:size=tiny; override keys with "
@@ -34,6 +35,8 @@ def main(argv):
   multihost.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if _CONFIG.value.workflow == "demo":
     demo.run(_CONFIG.value, _WORKDIR.value)
+  elif _CONFIG.value.workflow == "sft":
+    sft.run(_CONFIG.value, _WORKDIR.value)
   else:
     training.run(_CONFIG.value, _WORKDIR.value)
 

@@ -25,6 +25,7 @@ LAYERS = (
     ("config",),
     ("model", "dedup", "decontam"),
     ("data.mixtures",),
+    ("data.chat",),
     ("data.layout",),
     ("data.prepare", "data.load"),
     ("data.reports",),

@@ -12,6 +12,14 @@ through here.
                                     hash key (documents.HeldoutSample; format 3 on)
   <task>/heldout_bytes.json         UTF-8 size of each held-out document, in record
                                     order (format 2 on)
+  <task>/train-00000.loss_mask.array_record
+                                    chat (SFT) tasks only: per document of the shard,
+                                    in the same order, one uint8 per token, 1 where
+                                    the token is a response token (data/chat.py)
+  <task>/heldout.loss_mask.array_record
+                                    the same for the held-out documents
+  <task>/heldout_scored_bytes.json  chat tasks only: UTF-8 size of each held-out
+                                    document's responses (what its scored tokens spell)
   <task>/stats.json                 docs, tokens, bytes, dropped records and why,
                                     decontamination: {benchmarks, mode, counts,
                                     items} with the counter names of
@@ -42,6 +50,15 @@ which (`adds_bos`); folders prepared before it was recorded start with BOS
 (`starts_with_bos`). A tokenizer without BOS prepares into its own folder
 (`default_dir`), and the rule is part of each task's fingerprint, so a folder
 of the other layout is never reused.
+
+A chat task's documents (tokens as above) carry a loss mask in a parallel
+file, so every reader of tokens reads them unchanged and text tasks' folders
+are as they were; the loader scores only the targets whose token the mask
+marks (`mask_files`). A task has masks when its first train shard has them
+(`has_masks`); its stats' `train_bytes` is then the size of the conversations
+as the task's text (canonical JSON), its `heldout_bytes.json` likewise, and
+`heldout_scored_bytes.json` the responses' size, which held-out response bits
+per byte divides by.
 
 Every file is written whole under a temporary name and renamed, so a killed
 run never leaves a half shard that would be read as complete.
@@ -144,6 +161,38 @@ def heldout_bytes_file(task_dir: pathlib.Path) -> pathlib.Path:
   return task_dir / "heldout_bytes.json"
 
 
+def mask_file(records: pathlib.Path) -> pathlib.Path:
+  """The loss-mask file beside an ArrayRecord file of documents."""
+  return records.with_name(records.name.replace(".array_record", ".loss_mask.array_record"))
+
+
+def heldout_scored_bytes_file(task_dir: pathlib.Path) -> pathlib.Path:
+  return task_dir / "heldout_scored_bytes.json"
+
+
+class MaskedDocument(np.ndarray):
+  """A stored document's tokens (uint32) that carry their loss mask and scored bytes.
+
+  What the preparation makes of a chat record (data/chat.py): it is written
+  like any document, and `write_documents` writes its mask beside it.
+
+  Attributes:
+    loss_mask: uint8 per token, 1 on response tokens.
+    scored_bytes: UTF-8 size of the responses.
+  """
+  loss_mask: np.ndarray
+  scored_bytes: int
+
+  @classmethod
+  def of(cls, tokens: np.ndarray, loss_mask: np.ndarray, scored_bytes: int) -> "MaskedDocument":
+    if len(tokens) != len(loss_mask):
+      raise ValueError(f"{len(tokens)} tokens but a loss mask of {len(loss_mask)}.")
+    doc = np.asarray(tokens, np.uint32).view(cls)
+    doc.loss_mask = np.asarray(loss_mask, np.uint8)
+    doc.scored_bytes = int(scored_bytes)
+    return doc
+
+
 def encode_document(ids: list[int], tok: tokenizer_lib.Tokenizer) -> np.ndarray:
   """A document as stored: `tok.start_ids() + tokens + [eos]`, uint32 (module docstring)."""
   return np.asarray([*tok.start_ids(), *ids, tok.eos_id], np.uint32)
@@ -165,14 +214,49 @@ def decode_record(record: bytes) -> np.ndarray:
   return np.frombuffer(record, np.uint32).astype(np.int32)
 
 
-def write_documents(path: pathlib.Path, docs: list[np.ndarray]) -> None:
-  """Writes documents to an ArrayRecord file, atomically."""
+def _write_records(path: pathlib.Path, records: list[bytes]) -> None:
   def write(tmp: str) -> None:
     writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-    for doc in docs:
-      writer.write(doc.astype(np.uint32).tobytes())
+    for record in records:
+      writer.write(record)
     writer.close()
   files.write_with(path, write)
+
+
+def write_documents(path: pathlib.Path, docs: list[np.ndarray]) -> None:
+  """Writes documents to an ArrayRecord file, atomically; `MaskedDocument`s' loss
+  masks go to the parallel mask file first (the documents' file marks both done)."""
+  masked = [isinstance(doc, MaskedDocument) for doc in docs]
+  if any(masked):
+    if not all(masked):
+      raise ValueError(f"{path}: documents with and without loss masks in one file.")
+    _write_records(mask_file(path), [doc.loss_mask.astype(np.uint8).tobytes() for doc in docs])
+  _write_records(path, [np.asarray(doc, np.uint32).tobytes() for doc in docs])
+
+
+def has_masks(data_dir: pathlib.Path, task: str) -> bool:
+  """Whether a prepared task's documents carry loss masks (a chat task)."""
+  return mask_file(train_shard(pathlib.Path(data_dir) / task, 0)).exists()
+
+
+def decode_mask(record: bytes) -> np.ndarray:
+  """The int32 loss mask of one stored document."""
+  return np.frombuffer(record, np.uint8).astype(np.int32)
+
+
+def mask_files(files_: list[str]) -> list[str]:
+  """The mask files of a masked task's document files (checked to exist)."""
+  masks = [str(mask_file(pathlib.Path(f))) for f in files_]
+  missing = [m for m in masks if not pathlib.Path(m).exists()]
+  if missing:
+    raise FileNotFoundError(f"Loss-mask files missing: {missing}; re-prepare the task.")
+  return masks
+
+
+def read_heldout_scored_bytes(data_dir: pathlib.Path, task: str) -> list[int] | None:
+  """UTF-8 size of each held-out document's responses (chat tasks), or None."""
+  path = heldout_scored_bytes_file(pathlib.Path(data_dir) / task)
+  return json.loads(path.read_text()) if path.exists() else None
 
 
 def write_heldout(task_dir: pathlib.Path, docs: list[np.ndarray], doc_bytes: list[int]) -> None:
@@ -180,6 +264,9 @@ def write_heldout(task_dir: pathlib.Path, docs: list[np.ndarray], doc_bytes: lis
   if len(docs) != len(doc_bytes):
     raise ValueError(f"{len(docs)} held-out documents but {len(doc_bytes)} byte counts.")
   files.write_json(heldout_bytes_file(task_dir), [int(n) for n in doc_bytes], indent=None)
+  if docs and all(isinstance(doc, MaskedDocument) for doc in docs):
+    files.write_json(heldout_scored_bytes_file(task_dir), [doc.scored_bytes for doc in docs],
+                     indent=None)
   write_documents(heldout_file(task_dir), docs)
 
 

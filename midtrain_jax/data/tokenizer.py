@@ -84,6 +84,11 @@ class Tokenizer:
     text): `start_ids()` then its tokens, as the model's own tokenizer encodes it."""
     return self.start_ids() + self.encode(text)
 
+  @property
+  def chat_template(self) -> str | None:
+    """The model's own chat template (jinja2), or None (data/chat.py then uses its default)."""
+    return None
+
   def fim_ids(self) -> dict[str, int] | None:
     """The ids of the FIM sentinels keyed prefix/middle/suffix/pad (None: it has none)."""
     try:
@@ -197,6 +202,12 @@ class HFJsonTokenizer(Tokenizer):
         return value.get("content") if isinstance(value, dict) else value
       self._special = {key: content(key) for key in ("bos", "eos", "pad")}
     return self._special
+
+  @property
+  def chat_template(self) -> str | None:
+    """The model's chat template (tokenizer_config.json's `chat_template`), or None."""
+    template = (self._config() or {}).get("chat_template")
+    return template if isinstance(template, str) else None
 
   @property
   def tokenizer(self):

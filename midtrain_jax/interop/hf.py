@@ -75,14 +75,15 @@ def _token(tok: tokenizer_lib.HFJsonTokenizer, token_id: int | None) -> str | No
 
 
 def _write_tokenizer(out: pathlib.Path, tokenizer_text: str, special_ids: dict,
-                     ends: dict[str, bool]) -> str:
+                     ends: dict[str, bool], chat_template: str | None = None) -> str:
   """Writes tokenizer.json and a tokenizer_config.json naming its special tokens.
 
   `ends` ({"add_bos_token", "add_eos_token"}: whether a text gets BOS/EOS)
   goes into both files: tokenizer_config.json states it and tokenizer.json's
   post-processor does it (transformers 5 reads only the latter), so every
   reader encodes a text alike. A key left out is what the post-processor
-  does, stated as well.
+  does, stated as well. The source's chat template, when it has one, is kept
+  as `chat_template` (supervised fine-tuning renders conversations with it).
   """
   bos, eos = special_ids["bos"], special_ids["eos"]
   tokenizer_text = tokenizer_lib.with_ends(tokenizer_text, bos, eos, ends)
@@ -91,8 +92,9 @@ def _write_tokenizer(out: pathlib.Path, tokenizer_text: str, special_ids: dict,
   names = {f"{key}_token": bare.id_to_token(i) if i is not None else None
            for key, i in special_ids.items()}
   rule = dict(zip(tokenizer_lib.ADD_KEYS, tokenizer_lib.post_processor_ends(bare, bos, eos)))
+  template = {"chat_template": chat_template} if chat_template else {}
   files.write_json(out / TOKENIZER_CONFIG, {"tokenizer_class": "PreTrainedTokenizerFast",
-                                            **names, **rule})
+                                            **names, **rule, **template})
   return str(out / TOKENIZER_FILE)
 
 
@@ -113,6 +115,7 @@ def import_tokenizer(src: str | pathlib.Path, out: str | pathlib.Path) -> str | 
   if source.suffix == ".gguf":
     hf_config, text, ends = gguf.read_config(source), gguf.tokenizer_json(source), (
         gguf.tokenizer_ends(source))
+    template = gguf.chat_template(source)
   else:
     hf_config = json.loads((source / "config.json").read_text())
     tok_path, config_path = source / TOKENIZER_FILE, source / TOKENIZER_CONFIG
@@ -122,9 +125,19 @@ def import_tokenizer(src: str | pathlib.Path, out: str | pathlib.Path) -> str | 
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     ends = {key: bool(config[key]) for key in tokenizer_lib.ADD_KEYS
             if config.get(key) is not None}
+    template = _hf_chat_template(source, config)
   out.mkdir(parents=True, exist_ok=True)
   special = {key: hf_config.get(f"{key}_token_id") for key in ("bos", "eos", "pad")}
-  return _write_tokenizer(out.resolve(), text, special, ends)
+  return _write_tokenizer(out.resolve(), text, special, ends, template)
+
+
+def _hf_chat_template(source: pathlib.Path, config: dict) -> str | None:
+  """An HF folder's chat template: chat_template.jinja, else tokenizer_config.json's."""
+  path = source / "chat_template.jinja"
+  if path.exists():
+    return path.read_text()
+  template = config.get("chat_template")
+  return template if isinstance(template, str) else None
 
 
 def is_foreign(path: str) -> bool:

@@ -4,9 +4,23 @@ from midtrain_jax import settings
 
 S = settings.Setting
 
-WORKFLOW = S("train", "What main.py runs: train (one training run) or demo (prepare, base, "
-             "two anneals, evaluation and a report; workflows/demo.py).",
-             choices=("train", "demo"))
+WORKFLOW = S("train", "What main.py runs: train (one training run), demo (prepare, base, "
+             "two anneals, evaluation and a report; workflows/demo.py) or sft (a supervised "
+             "fine-tuning probe of train.init_from: workflows/sft.py).",
+             choices=("train", "demo", "sft"))
+
+SFT = settings.Section({
+    "epochs": S(2.0, "Passes over the SFT mixture's training tokens: sets train.steps "
+                "(at least 1) once the data is prepared; 0 keeps train.steps.",
+                check=settings.NON_NEGATIVE),
+    "benchmark": S("", "Benchmark of the probe's target, scored at the end on its test "
+                   "split with chat-formatted prompts: gsm8k (exact match), humaneval or "
+                   "mbpp (pass@1, in the sandbox); empty: none.",
+                   choices=("", "gsm8k", "humaneval", "mbpp")),
+    "benchmark_items": S(32, "Items of the benchmark scored (0: all).",
+                         check=settings.NON_NEGATIVE),
+    "max_new_tokens": S(128, "Tokens generated per benchmark item.", check=settings.POSITIVE),
+}, help="the supervised fine-tuning probe (workflow=sft; configs/sft.py).")
 
 DEMO = settings.Section({
     "base_steps": S(250, "Steps of the demo's base run (WSD on web_only).",
@@ -26,7 +40,11 @@ DEMO = settings.Section({
 
 
 def check_workflow(config, path: str) -> None:
-  """The demo trains its own base: a given base checkpoint would be ignored."""
+  """The demo trains its own base: a given base checkpoint would be ignored; an SFT
+  probe needs the model it probes."""
+  if config.workflow == "sft" and not config.train.init_from:
+    raise ValueError(f"The sft workflow fine-tunes a given model: set {path}.train.init_from "
+                     "to a run directory, a soup, an HF model folder or a .gguf file.")
   if config.workflow == "demo" and config.train.init_from:
     raise ValueError(f"The demo workflow trains its own base, so {path}.train.init_from "
                      "is not used; to anneal a given base use e.g. "

@@ -8,6 +8,9 @@ document longer than seq_len is scored in overlapping windows
 tokens of its own document: the figure depends on the model and the text,
 not on where seq_len happens to cut the document. The batches have the keys
 of the training batches (pipeline.py); `loss_mask` marks the targets scored.
+A chat task's documents score only their responses (their stored masks), and
+their bytes are the responses' (`layout.read_heldout_scored_bytes`): held-out
+response bits per byte.
 """
 import zlib
 from collections.abc import Iterator, Sequence
@@ -76,7 +79,8 @@ class EvalBatches:
 
   def __init__(self, docs: list[np.ndarray], doc_bytes: Sequence[float], order: np.ndarray, *,
                seq_len: int, batch_size: int, pad_id: int, task_id: int, max_batches: int = 0,
-               stride: int = 0, process_index: int = 0, process_count: int = 1):
+               stride: int = 0, process_index: int = 0, process_count: int = 1,
+               masks: list[np.ndarray] | None = None):
     """Plans the batches.
 
     Args:
@@ -93,6 +97,8 @@ class EvalBatches:
         most seq_len (0: `default_stride(seq_len)`).
       process_index: this process.
       process_count: number of processes.
+      masks: per document, its token loss mask (a chat task's: only response
+        targets are scored, and `doc_bytes` are the responses' bytes).
     """
     if batch_size % process_count:
       raise ValueError(f"Eval batch size {batch_size} is not divisible by the "
@@ -109,7 +115,9 @@ class EvalBatches:
     self.split_docs = len(docs)
     self.num_batches = len(self._plan)
     self.num_docs = count
-    self.num_tokens = int(sum(len(docs[i]) - 1 for i in self.doc_indices))
+    self.num_tokens = int(sum(len(docs[i]) - 1 if masks is None else int(masks[i][1:].sum())
+                              for i in self.doc_indices))
+    self._masks = masks
     self.num_bytes = sum(doc_bytes[i] for i in self.doc_indices)
     self._docs, self._order, self._seq_len = docs, order, seq_len
     self._pad_id, self._task_id = pad_id, task_id
@@ -120,10 +128,29 @@ class EvalBatches:
     span = self._seq_len + 1
     for batch in self._plan:
       rows = [packing.assemble_row(
-          [(self._docs[self._order[pos]][first:first + span], self._task_id)
-           for pos, first, _ in row], self._seq_len, self._pad_id,
+          [self._piece(self._order[pos], first, span) for pos, first, _ in row],
+          self._seq_len, self._pad_id,
           context=[scored - first for _, first, scored in row]) for row in batch[self._rows]]
       yield {k: np.stack([r[k] for r in rows]) for k in packing.ROW_KEYS}
+
+
+  def _piece(self, doc: int, first: int, span: int) -> packing.RowPiece:
+    piece = (self._docs[doc][first:first + span], self._task_id)
+    return piece if self._masks is None else piece + (self._masks[doc][first:first + span],)
+
+
+def _heldout_masks(data_dir, task_name: str, count: int) -> tuple[list | None, list | None]:
+  """(loss mask, response bytes) of each held-out document of a chat task, else (None, None)."""
+  scored_bytes = layout.read_heldout_scored_bytes(data_dir, task_name)
+  if scored_bytes is None:
+    return None, None
+  files = layout.mask_files(layout.shard_files(data_dir, task_name, "heldout"))
+  source = grain.sources.ArrayRecordDataSource(files)
+  masks = [layout.decode_mask(source[i]) for i in range(len(source))]
+  if len(masks) != count or len(scored_bytes) != count:
+    raise ValueError(f"{data_dir}/{task_name}: {count} held-out documents but {len(masks)} "
+                     f"loss masks and {len(scored_bytes)} response sizes; re-prepare it.")
+  return masks, scored_bytes
 
 
 def _heldout_doc_bytes(data_dir, task_name: str, docs: list[np.ndarray]) -> tuple[list, bool]:
@@ -172,11 +199,13 @@ def make_eval_iterator(data_cfg, task_name: str, *, batch_size: int | None = Non
   # Every process reads the whole split (it is small): all plan the same batches.
   docs = [layout.decode_record(source[i]) for i in range(len(source))]
   doc_bytes, exact = _heldout_doc_bytes(data_dir, task_name, docs)
+  masks, scored_bytes = _heldout_masks(data_dir, task_name, len(docs))
+  doc_bytes = doc_bytes if scored_bytes is None else scored_bytes
   batches = EvalBatches(docs, doc_bytes, eval_order(len(docs), task_name),
                         seq_len=data_cfg.seq_len, batch_size=batch_size or data_cfg.batch_size,
                         pad_id=manifest["pad_id"], task_id=names.index(task_name),
                         max_batches=max_batches, stride=stride, process_index=process_index,
-                        process_count=process_count)
+                        process_count=process_count, masks=masks)
   key = (str(data_dir), task_name)
   if not exact and batches.num_docs < len(docs) and key not in _warned_bytes:
     _warned_bytes.add(key)

@@ -142,12 +142,15 @@ class MixIterator(grain.DatasetIterator):
     deficit = weights * sum(self._stage_tokens) - np.array(self._stage_tokens)
     deficit[weights <= 0] = -np.inf
     task = int(np.argmax(deficit))
-    tokens = self._ds.tasks[task][self._next_index[task]]["tokens"]
+    doc = self._ds.tasks[task][self._next_index[task]]
+    tokens = doc["tokens"]
     self._next_index[task] += 1
     count = len(tokens) - 1
     self._tokens[task] += count
     self._stage_tokens[task] += count
     self._total_tokens += count
+    if "loss_mask" in doc:  # A chat task's document: its own mask goes with it.
+      return {"tokens": tokens, "loss_mask": doc["loss_mask"], "task_id": task}
     return {"tokens": tokens, "task_id": task}
 
   def get_state(self) -> dict[str, Any]:

@@ -12,7 +12,10 @@ window are partly empty, so padding is about 0.5 / window_rows.
 Each row carries `segment_ids` (1, 2, ... per piece, 0 = padding),
 `positions` (restarting at 0 per piece), `task_ids` (-1 = padding) and
 `loss_mask` (1 where the target is scored, 0 on padding and on context;
-training scores every target of a piece, so it is `segment_ids > 0`).
+training scores every target of a text document's piece, and of a chat
+document's piece the targets whose token its own stored mask marks: a piece
+carries the slice of its document's mask that lines up with its tokens, so
+packing and splitting never mix one document's mask with another's).
 Targets never cross a piece boundary, so with segment-aware attention no token
 sees or predicts another document.
 
@@ -35,6 +38,10 @@ import grain
 import numpy as np
 
 ROW_KEYS = ("inputs", "targets", "segment_ids", "positions", "task_ids", "loss_mask")
+
+
+# A piece of a document in a row: (tokens, task id) or (tokens, task id, token mask).
+RowPiece = tuple
 
 
 def split_pieces(tokens: np.ndarray, seq_len: int) -> list[np.ndarray]:
@@ -177,12 +184,14 @@ def pack_in_order(lengths: Sequence[int], seq_len: int, rows: int, max_batches: 
   return batches, len(lengths)
 
 
-def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int, pad_id: int,
+def assemble_row(pieces: list[RowPiece], seq_len: int, pad_id: int,
                  context: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-  """Builds one packed row from (piece tokens, task id) pairs.
+  """Builds one packed row from (piece tokens, task id[, token mask]) pieces.
 
   Args:
-    pieces: the row's pieces, each with at most seq_len + 1 tokens.
+    pieces: the row's pieces, each with at most seq_len + 1 tokens; a piece
+      with a token mask (a chat document's, aligned with its tokens) scores
+      only the targets whose token the mask marks.
     seq_len: row length.
     pad_id: token id used for padding inputs and targets.
     context: per piece, its leading (input, target) pairs that are context
@@ -198,20 +207,22 @@ def assemble_row(pieces: list[tuple[np.ndarray, int]], seq_len: int, pad_id: int
          "task_ids": np.full(seq_len, -1, np.int32),
          "loss_mask": np.zeros(seq_len, np.int32)}
   at = 0
-  for segment, (piece, task_id) in enumerate(pieces, start=1):
+  for segment, (piece, task_id, *mask) in enumerate(pieces, start=1):
     n = len(piece) - 1
     row["inputs"][at:at + n] = piece[:-1]
     row["targets"][at:at + n] = piece[1:]
     row["segment_ids"][at:at + n] = segment
     row["positions"][at:at + n] = np.arange(n)
     row["task_ids"][at:at + n] = task_id
-    row["loss_mask"][at + (context[segment - 1] if context else 0):at + n] = 1
+    first = at + (context[segment - 1] if context else 0)
+    # Target i is token i + 1 of the piece: its mask is the token mask shifted by one.
+    row["loss_mask"][first:at + n] = mask[0][1 + first - at:n + 1] if mask else 1
     at += n
   return row
 
 
 class BestFitPackIterDataset(grain.IterDataset):
-  """Packs {"tokens", "task_id"} documents into rows (see module docstring)."""
+  """Packs {"tokens", "task_id"[, "loss_mask"]} documents into rows (module docstring)."""
 
   def __init__(self, parent: grain.IterDataset, *, seq_len: int, window_rows: int,
                pad_id: int, seed: int):
@@ -234,12 +245,12 @@ class PackIterator(grain.DatasetIterator):
     self._ds = ds
     self._window_start_state = parent.get_state()
     self._windows = 0
-    self._rows: list[list[tuple[np.ndarray, int]]] = []
+    self._rows: list[list[RowPiece]] = []
     self._emitted = 0
 
   def _fill_window(self) -> None:
     self._window_start_state = self._parent.get_state()
-    pieces: list[tuple[np.ndarray, int]] = []
+    pieces: list[RowPiece] = []
     budget = self._ds.window_rows * self._ds.seq_len
     while budget > 0:
       try:
@@ -248,10 +259,12 @@ class PackIterator(grain.DatasetIterator):
         if pieces:
           break
         raise
-      for piece in split_pieces(doc["tokens"], self._ds.seq_len):
-        pieces.append((piece, doc["task_id"]))
+      masks = (split_pieces(doc["loss_mask"], self._ds.seq_len) if "loss_mask" in doc
+               else None)
+      for i, piece in enumerate(split_pieces(doc["tokens"], self._ds.seq_len)):
+        pieces.append((piece, doc["task_id"]) + ((masks[i],) if masks else ()))
         budget -= len(piece) - 1
-    bins = best_fit_decreasing([len(p) - 1 for p, _ in pieces], self._ds.seq_len)
+    bins = best_fit_decreasing([len(p[0]) - 1 for p in pieces], self._ds.seq_len)
     # Rows are shuffled within the window so long documents (packed first)
     # do not cluster in consecutive batches.
     rng = np.random.default_rng([self._ds.seed, self._windows])

@@ -13,8 +13,11 @@ numpy arrays of shape [batch_size // process_count, seq_len]:
   segment_ids  1, 2, ... per packed document in the row; 0 = padding
   positions    position inside the document piece, from 0
   task_ids     index into `prepared.task_names(data_cfg)`; -1 = padding
-  loss_mask    1 where the target is scored: every real token here
-               (segment_ids > 0); held-out windows score only their new targets
+  loss_mask    1 where the target is scored: every real token of a text
+               task (segment_ids > 0); of a chat task, the targets its
+               stored mask marks (response tokens, data/chat.py), each
+               packed document keeping its own; held-out windows score only
+               their new targets
 
 The mixture must be prepared (prepared.py opens it once per iterator); held-out
 batches for evaluation are built by heldout_batches.py. No TensorFlow or seqio
@@ -31,8 +34,36 @@ from midtrain_jax.data.load import fim, packing, prepared, upsampling
 from midtrain_jax.data.load import mixing as mixture_lib
 
 
-def _decode(record: bytes) -> dict[str, np.ndarray]:
+def _decode(record: bytes | tuple[bytes, bytes]) -> dict[str, np.ndarray]:
+  if isinstance(record, tuple):  # A chat task's (document, loss mask) records.
+    return {"tokens": layout.decode_record(record[0]),
+            "loss_mask": layout.decode_mask(record[1])}
   return {"tokens": layout.decode_record(record)}
+
+
+class _WithMasks(grain.sources.RandomAccessDataSource):
+  """A chat task's documents and their loss masks, record by record, as pairs."""
+
+  def __init__(self, files: list[str]):
+    self._docs = grain.sources.ArrayRecordDataSource(files)
+    self._masks = grain.sources.ArrayRecordDataSource(layout.mask_files(files))
+    if len(self._docs) != len(self._masks):
+      raise ValueError(f"{files}: {len(self._docs)} documents but {len(self._masks)} "
+                       "loss masks; re-prepare the task.")
+
+  def __len__(self) -> int:
+    return len(self._docs)
+
+  def __getitem__(self, index: int) -> tuple[bytes, bytes]:
+    return self._docs[index], self._masks[index]
+
+
+def task_source(data_dir, task: str, split: str) -> grain.sources.RandomAccessDataSource:
+  """A prepared task's records of `split`: documents, with their masks for chat tasks."""
+  files = layout.shard_files(data_dir, task, split)
+  if layout.has_masks(data_dir, task):
+    return _WithMasks(files)
+  return grain.sources.ArrayRecordDataSource(files)
 
 
 def _task_seed(seed: int, shuffle_seed: int, task: str) -> int:
@@ -167,8 +198,7 @@ def mixed_dataset(data_cfg, mixture: prepared.PreparedMixture | None = None, *, 
   tasks, epoch_docs = [], []
   for name in names:
     task = mixture.tasks[name]
-    files = layout.shard_files(data_dir, name, "train")
-    ds = grain.MapDataset.source(grain.sources.ArrayRecordDataSource(files))
+    ds = grain.MapDataset.source(task_source(data_dir, name, "train"))
     ds = ds[shard::shards]
     if len(ds) == 0:
       raise ValueError(f"Task {name} has no training documents for loader shard "

@@ -8,8 +8,9 @@ are token fractions (normalised when used).
 """
 from collections.abc import Callable
 
-from midtrain_jax.data.mixtures import mixture_file
+from midtrain_jax.data.mixtures import chat_records, mixture_file
 from midtrain_jax.data.mixtures.corpora import demo as demo_corpus
+from midtrain_jax.data.mixtures.corpora import sft as sft_corpus
 from midtrain_jax.data.mixtures.specs import CAPABILITIES as CAPABILITIES  # Re-exported.
 from midtrain_jax.data.mixtures.specs import MixtureSpec, TaskSpec
 from midtrain_jax.documents import readers as sources
@@ -62,6 +63,30 @@ _DEMO = [
              "Apache-2.0"),
 ]
 
+
+def _sft_files(task: str) -> Callable[..., list[str]]:
+  def files(data_cfg=None) -> list[str]:
+    del data_cfg  # Built into the demo corpus folder, whatever the config.
+    return sft_corpus.materialise(task)
+  return files
+
+
+# Chat tasks for supervised fine-tuning probes (corpora/sft.py): loss on responses only.
+_SFT = [
+    TaskSpec("sft_math_synthetic", "math", _sft_files("sft_math_synthetic"),
+             chat_records.record_text, 1,
+             "Generated TinyMATH-style problems as prompt/response, verified answers",
+             "Apache-2.0", chat=True),
+    TaskSpec("sft_code_stdlib", "code", _sft_files("sft_code_stdlib"),
+             chat_records.record_text, 1,
+             "CPython standard library functions requested by their docstrings",
+             "PSF-2.0", chat=True),
+    TaskSpec("sft_instruction_alpaca", "instruction", _sft_files("sft_instruction_alpaca"),
+             chat_records.record_text, 1,
+             "Alpaca demo instructions shipped in the llamafactory 0.9.5 sdist, as chat",
+             "CC BY-NC 4.0", chat=True),
+]
+
 # OLMo 3 Dolmino mix (~100B tokens): (task, folder, capability, billions, epochs).
 _OLMO3 = [
     ("olmo3_tinymath", "tinymath", "math", 5.0, 2),
@@ -87,7 +112,7 @@ _OLMO3_TASKS = [
              olmo3_tokens_b=billions)
     for name, folder, capability, billions, epochs in _OLMO3]
 
-TASKS: dict[str, TaskSpec] = {t.name: t for t in _DEMO + _OLMO3_TASKS}
+TASKS: dict[str, TaskSpec] = {t.name: t for t in _DEMO + _OLMO3_TASKS + _SFT}
 
 # Demo rates mirror the Dolmino shape: half web, the rest by capability.
 _DEMO_RATES = {
@@ -107,6 +132,10 @@ def _build_mixtures() -> dict[str, MixtureSpec]:
       MixtureSpec("dolmino_olmo3", {t.name: t.olmo3_tokens_b for t in _OLMO3_TASKS},
                   "OLMo 3 Dolmino mix, rates proportional to its token counts"),
   ]
+  # One chat task each: what an SFT probe (configs/sft.py) trains and evaluates on.
+  mixtures += [MixtureSpec(f"sft/{task.name}", {task.name: 1.0},
+                           f"Supervised fine-tuning on {task.name} (loss on responses)")
+               for task in _SFT]
   for family, web_rates in (("demo", {k: v for k, v in _DEMO_RATES.items()
                                       if TASKS[k].capability == "web"}),
                             ("olmo3", {"olmo3_web": 1.0})):

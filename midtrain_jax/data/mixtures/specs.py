@@ -34,6 +34,9 @@ class TaskSpec:
     seqio_split: the seqio split read.
     seqio_text_field: the (scalar string) feature holding the text.
     registry_modules: modules to import first, that register `seqio_task`.
+    chat: the records are conversations (`messages`, or `prompt` and
+      `response`; data/chat.py): stored with a loss mask on the responses,
+      for supervised fine-tuning.
   """
   name: str
   capability: str
@@ -48,6 +51,7 @@ class TaskSpec:
   seqio_split: str = "train"
   seqio_text_field: str = "text"
   registry_modules: tuple[str, ...] = ()
+  chat: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

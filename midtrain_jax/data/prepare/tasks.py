@@ -21,7 +21,7 @@ from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.mixtures import catalog, documents
 from midtrain_jax.data.mixtures.corpora import demo as demo_corpus
-from midtrain_jax.data.prepare import dedup_step, qau_scores
+from midtrain_jax.data.prepare import chat_docs, dedup_step, qau_scores
 from midtrain_jax.decontam import counts, decontaminator
 from midtrain_jax.documents import readers as sources
 
@@ -218,6 +218,10 @@ class _TaskWriter:
     self.pending = []
 
   def _encode(self, texts: list[str]) -> list:
+    # --- Chat (SFT) tasks: documents with loss masks (data/prepare/chat_docs.py). ---
+    if self.spec.chat:
+      return chat_docs.encode(texts, self.tok, self.spec.name)
+    # --- End of chat tasks. ---
     return [layout.encode_document(ids, self.tok) for ids in self.tok.encode_batch(texts)]
 
   def finish(self, fingerprint: str, files: list[str], dedup) -> dict:

