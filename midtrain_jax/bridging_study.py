@@ -2,7 +2,7 @@
 the target, with the proximity of each source and the timing x weight grid.
 
   python -m midtrain_jax.bridging_study --base=runs/demo/base/checkpoints/200 \
-      --target=math_synthetic --general=web_c4,web_wikipedia,web_openwebtext \
+      --target=sft_math_synthetic --general=web_c4,web_wikipedia,web_openwebtext \
       --specialised=code_python_stdlib,math_synthetic --workdir=runs/bridging
 
 Prints and saves (bridging.json, bridging.txt under --workdir) the table of
@@ -35,6 +35,9 @@ _WEIGHTS = flags.DEFINE_list("weights", [f"{v:g}" for v in _STUDY["weights"].def
 _PROBE_STEPS = flags.DEFINE_integer("probe_steps", _STUDY["probe_steps"].default,
                                     _STUDY["probe_steps"].help)
 _PROBE_LR = flags.DEFINE_float("probe_lr", _STUDY["probe_lr"].default, _STUDY["probe_lr"].help)
+_PROBE_ITEMS = flags.DEFINE_integer("probe_benchmark_items",
+                                    _STUDY["probe_benchmark_items"].default,
+                                    _STUDY["probe_benchmark_items"].help)
 _MAX_BATCHES = flags.DEFINE_integer("max_batches", _STUDY["max_batches"].default,
                                     _STUDY["max_batches"].help)
 _MIXTURE = flags.DEFINE_string("mixture", _STUDY["mixture"].default, _STUDY["mixture"].help)
@@ -56,6 +59,7 @@ def main(argv):
       tokens=_TOKENS.value, mix_weight=_MIX_WEIGHT.value,
       timings=_floats(_TIMINGS.value, "timings"), weights=_floats(_WEIGHTS.value, "weights"),
       probe_steps=_PROBE_STEPS.value, probe_lr=_PROBE_LR.value,
+      probe_benchmark_items=_PROBE_ITEMS.value,
       max_batches=_MAX_BATCHES.value, mixture=_MIXTURE.value)
   prox = proximity.ProximityOptions(steps=_PROX_STEPS.value, lr=_PROX_LR.value)
   bridging_study.run(_BASE.value, _TARGET.value, cli.names(_GENERAL.value),

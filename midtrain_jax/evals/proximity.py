@@ -84,6 +84,8 @@ def source_name(weights: dict[str, float]) -> str:
 def task_documents(data_cfg, task: str, split: str, max_tokens: int) -> list[np.ndarray]:
   """A task's stored documents' text tokens (no BOS/EOS), up to `max_tokens` in all.
 
+  A chat task's documents are their response tokens only (its loss masks).
+
   Args:
     data_cfg: `data` section whose mixture holds `task` (prepared).
     task: the task name.
@@ -95,11 +97,18 @@ def task_documents(data_cfg, task: str, split: str, max_tokens: int) -> list[np.
     raise ValueError(f"Task {task!r} is not in mixture {data_cfg.mixture!r}: "
                      f"{mixture.task_names}")
   with_bos = mixture.starts_with_bos
+  masked = layout.has_masks(mixture.directory, task)
   docs, total = [], 0
   for path in layout.shard_files(mixture.directory, task, split):
     source = grain.sources.ArrayRecordDataSource([path])
+    masks = (grain.sources.ArrayRecordDataSource(layout.mask_files([path])) if masked
+             else None)
     for i in range(len(source)):
-      doc = layout.document_body(layout.decode_record(source[i]), with_bos)
+      doc = layout.decode_record(source[i])
+      if masks is not None:  # The mask covers the stored tokens, BOS and EOS included.
+        doc = doc[layout.decode_mask(masks[i]) > 0]
+      else:
+        doc = layout.document_body(doc, with_bos)
       docs.append(doc)
       total += len(doc)
       if total >= max_tokens:

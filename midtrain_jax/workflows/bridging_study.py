@@ -46,8 +46,11 @@ class StudyOptions:
   weights: tuple = settings.field((0.3, 0.7), "Grid: its share from then on, in (0, 1].")
   probe_steps: int = settings.field(40, "Steps of the probe on the target from every run.",
                                     check=settings.POSITIVE)
-  probe_lr: float = settings.field(1e-3, "Peak LR of the probe (linear decay to 0).",
-                                   check=settings.POSITIVE)
+  probe_lr: float = settings.field(1e-3, "LR of the probe (constant, then linear to 0 "
+                                   "over its last 30%).", check=settings.POSITIVE)
+  probe_benchmark_items: int = settings.field(16, "Items of the target's benchmark scored "
+                                              "after each probe (0: none).",
+                                              check=settings.NON_NEGATIVE)
   max_batches: int = settings.field(8, "Held-out batches per task scored (0 = all).",
                                     check=settings.NON_NEGATIVE)
   mixture: str = settings.field("dolmino_demo", "A mixture holding every task named.")
@@ -121,31 +124,42 @@ def run_config(base_path: str, stages: tuple, steps: int,
   return config_lib.finalize(c)
 
 
-def _heldout(path: str, data_cfg, tasks: list[str], options: StudyOptions, stride: int):
+def _heldout(path: str, data_cfg, tasks: list[str], options: StudyOptions) -> dict:
+  """{task: {bpb, loss, bytes, tokens}} of the checkpoint at `path` on `data_cfg`."""
   eval_fn = scoring.model_eval_fn(scoring.load_model(path))
-  scored = heldout.heldout_bpb(eval_fn, data_cfg, max_batches=options.max_batches,
-                               stride=stride, tasks=tasks)
+  scored = heldout.heldout_bpb(eval_fn, data_cfg, max_batches=options.max_batches, tasks=tasks)
   return {task: {"bpb": r["bpb"], "loss": r["loss"], "bytes": r["bytes"],
                  "tokens": r["tokens"]} for task, r in scored.items()}
 
 
-def _train_and_probe(configs: dict, stages: dict, target: str, workdir: str, data_cfg,
+def _evaluate(path: str, data: dict, general: dict, target: str,
+              options: StudyOptions) -> dict:
+  """The general data's held-out BPB and the target's (before any probe) of a checkpoint."""
+  return {"heldout": _heldout(path, data["runs"], list(general), options),
+          "target_before_probe": _heldout(path, data["target"], [target], options)[target]}
+
+
+def _probe(init: str, target: str, workdir: str, options: StudyOptions, log) -> dict:
+  return probe.probe_or_reuse(init, target, workdir, steps=options.probe_steps,
+                              lr=options.probe_lr,
+                              benchmark_items=options.probe_benchmark_items, log=log)
+
+
+def _train_and_probe(configs: dict, stages: dict, target: str, workdir: str, data: dict,
                      options: StudyOptions, log) -> dict:
   """Every run trained (or reused), scored on held-out data and probed."""
-  tasks = [*configs[GENERAL].data.weight_stages[0][1], target]
-  stride = configs[GENERAL].eval.heldout_stride
+  general = configs[GENERAL].data.weight_stages[0][1]
   results = {}
   for i, (name, config) in enumerate(configs.items()):
     log(f"[bridging] run {i + 1}/{len(configs)}: {name}")
     run_dir = os.path.join(workdir, name)
     evaluated = study_runs.train_or_reuse(
-        name, config, run_dir, lambda d=run_dir, c=config: {"heldout": _heldout(
-            study_runs.final_checkpoint(d, c), data_cfg, tasks, options, stride)},
+        name, config, run_dir, lambda d=run_dir, c=config: _evaluate(
+            study_runs.final_checkpoint(d, c), data, general, target, options),
         log=log, tag="bridging")
     results[name] = {**evaluated, "stages": stages[name],
-                     "probe": probe.probe_or_reuse(
-                         study_runs.final_checkpoint(run_dir, config), target,
-                         os.path.join(workdir, "probes", name), options, data_cfg, log)}
+                     "probe": _probe(study_runs.final_checkpoint(run_dir, config), target,
+                                     os.path.join(workdir, "probes", name), options, log)}
   return results
 
 
@@ -182,19 +196,20 @@ def run(base: str, target: str, general_tasks: list[str], specialised_tasks: lis
   log(f"[bridging] {len(configs)} runs of {steps} steps ({tokens:,} tokens) from {base}, "
       f"each probed on {target}")
   training.prepare_data(configs[GENERAL])
-  data_cfg = heldout.eval_data_config(configs[GENERAL])
-  base_scored = _heldout(base, data_cfg, [*general, target], options,
-                         c0.eval.heldout_stride)
-  results = {"base": {"heldout": base_scored, "probe": probe.probe_or_reuse(
-      base, target, os.path.join(workdir, "probes", "base"), options, data_cfg, log)}}
-  results.update(_train_and_probe(configs, stages, target, workdir, data_cfg, options, log))
+  data = {"runs": heldout.eval_data_config(configs[GENERAL]),
+          "target": probe.target_data_config(base, target)}
+  results = {"base": {**_evaluate(base, data, general, target, options),
+                      "probe": _probe(base, target, os.path.join(workdir, "probes", "base"),
+                                      options, log)}}
+  results.update(_train_and_probe(configs, stages, target, workdir, data, options, log))
   log("[bridging] proximity of each source to the target")
   sources = {proximity.source_name(specialised): specialised,
              MIDTRAIN: dict(stages[MIDTRAIN][-1][1])}
   sources.update({t: {t: 1.0} for t in specialised if len(specialised) > 1})
   prox = proximity_study.measure(base, sources, target, general,
                                  os.path.join(workdir, "proximity"),
-                                 mixture=options.mixture, options=prox_options, log=log)
+                                 mixture=options.mixture, options=prox_options,
+                                 target_data=data["target"], log=log)
   out = {"base": base, "target": target, "general": general, "specialised": specialised,
          "steps": steps, "tokens": tokens, "options": dataclasses.asdict(options),
          "proximity": prox, "runs": results, "grid_cells": cells}

@@ -1,7 +1,10 @@
 """The bridging study's tables, from its results (workflows/bridging_study.py).
 
 Row metrics:
-  target_bpb          the target's held-out BPB after the probe (lower = better);
+  target_bpb          the target's held-out (response) BPB after the probe
+                      (lower = better);
+  benchmark           the target's benchmark score after the probe (GSM8K exact
+                      match, HumanEval pass@1; higher = better; - when none);
   vs_general          target_bpb minus the general-only run's (negative = the
                       run's data made the probe better than general data did);
   before_probe        the target's held-out BPB after the run, before the probe;
@@ -44,14 +47,15 @@ def _proximity(out: dict, name: str) -> dict:
 
 def rows(out: dict) -> list[dict]:
   """The base (probed, no midtraining) and runs (a), (b), (c)."""
-  runs, target = out["runs"], out["target"]
+  runs = out["runs"]
   reference = runs["general"]["probe"]["target_bpb"]
   result = []
   for name in ("base", *COMPARED):
     r = runs[name]
     row = {"run": name, "target_bpb": r["probe"]["target_bpb"],
            "vs_general": r["probe"]["target_bpb"] - reference,
-           "before_probe": r["heldout"][target]["bpb"],
+           "benchmark": r["probe"].get("benchmark", {}).get("score", math.nan),
+           "before_probe": r["target_before_probe"]["bpb"],
            "forgetting": 0.0 if name == "base" else forgetting(out, name)}
     row.update({f"adv/{k}": math.nan for k in proximity.MEASURES} if name == "base"
                else _proximity(out, name))
@@ -77,7 +81,7 @@ def format_grid(cells: list[dict], key: str) -> str:
 
 def format_report(out: dict) -> str:
   """The comparison table, the timing x weight grids and the proximity table."""
-  columns = ["target_bpb", "vs_general", "before_probe", "forgetting",
+  columns = ["target_bpb", "vs_general", "benchmark", "before_probe", "forgetting",
              *(f"adv/{k}" for k in proximity.MEASURES)]
   text = (f"Bridging study: target {out['target']}, {out['tokens']:,} tokens "
           f"({out['steps']} steps) per run from {out['base']}; probe: "

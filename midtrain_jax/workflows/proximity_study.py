@@ -15,7 +15,7 @@ from midtrain_jax import files
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.evals import heldout, proximity, scoring, tables
 from midtrain_jax.train import checkpoint
-from midtrain_jax.workflows import study_runs, training
+from midtrain_jax.workflows import probe, study_runs, training
 
 GENERAL = "general"
 MEASURES = proximity.MEASURES
@@ -32,6 +32,14 @@ def general_weights(tasks: list[str], mixture: str) -> dict[str, float]:
     raw = dict.fromkeys(tasks, 1.0)
   total = sum(raw.values())
   return {t: v / total for t, v in raw.items()}
+
+
+def target_data_config(base: str, target: str, mixture: str):
+  """Where the target's held-out split is read: `mixture` when it holds the target,
+  else the probe's chat data (workflows/probe.py)."""
+  if target in catalog.get_mixture(mixture).rates:
+    return None
+  return probe.target_data_config(base, target)
 
 
 def exposure_config(base_path: str, weights: dict[str, float], mixture: str,
@@ -66,7 +74,7 @@ def target_loss(path: str, data_cfg, target: str, options: proximity.ProximityOp
 def measure(base: str, sources: dict[str, dict[str, float]], target: str,
             general: dict[str, float], workdir: str, *, mixture: str = "dolmino_demo",
             options: proximity.ProximityOptions = proximity.ProximityOptions(),
-            log=print) -> dict:
+            target_data=None, log=print) -> dict:
   """Both measures for every source and the general data; writes workdir/proximity.json.
 
   Args:
@@ -77,6 +85,8 @@ def measure(base: str, sources: dict[str, dict[str, float]], target: str,
     workdir: one exposure run per source (and `general`), plus the JSON.
     mixture: a registered mixture holding every task named.
     options: the measures' settings.
+    target_data: the `data` section holding the target (prepared; default:
+      the sources' own, `mixture`).
     log: progress printer.
 
   Returns:
@@ -89,15 +99,18 @@ def measure(base: str, sources: dict[str, dict[str, float]], target: str,
   if GENERAL in sources:
     raise ValueError(f"{GENERAL!r} names the reference; call the source otherwise.")
   everything = {GENERAL: general, **sources}
+  if target_data is None:
+    target_data = target_data_config(base, target, mixture)
   configs = {name: exposure_config(base, w, mixture, options) for name, w in everything.items()}
   training.prepare_data(configs[GENERAL])
   data_cfg = heldout.eval_data_config(configs[GENERAL])
+  target_cfg = data_cfg if target_data is None else target_data
   vocab = configs[GENERAL].model.vocab_size
   stride = configs[GENERAL].eval.heldout_stride
   log(f"[proximity] target {target}: token distributions and base loss")
-  target_dist = proximity.source_distributions(data_cfg, {target: 1.0}, vocab, options,
+  target_dist = proximity.source_distributions(target_cfg, {target: 1.0}, vocab, options,
                                                split="heldout")
-  before = target_loss(base, data_cfg, target, options, stride)
+  before = target_loss(base, target_cfg, target, options, stride)
   measured = {}
   for name, weights in everything.items():
     row = {"weights": weights,
@@ -108,7 +121,7 @@ def measure(base: str, sources: dict[str, dict[str, float]], target: str,
     after = study_runs.train_or_reuse(
         name, config, run_dir,
         lambda d=run_dir, c=config: {"target_loss": target_loss(
-            study_runs.final_checkpoint(d, c), data_cfg, target, options, stride)},
+            study_runs.final_checkpoint(d, c), target_cfg, target, options, stride)},
         log=log, tag="proximity")["target_loss"]
     row.update(target_loss_after=after, loss_gap=after - before)
     measured[name] = row

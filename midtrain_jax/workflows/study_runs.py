@@ -68,7 +68,7 @@ def read_result(workdir: str) -> dict | None:
 
 
 def train_or_reuse(name: str, config: ml_collections.ConfigDict, workdir: str, evaluate,
-                   log=print, tag: str = "study") -> dict:
+                   log=print, tag: str = "study", train=training.run) -> dict:
   """Trains the run unless finished, evaluates it unless evaluated; returns its result.
 
   Args:
@@ -79,6 +79,7 @@ def train_or_reuse(name: str, config: ml_collections.ConfigDict, workdir: str, e
       `workdir/RESULT`.
     log: progress printer.
     tag: the study's name in progress lines.
+    train: (config, workdir) -> None, what trains the run (resuming).
 
   Raises:
     RunMismatchError: `workdir` holds a run of another config.
@@ -92,7 +93,7 @@ def train_or_reuse(name: str, config: ml_collections.ConfigDict, workdir: str, e
     return saved
   if not finished:
     log(f"[{tag}] {name}: training {steps} steps -> {workdir}")
-    training.run(config, workdir)
+    train(config, workdir)
   log(f"[{tag}] {name}: evaluating")
   result = evaluate()
   files.write_json(os.path.join(workdir, RESULT), result)
