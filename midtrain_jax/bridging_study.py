@@ -8,13 +8,13 @@ the target, with the proximity of each source and the timing x weight grid.
 Prints and saves (bridging.json, bridging.txt under --workdir) the table of
 the target metric after the probe, forgetting and proximity per run, and the
 timing x weight grid; finished runs are reused
-(midtrain_jax/workflows/bridging_study.py; notebooks/bridging_study.ipynb).
+(midtrain_jax/workflows/bridging.py; notebooks/bridging_study.ipynb).
 """
 from absl import flags
 
 from midtrain_jax import cli, settings
-from midtrain_jax.evals import proximity
-from midtrain_jax.workflows import bridging_study
+from midtrain_jax.evals import proximity_measures as proximity
+from midtrain_jax.workflows import bridging as bridging_study
 
 _STUDY = settings.dataclass_settings(bridging_study.StudyOptions)
 _PROX = settings.dataclass_settings(proximity.ProximityOptions)

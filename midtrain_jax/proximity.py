@@ -9,12 +9,12 @@ For each source (`task` or `task+task`, equal shares) and for the general data
 its token unigram and bigram distributions to the target's, and the loss gap
 (the target's held-out loss per token after a short exposure to the source
 minus before), with each source's advantage over the general data (method:
-midtrain_jax/evals/proximity.py; runs: midtrain_jax/workflows/proximity_study.py).
+midtrain_jax/evals/proximity_measures.py; runs: midtrain_jax/workflows/proximity_study.py).
 """
 from absl import flags
 
 from midtrain_jax import cli, settings
-from midtrain_jax.evals import proximity
+from midtrain_jax.evals import proximity_measures as proximity
 from midtrain_jax.workflows import proximity_study
 
 _OPTIONS = settings.dataclass_settings(proximity.ProximityOptions)

@@ -1,4 +1,4 @@
-"""The bridging study's tables, from its results (workflows/bridging_study.py).
+"""The bridging study's tables, from its results (workflows/bridging.py).
 
 Row metrics:
   target_bpb          the target's held-out (response) BPB after the probe
@@ -15,7 +15,8 @@ Row metrics:
 """
 import math
 
-from midtrain_jax.evals import heldout, proximity, tables
+from midtrain_jax.evals import heldout, tables
+from midtrain_jax.evals import proximity_measures as proximity
 from midtrain_jax.workflows import proximity_study
 
 # The three compared runs, in the order of the table.

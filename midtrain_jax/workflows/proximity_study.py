@@ -1,7 +1,7 @@
 """Proximity of data sources to a target, against the general data (both measures).
 
 Command line: `python -m midtrain_jax.proximity` (midtrain_jax/proximity.py).
-The measures are defined in evals/proximity.py; here the exposure runs of the
+The measures are defined in evals/proximity_measures.py; here the exposure runs of the
 loss gap are trained (one run folder per source under `workdir`, reused on
 re-run) and both measures are reported per source, with the general data as
 the reference and the advantage over it.
@@ -13,7 +13,8 @@ import ml_collections
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
 from midtrain_jax.data.mixtures import catalog
-from midtrain_jax.evals import heldout, proximity, scoring, tables
+from midtrain_jax.evals import heldout, scoring, tables
+from midtrain_jax.evals import proximity_measures as proximity
 from midtrain_jax.train import checkpoint
 from midtrain_jax.workflows import probe, study_runs, training
 

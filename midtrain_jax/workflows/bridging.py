@@ -15,7 +15,7 @@ target (workflows/probe.py). Reported per run: the target metric after the
 probe (held-out BPB of the target, lower = better), forgetting (BPB of the
 general data's held-out splits after the run minus the base's, positive =
 forgot) and the proximity of its training data to the target
-(evals/proximity.py: advantage over the general data, positive = closer).
+(evals/proximity_measures.py: advantage over the general data, positive = closer).
 Finished runs, probes and exposure runs are reused; one JSON holds it all.
 """
 import dataclasses
@@ -26,7 +26,8 @@ import ml_collections
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files, settings
-from midtrain_jax.evals import heldout, proximity, scoring
+from midtrain_jax.evals import heldout, scoring
+from midtrain_jax.evals import proximity_measures as proximity
 from midtrain_jax.train import checkpoint
 from midtrain_jax.workflows import bridging_tables, probe, proximity_study, study_runs, training
 
@@ -57,7 +58,7 @@ class StudyOptions:
 
 
 SETTINGS = settings.Section(settings.dataclass_settings(StudyOptions),
-                            help="the bridging study (workflows/bridging_study.py).")
+                            help="the bridging study (workflows/bridging.py).")
 
 
 def check_options(options: StudyOptions) -> None:

@@ -56,7 +56,7 @@ class ProximityOptions:
 
 
 SETTINGS = settings.Section(settings.dataclass_settings(ProximityOptions),
-                            help="the proximity measures (evals/proximity.py).")
+                            help="the proximity measures (evals/proximity_measures.py).")
 
 
 def check_options(options: ProximityOptions) -> None:
