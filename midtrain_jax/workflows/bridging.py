@@ -11,8 +11,9 @@ and the timing x weight grid: general data until `start` x steps, then
 `weight` specialised (`data.weight_stages`). The specialised tasks share
 their part equally; the general tasks keep the proportions the mixture gives
 them. Every run, and the base itself, is then probed the same way on the
-target (workflows/probe.py). Reported per run: the target metric after the
-probe (held-out BPB of the target, lower = better), forgetting (BPB of the
+target (workflows/probe.py: the SFT stage on a chat task). Reported per run:
+the target metric after the probe (the chat target's held-out response BPB,
+lower = better, and its benchmark when it has one), forgetting (BPB of the
 general data's held-out splits after the run minus the base's, positive =
 forgot) and the proximity of its training data to the target
 (evals/proximity_measures.py: advantage over the general data, positive = closer).
