@@ -1,9 +1,9 @@
-"""Conversations for supervised fine-tuning: records, the chat template, the loss mask.
+"""Conversations for supervised fine-tuning: the chat template and the loss mask.
 
 A chat task's records (data/mixtures/chat_records.py) travel as text while
-the task is read, the conversation's canonical JSON, so deduplication, decontamination and the
-held-out hash split work on it like on any document; the preparation turns
-that text into tokens and a loss mask (`encode`).
+the task is read, the conversation's canonical JSON, so deduplication,
+decontamination and the held-out hash split work on it like on any document;
+the preparation turns that text into tokens and a loss mask (`encode`).
 
 The template is the model's own when its tokenizer has one (the
 `chat_template` of tokenizer_config.json, rendered with jinja2 as transformers'
@@ -37,7 +37,8 @@ from jinja2 import sandbox
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.mixtures.chat_records import ChatFormatError, check_messages
 
-# OLMo/Tulu-style; `eos_token` closes every assistant turn.
+# OLMo/Tulu-style; `eos_token` closes every assistant turn. Prepared data does not
+# record it: a change must also rename `chat_records.record_text` (the fingerprint).
 DEFAULT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}{{ '<|system|>\n' + message['content'] + '\n' }}"
@@ -76,7 +77,7 @@ class Template:
 
 def template_for(tok: tokenizer_lib.Tokenizer) -> Template:
   """The tokenizer's own chat template when it has one, else `DEFAULT_TEMPLATE`."""
-  own = getattr(tok, "chat_template", None)
+  own = tok.chat_template
   # SentencePiece decodes control ids to nothing: the default template's turns then
   # close with "</s>", which `encode` turns back into the EOS id.
   eos = tok.decode([tok.eos_id]) or "</s>"
@@ -165,7 +166,7 @@ def encode(messages: Sequence[dict], tok: tokenizer_lib.Tokenizer,
   """Renders, tokenises and masks one conversation (module docstring).
 
   Args:
-    messages: the conversation (see `record_messages`).
+    messages: the conversation (`chat_records.record_messages`).
     tok: the tokenizer.
     template: default `template_for(tok)`.
   """

@@ -1,7 +1,9 @@
 """Held-out bits per byte per task of a mixture, and per capability.
 
 Bits per byte (BPB) is the summed next-token loss in bits over the UTF-8 size
-of the text, so it compares models with different tokenizers.
+of the text, so it compares models with different tokenizers. A chat task
+(supervised fine-tuning data) is scored on its responses only, over their
+UTF-8 size: held-out response BPB (data/load/heldout_batches.py).
 """
 import ml_collections
 

@@ -6,6 +6,7 @@ evals/generative.py scores its plain-prompt form: GSM8K by exact match of the
 reply's final number, HumanEval and MBPP by pass@1 of the reply's code in
 the sandbox. The reply is cut at the template's next user turn (besides EOS).
 """
+import ast
 import textwrap
 
 from midtrain_jax.benchmark_data import items as benchmarks
@@ -26,11 +27,26 @@ def user_message(item: benchmarks.BenchmarkItem) -> str:
 
 
 def code_program(completion: str) -> str:
-  """The code of a reply: a fenced block's contents when it has one, left-aligned."""
+  """The code of a reply: a fenced block's contents when it has one, its first line
+  left-aligned (a SentencePiece response starts with a space), else all dedented."""
   if "```" in completion:
     block = completion.split("```", 2)[1]
     completion = block.split("\n", 1)[1] if block.startswith("python") else block
-  return textwrap.dedent(completion.strip("\n")).strip() + "\n"
+  text = completion.strip("\n")
+  first, newline, rest = text.partition("\n")
+  program = first.lstrip() + newline + rest
+  try:
+    ast.parse(program)
+  except SyntaxError:
+    program = textwrap.dedent(text)
+  return program.strip() + "\n"
+
+
+def check_runnable(config) -> None:
+  """Fails before any training when the benchmark's code cannot run isolated here
+  (sandbox.SandboxUnavailable, naming eval.unsafe_exec)."""
+  if config.sft.benchmark in generative.CODE_BENCHMARKS:
+    sandbox.require_isolation(config.eval.unsafe_exec)
 
 
 def score(model, config) -> dict:
@@ -46,8 +62,7 @@ def score(model, config) -> dict:
   name = config.sft.benchmark
   tok = tokenizer_lib.load_tokenizer(config.data.tokenizer)
   template = chat.template_for(tok)
-  if name in generative.CODE_BENCHMARKS:
-    sandbox.require_isolation(config.eval.unsafe_exec)
+  check_runnable(config)
   chosen = benchmarks.sample_items(name, config.sft.benchmark_items)
   encode = lambda text: chat.prompt_ids([{"role": "user", "content": text}], tok, template)
   replies = generative.complete(model, tok, [user_message(it) for it in chosen],
@@ -57,13 +72,13 @@ def score(model, config) -> dict:
         it.final_answer) for r, it in zip(replies, chosen)]
     return generative.scored("exact_match", chosen, correct, replies, 0,
                              config.sft.benchmark_items)
-  jobs = [_code_job(it, code_program(r)) for it, r in zip(chosen, replies)]
+  jobs = [code_job(it, code_program(r)) for it, r in zip(chosen, replies)]
   results = sandbox.run_programs(jobs, unsafe_exec=config.eval.unsafe_exec)
   return generative.scored("pass@1", chosen, [r.passed for r in results], replies, 0,
                            config.sft.benchmark_items)
 
 
-def _code_job(item: benchmarks.BenchmarkItem, program: str) -> sandbox.Job:
+def code_job(item: benchmarks.BenchmarkItem, program: str) -> sandbox.Job:
   """A whole function as the program: HumanEval's prompt first (its imports and
   helpers), the reply's definition replacing the prompt's stub."""
   if item.benchmark == "humaneval":

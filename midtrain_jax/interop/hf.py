@@ -165,7 +165,22 @@ def imported_run(src: str, log: Callable[[str], None] = print) -> str:
   if not (out / checkpoint.CKPT_SUBDIR).exists():
     log(f"[convert] importing {src} -> {out}")
     import_model(str(path), str(out), log)
+  elif _lacks_chat_template(path, out):
+    # Imported before chat templates were kept: only the tokenizer files are rewritten.
+    import_tokenizer(path, out)
   return str(out)
+
+
+def _lacks_chat_template(source: pathlib.Path, out: pathlib.Path) -> bool:
+  """Whether an import's tokenizer_config.json misses the source's chat template."""
+  config = out / TOKENIZER_CONFIG
+  if not config.exists() or "chat_template" in json.loads(config.read_text()):
+    return False
+  if source.suffix == ".gguf":
+    return gguf.chat_template(source) is not None
+  tok_config = source / TOKENIZER_CONFIG
+  return _hf_chat_template(source, json.loads(tok_config.read_text())
+                           if tok_config.exists() else {}) is not None
 
 
 def import_model(src: str, out: str, log: Callable[[str], None] = print) -> str:

@@ -1,5 +1,6 @@
-"""The `workflow` key and the `demo` settings, declared once (read by main.py
-and workflows/demo.py; configs/demo.py sets them)."""
+"""The `workflow` key and the `demo` and `sft` settings, declared once (read by
+main.py, workflows/demo.py and workflows/sft.py; configs/demo.py and
+configs/sft.py set them)."""
 from midtrain_jax import settings
 
 S = settings.Setting
@@ -20,6 +21,8 @@ SFT = settings.Section({
     "benchmark_items": S(32, "Items of the benchmark scored (0: all).",
                          check=settings.NON_NEGATIVE),
     "max_new_tokens": S(128, "Tokens generated per benchmark item.", check=settings.POSITIVE),
+    "eval_base": S(True, "Also evaluate the base model (train.init_from) the same way, so "
+                   "the results hold what the fine-tuning changed."),
 }, help="the supervised fine-tuning probe (workflow=sft; configs/sft.py).")
 
 DEMO = settings.Section({

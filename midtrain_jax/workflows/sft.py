@@ -15,6 +15,7 @@ step), and at the end writes `sft_results.json` in DIR:
                their bits over the UTF-8 size of the response text
   benchmark    the target's benchmark (`sft.benchmark`) on its test split,
                prompts formatted with the chat template
+  base         {heldout, benchmark} of the base model itself (`sft.eval_base`)
   init_from    the model probed; steps: the run's length
 
 Running the command again resumes the run exactly (train/checkpoint.py).
@@ -70,33 +71,44 @@ def set_epochs(config: ml_collections.ConfigDict) -> None:
   config.data.max_epochs = math.ceil(config.sft.epochs) + 1
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Held-out response BPB of every task (all of the split) and the target's benchmark."""
-  model = scoring.load_model(workdir)
-  out = {"init_from": config.train.init_from, "steps": model.step,
-         "heldout": heldout.heldout_bpb(scoring.model_eval_fn(model), config.data,
+def evaluate(config: ml_collections.ConfigDict, path: str) -> dict:
+  """Held-out response BPB of every task (all of the split) and the target's benchmark
+  of the checkpoint at `path` (a workdir or step directory): {heldout[, benchmark]}."""
+  model = scoring.load_model(path)
+  out = {"heldout": heldout.heldout_bpb(scoring.model_eval_fn(model), config.data,
                                         stride=config.eval.heldout_stride)}
   if config.sft.benchmark:
     out["benchmark"] = sft_benchmark.score(model, config)
   return out
 
 
+def _report(results: dict, benchmark: str) -> None:
+  for who, r in (("base", results.get("base")), ("sft", results)):
+    if r is None:
+      continue
+    for task, h in r["heldout"].items():
+      print(f"[sft] {who} {task}: held-out response BPB {h['bpb']:.4f} "
+            f"({h['docs']} conversations)", flush=True)
+    if "benchmark" in r:
+      b = r["benchmark"]
+      print(f"[sft] {who} {benchmark} {b['metric']}: {b['score']:.3f} "
+            f"(+-{b['ci95']:.3f}, {b['n_items']} items)", flush=True)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Prepares the SFT mixture, fine-tunes (resuming), evaluates; returns the results."""
   config = probe_config(config)
+  sft_benchmark.check_runnable(config)  # Not after the training.
   preparation.ensure_prepared(config.data)
   set_epochs(config)
   config.lock()
-  loop.run(config, workdir, evaluation=in_training.training_hook)
-  results = evaluate(config, workdir)
+  result = loop.run(config, workdir, evaluation=in_training.training_hook)
+  results = {"init_from": config.train.init_from, "steps": result.step,
+             **evaluate(config, workdir)}
+  if config.sft.eval_base:
+    results["base"] = evaluate(config, config.train.init_from)
   files.write_json(os.path.join(workdir, RESULTS), results)
-  for task, r in results["heldout"].items():
-    print(f"[sft] {task}: held-out response BPB {r['bpb']:.4f} ({r['docs']} conversations)",
-          flush=True)
-  if "benchmark" in results:
-    b = results["benchmark"]
-    print(f"[sft] {config.sft.benchmark} {b['metric']}: {b['score']:.3f} "
-          f"({b['n_items']} items)", flush=True)
+  _report(results, config.sft.benchmark)
   return results
 
 

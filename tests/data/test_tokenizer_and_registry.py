@@ -112,7 +112,9 @@ def test_catalog_mixtures_cover_the_required_shapes():
   assert set(catalog.get_mixture("web_only").rates) == {
       t for t in demo.rates if catalog.TASKS[t].capability == "web"}
   for name, task in catalog.TASKS.items():
-    if task.capability != "web":
+    if task.chat:  # Chat tasks are SFT probes' data, one mixture each, not anneal candidates.
+      assert catalog.get_mixture(f"sft/{name}").rates == {name: 1.0}
+    elif task.capability != "web":
       rates = catalog.get_mixture(f"microanneal/{name}").rates
       assert rates[name] == 0.5 and sum(rates.values()) == pytest.approx(1.0)
   assert catalog.get_mixture("microanneal:math_synthetic").name == "microanneal/math_synthetic"

@@ -162,3 +162,12 @@ def test_olmes_loglikelihoods_and_predictions_equal_transformers(smollm2):
         dataclasses.replace(d, uncond=None) for d in task.docs))
     assert olmes.predictions(task_choices, scored) == olmes.predictions(task_choices,
                                                                         reference_scores)
+
+
+def test_import_keeps_the_chat_template(smollm2):
+  """The GGUF's chat template goes into the imported tokenizer (SFT renders with it)."""
+  _, loaded, _ = smollm2
+  tok = tokenizer_lib.load_tokenizer(loaded.config.data.tokenizer)
+  path = gguf.smollm2_path()
+  their_tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+  assert tok.chat_template and tok.chat_template == their_tok.chat_template

@@ -17,7 +17,7 @@ from benchmarks import kill_harness
 from configs import sft as sft_config
 from midtrain_jax.data import layout
 from midtrain_jax.evals import heldout, scoring
-from midtrain_jax.train import loop
+from midtrain_jax.train import checkpoint, loop
 from midtrain_jax.workflows import sft
 from tests import helpers
 
@@ -71,6 +71,9 @@ def test_probe_learns_the_responses(probe):
                                sft.probe_config(config).data)[TASK]
   assert results["heldout"][TASK]["bpb"] < before["bpb"] - 0.1
   assert results["heldout"][TASK]["tokens"] == before["tokens"]
+  # The base, evaluated by the probe itself (sft.eval_base), scores the same.
+  assert results["base"]["heldout"][TASK]["bpb"] == pytest.approx(before["bpb"], rel=1e-6)
+  assert results["base"]["benchmark"]["n_items"] == 2
 
 
 def test_probe_resumed_from_an_earlier_checkpoint_ends_bit_identical(probe, tmp_path):
@@ -84,3 +87,14 @@ def test_probe_resumed_from_an_earlier_checkpoint_ends_bit_identical(probe, tmp_
   assert kill_harness.same_params(copy, workdir)
   assert resumed["heldout"] == results["heldout"]
   assert np.isfinite(resumed["heldout"][TASK]["bpb"])
+
+
+def test_probe_takes_the_model_and_tokenizer_of_a_soup(probe, tmp_path):
+  base, _, _, _ = probe
+  soup = str(tmp_path / "soup")
+  checkpoint.soup([base, base], soup)
+  config = sft.probe_config(_config(soup))
+  stored = checkpoint.load_config(base)
+  assert config.train.init_from == soup and not config.train.init_optimizer
+  assert config.model.to_dict() == stored.model.to_dict()
+  assert config.data.tokenizer == stored.data.tokenizer

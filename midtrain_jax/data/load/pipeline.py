@@ -212,7 +212,8 @@ def mixed_dataset(data_cfg, mixture: prepared.PreparedMixture | None = None, *, 
     else:
       epoch_docs.append(len(ds))
       ds = ds.shuffle(seed=task_seed).repeat(epochs).map(_decode)
-    if task.fim and data_cfg.fim_rate > 0 and fim_ids:
+    # A chat document's mask is aligned with its tokens: FIM would rearrange only the tokens.
+    if task.fim and not task.chat and data_cfg.fim_rate > 0 and fim_ids:
       ds = ds.random_map(fim.FimTransform(rate=data_cfg.fim_rate,
                                           spm_rate=data_cfg.fim_spm_rate, ids=fim_ids,
                                           with_bos=mixture.starts_with_bos),

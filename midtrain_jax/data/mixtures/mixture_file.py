@@ -9,6 +9,7 @@
     my_chat: {files: ["gs://bucket/chat/*.jsonl.zst"], capability: instruction,
               weight: 0.2, chat_template: chatml, licence: "CC BY 4.0"}
     my_seqio: {seqio_task: my_registered_task, capability: qa, weight: 0.1}
+    my_sft:  {files: ["sft/*.jsonl"], capability: math, weight: 1.0, sft: true}
   registry_modules: [my_pkg.my_tasks]  # optional: register the seqio tasks named
   stages:                        # optional: the default `data.weight_stages`
     - {start: 0, weights: {my_web: 1.0}}
@@ -18,7 +19,10 @@ Task keys: `files` (pattern or list; relative ones are read from the mixture
 file's folder), `capability`, `weight` (required); `text_field` (default
 "text"), `template` (str.format over the record's fields) or `chat_template`
 (a name of CHAT_TEMPLATES, rendering the record's `messages: [{role,
-content}]`); `max_epochs` (default 1), `fim`, `licence`, `provenance`.
+content}]` as plain text); `sft: true` (the records are conversations,
+`messages` or `prompt` and `response`, rendered with the model's chat
+template and trained on their responses only: data/chat.py); `max_epochs`
+(default 1), `fim`, `licence`, `provenance`.
 Instead of `files`, `seqio_task` names a registered seqio Task or Mixture
 (optional `split`, default "train"; `text_field` names its text feature):
 its preprocessed examples are the documents (seqio_source.py has the
@@ -41,6 +45,7 @@ import string
 import yaml
 from etils import epath
 
+from midtrain_jax.data.mixtures import chat_records
 from midtrain_jax.data.mixtures.specs import CAPABILITIES, MixtureSpec, TaskSpec
 from midtrain_jax.documents import readers as sources
 
@@ -53,7 +58,8 @@ CHAT_TEMPLATES = {
 }
 _TOP_KEYS = ("name", "description", "tasks", "stages", "registry_modules")
 _TASK_KEYS = ("files", "seqio_task", "split", "capability", "weight", "text_field",
-              "template", "chat_template", "max_epochs", "fim", "licence", "provenance")
+              "template", "chat_template", "sft", "max_epochs", "fim", "licence",
+              "provenance")
 _STAGE_KEYS = ("start", "weights")
 # Names become seqio names and folder names: keep them plain.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -226,7 +232,8 @@ def _task(path: str, task, node, registry_modules: tuple[str, ...]) -> TaskSpec:
   return TaskSpec(
       task, node["capability"], _files(path, task, patterns), _text_fn(path, task, node),
       epochs, node.get("provenance", f"{path}: {', '.join(patterns)}"),
-      node.get("licence", "unspecified"), fim=node.get("fim", False))
+      node.get("licence", "unspecified"), fim=node.get("fim", False),
+      chat=node.get("sft", False))
 
 
 def _checked_epochs_and_fim(path: str, where: str, node: dict) -> int:
@@ -243,7 +250,7 @@ def _seqio_task(path: str, task: str, node: dict,
                 registry_modules: tuple[str, ...]) -> TaskSpec:
   """A task whose documents are a registered seqio Task's preprocessed examples."""
   where = f"task {task!r}: "
-  for key in ("files", "template", "chat_template"):
+  for key in ("files", "template", "chat_template", "sft"):
     if key in node:
       _fail(path, where, f"keys ['seqio_task', {key!r}] conflict: a seqio task's text is "
                          "its preprocessors' `text_field` output.")
@@ -281,10 +288,18 @@ def _files(path: str, task: str, patterns: list[str]):
 
 def _text_fn(path: str, task: str, node: dict) -> sources.TextFn:
   where = f"task {task!r}: "
+  if not isinstance(node.get("sft", False), bool):
+    _fail(path, where, f"key 'sft': must be true or false, got {node['sft']!r}.")
   chosen = [k for k in ("text_field", "template", "chat_template") if k in node]
+  chosen += ["sft"] if node.get("sft") else []
   if len(chosen) > 1:
     _fail(path, where, f"keys {chosen} conflict: give one of text_field, template, "
-                       "chat_template.")
+                       "chat_template, sft.")
+  if node.get("sft"):
+    if node.get("fim"):
+      _fail(path, where, "keys ['sft', 'fim'] conflict: a conversation is trained on its "
+                         "responses as they are, never rearranged.")
+    return chat_records.record_text
   if "template" in node:
     try:
       fields = [f for _, f, _, _ in string.Formatter().parse(node["template"]) if f]
