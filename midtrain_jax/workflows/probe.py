@@ -67,7 +67,9 @@ def probe_config(init: str, target: str, *, steps: int, lr: float,
   c.ckpt.update(every_steps=steps, keep=1, async_save=False)
   # Scored once at the end (the whole held-out split), not in the loop.
   c.eval.update(every_steps=0, batches=0)
-  c.sft.update(epochs=0.0, benchmark=benchmark, benchmark_items=benchmark_items)
+  # The study scores every checkpoint before its probe itself (once, the base included).
+  c.sft.update(epochs=0.0, benchmark=benchmark, benchmark_items=benchmark_items,
+               eval_base=False)
   c = sft.probe_config(c)
   c.lock()
   return c
