@@ -72,7 +72,11 @@ def parse_source(text: str) -> dict[str, float]:
     raise ValueError(f"Source {text!r}: expected task or task+task+... (no empty names).")
   if len(set(names)) != len(names):
     raise ValueError(f"Source {text!r} names a task twice.")
-  catalog.check_tasks(names, f"source {text!r}")
+  for name in names:
+    try:
+      catalog.get_task(name)
+    except ValueError as e:
+      raise ValueError(f"Source {text!r}: {e}") from None
   return {name: 1.0 / len(names) for name in names}
 
 
