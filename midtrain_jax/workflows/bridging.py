@@ -137,7 +137,7 @@ def _heldout(path: str, data_cfg, tasks: list[str], options: StudyOptions) -> di
 def _evaluate(path: str, data: dict, general: dict, target: str,
               options: StudyOptions) -> dict:
   """The general data's held-out BPB and the target's (before any probe) of a checkpoint."""
-  return {"heldout": _heldout(path, data["runs"], list(general), options),
+  return {"heldout": _heldout(path, data["runs"], list(general), options), "target": target,
           "target_before_probe": _heldout(path, data["target"], [target], options)[target]}
 
 
@@ -158,10 +158,10 @@ def _train_and_probe(configs: dict, stages: dict, target: str, workdir: str, dat
     evaluated = study_runs.train_or_reuse(
         name, config, run_dir, lambda d=run_dir, c=config: _evaluate(
             study_runs.final_checkpoint(d, c), data, general, target, options),
-        log=log, tag="bridging")
+        log=log, tag="bridging", fits=lambda saved: saved.get("target") == target)
     results[name] = {**evaluated, "stages": stages[name],
                      "probe": _probe(study_runs.final_checkpoint(run_dir, config), target,
-                                     os.path.join(workdir, "probes", name), options, log)}
+                                     os.path.join(workdir, "probes", target, name), options, log)}
   return results
 
 
@@ -176,7 +176,7 @@ def run(base: str, target: str, general_tasks: list[str], specialised_tasks: lis
     target: the target task (probed on, and the proximity's target).
     general_tasks: the general pretraining data's tasks.
     specialised_tasks: the specialised data's tasks.
-    workdir: one folder per run, probes/<run>, proximity/<source>, and the
+    workdir: one folder per run, probes/<target>/<run>, proximity/<source>, and the
       results (bridging.json, bridging.txt).
     options: the study's settings.
     prox_options: the proximity measures' settings.
@@ -201,7 +201,7 @@ def run(base: str, target: str, general_tasks: list[str], specialised_tasks: lis
   data = {"runs": heldout.eval_data_config(configs[GENERAL]),
           "target": probe.target_data_config(base, target)}
   results = {"base": {**_evaluate(base, data, general, target, options),
-                      "probe": _probe(base, target, os.path.join(workdir, "probes", "base"),
+                      "probe": _probe(base, target, os.path.join(workdir, "probes", target, "base"),
                                       options, log)}}
   results.update(_train_and_probe(configs, stages, target, workdir, data, options, log))
   log("[bridging] proximity of each source to the target")

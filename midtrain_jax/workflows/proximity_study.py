@@ -121,9 +121,9 @@ def measure(base: str, sources: dict[str, dict[str, float]], target: str,
     config = configs[name]
     after = study_runs.train_or_reuse(
         name, config, run_dir,
-        lambda d=run_dir, c=config: {"target_loss": target_loss(
+        lambda d=run_dir, c=config: {"target": target, "target_loss": target_loss(
             study_runs.final_checkpoint(d, c), target_cfg, target, options, stride)},
-        log=log, tag="proximity")["target_loss"]
+        log=log, tag="proximity", fits=lambda saved: saved.get("target") == target)["target_loss"]
     row.update(target_loss_after=after, loss_gap=after - before)
     measured[name] = row
   for name in sources:

@@ -68,7 +68,7 @@ def read_result(workdir: str) -> dict | None:
 
 
 def train_or_reuse(name: str, config: ml_collections.ConfigDict, workdir: str, evaluate,
-                   log=print, tag: str = "study", train=training.run) -> dict:
+                   log=print, tag: str = "study", train=training.run, fits=None) -> dict:
   """Trains the run unless finished, evaluates it unless evaluated; returns its result.
 
   Args:
@@ -80,6 +80,8 @@ def train_or_reuse(name: str, config: ml_collections.ConfigDict, workdir: str, e
     log: progress printer.
     tag: the study's name in progress lines.
     train: (config, workdir) -> None, what trains the run (resuming).
+    fits: saved result -> whether it is what `evaluate` would return now
+      (e.g. of the same target); one that does not is evaluated again.
 
   Raises:
     RunMismatchError: `workdir` holds a run of another config.
@@ -88,6 +90,8 @@ def train_or_reuse(name: str, config: ml_collections.ConfigDict, workdir: str, e
   steps = config.train.steps
   finished = checkpoint.is_finished(workdir, steps)
   saved = read_result(workdir)
+  if saved is not None and fits is not None and not fits(saved):
+    saved = None  # Evaluated for something else: the checkpoint is reused, not the result.
   if finished and saved is not None:
     log(f"[{tag}] {name}: finished earlier, reusing {os.path.join(workdir, RESULT)}")
     return saved

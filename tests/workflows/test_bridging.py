@@ -75,7 +75,7 @@ def test_table_matches_the_runs_own_results_files(study):
   rows = {row["run"]: row for row in out["rows"]}
   assert list(rows) == ["base", "midtrain", "continued", "general"]
   for name in ("midtrain", "continued", "general"):
-    sft = _read(workdir / "probes" / name / "sft_results.json")
+    sft = _read(workdir / "probes" / TARGET / name / "sft_results.json")
     assert rows[name]["target_bpb"] == sft["heldout"][TARGET]["bpb"]
     assert math.isfinite(rows[name]["forgetting"])
     before = _read(workdir / name / study_runs.RESULT)["target_before_probe"]["bpb"]
