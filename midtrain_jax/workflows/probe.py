@@ -12,12 +12,14 @@ benchmark where it has one (`BENCHMARKS`; `probe_benchmark_items` items).
 The probe's folder is reused like the study's runs.
 """
 import json
+import math
 import os
 
 import ml_collections
 
 from midtrain_jax import config as config_lib
 from midtrain_jax import files
+from midtrain_jax.data import layout
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.data.prepare import tasks as preparation
 from midtrain_jax.workflows import sft, study_runs
@@ -42,7 +44,7 @@ def check_target(target: str) -> None:
 
 
 def probe_config(init: str, target: str, *, steps: int, lr: float,
-                 benchmark_items: int) -> ml_collections.ConfigDict:
+                 benchmark_items: int, max_epochs: int = 0) -> ml_collections.ConfigDict:
   """The probe of the checkpoint `init` (a step directory or workdir), locked.
 
   Args:
@@ -51,11 +53,13 @@ def probe_config(init: str, target: str, *, steps: int, lr: float,
     steps: the probe's steps.
     lr: its LR before the decay.
     benchmark_items: items of the target's benchmark scored (0: none).
+    max_epochs: the target's repetition cap (`repeats_needed`; 0: the task's own).
   """
   benchmark = BENCHMARKS.get(target, "") if benchmark_items else ""
   c = config_lib.base_config("tiny")  # The model section is replaced by the base's.
   c.workflow = "sft"
-  c.data.update(mixture=target_mixture(target), seq_len=256, batch_size=16)
+  c.data.update(mixture=target_mixture(target), seq_len=256, batch_size=16,
+                max_epochs=max_epochs)
   # As configs/sft.py: the chat data decontaminated against the benchmark scored.
   c.data.decontam.update(benchmarks=(BENCHMARKS[target],) if target in BENCHMARKS else (),
                          mode="drop")
@@ -83,6 +87,14 @@ def target_data_config(init: str, target: str) -> ml_collections.ConfigDict:
   return data_cfg
 
 
+def repeats_needed(data_cfg, steps: int) -> int:
+  """Passes over the prepared target's training tokens that `steps` steps may take, plus
+  one (packing leaves rows part empty): a small chat set must not run out mid-probe."""
+  manifest = layout.read_manifest(layout.resolve_dir(data_cfg))
+  tokens = sum(t["train_tokens"] for t in manifest["tasks"].values())
+  return math.ceil(steps * data_cfg.batch_size * data_cfg.seq_len / max(tokens, 1)) + 1
+
+
 def _summary(results: dict, target: str) -> dict:
   """What the study keeps of sft_results.json: the target's response BPB, the benchmark."""
   out = {"target_bpb": results["heldout"][target]["bpb"],
@@ -106,7 +118,9 @@ def probe_or_reuse(init: str, target: str, workdir: str, *, steps: int, lr: floa
   Returns:
     {target_bpb, target_loss[, benchmark: {metric, score, ci95, n_items}]}.
   """
-  config = probe_config(init, target, steps=steps, lr=lr, benchmark_items=benchmark_items)
+  epochs = repeats_needed(target_data_config(init, target), steps)
+  config = probe_config(init, target, steps=steps, lr=lr, benchmark_items=benchmark_items,
+                        max_epochs=epochs)
 
   def evaluate() -> dict:
     path = os.path.join(workdir, sft.RESULTS)
