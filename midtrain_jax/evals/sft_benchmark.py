@@ -80,7 +80,7 @@ def score(model, config) -> dict:
 
 def code_job(item: benchmarks.BenchmarkItem, program: str) -> sandbox.Job:
   """A whole function as the program: HumanEval's prompt first (its imports and
-  helpers), the reply's definition replacing the prompt's stub."""
+  other functions), the reply's definition replacing the prompt's stub."""
   if item.benchmark == "humaneval":
     return sandbox.Job(f"{item.question}\n{program}",
                        f"{item.test}\n\ncheck({item.entry_point})\n",

@@ -323,13 +323,14 @@ def _export_tokenizer(tok: tokenizer_lib.Tokenizer, out_dir: pathlib.Path) -> No
 
   Both files carry the BOS/EOS rule the model was trained and evaluated with
   (`Tokenizer.adds_bos`: an imported model's own, BOS first for a vocabulary
-  trained here), so transformers' AutoTokenizer encodes a text alike.
+  trained here), so transformers' AutoTokenizer encodes a text alike; an
+  imported model's chat template goes with it.
   """
   special = {"bos": tok.bos_id, "eos": tok.eos_id, "pad": tok.pad_id}
   ends = {"add_bos_token": tok.adds_bos, "add_eos_token": tok.adds_eos}
   if isinstance(tok, tokenizer_lib.HFJsonTokenizer):
     text = tok.tokenizer.to_str()  # With any FIM sentinels the data pipeline appended.
-    _write_tokenizer(out_dir, text, special, ends)
+    _write_tokenizer(out_dir, text, special, ends, tok.chat_template)
     return
   _write_tokenizer(out_dir, _spm_tokenizer_json(tok), special, ends)
 

@@ -44,6 +44,7 @@ def probe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     An unlocked, validated copy whose train.init_from is a run directory.
   """
   c = ml_collections.ConfigDict(config.to_dict())
+  config_lib.validate(c)  # Names a missing train.init_from before anything is read.
   source = c.train.init_from
   if hf.is_foreign(source):
     source = hf.imported_run(source)
