@@ -8,7 +8,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "midtrain_jax"
 # Modules run as commands (`python -m ...`): they parse absl flags, call libraries
 # and may import anything; nothing imports them.
 COMMANDS = {"main", "evaluate", "soup", "plan", "microanneal", "seed_soup", "convert", "generate",
-            "upcycle_study", "lm_harness",
+            "upcycle_study", "lm_harness", "proximity", "bridging_study",
             "decontam.__main__", "dedup.__main__",
             "data.prepare.__main__", "data.mixtures.__main__"}
 # The layers, lowest first: the one declaration of who may import whom. A unit

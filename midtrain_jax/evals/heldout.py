@@ -20,8 +20,8 @@ def eval_data_config(config: ml_collections.ConfigDict) -> ml_collections.Config
 
 
 def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | None = None,
-                stride: int = 0, process_index: int = 0,
-                process_count: int = 1) -> dict[str, dict]:
+                stride: int = 0, process_index: int = 0, process_count: int = 1,
+                tasks=None) -> dict[str, dict]:
   """Loss and bits per byte on every task's held-out split, or a sample of it.
 
   What is counted: whole documents, in a seeded random order that is the same
@@ -58,13 +58,14 @@ def heldout_bpb(eval_fn, data_cfg, *, max_batches: int = 0, batch_size: int | No
       host plans the same global batches and feeds its rows of each, so all
       run the same number (padding rows where a host has nothing left) and
       all know the byte count of the whole sample.
+    tasks: the mixture's tasks to score (default: all of them).
 
   Returns:
     {task: {loss, bpb, tokens, bytes, docs, capability}}: loss in nats per
     token, tokens and bytes of the documents scored and their number.
   """
   results = {}
-  for task in prepared.task_names(data_cfg):
+  for task in prepared.task_names(data_cfg) if tasks is None else tasks:
     batches = heldout_batches.make_eval_iterator(data_cfg, task, batch_size=batch_size,
                                                  max_batches=max_batches, stride=stride,
                                                  process_index=process_index,

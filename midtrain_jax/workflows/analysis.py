@@ -237,7 +237,7 @@ def timing_weight_grid(runs, capability: str = "math"):
   return frame.pivot_table(index="start", columns="weight", values=f"bpb/{capability}")
 
 
-def plot_heatmap(grid, title: str):
+def plot_heatmap(grid, title: str, ylabel: str = "introduced at step", label: str = "BPB"):
   """A labelled heat map of a `timing_weight_grid` pivot; returns the Figure."""
   plt = _plt()
   fig, ax = plt.subplots(figsize=(4.5, 3.5))
@@ -245,8 +245,28 @@ def plot_heatmap(grid, title: str):
   ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
   ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
   ax.set_xlabel("target weight")
-  ax.set_ylabel("introduced at step")
+  ax.set_ylabel(ylabel)
   ax.set_title(title)
-  fig.colorbar(image, ax=ax, label="BPB")
+  fig.colorbar(image, ax=ax, label=label)
   fig.tight_layout()
   return fig
+
+
+def load_bridging(workdir: str):
+  """The bridging study's results (`workdir/bridging.json`, python -m
+  midtrain_jax.bridging_study).
+
+  Returns:
+    (the results dict, its table as a DataFrame indexed by run, its timing x
+    weight cells as a DataFrame).
+  """
+  with open(os.path.join(workdir, "bridging.json"), encoding="utf-8") as f:
+    out = json.load(f)
+  pd = _pd()
+  return out, pd.DataFrame(out["rows"]).set_index("run"), pd.DataFrame(out["grid"])
+
+
+def bridging_grid(cells, metric: str = "target_bpb"):
+  """Pivot of a grid metric: rows = where the specialised data comes in (fraction of
+  the run), columns = its weight."""
+  return cells.pivot_table(index="start", columns="weight", values=metric)
