@@ -34,6 +34,12 @@ class TaskSpec:
     seqio_split: the seqio split read.
     seqio_text_field: the (scalar string) feature holding the text.
     registry_modules: modules to import first, that register `seqio_task`.
+    token_files: when set, the documents are already token ids: these files
+      (paths or patterns) as OLMo-core publishes them (documents/token_files.py),
+      read without tokenising; `files` and `text_fn` are then unused.
+    token_dtype: the id width of `token_files` (a key of token_files.DTYPES).
+    tokenizer: the tokenizer `token_files` were made with, as `data.tokenizer`
+      names one (or its fingerprint); preparing them with another fails.
   """
   name: str
   capability: str
@@ -48,6 +54,9 @@ class TaskSpec:
   seqio_split: str = "train"
   seqio_text_field: str = "text"
   registry_modules: tuple[str, ...] = ()
+  token_files: tuple[str, ...] = ()
+  token_dtype: str = "uint32"
+  tokenizer: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.mixtures import catalog, documents
 from midtrain_jax.data.mixtures.corpora import demo as demo_corpus
-from midtrain_jax.data.prepare import dedup_step, qau_scores
+from midtrain_jax.data.prepare import dedup_step, pretokenized, qau_scores
 from midtrain_jax.decontam import counts, decontaminator
 from midtrain_jax.documents import readers as sources
 
@@ -279,6 +279,8 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     The task's stats dict (also written to <out_dir>/<task>/stats.json).
   """
   task_dir = out_dir / spec.name
+  if pretokenized.is_pretokenized(spec):
+    return pretokenized.prepare_task(spec, task_dir, tok, data_cfg, log)
   files, stream = documents.read_documents(spec, data_cfg)
   if dedup is None and dedup_step.enabled(data_cfg):
     dedup = dedup_step.DedupStep(data_cfg)
