@@ -50,15 +50,16 @@ def ours(corpus, out, tokenizer, dedup: bool, decontam: bool) -> dict:
 
 
 def beam(corpus, out, tokenizer, workers: int) -> dict:
-  """Our preparation on Beam: FnApiRunner, `workers` processes."""
+  """Our preparation on Beam: FnApiRunner, `workers` processes, dedup + decontamination."""
+  import inspect
+
   from midtrain_jax.data.prepare import tasks
-  run_beam = getattr(tasks, "prepare_beam", None)
-  if run_beam is None:
+  if "runner" not in inspect.signature(tasks.prepare).parameters:
     raise SystemExit("the Beam preparation is not in this tree")
-  options = ["--runner=FnApiRunner", f"--direct_num_workers={workers}",
-             "--direct_running_mode=multi_processing"]
-  manifest = run_beam(_data_cfg(corpus, out, tokenizer, True, True), beam_options=options,
-                      log=lambda line: print(line, file=sys.stderr))
+  options = (f"--runner=FnApiRunner --direct_num_workers={workers} "
+             "--direct_running_mode=multi_processing")
+  manifest = tasks.prepare(_data_cfg(corpus, out, tokenizer, True, True), runner="beam",
+                           beam_options=options, log=lambda line: print(line, file=sys.stderr))
   return _kept(manifest)
 
 
