@@ -27,8 +27,9 @@ process pinned to --cores CPUs (the tokenizers' threads too: RAYON_NUM_THREADS):
 
 Reported per run: wall time, documents/s and MB/s of the corpus's text, MB/s
 per core (the run's --cores, or its Beam workers), documents kept, and peak
-RSS: of the run's main process and of its largest worker process (every
-process of the run's tree is polled; a process's VmHWM is its exact peak).
+RSS: of the run's largest process (its driver or a worker: the memory one
+worker needs) and summed over all its processes (every process of the run's
+tree is polled; a process's VmHWM is its exact peak).
 `--scaling` runs the chosen runs at each size and prints time and peak
 memory per worker beside the size: time should grow linearly, memory stay
 flat. The machine's CPU model is printed first.
@@ -109,9 +110,8 @@ def _watch(child: subprocess.Popen, started: float, command: list[str],
     raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}), see {log}:\n"
                        f"{log.read_text()[-2000:]}")
   result = json.loads(out.strip().splitlines()[-1])
-  workers = [kb for pid, kb in peaks.items() if pid != child.pid]
-  return {**result, "wall_s": wall, "main_rss_mb": peaks.get(child.pid, 0) / 1024,
-          "worker_rss_mb": max(workers, default=0) / 1024, "processes": len(peaks)}
+  return {**result, "wall_s": wall, "max_rss_mb": max(peaks.values(), default=0) / 1024,
+          "sum_rss_mb": sum(peaks.values()) / 1024, "processes": len(peaks)}
 
 
 def run_one(name: str, corpus: pathlib.Path, work: pathlib.Path, tokenizer: str,
@@ -134,7 +134,7 @@ def run_one(name: str, corpus: pathlib.Path, work: pathlib.Path, tokenizer: str,
 def table(rows: list[dict], meta: dict) -> str:
   mb = meta["bytes"] / 1e6
   lines = [f"{'run':<11} {'cores':>5} {'wall s':>8} {'docs/s':>9} {'MB/s':>7} {'MB/s/core':>9} "
-           f"{'kept docs':>9} {'main RSS MB':>11} {'worker RSS MB':>13}"]
+           f"{'kept docs':>9} {'peak RSS MB':>11} {'all procs MB':>12} {'procs':>5}"]
   for r in rows:
     if "error" in r:
       lines.append(f"{r['run']:<11} {r['cores']:>5} n/a: {r['error']}")
@@ -142,8 +142,8 @@ def table(rows: list[dict], meta: dict) -> str:
     rate = mb / r["wall_s"]
     lines.append(f"{r['run']:<11} {r['cores']:>5} {r['wall_s']:>8.1f} "
                  f"{meta['docs'] / r['wall_s']:>9.0f} {rate:>7.2f} {rate / r['cores']:>9.2f} "
-                 f"{r.get('kept_docs', 0):>9} {r['main_rss_mb']:>11.0f} "
-                 f"{r['worker_rss_mb'] or r['main_rss_mb']:>13.0f}")
+                 f"{r.get('kept_docs', 0):>9} {r['max_rss_mb']:>11.0f} "
+                 f"{r['sum_rss_mb']:>12.0f} {r['processes']:>5}")
   return "\n".join(lines)
 
 
@@ -190,9 +190,9 @@ def main() -> None:
           f"{meta['docs']} docs):")
     print(table(rows, meta))
   if len(results) > 1:
-    print("\nscaling (wall s / peak worker RSS MB per size):")
+    print("\nscaling (wall s / peak RSS MB of the largest process, per size):")
     for name in args.runs.split(","):
-      cells = [next((f"{r['wall_s']:.1f} s / {r['worker_rss_mb'] or r['main_rss_mb']:.0f} MB"
+      cells = [next((f"{r['wall_s']:.1f} s / {r['max_rss_mb']:.0f} MB"
                      for r in rows if r["run"] == name and "error" not in r), "n/a")
                for _, rows in results]
       print(f"  {name:<11} " + "   ".join(f"{m['size_gb']:g} GB: {c}"
