@@ -90,10 +90,14 @@ def _check_ids(ids: np.ndarray, offset: int, vocab_size: int, path: str, dtype: 
         f"of {vocab_size} ids: another tokenizer, or ids wider than the declared {dtype}.")
 
 
-def _check_width(tokens: np.ndarray, path: str, dtype: str) -> None:
-  """A uint16 file holding uint32 ids reads as (id, 0) pairs: say so, not garbage."""
+def _check_width(tokens: np.ndarray, path: str, dtype: str, eos_id: int) -> None:
+  """A uint16 file holding uint32 ids reads as (id, 0) pairs: say so, not garbage.
+
+  Not where EOS is id 0: one-token documents then look the same.
+  """
   probe = np.asarray(tokens[:_WIDTH_PROBE])
-  if dtype == "uint16" and probe.size == _WIDTH_PROBE and not probe[1::2].any():
+  if (dtype == "uint16" and eos_id != 0 and probe.size == _WIDTH_PROBE and
+      not probe[1::2].any()):
     raise TokenFileError(f"{path}: every second uint16 id is 0, as uint32 ids read as "
                          "uint16 are; declare token_dtype uint32.")
 
@@ -162,7 +166,7 @@ def read_token_file(path: str, dtype: str, eos_id: int, vocab_size: int,
       vocabulary, bad metadata lines).
   """
   tokens = open_tokens(path, dtype)
-  _check_width(tokens, path, dtype)
+  _check_width(tokens, path, dtype, eos_id)
   meta = metadata_path(path)
   if not epath.Path(meta).exists():
     yield from _split_on_eos(tokens, path, dtype, eos_id, vocab_size, bos_id)
