@@ -3,6 +3,8 @@
     python -m benchmarks.dedup [--copies=3] [--levels=exact,near] [--near_method=minhash]
     python -m benchmarks.dedup --corpus=hot [--docs=20000] [--max_bucket=0]
     python -m benchmarks.dedup --semantic [--corpus=hot --docs=6000]
+    python -m benchmarks.dedup --sequential [--copies=3]
+    python -m benchmarks.dedup --worker_memory [--sizes=5000,20000,80000]
 
 The demo corpus (midtrain_jax/data/corpora/demo, about 12 MB of web,
 encyclopedia, code, Q/A, instructions, generated math and traces) is read
@@ -25,6 +27,20 @@ word-shuffled copy of every 10th document (the hot corpus: instead of edited
 ones), and times the semantic index against the all-pairs scan it replaced,
 with the recall of its decisions.
 
+`--sequential` times the decision alone (fingerprints computed first, not
+timed) on the same corpus two ways: `components.resolve` (components over
+verified pairs, union-find) and the sequential decision it replaced (each
+document in key order against the kept ones, exact then MinHash LSH: that
+rule re-implemented here over the same indices), with the documents each
+removes. `--worker_memory` runs `beam_components.Resolve` on Beam's
+FnApiRunner with 2 worker processes over synthetic corpora of `--sizes`
+documents (made on the workers: 400 random words each from a 20,000-word
+vocabulary, every 10th followed by a 5%-edited copy of one, every 50th by an
+exact copy), each size in a fresh process, and prints the peak resident memory
+of the largest worker process (and of the runner process, which holds the
+FnApiRunner's in-memory shuffle: a runner such as Dataflow keeps that on its
+shuffle service).
+
 Scope: the texts are already in memory; JSON parsing, decompression and file
 I/O (reading inputs, writing kept records and reports) are not timed, and the
 run is one process on one core (prepare and the batch command add their
@@ -38,6 +54,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
+import json  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
@@ -45,10 +62,11 @@ import zlib  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks import dedup_beam_memory as beam_memory  # noqa: E402
 from midtrain_jax.data.mixtures import catalog  # noqa: E402
 from midtrain_jax.data.mixtures.corpora import demo  # noqa: E402
 from midtrain_jax.dedup import batch as dedup_batch  # noqa: E402
-from midtrain_jax.dedup import deduplicator, params, semantic  # noqa: E402
+from midtrain_jax.dedup import components, deduplicator, exact, minhash, params, semantic  # noqa
 from midtrain_jax.documents import readers as sources  # noqa: E402
 
 
@@ -167,6 +185,58 @@ def semantic_check(docs: list[tuple[str, str]]) -> None:
         f"skipped {index.buckets.skipped:,}")
 
 
+def fingerprint(docs: list[tuple[str, str]], settings: params.DedupParams
+                ) -> list[components.Item]:
+  """Items of the documents, keyed by their position (the first copy is the best)."""
+  dedup = deduplicator.Deduplicator(settings)
+  items = []
+  for start in range(0, len(docs), dedup_batch.BATCH_DOCS):
+    batch = docs[start:start + dedup_batch.BATCH_DOCS]
+    items += [components.Item((start + i,), str(start + i), task, fp) for i, ((task, _), fp)
+              in enumerate(zip(batch, dedup.fingerprint([text for _, text in batch])))]
+  return items
+
+
+def sequential_decide(items: list[components.Item], settings: params.DedupParams) -> int:
+  """The decision components.py replaced (exact and MinHash levels): each document in key
+  order against the documents kept so far; returns how many it removes."""
+  exact_index = exact.KeyIndex()
+  lsh = minhash.LSHIndex(settings.jaccard, settings.num_perm, settings.max_bucket)
+  removed = kept = 0
+  for item in sorted(items, key=lambda it: it.key):
+    fp = item.fp
+    if exact_index.query(fp.exact) or (
+        fp.signature is not None and lsh.query(fp.signature, list(fp.band_keys))):
+      removed += 1
+      continue
+    exact_index.insert(fp.exact, kept)
+    if fp.signature is not None:
+      lsh.insert(fp.signature, list(fp.band_keys))
+    kept += 1
+  return removed
+
+
+def compare_sequential(docs: list[tuple[str, str]], settings: params.DedupParams) -> None:
+  """Times resolve against the sequential decision on the same fingerprints."""
+  if settings.levels != ("exact", "near") or settings.near_method != "minhash":
+    raise SystemExit("--sequential compares the exact and MinHash levels: "
+                     "--levels=exact,near --near_method=minhash")
+  cpu0 = time.process_time()
+  items = fingerprint(docs, settings)
+  print(f"fingerprints: {time.process_time() - cpu0:.2f} s cpu (not in the times below)")
+  timings, removed = {}, {}
+  for name in ("sequential", "components"):
+    cpu0 = time.process_time()
+    if name == "sequential":
+      removed[name] = sequential_decide(items, settings)
+    else:
+      removed[name] = sum(not v.kept for v in components.resolve(items, settings).values())
+    timings[name] = time.process_time() - cpu0
+    print(f"{name}: decided {len(items):,} documents in {timings[name]:.2f} s cpu "
+          f"({len(items) / timings[name]:,.0f} docs/s), {removed[name]:,} removed")
+  print(f"components / sequential time: {timings['components'] / timings['sequential']:.2f}")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--copies", type=int, default=3)
@@ -178,7 +248,23 @@ def main():
                       help="Bucket cap; 0: unbounded (as before the cap).")
   parser.add_argument("--semantic", action="store_true",
                       help="Semantic index vs the all-pairs scan on the hot corpus.")
+  parser.add_argument("--sequential", action="store_true",
+                      help="Time components.resolve against the sequential decision.")
+  parser.add_argument("--worker_memory", action="store_true",
+                      help="Peak memory per Beam worker of Resolve vs corpus size.")
+  parser.add_argument("--sizes", default="5000,20000,80000",
+                      help="Corpus sizes (documents) of --worker_memory.")
+  parser.add_argument("--beam_workers", type=int, default=2,
+                      help="Worker processes of --worker_memory.")
+  parser.add_argument("--one_size", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
+
+  if args.one_size:
+    print(json.dumps(beam_memory.run_once(args.one_size, args.beam_workers)))
+    return
+  if args.worker_memory:
+    beam_memory.report([int(n) for n in args.sizes.split(",")], args.beam_workers)
+    return
 
   if args.semantic:
     semantic_check(hot_corpus(args.docs, shuffle_copies=True) if args.corpus == "hot"
@@ -190,24 +276,23 @@ def main():
     docs, what = scaled(demo_documents(), args.copies), f"{args.copies} copies of the demo corpus"
   total_mb = sum(len(text.encode("utf-8")) for _, text in docs) / 1e6
   print(f"corpus: {len(docs):,} documents, {total_mb:.1f} MB ({what})")
-  dedup = deduplicator.Deduplicator(params.DedupParams(
-      levels=tuple(args.levels.split(",")), near_method=args.near_method,
-      max_bucket=args.max_bucket))
-  removed, skipped = collections.Counter(), 0
+  settings = params.DedupParams(levels=tuple(args.levels.split(",")),
+                                near_method=args.near_method, max_bucket=args.max_bucket)
+  if args.sequential:
+    compare_sequential(docs, settings)
+    return
   cpu0, wall0 = time.process_time(), time.perf_counter()
-  for start in range(0, len(docs), dedup_batch.BATCH_DOCS):
-    batch = docs[start:start + dedup_batch.BATCH_DOCS]
-    for (task, _), fp in zip(batch, dedup.fingerprint([text for _, text in batch])):
-      verdict = dedup.decide(fp, str(start), task)
-      skipped += verdict.skipped
-      if not verdict.kept:
-        removed[verdict.match.level] += 1
+  items = fingerprint(docs, settings)
+  verdicts = components.resolve(items, settings)
   cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+  removed = collections.Counter(v.match.level for v in verdicts.values() if not v.kept)
   print(f"removed {sum(removed.values()):,} documents: {dict(removed)}")
-  largest = dedup.largest_bucket()
+  largest = max(collections.Counter(k for it in items for k in it.fp.band_keys or ()).values(),
+                default=0)
   held = min(largest, args.max_bucket) if args.max_bucket else largest
-  print(f"max_bucket={args.max_bucket}: largest bucket given {largest:,} documents, holds "
-        f"{held:,}; {skipped:,} comparisons skipped by the cap")
+  print(f"max_bucket={args.max_bucket}: largest bucket given {largest:,} documents, compared "
+        f"with its first {held:,}; {sum(v.skipped for v in verdicts.values()):,} comparisons "
+        "skipped by the cap (each uncompared pair counted at both documents)")
   print(f"cpu {cpu:.2f} s, wall {wall:.2f} s (texts in memory; JSON parsing and file I/O "
         "not timed; one process, one core)")
   print(f"docs_per_s={len(docs) / cpu:.0f} mb_per_s={total_mb / cpu:.2f}")

@@ -107,7 +107,7 @@ def _closure(module: str) -> set[str]:
 
 def test_the_graph_is_read_correctly():
   assert "train.checkpoint" in GRAPH["train.loop"]
-  assert "decontam.decontaminator" in GRAPH["data.prepare.tasks"]
+  assert "decontam.decontaminator" in GRAPH["data.prepare.run_plan"]
   assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
   assert _unit("data.load.pipeline") == "data.load" and _unit("model.config") == "model.config"
 

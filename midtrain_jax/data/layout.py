@@ -7,7 +7,8 @@ through here.
   manifest.json                     tokenizer, special ids, `adds_bos` (the document
                                     layout below), tasks; written last
   <task>/train-00000.array_record   one record per document: uint32 token ids
-  <task>/train-00000.json           cumulative progress when that shard closed
+  <task>/train-00000.json           cumulative counts of the task's train records up to
+                                    that shard's end (data/prepare/writing.py)
   <task>/heldout.array_record       held-out documents (bits-per-byte evaluation), by
                                     hash key (documents.HeldoutSample; format 3 on)
   <task>/heldout_bytes.json         UTF-8 size of each held-out document, in record
@@ -65,7 +66,12 @@ STATS = "stats.json"
 #    (documents.HeldoutSample), stored by hash, no longer the first candidates
 #    in read order (the same documents where a task had at most
 #    data.heldout_max_docs candidates). Folders of format 2 still read.
-FORMAT_VERSION = 3
+# 4: train documents in the canonical key order (task rank, file rank, position;
+#    data/prepare/records.py), shard i holding the kept documents
+#    [i * shard_docs, (i + 1) * shard_docs) after decontamination, the local and
+#    the Beam runner alike; held-out ties broken by that key; each shard's json
+#    counts the train records up to its end. Folders of format 3 still read.
+FORMAT_VERSION = 4
 
 
 def prepared_root() -> pathlib.Path:
@@ -196,14 +202,23 @@ def read_heldout_bytes(data_dir: pathlib.Path, task: str) -> list[int] | None:
 def write_shard(task_dir: pathlib.Path, index: int, docs: list[np.ndarray],
                 progress: dict) -> None:
   """Writes train shard `index` and, first, the progress it completes."""
-  files.write_json(_shard_progress(task_dir, index), progress)
+  write_shard_progress(task_dir, index, progress)
   write_documents(train_shard(task_dir, index), docs)
 
 
+def write_shard_progress(task_dir: pathlib.Path, index: int, progress: dict) -> None:
+  """Writes the progress saved with train shard `index` (a shard counts once both exist)."""
+  files.write_json(_shard_progress(task_dir, index), progress)
+
+
 def finished_shards(task_dir: pathlib.Path) -> tuple[int, dict | None]:
-  """(number of complete train shards, progress saved with the last one)."""
+  """(number of complete train shards, progress saved with the last one).
+
+  A shard is complete once its records and its progress both exist (a
+  parallel writer may write either first).
+  """
   count, progress = 0, None
-  while train_shard(task_dir, count).exists():
+  while train_shard(task_dir, count).exists() and _shard_progress(task_dir, count).exists():
     progress = json.loads(_shard_progress(task_dir, count).read_text())
     count += 1
   return count, progress

@@ -8,9 +8,11 @@
 Each input file is one task; files are compared with each other unless
 --nocross_task. Writes the kept records per task, `DIR/duplicates.jsonl` (one
 line per removed document) and the task x level summary, also printed
-(midtrain_jax/dedup/batch.py). Which copy is kept: the one of the file that
-comes first in --priority (then in --input), and within a file the first
-(midtrain_jax/dedup/deduplicator.py). Files of --exact_only (templated text,
+(midtrain_jax/dedup/batch.py). Duplicates are the connected components of
+verified pairs; the copy kept is the one of the file that comes first in
+--priority (then in --input), and within a file the first
+(midtrain_jax/dedup/components.py); --runner=beam decides the same on Beam
+workers (beam_components.py). Files of --exact_only (templated text,
 whose documents share a template rather than content) are compared by exact
 copies only. A finished run is not redone; an interrupted one is redone from
 the start.
@@ -42,6 +44,9 @@ _SEMANTIC_THRESHOLD = flags.DEFINE_float("semantic_threshold", _DEFAULTS.semanti
 _MAX_BUCKET = flags.DEFINE_integer("max_bucket", _DEFAULTS.max_bucket,
                                    "The most documents one hash bucket holds (0: unbounded); "
                                    "the comparisons the cap skips are counted.")
+_COMPONENT_ROUNDS = flags.DEFINE_integer("component_rounds", _DEFAULTS.component_rounds,
+                                        "Rounds of the connected components on Beam "
+                                        "(--runner=beam); a run needing more fails saying so.")
 _EMBEDDER = flags.DEFINE_string("embedder", "", "Embedding function of the semantic level, "
                                 "'package.module:function' (texts -> [N, D]).")
 _PRIORITY = flags.DEFINE_list("priority", [], "Tasks (file names without extension), "
@@ -85,7 +90,8 @@ def main(argv):
       levels=tuple(cli.names(_LEVELS.value)), ngram=_NGRAM.value, jaccard=_JACCARD.value,
       num_perm=_NUM_PERM.value, near_method=_NEAR_METHOD.value,
       simhash_distance=_SIMHASH_DISTANCE.value, semantic_threshold=_SEMANTIC_THRESHOLD.value,
-      max_bucket=_MAX_BUCKET.value, embedder=_EMBEDDER.value, reference_mode=_REFERENCE_MODE.value)
+      max_bucket=_MAX_BUCKET.value, embedder=_EMBEDDER.value, reference_mode=_REFERENCE_MODE.value,
+      component_rounds=_COMPONENT_ROUNDS.value)
   references = sources.expand(cli.names(_REFERENCE.value)) if _REFERENCE.value else []
   run = {"params": settings.as_dict(), "inputs": inputs, "reference": references,
          "cross_task": _CROSS_TASK.value, "exact_only": sorted(exact_only),
@@ -98,18 +104,16 @@ def main(argv):
     return
   batch.start_run(_OUT.value, tasks, fingerprint, run)
   if _RUNNER.value == "beam":
-    from midtrain_jax.dedup import beam  # noqa: PLC0415 (needs the optional beam extra)
+    from midtrain_jax.dedup import beam  # noqa: PLC0415 (Beam is imported only when used)
     by_task = beam.run(inputs, _OUT.value, settings, references=references,
                        text_key=_TEXT_KEY.value, id_key=_ID_KEY.value,
                        cross_task=_CROSS_TASK.value, exact_only=exact_only,
                        runner=_BEAM_RUNNER.value)
   else:
     dedup = deduplicator.Deduplicator(settings)
-    for docs in batch.batches(batch.reference_docs(references, _TEXT_KEY.value),
-                              batch.BATCH_DOCS):
-      dedup.add_reference(docs)
+    reference = batch.reference_prints(dedup, references, _TEXT_KEY.value)
     by_task = batch.run_local(dedup, inputs, _OUT.value, _TEXT_KEY.value, _ID_KEY.value,
-                              _SHARD_DOCS.value, _CROSS_TASK.value, exact_only)
+                              _SHARD_DOCS.value, _CROSS_TASK.value, exact_only, reference)
   print(batch.write_summary(by_task, _OUT.value))
 
 

@@ -15,7 +15,9 @@ A document's id is its record's `id` field, else "<task>:<line>". Every file
 is written under a temporary name and renamed; `summary.json` is written last
 and removed first, so a folder with a summary matching `run.json` holds a
 finished run (`is_finished`), and an interrupted run is redone whole (the
-keep decisions depend on every earlier document) with the same result.
+keep decisions depend on every document) with the same result. Which copy is
+kept: components over verified pairs, the best copy (the file that comes first,
+then the first position) kept (components.py).
 """
 import collections
 import hashlib
@@ -28,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from etils import epath
 
 from midtrain_jax import files
-from midtrain_jax.dedup import counts, deduplicator
+from midtrain_jax.dedup import components, counts, deduplicator
 from midtrain_jax.documents import readers as sources
 from midtrain_jax.documents.shards import ShardWriter
 
@@ -136,14 +138,44 @@ def start_run(out: str, tasks: Sequence[str], fingerprint: str, settings: dict) 
   files.write_json(os.path.join(out, RUN), {"fingerprint": fingerprint, "settings": settings})
 
 
+def reference_prints(dedup: deduplicator.Deduplicator, patterns: Sequence[str],
+                     text_key: str = "text") -> list[tuple[str, deduplicator.Fingerprint]]:
+  """(where, fingerprint) of the documents of reference files (`reference_docs`)."""
+  out = []
+  for docs in batches(reference_docs(patterns, text_key), BATCH_DOCS):
+    out += zip([where for where, _ in docs], dedup.fingerprint([text for _, text in docs]))
+  return out
+
+
+def fingerprint_files(dedup: deduplicator.Deduplicator, inputs: Sequence[str],
+                      text_key: str = "text", id_key: str = "id",
+                      exact_only: Sequence[str] = ()) -> list[components.Item]:
+  """Items of every readable record of the files; key = (file rank, position in file)."""
+  items = []
+  for rank, path in enumerate(inputs):
+    task = sources.file_task_name(path)
+    for chunk in batches(enumerate(read_records(path, text_key, id_key)), BATCH_DOCS):
+      good = [(position, item) for position, item in chunk
+              if not isinstance(item, sources.Malformed)]
+      prints = dedup.fingerprint([record[text_key] for _, (_, record) in good],
+                                 exact_only=task in exact_only)
+      items += [components.Item((rank, position), doc_id, task, fp)
+                for (position, (doc_id, _)), fp in zip(good, prints)]
+  return items
+
+
 def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
               text_key: str = "text", id_key: str = "id", shard_docs: int = 100_000,
-              cross_task: bool = True, exact_only: Sequence[str] = ()
+              cross_task: bool = True, exact_only: Sequence[str] = (),
+              reference: Sequence[tuple[str, deduplicator.Fingerprint]] = ()
               ) -> dict[str, collections.Counter]:
-  """Deduplicates the files in order (highest priority first); writes the output folder.
+  """Deduplicates the files (highest priority first: the keep rule); writes the output folder.
+
+  Two passes: every file is read and fingerprinted, `components.resolve`
+  decides, then every file is read again to write its kept records.
 
   Args:
-    dedup: the deduplicator (its reference set already added).
+    dedup: the deduplicator (its settings and fingerprints).
     inputs: JSONL(.gz/.zst) files, one task each, highest priority first.
     out: output folder.
     text_key: the record field holding the text.
@@ -151,50 +183,51 @@ def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
     shard_docs: kept documents per output shard.
     cross_task: compare documents across files (else each file alone).
     exact_only: tasks compared by exact copies only (e.g. templated text).
+    reference: (doc id, fingerprint) of the reference set (`reference_prints`).
 
   Returns:
     {task: counts} (see counts.py).
   """
   os.makedirs(out, exist_ok=True)
+  start = time.time()
+  items = fingerprint_files(dedup, inputs, text_key, id_key, exact_only)
+  verdicts = components.resolve(items, dedup.params, reference, cross_task)
+  del items
+  print(f"[dedup] {len(verdicts):,} documents fingerprinted and decided in "
+        f"{time.time() - start:.1f} s", file=sys.stderr, flush=True)
   by_task = {}
-  start, total = time.time(), 0
   with files.open_atomic(os.path.join(out, "duplicates.jsonl"), "w", encoding="utf-8") as dups, \
       files.open_atomic(os.path.join(out, "reference_matches.jsonl"), "w",
                         encoding="utf-8") as refs, \
       files.open_atomic(os.path.join(out, "malformed.jsonl"), "w", encoding="utf-8") as bad:
-    for path in inputs:
+    for rank, path in enumerate(inputs):
       task = sources.file_task_name(path)
-      if not cross_task:
-        dedup.new_scope()
-      writer = ShardWriter(os.path.join(out, task), shard_docs)
       tally = by_task.setdefault(task, collections.Counter())
-      for batch in batches(read_records(path, text_key, id_key), BATCH_DOCS):
-        good = [item for item in batch if not isinstance(item, sources.Malformed)]
-        for item in batch:
-          if isinstance(item, sources.Malformed):
-            tally["malformed"] += 1
-            bad.write(json.dumps({"where": item.where, "reason": item.reason}) + "\n")
-        verdicts = dedup.process([(doc_id, r[text_key]) for doc_id, r in good], task,
-                                 exact_only=task in exact_only)
-        for (_, record), verdict in zip(good, verdicts):
-          nbytes = len(record[text_key].encode("utf-8"))
-          total += nbytes
-          tally.update(counts.document_counts(verdict, nbytes))
-          if verdict.match is not None:
-            (refs if verdict.kept else dups).write(json.dumps(verdict_record(verdict)) + "\n")
-          if verdict.kept:
-            writer.write(record)
+      writer = ShardWriter(os.path.join(out, task), shard_docs)
+      for position, item in enumerate(read_records(path, text_key, id_key)):
+        if isinstance(item, sources.Malformed):
+          tally["malformed"] += 1
+          bad.write(json.dumps({"where": item.where, "reason": item.reason}) + "\n")
+          continue
+        verdict = verdicts[(rank, position)]
+        tally.update(counts.document_counts(verdict, len(item[1][text_key].encode("utf-8"))))
+        if verdict.match is not None:
+          (refs if verdict.kept else dups).write(json.dumps(verdict_record(verdict)) + "\n")
+        if verdict.kept:
+          writer.write(item[1])
       writer.close()
-      if tally["malformed"]:
-        print(f"[dedup] WARNING: {task}: {tally['malformed']} malformed records skipped, "
-              f"listed in {os.path.join(out, 'malformed.jsonl')}", file=sys.stderr, flush=True)
-      elapsed = max(time.time() - start, 1e-9)
-      capped = (f"; bucket cap skipped {tally['skipped_comparisons']:,} comparisons"
-                if tally["skipped_comparisons"] else "")
-      print(f"[dedup] {task}: {tally['docs']:,} docs, {tally['removed_docs']:,} removed; "
-            f"{total / 1e6:,.1f} MB at {total / 1e6 / elapsed:.1f} MB/s{capped}",
-            file=sys.stderr, flush=True)
+      _report(task, tally, out)
   return by_task
+
+
+def _report(task: str, tally: collections.Counter, out: str) -> None:
+  if tally["malformed"]:
+    print(f"[dedup] WARNING: {task}: {tally['malformed']} malformed records skipped, "
+          f"listed in {os.path.join(out, 'malformed.jsonl')}", file=sys.stderr, flush=True)
+  capped = (f"; bucket cap skipped {tally['skipped_comparisons']:,} comparisons"
+            if tally["skipped_comparisons"] else "")
+  print(f"[dedup] {task}: {tally['docs']:,} docs, {tally['removed_docs']:,} removed, "
+        f"{tally['bytes'] / 1e6:,.1f} MB{capped}", file=sys.stderr, flush=True)
 
 
 def write_summary(by_task: dict[str, collections.Counter], out: str) -> str:

@@ -1,19 +1,19 @@
 """Apache Beam version of the batch deduplication, with the same result as `batch.run_local`.
 
-Three stages:
+Three stages, none on a single worker:
   1. read and fingerprint (parallel): every file is read with the same reader
      as the local run (JSONL, .gz, .zst; bad records with file:line), records
      are keyed by (file rank, position), reshuffled and fingerprinted in
-     batches on the workers (the expensive, vectorised part);
-  2. decide (one worker): the fingerprints, sorted by key, go through
-     `Deduplicator.decide` in the order of the keep rule, exactly as the local
-     run does; only small fingerprints travel here, never the texts;
+     batches on the workers (the expensive, vectorised part); the reference
+     files likewise;
+  2. decide (parallel): `beam_components.Resolve`, the connected components
+     of verified pairs, the result of the local `components.resolve`; only
+     fingerprints travel there, never the texts;
   3. write (parallel): kept records joined back by key and written per task;
-     the decisions give `duplicates.jsonl`, `reference_matches.jsonl`,
-     `malformed.jsonl` and the counts.
+     the verdicts give `duplicates.jsonl`, `reference_matches.jsonl`,
+     `malformed.jsonl` (their lines in no particular order) and the counts.
 
-Needs the `beam` extra: `pip install midtrain_jax[beam]`. A semantic embedder
-must be importable on the workers.
+A semantic embedder must be importable on the workers.
 """
 import collections
 import io
@@ -25,7 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from midtrain_jax.dedup import batch, counts, deduplicator
+from midtrain_jax.dedup import batch, beam_components, components, counts, deduplicator
 from midtrain_jax.dedup.params import DedupParams
 from midtrain_jax.documents import readers as sources
 
@@ -39,11 +39,12 @@ def _read(element, text_key, id_key):
       yield (rank, position), ("bad", task, item.where, item.reason)
     else:
       doc_id, record = item
-      yield (rank, position), ("doc", task, doc_id, json.dumps(record, ensure_ascii=False))
+      yield (rank, position), ("doc", task, doc_id, json.dumps(record, ensure_ascii=False),
+                               len(record[text_key].encode("utf-8")))
 
 
 class _Fingerprint(beam.DoFn):
-  """Fingerprints a batch of keyed records; passes bad records through."""
+  """Items of a batch of keyed document records (exact-only tasks by exact copies only)."""
 
   def __init__(self, settings: dict, text_key: str, exact_only: Sequence[str] = ()):
     self._settings, self._text_key = settings, text_key
@@ -56,49 +57,65 @@ class _Fingerprint(beam.DoFn):
   def process(self, elements):
     for exact_only in (False, True):  # A batch mixes tasks: exact-only ones apart.
       docs = [(key, payload) for key, payload in elements
-              if payload[0] == "doc" and (payload[1] in self._exact_only) == exact_only]
+              if (payload[1] in self._exact_only) == exact_only]
       texts = [json.loads(payload[3])[self._text_key] for _, payload in docs]
-      for (key, payload), fp, text in zip(docs, self._dedup.fingerprint(texts, exact_only),
-                                          texts):
-        yield key, ("doc", payload[1], payload[2], len(text.encode("utf-8")), fp)
-    for key, payload in elements:
-      if payload[0] == "bad":
-        yield key, payload
+      for (key, payload), fp in zip(docs, self._dedup.fingerprint(texts, exact_only)):
+        yield components.Item(key, payload[2], payload[1], fp)
 
 
-def _decide(keyed, settings, references, text_key, cross_task):
-  """Decides every document in key order (the local run's order); returns the outcomes."""
-  dedup = deduplicator.Deduplicator(DedupParams(**settings))
-  for docs in batch.batches(batch.reference_docs(references, text_key), batch.BATCH_DOCS):
-    dedup.add_reference(docs)
-  by_task = collections.defaultdict(collections.Counter)
-  kept, dups, refs, bad = [], [], [], []
-  rank = None
-  for key, payload in sorted(keyed, key=lambda kv: kv[0]):
-    if key[0] != rank:
-      rank = key[0]
-      if not cross_task:
-        dedup.new_scope()  # As the local run does at the start of each file.
-    if payload[0] == "bad":
-      by_task[payload[1]]["malformed"] += 1
-      bad.append(json.dumps({"where": payload[2], "reason": payload[3]}))
-      continue
-    _, task, doc_id, nbytes, fp = payload
-    verdict = dedup.decide(fp, doc_id, task)
-    by_task[task].update(counts.document_counts(verdict, nbytes))
-    if verdict.match is not None:
-      (refs if verdict.kept else dups).append(json.dumps(batch.verdict_record(verdict)))
-    if verdict.kept:
-      kept.append(key)
-  return {"kept": kept, "duplicates": dups, "reference": refs, "malformed": bad,
-          "counts": {task: dict(c) for task, c in by_task.items()}}
+class _FingerprintReference(beam.DoFn):
+  """(where, fingerprint) of a batch of reference documents."""
+
+  def __init__(self, settings: dict):
+    self._settings = settings
+    self._dedup = None
+
+  def setup(self):
+    self._dedup = deduplicator.Deduplicator(DedupParams(**self._settings))
+
+  def process(self, docs):
+    yield from zip([where for where, _ in docs],
+                   self._dedup.fingerprint([text for _, text in docs]))
 
 
-def _write_kept(joined):
-  """(task rank, record line) of each kept record."""
+def _outcome(joined):
+  """The kept record line (by file rank), and the verdict's counts and report line."""
   key, groups = joined
-  if groups["kept"] and groups["records"]:
-    yield key[0], groups["records"][0]
+  (verdict,), ((_, task, _, line, nbytes),) = groups["verdict"], groups["record"]
+  yield beam.pvalue.TaggedOutput("counts", (task, counts.document_counts(verdict, nbytes)))
+  if verdict.match is not None:
+    yield beam.pvalue.TaggedOutput("reference" if verdict.kept else "duplicates",
+                                   json.dumps(batch.verdict_record(verdict)))
+  if verdict.kept:
+    yield key[0], line
+
+
+def _malformed(payload):
+  """The report line and counts of an unreadable record."""
+  _, task, where, reason = payload
+  yield beam.pvalue.TaggedOutput("counts", (task, collections.Counter(malformed=1)))
+  yield json.dumps({"where": where, "reason": reason})
+
+
+def _add_counts(values):
+  total = collections.Counter()
+  for found in values:
+    total.update(found)
+  return total
+
+
+def _write_lines(pcoll, name: str, path: str) -> None:
+  _ = pcoll | f"Write {name}" >> beam.io.WriteToText(path, file_name_suffix=".jsonl",
+                                                      shard_name_template="")
+
+
+def _reference_prints(pipeline, references: Sequence[str], params: dict, text_key: str):
+  return (pipeline | "Reference files" >> beam.Create(list(references))
+          | "Read reference" >> beam.FlatMap(lambda p: batch.reference_docs([p], text_key))
+          | "Spread reference" >> beam.Reshuffle()
+          | "Batch reference" >> beam.BatchElements(min_batch_size=64,
+                                                    max_batch_size=batch.BATCH_DOCS)
+          | "Fingerprint reference" >> beam.ParDo(_FingerprintReference(params)))
 
 
 def run(inputs: Sequence[str], out: str, settings: DedupParams,
@@ -111,7 +128,7 @@ def run(inputs: Sequence[str], out: str, settings: DedupParams,
     inputs: files, one task each, highest priority first (the keep rule).
     out: output folder (same layout as the local command, shards named by Beam).
     settings: the deduplication settings.
-    references: reference files, read by the deciding worker.
+    references: reference files (read and fingerprinted on the workers).
     text_key: field with the text.
     id_key: field with the document id.
     cross_task: compare documents across files.
@@ -131,27 +148,30 @@ def run(inputs: Sequence[str], out: str, settings: DedupParams,
     records = (pipeline | "Files" >> beam.Create(list(enumerate(inputs)))
                | "Read" >> beam.FlatMap(_read, text_key, id_key)
                | "Spread" >> beam.Reshuffle())
-    outcome = (records | "Batch" >> beam.BatchElements(min_batch_size=64,
-                                                       max_batch_size=batch.BATCH_DOCS)
-               | "Fingerprint" >> beam.ParDo(_Fingerprint(params, text_key, exact_only))
-               | "Gather" >> beam.combiners.ToList()
-               | "Decide" >> beam.Map(_decide, params, list(references), text_key, cross_task))
-    for name, file_name in (("duplicates", "duplicates"), ("reference", "reference_matches"),
-                            ("malformed", "malformed")):
-      _ = (outcome | f"{name} lines" >> beam.FlatMap(lambda o, n=name: o[n])
-           | f"Write {name}" >> beam.io.WriteToText(os.path.join(out, file_name),
-                                                     file_name_suffix=".jsonl",
-                                                     shard_name_template=""))
-    _ = (outcome | "Counts" >> beam.Map(lambda o: json.dumps(o["counts"]))
+    docs = records | "Documents" >> beam.Filter(lambda kv: kv[1][0] == "doc")
+    items = (docs | "Batch" >> beam.BatchElements(min_batch_size=64,
+                                                  max_batch_size=batch.BATCH_DOCS)
+             | "Fingerprint" >> beam.ParDo(_Fingerprint(params, text_key, exact_only)))
+    reference = _reference_prints(pipeline, references, params, text_key) if references \
+        else None
+    verdicts = items | "Resolve" >> beam_components.Resolve(settings, cross_task, reference)
+    outcome = ({"verdict": verdicts, "record": docs} | "Join" >> beam.CoGroupByKey()
+               | "Outcome" >> beam.FlatMap(_outcome).with_outputs(
+                   "counts", "duplicates", "reference", main="kept"))
+    bad = (records | "Malformed" >> beam.Filter(lambda kv: kv[1][0] == "bad")
+           | "Malformed lines" >> beam.FlatMap(lambda kv: _malformed(kv[1])).with_outputs(
+               "counts", main="lines"))
+    _write_lines(outcome.duplicates, "duplicates", os.path.join(out, "duplicates"))
+    _write_lines(outcome.reference, "reference", os.path.join(out, "reference_matches"))
+    _write_lines(bad.lines, "malformed", os.path.join(out, "malformed"))
+    _ = ((outcome.counts, bad.counts) | "All counts" >> beam.Flatten()
+         | "Counts by task" >> beam.CombinePerKey(_add_counts)
+         | "Counts" >> beam.combiners.ToDict()
+         | "Counts line" >> beam.Map(lambda c: json.dumps({t: dict(v) for t, v in c.items()}))
          | "Write counts" >> beam.io.WriteToText(os.path.join(out, "counts"),
                                                  file_name_suffix=".json",
                                                  shard_name_template=""))
-    kept = outcome | "Kept keys" >> beam.FlatMap(lambda o: [(tuple(k), True) for k in o["kept"]])
-    lines = records | "Record lines" >> beam.FlatMap(
-        lambda kv: [(kv[0], kv[1][3])] if kv[1][0] == "doc" else [])
-    by_rank = ({"kept": kept, "records": lines} | "Join" >> beam.CoGroupByKey()
-               | "Kept records" >> beam.FlatMap(_write_kept))
-    parts = by_rank | "By task" >> beam.Partition(lambda kv, n: kv[0], len(tasks))
+    parts = outcome.kept | "By task" >> beam.Partition(lambda kv, n: kv[0], len(tasks))
     for rank, task in enumerate(tasks):
       _ = (parts[rank] | f"Lines {task}" >> beam.Map(lambda kv: kv[1])
            | f"Write {task}" >> beam.io.WriteToText(os.path.join(out, task, "part"),

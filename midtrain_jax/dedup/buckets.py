@@ -13,9 +13,10 @@ stored under that key (they stay under their other keys) and are counted:
              skips one comparison per position it turned away;
   largest    the most positions any one key was given (stored or not).
 
-Everything depends only on the order of insertions and lookups, which the
-deduplicator fixes (documents are decided one at a time in the keep rule's
-order), so capping is deterministic and independent of the worker count.
+Everything depends only on the order of insertions and lookups. The
+deduplication itself caps buckets by key instead (components.py: a bucket's
+members compared with its first `max_bucket` by key, whatever order they come
+in); these buckets serve the indices' own lookups.
 """
 
 

@@ -16,10 +16,13 @@ bundle, per task) add up:
                         counted, per the reference mode)
   malformed             unreadable records (broken JSON, no text, bad UTF-8;
                         the batch command lists each with its file and line)
-  skipped_comparisons   comparisons the bucket cap (`max_bucket`) skipped:
-                        how much a hot bucket was cut short (0: none; then
-                        absent, as are the next)
-  capped_inserts        bucket insertions of kept documents the cap turned away
+  skipped_comparisons   comparisons the bucket cap (`max_bucket`) skipped: per
+                        document, the members of its buckets it was not
+                        compared with (each uncompared pair counted at both
+                        documents), and the reference documents of its
+                        buckets beyond the anchors (0: none; then absent, as
+                        is the next)
+  capped_inserts        bucket memberships beyond a bucket's anchors
 """
 import collections
 from collections.abc import Mapping

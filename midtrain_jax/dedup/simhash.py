@@ -73,7 +73,8 @@ class SimHashIndex:
     self.buckets = buckets_lib.Buckets(max_bucket)
     self._prints: list[int] = []
 
-  def _keys(self, fingerprint: int) -> list[int]:
+  def keys(self, fingerprint: int) -> list[int]:
+    """The band keys of a fingerprint (band number above the band's bits)."""
     return [(band << BITS) | ((fingerprint >> lo) & mask)
             for band, (lo, mask) in enumerate(self._bands)]
 
@@ -81,7 +82,7 @@ class SimHashIndex:
     """(stored position, similarity) of the closest stored fingerprint within the
     threshold (ties to the earliest stored), or None."""
     best = None
-    for key in self._keys(fingerprint):
+    for key in self.keys(fingerprint):
       for position in self.buckets.get(key):
         distance = hamming(fingerprint, self._prints[position])
         if distance <= self.max_distance and (best is None or (distance, position) < best):
@@ -92,6 +93,6 @@ class SimHashIndex:
     """Stores a fingerprint; returns its position in insertion order."""
     position = len(self._prints)
     self._prints.append(int(fingerprint))
-    for key in self._keys(int(fingerprint)):
+    for key in self.keys(int(fingerprint)):
       self.buckets.add(key, position)
     return position

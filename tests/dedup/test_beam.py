@@ -1,13 +1,14 @@
-"""The Beam pipeline (DirectRunner) gives the same result as the local run."""
+"""The Beam pipeline gives the same result as the local run, on one worker and on two processes."""
 import gzip
 import json
 import os
 
 import pytest
 
-from midtrain_jax.dedup import batch, deduplicator, params
+from midtrain_jax.dedup import batch, beam, deduplicator, params
 from tests.dedup import planted
 from tests.dedup.test_batch import _write
+from tests.dedup.test_beam_components import _PACKAGE_ROOT
 
 
 def _read(out, tasks):
@@ -18,14 +19,14 @@ def _read(out, tasks):
       with gzip.open(f"{out}/{task}/{name}", "rt", encoding="utf-8") as f:
         docs[task] += [json.loads(line) for line in f]
     docs[task].sort(key=json.dumps)
-  lines = {name: open(f"{out}/{name}.jsonl", encoding="utf-8").read().splitlines()
+  # Beam writes the report lines in no particular order.
+  lines = {name: sorted(open(f"{out}/{name}.jsonl", encoding="utf-8").read().splitlines())
            for name in ("duplicates", "reference_matches", "malformed")}
   return docs, lines, json.load(open(f"{out}/summary.json", encoding="utf-8"))
 
 
-@pytest.mark.parametrize("cross_task", [True, False])
-def test_beam_matches_local_run(tmp_path, cross_task):
-  beam = pytest.importorskip("midtrain_jax.dedup.beam")  # Needs the beam extra.
+@pytest.mark.parametrize(("cross_task", "workers"), [(True, 2), (False, 1)])
+def test_beam_matches_local_run(tmp_path, cross_task, workers, monkeypatch):
   texts = list(planted.prose_documents()[:80])
   web = [{"id": f"w{i}", "text": t} for i, t in enumerate(texts[:60])]
   web += [{"id": f"w{60 + i}", "text": texts[i] + " Share this."} for i in range(6)]
@@ -37,12 +38,17 @@ def test_beam_matches_local_run(tmp_path, cross_task):
   inputs = [str(tmp_path / "math.jsonl.gz"), str(tmp_path / "web.jsonl.gz")]
   settings = params.DedupParams(reference_mode="count")
   dedup = deduplicator.Deduplicator(settings)
-  for docs in batch.batches(batch.reference_docs([str(tmp_path / "base.jsonl.gz")]), 64):
-    dedup.add_reference(docs)
-  local = batch.run_local(dedup, inputs, f"{tmp_path}/local", cross_task=cross_task)
+  reference = batch.reference_prints(dedup, [str(tmp_path / "base.jsonl.gz")])
+  local = batch.run_local(dedup, inputs, f"{tmp_path}/local", cross_task=cross_task,
+                          reference=reference)
   batch.write_summary(local, f"{tmp_path}/local")
+  args = ["--direct_num_workers=1"]
+  if workers > 1:
+    monkeypatch.setenv("PYTHONPATH", _PACKAGE_ROOT)  # Workers import this package.
+    args = [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
   on_beam = beam.run(inputs, f"{tmp_path}/beam", settings,
-                     references=[str(tmp_path / "base.jsonl.gz")], cross_task=cross_task)
+                     references=[str(tmp_path / "base.jsonl.gz")], cross_task=cross_task,
+                     runner="FnApiRunner", pipeline_args=args)
   batch.write_summary(on_beam, f"{tmp_path}/beam")
   expected = _read(f"{tmp_path}/local", ["math", "web"])
   assert len(expected[1]["duplicates"]) == (8 if cross_task else 7)

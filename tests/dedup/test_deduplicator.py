@@ -6,17 +6,14 @@ import pytest
 from midtrain_jax.dedup import deduplicator, minhash, params
 from midtrain_jax.dedup import text as text_lib
 from tests.dedup import planted
+from tests.dedup.test_components import decide
 
 _EMBEDDER = "tests.dedup.planted:bag_embedder"
 
 
 def _run(docs, **settings):
   """Deduplicates (doc id, text) pairs in one task; returns {doc id: Verdict}."""
-  dedup = deduplicator.Deduplicator(params.DedupParams(**settings))
-  verdicts = []
-  for start in range(0, len(docs), 128):
-    verdicts += dedup.process(docs[start:start + 128], "task")
-  return {v.doc_id: v for v in verdicts}
+  return decide([("task", docs)], params.DedupParams(**settings))
 
 
 def _plant(originals, make_copy, seed):
@@ -92,35 +89,29 @@ def test_keep_rule_highest_priority_source_then_first_seen():
   texts = list(planted.prose_documents()[:30])
   web_docs = [(f"w{i}", t) for i, t in enumerate(texts)] + [
       (f"w{i}-again", t) for i, t in enumerate(texts[10:20], start=10)]
-  dedup = deduplicator.Deduplicator(params.DedupParams())
-  # The curated task is decided first (it has priority), so its copy is kept.
-  curated = dedup.process([(f"m{i}", t) for i, t in enumerate(texts[:10])], "curated")
-  web = dedup.process(web_docs, "web")
-  assert all(v.kept for v in curated)
-  by_id = {v.doc_id: v for v in web}
+  groups = [("curated", [(f"m{i}", t) for i, t in enumerate(texts[:10])]), ("web", web_docs)]
+  # The curated task comes first (it has priority), so its copy is kept.
+  by_id = decide(groups)
+  assert all(by_id[f"m{i}"].kept for i in range(10))
   for i in range(10):
     assert by_id[f"w{i}"].match.duplicate_of == f"m{i}" and by_id[f"w{i}"].match.task == "curated"
   for i in range(10, 20):
     assert by_id[f"w{i}"].kept and by_id[f"w{i}-again"].match.duplicate_of == f"w{i}"
-  # Deterministic: a second run gives the same verdicts.
-  again = deduplicator.Deduplicator(params.DedupParams())
-  again.process([(f"m{i}", t) for i, t in enumerate(texts[:10])], "curated")
-  assert again.process(web_docs, "web") == web
+  assert decide(groups) == by_id  # Deterministic.
 
 
 @pytest.mark.parametrize("mode", ["drop", "count"])
 def test_reference_set_drops_or_counts(mode):
   texts = list(planted.prose_documents()[:40])
-  dedup = deduplicator.Deduplicator(params.DedupParams(reference_mode=mode))
-  dedup.add_reference([(f"base{i}", t) for i, t in enumerate(texts[:10])], "pretraining")
-  verdicts = dedup.process([(f"d{i}", t) for i, t in enumerate(texts)] + [("d0-again", texts[0])],
-                           "task")
-  matched = [v for v in verdicts[:10]]
-  assert all(v.match.reference and v.match.task == "pretraining" for v in matched)
+  docs = [(f"d{i}", t) for i, t in enumerate(texts)] + [("d0-again", texts[0])]
+  by_id = decide([("task", docs)], params.DedupParams(reference_mode=mode),
+                 reference=[(f"base{i}", t) for i, t in enumerate(texts[:10])])
+  matched = [by_id[f"d{i}"] for i in range(10)]
+  assert all(v.match.reference and v.match.task == "reference" for v in matched)
   assert all(v.kept == (mode == "count") for v in matched)
-  assert all(v.kept and v.match is None for v in verdicts[10:40])
+  assert all(by_id[f"d{i}"].kept and by_id[f"d{i}"].match is None for i in range(10, 40))
   # A second copy is a duplicate of the first kept one (count), or of the reference (drop).
-  again = verdicts[-1]
+  again = by_id["d0-again"]
   assert not again.kept
   assert again.match.duplicate_of == ("d0" if mode == "count" else "base0")
 
@@ -159,17 +150,14 @@ def test_documents_without_words_are_compared_by_exact_copies_only(near_method):
 
 def test_exact_only_task_keeps_near_copies_and_loses_exact_ones():
   texts = list(planted.prose_documents()[:20])
-  dedup = deduplicator.Deduplicator(params.DedupParams())
-  web = dedup.process([(f"w{i}", t) for i, t in enumerate(texts[:10])], "web")
-  templated = dedup.process(
-      [(f"t{i}", t + " Share this.") for i, t in enumerate(texts[:5])]  # Near copies of web.
-      + [(f"t{i}", t) for i, t in enumerate(texts[10:20], start=5)]
-      + [("t5-again", texts[10].upper()), ("t6-near", texts[11] + " Read more.")],
-      "templated", exact_only=True)
-  assert all(v.kept for v in web)
-  by_id = {v.doc_id: v for v in templated}
+  templated = ([(f"t{i}", t + " Share this.") for i, t in enumerate(texts[:5])]  # Near web.
+               + [(f"t{i}", t) for i, t in enumerate(texts[10:20], start=5)]
+               + [("t5-again", texts[10].upper()), ("t6-near", texts[11] + " Read more.")])
+  # Exact-only documents join only exact groups: a later near copy does not match them.
+  later = [("x", texts[12] + " Read more."), ("y", texts[13])]
+  by_id = decide([("web", [(f"w{i}", t) for i, t in enumerate(texts[:10])]),
+                  ("templated", templated), ("web-later", later)], exact_only=("templated",))
+  assert all(by_id[f"w{i}"].kept for i in range(10))
   assert all(by_id[f"t{i}"].kept for i in range(15)) and by_id["t6-near"].kept
   assert by_id["t5-again"].match.level == "exact" and by_id["t5-again"].match.duplicate_of == "t5"
-  # Exact-only documents join only the exact index: a later near copy does not match them.
-  later = dedup.process([("x", texts[12] + " Read more."), ("y", texts[13])], "web")
-  assert later[0].kept and later[1].match.duplicate_of == "t8"
+  assert by_id["x"].kept and by_id["y"].match.duplicate_of == "t8"

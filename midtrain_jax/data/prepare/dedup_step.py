@@ -5,29 +5,29 @@ held-out document is a copy of a training one) and before decontamination.
 Duplicates are skipped but counted (counter names of dedup/counts.py) and
 recorded in the task's stats.json; the manifest repeats the totals.
 
-Within a task the first copy is kept. With `data.dedup.cross_task` one index
-spans the mixture: tasks are deduplicated in `dedup_order` (the tasks of
-`data.dedup.priority` first, then mixture order), so a copy is kept in the
-highest-priority task that has it. A task's result then depends on the tasks
-before it, so its fingerprint includes theirs: changing the settings, the
-order or an earlier task prepares it again. When an earlier task is already
-prepared, its documents are read again to rebuild the index (no output). A
-resumed task replays its records before the resume point the same way, so an
-interrupted prepare gives the same shards as an uninterrupted one.
+Documents carry their canonical key (records.py: task rank in `dedup_order`,
+file rank, position) and are decided as connected components over verified
+pairs, the best copy kept (dedup/components.py; `resolve` here, Resolve of
+dedup/beam_components.py on Beam): the smallest key of a component is kept,
+so within a task the first copy, and with `data.dedup.cross_task` (one scope
+for the mixture; tasks in `dedup_order`: the tasks of `data.dedup.priority`
+first, then mixture order) the copy of the highest-priority task. A task's
+result then depends on every task of the mixture, so its fingerprint includes
+theirs: changing the settings, the order or another task prepares it again.
+Every task is read to decide whenever one is prepared.
 
 Tasks of `data.dedup.exact_only` (templated or generated text, whose documents
 share a template rather than content) are compared by exact copies only: their
 documents get only the exact fingerprint and join only the exact index.
 """
 import collections
-import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 from midtrain_jax.dedup import batch as dedup_batch
-from midtrain_jax.dedup import counts, deduplicator, params
+from midtrain_jax.dedup import components, counts, deduplicator, params
 from midtrain_jax.documents import readers as sources
 
-_EXAMPLES = 20
+EXAMPLES = 20  # Matched documents listed per task: the first by key.
 
 
 def enabled(data_cfg) -> bool:
@@ -52,7 +52,9 @@ def dedup_order(task_names: Sequence[str], data_cfg) -> list[str]:
 
 
 class DedupStep:
-  """One Deduplicator for a prepare run and what it has seen so far.
+  """The deduplication settings of a prepare run and the stages that apply them.
+
+  Picklable (settings only), so Beam workers fingerprint with the same step.
 
   Args:
     data_cfg: the `data` config section (its `dedup` subsection).
@@ -64,62 +66,49 @@ class DedupStep:
     self.cross_task = bool(section.cross_task)
     self.exact_only = sorted(section.exact_only)
     self.reference_files = sources.expand(list(section.reference)) if section.reference else []
-    self.dedup = deduplicator.Deduplicator(self.params)
-    self._reference_loaded = False
-    self.done: list[str] = []  # Fingerprints of the tasks fed in so far (cross-task).
+    self._dedup = None
 
-  def settings(self) -> dict:
-    """What a task's fingerprint records of this step (the tasks before it included)."""
-    return {**self.record(), "after": list(self.done) if self.cross_task else []}
+  def __getstate__(self):
+    return {**vars(self), "_dedup": None}  # The index is rebuilt where it is used.
 
-  def record(self) -> dict:
-    """The settings as stats.json lists them (without the earlier tasks' fingerprints)."""
-    return {"params": self.params.as_dict(), "reference": self.reference_files,
-            "cross_task": self.cross_task, "exact_only": self.exact_only}
-
-  def _ensure_reference(self) -> None:
-    if self._reference_loaded:
-      return
-    self._reference_loaded = True  # Read lazily: a fully prepared mixture never needs it.
-    for docs in dedup_batch.batches(dedup_batch.reference_docs(self.reference_files),
-                                    dedup_batch.BATCH_DOCS):
-      self.dedup.add_reference(docs)
-
-  def begin_task(self) -> None:
-    """Starts a task: a fresh index of kept documents unless deduplicating across tasks."""
-    self._ensure_reference()
-    if not self.cross_task:
-      self.dedup.new_scope()
-
-  def end_task(self, fingerprint: str) -> None:
-    """Records that a task's documents are in the index."""
-    self.done.append(fingerprint)
-
-  def filter(self, records: Iterable[tuple[int, object]], task: str
-             ) -> Iterator[tuple[int, object, deduplicator.Verdict | None]]:
-    """Decides the documents of a stream in order.
+  def settings(self, mixture: Sequence[str]) -> dict:
+    """What a task's fingerprint records of this step.
 
     Args:
-      records: (record index, Document or Malformed) pairs.
-      task: the task's name.
-
-    Yields:
-      (record index, item, verdict): verdict None for a Malformed item.
+      mixture: with cross_task, the fingerprints (without deduplication) of
+        every task of the mixture in deduplication order: a task's duplicates
+        depend on all of them.
     """
-    exact_only = task in self.exact_only
-    for chunk in dedup_batch.batches(records, dedup_batch.BATCH_DOCS):
-      docs = [(item.where, item.text) for _, item in chunk if isinstance(item, sources.Document)]
-      verdicts = iter(self.dedup.process(docs, task, exact_only=exact_only))
-      for index, item in chunk:
-        yield index, item, next(verdicts) if isinstance(item, sources.Document) else None
+    return {**self.record(), "after": list(mixture) if self.cross_task else []}
 
-  def replay(self, task: str, stream: Iterable, max_docs: int, fingerprint: str) -> None:
-    """Feeds an already prepared task's documents into the index (cross-task only)."""
-    self.begin_task()
-    records = itertools.islice(enumerate(stream), max_docs or None)
-    for _ in self.filter(records, task):
-      pass
-    self.end_task(fingerprint)
+  def record(self) -> dict:
+    """The settings as stats.json lists them (without the other tasks' fingerprints)."""
+    return {"params": self.params.as_dict(), "reference": self.reference_files,
+            "cross_task": self.cross_task, "exact_only": self.exact_only,
+            "decision": "components"}
+
+  def fingerprint(self, texts: Sequence[str], task: str) -> list[deduplicator.Fingerprint]:
+    """The fingerprints of a batch of one task's documents (exact only for its tasks)."""
+    if self._dedup is None:
+      self._dedup = deduplicator.Deduplicator(self.params)
+    return self._dedup.fingerprint(list(texts), exact_only=task in self.exact_only)
+
+  def reference_fingerprint(self, docs: Sequence[tuple[str, str]]
+                            ) -> list[tuple[str, deduplicator.Fingerprint]]:
+    """(doc id, fingerprint) of a batch of reference documents ((doc id, text) pairs)."""
+    if self._dedup is None:
+      self._dedup = deduplicator.Deduplicator(self.params)
+    return list(zip([d for d, _ in docs], self._dedup.fingerprint([t for _, t in docs])))
+
+  def reference(self) -> list[tuple[str, deduplicator.Fingerprint]]:
+    """The reference set's (doc id, fingerprint): ids are "file:line"."""
+    if self._dedup is None:
+      self._dedup = deduplicator.Deduplicator(self.params)
+    return dedup_batch.reference_prints(self._dedup, self.reference_files)
+
+  def resolve(self, items: Iterable[components.Item]) -> dict[tuple, deduplicator.Verdict]:
+    """The verdicts of a run's documents: components over verified pairs (local runner)."""
+    return components.resolve(items, self.params, self.reference(), self.cross_task)
 
 
 class Tally:
@@ -130,13 +119,14 @@ class Tally:
     self.counts = collections.Counter(state.get("counts", {}))
     self.examples = list(state.get("examples", []))
 
-  def add(self, verdict: deduplicator.Verdict, text: str) -> None:
-    self.counts.update(counts.document_counts(verdict, len(text.encode("utf-8"))))
-    if verdict.match is not None and len(self.examples) < _EXAMPLES:
+  def add(self, verdict: deduplicator.Verdict, nbytes: int) -> None:
+    """Counts one decided document of `nbytes` UTF-8 bytes (added in key order)."""
+    self.counts.update(counts.document_counts(verdict, nbytes))
+    if verdict.match is not None and len(self.examples) < EXAMPLES:
       self.examples.append(dedup_batch.verdict_record(verdict))
 
   def as_dict(self) -> dict:
-    return {"counts": dict(self.counts), "examples": self.examples}
+    return {"counts": dict(sorted(self.counts.items())), "examples": self.examples}
 
 
 def manifest_entry(record: dict) -> dict:

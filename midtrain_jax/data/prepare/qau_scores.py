@@ -30,13 +30,35 @@ def train_documents(data_dir: pathlib.Path, task: str):
            for i in range(start, min(len(source), start + _SCORE_CHUNK))]
 
 
+def scorer_for(data_cfg, data_dir: str | pathlib.Path, tok,
+               log: Callable[[str], None] = print) -> tuple[quality.Scorer, str]:
+  """(scorer, its fingerprint): the folder's scorer for the `data.qau` settings,
+  trained and saved when it has none (or a stale one)."""
+  data_settings.check_qau(data_cfg.qau)
+  catalog.check_tasks(data_cfg.qau.task_factors, "data.qau.task_factors")
+  wanted = quality.fingerprint(data_cfg.qau, tok.fingerprint())
+  scorer = quality.load(data_dir)
+  if scorer is None or scorer.meta.get("fingerprint") != wanted:
+    scorer = quality.train_for(data_cfg, tok, log)
+    quality.save(scorer, data_dir)
+  return scorer, wanted
+
+
+def score_documents(scorer: quality.Scorer, docs, with_bos: bool) -> np.ndarray:
+  """The float32 score of stored documents (each scored alone: any batching agrees)."""
+  if not len(docs):
+    return np.zeros(0, np.float32)
+  return scorer.score([layout.document_body(d, with_bos) for d in docs]).astype(np.float32)
+
+
 def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
                   log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
   """The quality scores of `tasks` in a prepared folder, made and saved if missing.
 
   Trains the folder's scorer when it has none for these `data.qau` settings,
   and scores every task whose saved scores are missing or stale (another
-  scorer, or the task re-prepared).
+  scorer, or the task re-prepared). The Beam preparation scores its documents
+  in the pipeline with the same scorer, so this finds them made.
 
   Args:
     data_cfg: the `data` config section.
@@ -47,18 +69,12 @@ def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
   Returns:
     {task: {"scores", "tokens"}}: per train document, in record order.
   """
-  data_settings.check_qau(data_cfg.qau)
-  catalog.check_tasks(data_cfg.qau.task_factors, "data.qau.task_factors")
   data_dir = pathlib.Path(data_dir)
   manifest = layout.read_manifest(data_dir)
   if manifest is None:
     raise FileNotFoundError(f"{data_dir} is not a prepared data folder (no {layout.MANIFEST}).")
-  wanted = quality.fingerprint(data_cfg.qau, manifest["tokenizer_fingerprint"])
-  scorer = quality.load(data_dir)
-  if scorer is None or scorer.meta.get("fingerprint") != wanted:
-    tok = tokenizer_lib.load_tokenizer(manifest["tokenizer"])
-    scorer = quality.train_for(data_cfg, tok, log)
-    quality.save(scorer, data_dir)
+  scorer, wanted = scorer_for(data_cfg, data_dir,
+                              tokenizer_lib.load_tokenizer(manifest["tokenizer"]), log)
   found = {}
   for task in tasks:
     stats = layout.read_stats(data_dir, task)
@@ -68,7 +84,7 @@ def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
       scores, tokens = [], []
       with_bos = layout.starts_with_bos(manifest)
       for docs in train_documents(data_dir, task):
-        scores.append(scorer.score([layout.document_body(d, with_bos) for d in docs]))
+        scores.append(score_documents(scorer, docs, with_bos))
         tokens.append([len(d) for d in docs])
       # Float32 as stored: a run that scored and one that reads the file bucket alike.
       saved = {"scores": np.concatenate(scores or [[]]).astype(np.float32),
@@ -77,5 +93,3 @@ def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
                                   scorer=wanted, task_fingerprint=stats["fingerprint"])
     found[task] = {"scores": saved["scores"], "tokens": saved["tokens"]}
   return found
-
-

@@ -4,6 +4,7 @@ tests/data/user_seqio_tasks.py registers a Task with its own source and a
 preprocessor; a mixture file names it (`seqio_task`) next to a JSONL task.
 """
 import json
+import pathlib
 
 import grain
 import numpy as np
@@ -143,3 +144,20 @@ def test_bad_seqio_task_settings_are_named(tmp_path, task, message):
                                                "weight": 1}}, "registry_modules": [3]}))
   with pytest.raises(mixture_file.MixtureFileError, match="key 'registry_modules': must be"):
     catalog.get_mixture(str(path))
+
+
+def test_the_beam_preparation_reads_the_seqio_task_alike(prepared, tmp_path):
+  """A seqio task is read as one unit on a Beam worker: the same folder as the local run."""
+  path, data_dir = prepared
+  cfg = config_lib.data_config()
+  cfg.update(mixture=path, tokenizer="demo_spm")
+  preparation.prepare(cfg, tmp_path / "beam", log=lambda _: None, runner="beam",
+                      beam_options="--runner=FnApiRunner --direct_num_workers=1")
+
+  def files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+  found = files(tmp_path / "beam")
+  assert "my_titled/train-00000.array_record" in found
+  assert found == files(pathlib.Path(data_dir))

@@ -18,6 +18,7 @@ from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.load import pipeline, prepared
 from midtrain_jax.data.mixtures import catalog, documents
+from midtrain_jax.data.prepare import run_plan
 from midtrain_jax.data.prepare import tasks as preparation
 from tests import helpers
 
@@ -131,7 +132,10 @@ def test_a_folder_of_the_other_layout_is_neither_read_nor_resumed(tmp_path, toke
   spec = catalog.get_task("tiny_web")
   files = documents.read_documents(spec, cfg)[0]
   stats = layout.read_stats(cfg.data_dir, "tiny_web")
-  assert preparation._task_fingerprint(spec, files, tok, cfg) == stats["fingerprint"]
-  assert preparation._task_fingerprint(spec, files, bos_first, cfg) != stats["fingerprint"]
+  def fingerprint(tokenizer):
+    return run_plan.fingerprints([spec], {spec.name: files}, tokenizer, cfg, None)[spec.name]
+
+  assert fingerprint(tok) == stats["fingerprint"]
+  assert fingerprint(bos_first) != stats["fingerprint"]
   assert np.all(layout.document_body(np.arange(5), True) == [1, 2, 3])
   assert np.all(layout.document_body(np.arange(5), False) == [0, 1, 2, 3])

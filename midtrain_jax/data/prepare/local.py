@@ -1,0 +1,194 @@
+"""The local runner of prepare: one process, two passes over each task's records.
+
+Pass 1 (decide) reads the tasks in key order (records.py) and fingerprints
+their documents, deduplicates them as connected components
+(`components.resolve`: memory O(documents), fingerprints only), chooses the
+held-out documents and saves each pending task's decisions in its folder
+(decisions.py). With cross-task deduplication every task of the mixture is
+read, since a task's duplicates depend on all.
+
+Pass 2 (write) reads a task again, cleans and tokenises its train documents
+in key order and writes them as shards of `data.shard_docs` (writing.py),
+then its held-out split and stats.json. Resumable: saved decisions are
+reused, and the shards already written are skipped (their progress says how
+many train records they consumed). The Beam runner (beam.py) applies the same
+stages, so both write the same folder.
+"""
+import dataclasses
+from collections.abc import Callable
+
+from midtrain_jax.data import layout
+from midtrain_jax.data.prepare import decisions, dedup_step, progress, records, writing
+from midtrain_jax.data.prepare.run_plan import Plan
+from midtrain_jax.dedup import batch as dedup_batch
+from midtrain_jax.dedup import components
+from midtrain_jax.documents import readers as sources
+
+_ENCODE_CHUNK = 256
+
+
+@dataclasses.dataclass
+class _Read:
+  """What pass 1 keeps of a task: its malformed records, records read and, per
+  document in key order, (key, UTF-8 bytes, held-out candidate or None)."""
+  malformed: records.MalformedTally
+  read: int
+  docs: list
+
+
+def _read_task(plan: Plan, spec, items: list, log: Callable[[str], None]) -> _Read:
+  """Reads one task for pass 1; adds its documents' dedup items to `items`."""
+  found = _Read(records.MalformedTally(), 0, [])
+  meter = progress.Meter(f"{spec.name} (deciding)", None, log)
+  fraction = plan.data_cfg.heldout_fraction
+  stream = records.read_task(spec, plan.data_cfg, plan.rank(spec.name))
+  for chunk in dedup_batch.batches(stream, dedup_batch.BATCH_DOCS):
+    found.read += len(chunk)
+    docs = []
+    for key, item in chunk:
+      if isinstance(item, sources.Malformed):
+        found.malformed.add(item)
+      else:
+        docs.append((key, item))
+    if plan.dedup is not None:
+      prints = plan.dedup.fingerprint([item.text for _, item in docs], spec.name)
+      items.extend(components.Item(key, item.where, spec.name, fp)
+                   for (key, item), fp in zip(docs, prints))
+    found.docs.extend((key, len(item.text.encode("utf-8")),
+                       decisions.heldout_candidate(item.text, key, fraction))
+                      for key, item in docs)
+    meter.update(len(chunk), len(docs), 0, sum(n for _, n, _ in found.docs[-len(docs):])
+                 if docs else 0)
+  return found
+
+
+def _decisions(plan: Plan, name: str, read: _Read, verdicts: dict | None
+               ) -> decisions.Decisions:
+  """A task's decisions from what pass 1 read and the verdicts of the run."""
+  tally, kept, candidates = dedup_step.Tally(), [], []
+  for key, nbytes, candidate in read.docs:
+    if verdicts is not None:
+      tally.add(verdicts[key], nbytes)
+      if not verdicts[key].kept:
+        continue
+    kept.append(key)
+    if candidate is not None:
+      candidates.append(candidate)
+  heldout = decisions.choose_heldout(candidates, plan.data_cfg.heldout_max_docs)
+  return decisions.Decisions(
+      fingerprint=plan.fingerprints[name], records_read=read.read,
+      malformed=read.malformed.as_dict(), dedup=tally.as_dict() if verdicts is not None else {},
+      heldout_candidates=len(candidates), heldout=heldout, train=decisions.split(kept, heldout))
+
+
+def decide(plan: Plan, log: Callable[[str], None]) -> dict[str, decisions.Decisions]:
+  """Pass 1: the decisions of every pending task (saved ones reused when all are saved)."""
+  saved = {name: decisions.load(plan.task_dir(name), plan.fingerprints[name])
+           for name in plan.pending}
+  if all(saved.values()):
+    return saved
+  # With cross-task deduplication every task is read: its documents decide the others'.
+  cross = plan.dedup is not None and plan.dedup.cross_task
+  items, reads = [], {}
+  for spec in plan.specs:
+    if spec.name in plan.pending or cross:
+      reads[spec.name] = _read_task(plan, spec, items, log)
+      if spec.name in plan.pending:
+        reads[spec.name].malformed.check(plan.data_cfg.max_malformed, spec.name)
+  verdicts = plan.dedup.resolve(items) if plan.dedup is not None else None
+  found = {}
+  for name in plan.pending:
+    found[name] = _decisions(plan, name, reads[name], verdicts)
+    decisions.save(plan.task_dir(name), found[name])
+    log(f"[prepare] {name}: decided {found[name].records_read:,} records: "
+        f"{len(found[name].train):,} train, {len(found[name].heldout)} held out")
+  return found
+
+
+class _ShardWriter:
+  """Pass 2's output of one task: survivors into shards of `shard_docs`, progress with each."""
+
+  def __init__(self, task_dir, shard_docs: int):
+    self.task_dir, self.shard_docs = task_dir, shard_docs
+    self.index, state = layout.finished_shards(task_dir)
+    self.progress = writing.ShardProgress(state)
+    self.pending = []
+
+  def take(self, text, cleaned, hits, doc, decontaminated: bool) -> None:
+    self.progress.add(text, cleaned, hits, doc, decontaminated)
+    if doc is not None:
+      self.pending.append(doc)
+      if len(self.pending) == self.shard_docs:
+        self.flush()
+
+  def flush(self) -> None:
+    layout.write_shard(self.task_dir, self.index, self.pending, self.progress.as_dict())
+    self.index += 1
+    self.pending = []
+
+  def finish(self) -> None:
+    """Writes the last, partial shard (or an empty first one when nothing survived)."""
+    if self.pending or self.index == 0:
+      self.flush()
+
+
+def _write_chunk(plan: Plan, texts: list[str], writer: _ShardWriter,
+                 meter: progress.Meter) -> None:
+  if not texts:
+    return
+  cleaned = writing.clean(plan.cleaner, texts)
+  docs = iter(writing.encode(plan.tok, [c for c, _ in cleaned if c is not None]))
+  before = (writer.progress.docs, writer.progress.tokens)
+  for text, (kept, hits) in zip(texts, cleaned):
+    writer.take(text, kept, hits, next(docs) if kept is not None else None,
+                plan.cleaner is not None)
+  meter.update(len(texts), writer.progress.docs - before[0],
+               writer.progress.tokens - before[1], sum(len(t.encode("utf-8")) for t in texts))
+
+
+def _write_heldout(plan: Plan, task_dir, texts: list[str]) -> dict:
+  """Writes the held-out split (decontaminated; its hits are not counted: not trained on)."""
+  kept = [c for c, _ in writing.clean(plan.cleaner, texts) if c is not None]
+  docs = writing.encode(plan.tok, kept)
+  doc_bytes = [len(t.encode("utf-8")) for t in kept]
+  layout.write_heldout(task_dir, docs, doc_bytes)
+  return writing.heldout_record(docs, doc_bytes)
+
+
+def write(plan: Plan, name: str, found: decisions.Decisions, log: Callable[[str], None]) -> dict:
+  """Pass 2 over one task: shards from the first unwritten one, held-out split, stats."""
+  spec, task_dir = plan.spec(name), plan.task_dir(name)
+  writer = _ShardWriter(task_dir, plan.data_cfg.shard_docs)
+  if writer.index:
+    log(f"[prepare] {name}: resuming after {writer.index} finished shards")
+  skip, train, held = writer.progress.records, set(found.train), set(found.heldout)
+  meter = progress.Meter(name, len(found.train) - skip, log)
+  heldout, chunk, seen = {}, [], 0
+  for key, item in records.read_task(spec, plan.data_cfg, plan.rank(name)):
+    if key in held:
+      heldout[key] = item.text
+    elif key in train:
+      seen += 1
+      if seen > skip:
+        chunk.append(item.text)
+      if len(chunk) == _ENCODE_CHUNK:
+        _write_chunk(plan, chunk, writer, meter)
+        chunk = []
+  _write_chunk(plan, chunk, writer, meter)
+  writer.finish()
+  held_record = _write_heldout(plan, task_dir, [heldout[k] for k in found.heldout])
+  stats = writing.task_stats(spec, plan.fingerprints[name], plan.files[name], found,
+                             writer.index, writer.progress, held_record, plan.cleaner,
+                             plan.dedup.record() if plan.dedup is not None else None)
+  layout.write_stats(task_dir, stats)
+  decisions.remove(task_dir)
+  log(meter.line())
+  return stats
+
+
+def run(plan: Plan, log: Callable[[str], None]) -> dict[str, dict]:
+  """Prepares the plan's pending tasks; returns their stats."""
+  for name in plan.done:  # A run stopped between a task's stats.json and this removal.
+    decisions.remove(plan.task_dir(name))
+  found = decide(plan, log)
+  return {name: write(plan, name, found[name], log) for name in plan.pending}

@@ -1,0 +1,183 @@
+"""Which documents are compared and how a pair is verified: shared by every runner.
+
+Two kinds of keys come from a fingerprint:
+  group keys    (level, key) of the levels that need no verification: the
+                exact key, and the code key. Documents with the same group key
+                are duplicates at that level (similarity 1).
+  bucket keys   (kind, key) of the levels found by hashing: MinHash band keys
+                ("minhash"), SimHash band keys ("simhash"), semantic band keys
+                ("semantic"). Documents sharing a bucket key are candidates; a
+                candidate pair is a duplicate when `similarity` verifies it.
+
+A level is skipped for a document without a fingerprint there (no words, or an
+exact-only task): it gets no key of that level.
+"""
+import functools
+
+import numpy as np
+
+from midtrain_jax.dedup import simhash
+from midtrain_jax.dedup.params import DedupParams
+
+# The levels from strictest to loosest: a removed document's match names the
+# strictest level among its own verified pairs.
+STRICTNESS = ("exact", "code", "near", "semantic")
+RANK = {level: rank for rank, level in enumerate(STRICTNESS)}
+LEVEL_OF = {"minhash": "near", "simhash": "near", "semantic": "semantic"}
+
+
+@functools.cache
+def _simhash_bands(max_distance: int) -> simhash.SimHashIndex:
+  return simhash.SimHashIndex(max_distance)
+
+
+def group_keys(fp, params: DedupParams) -> list[tuple[str, bytes]]:
+  """(level, key) of the exact and code levels on for this fingerprint."""
+  out = []
+  if "exact" in params.levels:
+    out.append(("exact", fp.exact))
+  if "code" in params.levels and fp.code is not None:
+    out.append(("code", fp.code))
+  return out
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(key: int) -> int:
+  """A 64-bit key as a signed 64-bit int: Beam encodes those as integers, larger ones
+  by pickling, which does not always give equal keys equal bytes (they would not meet)."""
+  return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def _simhash_key(key: int) -> int:
+  band, bits = key >> simhash.BITS, key & _MASK64  # Band number above the band's bits.
+  return _signed((bits ^ (band * 0x9E3779B97F4A7C15)) & _MASK64)
+
+
+def bucket_keys(fp, params: DedupParams) -> list[tuple[str, int]]:
+  """(kind, key) of the hash buckets the fingerprint lands in (keys fit in int64)."""
+  out = []
+  if params.uses_minhash and fp.band_keys is not None:
+    out += [("minhash", _signed(int(k))) for k in fp.band_keys]
+  if params.uses_simhash and fp.simhash is not None:
+    out += [("simhash", _simhash_key(k))
+            for k in _simhash_bands(params.simhash_distance).keys(fp.simhash)]
+  if "semantic" in params.levels and fp.embedding is not None and fp.semantic_keys is not None:
+    out += [("semantic", int(k)) for k in fp.semantic_keys]
+  return out
+
+
+def similarities(kind: str, fp, others, params: DedupParams) -> list[float | None]:
+  """The verified similarity of `fp` with each of `others` (None: not a duplicate).
+
+  Args:
+    kind: the bucket kind ("minhash", "simhash" or "semantic").
+    fp: a fingerprint.
+    others: fingerprints it is compared with (its bucket's anchors), compared
+      together in one array operation.
+    params: the thresholds.
+  """
+  if not others:
+    return []
+  if kind == "minhash":
+    equal = np.count_nonzero(np.stack([o.signature for o in others]) == fp.signature, axis=1)
+    scores = equal / fp.signature.shape[-1]
+    return [float(s) if s >= params.jaccard else None for s in scores]
+  if kind == "simhash":
+    out = []
+    for other in others:
+      distance = simhash.hamming(fp.simhash, other.simhash)
+      out.append(1.0 - distance / simhash.BITS if distance <= params.simhash_distance else None)
+    return out
+  if kind == "semantic":
+    # Elementwise products summed per row in float64: the same score for a pair
+    # whatever the other rows (a matrix product's rounding depends on its shape).
+    matrix = np.stack([o.embedding for o in others]).astype(np.float64)
+    scores = (matrix * fp.embedding.astype(np.float64)).sum(axis=1)
+    return [float(s) if s >= params.semantic_threshold else None for s in scores]
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def better(a: tuple | None, b: tuple | None) -> tuple | None:
+  """The better of two (level rank, -similarity, ...) records (None: no record)."""
+  if a is None:
+    return b
+  if b is None:
+    return a
+  return min(a, b)
+
+
+
+def stack(kind: str, fps) -> np.ndarray:
+  """The fingerprints of a bucket's anchors as one array (compared with `bucket_scores`)."""
+  if kind == "minhash":
+    return np.stack([fp.signature for fp in fps])
+  if kind == "simhash":
+    return np.array([fp.simhash for fp in fps], np.uint64)
+  if kind == "semantic":
+    return np.stack([fp.embedding for fp in fps]).astype(np.float64)
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def bucket_scores(kind: str, members, anchors: np.ndarray, params: DedupParams) -> np.ndarray:
+  """float64 [members, anchors]: each pair's verified similarity, -1 where not a duplicate.
+
+  Args:
+    kind: the bucket kind.
+    members: fingerprints of some members of a bucket.
+    anchors: `stack(kind, anchor fingerprints)`.
+    params: the thresholds.
+
+  A pair's score does not depend on the other rows or columns (the semantic
+  level sums each pair's products on its own), so every runner finds the same.
+  """
+  if kind == "minhash":
+    signatures = np.stack([fp.signature for fp in members])
+    scores = (signatures[:, None, :] == anchors[None]).sum(axis=2) / signatures.shape[1]
+    return np.where(scores >= params.jaccard, scores, -1.0)
+  if kind == "simhash":
+    prints = np.array([fp.simhash for fp in members], np.uint64)
+    distance = np.bitwise_count(prints[:, None] ^ anchors[None]).astype(np.float64)
+    return np.where(distance <= params.simhash_distance, 1.0 - distance / simhash.BITS, -1.0)
+  if kind == "semantic":
+    scores = np.stack([(anchors * fp.embedding.astype(np.float64)).sum(axis=1)
+                       for fp in members])
+    return np.where(scores >= params.semantic_threshold, scores, -1.0)
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def table(kind: str, items) -> np.ndarray:
+  """The fingerprints of a kind of every item, one row each (zeros where it has none)."""
+  if kind == "minhash":
+    width = next(it.fp.signature.shape[0] for it in items if it.fp.signature is not None)
+    out = np.zeros((len(items), width), np.uint32)
+    for i, it in enumerate(items):
+      if it.fp.signature is not None:
+        out[i] = it.fp.signature
+    return out
+  if kind == "simhash":
+    return np.array([it.fp.simhash or 0 for it in items], np.uint64)
+  if kind == "semantic":
+    width = next(it.fp.embedding.shape[0] for it in items if it.fp.embedding is not None)
+    out = np.zeros((len(items), width), np.float64)
+    for i, it in enumerate(items):
+      if it.fp.embedding is not None:
+        out[i] = it.fp.embedding
+    return out
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def pair_scores(kind: str, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
+                params: DedupParams) -> np.ndarray:
+  """float64 [pairs]: the verified similarity of rows a[i] and b[i] of `table`, -1 if not."""
+  if kind == "minhash":
+    scores = (rows[a] == rows[b]).sum(axis=1) / rows.shape[1]
+    return np.where(scores >= params.jaccard, scores, -1.0)
+  if kind == "simhash":
+    distance = np.bitwise_count(rows[a] ^ rows[b]).astype(np.float64)
+    return np.where(distance <= params.simhash_distance, 1.0 - distance / simhash.BITS, -1.0)
+  if kind == "semantic":
+    scores = (rows[a] * rows[b]).sum(axis=1)
+    return np.where(scores >= params.semantic_threshold, scores, -1.0)
+  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
