@@ -51,6 +51,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 RUNS = ("ours_tok", "dt_tok", "ours_full", "ours_dedup", "dt_full", "beam1", "beam2")
 DEFAULT_RUNS = "ours_tok,dt_tok,ours_full,ours_dedup,dt_full,beam1,beam2"
 _POLL_S = 0.05
+BEAM_WORKERS = {"beam1": 1, "beam2": 2}
 
 
 def cpu_model() -> str:
@@ -120,7 +121,7 @@ def run_one(name: str, corpus: pathlib.Path, work: pathlib.Path, tokenizer: str,
   out = work / name
   shutil.rmtree(out, ignore_errors=True)
   out.mkdir(parents=True)
-  workers = {"beam1": 1, "beam2": 2}.get(name, cores)
+  workers = BEAM_WORKERS.get(name, cores)
   cpus = set(sorted(os.sched_getaffinity(0))[:workers])
   env = {**os.environ, "RAYON_NUM_THREADS": str(workers), "TOKENIZERS_PARALLELISM": "true",
          # Beam's worker processes import the package the driver imported.
@@ -160,7 +161,10 @@ def bench(size_gb: float, args, tokenizer: str) -> tuple[dict, list[dict]]:
     try:
       rows.append(run_one(name, corpus, root / "work", tokenizer, args.cores))
     except RuntimeError as e:
-      rows.append({"run": name, "cores": args.cores, "error": str(e).splitlines()[-1][:120]})
+      lines = str(e).splitlines()
+      reason = next((l for l in reversed(lines) if "Error" in l), lines[-1])
+      rows.append({"run": name, "cores": BEAM_WORKERS.get(name, args.cores),
+                   "error": reason[:160]})
     print(f"  {name}: {json.dumps(rows[-1])}", flush=True)
   return meta, rows
 
