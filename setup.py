@@ -38,6 +38,12 @@ _LM_EVAL = ["lm-eval~=0.4.13"]
 # Apache Beam runs the preparation on Dataflow, Flink or Spark (and locally on
 # the DirectRunner); it shares one environment with the core and the tests.
 _BEAM = ["apache-beam~=2.78.0"]
+# What benchmarks/prepare_throughput.py compares the preparation with:
+# datatrove's tokenizer step and MinHash deduplication (spaCy is its English
+# word tokenizer; no model is downloaded; its hashing needs xxhash 3, as its
+# `processing` extra says), and psutil to watch the processes.
+# Not in the test extra: no test imports them.
+_BENCH = ["datatrove~=0.10.1", "spacy>=3.8,<4", "xxhash<4", "psutil>=5.9"]
 
 setuptools.setup(
     name="midtrain_jax",
@@ -64,5 +70,6 @@ setuptools.setup(
         "notebooks": ["matplotlib>=3.8", "pandas>=2", "ipykernel>=6",
                       "nbclient>=0.10", "nbformat>=5"],
         "beam": _BEAM,
+        "bench": _BENCH,
     },
 )

@@ -156,7 +156,8 @@ SECTION = settings.Section({
                        check=_NON_NEGATIVE),
     "heldout_fraction": S(0.05, "Prepare: per-task held-out split for bits-per-byte "
                           "evaluation: a document is a candidate when the hash of its "
-                          "text falls under this fraction of the hash range.",
+                          "text (of its ids, for a token-file task) falls under this "
+                          "fraction of the hash range.",
                           check=settings.FRACTION),
     "heldout_max_docs": S(500, "Prepare: at most this many held-out documents per task: "
                           "of more candidates, those with the smallest hashes (a uniform "

@@ -19,8 +19,11 @@ from midtrain_jax.documents import readers as sources
 _BUCKETS = 1_000_000
 
 
-def _digest(text: str) -> int:
-  return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+def _digest(text: str | bytes) -> int:
+  # Bytes are hashed as they are: documents that are token ids already
+  # (data/prepare/pretokenized.py) are split by the same rule.
+  data = text if isinstance(text, bytes) else text.encode("utf-8")
+  return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 def _key(digest: int) -> int:
@@ -67,8 +70,10 @@ class HeldoutSample:
     self._heap: list[tuple[int, str]] = []  # (-key, text): the largest key on top.
     self.candidates = 0
 
-  def offer(self, text: str) -> str | None:
+  def offer(self, text: str | bytes) -> str | bytes | None:
     """Offers the next document; returns the document that goes to training, if any.
+
+    A document is its text, or the bytes of its token ids where it has no text.
 
     That is `text` itself when it is not held out, a candidate it pushed out
     of the sample (a larger key), or None when nothing leaves the sample.
@@ -85,7 +90,7 @@ class HeldoutSample:
       return text  # Not smaller than the largest key kept (or nothing is kept).
     return heapq.heappushpop(self._heap, (-key, text))[1]
 
-  def documents(self) -> list[str]:
+  def documents(self) -> list[str | bytes]:
     """The held-out documents, by increasing key (not read order)."""
     return [text for _, text in sorted(self._heap, reverse=True)]
 

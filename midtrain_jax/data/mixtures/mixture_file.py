@@ -10,6 +10,8 @@
               weight: 0.2, chat_template: chatml, licence: "CC BY 4.0"}
     my_seqio: {seqio_task: my_registered_task, capability: qa, weight: 0.1}
     my_sft:  {files: ["sft/*.jsonl"], capability: math, weight: 1.0, sft: true}
+    my_tokens: {token_files: ["olmo/*.npy"], token_dtype: uint32,
+                tokenizer: "dolma2/tokenizer.json", capability: math, weight: 0.1}
   registry_modules: [my_pkg.my_tasks]  # optional: register the seqio tasks named
   stages:                        # optional: the default `data.weight_stages`
     - {start: 0, weights: {my_web: 1.0}}
@@ -27,7 +29,14 @@ Instead of `files`, `seqio_task` names a registered seqio Task or Mixture
 (optional `split`, default "train"; `text_field` names its text feature):
 its preprocessed examples are the documents (seqio_source.py has the
 contract). The modules registering it are the file's `registry_modules` plus
-`data.registry_modules`.
+`data.registry_modules`. Instead of `files`, `token_files` (pattern or list,
+relative ones from the file's folder) names corpora already tokenised as
+OLMo-core publishes them (documents/token_files.py): `token_dtype` (uint16,
+uint32 (default) or uint64) is their id width and `tokenizer` (required: a
+`data.tokenizer` value, a relative path read from the file's folder, or a
+tokenizer fingerprint) the tokenizer they were made with, which must be the
+model's; their documents are not deduplicated or decontaminated (the text is
+gone; data/prepare/pretokenized.py).
 
 The config names the file where a mixture name goes (`data.mixture=mix.yaml`);
 `mix.yaml#microanneal/<task>` is the microanneal mixture (50% the task, 50% the
@@ -48,6 +57,7 @@ from etils import epath
 from midtrain_jax.data.mixtures import chat_records
 from midtrain_jax.data.mixtures.specs import CAPABILITIES, MixtureSpec, TaskSpec
 from midtrain_jax.documents import readers as sources
+from midtrain_jax.documents import token_files
 
 SUFFIXES = (".yaml", ".yml", ".json")
 # `<file>#microanneal/<task>` names a file's microanneal mixture.
@@ -57,9 +67,11 @@ CHAT_TEMPLATES = {
     "chatml": ("<|im_start|>{role}\n{content}<|im_end|>", "\n"),
 }
 _TOP_KEYS = ("name", "description", "tasks", "stages", "registry_modules")
-_TASK_KEYS = ("files", "seqio_task", "split", "capability", "weight", "text_field",
-              "template", "chat_template", "sft", "max_epochs", "fim", "licence",
-              "provenance")
+_TASK_KEYS = ("files", "seqio_task", "token_files", "token_dtype", "tokenizer", "split",
+              "capability", "weight", "text_field", "template", "chat_template", "sft",
+              "max_epochs", "fim", "licence", "provenance")
+# Keys of a text task that a token-file task has no use for.
+_TEXT_KEYS = ("files", "seqio_task", "split", "text_field", "template", "chat_template", "sft")
 _STAGE_KEYS = ("start", "weights")
 # Names become seqio names and folder names: keep them plain.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -207,16 +219,21 @@ def _task(path: str, task, node, registry_modules: tuple[str, ...]) -> TaskSpec:
   _check_keys(path, where, node, _TASK_KEYS)
   for key in ("capability", "weight"):
     if key not in node:
-      _fail(path, where, f"key {key!r} is missing (every task needs files or seqio_task, "
-                         "capability and weight).")
+      _fail(path, where, f"key {key!r} is missing (every task needs files, seqio_task or "
+                         "token_files, capability and weight).")
   if node["capability"] not in CAPABILITIES:
     _fail(path, where, f"key 'capability': {node['capability']!r} is not one of "
                        f"{list(CAPABILITIES)}.")
   if "seqio_task" in node:
     return _seqio_task(path, task, node, registry_modules)
+  if "token_files" in node:
+    return _token_task(path, task, node)
+  for key in ("token_dtype", "tokenizer"):
+    if key in node:
+      _fail(path, where, f"key {key!r}: only a token_files task has it.")
   if "files" not in node:
-    _fail(path, where, "key 'files' is missing (every task needs files or seqio_task, "
-                       "capability and weight).")
+    _fail(path, where, "key 'files' is missing (every task needs files, seqio_task or "
+                       "token_files, capability and weight).")
   if "split" in node:
     _fail(path, where, "key 'split': only a seqio_task task has a split.")
   patterns = node["files"]
@@ -267,8 +284,56 @@ def _seqio_task(path: str, task: str, node: dict,
       seqio_text_field=field, registry_modules=registry_modules)
 
 
+def _patterns(path: str, where: str, node: dict, key: str) -> list[str]:
+  """A task's file patterns under `key` (one or a list), relative ones from the file's folder."""
+  patterns = node[key]
+  patterns = [patterns] if isinstance(patterns, str) else patterns
+  if not isinstance(patterns, list) or not patterns or not all(
+      isinstance(p, str) and p for p in patterns):
+    _fail(path, where, f"key {key!r}: must be a pattern or a list of patterns, got "
+                       f"{node[key]!r}.")
+  folder = posixpath.dirname(path)
+  return [p if p.startswith("/") or "://" in p else posixpath.join(folder, p) for p in patterns]
+
+
+def _token_task(path: str, task: str, node: dict) -> TaskSpec:
+  """A task whose documents are token ids already (OLMo-core's token files)."""
+  where = f"task {task!r}: "
+  for key in _TEXT_KEYS:
+    if key in node:
+      _fail(path, where, f"keys ['token_files', {key!r}] conflict: token files hold token "
+                         "ids, not records to read text from.")
+  dtype = node.get("token_dtype", "uint32")
+  if dtype not in token_files.DTYPES:
+    _fail(path, where, f"key 'token_dtype': {dtype!r} is not one of "
+                       f"{sorted(token_files.DTYPES)}.")
+  tokenizer = node.get("tokenizer")
+  if not isinstance(tokenizer, str) or not tokenizer:
+    _fail(path, where, "key 'tokenizer' is missing: name the tokenizer the token files were "
+                       f"made with (a data.tokenizer value or its fingerprint), got {tokenizer!r}.")
+  if tokenizer.endswith((".json", ".model")) and not (
+      tokenizer.startswith("/") or "://" in tokenizer):
+    tokenizer = posixpath.join(posixpath.dirname(path), tokenizer)
+  epochs = _checked_epochs_and_fim(path, where, node)
+  for key in ("licence", "provenance"):
+    if key in node and not isinstance(node[key], str):
+      _fail(path, where, f"key {key!r}: must be a string, got {node[key]!r}.")
+  patterns = _patterns(path, where, node, "token_files")
+  given = [node["token_files"]] if isinstance(node["token_files"], str) else node["token_files"]
+  return TaskSpec(
+      task, node["capability"], _no_files, _no_text, epochs,
+      node.get("provenance", f"{path}: token files {', '.join(given)}"),
+      node.get("licence", "unspecified"), fim=node.get("fim", False),
+      token_files=tuple(patterns), token_dtype=dtype, tokenizer=tokenizer)
+
+
+def _no_text(record: dict) -> str:
+  del record  # A token-file task has no records; its documents are ids.
+  raise TypeError("a token_files task has no text")
+
+
 def _no_files(data_cfg=None) -> list[str]:
-  del data_cfg  # A seqio task's documents come from seqio, not files.
+  del data_cfg  # A seqio or token-file task's documents do not come from `files`.
   return []
 
 

@@ -37,6 +37,12 @@ class TaskSpec:
     chat: the records are conversations (`messages`, or `prompt` and
       `response`; data/chat.py): stored with a loss mask on the responses,
       for supervised fine-tuning.
+    token_files: when set, the documents are already token ids: these files
+      (paths or patterns) as OLMo-core publishes them (documents/token_files.py),
+      read without tokenising; `files` and `text_fn` are then unused.
+    token_dtype: the id width of `token_files` (a key of token_files.DTYPES).
+    tokenizer: the tokenizer `token_files` were made with, as `data.tokenizer`
+      names one (or its fingerprint); preparing them with another fails.
   """
   name: str
   capability: str
@@ -52,6 +58,9 @@ class TaskSpec:
   seqio_text_field: str = "text"
   registry_modules: tuple[str, ...] = ()
   chat: bool = False
+  token_files: tuple[str, ...] = ()
+  token_dtype: str = "uint32"
+  tokenizer: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

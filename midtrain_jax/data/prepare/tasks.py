@@ -78,6 +78,9 @@ def prepare_task(spec: catalog.TaskSpec, out_dir: pathlib.Path, tok, data_cfg,
     data_cfg: the `data` config section.
     log: progress printer.
   """
+  if _pretokenized([spec]):
+    from midtrain_jax.data.prepare import pretokenized  # noqa: PLC0415
+    return pretokenized.prepare_task(spec, pathlib.Path(out_dir) / spec.name, tok, data_cfg, log)
   run = plan_lib.make_plan([spec], pathlib.Path(out_dir), tok, data_cfg, log)
   stats = _run(run, "local", (), log)
   return stats[spec.name]
@@ -154,7 +157,7 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
   if _pretokenized(specs):
     from midtrain_jax.data.prepare import pretokenized  # noqa: PLC0415
     for spec in _pretokenized(specs):
-      pretokenized.prepare_task(spec, out, tok, data_cfg, log)
+      pretokenized.prepare_task(spec, out / spec.name, tok, data_cfg, log)
   run = plan_lib.make_plan([s for s in specs if s not in _pretokenized(specs)], out, tok,
                            data_cfg, log)
   found = _run(run, runner, options, log)
