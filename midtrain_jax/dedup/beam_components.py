@@ -12,9 +12,14 @@ Every stage is keyed by something smaller than the corpus:
               reference mode "drop" the matched items leave here.
   groups      exact / code groups reduced to their smallest key (a combiner),
               joined with their members: one pair per member.
-  buckets     MinHash / SimHash / semantic buckets reduced to their anchors
-              (`Top.SmallestPerKey` by key) and size; each member joined with
-              them and compared with the anchors of smaller key (pairs.py).
+  buckets     MinHash / SimHash / semantic bucket memberships as keys only,
+              reduced to their anchors (the smallest `max_bucket` keys,
+              `Top.SmallestPerKey`) and size; each member joined with them
+              gives its candidate pairs (the anchors of smaller key); the
+              pairs are joined with the member's fingerprint, then with the
+              anchor's, and verified one by one (pairs.py), so a fingerprint
+              travels with the candidate pairs it is in, not with each of its
+              buckets.
   components  labels by rounds, unrolled into the pipeline: every node starts
               with the smallest key among itself and its neighbours; a round
               joins each verified pair with both labels and proposes the
@@ -32,14 +37,17 @@ Every stage is keyed by something smaller than the corpus:
               kept document (a join by label).
 
 Memory per worker does not grow with the corpus: a combiner holds one key,
-one count, or one bucket's anchors (`max_bucket` fingerprints: a MinHash
-signature is 4 * num_perm bytes, an embedding 4 * D); a join holds one such
-header (a group's smallest key, a bucket's anchors and size, a node's label)
-while the other values of its key are iterated, never collected into a list
-(runners that page large groups, such as Dataflow, stream a hot key's values).
-Members are verified `components.CHUNK` (64) at a time: one [64, anchors,
-num_perm] comparison. `max_bucket=0`
-(unbounded buckets) gives up that bound: a bucket's anchors are all its members.
+one count, or one bucket's anchors (`max_bucket` keys); a join holds one such
+header (a group's smallest key, a bucket's anchors and size, a node's label,
+a document's fingerprint: a MinHash signature is 4 * num_perm bytes, an
+embedding 4 * D) while the other values of its key are iterated, never
+collected into a list (runners that page large groups, such as Dataflow,
+stream a hot key's values). A member's distinct candidates are at most
+buckets x `max_bucket`. `max_bucket=0` (unbounded buckets) gives up that
+bound: a bucket's anchors are all its members. Runners that hand a worker a
+whole stage's input as one bundle (the local FnApiRunner) hold that input
+instead; there the largest stage input is one element per (document, bucket)
+of keys only.
 """
 import bisect
 
@@ -75,10 +83,6 @@ def _smallest(pcoll, name: str, cap: int, key):
 
 def _ref_key(ref):
   return ref[0], ref[1].exact
-
-
-def _item_key(item):
-  return item.key
 
 
 def _scope(item: components.Item, cross_task: bool):
@@ -174,45 +178,65 @@ def _group_pairs(joined):
       yield smallest, key, pairs.RANK[level], -1.0
 
 
-def _bucket_pairs(joined, params: DedupParams):
-  """Verified pairs of a bucket's members with its anchors of smaller key; the cap's counts.
+def _bucket_candidates(joined, params: DedupParams):
+  """A bucket's candidate pairs, by keys only: each member with its anchors of smaller key.
 
-  Yields (anchor key, member key, level rank, -similarity), and to the "counts"
-  output (member key, (skipped, capped)) for a member beyond the anchors.
-  Members are compared `components.CHUNK` at a time.
+  Yields (member key, (anchor key, kind)), and to the "counts" output (member
+  key, (skipped, capped)) for a member beyond the anchors.
   """
   (_, kind, _), values = joined
   size = _first(values, "size")
   if size < 2:
     return
-  anchors = _first(values, "anchors")
-  keys = [a.key for a in anchors]
-  stacked = pairs.stack(kind, [a.fp for a in anchors])
+  keys = _first(values, "anchors")
   limit = params.max_bucket or size
-  chunk = []
-  for tag, item in values:
+  for tag, key in values:
     if tag != "member":
       continue
-    below = bisect.bisect_left(keys, item.key)
-    if below == len(keys) or keys[below] != item.key:  # Not an anchor.
-      yield beam.pvalue.TaggedOutput("counts", (item.key, (size - 1 - limit, 1)))
-    if below:
-      chunk.append((item, below))
-    if len(chunk) == components.CHUNK:
-      yield from _compare(kind, chunk, keys, stacked, params)
-      chunk = []
-  if chunk:
-    yield from _compare(kind, chunk, keys, stacked, params)
+    below = bisect.bisect_left(keys, key)
+    if below == len(keys) or keys[below] != key:  # Not an anchor.
+      yield beam.pvalue.TaggedOutput("counts", (key, (size - 1 - limit, 1)))
+    for anchor in keys[:below]:
+      yield key, (anchor, kind)
 
 
-def _compare(kind: str, chunk: list, keys: list, stacked, params: DedupParams):
-  """(anchor key, member key, level rank, -similarity) of a chunk's verified pairs."""
-  scores = pairs.bucket_scores(kind, [item.fp for item, _ in chunk], stacked, params)
-  rank = pairs.RANK[pairs.LEVEL_OF[kind]]
-  for row, (item, below) in enumerate(chunk):
-    for column in range(below):
-      if scores[row, column] >= 0:
-        yield keys[column], item.key, rank, -float(scores[row, column])
+def _with_member_print(joined):
+  """(anchor key, (member key, kind, member fingerprint)) per distinct candidate of a member.
+
+  A pair sharing several buckets of a kind is verified once (the same score).
+  """
+  key, values = joined
+  fp = _first(values, "fp")
+  for anchor, kind in sorted({value for tag, value in values if tag == "candidate"}):
+    yield anchor, (key, kind, fp)
+
+
+def _verify(joined, params: DedupParams):
+  """(anchor key, member key, level rank, -similarity) of an anchor's verified candidates.
+
+  Each pair is scored on its own (pairs.bucket_scores of one row and one
+  column): the score `components.resolve` gives it.
+  """
+  anchor, values = joined
+  fp = _first(values, "fp")
+  for tag, value in values:
+    if tag != "candidate":
+      continue
+    member, kind, member_fp = value
+    score = pairs.bucket_scores(kind, [member_fp], pairs.stack(kind, [fp]), params)[0, 0]
+    if score >= 0:
+      yield anchor, member, pairs.RANK[pairs.LEVEL_OF[kind]], -float(score)
+
+
+class _Rejoin(beam.PTransform):
+  """Joins (anchor key, candidate) with the anchors' fingerprints: (key, [(tag, value)])."""
+
+  def __init__(self, prints):
+    super().__init__()
+    self._prints = prints
+
+  def expand(self, candidates):
+    return _join("anchor join", {"fp": self._prints, "candidate": candidates})
 
 
 def _verified_pairs(live, params: DedupParams, cross_task: bool):
@@ -222,14 +246,21 @@ def _verified_pairs(live, params: DedupParams, cross_task: bool):
   smallest = members | "group smallest" >> beam.CombinePerKey(min)
   group_pairs = (_join("group join", {"min": smallest, "member": members})
                  | "group pairs" >> beam.FlatMap(_group_pairs))
+  # Bucket memberships carry keys only: a document is in ~num_bands buckets,
+  # and its fingerprint travels only with the candidate pairs it is in.
   in_buckets = live | "bucket keys" >> beam.FlatMap(
-      lambda it: [((_scope(it, cross_task), *b), it) for b in pairs.bucket_keys(it.fp, params)])
-  anchors = _smallest(in_buckets, "anchors", params.max_bucket, _item_key)
+      lambda it: [((_scope(it, cross_task), *b), it.key) for b in pairs.bucket_keys(it.fp, params)])
+  anchors = _smallest(in_buckets, "anchors", params.max_bucket, None)
   sizes = in_buckets | "bucket sizes" >> beam.combiners.Count.PerKey()
   found = (_join("bucket join", {"anchors": anchors, "size": sizes, "member": in_buckets})
-           | "bucket pairs" >> beam.FlatMap(_bucket_pairs, params).with_outputs(
+           | "bucket candidates" >> beam.FlatMap(_bucket_candidates, params).with_outputs(
                "counts", main="pairs"))
-  return (group_pairs, found.pairs) | "pairs" >> beam.Flatten(), found.counts
+  prints = live | "prints" >> beam.Map(lambda it: (it.key, it.fp))
+  verified = (_join("member prints", {"fp": prints, "candidate": found.pairs})
+              | "with member print" >> beam.FlatMap(_with_member_print)
+              | "anchor prints" >> _Rejoin(prints)
+              | "verify" >> beam.FlatMap(_verify, params))
+  return (group_pairs, verified) | "pairs" >> beam.Flatten(), found.counts
 
 
 def _label_first(joined):
