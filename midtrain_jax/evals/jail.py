@@ -130,6 +130,10 @@ def command(argv: list[str], *, disk_mb: int, info_fd: int, as_root: bool,
   return [bwrap() or "bwrap", *_NAMESPACES, *users, *env, *files, "--", *argv]
 
 
+class SandboxNotStarted(RuntimeError):
+  """bwrap exited before it created the sandbox (e.g. namespaces or memory unavailable)."""
+
+
 def sandbox_pid(info_fd: int) -> int:
   """The host PID of the sandbox's PID 1, once bwrap has created it (read from `--info-fd`).
 
@@ -137,7 +141,7 @@ def sandbox_pid(info_fd: int) -> int:
   changed its user (a credential change clears the parent-death signal).
 
   Raises:
-    RuntimeError: bwrap ended before creating the sandbox.
+    SandboxNotStarted: bwrap ended before creating the sandbox.
   """
   info = b""
   while chunk := os.read(info_fd, 4096):
@@ -145,7 +149,8 @@ def sandbox_pid(info_fd: int) -> int:
   try:
     return int(json.loads(info)["child-pid"])
   except (ValueError, KeyError, TypeError) as error:
-    raise RuntimeError(f"bwrap did not start the sandbox (info: {info[:200]!r})") from error
+    raise SandboxNotStarted(f"bwrap did not start the sandbox (info: {info[:200]!r})") \
+        from error
 
 
 def map_users(pid: int, block_fd: int) -> None:

@@ -62,6 +62,7 @@ OPEN_FILES = 64
 PROCESSES = 16  # Processes and threads of one sandbox, the judge's included.
 _TAIL = 2000  # Characters of stderr and of the verdict's detail kept.
 _GRACE_S = 5.0  # For bwrap to end once its sandbox was killed.
+_START_ATTEMPTS = 3  # Launches of bwrap per program when it fails before the sandbox exists.
 UNSAFE_HINT = ("To run generated code anyway, with only resource limits and Python-level "
                "guards between it and this machine, pass --unsafe_exec (setting "
                "eval.unsafe_exec=True); never do that for untrusted models on a machine that "
@@ -192,6 +193,12 @@ def _launch(job: Job, settings: dict, isolated: bool, workdir: str):
     pid = jail.sandbox_pid(ours[0]) if isolated else None
     if as_root:
       jail.map_users(pid, ours[1])
+  except jail.SandboxNotStarted as error:
+    _kill(proc, None)
+    said = proc.stderr.read()[:500].decode("utf-8", "replace").strip()
+    proc.stdout.close()
+    proc.stderr.close()
+    raise jail.SandboxNotStarted(f"{error}; bwrap said: {said or '(nothing)'}") from None
   except (OSError, RuntimeError):
     _kill(proc, None)
     raise
@@ -306,6 +313,24 @@ def _run(job: Job, timeout_s: float, memory_mb: int, isolated: bool,
   return _result(data, proc.returncode, stderr, isolated)
 
 
+def _run_retrying(job: Job, timeout_s: float, memory_mb: int, isolated: bool,
+                  python_guard: bool) -> ExecResult:
+  """`_run`, launching bwrap again when it ended before creating the sandbox.
+
+  bwrap can fail to create namespaces transiently (e.g. fork or memory
+  pressure on a loaded host); the program never ran then, so running it again
+  is safe. `isolation_problem` checked once that the jail works here at all.
+  """
+  for attempt in range(_START_ATTEMPTS):
+    try:
+      return _run(job, timeout_s, memory_mb, isolated, python_guard)
+    except jail.SandboxNotStarted:
+      if attempt == _START_ATTEMPTS - 1:
+        raise
+      time.sleep(0.5 * (attempt + 1))
+  raise AssertionError("unreachable")
+
+
 @functools.cache
 def isolation_problem() -> str | None:
   """Why the operating-system jail cannot run here, or None when it can (checked once)."""
@@ -315,7 +340,7 @@ def isolation_problem() -> str | None:
     return ("bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap; "
             "Fedora: dnf install bubblewrap)")
   try:
-    result = _run(Job("answer = 42", "assert answer == 42"), 60.0, 256, True, True)
+    result = _run_retrying(Job("answer = 42", "assert answer == 42"), 60.0, 256, True, True)
   except (OSError, RuntimeError) as error:
     return (f"bubblewrap could not start a sandbox ({error}); user namespaces may be "
             "disabled (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, "
@@ -367,7 +392,7 @@ def run_programs(jobs, *, timeout_s: float = 5.0, memory_mb: int = 512,
   if timeout_s <= 0 or memory_mb <= 0:
     raise ValueError(f"timeout_s={timeout_s} and memory_mb={memory_mb} must be positive.")
   isolated = require_isolation(unsafe_exec)
-  run = lambda job: _run(job, timeout_s, memory_mb, isolated, python_guard)
+  run = lambda job: _run_retrying(job, timeout_s, memory_mb, isolated, python_guard)
   jobs = list(jobs)
   if len(jobs) <= 1:
     return [run(job) for job in jobs]

@@ -489,3 +489,28 @@ def test_without_a_jail_code_execution_refuses_unless_allowed(monkeypatch):
     assert not hooked.passed and "sandbox:" in hooked.detail, hooked
   finally:
     sandbox.isolation_problem.cache_clear()
+
+
+@needs_jail
+def test_a_sandbox_that_failed_to_start_is_launched_again(monkeypatch):
+  """bwrap failing before the sandbox exists (a transient fork or memory failure) is retried;
+  when it keeps failing, the error says so with bwrap's own words."""
+  assert sandbox.isolation_problem() is None  # Checked once, before the failures below.
+  real, calls = jail.sandbox_pid, []
+
+  def flaky(info_fd):
+    calls.append(info_fd)
+    if len(calls) == 1:
+      raise jail.SandboxNotStarted("bwrap did not start the sandbox (info: b'')")
+    return real(info_fd)
+
+  monkeypatch.setattr(jail, "sandbox_pid", flaky)
+  result = sandbox.run_programs([sandbox.Job("answer = 42", "assert answer == 42")] * 2)
+  assert [r.passed for r in result] == [True, True] and len(calls) == 3
+
+  def broken(info_fd):
+    raise jail.SandboxNotStarted("bwrap did not start the sandbox (info: b'')")
+
+  monkeypatch.setattr(jail, "sandbox_pid", broken)
+  with pytest.raises(jail.SandboxNotStarted, match="bwrap said"):
+    sandbox.run_program("answer = 42", "assert answer == 42")
