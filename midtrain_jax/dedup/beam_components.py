@@ -228,17 +228,6 @@ def _verify(joined, params: DedupParams):
       yield anchor, member, pairs.RANK[pairs.LEVEL_OF[kind]], -float(score)
 
 
-class _Rejoin(beam.PTransform):
-  """Joins (anchor key, candidate) with the anchors' fingerprints: (key, [(tag, value)])."""
-
-  def __init__(self, prints):
-    super().__init__()
-    self._prints = prints
-
-  def expand(self, candidates):
-    return _join("anchor join", {"fp": self._prints, "candidate": candidates})
-
-
 def _verified_pairs(live, params: DedupParams, cross_task: bool):
   """(verified pairs (a, b, level rank, -similarity) with a < b, (key, (skipped, capped)))."""
   members = live | "group keys" >> beam.FlatMap(
@@ -256,9 +245,9 @@ def _verified_pairs(live, params: DedupParams, cross_task: bool):
            | "bucket candidates" >> beam.FlatMap(_bucket_candidates, params).with_outputs(
                "counts", main="pairs"))
   prints = live | "prints" >> beam.Map(lambda it: (it.key, it.fp))
-  verified = (_join("member prints", {"fp": prints, "candidate": found.pairs})
-              | "with member print" >> beam.FlatMap(_with_member_print)
-              | "anchor prints" >> _Rejoin(prints)
+  with_print = (_join("member prints", {"fp": prints, "candidate": found.pairs})
+                | "with member print" >> beam.FlatMap(_with_member_print))
+  verified = (_join("anchor prints", {"fp": prints, "candidate": with_print})
               | "verify" >> beam.FlatMap(_verify, params))
   return (group_pairs, verified) | "pairs" >> beam.Flatten(), found.counts
 

@@ -150,22 +150,22 @@ def bucket_scores(kind: str, members, anchors: np.ndarray, params: DedupParams) 
 def table(kind: str, items) -> np.ndarray:
   """The fingerprints of a kind of every item, one row each (zeros where it has none)."""
   if kind == "minhash":
-    width = next(it.fp.signature.shape[0] for it in items if it.fp.signature is not None)
-    out = np.zeros((len(items), width), np.uint32)
-    for i, it in enumerate(items):
-      if it.fp.signature is not None:
-        out[i] = it.fp.signature
-    return out
+    return _rows([it.fp.signature for it in items], np.uint32)
   if kind == "simhash":
     return np.array([it.fp.simhash or 0 for it in items], np.uint64)
   if kind == "semantic":
-    width = next(it.fp.embedding.shape[0] for it in items if it.fp.embedding is not None)
-    out = np.zeros((len(items), width), np.float64)
-    for i, it in enumerate(items):
-      if it.fp.embedding is not None:
-        out[i] = it.fp.embedding
-    return out
+    return _rows([it.fp.embedding for it in items], np.float64)
   raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+
+
+def _rows(vectors: list, dtype) -> np.ndarray:
+  """The vectors as rows of one array; zeros for a None."""
+  width = next(v.shape[0] for v in vectors if v is not None)
+  out = np.zeros((len(vectors), width), dtype)
+  for i, vector in enumerate(vectors):
+    if vector is not None:
+      out[i] = vector
+  return out
 
 
 def pair_scores(kind: str, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
