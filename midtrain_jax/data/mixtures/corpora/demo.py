@@ -90,16 +90,22 @@ def _code_records() -> Iterator[dict]:
            "path": str(path.relative_to(root))}
 
 
-def _docstring_pairs() -> Iterator[dict]:
-  """Yields {"question", "answer"} from documented stdlib functions/classes."""
+def stdlib_modules() -> Iterator[tuple[str, str, ast.Module]]:
+  """(dotted module name, source, parsed tree) of each `stdlib_files()` file that parses."""
   root = pathlib.Path(sysconfig.get_paths()["stdlib"])
-  emitted = 0
   for path in stdlib_files():
-    module = ".".join(path.relative_to(root).with_suffix("").parts)
+    source = path.read_text(encoding="utf-8", errors="replace")
     try:
-      tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+      tree = ast.parse(source)
     except SyntaxError:
       continue
+    yield ".".join(path.relative_to(root).with_suffix("").parts), source, tree
+
+
+def _docstring_pairs() -> Iterator[dict]:
+  """Yields {"question", "answer"} from documented stdlib functions/classes."""
+  emitted = 0
+  for module, _, tree in stdlib_modules():
     for node in ast.walk(tree):
       if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name.startswith("_"):
         continue

@@ -19,9 +19,7 @@ package here; the benchmarks' test splits are evaluated (evals/generative.py).
 """
 import ast
 import json
-import pathlib
 import random
-import sysconfig
 from collections.abc import Iterator
 
 from midtrain_jax.data.mixtures.corpora import demo, synthetic
@@ -57,15 +55,8 @@ def _function_request(node: ast.FunctionDef, module: str) -> str | None:
 
 def _code_records() -> Iterator[dict]:
   """Top-level documented stdlib functions of at most _CODE_MAX_LINES lines."""
-  root = pathlib.Path(sysconfig.get_paths()["stdlib"])
   emitted = 0
-  for path in demo.stdlib_files():
-    module = ".".join(path.relative_to(root).with_suffix("").parts)
-    source = path.read_text(encoding="utf-8", errors="replace")
-    try:
-      tree = ast.parse(source)
-    except SyntaxError:
-      continue
+  for module, source, tree in demo.stdlib_modules():
     for node in tree.body:
       if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
         continue
