@@ -21,7 +21,7 @@ share a template rather than content) are compared by exact copies only: their
 documents get only the exact fingerprint and join only the exact index.
 """
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from midtrain_jax.dedup import batch as dedup_batch
 from midtrain_jax.dedup import components, counts, deduplicator, params
@@ -106,8 +106,12 @@ class DedupStep:
       self._dedup = deduplicator.Deduplicator(self.params)
     return dedup_batch.reference_prints(self._dedup, self.reference_files)
 
-  def resolve(self, items: Iterable[components.Item]) -> dict[tuple, deduplicator.Verdict]:
-    """The verdicts of a run's documents: components over verified pairs (local runner)."""
+  def accumulator(self) -> components.Accumulator:
+    """Takes a run's documents as they are fingerprinted, then decides them (local runner)."""
+    return components.Accumulator(self.params, self.reference(), self.cross_task)
+
+  def resolve(self, items: Iterable[components.Item]) -> Mapping[tuple, deduplicator.Verdict]:
+    """The verdicts of a run's documents: components over verified pairs."""
     return components.resolve(items, self.params, self.reference(), self.cross_task)
 
 
