@@ -28,12 +28,13 @@ class Table:
 
   Attributes:
     docs: int64 [m]: each row's document (its index in key order).
-    keys: [m, width]: its group key (uint64 words of the digest) or bucket keys (int64).
-    prints: what its pairs are verified on (bucket kinds; None for groups).
+    keys: [m, width]: its group key (uint64 words of the digest, an array) or
+      bucket keys (int64, in blocks).
+    prints: what its pairs are verified on (bucket kinds, in blocks; None for groups).
   """
   docs: np.ndarray
-  keys: np.ndarray
-  prints: np.ndarray | None = None
+  keys: np.ndarray | columns.Blocks
+  prints: columns.Blocks | None = None
 
 
 @dataclasses.dataclass
@@ -89,12 +90,12 @@ class _Rows:
   def finish(self, order: np.ndarray) -> Table:
     """The table, its documents renumbered from rows to key order (`order[row]`)."""
     docs = order[self.docs.finish()]
-    keys = self.keys.finish()
-    if keys.dtype == np.uint8:  # A digest as uint64 words: sortable in a few columns.
+    if self.prints is None:  # Group keys: small; a digest as uint64 words, sortable.
+      keys = self.keys.finish()
       keys = np.pad(keys, ((0, 0), (0, -keys.shape[1] % 8)))
-      keys = np.ascontiguousarray(keys).view(np.uint64)
-    prints = self.prints.finish() if self.prints is not None else None
-    return Table(docs, keys, prints)
+      return Table(docs, np.ascontiguousarray(keys).view(np.uint64))
+    # Bucket keys and prints are most of the memory: left in their blocks.
+    return Table(docs, self.keys.blocks(), self.prints.blocks())
 
 
 class Collector:

@@ -9,7 +9,9 @@ freeing them one by one (the peak is one copy plus one block, not two copies).
 """
 import numpy as np
 
-BLOCK_BYTES = 1 << 20  # Each block ~1 MB: the waste of a half-full last block stays small.
+# Blocks grow from 64 KB to 1 MB: a small column wastes little of its last block,
+# a large one appends in few blocks.
+FIRST_BLOCK_BYTES, BLOCK_BYTES = 1 << 16, 1 << 20
 
 
 class Column:
@@ -25,7 +27,7 @@ class Column:
     self.shape = shape
     self.rows = 0
     self._blocks: list[np.ndarray] = []
-    self._block_rows = 0
+    self._room = 0  # Free rows in the last block.
 
   def append(self, values) -> None:
     """Adds the rows of `values` ([m, *shape]).
@@ -41,18 +43,24 @@ class Column:
     if values.shape[1:] != self.shape:
       raise ValueError(f"Rows of shape {values.shape[1:]} appended to a column of rows of "
                        f"shape {self.shape}: every document needs rows of one shape.")
-    if not self._block_rows:
-      row_bytes = self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
-      self._block_rows = max(1, BLOCK_BYTES // max(1, row_bytes))
     done = 0
     while done < len(values):
-      filled = self.rows % self._block_rows
-      if filled == 0:
-        self._blocks.append(np.empty((self._block_rows, *self.shape), self.dtype))
-      take = min(self._block_rows - filled, len(values) - done)
-      self._blocks[-1][filled:filled + take] = values[done:done + take]
+      if self._room == 0:
+        self._new_block()
+      block = self._blocks[-1]
+      filled = len(block) - self._room
+      take = min(self._room, len(values) - done)
+      block[filled:filled + take] = values[done:done + take]
+      self._room -= take
       self.rows += take
       done += take
+
+  def _new_block(self) -> None:
+    """Appends an empty block twice the last one's bytes (FIRST_BLOCK_BYTES .. BLOCK_BYTES)."""
+    row_bytes = max(1, self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64)))
+    size = min(BLOCK_BYTES, FIRST_BLOCK_BYTES << len(self._blocks))
+    self._blocks.append(np.empty((max(1, size // row_bytes), *self.shape), self.dtype))
+    self._room = len(self._blocks[-1])
 
   def finish(self) -> np.ndarray:
     """The rows as one array [rows, *shape]; the column is left empty."""
@@ -63,8 +71,52 @@ class Column:
       take = min(len(block), self.rows - start)
       out[start:start + take] = block[:take]
       start += take
-    self.rows = 0
+    self.rows = self._room = 0
     return out
+
+
+  def blocks(self) -> "Blocks":
+    """The rows left in their blocks (no copy of the column); the column is left empty."""
+    if self._blocks and self._room:
+      self._blocks[-1] = self._blocks[-1][:len(self._blocks[-1]) - self._room]
+    out = Blocks(self._blocks, self.dtype or np.dtype(np.uint8), self.shape or ())
+    self._blocks, self.rows, self._room = [], 0, 0
+    return out
+
+
+class Blocks:
+  """A column's rows in their blocks, read as one array by row numbers.
+
+  Joining the blocks of the largest columns (the fingerprints) into one array
+  would hold them twice at once; the readers gather rows (`rows[index]`) or
+  walk the blocks (`parts`) instead.
+  """
+
+  def __init__(self, blocks: list[np.ndarray], dtype, shape: tuple):
+    self._blocks = blocks
+    self.dtype = np.dtype(dtype)
+    self._starts = np.cumsum([0] + [len(b) for b in blocks])
+    self.shape = (int(self._starts[-1]), *shape)
+    self.ndim = len(self.shape)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, index) -> np.ndarray:
+    """The rows of an int array of row numbers, as one array."""
+    index = np.asarray(index, np.int64)
+    block = np.searchsorted(self._starts, index, side="right") - 1
+    out = np.empty((len(index), *self.shape[1:]), self.dtype)
+    order = np.argsort(block, kind="stable")
+    bounds = np.searchsorted(block[order], np.arange(len(self._blocks) + 1))
+    for k in np.flatnonzero(np.diff(bounds)):
+      picked = order[bounds[k]:bounds[k + 1]]
+      out[picked] = self._blocks[k][index[picked] - self._starts[k]]
+    return out
+
+  def parts(self):
+    """(first row number, rows) of each block."""
+    return zip(self._starts[:-1].tolist(), self._blocks)
 
 
 class Strings:

@@ -41,13 +41,13 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from midtrain_jax.dedup import collected, deduplicator, pairs
+from midtrain_jax.dedup import collected, columns, deduplicator, pairs
 from midtrain_jax.dedup.params import DedupParams
 from midtrain_jax.dedup.verdicts import Verdicts
 
 REFERENCE_TASK = "reference"  # The task named in matches against the reference set.
-PAIR_VALUES = 1 << 22  # Fingerprint values of the candidate pairs verified at once (~32 MB).
-ENTRY_CHUNK = 1 << 20  # Bucket memberships matched against the shared keys at once (~8 MB).
+PAIR_VALUES = 1 << 20  # Fingerprint values of the candidate pairs verified at once (~8 MB).
+ENTRY_CHUNK = 1 << 18  # Bucket memberships matched against the shared keys at once (~2 MB).
 BATCH = 1024  # Items `resolve` adds to the accumulator at once.
 
 
@@ -171,28 +171,49 @@ def _group_pairs(level: str, table: collected.Table, live: np.ndarray, scope: np
   edges.add(smallest[~first], docs[~first], level, 1.0)
 
 
-def _shared_entries(keys: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _shared_entries(keys: columns.Blocks, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(row, key) of the bucket memberships of usable rows whose key another shares.
 
   A bucket of one member pairs nothing, and nearly every bucket has one: the
   keys found twice (among all scopes: a superset) are found by sorting a copy of
-  the keys, then the memberships are matched against them chunk by chunk.
+  the keys, then the memberships are matched against them a chunk at a time.
   """
-  values = keys[usable].ravel()
+  values = np.empty(int(np.count_nonzero(usable)) * keys.shape[1], np.int64)
+  filled = 0
+  for first, block in keys.parts():  # Filled block by block: one copy of the keys.
+    part = block[usable[first:first + len(block)]].ravel()
+    values[filled:filled + len(part)] = part
+    filled += len(part)
   values.sort()
   shared = np.unique(values[1:][values[1:] == values[:-1]])
   del values
+  rows, found = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
   if not len(shared):
-    return np.zeros(0, np.int64), np.zeros(0, np.int64)
-  rows, found = [], []
+    return rows[0], found[0]
   step = max(1, ENTRY_CHUNK // max(1, keys.shape[1]))
-  for lo in range(0, len(keys), step):
-    part = keys[lo:lo + step]
-    at = np.minimum(np.searchsorted(shared, part), len(shared) - 1)
-    row, column = np.nonzero((shared[at] == part) & usable[lo:lo + step, None])
-    rows.append(row + lo)
-    found.append(part[row, column])
+  for first, block in keys.parts():
+    for lo in range(0, len(block), step):
+      part = block[lo:lo + step]
+      at = np.minimum(np.searchsorted(shared, part), len(shared) - 1)
+      start = first + lo
+      row, column = np.nonzero((shared[at] == part) & usable[start:start + len(part), None])
+      rows.append(row + start)
+      found.append(part[row, column])
   return np.concatenate(rows).astype(np.int64), np.concatenate(found)
+
+
+def _sorted_buckets(table: collected.Table, live: np.ndarray, scope: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(table row, document) of the shared bucket memberships sorted by (scope, key,
+  document), and where each bucket starts: a bucket is one (scope, key)."""
+  rows, keys = _shared_entries(table.keys, live[table.docs])
+  member = table.docs[rows]
+  order = np.lexsort((member, keys, scope[member]))
+  rows, keys, member = rows[order], keys[order], member[order]
+  del order
+  where = scope[member]
+  new = np.r_[True, (keys[1:] != keys[:-1]) | (where[1:] != where[:-1])]
+  return rows, member, np.flatnonzero(new)
 
 
 def _bucket_pairs(kind: str, table: collected.Table, live: np.ndarray, scope: np.ndarray,
@@ -200,30 +221,35 @@ def _bucket_pairs(kind: str, table: collected.Table, live: np.ndarray, scope: np
                   capped: np.ndarray) -> None:
   """Compares each bucket member with the bucket's anchors of smaller key; keeps duplicates.
 
-  A bucket is one (scope, key); its memberships are found by sorting (scope,
-  key, member). Vectorised over all buckets of a kind: the member at position p
-  of a bucket is paired with positions 0 .. min(p, max_bucket) - 1.
+  The buckets are found by sorting, then taken in chunks of whole buckets of
+  about ENTRY_CHUNK memberships, so their pairs' arrays stay bounded.
   """
-  rows, keys = _shared_entries(table.keys, live[table.docs])
-  if not len(rows):
+  rows, member, starts = _sorted_buckets(table, live, scope)
+  if not len(member):
     return
-  member = table.docs[rows]
-  order = np.lexsort((member, keys, scope[member]))
-  rows, keys, member = rows[order], keys[order], member[order]
-  where = scope[member]
-  new = np.r_[True, (keys[1:] != keys[:-1]) | (where[1:] != where[:-1])]
-  starts = np.flatnonzero(new)
+  limit = params.max_bucket or len(member)
+  marks = np.searchsorted(starts, np.arange(ENTRY_CHUNK, len(member), ENTRY_CHUNK))
+  bounds = np.unique(np.r_[0, starts[marks[marks < len(starts)]], len(member)])
+  for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    first = starts[(starts >= lo) & (starts < hi)] - lo
+    _chunk_pairs(kind, table.prints, rows[lo:hi], member[lo:hi], first, limit, params, edges,
+                 skipped, capped)
+
+
+def _chunk_pairs(kind: str, prints: columns.Blocks, rows: np.ndarray, member: np.ndarray,
+                 starts: np.ndarray, limit: int, params: DedupParams, edges: _Edges,
+                 skipped: np.ndarray, capped: np.ndarray) -> None:
+  """The pairs of whole buckets (sorted memberships, `starts` of each bucket), vectorised:
+  the member at position p of a bucket is paired with positions 0 .. min(p, limit) - 1."""
   sizes = np.diff(np.r_[starts, len(member)])
   start_of = np.repeat(starts, sizes)
   position = np.arange(len(member)) - start_of
-  limit = params.max_bucket or len(member)
   over = position >= limit
   np.add.at(capped, member[over], 1)
   np.add.at(skipped, member[over], np.repeat(sizes, sizes)[over] - 1 - limit)
   count = np.minimum(position, limit)
   entry_b = np.repeat(np.arange(len(member)), count)
   entry_a = start_of[entry_b] + np.arange(len(entry_b)) - np.repeat(np.cumsum(count) - count, count)
-  prints = table.prints
   step = max(1, PAIR_VALUES // (prints.shape[1] if prints.ndim == 2 else 1))
   for lo in range(0, len(entry_a), step):
     part_a, part_b = entry_a[lo:lo + step], entry_b[lo:lo + step]

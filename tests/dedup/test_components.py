@@ -158,7 +158,8 @@ def _brute_reference_match(fp, refs, settings):
   refs = sorted(refs, key=lambda r: (r[0], r[1].exact))
   best, skipped = None, 0
   for level, key in pairs.group_keys(fp, settings):
-    holders = [doc_id for doc_id, other in refs if (level, key) in pairs.group_keys(other, settings)]
+    holders = [doc_id for doc_id, other in refs
+               if (level, key) in pairs.group_keys(other, settings)]
     if holders:
       best = min(x for x in (best, (pairs.RANK[level], -1.0, holders[0])) if x is not None)
   for kind, key in pairs.bucket_keys(fp, settings):
