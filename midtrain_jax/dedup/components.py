@@ -32,8 +32,8 @@ command, locally here and on Beam in beam_components.py):
 `resolve` runs it in one process (`Accumulator`: documents are added as they
 are fingerprinted): the fingerprints are numpy columns (collected.py), buckets
 and groups are found by sorting them, and the components by a vectorised
-union-find; memory is about the fingerprints' own bytes, ~1 KB per document
-with the default MinHash settings.
+union-find; memory is about the fingerprints' own bytes: with the default
+MinHash settings ~0.9 KB held per document, ~1.3 KB at the decision's peak.
 """
 import dataclasses
 import itertools

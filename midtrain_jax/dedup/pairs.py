@@ -184,30 +184,17 @@ def bucket_scores(kind: str, members, anchors: np.ndarray, params: DedupParams) 
   raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
 
 
-def table(kind: str, items) -> np.ndarray:
-  """The fingerprints of a kind of every item, one row each (zeros where it has none)."""
-  if kind == "minhash":
-    return _rows([it.fp.signature for it in items], np.uint32)
-  if kind == "simhash":
-    return np.array([it.fp.simhash or 0 for it in items], np.uint64)
-  if kind == "semantic":
-    return _rows([it.fp.embedding for it in items], np.float64)
-  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
-
-
-def _rows(vectors: list, dtype) -> np.ndarray:
-  """The vectors as rows of one array; zeros for a None."""
-  width = next(v.shape[0] for v in vectors if v is not None)
-  out = np.zeros((len(vectors), width), dtype)
-  for i, vector in enumerate(vectors):
-    if vector is not None:
-      out[i] = vector
-  return out
-
-
 def pair_scores(kind: str, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
                 params: DedupParams) -> np.ndarray:
-  """float64 [pairs]: the verified similarity of rows a[i] and b[i] of `table`, -1 if not."""
+  """float64 [pairs]: the verified similarity of rows a[i] and b[i] of `rows`, -1 if not.
+
+  Args:
+    kind: the bucket kind.
+    rows: the prints of a kind (`kind_rows`), anything that gathers rows by an
+      int array of row numbers (an array, or columns.Blocks).
+    a, b: row numbers of the pairs.
+    params: the thresholds.
+  """
   if kind == "minhash":
     scores = (rows[a] == rows[b]).sum(axis=1) / rows.shape[1]
     return np.where(scores >= params.jaccard, scores, -1.0)
