@@ -71,8 +71,9 @@ def _decisions(plan: Plan, name: str, read: _Read, verdicts: Mapping | None
   tally, kept, candidates = dedup_step.Tally(), [], []
   for key, nbytes, candidate in read.docs:
     if verdicts is not None:
-      tally.add(verdicts[key], nbytes)
-      if not verdicts[key].kept:
+      verdict = verdicts[key]  # Made on demand: once per document.
+      tally.add(verdict, nbytes)
+      if not verdict.kept:
         continue
     kept.append(key)
     if candidate is not None:
