@@ -96,7 +96,6 @@ def make_verdict(doc_id: str, task: str, kept_of: tuple[str, str] | None, own: t
   return deduplicator.Verdict(doc_id, task, False, match, skipped, capped)
 
 
-
 class _Edges:
   """Verified pairs (a, b) of documents (numbered in key order), their level rank and similarity."""
 
@@ -121,7 +120,7 @@ class _Edges:
       sims = np.concatenate([np.concatenate([sim, sim]) for _, _, sim in found])
       best = np.full(size, -np.inf)
       np.maximum.at(best, nodes, sims)
-      new = (best > -np.inf) & (rank_of < 0)  # A stricter level was found first.
+      new = (best > -np.inf) & (rank_of < 0)  # Not where a stricter level has pairs.
       rank_of[new] = rank
       score_of[new] = -best[new]
     return rank_of, score_of
