@@ -148,10 +148,9 @@ def reference_prints(dedup: deduplicator.Deduplicator, patterns: Sequence[str],
 
 
 def fingerprint_files(dedup: deduplicator.Deduplicator, inputs: Sequence[str],
-                      text_key: str = "text", id_key: str = "id",
-                      exact_only: Sequence[str] = ()) -> list[components.Item]:
-  """Items of every readable record of the files; key = (file rank, position in file)."""
-  items = []
+                      accumulator: components.Accumulator, text_key: str = "text",
+                      id_key: str = "id", exact_only: Sequence[str] = ()) -> None:
+  """Adds every readable record of the files to `accumulator`; key = (file rank, position)."""
   for rank, path in enumerate(inputs):
     task = sources.file_task_name(path)
     for chunk in batches(enumerate(read_records(path, text_key, id_key)), BATCH_DOCS):
@@ -159,9 +158,8 @@ def fingerprint_files(dedup: deduplicator.Deduplicator, inputs: Sequence[str],
               if not isinstance(item, sources.Malformed)]
       prints = dedup.fingerprint([record[text_key] for _, (_, record) in good],
                                  exact_only=task in exact_only)
-      items += [components.Item((rank, position), doc_id, task, fp)
-                for (position, (doc_id, _)), fp in zip(good, prints)]
-  return items
+      accumulator.add([(rank, position) for position, _ in good],
+                      [doc_id for _, (doc_id, _) in good], task, prints)
 
 
 def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
@@ -171,7 +169,8 @@ def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
               ) -> dict[str, collections.Counter]:
   """Deduplicates the files (highest priority first: the keep rule); writes the output folder.
 
-  Two passes: every file is read and fingerprinted, `components.resolve`
+  Two passes: every file is read and fingerprinted into a
+  `components.Accumulator` (numpy columns, no object per document), which
   decides, then every file is read again to write its kept records.
 
   Args:
@@ -190,9 +189,9 @@ def run_local(dedup: deduplicator.Deduplicator, inputs: Sequence[str], out: str,
   """
   os.makedirs(out, exist_ok=True)
   start = time.time()
-  items = fingerprint_files(dedup, inputs, text_key, id_key, exact_only)
-  verdicts = components.resolve(items, dedup.params, reference, cross_task)
-  del items
+  accumulator = components.Accumulator(dedup.params, reference, cross_task)
+  fingerprint_files(dedup, inputs, accumulator, text_key, id_key, exact_only)
+  verdicts = accumulator.resolve()
   print(f"[dedup] {len(verdicts):,} documents fingerprinted and decided in "
         f"{time.time() - start:.1f} s", file=sys.stderr, flush=True)
   by_task = {}

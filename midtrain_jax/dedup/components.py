@@ -29,20 +29,26 @@ command, locally here and on Beam in beam_components.py):
             the components are formed (it joins none); in "count" it stays and
             the match is counted. Reference matches are not transitive.
 
-`resolve` runs it in one process with a union-find: memory O(documents).
+`resolve` runs it in one process (`Accumulator`: documents are added as they
+are fingerprinted): the fingerprints are numpy columns (collected.py), buckets
+and groups are found by sorting them, and the components by a vectorised
+union-find; memory is about the fingerprints' own bytes: with the default
+MinHash settings ~0.9 KB held per document, ~1.3 KB at the decision's peak.
 """
-import collections
 import dataclasses
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from midtrain_jax.dedup import deduplicator, pairs
+from midtrain_jax.dedup import collected, columns, deduplicator, pairs
 from midtrain_jax.dedup.params import DedupParams
+from midtrain_jax.dedup.verdicts import Verdicts
 
 REFERENCE_TASK = "reference"  # The task named in matches against the reference set.
-CHUNK = 64  # Bucket members compared with the anchors at once: [64, max_bucket, num_perm].
-PAIR_VALUES = 1 << 22  # Fingerprint values of the candidate pairs verified at once (~32 MB).
+PAIR_VALUES = 1 << 20  # Fingerprint values of the candidate pairs verified at once (~8 MB).
+ENTRY_CHUNK = 1 << 18  # Bucket memberships matched against the shared keys at once (~2 MB).
+BATCH = 1024  # Items `resolve` adds to the accumulator at once.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +97,7 @@ def make_verdict(doc_id: str, task: str, kept_of: tuple[str, str] | None, own: t
 
 
 class _Edges:
-  """Verified pairs (a, b) of item indices with a < b, their level rank and similarity."""
+  """Verified pairs (a, b) of documents (numbered in key order), their level rank and similarity."""
 
   def __init__(self):
     self.parts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
@@ -101,9 +107,11 @@ class _Edges:
     self.parts.append((a, b, pairs.RANK[level],
                        np.broadcast_to(np.asarray(similarity, np.float64), a.shape)))
 
-  def own(self, size: int) -> list[tuple | None]:
-    """Each item's (strictest level rank, -best similarity there) over its pairs, or None."""
-    own = [None] * size
+  def own(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's strictest level rank over its pairs (int8, -1: none) and -best
+    similarity there (float64)."""
+    rank_of = np.full(size, -1, np.int8)
+    score_of = np.zeros(size, np.float64)
     for rank in range(len(pairs.STRICTNESS)):
       found = [(a, b, sim) for a, b, r, sim in self.parts if r == rank]
       if not found:
@@ -112,141 +120,218 @@ class _Edges:
       sims = np.concatenate([np.concatenate([sim, sim]) for _, _, sim in found])
       best = np.full(size, -np.inf)
       np.maximum.at(best, nodes, sims)
-      for node in np.flatnonzero(best > -np.inf).tolist():
-        if own[node] is None:
-          own[node] = (rank, -float(best[node]))
-    return own
+      new = (best > -np.inf) & (rank_of < 0)  # Not where a stricter level has pairs.
+      rank_of[new] = rank
+      score_of[new] = -best[new]
+    return rank_of, score_of
 
-  def roots(self, size: int) -> list[int]:
-    """Each item's component root: the smallest index joined to it (union-find)."""
-    parent = list(range(size))
+  def roots(self, size: int) -> np.ndarray:
+    """int64 [size]: each document's component root, the smallest document joined to it.
 
-    def find(node):
-      while parent[node] != node:
-        parent[node] = parent[parent[node]]  # Path halving.
-        node = parent[node]
-      return node
-
-    if self.parts:  # Each distinct pair once (a pair shares several buckets).
-      a = np.concatenate([p[0] for p in self.parts])
-      b = np.concatenate([p[1] for p in self.parts])
-      unique = np.unique(a * size + b)
-      for x, y in zip((unique // size).tolist(), (unique % size).tolist()):
-        root_x, root_y = find(x), find(y)
-        if root_x != root_y:
-          parent[max(root_x, root_y)] = min(root_x, root_y)
-    return [find(node) for node in range(size)]
-
-
-class _Reference:
-  """The reference set's group keys and capped buckets; finds a fingerprint's best match."""
-
-  def __init__(self, reference: Sequence[tuple[str, deduplicator.Fingerprint]],
-               params: DedupParams):
-    self.params = params
-    self.groups: dict = {}
-    self.buckets = collections.defaultdict(list)
-    for doc_id, fp in sorted(reference, key=lambda r: (r[0], r[1].exact)):
-      for group in pairs.group_keys(fp, params):
-        self.groups.setdefault(group, doc_id)
-      for bucket in pairs.bucket_keys(fp, params):
-        self.buckets[bucket].append((doc_id, fp))
-
-  def match(self, fp: deduplicator.Fingerprint) -> tuple[tuple | None, int]:
-    """((level rank, -similarity, reference id) of the best match or None, skipped)."""
-    best, skipped = None, 0
-    if not self.groups and not self.buckets:
-      return best, skipped
-    for level, key in pairs.group_keys(fp, self.params):
-      found = self.groups.get((level, key))
-      if found is not None:
-        best = pairs.better(best, (pairs.RANK[level], -1.0, found))
-    for kind, key in pairs.bucket_keys(fp, self.params):
-      members = self.buckets.get((kind, key), ())
-      anchors = members[:self.params.max_bucket or len(members)]
-      skipped += len(members) - len(anchors)
-      scores = pairs.similarities(kind, fp, [other for _, other in anchors], self.params)
-      for (doc_id, _), score in zip(anchors, scores):
-        if score is not None:
-          best = pairs.better(best, (pairs.RANK[pairs.LEVEL_OF[kind]], -score, doc_id))
-    return best, skipped
+    A vectorised union-find: every round hooks the larger root of each
+    unjoined pair under the smaller and compresses the paths; labels only
+    decrease and stay in their component, so its smallest member ends as the root.
+    """
+    label = np.arange(size, dtype=np.int64)
+    if not self.parts:
+      return label
+    a = np.concatenate([p[0] for p in self.parts])
+    b = np.concatenate([p[1] for p in self.parts])
+    while True:
+      root_a, root_b = label[a], label[b]
+      apart = root_a != root_b
+      if not apart.any():
+        return label
+      low = np.minimum(root_a[apart], root_b[apart])
+      np.minimum.at(label, root_a[apart], low)
+      np.minimum.at(label, root_b[apart], low)
+      while True:  # Path compression: every label points at its root.
+        up = label[label]
+        if np.array_equal(up, label):
+          break
+        label = up
 
 
-def _group_pairs(items: Sequence[Item], live: Sequence[int], params: DedupParams,
-                 cross_task: bool, edges: _Edges) -> None:
-  """Joins every member of an exact / code group to the group's smallest key."""
-  first: dict = {}
-  found = collections.defaultdict(lambda: ([], []))
-  for i in live:
-    scope = None if cross_task else items[i].task
-    for level, key in pairs.group_keys(items[i].fp, params):
-      smallest = first.setdefault((scope, level, key), i)
-      if smallest != i:
-        found[level][0].append(smallest)
-        found[level][1].append(i)
-  for level, (a, b) in found.items():
-    edges.add(a, b, level, 1.0)
+def _group_pairs(level: str, table: collected.Table, live: np.ndarray, scope: np.ndarray,
+                 edges: _Edges) -> None:
+  """Joins every member of an exact / code group to the group's smallest key.
+
+  A group is one (scope, key); its members are found by sorting, not hashing.
+  """
+  usable = live[table.docs]
+  docs, keys = table.docs[usable], table.keys[usable]
+  if not len(docs):
+    return
+  where = scope[docs]
+  order = np.lexsort((docs, *keys.T[::-1], where))
+  docs, keys, where = docs[order], keys[order], where[order]
+  first = np.r_[True, (keys[1:] != keys[:-1]).any(axis=1) | (where[1:] != where[:-1])]
+  smallest = docs[first][np.cumsum(first) - 1]
+  edges.add(smallest[~first], docs[~first], level, 1.0)
 
 
-def _bucket_entries(items: Sequence[Item], live: Sequence[int], params: DedupParams,
-                    cross_task: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """{kind: (bucket number, item index)} of every bucket membership, sorted by both."""
-  numbers: dict = {}
-  found = collections.defaultdict(lambda: ([], []))
-  for i in live:
-    scope = None if cross_task else items[i].task
-    for kind, key in pairs.bucket_keys(items[i].fp, params):
-      found[kind][0].append(numbers.setdefault((scope, kind, key), len(numbers)))
-      found[kind][1].append(i)
-  out = {}
-  for kind, (bucket, member) in found.items():
-    bucket, member = np.array(bucket, np.int64), np.array(member, np.int64)
-    order = np.lexsort((member, bucket))
-    out[kind] = bucket[order], member[order]
-  return out
+def _shared_entries(keys: columns.Blocks, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(row, key) of the bucket memberships of usable rows whose key another shares.
+
+  A bucket of one member pairs nothing, and nearly every bucket has one: the
+  keys found twice (among all scopes: a superset) are found by sorting a copy of
+  the keys, then the memberships are matched against them a chunk at a time.
+  """
+  values = np.empty(int(np.count_nonzero(usable)) * keys.shape[1], np.int64)
+  filled = 0
+  for first, block in keys.parts():  # Filled block by block: one copy of the keys.
+    part = block[usable[first:first + len(block)]].ravel()
+    values[filled:filled + len(part)] = part
+    filled += len(part)
+  values.sort()
+  shared = np.unique(values[1:][values[1:] == values[:-1]])
+  del values
+  rows, found = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+  if not len(shared):
+    return rows[0], found[0]
+  step = max(1, ENTRY_CHUNK // max(1, keys.shape[1]))
+  for first, block in keys.parts():
+    for lo in range(0, len(block), step):
+      part = block[lo:lo + step]
+      at = np.minimum(np.searchsorted(shared, part), len(shared) - 1)
+      start = first + lo
+      row, column = np.nonzero((shared[at] == part) & usable[start:start + len(part), None])
+      rows.append(row + start)
+      found.append(part[row, column])
+  return np.concatenate(rows).astype(np.int64), np.concatenate(found)
 
 
-def _bucket_pairs(items: Sequence[Item], live: Sequence[int], params: DedupParams,
-                  cross_task: bool, edges: _Edges, skipped: np.ndarray,
+def _sorted_buckets(table: collected.Table, live: np.ndarray, scope: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(table row, document) of the shared bucket memberships sorted by (scope, key,
+  document), and where each bucket starts: a bucket is one (scope, key)."""
+  rows, keys = _shared_entries(table.keys, live[table.docs])
+  member = table.docs[rows]
+  order = np.lexsort((member, keys, scope[member]))
+  rows, keys, member = rows[order], keys[order], member[order]
+  del order
+  where = scope[member]
+  new = np.r_[True, (keys[1:] != keys[:-1]) | (where[1:] != where[:-1])]
+  return rows, member, np.flatnonzero(new)
+
+
+def _bucket_pairs(kind: str, table: collected.Table, live: np.ndarray, scope: np.ndarray,
+                  params: DedupParams, edges: _Edges, skipped: np.ndarray,
                   capped: np.ndarray) -> None:
   """Compares each bucket member with the bucket's anchors of smaller key; keeps duplicates.
 
-  Vectorised over all buckets of a kind: the member at position p of a bucket
-  (members sorted by key) is paired with positions 0 .. min(p, max_bucket) - 1.
+  The buckets are found by sorting, then taken in chunks of whole buckets of
+  about ENTRY_CHUNK memberships, so their pairs' arrays stay bounded.
   """
-  for kind, (bucket, member) in _bucket_entries(items, live, params, cross_task).items():
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    sizes = np.diff(np.r_[starts, len(bucket)])
-    start_of = np.repeat(starts, sizes)
-    position = np.arange(len(bucket)) - start_of
-    limit = params.max_bucket or len(bucket)
-    over = position >= limit
-    np.add.at(capped, member[over], 1)
-    np.add.at(skipped, member[over], np.repeat(sizes, sizes)[over] - 1 - limit)
-    count = np.minimum(position, limit)
-    member_entry = np.repeat(np.arange(len(bucket)), count)
-    offset = np.arange(len(member_entry)) - np.repeat(np.cumsum(count) - count, count)
-    a, b = member[start_of[member_entry] + offset], member[member_entry]
-    table = pairs.table(kind, items)
-    step = max(1, PAIR_VALUES // (table.shape[1] if table.ndim == 2 else 1))
-    for lo in range(0, len(a), step):
-      part_a, part_b = a[lo:lo + step], b[lo:lo + step]
-      scores = pairs.pair_scores(kind, table, part_a, part_b, params)
-      hit = scores >= 0
-      edges.add(part_a[hit], part_b[hit], pairs.LEVEL_OF[kind], scores[hit])
+  rows, member, starts = _sorted_buckets(table, live, scope)
+  if not len(member):
+    return
+  limit = params.max_bucket or len(member)
+  marks = np.searchsorted(starts, np.arange(ENTRY_CHUNK, len(member), ENTRY_CHUNK))
+  bounds = np.unique(np.r_[0, starts[marks[marks < len(starts)]], len(member)])
+  for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    first = starts[(starts >= lo) & (starts < hi)] - lo
+    _chunk_pairs(kind, table.prints, rows[lo:hi], member[lo:hi], first, limit, params, edges,
+                 skipped, capped)
 
 
-def check_unique(keys: Sequence[tuple], doc_ids: Sequence[str]) -> None:
-  """Raises ValueError naming two documents of the same key (`keys` sorted)."""
-  for i in range(1, len(keys)):
-    if keys[i] == keys[i - 1]:
-      raise ValueError(f"Documents {doc_ids[i - 1]!r} and {doc_ids[i]!r} have the same "
-                       f"key {keys[i]!r}: every document needs a unique key.")
+def _chunk_pairs(kind: str, prints: columns.Blocks, rows: np.ndarray, member: np.ndarray,
+                 starts: np.ndarray, limit: int, params: DedupParams, edges: _Edges,
+                 skipped: np.ndarray, capped: np.ndarray) -> None:
+  """The pairs of whole buckets (sorted memberships, `starts` of each bucket), vectorised:
+  the member at position p of a bucket is paired with positions 0 .. min(p, limit) - 1."""
+  sizes = np.diff(np.r_[starts, len(member)])
+  start_of = np.repeat(starts, sizes)
+  position = np.arange(len(member)) - start_of
+  over = position >= limit
+  np.add.at(capped, member[over], 1)
+  np.add.at(skipped, member[over], np.repeat(sizes, sizes)[over] - 1 - limit)
+  count = np.minimum(position, limit)
+  entry_b = np.repeat(np.arange(len(member)), count)
+  entry_a = start_of[entry_b] + np.arange(len(entry_b)) - np.repeat(np.cumsum(count) - count, count)
+  step = max(1, PAIR_VALUES // (prints.shape[1] if prints.ndim == 2 else 1))
+  for lo in range(0, len(entry_a), step):
+    part_a, part_b = entry_a[lo:lo + step], entry_b[lo:lo + step]
+    scores = pairs.pair_scores(kind, prints, rows[part_a], rows[part_b], params)
+    hit = scores >= 0
+    edges.add(member[part_a[hit]], member[part_b[hit]], pairs.LEVEL_OF[kind], scores[hit])
+
+
+@dataclasses.dataclass
+class _Decided:
+  """What a Verdict is made of, per document in key order (no fingerprints)."""
+  docs: collected.Collected
+  roots: np.ndarray
+  own: tuple[np.ndarray, np.ndarray]
+  skipped: np.ndarray
+  capped: np.ndarray
+  params: DedupParams
+
+  def verdict(self, i: int) -> deduplicator.Verdict:
+    docs = self.docs
+    rank, score, ref = (column[i] for column in docs.reference)
+    reference = (int(rank), float(score), docs.reference_ids[ref]) if rank >= 0 else None
+    root = int(self.roots[i])
+    kept_of = None if root == i else (docs.doc_id(root), docs.task_names[docs.tasks[root]])
+    own = (int(self.own[0][i]), float(self.own[1][i])) if self.own[0][i] >= 0 else None
+    return make_verdict(docs.doc_id(i), docs.task_names[docs.tasks[i]], kept_of, own,
+                        reference, int(self.skipped[i]), int(self.capped[i]), self.params)
+
+
+def decide(docs: collected.Collected, params: DedupParams, cross_task: bool) -> Verdicts:
+  """The verdicts of collected documents: components over verified pairs (module docstring).
+
+  The fingerprint tables of `docs` are released once the pairs are found: the
+  verdicts keep only what they are made of.
+  """
+  n = len(docs)
+  live = docs.reference[0] < 0 if params.reference_mode == "drop" else np.ones(n, bool)
+  scope = np.zeros(n, np.int32) if cross_task else docs.tasks
+  skipped, capped = docs.skipped.copy(), np.zeros(n, np.int64)
+  edges = _Edges()
+  for level, table in docs.groups.items():
+    _group_pairs(level, table, live, scope, edges)
+  for kind, table in docs.kinds.items():
+    _bucket_pairs(kind, table, live, scope, params, edges, skipped, capped)
+  docs.groups, docs.kinds = {}, {}
+  decided = _Decided(docs, edges.roots(n), edges.own(n), skipped, capped, params)
+  return Verdicts(docs.keys, decided.verdict)
+
+
+class Accumulator(collected.Collector):
+  """Documents taken as they are fingerprinted (`add`), then decided (`resolve`).
+
+  Args:
+    params: the settings.
+    reference: (doc id, fingerprint) of the reference set.
+    cross_task: compare documents of different tasks (else each task alone).
+  """
+
+  def __init__(self, params: DedupParams,
+               reference: Sequence[tuple[str, deduplicator.Fingerprint]] = (),
+               cross_task: bool = True):
+    super().__init__(params, reference)
+    self.cross_task = cross_task
+
+  def resolve(self) -> Verdicts:
+    """{key: Verdict} of every document added, in key order; the accumulator is emptied.
+
+    Raises:
+      ValueError: when two documents share a key.
+    """
+    return decide(self.finish(), self.params, self.cross_task)
+
+
+def _task_batches(items: Iterable[Item]) -> Iterator[tuple[str, list[Item]]]:
+  """Consecutive items of one task, up to BATCH at once."""
+  for task, run in itertools.groupby(items, key=lambda item: item.task):
+    while batch := list(itertools.islice(run, BATCH)):
+      yield task, batch
 
 
 def resolve(items: Iterable[Item], params: DedupParams,
             reference: Sequence[tuple[str, deduplicator.Fingerprint]] = (),
-            cross_task: bool = True) -> dict[tuple, deduplicator.Verdict]:
+            cross_task: bool = True) -> Verdicts:
   """Decides which documents are kept: components over verified pairs (module docstring).
 
   Args:
@@ -256,28 +341,13 @@ def resolve(items: Iterable[Item], params: DedupParams,
     cross_task: compare documents of different tasks (else each task alone).
 
   Returns:
-    {key: Verdict} for every item.
+    {key: Verdict} for every item (`Verdicts`, in key order).
 
   Raises:
     ValueError: when two items share a key.
   """
-  items = sorted(items, key=lambda item: item.key)
-  check_unique([item.key for item in items], [item.doc_id for item in items])
-  index = _Reference(reference, params)
-  found = [index.match(item.fp) for item in items]
-  references = [best for best, _ in found]
-  skipped = np.array([count for _, count in found], np.int64)
-  capped = np.zeros(len(items), np.int64)
-  drop = params.reference_mode == "drop"
-  live = [i for i in range(len(items)) if not (drop and references[i] is not None)]
-  edges = _Edges()
-  _group_pairs(items, live, params, cross_task, edges)
-  _bucket_pairs(items, live, params, cross_task, edges, skipped, capped)
-  roots, own = edges.roots(len(items)), edges.own(len(items))
-  out = {}
-  for i, item in enumerate(items):
-    root = roots[i]
-    kept_of = None if root == i else (items[root].doc_id, items[root].task)
-    out[item.key] = make_verdict(item.doc_id, item.task, kept_of, own[i], references[i],
-                                 int(skipped[i]), int(capped[i]), params)
-  return out
+  accumulator = Accumulator(params, reference, cross_task)
+  for task, batch in _task_batches(items):
+    accumulator.add([item.key for item in batch], [item.doc_id for item in batch], task,
+                    [item.fp for item in batch])
+  return accumulator.resolve()

@@ -68,6 +68,43 @@ def bucket_keys(fp, params: DedupParams) -> list[tuple[str, int]]:
   return out
 
 
+KINDS = ("minhash", "simhash", "semantic")
+
+
+def kind_rows(kind: str, fps, params: DedupParams
+              ) -> tuple[list[int], np.ndarray, np.ndarray]:
+  """A batch's bucket keys and prints of one kind, as arrays (the columnar `bucket_keys`).
+
+  Args:
+    kind: the bucket kind.
+    fps: fingerprints.
+    params: the settings (the levels on).
+
+  Returns:
+    (positions in `fps` of the fingerprints with keys of `kind`, their keys
+    int64 [m, keys each] as `bucket_keys` gives them, their prints as
+    `pair_scores` compares them: uint32 [m, num_perm], uint64 [m] or float32 [m, D]).
+  """
+  if kind == "minhash":
+    found = [i for i, fp in enumerate(fps) if params.uses_minhash and fp.band_keys is not None]
+    keys = np.array([fps[i].band_keys for i in found], np.uint64).view(np.int64)
+    prints = np.array([fps[i].signature for i in found], np.uint32)
+  elif kind == "simhash":
+    found = [i for i, fp in enumerate(fps) if params.uses_simhash and fp.simhash is not None]
+    bands = _simhash_bands(params.simhash_distance)
+    keys = np.array([[_simhash_key(k) for k in bands.keys(fps[i].simhash)] for i in found],
+                    np.int64)
+    prints = np.array([fps[i].simhash for i in found], np.uint64)
+  elif kind == "semantic":
+    found = [i for i, fp in enumerate(fps) if "semantic" in params.levels
+             and fp.embedding is not None and fp.semantic_keys is not None]
+    keys = np.array([fps[i].semantic_keys for i in found], np.int64)
+    prints = np.array([fps[i].embedding for i in found], np.float32)
+  else:
+    raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
+  return found, keys.reshape(len(found), -1) if found else keys, prints
+
+
 def similarities(kind: str, fp, others, params: DedupParams) -> list[float | None]:
   """The verified similarity of `fp` with each of `others` (None: not a duplicate).
 
@@ -147,30 +184,17 @@ def bucket_scores(kind: str, members, anchors: np.ndarray, params: DedupParams) 
   raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
 
 
-def table(kind: str, items) -> np.ndarray:
-  """The fingerprints of a kind of every item, one row each (zeros where it has none)."""
-  if kind == "minhash":
-    return _rows([it.fp.signature for it in items], np.uint32)
-  if kind == "simhash":
-    return np.array([it.fp.simhash or 0 for it in items], np.uint64)
-  if kind == "semantic":
-    return _rows([it.fp.embedding for it in items], np.float64)
-  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
-
-
-def _rows(vectors: list, dtype) -> np.ndarray:
-  """The vectors as rows of one array; zeros for a None."""
-  width = next(v.shape[0] for v in vectors if v is not None)
-  out = np.zeros((len(vectors), width), dtype)
-  for i, vector in enumerate(vectors):
-    if vector is not None:
-      out[i] = vector
-  return out
-
-
 def pair_scores(kind: str, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
                 params: DedupParams) -> np.ndarray:
-  """float64 [pairs]: the verified similarity of rows a[i] and b[i] of `table`, -1 if not."""
+  """float64 [pairs]: the verified similarity of rows a[i] and b[i] of `rows`, -1 if not.
+
+  Args:
+    kind: the bucket kind.
+    rows: the prints of a kind (`kind_rows`), anything that gathers rows by an
+      int array of row numbers (an array, or columns.Blocks).
+    a, b: row numbers of the pairs.
+    params: the thresholds.
+  """
   if kind == "minhash":
     scores = (rows[a] == rows[b]).sum(axis=1) / rows.shape[1]
     return np.where(scores >= params.jaccard, scores, -1.0)
@@ -178,6 +202,7 @@ def pair_scores(kind: str, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
     distance = np.bitwise_count(rows[a] ^ rows[b]).astype(np.float64)
     return np.where(distance <= params.simhash_distance, 1.0 - distance / simhash.BITS, -1.0)
   if kind == "semantic":
-    scores = (rows[a] * rows[b]).sum(axis=1)
+    # float64 products of each pair summed on its own: the score `similarities` gives.
+    scores = (rows[a].astype(np.float64) * rows[b].astype(np.float64)).sum(axis=1)
     return np.where(scores >= params.semantic_threshold, scores, -1.0)
   raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")

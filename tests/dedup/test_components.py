@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from midtrain_jax.dedup import components, counts, deduplicator, minhash, params
+from midtrain_jax.dedup import components, counts, deduplicator, minhash, pairs, params
 from tests.dedup import planted
 
 
@@ -150,3 +150,158 @@ def test_hot_buckets_hold_to_the_cap_and_count_what_it_skipped():
   for found in (verdicts, open_verdicts):
     assert all(found[(i,)].kept for i in range(120))
     assert sum(not found[(i,)].kept for i in range(120, 132)) >= 11
+
+
+def _brute_reference_match(fp, refs, settings):
+  """(level rank, -similarity, id) of fp's best reference match, and the comparisons skipped:
+  every reference document holding one of fp's group or bucket keys, looked up one by one."""
+  refs = sorted(refs, key=lambda r: (r[0], r[1].exact))
+  best, skipped = None, 0
+  for level, key in pairs.group_keys(fp, settings):
+    holders = [doc_id for doc_id, other in refs
+               if (level, key) in pairs.group_keys(other, settings)]
+    if holders:
+      best = min(x for x in (best, (pairs.RANK[level], -1.0, holders[0])) if x is not None)
+  for kind, key in pairs.bucket_keys(fp, settings):
+    members = [(doc_id, other) for doc_id, other in refs
+               for found in pairs.bucket_keys(other, settings) if found == (kind, key)]
+    cap = settings.max_bucket or len(members)
+    skipped += max(0, len(members) - cap)
+    for doc_id, other in members[:cap]:
+      score = pairs.similarities(kind, fp, [other], settings)[0]
+      if score is not None:
+        record = (pairs.RANK[pairs.LEVEL_OF[kind]], -score, doc_id)
+        best = record if best is None else min(best, record)
+  return best, skipped
+
+
+def _brute_pairs(items, live, settings, cross_task):
+  """{(i, j): [(level rank, similarity)]} of the verified pairs (i < j, positions in key order),
+  and each position's skipped and capped counts, from plain dicts of buckets and groups."""
+  found, skipped, capped = collections.defaultdict(list), [0] * len(items), [0] * len(items)
+  groups, buckets = collections.defaultdict(list), collections.defaultdict(list)
+  for i, item in enumerate(items):
+    if live[i]:
+      scope = None if cross_task else item.task
+      for level, key in pairs.group_keys(item.fp, settings):
+        groups[(scope, level, key)].append(i)
+      for kind, key in pairs.bucket_keys(item.fp, settings):
+        buckets[(scope, kind, key)].append(i)
+  for (_, level, _), members in groups.items():
+    for x, i in enumerate(members):  # Every pair of a group: the same as a star.
+      for j in members[x + 1:]:
+        found[(i, j)].append((pairs.RANK[level], 1.0))
+  for (_, kind, _), members in buckets.items():
+    cap = settings.max_bucket or len(members)
+    for position, j in enumerate(members):
+      if position >= cap:
+        capped[j] += 1
+        skipped[j] += len(members) - 1 - cap
+      for i in members[:min(position, cap)]:
+        score = pairs.similarities(kind, items[j].fp, [items[i].fp], settings)[0]
+        if score is not None:
+          found[(i, j)].append((pairs.RANK[pairs.LEVEL_OF[kind]], score))
+  return found, skipped, capped
+
+
+def _brute_resolve(items, settings, refs, cross_task):
+  """The module docstring's semantics, written plainly: every pair by its buckets and groups,
+  components by a graph search, the smallest key kept."""
+  items = sorted(items, key=lambda item: item.key)
+  matches = [_brute_reference_match(item.fp, refs, settings) for item in items]
+  drop = settings.reference_mode == "drop"
+  live = [not (drop and best is not None) for best, _ in matches]
+  found, skipped, capped = _brute_pairs(items, live, settings, cross_task)
+  neighbours, own = collections.defaultdict(set), {}
+  for (i, j), records in found.items():
+    neighbours[i].add(j)
+    neighbours[j].add(i)
+    for node in (i, j):
+      for rank, score in records:
+        own[node] = min(own.get(node, (rank, -score)), (rank, -score))
+  out = {}
+  for i, item in enumerate(items):
+    component, frontier = {i}, [i]
+    while frontier:
+      frontier = [n for node in frontier for n in neighbours[node] if n not in component]
+      component.update(frontier)
+    best, ref_skipped = matches[i]
+    ref = None if best is None else deduplicator.Match(
+        best[2], "reference", pairs.STRICTNESS[best[0]], -best[1], reference=True)
+    counts_ = (skipped[i] + ref_skipped, capped[i])
+    root = min(component)
+    if ref is not None and drop:
+      out[item.key] = deduplicator.Verdict(item.doc_id, item.task, False, ref, *counts_)
+    elif root == i:
+      out[item.key] = deduplicator.Verdict(item.doc_id, item.task, True, ref, *counts_)
+    else:
+      match = deduplicator.Match(items[root].doc_id, items[root].task,
+                                 pairs.STRICTNESS[own[i][0]], -own[i][1])
+      out[item.key] = deduplicator.Verdict(item.doc_id, item.task, False, match, *counts_)
+  return out
+
+
+def _mixed_corpus(seed=11):
+  """(key, doc id, task, text) of three tasks: distinct prose, exact copies, near copies
+  (words replaced; seven of one document: buckets beyond the cap), a chain A~B~C with
+  A !~ C, documents of one shared header,
+  and an exact-only task with copies of prose; keys shuffled against the order they come in."""
+  rng = random.Random(seed)
+  prose = list(planted.prose_documents()[:40])
+  vocabulary = " ".join(prose).split()
+  texts = [("web", t) for t in prose[:24]] + [("wiki", t) for t in prose[24:]]
+  texts += [("wiki", prose[i].upper()) for i in range(0, 24, 6)]  # Exact, across tasks.
+  texts += [("web", prose[i] + "  ") for i in range(1, 24, 8)]  # Exact, within a task.
+  texts += [("wiki" if i < 24 else "web", planted.edit_words(prose[i], rng, 0.06, vocabulary))
+            for i in range(2, 40, 5)]  # Near copies, in the other task.
+  texts += [("web", planted.edit_words(prose[10], rng, 0.03, vocabulary))
+            for _ in range(7)]  # Buckets beyond the cap.
+  texts += [("web", _words(0, 200)), ("wiki", _words(50, 250)), ("web", _words(100, 300))]
+  texts += [("wiki", text) for _, _, _, text in _hot_docs(24, seed)[:24]]
+  texts += [("templated", prose[3]), ("templated", prose[3].lower()),
+            ("templated", planted.edit_words(prose[5], rng, 0.03, vocabulary))]
+  ranks = {"templated": 0, "web": 1, "wiki": 2}
+  keys = list(range(len(texts)))
+  rng.shuffle(keys)
+  return [((ranks[task], k // 7, k % 7), f"{task}-{n}", task, text)
+          for n, ((task, text), k) in enumerate(zip(texts, keys))]
+
+
+@pytest.mark.parametrize("mode,cross_task,near_method,string_keys,cap", [
+    ("drop", True, "minhash", False, 2), ("count", False, "both", False, 4),
+    ("count", True, "minhash", True, 3), ("drop", False, "simhash", False, 2)])
+def test_the_columnar_decision_equals_a_brute_force_one(mode, cross_task, near_method,
+                                                          string_keys, cap):
+  settings = params.DedupParams(levels=("exact", "near", "code"), max_bucket=cap,
+                                reference_mode=mode, near_method=near_method)
+  dedup = deduplicator.Deduplicator(settings)
+  docs = _mixed_corpus()
+  items = []
+  for key, doc_id, task, text in docs:
+    key = tuple(f"k{v:03d}" for v in key) if string_keys else key  # The object fallback.
+    items.append(components.Item(key, doc_id, task, dedup.fingerprint(
+        [text], exact_only=task == "templated")[0]))
+  prose = planted.prose_documents()
+  # The chain's first link is in the reference set: with "drop" its far end stays.
+  refs = list(zip(["ref-b", "ref-a", "ref-c", "ref-d"],
+                  dedup.fingerprint([prose[7], prose[9] + " Read more.", prose[30].upper(),
+                                     _words(0, 200)])))
+  expected = _brute_resolve(items, settings, refs, cross_task)
+  found = components.resolve(items, settings, refs, cross_task)
+  assert list(found) == sorted(expected)  # In key order.
+  assert dict(found.items()) == expected
+  # The corpus exercises what it plants: removals at each level, the cap, references.
+  verdicts = list(expected.values())
+  assert {v.match.level for v in verdicts if not v.kept and not v.match.reference} >= {
+      "exact", "near"}
+  assert any(v.capped for v in verdicts) and any(v.match and v.match.reference for v in verdicts)
+  across = {v.match.level for v in verdicts
+            if v.match and v.match.task != v.task and not v.match.reference}
+  assert across == ({"exact", "near"} if cross_task else set())
+  # Added in batches through the accumulator, in another order: the same.
+  accumulator = components.Accumulator(settings, refs, cross_task)
+  shuffled = list(items)
+  random.Random(2).shuffle(shuffled)
+  for item in shuffled:
+    accumulator.add([item.key], [item.doc_id], item.task, [item.fp])
+  assert dict(accumulator.resolve().items()) == expected

@@ -7,8 +7,8 @@ recorded in the task's stats.json; the manifest repeats the totals.
 
 Documents carry their canonical key (records.py: task rank in `dedup_order`,
 file rank, position) and are decided as connected components over verified
-pairs, the best copy kept (dedup/components.py; `resolve` here, Resolve of
-dedup/beam_components.py on Beam): the smallest key of a component is kept,
+pairs, the best copy kept (dedup/components.py; `accumulator` here, Resolve
+of dedup/beam_components.py on Beam): the smallest key of a component is kept,
 so within a task the first copy, and with `data.dedup.cross_task` (one scope
 for the mixture; tasks in `dedup_order`: the tasks of `data.dedup.priority`
 first, then mixture order) the copy of the highest-priority task. A task's
@@ -21,7 +21,7 @@ share a template rather than content) are compared by exact copies only: their
 documents get only the exact fingerprint and join only the exact index.
 """
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from midtrain_jax.dedup import batch as dedup_batch
 from midtrain_jax.dedup import components, counts, deduplicator, params
@@ -106,9 +106,9 @@ class DedupStep:
       self._dedup = deduplicator.Deduplicator(self.params)
     return dedup_batch.reference_prints(self._dedup, self.reference_files)
 
-  def resolve(self, items: Iterable[components.Item]) -> dict[tuple, deduplicator.Verdict]:
-    """The verdicts of a run's documents: components over verified pairs (local runner)."""
-    return components.resolve(items, self.params, self.reference(), self.cross_task)
+  def accumulator(self) -> components.Accumulator:
+    """Takes a run's documents as they are fingerprinted, then decides them (local runner)."""
+    return components.Accumulator(self.params, self.reference(), self.cross_task)
 
 
 class Tally:

@@ -1,8 +1,10 @@
 """The local runner of prepare: one process, two passes over each task's records.
 
 Pass 1 (decide) reads the tasks in key order (records.py) and fingerprints
-their documents, deduplicates them as connected components
-(`components.resolve`: memory O(documents), fingerprints only), chooses the
+their documents into numpy columns as they are read, deduplicates them as
+connected components (`components.Accumulator`: memory about the
+fingerprints' own bytes, ~1 KB per document with the default MinHash
+settings, no object per document), chooses the
 held-out documents and saves each pending task's decisions in its folder
 (decisions.py). With cross-task deduplication every task of the mixture is
 read, since a task's duplicates depend on all.
@@ -15,7 +17,7 @@ many train records they consumed). The Beam runner (beam.py) applies the same
 stages, so both write the same folder.
 """
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from midtrain_jax.data import layout
 from midtrain_jax.data.prepare import decisions, dedup_step, progress, records, writing
@@ -36,8 +38,9 @@ class _Read:
   docs: list
 
 
-def _read_task(plan: Plan, spec, items: list, log: Callable[[str], None]) -> _Read:
-  """Reads one task for pass 1; adds its documents' dedup items to `items`."""
+def _read_task(plan: Plan, spec, accumulator: components.Accumulator | None,
+               log: Callable[[str], None]) -> _Read:
+  """Reads one task for pass 1; adds its documents' fingerprints to `accumulator`."""
   found = _Read(records.MalformedTally(), 0, [])
   meter = progress.Meter(f"{spec.name} (deciding)", None, log)
   fraction = plan.data_cfg.heldout_fraction
@@ -50,10 +53,10 @@ def _read_task(plan: Plan, spec, items: list, log: Callable[[str], None]) -> _Re
         found.malformed.add(item)
       else:
         docs.append((key, item))
-    if plan.dedup is not None:
+    if accumulator is not None:
       prints = plan.dedup.fingerprint([item.text for _, item in docs], spec.name)
-      items.extend(components.Item(key, item.where, spec.name, fp)
-                   for (key, item), fp in zip(docs, prints))
+      accumulator.add([key for key, _ in docs], [item.where for _, item in docs], spec.name,
+                      prints)
     found.docs.extend((key, len(item.text.encode("utf-8")),
                        decisions.heldout_candidate(item.text, key, fraction))
                       for key, item in docs)
@@ -62,14 +65,15 @@ def _read_task(plan: Plan, spec, items: list, log: Callable[[str], None]) -> _Re
   return found
 
 
-def _decisions(plan: Plan, name: str, read: _Read, verdicts: dict | None
+def _decisions(plan: Plan, name: str, read: _Read, verdicts: Mapping | None
                ) -> decisions.Decisions:
   """A task's decisions from what pass 1 read and the verdicts of the run."""
   tally, kept, candidates = dedup_step.Tally(), [], []
   for key, nbytes, candidate in read.docs:
     if verdicts is not None:
-      tally.add(verdicts[key], nbytes)
-      if not verdicts[key].kept:
+      verdict = verdicts[key]  # Made on demand: once per document.
+      tally.add(verdict, nbytes)
+      if not verdict.kept:
         continue
     kept.append(key)
     if candidate is not None:
@@ -89,13 +93,14 @@ def decide(plan: Plan, log: Callable[[str], None]) -> dict[str, decisions.Decisi
     return saved
   # With cross-task deduplication every task is read: its documents decide the others'.
   cross = plan.dedup is not None and plan.dedup.cross_task
-  items, reads = [], {}
+  accumulator = plan.dedup.accumulator() if plan.dedup is not None else None
+  reads = {}
   for spec in plan.specs:
     if spec.name in plan.pending or cross:
-      reads[spec.name] = _read_task(plan, spec, items, log)
+      reads[spec.name] = _read_task(plan, spec, accumulator, log)
       if spec.name in plan.pending:
         reads[spec.name].malformed.check(plan.data_cfg.max_malformed, spec.name)
-  verdicts = plan.dedup.resolve(items) if plan.dedup is not None else None
+  verdicts = accumulator.resolve() if accumulator is not None else None
   found = {}
   for name in plan.pending:
     found[name] = _decisions(plan, name, reads[name], verdicts)
