@@ -10,12 +10,13 @@ Every stage is keyed by something smaller than the corpus:
               (`Count.PerKey`); each item joined with them by key and compared
               with the anchors; per item the best match (a combiner). In
               reference mode "drop" the matched items leave here.
-  groups      exact / code groups reduced to their smallest key (a combiner),
-              joined with their members: one pair per member.
+  groups      exact / code groups grouped by key; a group of more than one
+              member pairs each member with its smallest key.
   buckets     MinHash / SimHash / semantic bucket memberships as keys only,
-              reduced to their anchors (the smallest `max_bucket` keys,
-              `Top.SmallestPerKey`) and size; each member joined with them
-              gives its candidate pairs (the anchors of smaller key); the
+              grouped by bucket: a bucket of one member (nearly all of them)
+              is dropped at once; in the others each member is paired with
+              the anchors of smaller key (the anchors: the bucket's smallest
+              `max_bucket` keys, found by a heap of that size); the
               pairs are joined with the member's fingerprint, then with the
               anchor's, and verified one by one (pairs.py), so a fingerprint
               travels with the candidate pairs it is in, not with each of its
@@ -36,12 +37,13 @@ Every stage is keyed by something smaller than the corpus:
               join by key), then per component its members joined with the
               kept document (a join by label).
 
-Memory per worker does not grow with the corpus: a combiner holds one key,
-one count, or one bucket's anchors (`max_bucket` keys); a join holds one such
-header (a group's smallest key, a bucket's anchors and size, a node's label,
-a document's fingerprint: a MinHash signature is 4 * num_perm bytes, an
-embedding 4 * D) while the other values of its key are iterated, never
-collected into a list (runners that page large groups, such as Dataflow,
+Memory per worker does not grow with the corpus: a combiner holds one key
+or one count; a grouping holds one header (a group's smallest key, a bucket's
+anchors (`max_bucket` keys) and size, a node's label, a document's
+fingerprint: a MinHash signature is 4 * num_perm bytes, an embedding 4 * D)
+while the values of its key are iterated (again where the header needs a
+first pass: grouped values can be iterated more than once), never collected
+into a list (runners that page large groups, such as Dataflow,
 stream a hot key's values). A member's distinct candidates are at most
 buckets x `max_bucket`. `max_bucket=0` (unbounded buckets) gives up that
 bound: a bucket's anchors are all its members. Runners that hand a worker a
@@ -50,6 +52,7 @@ instead; there the largest stage input is one element per (document, bucket)
 of keys only.
 """
 import bisect
+import heapq
 
 import apache_beam as beam
 
@@ -169,30 +172,46 @@ def _live(joined):
     yield item
 
 
-def _group_pairs(joined):
-  """(smallest key, member key, level rank, -1) for each other member of a group."""
-  (_, level, _), values = joined
-  smallest = _first(values, "min")
-  for tag, key in values:
-    if tag == "member" and key != smallest:
+def _alone(members) -> bool:
+  """True for a group of one member (most buckets): nothing to pair, decided at once."""
+  found = iter(members)
+  next(found)
+  return next(found, None) is None
+
+
+def _group_pairs(grouped):
+  """(smallest key, member key, level rank, -1) for each other member of a group.
+
+  The group's members are iterated twice (a grouping's values can be), so
+  only the smallest key is held.
+  """
+  (_, level, _), members = grouped
+  if _alone(members):
+    return
+  smallest = min(members)
+  for key in members:
+    if key != smallest:
       yield smallest, key, pairs.RANK[level], -1.0
 
 
-def _bucket_candidates(joined, params: DedupParams):
+def _bucket_candidates(grouped, params: DedupParams):
   """A bucket's candidate pairs, by keys only: each member with its anchors of smaller key.
+
+  The members are iterated three times: their number, their `max_bucket`
+  smallest keys (the anchors: a heap of that size), then the pairs; only the
+  anchors are held (all members when `max_bucket` is 0).
 
   Yields (member key, (anchor key, kind)), and to the "counts" output (member
   key, (skipped, capped)) for a member beyond the anchors.
   """
-  (_, kind, _), values = joined
-  size = _first(values, "size")
-  if size < 2:
+  (_, kind, _), members = grouped
+  if _alone(members):
     return
-  keys = _first(values, "anchors")
-  limit = params.max_bucket or size
-  for tag, key in values:
-    if tag != "member":
-      continue
+  size = sum(1 for _ in members)
+  cap = params.max_bucket
+  keys = heapq.nsmallest(cap, members) if cap else sorted(members)
+  limit = cap or size
+  for key in members:
     below = bisect.bisect_left(keys, key)
     if below == len(keys) or keys[below] != key:  # Not an anchor.
       yield beam.pvalue.TaggedOutput("counts", (key, (size - 1 - limit, 1)))
@@ -230,18 +249,16 @@ def _verify(joined, params: DedupParams):
 
 def _verified_pairs(live, params: DedupParams, cross_task: bool):
   """(verified pairs (a, b, level rank, -similarity) with a < b, (key, (skipped, capped)))."""
-  members = live | "group keys" >> beam.FlatMap(
+  group_pairs = (live | "group keys" >> beam.FlatMap(
       lambda it: [((_scope(it, cross_task), *g), it.key) for g in pairs.group_keys(it.fp, params)])
-  smallest = members | "group smallest" >> beam.CombinePerKey(min)
-  group_pairs = (_join("group join", {"min": smallest, "member": members})
+                 | "groups" >> beam.GroupByKey()
                  | "group pairs" >> beam.FlatMap(_group_pairs))
   # Bucket memberships carry keys only: a document is in ~num_bands buckets,
-  # and its fingerprint travels only with the candidate pairs it is in.
-  in_buckets = live | "bucket keys" >> beam.FlatMap(
+  # and its fingerprint travels only with the candidate pairs it is in. One
+  # grouping: nearly every bucket holds one document and is dropped there.
+  found = (live | "bucket keys" >> beam.FlatMap(
       lambda it: [((_scope(it, cross_task), *b), it.key) for b in pairs.bucket_keys(it.fp, params)])
-  anchors = _smallest(in_buckets, "anchors", params.max_bucket, None)
-  sizes = in_buckets | "bucket sizes" >> beam.combiners.Count.PerKey()
-  found = (_join("bucket join", {"anchors": anchors, "size": sizes, "member": in_buckets})
+           | "buckets" >> beam.GroupByKey()
            | "bucket candidates" >> beam.FlatMap(_bucket_candidates, params).with_outputs(
                "counts", main="pairs"))
   prints = live | "prints" >> beam.Map(lambda it: (it.key, it.fp))
