@@ -323,7 +323,7 @@ class WriteStats(beam.DoFn):
         fingerprint, read.get(rank, 0), malformed,
         tally(groups["dedup_counts"], groups["dedup_examples"])
         if self._dedup_record is not None else {},
-        candidates.get(rank, 0), [], [])
+        candidates.get(rank, 0), heldout=[], removed=[], train_docs=0)
     progress, total = cumulative_progress(groups["shards"], groups["tail"])
     task_dir = pathlib.Path(task_dir)
     for index, state in enumerate(progress):

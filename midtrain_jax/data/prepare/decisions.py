@@ -12,7 +12,10 @@ Beam runner, so both decide alike:
 
 The local runner saves a task's decisions in its folder (`save`), so an
 interrupted preparation resumes its second pass without deciding again; the
-file goes once the task's stats.json is written.
+file goes once the task's stats.json is written. It lists the removed and the
+held-out documents, not the train ones: the second pass trains on every other
+document it reads, so neither the file nor the memory holding it grows with
+the documents kept.
 """
 import dataclasses
 import json
@@ -36,7 +39,8 @@ class Decisions:
     dedup: `dedup_step.Tally.as_dict()`, {} without deduplication.
     heldout_candidates: kept documents that were held-out candidates.
     heldout: keys of the held-out documents, by (held-out hash key, key).
-    train: keys of the train documents, in key order.
+    removed: keys of the documents deduplication removed, in key order.
+    train_docs: the train documents: every other document read.
   """
   fingerprint: str
   records_read: int
@@ -44,7 +48,11 @@ class Decisions:
   dedup: dict
   heldout_candidates: int
   heldout: list[tuple]
-  train: list[tuple]
+  removed: list[tuple]
+  train_docs: int
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Decisions)}
 
 
 def heldout_candidate(text: str, key: tuple, fraction: float) -> tuple | None:
@@ -55,12 +63,6 @@ def heldout_candidate(text: str, key: tuple, fraction: float) -> tuple | None:
 def choose_heldout(candidates: Iterable[tuple], max_docs: int) -> list[tuple]:
   """The record keys of the held-out documents: the `max_docs` smallest candidates."""
   return [key for _, key in sorted(candidates)[:max_docs]]
-
-
-def split(kept_keys: Iterable[tuple], heldout: list[tuple]) -> list[tuple]:
-  """The train keys: the kept documents not held out, in key order."""
-  held = set(heldout)
-  return sorted(k for k in kept_keys if k not in held)
 
 
 def _path(task_dir: pathlib.Path) -> pathlib.Path:
@@ -74,15 +76,15 @@ def save(task_dir: pathlib.Path, found: Decisions) -> None:
 
 
 def load(task_dir: pathlib.Path, fingerprint: str) -> Decisions | None:
-  """A task's saved decisions when made with `fingerprint`, else None."""
+  """A task's saved decisions when made with `fingerprint` (by this version), else None."""
   path = _path(task_dir)
   if not path.exists():
     return None
   state = json.loads(path.read_text())
-  if state["fingerprint"] != fingerprint:
-    return None
+  if state.get("fingerprint") != fingerprint or set(state) != _FIELDS:
+    return None  # Decided for other settings, or by a version that saved other fields.
   state["heldout"] = [tuple(k) for k in state["heldout"]]
-  state["train"] = [tuple(k) for k in state["train"]]
+  state["removed"] = [tuple(k) for k in state["removed"]]
   return Decisions(**state)
 
 

@@ -19,11 +19,13 @@ stages, so both write the same folder.
 import dataclasses
 from collections.abc import Callable, Mapping
 
+import numpy as np
+
 from midtrain_jax.data import layout
 from midtrain_jax.data.prepare import decisions, dedup_step, progress, records, writing
 from midtrain_jax.data.prepare.run_plan import Plan
 from midtrain_jax.dedup import batch as dedup_batch
-from midtrain_jax.dedup import components
+from midtrain_jax.dedup import columns, components
 from midtrain_jax.documents import readers as sources
 
 _ENCODE_CHUNK = 256
@@ -31,17 +33,25 @@ _ENCODE_CHUNK = 256
 
 @dataclasses.dataclass
 class _Read:
-  """What pass 1 keeps of a task: its malformed records, records read and, per
-  document in key order, (key, UTF-8 bytes, held-out candidate or None)."""
-  malformed: records.MalformedTally
-  read: int
-  docs: list
+  """What pass 1 keeps of a task until the verdicts are known.
+
+  Its malformed records, the records and documents read, its held-out
+  candidates ((held-out hash key, key): `data.heldout_fraction` of the
+  documents) and, with deduplication, each document's key and UTF-8 bytes in
+  key order as numpy columns (what the tally of its verdict needs).
+  """
+  malformed: records.MalformedTally = dataclasses.field(default_factory=records.MalformedTally)
+  read: int = 0
+  docs: int = 0
+  candidates: list = dataclasses.field(default_factory=list)
+  keys: columns.Keys = dataclasses.field(default_factory=columns.Keys)
+  nbytes: columns.Column = dataclasses.field(default_factory=lambda: columns.Column(np.int64))
 
 
 def _read_task(plan: Plan, spec, accumulator: components.Accumulator | None,
                log: Callable[[str], None]) -> _Read:
   """Reads one task for pass 1; adds its documents' fingerprints to `accumulator`."""
-  found = _Read(records.MalformedTally(), 0, [])
+  found = _Read()
   meter = progress.Meter(f"{spec.name} (deciding)", None, log)
   fraction = plan.data_cfg.heldout_fraction
   stream = records.read_task(spec, plan.data_cfg, plan.rank(spec.name))
@@ -53,36 +63,39 @@ def _read_task(plan: Plan, spec, accumulator: components.Accumulator | None,
         found.malformed.add(item)
       else:
         docs.append((key, item))
-    if accumulator is not None:
+    nbytes = [len(item.text.encode("utf-8")) for _, item in docs]
+    if accumulator is not None and docs:
       prints = plan.dedup.fingerprint([item.text for _, item in docs], spec.name)
       accumulator.add([key for key, _ in docs], [item.where for _, item in docs], spec.name,
                       prints)
-    found.docs.extend((key, len(item.text.encode("utf-8")),
-                       decisions.heldout_candidate(item.text, key, fraction))
-                      for key, item in docs)
-    meter.update(len(chunk), len(docs), 0, sum(n for _, n, _ in found.docs[-len(docs):])
-                 if docs else 0)
+      found.keys.append([key for key, _ in docs])
+      found.nbytes.append(np.asarray(nbytes, np.int64))
+    found.docs += len(docs)
+    found.candidates += [c for c in (decisions.heldout_candidate(item.text, key, fraction)
+                                     for key, item in docs) if c is not None]
+    meter.update(len(chunk), len(docs), 0, sum(nbytes))
   return found
 
 
 def _decisions(plan: Plan, name: str, read: _Read, verdicts: Mapping | None
                ) -> decisions.Decisions:
   """A task's decisions from what pass 1 read and the verdicts of the run."""
-  tally, kept, candidates = dedup_step.Tally(), [], []
-  for key, nbytes, candidate in read.docs:
-    if verdicts is not None:
+  tally, removed = dedup_step.Tally(), []
+  if verdicts is not None:
+    keys = map(tuple, read.keys.finish().tolist())
+    for key, nbytes in zip(keys, read.nbytes.finish().tolist()):
       verdict = verdicts[key]  # Made on demand: once per document.
       tally.add(verdict, nbytes)
       if not verdict.kept:
-        continue
-    kept.append(key)
-    if candidate is not None:
-      candidates.append(candidate)
+        removed.append(key)
+  gone = set(removed)
+  candidates = [c for c in read.candidates if c[1] not in gone]
   heldout = decisions.choose_heldout(candidates, plan.data_cfg.heldout_max_docs)
   return decisions.Decisions(
       fingerprint=plan.fingerprints[name], records_read=read.read,
       malformed=read.malformed.as_dict(), dedup=tally.as_dict() if verdicts is not None else {},
-      heldout_candidates=len(candidates), heldout=heldout, train=decisions.split(kept, heldout))
+      heldout_candidates=len(candidates), heldout=heldout, removed=removed,
+      train_docs=read.docs - len(removed) - len(heldout))
 
 
 def decide(plan: Plan, log: Callable[[str], None]) -> dict[str, decisions.Decisions]:
@@ -106,7 +119,7 @@ def decide(plan: Plan, log: Callable[[str], None]) -> dict[str, decisions.Decisi
     found[name] = _decisions(plan, name, reads[name], verdicts)
     decisions.save(plan.task_dir(name), found[name])
     log(f"[prepare] {name}: decided {found[name].records_read:,} records: "
-        f"{len(found[name].train):,} train, {len(found[name].heldout)} held out")
+        f"{found[name].train_docs:,} train, {len(found[name].heldout)} held out")
   return found
 
 
@@ -166,20 +179,22 @@ def write(plan: Plan, name: str, found: decisions.Decisions, log: Callable[[str]
   writer = _ShardWriter(task_dir, plan.data_cfg.shard_docs)
   if writer.index:
     log(f"[prepare] {name}: resuming after {writer.index} finished shards")
-  skip, train, held = writer.progress.records, set(found.train), set(found.heldout)
-  meter = progress.Meter(name, len(found.train) - skip, log)
+  skip, removed, held = writer.progress.records, set(found.removed), set(found.heldout)
+  meter = progress.Meter(name, found.train_docs - skip, log)
   chat_task = name if spec.chat else None
   heldout, chunk, seen = {}, [], 0
   for key, item in records.read_task(spec, plan.data_cfg, plan.rank(name)):
+    if isinstance(item, sources.Malformed) or key in removed:
+      continue
     if key in held:
       heldout[key] = item.text
-    elif key in train:
-      seen += 1
-      if seen > skip:
-        chunk.append(item.text)
-      if len(chunk) == _ENCODE_CHUNK:
-        _write_chunk(plan, chunk, writer, meter, chat_task)
-        chunk = []
+      continue
+    seen += 1  # A train document: every other one read.
+    if seen > skip:
+      chunk.append(item.text)
+    if len(chunk) == _ENCODE_CHUNK:
+      _write_chunk(plan, chunk, writer, meter, chat_task)
+      chunk = []
   _write_chunk(plan, chunk, writer, meter, chat_task)
   writer.finish()
   held_record = _write_heldout(plan, task_dir, [heldout[k] for k in found.heldout], chat_task)

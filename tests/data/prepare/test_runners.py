@@ -176,7 +176,13 @@ def test_an_interrupted_local_run_resumes_to_the_same_folder(sources, local_run,
   with pytest.raises(RuntimeError, match="killed"):
     _prepare(_cfg(sources), tmp_path / "out")
   monkeypatch.setattr(layout, "write_shard", real)
-  assert (tmp_path / "out" / "web" / "decisions.json").exists()
+  saved = json.loads((tmp_path / "out" / "web" / "decisions.json").read_text())
+  # The removed and held-out keys are saved, not the train ones: every other document trains.
+  assert "train" not in saved
+  assert saved["train_docs"] + len(saved["removed"]) + len(saved["heldout"]) == saved["dedup"][
+      "counts"]["docs"]
+  assert len(saved["removed"]) == layout.read_stats(local_run, "web")["dedup"]["counts"][
+      "removed_docs"] > 0
   logs = []
   _prepare(_cfg(sources), tmp_path / "out", log=logs.append)
   assert any("web: resuming after 1 finished shards" in line for line in logs)
