@@ -7,8 +7,9 @@ Every stage is keyed by something smaller than the corpus:
   reference   group keys of the reference set reduced to their smallest id (a
               combiner); its buckets reduced to their anchors (the smallest
               `max_bucket` ids, `Top.SmallestPerKey`) and their size
-              (`Count.PerKey`); each item joined with them by key and compared
-              with the anchors; per item the best match (a combiner). In
+              (`Count.PerKey`); each item's bucket keys joined with them, the
+              anchors of the buckets it met joined with its print and
+              compared; per item the best match (a combiner). In
               reference mode "drop" the matched items leave here.
   groups      exact / code groups grouped by key; a group of more than one
               member pairs each member with its smallest key.
@@ -118,23 +119,36 @@ def _group_hits(joined):
         yield key, ((pairs.RANK[level], -1.0, ref_id), 0)
 
 
-def _bucket_hits(joined, params: DedupParams):
-  """(item key, (best match or None, skipped)) for the items in a reference bucket."""
+def _bucket_meets(joined):
+  """(item key, (kind, the bucket's reference anchors, skipped)) for the items of a
+  bucket the reference set is in: keys only travel to the bucket, its anchors
+  (at most `max_bucket` reference prints) to the item."""
   (kind, _), values = joined
   anchors = _first(values, "anchors")
   if not anchors:
     return
   skipped = _first(values, "size") - len(anchors)
-  others = [fp for _, fp in anchors]
-  for tag, item in values:
-    if tag != "item":
+  for tag, key in values:
+    if tag == "item":
+      yield key, (kind, anchors, skipped)
+
+
+def _bucket_hits(joined, params: DedupParams):
+  """(item key, (best match or None, skipped)) of an item that met reference buckets."""
+  key, values = joined
+  fp = _first(values, "fp")
+  best, skipped = None, 0
+  for tag, value in values:
+    if tag != "meet":
       continue
-    best = None
-    for (ref_id, _), score in zip(anchors, pairs.similarities(kind, item.fp, others, params)):
+    kind, anchors, more_skipped = value
+    skipped += more_skipped
+    scores = pairs.similarities(kind, fp, [other for _, other in anchors], params)
+    for (ref_id, _), score in zip(anchors, scores):
       if score is not None:
         best = pairs.better(best, (pairs.RANK[pairs.LEVEL_OF[kind]], -score, ref_id))
-    if best is not None or skipped:
-      yield item.key, (best, skipped)
+  if best is not None or skipped:
+    yield key, (best, skipped)
 
 
 def _match_reference(items, reference, params: DedupParams):
@@ -150,10 +164,13 @@ def _match_reference(items, reference, params: DedupParams):
       lambda r: [(b, r) for b in pairs.bucket_keys(r[1], params)])
   anchors = _smallest(ref_members, "ref anchors", params.max_bucket, _ref_key)
   sizes = ref_members | "ref bucket sizes" >> beam.combiners.Count.PerKey()
+  # Bucket memberships carry keys only; an item's print joins the buckets it met.
   item_buckets = items | "item ref buckets" >> beam.FlatMap(
-      lambda it: [(b, it) for b in pairs.bucket_keys(it.fp, params)])
-  bucket_hits = (_join("ref bucket join", {"anchors": anchors, "size": sizes,
-                                           "item": item_buckets})
+      lambda it: [(b, it.key) for b in pairs.bucket_keys(it.fp, params)])
+  meets = (_join("ref bucket join", {"anchors": anchors, "size": sizes, "item": item_buckets})
+           | "ref bucket meets" >> beam.FlatMap(_bucket_meets))
+  prints = items | "ref item prints" >> beam.Map(lambda it: (it.key, it.fp))
+  bucket_hits = (_join("ref item join", {"fp": prints, "meet": meets})
                  | "ref bucket hits" >> beam.FlatMap(_bucket_hits, params))
   return ((group_hits, bucket_hits) | "ref hits" >> beam.Flatten()
           | "ref best" >> beam.CombinePerKey(_merge_reference))
