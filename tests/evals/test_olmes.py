@@ -72,7 +72,7 @@ def test_cached_context_scoring_equals_the_full_forward():
              for i in range(23)]
   scored = loglikelihood.loglikelihoods(model, encoded, max_len=128, batch=2, choices=3,
                                         bucket=16)
-  for (ctx, cont), s, full in zip(encoded, scored, _full_forward_logprobs(model, encoded)):
+  for (_, cont), s, full in zip(encoded, scored, _full_forward_logprobs(model, encoded)):
     assert s.tokens == len(cont)
     assert abs(s.logprob - full) < 2e-4
 
