@@ -13,6 +13,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # TensorFlow (pulled in by seqio) must never claim an accelerator or spam logs.
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The cores shared out among the xdist workers, for torch's (and BLAS's) OpenMP
+# threads in the transformers references: two workers with a team of two threads
+# each on two cores wait at every op's barrier for a descheduled thread (on a busy
+# two-core machine, transformers' forwards ran 2-10x slower than with one thread).
+# Set in each worker only (xdist names the count there), so that a serial run keeps
+# torch's default and the controller's setting never reaches the workers.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+  os.environ.setdefault("OMP_NUM_THREADS", str(max(
+      1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 # One XLA compilation cache for the run, made by the first process (the xdist
 # controller, or the only one) and inherited by the workers and the commands

@@ -208,11 +208,18 @@ def test_moe_every_second_layer_scans_like_the_loop():
   assert float(m["expert_tokens"].sum()) == 2 * 2 * float(m["tokens"])
   assert m["expert_load_max_by_layer"].shape == (2,)
   # Per-layer rows come out in layer order: layer 1's own counts first.
-  model = nnx.merge(ts.abstract_model(cfg)[0], params)
-  _, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
-  x = model.embed(batch["inputs"], jnp.float32)
-  for block in model.blocks[:2]:
-    x, _, layer_aux = block(x, batch["positions"], batch["segment_ids"], aux=moe.zero_aux(cfg))
+  graphdef = ts.abstract_model(cfg)[0]
+
+  @jax.jit  # One compiled program, not an eager dispatch per op.
+  def model_and_two_layers_aux(p):
+    model = nnx.merge(graphdef, p)
+    _, aux = model.hidden_and_aux(batch["inputs"], batch["positions"], batch["segment_ids"])
+    x = model.embed(batch["inputs"], jnp.float32)
+    for block in model.blocks[:2]:
+      x, _, layer_aux = block(x, batch["positions"], batch["segment_ids"],
+                              aux=moe.zero_aux(cfg))
+    return aux, layer_aux
+  aux, layer_aux = model_and_two_layers_aux(params)
   np.testing.assert_allclose(aux["expert_tokens"][0], layer_aux["expert_tokens"][-1])
   assert not np.allclose(aux["expert_tokens"][0], aux["expert_tokens"][1])
   assert float(m["moe_loss"]) > 0

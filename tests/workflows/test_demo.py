@@ -17,6 +17,7 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
   config.demo.bpb_items = 2
   config.eval.batches = 1
   config.demo.eval_batches = 1
+  config.eval.downstream_items = 8  # Same items for every run whatever the count.
   out = demo.run(config, str(tmp_path / "runs"))
   printed = capsys.readouterr().out
   for text in ("1/4 preparing", "2/4 base model", "3/4 anneals", "4/4 evaluation",
@@ -50,7 +51,7 @@ def test_demo_prepares_trains_anneals_and_reports(tmp_path, capsys):
   # Accuracy beside BPB: the same arc_easy:rc items for every run, scored in the
   # anneals' loops at their end too (the progress line with its cost).
   accuracy = [results[run]["downstream"]["arc_easy:rc"] for run in results]
-  assert len({tuple(r["per_item"]) for r in accuracy}) == 1 and accuracy[0]["n_items"] == 50
+  assert len({tuple(r["per_item"]) for r in accuracy}) == 1 and accuracy[0]["n_items"] == 8
   assert re.search(r"eval step 2 \| .*arc_easy:rc acc_per_char [0-9.]+ \(chance 0\.25"
                    r".*\| downstream [0-9.]+s", printed)
   assert {r["task"] for r in out["decontamination"]} >= {"math_synthetic", "web_c4"}
