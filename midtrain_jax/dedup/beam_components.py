@@ -250,8 +250,8 @@ def _with_member_print(joined):
 def _verify(joined, params: DedupParams):
   """(anchor key, member key, level rank, -similarity) of an anchor's verified candidates.
 
-  Each pair is scored on its own (pairs.bucket_scores of one row and one
-  column): the score `components.resolve` gives it.
+  Each pair is scored on its own (`pairs.similarities` of one print against
+  one): the score `components.resolve` gives it.
   """
   anchor, values = joined
   fp = _first(values, "fp")
@@ -259,9 +259,9 @@ def _verify(joined, params: DedupParams):
     if tag != "candidate":
       continue
     member, kind, member_fp = value
-    score = pairs.bucket_scores(kind, [member_fp], pairs.stack(kind, [fp]), params)[0, 0]
-    if score >= 0:
-      yield anchor, member, pairs.RANK[pairs.LEVEL_OF[kind]], -float(score)
+    score = pairs.similarities(kind, member_fp, [fp], params)[0]
+    if score is not None:
+      yield anchor, member, pairs.RANK[pairs.LEVEL_OF[kind]], -score
 
 
 def _verified_pairs(live, params: DedupParams, cross_task: bool):

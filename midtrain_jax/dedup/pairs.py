@@ -145,45 +145,6 @@ def better(a: tuple | None, b: tuple | None) -> tuple | None:
   return min(a, b)
 
 
-
-def stack(kind: str, fps) -> np.ndarray:
-  """The fingerprints of a bucket's anchors as one array (compared with `bucket_scores`)."""
-  if kind == "minhash":
-    return np.stack([fp.signature for fp in fps])
-  if kind == "simhash":
-    return np.array([fp.simhash for fp in fps], np.uint64)
-  if kind == "semantic":
-    return np.stack([fp.embedding for fp in fps]).astype(np.float64)
-  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
-
-
-def bucket_scores(kind: str, members, anchors: np.ndarray, params: DedupParams) -> np.ndarray:
-  """float64 [members, anchors]: each pair's verified similarity, -1 where not a duplicate.
-
-  Args:
-    kind: the bucket kind.
-    members: fingerprints of some members of a bucket.
-    anchors: `stack(kind, anchor fingerprints)`.
-    params: the thresholds.
-
-  A pair's score does not depend on the other rows or columns (the semantic
-  level sums each pair's products on its own), so every runner finds the same.
-  """
-  if kind == "minhash":
-    signatures = np.stack([fp.signature for fp in members])
-    scores = (signatures[:, None, :] == anchors[None]).sum(axis=2) / signatures.shape[1]
-    return np.where(scores >= params.jaccard, scores, -1.0)
-  if kind == "simhash":
-    prints = np.array([fp.simhash for fp in members], np.uint64)
-    distance = np.bitwise_count(prints[:, None] ^ anchors[None]).astype(np.float64)
-    return np.where(distance <= params.simhash_distance, 1.0 - distance / simhash.BITS, -1.0)
-  if kind == "semantic":
-    scores = np.stack([(anchors * fp.embedding.astype(np.float64)).sum(axis=1)
-                       for fp in members])
-    return np.where(scores >= params.semantic_threshold, scores, -1.0)
-  raise ValueError(f"Unknown bucket kind {kind!r}; expected minhash, simhash or semantic.")
-
-
 def pair_scores(kind: str, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
                 params: DedupParams) -> np.ndarray:
   """float64 [pairs]: the verified similarity of rows a[i] and b[i] of `rows`, -1 if not.
