@@ -78,14 +78,6 @@ class WithinCap(beam.DoFn):
       yield keyed
 
 
-def records_read(counts: dict, cap: int) -> dict[int, int]:
-  """{task rank: records read}, the cap applied."""
-  found = collections.Counter()
-  for unit, n in counts.items():
-    found[unit[0]] += n
-  return {rank: min(n, cap) if cap else n for rank, n in found.items()}
-
-
 def malformed_tally(grouped) -> tuple[int, dict]:
   """(task rank, `MalformedTally.as_dict()`) of its malformed records in key order."""
   rank, bad = grouped

@@ -57,11 +57,6 @@ def read_task(spec, data_cfg, task_rank: int) -> Iterator[tuple[tuple, object]]:
       yield keyed
 
 
-def within_cap(index: int, data_cfg) -> bool:
-  """Whether the record at `index` in the task's key order is read (the task cap)."""
-  return not data_cfg.max_docs_per_task or index < data_cfg.max_docs_per_task
-
-
 class MalformedTally:
   """A task's malformed records: count, count by reason, first examples in key order."""
 
