@@ -27,9 +27,11 @@ process pinned to --cores CPUs (the tokenizers' threads too: RAYON_NUM_THREADS):
 
 Reported per run: wall time, documents/s and MB/s of the corpus's text, MB/s
 per core (the run's --cores, or its Beam workers), documents kept, and peak
-RSS: of the run's largest process (its driver or a worker: the memory one
-worker needs) and summed over all its processes (every process of the run's
-tree is polled; a process's VmHWM is its exact peak).
+RSS: of the run's largest process, of its driver (the process started: the
+Beam runner's controller, which holds every shuffle on the local FnApiRunner)
+and of its largest child process (a Beam SDK worker: the memory one worker
+needs; 0 for a run in one process), and summed over all its processes (every
+process of the run's tree is polled; a process's VmHWM is its exact peak).
 `--scaling` runs the chosen runs at each size and prints time and peak
 memory per worker beside the size: time should grow linearly, memory stay
 flat. The machine's CPU model is printed first.
@@ -111,8 +113,11 @@ def _watch(child: subprocess.Popen, started: float, command: list[str],
     raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}), see {log}:\n"
                        f"{log.read_text()[-2000:]}")
   result = json.loads(out.strip().splitlines()[-1])
+  workers = [kb for pid, kb in peaks.items() if pid != root.pid]
   return {**result, "wall_s": wall, "max_rss_mb": max(peaks.values(), default=0) / 1024,
-          "sum_rss_mb": sum(peaks.values()) / 1024, "processes": len(peaks)}
+          "sum_rss_mb": sum(peaks.values()) / 1024, "processes": len(peaks),
+          "driver_rss_mb": peaks.get(root.pid, 0) / 1024,
+          "worker_rss_mb": max(workers, default=0) / 1024}
 
 
 def run_one(name: str, corpus: pathlib.Path, work: pathlib.Path, tokenizer: str,
@@ -135,7 +140,8 @@ def run_one(name: str, corpus: pathlib.Path, work: pathlib.Path, tokenizer: str,
 def table(rows: list[dict], meta: dict) -> str:
   mb = meta["bytes"] / 1e6
   lines = [f"{'run':<11} {'cores':>5} {'wall s':>8} {'docs/s':>9} {'MB/s':>7} {'MB/s/core':>9} "
-           f"{'kept docs':>9} {'peak RSS MB':>11} {'all procs MB':>12} {'procs':>5}"]
+           f"{'kept docs':>9} {'peak RSS MB':>11} {'driver MB':>9} {'worker MB':>9} "
+           f"{'all procs MB':>12} {'procs':>5}"]
   for r in rows:
     if "error" in r:
       lines.append(f"{r['run']:<11} {r['cores']:>5} n/a: {r['error']}")
@@ -144,6 +150,7 @@ def table(rows: list[dict], meta: dict) -> str:
     lines.append(f"{r['run']:<11} {r['cores']:>5} {r['wall_s']:>8.1f} "
                  f"{meta['docs'] / r['wall_s']:>9.0f} {rate:>7.2f} {rate / r['cores']:>9.2f} "
                  f"{r.get('kept_docs', 0):>9} {r['max_rss_mb']:>11.0f} "
+                 f"{r['driver_rss_mb']:>9.0f} {r['worker_rss_mb']:>9.0f} "
                  f"{r['sum_rss_mb']:>12.0f} {r['processes']:>5}")
   return "\n".join(lines)
 
@@ -194,9 +201,11 @@ def main() -> None:
           f"{meta['docs']} docs):")
     print(table(rows, meta))
   if len(results) > 1:
-    print("\nscaling (wall s / peak RSS MB of the largest process, per size):")
+    print("\nscaling (wall s / peak RSS MB of the largest process (driver, largest worker),"
+          " per size):")
     for name in args.runs.split(","):
-      cells = [next((f"{r['wall_s']:.1f} s / {r['max_rss_mb']:.0f} MB"
+      cells = [next((f"{r['wall_s']:.1f} s / {r['max_rss_mb']:.0f} MB "
+                     f"({r['driver_rss_mb']:.0f}, {r['worker_rss_mb']:.0f})"
                      for r in rows if r["run"] == name and "error" not in r), "n/a")
                for _, rows in results]
       print(f"  {name:<11} " + "   ".join(f"{m['size_gb']:g} GB: {c}"
