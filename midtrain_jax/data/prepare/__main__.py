@@ -7,8 +7,9 @@
       --beam_options="--runner=FnApiRunner --direct_num_workers=2 \
       --direct_running_mode=multi_processing"
 
-`--runner=beam` runs every stage as one Apache Beam pipeline (Dataflow, Flink,
-Spark or a local runner, per `--beam_options`) and writes the same folder as
+`--runner=beam` runs every stage as one Apache Beam pipeline (Flink or Spark
+on a cluster whose workers share the output folder and the cache with this
+machine, or a local runner, per `--beam_options`) and writes the same folder as
 the default local runner.
 
 Every key of the config's `data` section is a `--data.<key>` flag. Resumable
@@ -30,7 +31,7 @@ _RUNNER = flags.DEFINE_enum("runner", "local", preparation.RUNNERS, "local (this
                             "or beam (an Apache Beam pipeline); both write the same folder.")
 _BEAM_OPTIONS = flags.DEFINE_string("beam_options", "", "Beam pipeline options with "
                                     "--runner=beam, e.g. \"--runner=FnApiRunner "
-                                    "--direct_num_workers=2\" or Dataflow's.")
+                                    "--direct_num_workers=2\" or Flink's.")
 
 
 def main(argv):

@@ -26,6 +26,8 @@ from midtrain_jax.documents import readers as sources
 
 _SPM_TRAIN_CHARS_PER_TASK = 1_500_000
 RUNNERS = ("local", "beam")
+# Beam runners whose workers run on machines of their own, with no shared files.
+_NO_SHARED_FILES = ("dataflow",)
 
 
 def ensure_demo_tokenizer(log: Callable[[str], None] = print) -> pathlib.Path:
@@ -112,7 +114,8 @@ def parse_beam_options(text: str | Sequence[str]) -> list[str]:
   """Beam pipeline options from a command-line string, checked to be known to Beam.
 
   Raises:
-    ValueError: naming the options Beam does not know.
+    ValueError: naming the options Beam does not know, or a runner whose
+      workers cannot reach the launcher's files (Dataflow).
   """
   from apache_beam.options import pipeline_options  # noqa: PLC0415  Beam only when asked for.
   args = shlex.split(text) if isinstance(text, str) else list(text)
@@ -123,6 +126,15 @@ def parse_beam_options(text: str | Sequence[str]) -> list[str]:
   if unknown or loose:
     raise ValueError(f"--beam_options: not Beam pipeline options: {unknown + loose} "
                      f"(in {args}).")
+  runner = options.view_as(pipeline_options.StandardOptions).runner or ""
+  # Beam takes a runner's name in any case, with or without "Runner" (runners/runner.py).
+  if runner.lower().removesuffix("runner").removeprefix("test") in _NO_SHARED_FILES:
+    raise ValueError(
+        f"--beam_options: --runner={runner}: its workers share no filesystem with this "
+        "machine, but the preparation's workers read the tokenizer and the decontamination "
+        "index from it and write the prepared folder to it. Run the pipeline where the "
+        "workers share the output folder and the cache with the launcher: Flink or Spark "
+        "on a cluster with a shared filesystem, or FnApiRunner on one machine.")
   return args
 
 

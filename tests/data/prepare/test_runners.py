@@ -228,6 +228,11 @@ def test_bad_runner_and_beam_options_are_clear_errors(sources, tmp_path):
   with pytest.raises(ValueError, match=r"not Beam pipeline options: \['direct_num_wrkers'\]"):
     _prepare(_cfg(sources), tmp_path, "beam", "--runner=FnApiRunner --direct_num_wrkers=2")
   assert preparation.parse_beam_options(_TWO_WORKERS)[1] == "--direct_num_workers=2"
+  for name in ("DataflowRunner", "dataflow"):
+    with pytest.raises(ValueError, match=f"{name}: its workers share no filesystem"):
+      _prepare(_cfg(sources), tmp_path / "df", "beam",
+               f"--runner={name} --project=p --region=r --temp_location=gs://b/t")
+  assert not (tmp_path / "df").exists()  # Refused before anything is written.
 
 
 def test_progress_lines_give_documents_tokens_rate_and_eta():
