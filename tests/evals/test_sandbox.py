@@ -222,9 +222,13 @@ def world(tmp_path_factory):
   listener.listen()
   listener.setblocking(False)
   checkout = pathlib.Path(__file__).resolve().parents[2]
+  # The jail has an empty /tmp of its own (and a root): those paths existing inside say
+  # nothing of the host's (a checkout under /tmp has /tmp as its parent); what the host
+  # keeps under them is still looked for.
+  own = {jail.WORKDIR, "/"}
   host_paths = [str(p) for p in (secret, root, pathlib.Path.home() / ".ssh", checkout,
                                  checkout.parent, cache.cache_root(), "/etc/shadow",
-                                 "/etc/passwd") if os.path.exists(p)]
+                                 "/etc/passwd") if os.path.exists(p) and str(p) not in own]
   yield {"victim": str(victim), "victim_rel": str(victim).lstrip("/"), "secret": str(secret),
          "outside": str(root),
          "port": listener.getsockname()[1], "host_paths": host_paths, "root": root,
