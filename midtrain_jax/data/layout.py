@@ -67,6 +67,7 @@ run never leaves a half shard that would be read as complete.
 import hashlib
 import json
 import pathlib
+import zipfile
 
 import numpy as np
 from array_record.python import array_record_module
@@ -373,6 +374,47 @@ def write_quality_scores(data_dir: pathlib.Path, task: str, scores: np.ndarray,
   with files.open_atomic(_quality_scores_file(data_dir, task), "wb") as f:
     np.savez(f, scores=np.asarray(scores, np.float32), tokens=np.asarray(tokens, np.int64),
              scorer=np.asarray(scorer), task=np.asarray(task_fingerprint))
+
+
+def _quality_scores_part(task_dir: pathlib.Path, shard: int) -> pathlib.Path:
+  return task_dir / f"quality_scores-{shard:05d}.npz"
+
+
+def write_quality_scores_part(task_dir: pathlib.Path, shard: int, scores: np.ndarray,
+                              tokens: np.ndarray) -> None:
+  """One train shard's part of `write_quality_scores`, for `join_quality_scores`."""
+  with files.open_atomic(_quality_scores_part(task_dir, shard), "wb") as f:
+    np.savez(f, scores=np.asarray(scores, np.float32), tokens=np.asarray(tokens, np.int64))
+
+
+def join_quality_scores(data_dir: pathlib.Path, task: str, shards: int, *, scorer: str,
+                        task_fingerprint: str) -> None:
+  """`write_quality_scores` from the task's `shards` parts, in shard order; removes the parts.
+
+  The same file, written by streaming each array part by part: one part in
+  memory at a time, however many documents the task has.
+  """
+  task_dir = pathlib.Path(data_dir) / task
+  parts = [_quality_scores_part(task_dir, shard) for shard in range(shards)]
+  sizes = []
+  for part in parts:
+    with np.load(part, allow_pickle=False) as loaded:
+      sizes.append(len(loaded["scores"]))
+  with files.open_atomic(_quality_scores_file(data_dir, task), "wb") as f, \
+       zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+    for name, dtype in (("scores", np.float32), ("tokens", np.int64)):
+      with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(member, {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+            "shape": (sum(sizes),)})
+        for part in parts:
+          with np.load(part, allow_pickle=False) as loaded:
+            member.write(np.ascontiguousarray(loaded[name], dtype).tobytes())
+    for name, value in (("scorer", scorer), ("task", task_fingerprint)):
+      with archive.open(f"{name}.npy", "w") as member:
+        np.lib.format.write_array(member, np.asarray(value))
+  for part in parts:
+    part.unlink()
 
 
 def read_quality_scores(data_dir: pathlib.Path, task: str) -> dict | None:

@@ -16,9 +16,10 @@ folder written is the same file for file (stats and manifest but for timing):
   clean/tokenise/score  the decontamination index loaded on each worker
               (built once by the launcher), the model's tokenizer, the
               quality scorer with `data.qau.enabled`;
-  shard       a train document's number = kept documents of the files before
-              its own (side input) + those before it in its file; shard i
-              holds numbers [i * shard_docs, (i + 1) * shard_docs);
+  shard       a train document's number = kept documents of the blocks
+              (`BLOCK` consecutive records of a file) before its own (side
+              input) + those before it in its block; shard i holds numbers
+              [i * shard_docs, (i + 1) * shard_docs);
   write       shards, held-out split, per-shard progress, then stats.json.
 A task with more than `data.max_malformed` malformed records fails the
 pipeline where its stats.json would be written, naming the first ones (the
@@ -26,6 +27,19 @@ local runner fails before writing anything). The launcher writes the
 manifest afterwards (tasks.py). A task whose
 stats.json has its fingerprint is reused untouched; the folders of the other
 tasks are emptied and prepared again whole, so an interrupted run is re-run.
+
+Memory per worker does not grow with the corpus. A grouping holds one
+block's (position, kept) flags (`beam_stages.BLOCK` records), one shard's
+documents (`data.shard_docs` train documents and the counts of the records
+dropped among them), a task's held-out documents (`data.heldout_max_docs`),
+a task's per-shard counts, or a document with its verdict; a combiner holds a
+count, the first examples, or the `heldout_max_docs` smallest candidates;
+side inputs hold a count per input file and per block and the chosen held-out
+keys; batches are at most 512 documents; quality scores are written per shard
+and joined by streaming. The pipeline logs the largest block and shard it
+grouped ("largest records_per_block"). Deduplication's bounds are in
+dedup/beam_components.py. Runners that hand a worker a whole stage's input as
+one bundle (the local FnApiRunner) hold that input instead.
 
 Quality scores (`data.qau.enabled`): the scorer is trained (or found) by the
 launcher as for the local run, then applied to each train document in the
@@ -143,8 +157,8 @@ def _shards(train, seeds, plan: Plan, names: dict, chat: dict):
                  plan.cleaner, plan.data_cfg.tokenizer,
                  plan.quality[0] if plan.quality is not None else None, chat)))
   flags = (payload | "Kept flags" >> beam.Map(
-               lambda kv: (kv[0][:2], (kv[0][2], kv[1][0] is not None)))
-           | "By unit" >> beam.GroupByKey()
+               lambda kv: (stages.block_of(kv[0]), (kv[0][2], kv[1][0] is not None)))
+           | "By block" >> beam.GroupByKey()
            | "Ranks" >> beam.FlatMap(stages.survivor_ranks).with_outputs("total", main="ranks"))
   assigned = ({"payload": payload, "rank": flags.ranks} | "Join ranks" >> beam.CoGroupByKey()
               | "Assign" >> beam.ParDo(stages.AssignShard(plan.data_cfg.shard_docs),
@@ -153,7 +167,8 @@ def _shards(train, seeds, plan: Plan, names: dict, chat: dict):
   first = seeds | "First shards" >> beam.Map(lambda rank: ((rank, 0), None))
   written = ((assigned.sharded, first) | "All shards" >> beam.Flatten()
              | "By shard" >> beam.GroupByKey()
-             | "Write shards" >> beam.ParDo(stages.WriteShard(str(plan.out), names)))
+             | "Write shards" >> beam.ParDo(stages.WriteShard(str(plan.out), names,
+                                                              scored=plan.quality is not None)))
   return written, assigned.tail
 
 
@@ -164,7 +179,7 @@ def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
   recs, read = _read(pipeline, plan, specs)
   bad = (recs | "Malformed" >> beam.Filter(lambda kv: not _is_doc(kv))
          | "Bad by task" >> beam.Map(lambda kv: (kv[0][0], (kv[0], kv[1][1], kv[1][2])))
-         | "Group bad" >> beam.GroupByKey() | "Tally bad" >> beam.Map(stages.malformed_tally))
+         | "Tally bad" >> beam.CombinePerKey(stages.MalformedTally()))
   docs = recs | "Documents" >> beam.Filter(_is_doc)
   kept, tallies = _dedup(docs, plan, names)
   kept = kept | "Pending tasks" >> beam.Filter(lambda kv: kv[0][0] in pending)
@@ -214,3 +229,7 @@ def run(plan: Plan, options: Sequence[str], log: Callable[[str], None]) -> None:
   for counter in sorted(found["counters"], key=lambda c: c.key.metric.name):
     value = counter.committed if counter.committed is not None else counter.attempted
     log(f"[prepare] beam: {counter.key.metric.name} {value:,}")
+  # The largest groups a worker held: bounded by settings, not by the corpus.
+  for dist in sorted(found["distributions"], key=lambda d: d.key.metric.name):
+    value = dist.committed if dist.committed is not None else dist.attempted
+    log(f"[prepare] beam: largest {dist.key.metric.name} {value.max:,}")

@@ -6,11 +6,11 @@ the local runner does. Keys are the canonical `(task rank, file rank,
 position)`; a task is named by its rank.
 """
 import collections
+import heapq
 import pathlib
 import typing
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
 
 from midtrain_jax.data import layout
@@ -42,8 +42,20 @@ def unit_of(keyed) -> tuple:
   return keyed[0][:2]
 
 
+# Records of a read unit ranked together: the largest group of the shard numbering.
+BLOCK = 4096
+
+
+def block_of(key: tuple) -> tuple:
+  """(task rank, file rank, block): the `BLOCK` consecutive records of a file a key is in."""
+  return key[0], key[1], key[2] // BLOCK
+
+
 def offsets(counts: dict) -> dict:
-  """{(task rank, file rank): records of the task's files before it} from per-unit counts."""
+  """{part: counts of the task's parts before it} from per-part counts.
+
+  A part is a key prefix that starts with the task rank (a read unit, a block).
+  """
   found, by_task = {}, collections.defaultdict(int)
   for unit in sorted(counts):
     found[unit] = by_task[unit[0]]
@@ -78,13 +90,38 @@ class WithinCap(beam.DoFn):
       yield keyed
 
 
-def malformed_tally(grouped) -> tuple[int, dict]:
-  """(task rank, `MalformedTally.as_dict()`) of its malformed records in key order."""
-  rank, bad = grouped
-  tally = records.MalformedTally()
-  for _, where, reason in sorted(bad):
-    tally.add(sources.Malformed(where, reason))
-  return rank, tally.as_dict()
+class MalformedTally(beam.CombineFn):
+  """A task's `MalformedTally.as_dict()` from its (key, where, reason) malformed records.
+
+  Holds the counts and the first `MALFORMED_EXAMPLES` records by key, never
+  the task's records: a corpus of malformed lines is tallied in bounded memory.
+  """
+
+  def create_accumulator(self):
+    return 0, collections.Counter(), []
+
+  def add_input(self, acc, bad):
+    count, kinds, first = acc
+    kinds[records.reason_kind(bad[2])] += 1
+    first.append(bad)
+    if len(first) > 2 * records.MALFORMED_EXAMPLES:  # Amortised: trimmed now and then.
+      first = heapq.nsmallest(records.MALFORMED_EXAMPLES, first)
+    return count + 1, kinds, first
+
+  def merge_accumulators(self, accs):
+    count, kinds, first = 0, collections.Counter(), []
+    for c, k, f in accs:
+      count, first = count + c, first + f
+      kinds.update(k)
+    return count, kinds, heapq.nsmallest(records.MALFORMED_EXAMPLES, first)
+
+  def extract_output(self, acc):
+    count, kinds, first = acc
+    tally = records.MalformedTally()
+    for _, where, reason in heapq.nsmallest(records.MALFORMED_EXAMPLES, first):
+      tally.add(sources.Malformed(where, reason))
+    tally.malformed, tally.by_reason = count, dict(kinds)
+    return tally.as_dict()
 
 
 class Fingerprint(beam.DoFn):
@@ -199,21 +236,23 @@ class CleanEncode(beam.DoFn):
 
 @_TAGGED
 def survivor_ranks(grouped):
-  """Per read unit: (key, kept documents before it in the unit); tagged "total" per unit."""
-  unit, flags = grouped
+  """Per block: (key, kept documents before it in the block); tagged "total" per block."""
+  block, flags = grouped
+  flags = sorted(flags)
+  Metrics.distribution(_NAMESPACE, "records_per_block").update(len(flags))
   before = 0
-  for position, kept in sorted(flags):
-    yield unit + (position,), before
+  for position, kept in flags:
+    yield block[:2] + (position,), before
     before += int(kept)
-  yield beam.pvalue.TaggedOutput("total", (unit, before))
+  yield beam.pvalue.TaggedOutput("total", (block, before))
 
 
 @_TAGGED
 class AssignShard(beam.DoFn):
   """((task rank, shard), (key, doc, counts, score)); tagged "tail" past the last shard.
 
-  The side input holds the kept documents of every read unit; a record's
-  number is those of the units before it plus those before it in its unit.
+  The side input holds the kept documents of every block; a record's number
+  is those of the blocks before it plus those before it in its block.
   """
 
   def __init__(self, shard_docs: int):
@@ -223,7 +262,7 @@ class AssignShard(beam.DoFn):
     key, groups = joined
     doc, counts, score = groups["payload"][0]
     memo = self._memo.of(totals)
-    shard = writing.shard_of(memo.offsets[key[:2]] + groups["rank"][0], self._shard_docs)
+    shard = writing.shard_of(memo.offsets[block_of(key)] + groups["rank"][0], self._shard_docs)
     if shard >= writing.shard_count(memo.totals[key[0]], self._shard_docs):
       yield beam.pvalue.TaggedOutput("tail", (key[0], counts))
     else:
@@ -231,27 +270,31 @@ class AssignShard(beam.DoFn):
 
 
 class WriteShard(beam.DoFn):
-  """Writes one train shard's records.
+  """Writes one train shard's records (and, scored, their part of the quality scores).
 
-  Emits (task rank, (shard, its counts, (quality score, length) of each document)).
+  Emits (task rank, (shard, its counts)).
   """
 
-  def __init__(self, out: str, names: dict):
-    self._out, self._names = out, names
+  def __init__(self, out: str, names: dict, scored: bool):
+    self._out, self._names, self._scored = out, names, scored
 
   def process(self, grouped):
     (rank, shard), members = grouped
     members = sorted((m for m in members if m is not None), key=lambda m: m[0])
+    Metrics.distribution(_NAMESPACE, "records_per_shard").update(len(members))
     task_dir = pathlib.Path(self._out) / self._names[rank]
-    docs = [m[1] for m in members if m[1] is not None]
+    written = [m for m in members if m[1] is not None]
+    docs = [m[1] for m in written]
     layout.write_documents(layout.train_shard(task_dir, shard), docs)
+    if self._scored:
+      layout.write_quality_scores_part(task_dir, shard, [m[3] for m in written],
+                                       [len(d) for d in docs])
     total = writing.ShardProgress()
     for member in members:
       total.merge(writing.ShardProgress(member[2]))
     Metrics.counter(_NAMESPACE, "train_docs").inc(len(docs))
     Metrics.counter(_NAMESPACE, "train_tokens").inc(sum(len(d) for d in docs))
-    yield rank, (shard, total.as_dict(),
-                 [(m[3], len(m[1])) for m in members if m[1] is not None])
+    yield rank, (shard, total.as_dict())
 
 
 class WriteHeldout(beam.DoFn):
@@ -281,7 +324,7 @@ class WriteHeldout(beam.DoFn):
 def cumulative_progress(shards: list, tail: list) -> tuple[list, writing.ShardProgress]:
   """(each shard's cumulative progress, the task's total) from per-shard counts."""
   total, found = writing.ShardProgress(), []
-  for _, state, _ in sorted(shards, key=lambda shard: shard[0]):
+  for _, state in sorted(shards, key=lambda shard: shard[0]):
     total.merge(writing.ShardProgress(state))
     found.append(total.as_dict())
   for state in tail:
@@ -322,15 +365,8 @@ class WriteStats(beam.DoFn):
       layout.write_shard_progress(task_dir, index, state)
     stats = writing.task_stats(spec, fingerprint, files, found, len(progress), total,
                                groups["heldout"][0], self._cleaner, self._dedup_record)
-    if self._scorer is not None:
-      self._write_scores(task_dir.parent, spec.name, fingerprint, groups["shards"])
+    if self._scorer is not None:  # Each train document's score and length (qau_scores.py).
+      layout.join_quality_scores(task_dir.parent, spec.name, len(progress),
+                                 scorer=self._scorer, task_fingerprint=fingerprint)
     layout.write_stats(task_dir, stats)
     yield spec.name
-
-  def _write_scores(self, out: pathlib.Path, task: str, fingerprint: str, shards) -> None:
-    """Each train document's quality score and length, in record order (qau_scores.py)."""
-    ordered = sorted(shards, key=lambda shard: shard[0])
-    scores = np.asarray([s for _, _, found in ordered for s, _ in found], np.float32)
-    tokens = np.asarray([n for _, _, found in ordered for _, n in found], np.int64)
-    layout.write_quality_scores(out, task, scores, tokens, scorer=self._scorer,
-                                task_fingerprint=fingerprint)

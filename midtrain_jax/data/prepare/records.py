@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from midtrain_jax.data.mixtures import documents
 from midtrain_jax.documents import readers as sources
 
-_MALFORMED_EXAMPLES = 50
+MALFORMED_EXAMPLES = 50  # Listed in stats.json (and in the error past the limit).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,11 @@ def read_task(spec, data_cfg, task_rank: int) -> Iterator[tuple[tuple, object]]:
       yield keyed
 
 
+def reason_kind(reason: str) -> str:
+  """A malformed record's reason without its particulars: what stats.json counts by."""
+  return reason.split(" (")[0]
+
+
 class MalformedTally:
   """A task's malformed records: count, count by reason, first examples in key order."""
 
@@ -68,9 +73,9 @@ class MalformedTally:
 
   def add(self, item: sources.Malformed) -> None:
     self.malformed += 1
-    reason = item.reason.split(" (")[0]
-    self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
-    if len(self.examples) < _MALFORMED_EXAMPLES:
+    kind = reason_kind(item.reason)
+    self.by_reason[kind] = self.by_reason.get(kind, 0) + 1
+    if len(self.examples) < MALFORMED_EXAMPLES:
       self.examples.append(f"{item.where}: {item.reason}")
 
   def check(self, limit: int, task: str) -> None:

@@ -18,7 +18,7 @@ from midtrain_jax import config as config_lib
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data import layout
 from midtrain_jax.data.load import pipeline
-from midtrain_jax.data.prepare import progress, qau_scores
+from midtrain_jax.data.prepare import beam_stages, progress, qau_scores
 from midtrain_jax.data.prepare import tasks as preparation
 from tests.dedup import planted
 
@@ -117,10 +117,18 @@ def test_beam_writes_the_local_folder(sources, local_run, tmp_path, options, mon
 
   # The pipeline scores the documents itself: nothing is left to score from the shards.
   monkeypatch.setattr(qau_scores, "train_documents", no_rescoring)
+  if options == _ONE_WORKER:
+    # In this process (the workers of the other run import their own): files of 15 to
+    # 33 records are numbered in many blocks, shards and blocks cut across each other.
+    monkeypatch.setattr(beam_stages, "BLOCK", 3)
   logs = []
   _prepare(_cfg(sources), tmp_path / "beam", "beam", options, logs.append)
   assert _files(tmp_path / "beam") == _files(local_run)
   assert any("beam: duplicates_removed 5" in line for line in logs)
+  block = 3 if options == _ONE_WORKER else beam_stages.BLOCK
+  largest = {line.split()[-2]: int(line.split()[-1].replace(",", ""))
+             for line in logs if "beam: largest" in line}
+  assert largest["records_per_block"] <= block and largest["records_per_shard"] <= 7 + 1
 
 
 def _batches(sources, folder: pathlib.Path, n: int = 6) -> list[dict]:
