@@ -210,6 +210,12 @@ def main() -> None:
                for _, rows in results]
       print(f"  {name:<11} " + "   ".join(f"{m['size_gb']:g} GB: {c}"
                                          for (m, _), c in zip(results, cells)))
+    groups = [(m, r) for m, rows in results for r in rows if r.get("largest")]
+    if groups:
+      print("\nlargest groups a Beam worker was given (records), per size:")
+      for meta, r in groups:
+        print(f"  {r['run']:<11} {meta['size_gb']:g} GB: "
+              + ", ".join(f"{k} {v:,}" for k, v in r["largest"].items()))
 
 
 if __name__ == "__main__":

@@ -58,9 +58,17 @@ def beam(corpus, out, tokenizer, workers: int) -> dict:
     raise SystemExit("the Beam preparation is not in this tree")
   options = (f"--runner=FnApiRunner --direct_num_workers={workers} "
              "--direct_running_mode=multi_processing")
+  largest = {}
+
+  def log(line: str) -> None:
+    print(line, file=sys.stderr)
+    if "beam: largest " in line:  # The largest groups the pipeline gave a worker.
+      name, value = line.split("beam: largest ")[1].rsplit(" ", 1)
+      largest[name] = int(value.replace(",", ""))
+
   manifest = tasks.prepare(_data_cfg(corpus, out, tokenizer, True, True), runner="beam",
-                           beam_options=options, log=lambda line: print(line, file=sys.stderr))
-  return _kept(manifest)
+                           beam_options=options, log=log)
+  return {**_kept(manifest), "largest": largest}
 
 
 def _eos_token(tokenizer: str) -> str:
