@@ -2,14 +2,28 @@
 
 Every file the package writes whole (configs, manifests, stats, reports,
 caches) goes through here: write to a temporary name in the same folder, then
-rename. Paths may be local or `gs://` (etils.epath).
+rename. Paths may be local or URLs such as `gs://` (etils.epath).
 """
 import contextlib
+import hashlib
 import json
 import os
+import pathlib
+import shutil
+import tempfile
 from typing import Any
 
 from etils import epath
+
+
+def is_url(path: str | os.PathLike) -> bool:
+  """Whether `path` names a remote object store location (`gs://...`), not a local file."""
+  return "://" in os.fspath(path)
+
+
+def path(location: str | os.PathLike) -> pathlib.Path | epath.Path:
+  """A local path as `pathlib.Path`, a URL as `epath.Path` (the same operations on both)."""
+  return epath.Path(location) if is_url(location) else pathlib.Path(location)
 
 
 def _temporary(path: epath.Path) -> epath.Path:
@@ -52,8 +66,54 @@ def open_atomic(path: str | os.PathLike, mode: str = "w", **kwargs):
 
 def write_with(path: str | os.PathLike, write_fn) -> None:
   """Atomically creates `path` with `write_fn(temporary_path)` (for writers
-  that need a file name, such as ArrayRecord, gzip or numpy)."""
+  that need a file name, such as ArrayRecord, gzip or numpy).
+
+  Such writers take local names only: a URL's file is written locally first,
+  then copied to a temporary name beside `path` and renamed.
+  """
   path = epath.Path(path)
   tmp = _temporary(path)
-  write_fn(str(tmp))
+  if is_url(path):
+    with tempfile.TemporaryDirectory() as folder:
+      local = os.path.join(folder, path.name)
+      write_fn(local)
+      epath.Path(local).copy(tmp, overwrite=True)
+  else:
+    write_fn(str(tmp))
   tmp.replace(path)
+
+
+def remove_tree(location: str | os.PathLike) -> None:
+  """Removes a folder and everything in it, local or at a URL; nothing when it is absent."""
+  found = path(location)
+  if found.exists():
+    if is_url(location):
+      found.rmtree()
+    else:
+      shutil.rmtree(found)
+
+
+# Local copies of remote files made by this process: {URL: local path}.
+_LOCAL_COPIES: dict[str, str] = {}
+
+
+def local_copy(location: str | os.PathLike) -> str:
+  """A local file holding `location`: itself when local, else a copy made once per process.
+
+  Copies of files of one remote folder land in one local folder, so a file
+  read beside another (a tokenizer's config) is found there too.
+  """
+  location = os.fspath(location)
+  if not is_url(location):
+    return location
+  if location not in _LOCAL_COPIES:
+    remote = epath.Path(location)
+    folder = os.path.join(tempfile.gettempdir(), "midtrain_jax-copies",
+                          hashlib.sha256(str(remote.parent).encode()).hexdigest()[:16])
+    os.makedirs(folder, exist_ok=True)
+    local = os.path.join(folder, remote.name)
+    remote.copy(_temporary(epath.Path(local)), overwrite=True)
+    os.replace(_temporary(epath.Path(local)), local)
+    _LOCAL_COPIES[location] = local
+  return _LOCAL_COPIES[location]
+

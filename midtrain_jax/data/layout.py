@@ -248,7 +248,7 @@ def write_documents(path: pathlib.Path, docs: list[np.ndarray]) -> None:
 
 def has_masks(data_dir: pathlib.Path, task: str) -> bool:
   """Whether a prepared task's documents carry loss masks (a chat task)."""
-  return mask_file(train_shard(pathlib.Path(data_dir) / task, 0)).exists()
+  return mask_file(train_shard(files.path(data_dir) / task, 0)).exists()
 
 
 def decode_mask(record: bytes) -> np.ndarray:
@@ -267,7 +267,7 @@ def mask_files(files_: list[str]) -> list[str]:
 
 def read_heldout_scored_bytes(data_dir: pathlib.Path, task: str) -> list[int] | None:
   """UTF-8 size of each held-out document's responses (chat tasks), or None."""
-  path = heldout_scored_bytes_file(pathlib.Path(data_dir) / task)
+  path = heldout_scored_bytes_file(files.path(data_dir) / task)
   return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -288,7 +288,7 @@ def read_heldout_bytes(data_dir: pathlib.Path, task: str) -> list[int] | None:
   None for folders prepared before format 2, which stored only the split's
   total (`heldout_bytes` in stats.json).
   """
-  path = heldout_bytes_file(pathlib.Path(data_dir) / task)
+  path = heldout_bytes_file(files.path(data_dir) / task)
   return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -323,7 +323,7 @@ def write_stats(task_dir: pathlib.Path, stats: dict) -> None:
 
 def read_stats(data_dir: pathlib.Path, task: str) -> dict:
   """A prepared task's statistics; FileNotFoundError naming the task when missing."""
-  path = pathlib.Path(data_dir) / task / STATS
+  path = files.path(data_dir) / task / STATS
   if not path.exists():
     raise FileNotFoundError(f"Task {task} is not prepared: {path} is missing.")
   return json.loads(path.read_text())
@@ -331,7 +331,7 @@ def read_stats(data_dir: pathlib.Path, task: str) -> dict:
 
 def quality_dir(data_dir: pathlib.Path) -> pathlib.Path:
   """The folder of the quality scorer (quality-aware upsampling)."""
-  return pathlib.Path(data_dir) / "quality"
+  return files.path(data_dir) / "quality"
 
 
 def write_quality_scorer(data_dir: pathlib.Path, arrays: dict[str, np.ndarray],
@@ -349,13 +349,13 @@ def read_quality_scorer(data_dir: pathlib.Path) -> tuple[dict[str, np.ndarray], 
   folder = quality_dir(data_dir)
   if not (folder / "scorer.json").exists():
     return None
-  with np.load(folder / "scorer.npz", allow_pickle=False) as loaded:
+  with (folder / "scorer.npz").open("rb") as f, np.load(f, allow_pickle=False) as loaded:
     arrays = {k: loaded[k] for k in loaded.files}
   return arrays, json.loads((folder / "scorer.json").read_text())
 
 
 def _quality_scores_file(data_dir: pathlib.Path, task: str) -> pathlib.Path:
-  return pathlib.Path(data_dir) / task / "quality_scores.npz"
+  return files.path(data_dir) / task / "quality_scores.npz"
 
 
 def write_quality_scores(data_dir: pathlib.Path, task: str, scores: np.ndarray,
@@ -394,11 +394,11 @@ def join_quality_scores(data_dir: pathlib.Path, task: str, shards: int, *, score
   The same file, written by streaming each array part by part: one part in
   memory at a time, however many documents the task has.
   """
-  task_dir = pathlib.Path(data_dir) / task
+  task_dir = files.path(data_dir) / task
   parts = [_quality_scores_part(task_dir, shard) for shard in range(shards)]
   sizes = []
   for part in parts:
-    with np.load(part, allow_pickle=False) as loaded:
+    with part.open("rb") as f, np.load(f, allow_pickle=False) as loaded:
       sizes.append(len(loaded["scores"]))
   with files.open_atomic(_quality_scores_file(data_dir, task), "wb") as f, \
        zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -408,7 +408,7 @@ def join_quality_scores(data_dir: pathlib.Path, task: str, shards: int, *, score
             "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
             "shape": (sum(sizes),)})
         for part in parts:
-          with np.load(part, allow_pickle=False) as loaded:
+          with part.open("rb") as f, np.load(f, allow_pickle=False) as loaded:
             member.write(np.ascontiguousarray(loaded[name], dtype).tobytes())
     for name, value in (("scorer", scorer), ("task", task_fingerprint)):
       with archive.open(f"{name}.npy", "w") as member:
@@ -422,19 +422,19 @@ def read_quality_scores(data_dir: pathlib.Path, task: str) -> dict | None:
   path = _quality_scores_file(data_dir, task)
   if not path.exists():
     return None
-  with np.load(path, allow_pickle=False) as loaded:
+  with path.open("rb") as f, np.load(f, allow_pickle=False) as loaded:
     return {"scores": loaded["scores"], "tokens": loaded["tokens"],
             "scorer": str(loaded["scorer"]),
             "task": str(loaded["task"])}
 
 
 def write_manifest(data_dir: pathlib.Path, manifest: dict) -> None:
-  files.write_json(pathlib.Path(data_dir) / MANIFEST, manifest)
+  files.write_json(files.path(data_dir) / MANIFEST, manifest)
 
 
 def read_manifest(data_dir: pathlib.Path) -> dict | None:
   """The manifest, or None when the folder holds no finished preparation."""
-  path = pathlib.Path(data_dir) / MANIFEST
+  path = files.path(data_dir) / MANIFEST
   return json.loads(path.read_text()) if path.exists() else None
 
 

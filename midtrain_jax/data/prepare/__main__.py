@@ -7,10 +7,10 @@
       --beam_options="--runner=FnApiRunner --direct_num_workers=2 \
       --direct_running_mode=multi_processing"
 
-`--runner=beam` runs every stage as one Apache Beam pipeline (Flink or Spark
-on a cluster whose workers share the output folder and the cache with this
-machine, or a local runner, per `--beam_options`) and writes the same folder as
-the default local runner.
+`--runner=beam` runs every stage as one Apache Beam pipeline (Dataflow, Flink
+or Spark, or a local runner, per `--beam_options`) and writes the same folder as
+the default local runner, also at a URL its workers reach (`--out=gs://...`,
+which Dataflow needs).
 
 Every key of the config's `data` section is a `--data.<key>` flag. Resumable
 and idempotent (midtrain_jax/data/prepare/tasks.py); the folder's files are
@@ -26,12 +26,13 @@ from midtrain_jax.data.prepare import tasks as preparation
 _DATA = config_flags.DEFINE_config_dict("data", data_settings.data_config(), lock_config=True)
 _MIXTURE = flags.DEFINE_string("mixture", "", "Shorthand for --data.mixture.")
 _OUT = flags.DEFINE_string("out", "", "Output folder (default: data.data_dir or "
-                           "<cache>/prepared/v<format>/<mixture>).")
+                           "<cache>/prepared/v<format>/<mixture>); a URL such as "
+                           "gs://BUCKET/FOLDER with --runner=beam.")
 _RUNNER = flags.DEFINE_enum("runner", "local", preparation.RUNNERS, "local (this process) "
                             "or beam (an Apache Beam pipeline); both write the same folder.")
 _BEAM_OPTIONS = flags.DEFINE_string("beam_options", "", "Beam pipeline options with "
                                     "--runner=beam, e.g. \"--runner=FnApiRunner "
-                                    "--direct_num_workers=2\" or Flink's.")
+                                    "--direct_num_workers=2\", or Dataflow's or Flink's.")
 
 
 def main(argv):

@@ -21,6 +21,9 @@ folder written is the same file for file (stats and manifest but for timing):
               input) + those before it in its block; shard i holds numbers
               [i * shard_docs, (i + 1) * shard_docs);
   write       shards, held-out split, per-shard progress, then stats.json.
+The output folder may be a URL (gs://...) that every worker reaches: the
+launcher stages the tokenizer and the decontamination index there, which the
+workers load (staging.py), and they write the folder through etils.epath.
 A task with more than `data.max_malformed` malformed records fails the
 pipeline where its stats.json would be written, naming the first ones (the
 local runner fails before writing anything). The launcher writes the
@@ -50,14 +53,14 @@ document being scored alone (qau_scores.py).
 import contextlib
 import os
 import pathlib
-import shutil
 from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from midtrain_jax import files
 from midtrain_jax.data.prepare import beam_stages as stages
-from midtrain_jax.data.prepare import decisions, dedup_step, records
+from midtrain_jax.data.prepare import decisions, dedup_step, records, staging
 from midtrain_jax.data.prepare.run_plan import Plan
 from midtrain_jax.dedup import beam_components
 
@@ -150,12 +153,11 @@ def _heldout(kept, plan: Plan):
   return parts.train, parts.heldout, chosen, counted
 
 
-def _shards(train, seeds, plan: Plan, names: dict, chat: dict):
+def _shards(train, seeds, plan: Plan, staged: staging.Staged, names: dict, chat: dict):
   """Cleans, tokenises, numbers and writes the train shards; (shard counts, tail counts)."""
   payload = (train | "Batch train" >> beam.BatchElements(**_BATCH)
              | "Clean, encode, score" >> beam.ParDo(stages.CleanEncode(
-                 plan.cleaner, plan.data_cfg.tokenizer,
-                 plan.quality[0] if plan.quality is not None else None, chat)))
+                 staged, plan.quality[0] if plan.quality is not None else None, chat)))
   flags = (payload | "Kept flags" >> beam.Map(
                lambda kv: (stages.block_of(kv[0]), (kv[0][2], kv[1][0] is not None)))
            | "By block" >> beam.GroupByKey()
@@ -172,7 +174,7 @@ def _shards(train, seeds, plan: Plan, names: dict, chat: dict):
   return written, assigned.tail
 
 
-def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
+def _build(pipeline, plan: Plan, staged: staging.Staged, specs: dict, pending: list[int]) -> None:
   """Adds every stage: `specs` are read ({rank: spec}), the `pending` ranks written."""
   names = {rank: spec.name for rank, spec in specs.items()}
   chat = {rank: spec.name for rank, spec in specs.items() if spec.chat}  # Masked documents.
@@ -187,10 +189,9 @@ def _build(pipeline, plan: Plan, specs: dict, pending: list[int]) -> None:
   seeds = pipeline | "Seeds" >> beam.Create(pending)
   held = ((heldout, seeds | "Held seeds" >> beam.Map(lambda rank: (rank, None)))
           | "All held" >> beam.Flatten() | "Held by task" >> beam.GroupByKey()
-          | "Write held out" >> beam.ParDo(stages.WriteHeldout(
-              str(plan.out), names, plan.cleaner, plan.data_cfg.tokenizer, chat),
-              beam.pvalue.AsDict(chosen)))
-  shards, tail = _shards(train, seeds, plan, names, chat)
+          | "Write held out" >> beam.ParDo(stages.WriteHeldout(str(plan.out), names, staged, chat),
+                                         beam.pvalue.AsDict(chosen)))
+  shards, tail = _shards(train, seeds, plan, staged, names, chat)
   groups = {"shards": shards, "tail": tail, "heldout": held, "malformed": bad, **tallies}
   tasks = {rank: (specs[rank], str(plan.task_dir(names[rank])), plan.fingerprints[names[rank]],
                   plan.files[names[rank]]) for rank in pending}
@@ -217,14 +218,16 @@ def run(plan: Plan, options: Sequence[str], log: Callable[[str], None]) -> None:
   specs = {plan.rank(s.name): s for s in plan.specs if cross or s.name in plan.pending}
   pending = sorted(plan.rank(name) for name in plan.pending)
   for name in plan.pending:  # Unfinished: prepared again whole.
-    shutil.rmtree(plan.task_dir(name), ignore_errors=True)
+    files.remove_tree(plan.task_dir(name))
     plan.task_dir(name).mkdir(parents=True)
   log(f"[prepare] beam: preparing {plan.pending} with {' '.join(options) or 'defaults'}")
+  staged = staging.stage(plan.out, plan.tok, plan.cleaner)
   pipeline = beam.Pipeline(options=PipelineOptions(list(options)))
-  _build(pipeline, plan, specs, pending)
+  _build(pipeline, plan, staged, specs, pending)
   with _workers_import_this_package():
     result = pipeline.run()
     result.wait_until_finish()
+  staging.remove(staged.folder)
   found = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("prepare"))
   for counter in sorted(found["counters"], key=lambda c: c.key.metric.name):
     value = counter.committed if counter.committed is not None else counter.attempted

@@ -7,15 +7,14 @@ position)`; a task is named by its rank.
 """
 import collections
 import heapq
-import pathlib
 import typing
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from midtrain_jax import files
 from midtrain_jax.data import layout
-from midtrain_jax.data import tokenizer as tokenizer_lib
-from midtrain_jax.data.prepare import decisions, dedup_step, qau_scores, records, writing
+from midtrain_jax.data.prepare import decisions, dedup_step, qau_scores, records, staging, writing
 from midtrain_jax.dedup import batch as dedup_batch
 from midtrain_jax.dedup import components
 from midtrain_jax.dedup import counts as dedup_counts
@@ -209,14 +208,14 @@ class CleanEncode(beam.DoFn):
   `ShardProgress` dict, quality score or None)).
   """
 
-  def __init__(self, cleaner: writing.Cleaner | None, tokenizer: str, scorer=None,
+  def __init__(self, staged: staging.Staged, scorer=None,
                chat_tasks: dict[int, str] | None = None):
-    self._cleaner, self._tokenizer, self._scorer = cleaner, tokenizer, scorer
+    self._staged, self._cleaner, self._scorer = staged, staged.cleaner, scorer
     self._chat_tasks = dict(chat_tasks or {})  # {task rank: name} of chat tasks.
     self._tok = None
 
   def setup(self):
-    self._tok = tokenizer_lib.load_tokenizer(self._tokenizer)
+    self._tok = staging.load_tokenizer(self._staged)
 
   def process(self, batch):
     texts = [text for _, text in batch]
@@ -282,7 +281,7 @@ class WriteShard(beam.DoFn):
     (rank, shard), members = grouped
     members = sorted((m for m in members if m is not None), key=lambda m: m[0])
     Metrics.distribution(_NAMESPACE, "records_per_shard").update(len(members))
-    task_dir = pathlib.Path(self._out) / self._names[rank]
+    task_dir = files.path(self._out) / self._names[rank]
     written = [m for m in members if m[1] is not None]
     docs = [m[1] for m in written]
     layout.write_documents(layout.train_shard(task_dir, shard), docs)
@@ -300,14 +299,14 @@ class WriteShard(beam.DoFn):
 class WriteHeldout(beam.DoFn):
   """Writes one task's held-out split in the chosen order; emits (rank, heldout record)."""
 
-  def __init__(self, out: str, names: dict, cleaner, tokenizer: str,
+  def __init__(self, out: str, names: dict, staged: staging.Staged,
                chat_tasks: dict[int, str] | None = None):
-    self._out, self._names, self._cleaner, self._tokenizer = out, names, cleaner, tokenizer
+    self._out, self._names, self._staged, self._cleaner = out, names, staged, staged.cleaner
     self._chat_tasks = dict(chat_tasks or {})  # {task rank: name} of chat tasks.
     self._tok = None
 
   def setup(self):
-    self._tok = tokenizer_lib.load_tokenizer(self._tokenizer)
+    self._tok = staging.load_tokenizer(self._staged)
 
   def process(self, grouped, chosen):
     rank, members = grouped
@@ -316,7 +315,7 @@ class WriteHeldout(beam.DoFn):
     kept = [c for c, _ in writing.clean(self._cleaner, ordered) if c is not None]
     docs = writing.encode(self._tok, kept, self._chat_tasks.get(rank))
     doc_bytes = [len(t.encode("utf-8")) for t in kept]
-    layout.write_heldout(pathlib.Path(self._out) / self._names[rank], docs, doc_bytes)
+    layout.write_heldout(files.path(self._out) / self._names[rank], docs, doc_bytes)
     Metrics.counter(_NAMESPACE, "heldout_docs").inc(len(docs))
     yield rank, writing.heldout_record(docs, doc_bytes)
 
@@ -351,7 +350,7 @@ class WriteStats(beam.DoFn):
 
   def process(self, grouped, read: dict, candidates: dict):
     rank, groups = grouped
-    spec, task_dir, fingerprint, files = self._tasks[rank]
+    spec, task_dir, fingerprint, source_files = self._tasks[rank]
     malformed = (groups["malformed"] or [records.MalformedTally().as_dict()])[0]
     records.MalformedTally(malformed).check(self._max_malformed, spec.name)
     found = decisions.Decisions(
@@ -360,10 +359,10 @@ class WriteStats(beam.DoFn):
         if self._dedup_record is not None else {},
         candidates.get(rank, 0), heldout=[], removed=[], train_docs=0)
     progress, total = cumulative_progress(groups["shards"], groups["tail"])
-    task_dir = pathlib.Path(task_dir)
+    task_dir = files.path(task_dir)
     for index, state in enumerate(progress):
       layout.write_shard_progress(task_dir, index, state)
-    stats = writing.task_stats(spec, fingerprint, files, found, len(progress), total,
+    stats = writing.task_stats(spec, fingerprint, source_files, found, len(progress), total,
                                groups["heldout"][0], self._cleaner, self._dedup_record)
     if self._scorer is not None:  # Each train document's score and length (qau_scores.py).
       layout.join_quality_scores(task_dir.parent, spec.name, len(progress),

@@ -13,6 +13,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from midtrain_jax import files
 from midtrain_jax.data import layout
 from midtrain_jax.data import settings as data_settings
 from midtrain_jax.data import tokenizer as tokenizer_lib
@@ -69,7 +70,7 @@ def ensure_scores(data_cfg, data_dir: str | pathlib.Path, tasks: Sequence[str],
   Returns:
     {task: {"scores", "tokens"}}: per train document, in record order.
   """
-  data_dir = pathlib.Path(data_dir)
+  data_dir = files.path(data_dir)
   manifest = layout.read_manifest(data_dir)
   if manifest is None:
     raise FileNotFoundError(f"{data_dir} is not a prepared data folder (no {layout.MANIFEST}).")

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from midtrain_jax import files
 from midtrain_jax.data import layout
 from midtrain_jax.data.mixtures import catalog
 from midtrain_jax.documents import readers as sources
@@ -220,14 +221,14 @@ def train_for(data_cfg, tok, log: Callable[[str], None] = print) -> Scorer:
 
 def save(scorer: Scorer, data_dir: str | pathlib.Path) -> None:
   """Writes the scorer into the prepared folder (layout.py: quality/)."""
-  layout.write_quality_scorer(pathlib.Path(data_dir),
+  layout.write_quality_scorer(files.path(data_dir),
                               {"weights": scorer.weights, "bias": np.float64(scorer.bias)},
                               scorer.meta)
 
 
 def load(data_dir: str | pathlib.Path) -> Scorer | None:
   """The prepared folder's scorer, or None when it has none."""
-  found = layout.read_quality_scorer(pathlib.Path(data_dir))
+  found = layout.read_quality_scorer(files.path(data_dir))
   if found is None:
     return None
   arrays, meta = found

@@ -14,7 +14,7 @@ import json
 import pathlib
 from collections.abc import Callable, Sequence
 
-from midtrain_jax import cache
+from midtrain_jax import cache, files
 from midtrain_jax.data import layout
 from midtrain_jax.data.prepare import dedup_step, qau_scores, records, writing
 from midtrain_jax.decontam import decontaminator
@@ -25,7 +25,7 @@ class Plan:
   """A prepare run.
 
   Attributes:
-    out: the prepared folder.
+    out: the prepared folder (a URL such as gs://... for the Beam runner).
     data_cfg: the `data` config section.
     tok: the tokenizer.
     specs: the tasks in deduplication order (a task's rank is its index here).
@@ -157,12 +157,13 @@ def make_plan(specs: Sequence, out: pathlib.Path, tok, data_cfg,
   if step is not None:
     order = dedup_step.dedup_order([s.name for s in specs], data_cfg)
     specs = [next(s for s in specs if s.name == name) for name in order]
-  files = {s.name: records.units(s, data_cfg, 0)[0] for s in specs}
-  found = fingerprints(specs, files, tok, data_cfg, step)
-  done = _done(pathlib.Path(out), specs, found)
+  sources = {s.name: records.units(s, data_cfg, 0)[0] for s in specs}
+  found = fingerprints(specs, sources, tok, data_cfg, step)
+  out = files.path(out)
+  done = _done(out, specs, found)
   pending = len(done) < len(specs)
   cleaner = make_cleaner(data_cfg, log) if pending else None
   quality = (qau_scores.scorer_for(data_cfg, out, tok, log)
              if pending and data_cfg.qau.enabled else None)
-  return Plan(pathlib.Path(out), data_cfg, tok, list(specs), files, found, done, step, cleaner,
+  return Plan(out, data_cfg, tok, list(specs), sources, found, done, step, cleaner,
               quality)

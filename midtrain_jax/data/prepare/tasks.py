@@ -16,6 +16,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 
+from midtrain_jax import files
 from midtrain_jax.data import layout
 from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.mixtures import catalog
@@ -27,7 +28,7 @@ from midtrain_jax.documents import readers as sources
 _SPM_TRAIN_CHARS_PER_TASK = 1_500_000
 RUNNERS = ("local", "beam")
 # Beam runners whose workers run on machines of their own, with no shared files.
-_NO_SHARED_FILES = ("dataflow",)
+_REMOTE_WORKERS = ("dataflow",)
 
 
 def ensure_demo_tokenizer(log: Callable[[str], None] = print) -> pathlib.Path:
@@ -110,12 +111,17 @@ def _run(run: plan_lib.Plan, runner: str, beam_options: Sequence[str],
   return stats
 
 
-def parse_beam_options(text: str | Sequence[str]) -> list[str]:
+def parse_beam_options(text: str | Sequence[str], out: str | pathlib.Path = "") -> list[str]:
   """Beam pipeline options from a command-line string, checked to be known to Beam.
 
+  Args:
+    text: the options.
+    out: the output folder: a runner whose workers share no filesystem with
+      this machine (Dataflow) needs a URL that they reach (gs://...).
+
   Raises:
-    ValueError: naming the options Beam does not know, or a runner whose
-      workers cannot reach the launcher's files (Dataflow).
+    ValueError: naming the options Beam does not know, or a remote runner with
+      a local output folder.
   """
   from apache_beam.options import pipeline_options  # noqa: PLC0415  Beam only when asked for.
   args = shlex.split(text) if isinstance(text, str) else list(text)
@@ -128,13 +134,14 @@ def parse_beam_options(text: str | Sequence[str]) -> list[str]:
                      f"(in {args}).")
   runner = options.view_as(pipeline_options.StandardOptions).runner or ""
   # Beam takes a runner's name in any case, with or without "Runner" (runners/runner.py).
-  if runner.lower().removesuffix("runner").removeprefix("test") in _NO_SHARED_FILES:
+  remote = runner.lower().removesuffix("runner").removeprefix("test") in _REMOTE_WORKERS
+  if remote and not files.is_url(out):
     raise ValueError(
         f"--beam_options: --runner={runner}: its workers share no filesystem with this "
-        "machine, but the preparation's workers read the tokenizer and the decontamination "
-        "index from it and write the prepared folder to it. Run the pipeline where the "
-        "workers share the output folder and the cache with the launcher: Flink or Spark "
-        "on a cluster with a shared filesystem, or FnApiRunner on one machine.")
+        f"machine, so they cannot write the local folder {str(out) or '(default)'}. Give "
+        "--out a bucket they reach (--out=gs://BUCKET/FOLDER): the workers write the "
+        "prepared folder there and read the tokenizer and decontamination index the "
+        "launcher stages in it.")
   return args
 
 
@@ -145,7 +152,8 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
 
   Args:
     data_cfg: the `data` config section (mixture, tokenizer, prepare keys).
-    out_dir: output folder; default `layout.resolve_dir(data_cfg)`.
+    out_dir: output folder; default `layout.resolve_dir(data_cfg)`; a URL
+      (gs://...) with the Beam runner.
     log: progress printer.
     runner: "local" (this process) or "beam" (an Apache Beam pipeline); both
       write the same folder.
@@ -157,15 +165,22 @@ def prepare(data_cfg, out_dir: str | pathlib.Path | None = None,
   """
   if runner not in RUNNERS:
     raise ValueError(f"Unknown prepare runner {runner!r}: expected one of {RUNNERS}.")
-  options = parse_beam_options(beam_options) if runner == "beam" else []
+  out = files.path(out_dir) if out_dir else layout.resolve_dir(data_cfg)
+  options = parse_beam_options(beam_options, out) if runner == "beam" else []
+  if files.is_url(out) and runner != "beam":
+    raise ValueError(f"--out={out}: a folder at a URL is written by the Beam runner "
+                     "(--runner=beam); the local runner writes a local folder.")
   mixture = catalog.get_mixture(data_cfg.mixture)
-  out = pathlib.Path(out_dir) if out_dir else layout.resolve_dir(data_cfg)
+  specs = [catalog.get_task(name) for name in mixture.rates]
+  if files.is_url(out) and _pretokenized(specs):
+    raise ValueError(f"--out={out}: tasks of published token files "
+                     f"({[s.name for s in _pretokenized(specs)]}) are copied into a local "
+                     "folder only; prepare the mixture into a local folder.")
   out.mkdir(parents=True, exist_ok=True)
   if data_cfg.tokenizer == tokenizer_lib.DEMO_SPM:
     ensure_demo_tokenizer(log)
   tok = tokenizer_lib.load_tokenizer(data_cfg.tokenizer)
   started = time.time()
-  specs = [catalog.get_task(name) for name in mixture.rates]
   if _pretokenized(specs):
     from midtrain_jax.data.prepare import pretokenized  # noqa: PLC0415
     for spec in _pretokenized(specs):

@@ -19,28 +19,43 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from midtrain_jax import cache
+from midtrain_jax import cache, files
 from midtrain_jax.data import layout
 from midtrain_jax.data.prepare import chat_docs
-from midtrain_jax.decontam import counts, decontaminator
+from midtrain_jax.decontam import counts, decontaminator, params
 
 
 class Cleaner:
-  """The decontaminator of a prepare run: benchmarks and mode; picklable (names only)."""
+  """The decontaminator of a prepare run: benchmarks and mode; picklable (names only).
 
-  def __init__(self, benchmarks: Sequence[str], mode: str, cache_dir: str | None = None):
+  Loads the benchmarks' cached index (built by the launcher), or `index`: a
+  copy of it elsewhere, such as the one a Beam run stages for its workers
+  (staging.py; a URL is copied to local disk once per process).
+  """
+
+  def __init__(self, benchmarks: Sequence[str], mode: str, cache_dir: str | None = None,
+               index: str | None = None):
     self.benchmarks, self.mode = list(benchmarks), mode
     self.cache_dir = cache_dir or str(cache.cache_root())
+    self.index = index
     self._deco = None
 
   def __getstate__(self):
-    return {**vars(self), "_deco": None}  # Each worker loads the cached index itself.
+    return {**vars(self), "_deco": None}  # Each worker loads the index itself.
+
+  def index_file(self) -> str:
+    """The index this cleaner loads."""
+    return self.index or decontaminator.index_path(
+        tuple(dict.fromkeys(self.benchmarks)), params.from_overrides(), self.cache_dir)
 
   def clean(self, texts: Sequence[str]) -> list[tuple[str | None, list]]:
     """(cleaned text or None when dropped, hits) per text."""
     if self._deco is None:
-      self._deco = decontaminator.Decontaminator.from_benchmarks(self.benchmarks,
-                                                                 cache_dir=self.cache_dir)
+      if self.index is None:
+        self._deco = decontaminator.Decontaminator.from_benchmarks(self.benchmarks,
+                                                                   cache_dir=self.cache_dir)
+      else:
+        self._deco = decontaminator.Decontaminator.from_index_file(files.local_copy(self.index))
     return self._deco.clean_batch(list(texts), self.mode)
 
 

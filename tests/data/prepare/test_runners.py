@@ -6,20 +6,26 @@ benchmark item (twice: one copy is deduplicated, the other decontaminated)
 and a malformed record. Every stage is on: cross-task deduplication,
 decontamination, the held-out split, sharding and quality scores (QAU).
 """
+import contextlib
 import json
 import os
 import pathlib
 import shutil
+import tempfile
+from unittest import mock
 
 import numpy as np
 import pytest
+from etils import epath
 
 from midtrain_jax import config as config_lib
 from midtrain_jax.benchmark_data import items as benchmarks
 from midtrain_jax.data import layout
+from midtrain_jax.data import tokenizer as tokenizer_lib
 from midtrain_jax.data.load import pipeline
-from midtrain_jax.data.prepare import beam_stages, progress, qau_scores
+from midtrain_jax.data.prepare import beam_stages, progress, qau_scores, staging
 from midtrain_jax.data.prepare import tasks as preparation
+from midtrain_jax.decontam import decontaminator
 from tests.dedup import planted
 
 _MIX = """\
@@ -198,6 +204,66 @@ def test_an_interrupted_local_run_resumes_to_the_same_folder(sources, local_run,
   assert _files(tmp_path / "out") == _files(local_run)
 
 
+@contextlib.contextmanager
+def _bucket(root: pathlib.Path):
+  """gs://BUCKET/... served from root/BUCKET/... to every epath operation of this process."""
+  def local(value):
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    return f"{root}/{text[len('gs://'):]}" if text and text.startswith("gs://") else value
+
+  def on_local_disk(original, path, *args, **kwargs):
+    return original(local(path), *(local(a) for a in args), **kwargs)
+
+  names = ("copy", "exists", "glob", "isdir", "listdir", "makedirs", "mkdir", "open", "remove",
+           "rename", "replace", "rmtree", "stat", "walk")
+  # This etils serves gs:// from tf.io.gfile whenever TensorFlow is installed, mocked or not.
+  with epath.testing.mock_epath(**dict.fromkeys(names, on_local_disk)), \
+       mock.patch.object(epath.gpath, "_is_tf_installed", lambda: False):
+    yield
+
+
+def test_beam_writes_the_local_folder_into_a_bucket_reading_nothing_else(
+    sources, local_run, tmp_path, monkeypatch):
+  """As on Dataflow: the folder at a URL, and the workers read no file of the launcher's.
+
+  Once the launcher has staged the tokenizer and the decontamination index in
+  the folder, loading either from anywhere else fails until the pipeline ends
+  (the workers of this runner run in this process).
+  """
+  copies = os.path.join(tempfile.gettempdir(), "midtrain_jax-copies")  # files.local_copy
+  forbidden = []
+
+  def from_cache(*args, **kwargs):
+    raise AssertionError(f"a worker read the launcher's decontamination cache: {args}")
+
+  def tokenizer_from(spec):
+    assert not forbidden or spec.startswith(copies), f"a worker read the launcher's {spec}"
+    return load_tokenizer(spec)
+
+  def stage_then_forbid(*args):
+    staged = stage(*args)
+    forbidden.append(True)
+    assert staged.folder == "gs://bucket/prep/_staged"
+    monkeypatch.setattr(decontaminator.Decontaminator, "from_benchmarks", from_cache)
+    return staged
+
+  def remove_then_allow(folder):
+    forbidden.clear()
+    monkeypatch.undo()
+    remove(folder)
+
+  stage, remove, load_tokenizer = staging.stage, staging.remove, tokenizer_lib.load_tokenizer
+  monkeypatch.setattr(staging, "stage", stage_then_forbid)
+  monkeypatch.setattr(staging, "remove", remove_then_allow)
+  monkeypatch.setattr(tokenizer_lib, "load_tokenizer", tokenizer_from)
+  logs = []
+  with _bucket(tmp_path):
+    _prepare(_cfg(sources), "gs://bucket/prep", "beam", _ONE_WORKER, logs.append)
+  assert any("beam: duplicates_removed 5" in line for line in logs)
+  assert _files(tmp_path / "bucket" / "prep") == _files(local_run)  # No _staged left.
+  assert not pathlib.Path("gs:").exists()  # Nothing written to a local "gs:" folder.
+
+
 def test_a_beam_rerun_reuses_finished_tasks(sources, local_run, tmp_path):
   out = tmp_path / "beam"
   _prepare(_cfg(sources), out, "beam", _ONE_WORKER)
@@ -236,11 +302,17 @@ def test_bad_runner_and_beam_options_are_clear_errors(sources, tmp_path):
   with pytest.raises(ValueError, match=r"not Beam pipeline options: \['direct_num_wrkers'\]"):
     _prepare(_cfg(sources), tmp_path, "beam", "--runner=FnApiRunner --direct_num_wrkers=2")
   assert preparation.parse_beam_options(_TWO_WORKERS)[1] == "--direct_num_workers=2"
+  dataflow = "--project=p --region=r --temp_location=gs://b/t"
   for name in ("DataflowRunner", "dataflow"):
-    with pytest.raises(ValueError, match=f"{name}: its workers share no filesystem"):
-      _prepare(_cfg(sources), tmp_path / "df", "beam",
-               f"--runner={name} --project=p --region=r --temp_location=gs://b/t")
+    with pytest.raises(ValueError, match=f"{name}: its workers share no filesystem.*"
+                       r"--out=gs://BUCKET/FOLDER"):
+      _prepare(_cfg(sources), tmp_path / "df", "beam", f"--runner={name} {dataflow}")
+    # A bucket its workers reach is what it needs.
+    assert preparation.parse_beam_options(f"--runner={name} {dataflow}", "gs://b/prepared")
   assert not (tmp_path / "df").exists()  # Refused before anything is written.
+  with pytest.raises(ValueError, match=r"--out=gs://b/prepared: a folder at a URL is written by "
+                     r"the Beam runner \(--runner=beam\)"):
+    _prepare(_cfg(sources), "gs://b/prepared")
 
 
 def test_progress_lines_give_documents_tokens_rate_and_eta():
