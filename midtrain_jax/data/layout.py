@@ -389,10 +389,11 @@ def write_quality_scores_part(task_dir: pathlib.Path, shard: int, scores: np.nda
 
 def join_quality_scores(data_dir: pathlib.Path, task: str, shards: int, *, scorer: str,
                         task_fingerprint: str) -> None:
-  """`write_quality_scores` from the task's `shards` parts, in shard order; removes the parts.
+  """`write_quality_scores` from the task's `shards` parts, in shard order.
 
   The same file, written by streaming each array part by part: one part in
-  memory at a time, however many documents the task has.
+  memory at a time, however many documents the task has. The parts stay
+  (`remove_quality_scores_parts`).
   """
   task_dir = files.path(data_dir) / task
   parts = [_quality_scores_part(task_dir, shard) for shard in range(shards)]
@@ -413,8 +414,12 @@ def join_quality_scores(data_dir: pathlib.Path, task: str, shards: int, *, score
     for name, value in (("scorer", scorer), ("task", task_fingerprint)):
       with archive.open(f"{name}.npy", "w") as member:
         np.lib.format.write_array(member, np.asarray(value))
-  for part in parts:
-    part.unlink()
+
+
+def remove_quality_scores_parts(task_dir: pathlib.Path, shards: int) -> None:
+  """Removes the parts `join_quality_scores` joined (those still there)."""
+  for shard in range(shards):
+    _quality_scores_part(task_dir, shard).unlink(missing_ok=True)
 
 
 def read_quality_scores(data_dir: pathlib.Path, task: str) -> dict | None:

@@ -360,12 +360,15 @@ class WriteStats(beam.DoFn):
         candidates.get(rank, 0), heldout=[], removed=[], train_docs=0)
     progress, total = cumulative_progress(groups["shards"], groups["tail"])
     task_dir = files.path(task_dir)
-    for index, state in enumerate(progress):
-      layout.write_shard_progress(task_dir, index, state)
-    stats = writing.task_stats(spec, fingerprint, source_files, found, len(progress), total,
-                               groups["heldout"][0], self._cleaner, self._dedup_record)
-    if self._scorer is not None:  # Each train document's score and length (qau_scores.py).
-      layout.join_quality_scores(task_dir.parent, spec.name, len(progress),
-                                 scorer=self._scorer, task_fingerprint=fingerprint)
-    layout.write_stats(task_dir, stats)
+    # A retried bundle (remote runners retry) finds the task done and only tidies up.
+    if not (task_dir / layout.STATS).exists():
+      for index, state in enumerate(progress):
+        layout.write_shard_progress(task_dir, index, state)
+      stats = writing.task_stats(spec, fingerprint, source_files, found, len(progress), total,
+                                 groups["heldout"][0], self._cleaner, self._dedup_record)
+      if self._scorer is not None:  # Each train document's score and length (qau_scores.py).
+        layout.join_quality_scores(task_dir.parent, spec.name, len(progress),
+                                   scorer=self._scorer, task_fingerprint=fingerprint)
+      layout.write_stats(task_dir, stats)
+    layout.remove_quality_scores_parts(task_dir, len(progress))
     yield spec.name
