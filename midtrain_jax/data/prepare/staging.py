@@ -54,7 +54,10 @@ def stage(out, tok: tokenizer_lib.Tokenizer, cleaner: writing.Cleaner | None) ->
   """Copies the tokenizer's files and the cleaner's index into `out/_staged`."""
   folder = files.path(out) / STAGED
   remove(str(folder))
-  tokenizer = [_copy(str(path), folder / "tokenizer") for path in _tokenizer_files(tok)][0]
+  # Named by content (the index's name holds its rules' key), as workers keep their
+  # copies by location: another tokenizer or index staged here is another location.
+  tokenizer = [_copy(str(path), folder / f"tokenizer-{tok.fingerprint()}")
+               for path in _tokenizer_files(tok)][0]
   staged_cleaner = None
   if cleaner is not None:
     index = _copy(cleaner.index_file(), folder / "decontam")
