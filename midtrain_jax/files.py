@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import tempfile
 from typing import Any
 
@@ -85,12 +84,7 @@ def write_with(path: str | os.PathLike, write_fn) -> None:
 
 def remove_tree(location: str | os.PathLike) -> None:
   """Removes a folder and everything in it, local or at a URL; nothing when it is absent."""
-  found = path(location)
-  if found.exists():
-    if is_url(location):
-      found.rmtree()
-    else:
-      shutil.rmtree(found)
+  epath.Path(location).rmtree(missing_ok=True)
 
 
 # Local copies of remote files made by this process: {URL: local path}.
@@ -112,8 +106,9 @@ def local_copy(location: str | os.PathLike) -> str:
                           hashlib.sha256(str(remote.parent).encode()).hexdigest()[:16])
     os.makedirs(folder, exist_ok=True)
     local = os.path.join(folder, remote.name)
-    remote.copy(_temporary(epath.Path(local)), overwrite=True)
-    os.replace(_temporary(epath.Path(local)), local)
+    tmp = _temporary(epath.Path(local))
+    remote.copy(tmp, overwrite=True)
+    os.replace(tmp, local)
     _LOCAL_COPIES[location] = local
   return _LOCAL_COPIES[location]
 

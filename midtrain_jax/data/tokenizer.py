@@ -97,9 +97,16 @@ class Tokenizer:
     except KeyError:
       return None
 
-  def fingerprint(self) -> str:
-    """Returns a short hash of the model file, recorded next to shards."""
+  def files(self) -> list[pathlib.Path]:
+    """The files the tokenizer loads, its model first."""
     raise NotImplementedError
+
+  def fingerprint(self) -> str:
+    """Returns a short hash of the files it loads, recorded next to shards."""
+    digest = hashlib.sha256()
+    for path in self.files():
+      digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -155,8 +162,8 @@ class SentencePieceTokenizer(Tokenizer):
       raise KeyError(f"{piece!r} is not a piece of {self.model_path}")
     return token
 
-  def fingerprint(self) -> str:
-    return hashlib.sha256(pathlib.Path(self.model_path).read_bytes()).hexdigest()[:16]
+  def files(self) -> list[pathlib.Path]:
+    return [pathlib.Path(self.model_path)]
 
 
 class HFJsonTokenizer(Tokenizer):
@@ -184,9 +191,12 @@ class HFJsonTokenizer(Tokenizer):
     return {"json_path": self.json_path, "name": self.name, "_tokenizer": None,
             "_special": None, "_ends": None}
 
+  def _config_path(self) -> pathlib.Path:
+    return pathlib.Path(self.json_path).with_name("tokenizer_config.json")
+
   def _config(self) -> dict | None:
     """tokenizer_config.json beside the file, or None without one."""
-    path = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
+    path = self._config_path()
     return json.loads(path.read_text()) if path.exists() else None
 
   @property
@@ -296,12 +306,10 @@ class HFJsonTokenizer(Tokenizer):
       raise KeyError(f"{piece!r} is not a token of {self.json_path}")
     return token
 
-  def fingerprint(self) -> str:
-    digest = hashlib.sha256(pathlib.Path(self.json_path).read_bytes())
-    config = pathlib.Path(self.json_path).with_name("tokenizer_config.json")
-    if config.exists():  # It names the special tokens, so it is part of the tokenizer.
-      digest.update(config.read_bytes())
-    return digest.hexdigest()[:16]
+  def files(self) -> list[pathlib.Path]:
+    # The config names the special tokens, so it is part of the tokenizer.
+    config = self._config_path()
+    return [pathlib.Path(self.json_path), *([config] if config.exists() else [])]
 
 
 def post_processor_ends(tok: tokenizers.Tokenizer, bos_id: int | None,

@@ -43,6 +43,11 @@ def index_path(names: Sequence[str], params: DecontamParams,
   return os.path.join(root, "decontam", f"index-{rules_key(names, params)}.npz")
 
 
+def cached_index_path(names: Iterable[str], cache_dir: str | None = None, **params) -> str:
+  """Where `Decontaminator.from_benchmarks(names, cache_dir, **params)` keeps its index."""
+  return index_path(tuple(dict.fromkeys(names)), params_lib.from_overrides(**params), cache_dir)
+
+
 def rules_key(names: Sequence[str], params: DecontamParams | None = None) -> str:
   """A digest of everything that decides what is found: item sources, benchmark
   names, parameters, index format and reference corpus. Prepared data records
@@ -91,7 +96,7 @@ class Decontaminator:
     for name in names:
       benchmark_items.get_spec(name)  # Fails early on a typo.
     config = params_lib.from_overrides(**params)
-    path = index_path(names, config, cache_dir)
+    path = cached_index_path(names, cache_dir, **params)
     if os.path.exists(path):
       return cls(index_lib.BenchmarkIndex.load(path, config))
     items = {n: benchmark_items.load_items(n, cache_dir) for n in names}

@@ -370,5 +370,6 @@ class WriteStats(beam.DoFn):
         layout.join_quality_scores(task_dir.parent, spec.name, len(progress),
                                    scorer=self._scorer, task_fingerprint=fingerprint)
       layout.write_stats(task_dir, stats)
-    layout.remove_quality_scores_parts(task_dir, len(progress))
+    if self._scorer is not None:
+      layout.remove_quality_scores_parts(task_dir, len(progress))
     yield spec.name

@@ -33,15 +33,6 @@ class Staged:
   cleaner: writing.Cleaner | None
 
 
-def _tokenizer_files(tok: tokenizer_lib.Tokenizer) -> list[pathlib.Path]:
-  """The files a tokenizer loads: its model, and beside an HF one its tokenizer_config.json."""
-  if isinstance(tok, tokenizer_lib.SentencePieceTokenizer):
-    return [pathlib.Path(tok.model_path)]
-  main = pathlib.Path(tok.json_path)
-  config = main.with_name("tokenizer_config.json")
-  return [main, *([config] if config.exists() else [])]
-
-
 def _copy(path: str, folder) -> str:
   """Copies a local file into `folder` (local or a URL); its location there."""
   folder.mkdir(parents=True, exist_ok=True)
@@ -57,7 +48,7 @@ def stage(out, tok: tokenizer_lib.Tokenizer, cleaner: writing.Cleaner | None) ->
   # Named by content (the index's name holds its rules' key), as workers keep their
   # copies by location: another tokenizer or index staged here is another location.
   tokenizer = [_copy(str(path), folder / f"tokenizer-{tok.fingerprint()}")
-               for path in _tokenizer_files(tok)][0]
+               for path in tok.files()][0]
   staged_cleaner = None
   if cleaner is not None:
     index = _copy(cleaner.index_file(), folder / "decontam")

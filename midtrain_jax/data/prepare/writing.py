@@ -22,7 +22,7 @@ import numpy as np
 from midtrain_jax import cache, files
 from midtrain_jax.data import layout
 from midtrain_jax.data.prepare import chat_docs
-from midtrain_jax.decontam import counts, decontaminator, params
+from midtrain_jax.decontam import counts, decontaminator
 
 
 class Cleaner:
@@ -45,8 +45,7 @@ class Cleaner:
 
   def index_file(self) -> str:
     """The index this cleaner loads."""
-    return self.index or decontaminator.index_path(
-        tuple(dict.fromkeys(self.benchmarks)), params.from_overrides(), self.cache_dir)
+    return self.index or decontaminator.cached_index_path(self.benchmarks, self.cache_dir)
 
   def clean(self, texts: Sequence[str]) -> list[tuple[str | None, list]]:
     """(cleaned text or None when dropped, hits) per text."""
